@@ -1,0 +1,42 @@
+"""PATNet models. Importing this package registers ``patnet_t0`` ... ``patnet_l`` in timm's model registry."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch.nn as nn
+
+from patsearch.arch import VARIANTS, ArchConfig, ArchError, resolve_arch
+from patsearch.models.layers import build_layer
+from patsearch.models.patnet import PATNet, fuse_model
+
+__all__ = ["PATNet", "build_layer", "create_model", "fuse_model", "is_patnet_ref"]
+
+
+def is_patnet_ref(arch: Any) -> bool:
+    """Whether ``arch`` names a PATNet-family network (variant, YAML, mapping or config) rather than a timm peer."""
+    if isinstance(arch, (ArchConfig, Mapping)):
+        return True
+    text = os.fspath(arch)
+    return text in VARIANTS or text.endswith((".yaml", ".yml")) or os.path.exists(text)
+
+
+def create_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], *, num_classes: int | None = None,
+                 fused: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a network from an architecture description, a variant name or a YAML path.
+
+    Any other name that timm knows (``fasternet_t0``, ``resnet50``, ...) builds that timm model, so peers go
+    through the same path for training and benchmarking. ``fused=True`` returns the deployment form.
+    """
+    if is_patnet_ref(arch):
+        model: nn.Module = PATNet(resolve_arch(arch), num_classes=num_classes, **kwargs)
+    else:
+        import timm
+
+        name = os.fspath(arch)
+        if not timm.is_model(name):
+            raise ArchError(f"unknown architecture {name!r}; known PATNet variants: {', '.join(VARIANTS)} "
+                            "(or a YAML path, or a timm model name such as fasternet_t0)")
+        extra = {"num_classes": num_classes} if num_classes is not None else {}
+        model = timm.create_model(name, **extra, **kwargs)
+    return fuse_model(model) if fused else model

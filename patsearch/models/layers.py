@@ -1,0 +1,519 @@
+"""PATNet building blocks in their trained form, each with a ``fuse()`` that returns its deployment form.
+
+Fusion is done by structure: every module knows which of its BNs fold into which conv, so no generic "last conv
+before a BN" walker is needed (that walker pairs PAT_ch's 3x3 with the untouched branch's BN and breaks).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, get_act_layer, trunc_normal_
+
+from patsearch.arch import ATTENTION_MIXERS, LayerSpec
+
+# --- BN folding ---------------------------------------------------------------------------------------------
+
+
+def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eval-mode BN as y = x * scale + shift."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias computing bn(conv(x))."""
+    scale, shift = bn_scale_shift(bn)
+    weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    return _conv_like(conv, weight, bias)
+
+
+def _conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+    out = nn.Conv2d(conv.in_channels, weight.shape[0], conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        if bias is not None:
+            out.bias.copy_(bias)
+    return out
+
+
+class Affine(nn.Module):
+    """Per-channel y = x * scale + shift: what an eval-mode BN becomes when it cannot fold into a conv."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.detach().reshape(1, -1, 1, 1).clone())
+        self.register_buffer("shift", shift.detach().reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)
+
+
+def _act(name: str) -> nn.Module:
+    return get_act_layer(name)()
+
+
+# --- stem, merging, head ------------------------------------------------------------------------------------
+
+
+class ConvBN(nn.Sequential):
+    """Conv (no bias) + BN: the embedding (4x4/4) and merging (2x2/2) layers."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel, stride, bias=False)
+        self.bn = nn.BatchNorm2d(out_dim)
+
+    def fuse(self) -> nn.Module:
+        return fold_bn_into_conv(self.conv, self.bn)
+
+
+class Head(nn.Module):
+    """Global average pool, 1x1 conv to ``head_width`` (no bias), activation, flatten, linear classifier."""
+
+    def __init__(self, in_dim: int, head_width: int, num_classes: int, act: str) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_dim, head_width, 1, bias=False)
+        self.act = _act(act)
+        self.fc = nn.Linear(head_width, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.act(self.proj(x.mean((2, 3), keepdim=True))).flatten(1)
+        return x if pre_logits else self.fc(x)
+
+    def fuse(self) -> nn.Module:
+        return self
+
+
+# --- channel attention for the untouched part ---------------------------------------------------------------
+
+
+class GaussianSE(nn.Module):
+    """Channel gate from per-channel spatial statistics.
+
+    ``gauss``: dense (1, 2) conv over (mean, std) + BN + Hard-Sigmoid (the enhanced Gaussian SE);
+    ``srm``: the same map applied channel-wise (SRM); ``se``: mean -> FC/4 -> ReLU -> FC -> Hard-Sigmoid (SE).
+    """
+
+    def __init__(self, dim: int, kind: str = "gauss") -> None:
+        super().__init__()
+        self.kind = kind
+        if kind in ("gauss", "srm"):
+            self.conv = nn.Conv2d(dim, dim, (1, 2), groups=1 if kind == "gauss" else dim, bias=False)
+            self.bn = nn.BatchNorm2d(dim)
+        elif kind == "se":
+            hidden = max(dim // 4, 1)
+            self.fc1 = nn.Conv2d(dim, hidden, 1)
+            self.fc2 = nn.Conv2d(hidden, dim, 1)
+        else:
+            raise ValueError(f"unknown channel attention {kind!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "se":
+            return F.hardsigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)  # unbiased std
+        logits = self.conv(torch.cat([mean, std], dim=3))  # (B, C, 1, 2) -> (B, C, 1, 1)
+        return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits)
+
+    def fuse(self) -> "GaussianSE":
+        fused = GaussianSE.__new__(GaussianSE)
+        nn.Module.__init__(fused)
+        fused.kind = self.kind
+        if self.kind == "se":
+            fused.fc1, fused.fc2 = self.fc1, self.fc2
+        else:
+            fused.conv = fold_bn_into_conv(self.conv, self.bn)
+        return fused
+
+
+# --- token mixers -------------------------------------------------------------------------------------------
+
+
+class PartialConv(nn.Module):
+    """FasterNet's PConv: 3x3 conv on the first C/n_div channels, the rest passed through."""
+
+    def __init__(self, dim: int, n_div: int) -> None:
+        super().__init__()
+        self.dim_conv = dim // n_div
+        self.dim_untouched = dim - self.dim_conv
+        self.conv = nn.Conv2d(self.dim_conv, self.dim_conv, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
+        return torch.cat([self.conv(x1), x2], dim=1)
+
+    # Mixers return (module, scale, shift): an output affine (from a trailing BN) that the caller folds into
+    # the next 1x1 conv's input columns; None where the output has no BN.
+    def fuse(self) -> tuple[nn.Module, torch.Tensor | None, torch.Tensor | None]:
+        return self, None, None
+
+
+class DenseConv(nn.Module):
+    """A full 3x3 conv (``groups=1``) or depthwise 3x3 conv (``groups=dim``) mixer (Table 5)."""
+
+    def __init__(self, dim: int, depthwise: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim if depthwise else 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def fuse(self) -> tuple[nn.Module, None, None]:
+        return self, None, None
+
+
+class PartialChannelAttention(nn.Module):
+    """PAT_ch: concat[3x3 conv(x1), BN(x2 * gate(x2))], convolved part first."""
+
+    def __init__(self, dim: int, n_div: int, kind: str = "gauss") -> None:
+        super().__init__()
+        self.dim_conv = dim // n_div
+        self.dim_untouched = dim - self.dim_conv
+        self.conv = nn.Conv2d(self.dim_conv, self.dim_conv, 3, 1, 1, bias=False)
+        self.attn = GaussianSE(self.dim_untouched, kind)
+        self.norm = nn.BatchNorm2d(self.dim_untouched)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
+        return torch.cat([self.conv(x1), self.norm(x2 * self.attn(x2))], dim=1)
+
+    def fuse(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        scale, shift = bn_scale_shift(self.norm)
+        ones = torch.ones(self.dim_conv, dtype=scale.dtype, device=scale.device)
+        zeros = torch.zeros_like(ones)
+        return (PartialChannelAttentionDeploy(self.conv, self.attn.fuse()),
+                torch.cat([ones, scale]), torch.cat([zeros, shift]))
+
+
+class PartialChannelAttentionDeploy(nn.Module):
+    """Deployment PAT_ch: the post-gate BN has moved into the next 1x1 conv."""
+
+    def __init__(self, conv: nn.Conv2d, attn: GaussianSE) -> None:
+        super().__init__()
+        self.dim_conv = conv.in_channels
+        self.conv = conv
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.split(x, [self.dim_conv, x.shape[1] - self.dim_conv], dim=1)
+        return torch.cat([self.conv(x1), x2 * self.attn(x2)], dim=1)
+
+
+class FullChannelAttention(nn.Module):
+    """Table 3's full channel attention: PConv, then BN(y * gate(y)) over all channels."""
+
+    def __init__(self, dim: int, n_div: int) -> None:
+        super().__init__()
+        self.pconv = PartialConv(dim, n_div)
+        self.attn = GaussianSE(dim, "gauss")
+        self.norm = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pconv(x)
+        return self.norm(y * self.attn(y))
+
+    def fuse(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+        scale, shift = bn_scale_shift(self.norm)
+        return FullChannelAttentionDeploy(self.pconv, self.attn.fuse()), scale, shift
+
+
+class FullChannelAttentionDeploy(nn.Module):
+    def __init__(self, pconv: PartialConv, attn: GaussianSE) -> None:
+        super().__init__()
+        self.pconv = pconv
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pconv(x)
+        return y * self.attn(y)
+
+
+# --- self-attention with iRPE relative position bias --------------------------------------------------------
+
+IRPE_ALPHA, IRPE_BETA, IRPE_GAMMA = 20.0, 40.0, 160.0
+IRPE_BUCKETS = 2 * int(IRPE_BETA) + 1
+
+
+@lru_cache(maxsize=64)
+def irpe_buckets(height: int, width: int) -> torch.Tensor:
+    """iRPE "euc" bucket of every token pair on an ``height x width`` grid, offset into [0, 81)."""
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    pos = torch.stack([rows.flatten(), cols.flatten()], dim=1).double()
+    dist = (pos[:, None, :] - pos[None, :, :]).square().sum(-1).sqrt().round()
+    far = dist > IRPE_ALPHA
+    # Piecewise index: exact up to alpha, then logarithmic up to gamma, clipped at beta.
+    log_part = IRPE_ALPHA + torch.log(dist.clamp(min=1) / IRPE_ALPHA) / math.log(IRPE_GAMMA / IRPE_ALPHA) * (
+        IRPE_BETA - IRPE_ALPHA)
+    index = torch.where(far, log_part.round().clamp(max=IRPE_BETA), dist)
+    return (index + IRPE_BETA).long()
+
+
+class RelativePositionBias(nn.Module):
+    """Per-head learnt bias indexed by the iRPE bucket of each (query, key) pair; works at any grid size."""
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.table = nn.Parameter(torch.zeros(num_heads, IRPE_BUCKETS))
+
+    def forward(self, height: int, width: int) -> torch.Tensor:
+        idx = irpe_buckets(height, width).to(self.table.device)
+        return self.table[:, idx].unsqueeze(0)  # (1, heads, N, N)
+
+
+class SelfAttention(nn.Module):
+    """LayerNorm + multi-head self-attention over the H*W tokens, with the relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.1, proj_drop: float = 0.1) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.rel_pos = RelativePositionBias(num_heads)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.q_scale = self.head_dim ** -0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x.flatten(2).transpose(1, 2))  # (B, N, C)
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rel_pos(h, w).to(q.dtype),
+                                             dropout_p=self.attn_drop if self.training else 0.0,
+                                             scale=self.q_scale)
+        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, h * w, c)))
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+    def fuse(self) -> "SelfAttentionDeploy":
+        return SelfAttentionDeploy(self)
+
+
+class SelfAttentionDeploy(nn.Module):
+    """Deployment attention: LayerNorm's affine and the query scale live in the qkv projection; the position
+    bias of each grid size is gathered once and cached."""
+
+    def __init__(self, trained: SelfAttention) -> None:
+        super().__init__()
+        dim = trained.qkv.in_features
+        self.num_heads, self.head_dim, self.eps = trained.num_heads, trained.head_dim, trained.norm.eps
+        gamma, beta = trained.norm.weight, trained.norm.bias
+        weight = trained.qkv.weight * gamma  # fold LN scale into the input columns
+        bias = trained.qkv.weight @ beta
+        q_rows = slice(0, dim)
+        weight = weight.clone()
+        weight[q_rows] *= trained.q_scale
+        bias = bias.clone()
+        bias[q_rows] *= trained.q_scale
+        self.qkv = nn.Linear(dim, 3 * dim, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.qkv.weight.copy_(weight)
+            self.qkv.bias.copy_(bias)
+        self.proj = trained.proj
+        self.table = nn.Parameter(trained.rel_pos.table.detach().clone(), requires_grad=False)
+        self._bias_cache: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def position_bias(self, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+        key = (h, w, dtype, self.table.device)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.table[:, irpe_buckets(h, w).to(self.table.device)].unsqueeze(0).to(dtype)
+        if key not in self._bias_cache:
+            self._bias_cache[key] = self.table[:, irpe_buckets(h, w).to(self.table.device)].unsqueeze(0).to(dtype)
+        return self._bias_cache[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (c,), eps=self.eps)
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.position_bias(h, w, q.dtype), scale=1.0)
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class PartialSelfAttention(nn.Module):
+    """PAT_sf: concat[3x3 conv(x1), attention(x2)] (``full=False``), or Table 3's full version: PConv, then
+    attention over all channels (``full=True``)."""
+
+    def __init__(self, dim: int, n_div: int, num_heads: int, full: bool = False) -> None:
+        super().__init__()
+        self.full = full
+        self.dim_conv = dim // n_div
+        self.dim_untouched = dim - self.dim_conv
+        self.conv = nn.Conv2d(self.dim_conv, self.dim_conv, 3, 1, 1, bias=False)
+        self.attn = SelfAttention(dim if full else self.dim_untouched, num_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
+        if self.full:
+            return self.attn(torch.cat([self.conv(x1), x2], dim=1))
+        return torch.cat([self.conv(x1), self.attn(x2)], dim=1)
+
+    def fuse(self) -> tuple[nn.Module, None, None]:
+        fused = PartialSelfAttention.__new__(PartialSelfAttention)
+        nn.Module.__init__(fused)
+        fused.full, fused.dim_conv, fused.dim_untouched = self.full, self.dim_conv, self.dim_untouched
+        fused.conv, fused.attn = self.conv, self.attn.fuse()
+        return fused, None, None
+
+
+def build_mixer(dim: int, mixer: str, n_div: int, num_heads: int) -> nn.Module:
+    if mixer == "pconv":
+        return PartialConv(dim, n_div)
+    if mixer in ("pat_ch", "pat_ch_se", "pat_ch_srm"):
+        return PartialChannelAttention(dim, n_div, {"pat_ch": "gauss", "pat_ch_se": "se", "pat_ch_srm": "srm"}[mixer])
+    if mixer == "pat_ch_full":
+        return FullChannelAttention(dim, n_div)
+    if mixer in ("pat_sf", "pat_sf_full"):
+        return PartialSelfAttention(dim, n_div, num_heads, full=mixer == "pat_sf_full")
+    if mixer in ("conv", "dwconv"):
+        return DenseConv(dim, depthwise=mixer == "dwconv")
+    raise ValueError(f"unknown mixer {mixer!r}")
+
+
+# --- the MLP with PAT_sp ------------------------------------------------------------------------------------
+
+
+class Mlp(nn.Module):
+    """1x1 conv C->hC, BN, act, 1x1 conv hC->C, then spatial attention (PAT_sp, its full version, or none).
+
+    PAT_sp (``partial``): z1 (first C/2, gated) -> BN(z1 * hsig(conv(z1))); z2 (last C/2) -> conv1x1(BN(z2)).
+    ``full``: z2 as above, then the gate is computed from and applied to all C channels, with BN after.
+    """
+
+    def __init__(self, dim: int, hidden: int, act: str, spatial: str) -> None:
+        super().__init__()
+        self.spatial = spatial
+        self.fc1 = nn.Conv2d(dim, hidden, 1, bias=False)
+        self.norm = nn.BatchNorm2d(hidden)
+        self.act = _act(act)
+        self.fc2 = nn.Conv2d(hidden, dim, 1, bias=False)
+        if spatial != "none":
+            half = dim // 2
+            self.half = half
+            self.sp_norm = nn.BatchNorm2d(dim - half)  # BN of z2, before its 1x1
+            self.sp_conv = nn.Conv2d(dim - half, dim - half, 1, bias=False)
+            gate_in = half if spatial == "partial" else dim
+            self.gate = nn.Conv2d(gate_in, 1, 1, bias=False)
+            self.gate_norm = nn.BatchNorm2d(gate_in)  # BN after gating
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.fc2(self.act(self.norm(self.fc1(x))))
+        if self.spatial == "none":
+            return z
+        z1, z2 = torch.split(z, [self.half, z.shape[1] - self.half], dim=1)
+        z2 = self.sp_conv(self.sp_norm(z2))
+        if self.spatial == "partial":
+            return torch.cat([self.gate_norm(z1 * F.hardsigmoid(self.gate(z1))), z2], dim=1)
+        z = torch.cat([z1, z2], dim=1)
+        return self.gate_norm(z * F.hardsigmoid(self.gate(z)))
+
+    def fuse(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> "MlpDeploy":
+        """Deployment MLP. ``in_scale``/``in_shift`` is an affine on the MLP's input (the mixer's trailing BN),
+        folded into fc1's input columns and bias."""
+        w1 = self.fc1.weight
+        b1 = torch.zeros(w1.shape[0], dtype=w1.dtype, device=w1.device)
+        if in_scale is not None:
+            b1 = w1[:, :, 0, 0] @ in_shift
+            w1 = w1 * in_scale.reshape(1, -1, 1, 1)
+        fc1 = fold_bn_into_conv(_conv_like(self.fc1, w1, b1), self.norm)
+        if self.spatial == "none":
+            return MlpDeploy(fc1, self.act, self.fc2, None, None, None)
+        # Merge z2's BN and 1x1 into fc2's last rows: W_sp diag(s) W2[z2], bias W_sp t.
+        w2 = self.fc2.weight[:, :, 0, 0]
+        w_sp = self.sp_conv.weight[:, :, 0, 0]
+        s, t = bn_scale_shift(self.sp_norm)
+        rows_z2 = w_sp @ (s[:, None] * w2[self.half:])
+        weight = torch.cat([w2[:self.half], rows_z2])[:, :, None, None]
+        bias = torch.cat([torch.zeros(self.half, dtype=w2.dtype, device=w2.device), w_sp @ t])
+        fc2 = _conv_like(self.fc2, weight, bias)
+        g_scale, g_shift = bn_scale_shift(self.gate_norm)
+        return MlpDeploy(fc1, self.act, fc2, self.gate, Affine(g_scale, g_shift),
+                         self.half if self.spatial == "partial" else None)
+
+
+class MlpDeploy(nn.Module):
+    """Deployment MLP: conv+bias, act, one merged conv, then (if any) the spatial gate and its affine."""
+
+    def __init__(self, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv2d, gate: nn.Conv2d | None,
+                 gate_affine: Affine | None, half: int | None) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = fc1, act, fc2
+        self.gate, self.gate_affine, self.half = gate, gate_affine, half
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.fc2(self.act(self.fc1(x)))
+        if self.gate is None:
+            return z
+        if self.half is None:  # full spatial attention
+            return self.gate_affine(z * F.hardsigmoid(self.gate(z)))
+        z1, z2 = torch.split(z, [self.half, z.shape[1] - self.half], dim=1)
+        return torch.cat([self.gate_affine(z1 * F.hardsigmoid(self.gate(z1))), z2], dim=1)
+
+
+# --- blocks -------------------------------------------------------------------------------------------------
+
+
+class Block(nn.Module):
+    """A PATNet block.
+
+    Block v1 (convolutional mixers): ``x + DropPath(MLP(mixer(x)))``.
+    Block v2 (self-attention mixers): ``x = x + mixer(x); x = x + DropPath(MLP(x))``.
+    """
+
+    def __init__(self, dim: int, mixer: str, spatial: str, n_div: int, mlp_ratio: float, act: str,
+                 num_heads: int, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.v2 = mixer in ATTENTION_MIXERS
+        self.mixer = build_mixer(dim, mixer, n_div, num_heads)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act, spatial)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.v2:
+            x = x + self.mixer(x)
+            return x + self.drop_path(self.mlp(x))
+        return x + self.drop_path(self.mlp(self.mixer(x)))
+
+    def fuse(self) -> "BlockDeploy":
+        mixer, scale, shift = self.mixer.fuse()
+        return BlockDeploy(mixer, self.mlp.fuse(scale, shift), self.v2)
+
+
+class BlockDeploy(nn.Module):
+    def __init__(self, mixer: nn.Module, mlp: nn.Module, v2: bool) -> None:
+        super().__init__()
+        self.mixer, self.mlp, self.v2 = mixer, mlp, v2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.v2:
+            x = x + self.mixer(x)
+            return x + self.mlp(x)
+        return x + self.mlp(self.mixer(x))
+
+
+def build_layer(spec: LayerSpec, *, drop_path: float = 0.0) -> nn.Module:
+    """One layer of a PATNet-family network, in trained form, from its :class:`LayerSpec`."""
+    if spec.kind == "stem":
+        return ConvBN(spec.in_dim, spec.out_dim, 4, 4)
+    if spec.kind == "merge":
+        return ConvBN(spec.in_dim, spec.out_dim, 2, 2)
+    if spec.kind == "block":
+        return Block(spec.in_dim, spec.mixer, spec.spatial, spec.n_div, spec.mlp_ratio, spec.act, spec.num_heads,
+                     drop_path)
+    if spec.kind == "head":
+        return Head(spec.in_dim, spec.head_width, spec.num_classes, spec.act)
+    raise ValueError(f"unknown layer kind {spec.kind!r}")
+
+
+def init_weights(module: nn.Module) -> None:
+    """Truncated normal (std 0.02) for conv and linear weights, zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
