@@ -15,9 +15,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Hardware-aware architecture search and profiling for PATNet.")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def console():
+    """A rich console that keeps tables readable when output is piped (rich assumes 80 columns there)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 @app.command()
@@ -25,7 +27,7 @@ def models(resolution: int = typer.Option(224, help="Input resolution for the FL
     """Table of the registered PATNet variants: params, FLOPs (trained and fused), depths, widths."""
     from patsearch.reporting import variants_table
 
-    variants_table(resolution=resolution).print()
+    console().print(variants_table(resolution=resolution))
 
 
 @app.command()
@@ -37,7 +39,7 @@ def info(
     """One architecture's parameter and FLOP counts (fvcore, thop cross-check) with a per-stage breakdown."""
     from patsearch.reporting import arch_report
 
-    arch_report(arch, resolution=resolution, num_classes=num_classes).print()
+    console().print(arch_report(arch, resolution=resolution, num_classes=num_classes))
 
 
 @app.command()

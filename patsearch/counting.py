@@ -39,7 +39,9 @@ def _sdpa_flops(inputs: list[Any], outputs: list[Any]) -> int:
 
 def flop_analysis(model: nn.Module, resolution: int | tuple[int, int] = 224):
     """An fvcore ``FlopCountAnalysis`` of ``model`` at batch 1, with fused attention counted as its two matmuls."""
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():  # fvcore's import touches deprecated torch.jit APIs
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
 
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     param = next(model.parameters(), None)

@@ -284,7 +284,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         tokens = self.norm(x.flatten(2).transpose(1, 2))  # (B, N, C)
-        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rel_pos(h, w).to(q.dtype),
                                              dropout_p=self.attn_drop if self.training else 0.0,
                                              scale=self.q_scale)
@@ -302,7 +302,8 @@ class SelfAttentionDeploy(nn.Module):
     def __init__(self, trained: SelfAttention) -> None:
         super().__init__()
         dim = trained.qkv.in_features
-        self.num_heads, self.head_dim, self.eps = trained.num_heads, trained.head_dim, trained.norm.eps
+        self.dim, self.num_heads, self.head_dim = dim, trained.num_heads, trained.head_dim
+        self.eps = trained.norm.eps
         gamma, beta = trained.norm.weight, trained.norm.bias
         weight = trained.qkv.weight * gamma  # fold LN scale into the input columns
         bias = trained.qkv.weight @ beta
@@ -329,8 +330,8 @@ class SelfAttentionDeploy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (c,), eps=self.eps)
-        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (self.dim,), eps=self.eps)
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.position_bias(h, w, q.dtype), scale=1.0)
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
         return out.transpose(1, 2).reshape(b, c, h, w)

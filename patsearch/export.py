@@ -1,0 +1,67 @@
+"""ONNX export of the deployment (fused) form, optionally from a trained checkpoint."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from patsearch.errors import UserError
+
+MIN_OPSET = 17
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> torch.nn.Module:
+    """Load a checkpoint written by ``patsearch train`` (or a bare state dict) into ``model``.
+
+    Loads with ``weights_only=True``; accepts ``{"model": state_dict, ...}`` or a plain state dict.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass the .pt file written by `patsearch train`")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or not a torch file
+        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); is it a patsearch checkpoint?") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds no state dict")
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"checkpoint {path} does not match the architecture: {len(missing)} missing and "
+                        f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]}); pass the --arch "
+                        "it was trained with")
+    return model
+
+
+def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
+                resolution: int = 224, opset: int = MIN_OPSET, num_classes: int | None = None,
+                dynamic_batch: bool = True) -> Path:
+    """Write the fused model as ONNX to ``out`` (atomically) and return the path."""
+    from patsearch.arch import check_resolution
+    from patsearch.models import create_model, fuse_model
+
+    if opset < MIN_OPSET:
+        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or newer")
+    check_resolution((resolution, resolution))
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise UserError(f"output {out} should end in .onnx")
+    model = create_model(arch, num_classes=num_classes)
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+    fused = fuse_model(model)
+    x = torch.randn(1, 3, resolution, resolution)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        torch.onnx.export(fused, (x,), str(tmp), opset_version=opset, input_names=["image"],
+                          output_names=["logits"], dynamo=False,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
