@@ -1,0 +1,233 @@
+"""Latency / throughput prediction from a lookup table, with a fitted calibration.
+
+The raw prediction of a network is the sum of its layers' table times. That sum misses what happens between
+layers: per-network overhead (Python dispatch, the first and last copies), launch gaps, cache effects of chaining
+layers, and fusion. A calibration, fitted on end-to-end measurements of random architectures, maps the sum to the
+measured time. Several small linear models are candidates; the one with the lowest leave-one-out error on the
+calibration set wins, so the choice itself is measured rather than assumed.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from patsearch.arch import NUM_STAGES, ArchConfig, LayerSpec, check_resolution, resolve_arch
+
+GROUPS = ("fixed", "stage1", "stage2", "stage3", "stage4")   # fixed = stem + merges + head
+N_FEATURES = len(GROUPS) + 1                                  # + number of layers (launch/dispatch count)
+
+# Candidate calibration models: the columns of the design matrix, built from the feature vector
+# [S_fixed, S_stage1..4, n_layers] (S_* = summed table milliseconds of the group).
+MODELS: dict[str, str] = {
+    "sum": "plain sum of the table's layer times (no calibration)",
+    "scale": "a x sum",
+    "affine": "a + b x sum",
+    "affine+layers": "a + b x sum + c x number of layers",
+    "per-stage": "a + per-group scales (stem/merges/head, stage 1..4)",
+    "per-stage+layers": "a + per-group scales + c x number of layers",
+}
+
+
+def design(model: str, features: np.ndarray) -> np.ndarray:
+    """Design matrix of a calibration model for an (n, N_FEATURES) feature array."""
+    f = np.atleast_2d(np.asarray(features, dtype=float))
+    total = f[:, :len(GROUPS)].sum(axis=1, keepdims=True)
+    ones = np.ones((f.shape[0], 1))
+    layers = f[:, -1:]
+    groups = f[:, :len(GROUPS)]
+    return {
+        "sum": total,
+        "scale": total,
+        "affine": np.hstack([ones, total]),
+        "affine+layers": np.hstack([ones, total, layers]),
+        "per-stage": np.hstack([ones, groups]),
+        "per-stage+layers": np.hstack([ones, groups, layers]),
+    }[model]
+
+
+def fit_model(model: str, features: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
+    """Least squares on relative error (rows weighted by 1 / measured), so small and large nets count alike."""
+    if model == "sum":
+        return np.array([1.0])
+    x = design(model, features)
+    y = np.asarray(measured_ms, dtype=float)
+    w = 1.0 / y
+    coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
+    return coef
+
+
+def apply_model(model: str, coef: Sequence[float], features: np.ndarray) -> np.ndarray:
+    return design(model, features) @ np.asarray(coef, dtype=float)
+
+
+def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
+                    models: Sequence[str] | None = None) -> dict[str, Any]:
+    """Fit every candidate model, score each by leave-one-out MAPE, keep the best.
+
+    Returns a JSON-ready dict: chosen ``model``, its ``coef`` (fitted on all points), ``n`` and every candidate's
+    ``loo_mape``. A model needs at least two more points than coefficients to be considered.
+    """
+    features = np.asarray(features, dtype=float)
+    y = np.asarray(measured_ms, dtype=float)
+    n = len(y)
+    scores: dict[str, float] = {}
+    for model in models or MODELS:
+        k = design(model, features[:1]).shape[1]
+        if model != "sum" and n < k + 2:
+            continue
+        errors = []
+        for i in range(n):
+            keep = np.arange(n) != i
+            coef = fit_model(model, features[keep], y[keep])
+            pred = apply_model(model, coef, features[i:i + 1])[0]
+            errors.append(abs(pred - y[i]) / y[i])
+        scores[model] = float(np.mean(errors)) * 100
+    best = min(scores, key=scores.get)
+    coef = fit_model(best, features, y)
+    return {"model": best, "description": MODELS[best], "coef": [float(c) for c in coef], "n": n,
+            "loo_mape": {m: round(s, 3) for m, s in scores.items()}}
+
+
+def layer_groups(arch: ArchConfig, resolution: int | tuple[int, int]) -> list[tuple[int, LayerSpec, tuple[int, int], int]]:
+    """The network as ``(group, spec, (H, W), count)``: the same layers as ``ArchConfig.layer_inputs`` with
+    each stage's repeated block collapsed into one row (what makes prediction cheap)."""
+    h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    rows: list[tuple[int, LayerSpec, tuple[int, int], int]] = [(0, _stem(arch), (h, w), 1)]
+    h, w = h // 4, w // 4
+    widths = arch.widths
+    for stage in range(NUM_STAGES):
+        if stage:
+            rows.append((0, _merge(widths[stage] // 2, widths[stage]), (h, w), 1))
+            h, w = h // 2, w // 2
+        rows.append((stage + 1, arch.block_spec(stage), (h, w), arch.depths[stage]))
+    rows.append((0, arch.layers()[-1], (h, w), 1))
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def _merge(in_dim: int, out_dim: int) -> LayerSpec:
+    return LayerSpec("merge", in_dim, out_dim)
+
+
+def _stem(arch: ArchConfig) -> LayerSpec:
+    return LayerSpec("stem", 3, arch.embed_dim)
+
+
+class MissingLayerError(Exception):
+    pass
+
+
+class Predictor:
+    """Predicts a profile's metric for architectures. Features are cached per distinct architecture."""
+
+    def __init__(self, profile: Any) -> None:
+        self.profile = profile
+        self.batch = profile.protocol.batch
+        self.metric = profile.metric
+        self._ms = {k: float(v["ms"]) for k, v in profile.entries.items()}
+        self._key_cache: dict[tuple, float] = {}
+        self._feature_cache: dict[tuple, np.ndarray] = {}
+        calibration = profile.calibration
+        self.model = calibration["model"] if calibration else "sum"
+        self.coef = np.asarray(calibration["coef"] if calibration else [1.0], dtype=float)
+
+    # --- features --------------------------------------------------------------------------------------------
+    def _layer_ms(self, spec: LayerSpec, hw: tuple[int, int]) -> float:
+        cache_key = (spec, hw)
+        value = self._key_cache.get(cache_key)
+        if value is None:
+            key = spec.key(hw)
+            try:
+                value = self._ms[key]
+            except KeyError:
+                from patsearch.profiler.table import ProfileError
+
+                raise ProfileError(
+                    f"profile {self.profile.path.name if self.profile.path else self.profile.device} has no entry "
+                    f"for layer {key}: the architecture is outside the space its table was built for; run "
+                    f"`patsearch profile --device {self.profile.device} --space YOUR_SPACE.yaml` to add it"
+                ) from None
+            self._key_cache[cache_key] = value
+        return value
+
+    def features(self, arch: ArchConfig, resolution: int | tuple[int, int]) -> np.ndarray:
+        """``[S_fixed, S_stage1..4, n_layers]``: summed table ms per group and the layer count."""
+        cache_key = (arch, resolution)
+        cached = self._feature_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        out = np.zeros(N_FEATURES)
+        n_layers = 0
+        for group, spec, hw, count in layer_groups(arch, resolution):
+            out[group] += count * self._layer_ms(spec, hw)
+            n_layers += count
+        out[-1] = n_layers
+        self._feature_cache[cache_key] = out
+        return out
+
+    # --- prediction ------------------------------------------------------------------------------------------
+    def _resolve(self, arch: Any, resolution: Any) -> tuple[ArchConfig, Any]:
+        if isinstance(arch, tuple) and len(arch) == 2 and isinstance(arch[0], ArchConfig):  # a Candidate
+            arch, res = arch
+            resolution = res if resolution is None else resolution
+        if not isinstance(arch, ArchConfig):
+            arch = resolve_arch(arch)
+        if resolution is None:
+            resolution = 224
+        if isinstance(resolution, int):
+            check_resolution((resolution, resolution))
+        return arch, resolution
+
+    def raw_ms(self, arch: Any, resolution: Any = None) -> float:
+        """The plain sum of the table's layer times (ms per batch)."""
+        arch, resolution = self._resolve(arch, resolution)
+        return float(self.features(arch, resolution)[:len(GROUPS)].sum())
+
+    def predict_ms(self, arch: Any, resolution: Any = None) -> float:
+        arch, resolution = self._resolve(arch, resolution)
+        return float(apply_model(self.model, self.coef, self.features(arch, resolution))[0])
+
+    def to_metric(self, ms: Any) -> Any:
+        if self.metric == "throughput":
+            return self.batch * 1000.0 / np.asarray(ms)
+        return ms
+
+    def predict(self, arch: Any, resolution: Any = None) -> float:
+        return float(self.to_metric(self.predict_ms(arch, resolution)))
+
+    def predict_many(self, archs: Iterable[Any], resolution: Any = None) -> np.ndarray:
+        feats = []
+        for item in archs:
+            arch, res = self._resolve(item, resolution)
+            feats.append(self.features(arch, res))
+        if not feats:
+            return np.zeros(0)
+        return np.asarray(self.to_metric(apply_model(self.model, self.coef, np.vstack(feats))), dtype=float)
+
+
+# --- fidelity metrics ------------------------------------------------------------------------------------------
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b between two sequences (ties handled), O(n^2)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    iu = np.triu_indices(len(x), k=1)
+    dx, dy = dx[iu], dy[iu]
+    concordant_minus_discordant = float((dx * dy).sum())
+    nx, ny = float((dx != 0).sum()), float((dy != 0).sum())
+    if nx == 0 or ny == 0:
+        return float("nan")
+    return concordant_minus_discordant / math.sqrt(nx * ny)
+
+
+def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """Share within +-5% and +-10%, MAPE, max error (all in %) and Kendall tau of predicted vs measured."""
+    p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    rel = np.abs(p - m) / m
+    return {"n": int(len(m)), "within_5pct": round(float((rel <= 0.05).mean()) * 100, 2),
+            "within_10pct": round(float((rel <= 0.10).mean()) * 100, 2),
+            "mape": round(float(rel.mean()) * 100, 3), "max_error_pct": round(float(rel.max()) * 100, 2),
+            "kendall_tau": round(kendall_tau(p, m), 4)}

@@ -1,0 +1,381 @@
+"""Lookup tables: per-layer timings of one device under one protocol, with provenance, in one JSON file.
+
+A profile file holds ``entries`` (one per distinct layer, keyed by ``LayerSpec.key(resolution)``), end-to-end
+``networks`` measured for calibration and validation, the fitted ``calibration``, the ``fidelity`` report and
+``provenance`` (hardware, torch/CUDA/ROCm versions, protocol, form, date, command). Writes are atomic (temp
+file + rename), so an interrupted build leaves the last saved state, and a rebuild measures only what is missing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from patsearch.errors import UserError
+from patsearch.profiler.devices import Device, Protocol, environment, get_device, hardware_name
+
+FORMAT = "patsearch-profile"
+FORMAT_VERSION = 1
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+class ProfileError(UserError):
+    """A profile is missing, corrupt, made for something else, or stale."""
+
+
+class StaleProfileWarning(UserWarning):
+    """A profile was made with other software (or for hardware this host cannot check)."""
+
+
+def profile_path(device: str, protocol: Protocol, directory: "str | os.PathLike | None" = None) -> Path:
+    return Path(directory or PROFILES_DIR) / f"{device}-{protocol.slug()}.json"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _torch_release(version: str | None) -> str:
+    """``2.11.0+cu130`` -> ``2.11``: minor releases change kernels, local tags and patches rarely do."""
+    if not version:
+        return ""
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+class Profile:
+    """A device's lookup table plus its calibration and fidelity report.
+
+    Use :func:`patsearch.profiler.load_profile` to open one. ``metric`` is ``latency_ms`` (lower is better) or
+    ``throughput`` (images/s, higher is better); :meth:`predict` returns that metric for an architecture.
+    """
+
+    def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
+        self.data = data
+        self.path = path
+        self._predictor = None
+
+    # --- construction and files ----------------------------------------------------------------------------
+    @classmethod
+    def new(cls, device: Device, protocol: Protocol, *, command: str | None = None,
+            path: Path | None = None) -> "Profile":
+        env = environment(device)
+        data = {
+            "format": FORMAT, "version": FORMAT_VERSION, "device": device.name, "backend": device.backend,
+            "protocol": protocol.to_dict(),
+            "provenance": {**env, "form": protocol.form, "date": _now(), "updated": _now(),
+                           "command": command if command is not None else " ".join(sys.argv),
+                           "spaces": {}, "build_seconds": 0.0},
+            "entries": {}, "networks": {}, "calibration": None, "fidelity": None,
+        }
+        return cls(data, path)
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "Profile":
+        path = Path(path)
+        hint = "delete it or rebuild it with `patsearch profile --device DEVICE --fresh`"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"profile {path} is corrupt (not valid JSON: {exc.msg} at line {exc.lineno}); "
+                               f"{hint}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ProfileError(f"{path} is not a patsearch profile (no format: {FORMAT!r} marker); {hint}")
+        if data.get("version") != FORMAT_VERSION:
+            raise ProfileError(f"profile {path} has format version {data.get('version')!r}; this patsearch reads "
+                               f"version {FORMAT_VERSION}; {hint}")
+        required = {"device": str, "backend": str, "protocol": dict, "provenance": dict, "entries": dict,
+                    "networks": dict}
+        for key, kind in required.items():
+            if not isinstance(data.get(key), kind):
+                raise ProfileError(f"profile {path} is corrupt: field {key!r} is missing or not a "
+                                   f"{kind.__name__}; {hint}")
+        for key, entry in data["entries"].items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("ms"), (int, float)) or entry["ms"] <= 0:
+                raise ProfileError(f"profile {path} is corrupt: entry {key!r} has no positive 'ms' time; {hint}")
+        try:
+            Protocol.from_dict(data["protocol"])
+        except (TypeError, UserError) as exc:
+            raise ProfileError(f"profile {path} is corrupt: bad protocol ({exc}); {hint}") from None
+        return cls(data, path)
+
+    def save(self, path: "str | os.PathLike | None" = None) -> Path:
+        """Write atomically: a reader (or a kill) never sees half a file."""
+        path = Path(path or self.path)
+        self.path = path
+        self.data["provenance"]["updated"] = _now()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        with open(tmp, "w") as fh:
+            json.dump(self.data, fh, indent=1, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    # --- accessors -----------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.data["device"]
+
+    @property
+    def backend(self) -> str:
+        return self.data["backend"]
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol.from_dict(self.data["protocol"])
+
+    @property
+    def metric(self) -> str:
+        """``latency_ms`` (lower is better) or ``throughput`` (images per second, higher is better)."""
+        return self.data["protocol"]["metric"]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric == "throughput"
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.data["provenance"]
+
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        return self.data["entries"]
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        return self.data["networks"]
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        return self.data.get("calibration")
+
+    @property
+    def fidelity(self) -> dict[str, Any] | None:
+        return self.data.get("fidelity")
+
+    # --- staleness -----------------------------------------------------------------------------------------
+    def check_fresh(self, *, allow_stale: bool = False, strict_software: bool = False) -> list[str]:
+        """Check this profile against the host it is used on.
+
+        Raises :class:`ProfileError` if the profile's kind of device is present here but is other hardware
+        (unless ``allow_stale``, which turns that into a warning). Warns (:class:`StaleProfileWarning`) if torch's
+        release differs (raises with ``strict_software``) and if the device cannot be checked on this host (a GPU
+        profile used on a CPU-only machine). Returns the notes it issued.
+        """
+        notes: list[str] = []
+        prov = self.provenance
+        made_on = prov.get("hardware") or "unknown hardware"
+        here = _hardware_here(self.backend)
+        name = self.path.name if self.path else self.device
+        if here is None:
+            notes.append(f"profile {name} was measured on {made_on}; this host has no GPU to check it against, "
+                         "so predictions assume that hardware")
+        elif here != made_on:
+            message = (f"profile {name} was measured on {made_on!r} but this host has {here!r}; run "
+                       f"`patsearch profile --device {self.device}` here to measure this hardware")
+            if not allow_stale:
+                raise ProfileError(message + " (or allow a stale profile explicitly)")
+            notes.append(message)
+        import torch
+
+        made_with, here_with = _torch_release(prov.get("torch")), _torch_release(torch.__version__)
+        if made_with != here_with:
+            message = (f"profile {name} was measured with torch {prov.get('torch')} but this host runs torch "
+                       f"{torch.__version__}; kernels differ between releases, re-run `patsearch profile "
+                       f"--device {self.device}` for exact figures")
+            if strict_software:
+                raise ProfileError(message)
+            notes.append(message)
+        for note in notes:
+            warnings.warn(note, StaleProfileWarning, stacklevel=2)
+        return notes
+
+    def check_compatible(self, device: Device, protocol: Protocol, env: Mapping[str, Any]) -> None:
+        """Before adding measurements: same device, protocol, hardware and torch, or refuse to mix."""
+        name = self.path or self.device
+        fresh = "pass --fresh to start a new table, or --out for another file"
+        if self.device != device.name:
+            raise ProfileError(f"{name} is a profile of device {self.device!r}, not {device.name!r}; {fresh}")
+        if self.data["protocol"] != protocol.to_dict():
+            raise ProfileError(f"{name} was measured with protocol {self.protocol.slug()}, not "
+                               f"{protocol.slug()}; {fresh}")
+        for key in ("hardware", "torch"):
+            if self.provenance.get(key) != env.get(key):
+                raise ProfileError(f"{name} was measured with {key} {self.provenance.get(key)!r}, this host has "
+                                   f"{env.get(key)!r}; measurements would not mix; {fresh}")
+
+    # --- prediction ----------------------------------------------------------------------------------------
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            from patsearch.profiler.predictor import Predictor
+
+            self._predictor = Predictor(self)
+        return self._predictor
+
+    def predict(self, arch: Any, resolution: int | tuple[int, int] | None = None) -> float:
+        """Predicted ``metric`` of one architecture (ArchConfig, variant name, path or Candidate)."""
+        return self.predictor.predict(arch, resolution)
+
+    def predict_many(self, archs: Iterable[Any], resolution: int | None = None):
+        """Vectorised :meth:`predict`: a numpy array, one value per architecture or Candidate."""
+        return self.predictor.predict_many(archs, resolution)
+
+    def predict_ms(self, arch: Any, resolution: int | tuple[int, int] | None = None) -> float:
+        """Predicted time of one batch in milliseconds (calibrated)."""
+        return self.predictor.predict_ms(arch, resolution)
+
+    def summary(self) -> dict[str, Any]:
+        prov = self.provenance
+        return {"path": str(self.path), "device": self.device, "metric": self.metric,
+                "protocol": self.protocol.slug(), "hardware": prov.get("hardware"), "torch": prov.get("torch"),
+                "entries": len(self.entries), "networks": len(self.networks), "date": prov.get("date"),
+                "calibration": (self.calibration or {}).get("model"), "fidelity": self.fidelity}
+
+
+def _hardware_here(backend: str) -> str | None:
+    try:
+        return hardware_name(backend)
+    except Exception:  # noqa: BLE001 - a broken GPU stack means we cannot check, not that the profile is bad
+        return None
+
+
+# --- finding profiles ------------------------------------------------------------------------------------------
+def find_profile(device_or_path: "str | os.PathLike", directory: "str | os.PathLike | None" = None) -> Path:
+    """A profile path from a path or a device name (its default protocol first, else its only profile)."""
+    text = os.fspath(device_or_path)
+    if text.endswith(".json") or os.sep in text:
+        if not Path(text).exists():
+            raise ProfileError(f"profile {text} does not exist; build one with `patsearch profile --device NAME`")
+        return Path(text)
+    directory = Path(directory or PROFILES_DIR)
+    device = get_device(text)
+    default = profile_path(device.name, device.protocol, directory)
+    if default.exists():
+        return default
+    others = sorted(directory.glob(f"{device.name}-*.json"))
+    if len(others) == 1:
+        return others[0]
+    if others:
+        raise ProfileError(f"several profiles for device {device.name!r}: "
+                           f"{', '.join(p.name for p in others)}; pass one by path")
+    have = sorted(p.name for p in directory.glob("*.json"))
+    raise ProfileError(f"no profile for device {device.name!r} in {directory}"
+                       + (f" (have: {', '.join(have)})" if have else "")
+                       + f"; run `patsearch profile --device {device.name}` first")
+
+
+def load_profile(device_or_path: "str | os.PathLike", *, check: bool = True, allow_stale: bool = False,
+                 directory: "str | os.PathLike | None" = None) -> Profile:
+    """Open a profile by device name (``epyc``, ``h100``, ...) or path, and check it is fresh for this host."""
+    profile = Profile.load(find_profile(device_or_path, directory))
+    if check:
+        profile.check_fresh(allow_stale=allow_stale)
+    return profile
+
+
+# --- building --------------------------------------------------------------------------------------------------
+LayerFactory = Callable[[Any, str], Any]
+
+
+def default_layer_factory(spec: Any, form: str) -> Any:
+    """One layer of the PATNet family, in deployment (fused) or trained form."""
+    from patsearch.models import build_layer, fuse_model
+
+    layer = build_layer(spec)
+    return fuse_model(layer) if form == "fused" else layer.eval()
+
+
+def open_for_build(path: Path, device: Device, protocol: Protocol, *, fresh: bool = False,
+                   command: str | None = None) -> Profile:
+    """The profile to add measurements to: the existing file (checked compatible) or a new one."""
+    if path.exists() and not fresh:
+        profile = Profile.load(path)
+        profile.check_compatible(device, protocol, environment(device))
+        return profile
+    return Profile.new(device, protocol, command=command, path=path)
+
+
+def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int, int]]], device: Device, *,
+                layer_factory: LayerFactory | None = None, budget: Any = None, progress: bool = True,
+                save_every_s: float = 2.0, space_info: Mapping[str, Any] | None = None,
+                order_seed: int = 0, on_entry: Callable[[str], None] | None = None) -> Profile:
+    """Measure every layer in ``layers`` that ``profile`` lacks, saving as it goes.
+
+    ``layers`` maps keys to ``(LayerSpec, (C, H, W))`` (``SearchSpace.layer_inputs()``). Layers are measured in
+    a seeded random order so that a burst of background load spreads over layer kinds instead of biasing one.
+    """
+    import random
+
+    from patsearch.profiler.timing import LAYER_BUDGET_CPU, LAYER_BUDGET_GPU, configure, prepare, time_module
+
+    protocol = profile.protocol
+    factory = layer_factory or default_layer_factory
+    budget = budget or (LAYER_BUDGET_CPU if device.backend == "cpu" else LAYER_BUDGET_GPU)
+    missing = [k for k in layers if k not in profile.entries]
+    random.Random(order_seed).shuffle(missing)
+    if space_info:
+        profile.provenance.setdefault("spaces", {})[space_info["name"]] = dict(space_info)
+    configure(device, protocol)
+    gpu = device.backend != "cpu"
+    started = time.perf_counter()
+    last_save = started
+    build_s = float(profile.provenance.get("build_seconds", 0.0))
+    bar = _progress(progress, total=len(layers), done=len(layers) - len(missing),
+                    description=f"profiling {profile.device}")
+    try:
+        with bar as advance:
+            for key in missing:
+                spec, shape = layers[key]
+                module, x = prepare(factory(spec, protocol.form), shape, device, protocol)
+                timing = time_module(module, x, gpu=gpu, budget=budget)
+                del module, x
+                profile.entries[key] = {**timing.to_dict(), "input": list(shape)}
+                advance()
+                if on_entry is not None:
+                    on_entry(key)
+                now = time.perf_counter()
+                if now - last_save >= save_every_s:
+                    profile.provenance["build_seconds"] = round(build_s + now - started, 2)
+                    profile.save()
+                    last_save = now
+    finally:
+        if missing:
+            profile.provenance["build_seconds"] = round(build_s + time.perf_counter() - started, 2)
+            profile.save()
+    return profile
+
+
+class _progress:
+    """A rich progress bar with ETA (or nothing), used as ``with _progress(...) as advance: advance()``."""
+
+    def __init__(self, enabled: bool, *, total: int, done: int = 0, description: str = "") -> None:
+        self.enabled, self.total, self.done, self.description = enabled, total, done, description
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total, completed=self.done)
+        return lambda: self._bar.advance(task)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

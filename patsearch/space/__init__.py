@@ -1,0 +1,20 @@
+"""Search spaces over the PATNet family.
+
+Public API (the search consumes this)::
+
+    from patsearch.space import load_space
+    space = load_space()              # default spaces/patnet.yaml; or a path, or a name in spaces/ ("tiny")
+    space.size()                      # number of distinct networks x resolutions
+    cand = space.sample(seed)         # Candidate(arch: ArchConfig, resolution: int), seeded
+    cand = space.suggest(trial)       # the same, from an Optuna trial (categorical / suggest_int)
+    space.to_candidate(trial.params)  # rebuild a trial's point later; space.to_arch(params) -> ArchConfig
+    space.contains(arch, resolution)  # named variants are points of the default space
+    space.layer_inputs()              # every distinct layer (what `patsearch profile` measures)
+
+Every combination of a space's choices is a valid architecture (checked on load), so nothing is rejected while
+sampling or searching.
+"""
+from patsearch.space.space import (DEFAULT_SPACE, SPACES_DIR, Candidate, IntRange, SearchSpace, SpaceError,
+                                   load_space)
+
+__all__ = ["load_space", "SearchSpace", "Candidate", "IntRange", "SpaceError", "DEFAULT_SPACE", "SPACES_DIR"]
