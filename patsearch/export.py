@@ -29,7 +29,11 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> torch
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {path} holds no state dict")
     state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # tensors of the wrong shape
+        raise UserError(f"checkpoint {path} does not match the architecture (tensor shapes differ); pass the --arch "
+                        "it was trained with") from None
     if missing or unexpected:
         raise UserError(f"checkpoint {path} does not match the architecture: {len(missing)} missing and "
                         f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]}); pass the --arch "

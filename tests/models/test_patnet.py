@@ -1,0 +1,116 @@
+"""The PATNet network: Table 6 / Table 4 counts, resolutions, timm registry."""
+import pytest
+import timm
+import torch
+
+from patsearch.arch import VARIANTS, ArchConfig
+from patsearch.counting import count_flops, count_params
+from patsearch.models import PATNet, create_model
+from patsearch.paper import TABLE4, TABLE6
+
+# The exact counts of the architecture spec (which reproduce Table 6 to its printed precision).
+SPEC_COUNTS = {  # params, FLOPs with PAT_sp merged, FLOPs in trained form
+    "patnet_t0": (4.29e6, 0.252e9, 0.263e9),
+    "patnet_t1": (7.79e6, 0.556e9, 0.581e9),
+    "patnet_t2": (12.65e6, 1.040e9, 1.087e9),
+    "patnet_s": (28.98e6, 2.716e9, 2.843e9),
+    "patnet_m": (61.37e6, 6.694e9, 7.022e9),
+    "patnet_l": (104.47e6, 11.911e9, 12.502e9),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_table6_params_and_flops(name):
+    model = create_model(name)
+    params, flops = count_params(model), count_flops(model, 224, form="table6")
+    paper_params, paper_flops = TABLE6[name]
+    assert params == pytest.approx(paper_params * 1e6, rel=0.01)
+    assert flops == pytest.approx(paper_flops * 1e9, rel=0.02)
+    spec_params, spec_flops, spec_trained = SPEC_COUNTS[name]
+    assert params == pytest.approx(spec_params, rel=0.001)
+    assert flops == pytest.approx(spec_flops, rel=0.002)  # spec prints 3 decimals
+    assert count_flops(model, 224, form="trained") == pytest.approx(spec_trained, rel=0.001)
+
+
+@pytest.mark.parametrize("label, changes, paper_params, paper_flops", TABLE4)
+def test_table4_ablation_rows(label, changes, paper_params, paper_flops):
+    model = create_model(VARIANTS["patnet_t2"].replace(**changes))
+    assert count_params(model) == pytest.approx(paper_params * 1e6, rel=0.01), label
+    assert count_flops(model, 224, form="table6") == pytest.approx(paper_flops * 1e9, rel=0.02), label
+
+
+@pytest.mark.parametrize("mixers, spatial, paper_params", [
+    (("pat_ch_full",) * 3 + ("pat_sf",), ("partial",) * 4, 13.0),  # Table 3, full channel attention
+    (("pat_ch",) * 3 + ("pat_sf",), ("full",) * 4, 12.6),  # Table 3, full spatial attention
+    (("pat_ch",) * 3 + ("pat_sf_full",), ("partial",) * 4, 14.5),  # Table 3, full self-attention
+    (("pat_ch_srm",) * 3 + ("pat_sf",), ("partial",) * 4, 12.2),  # Table 10, SRM
+    (("pat_ch_se",) * 3 + ("pat_sf",), ("partial",) * 4, 12.3),  # Table 10, SE
+    (("conv",) * 3 + ("pat_sf",), ("partial",) * 4, 15.8),  # Table 5, dense 3x3
+])
+def test_ablation_mixers_are_configs(mixers, spatial, paper_params):
+    model = create_model(VARIANTS["patnet_t2"].replace(mixers=mixers, spatial=spatial))
+    assert count_params(model) == pytest.approx(paper_params * 1e6, rel=0.01)
+
+
+def test_plain_pconv_baseline_matches_spec():
+    model = create_model(VARIANTS["patnet_t2"].replace(mixers=("pconv",) * 4, spatial=("none",) * 4))
+    assert count_params(model) == pytest.approx(9.41e6, rel=0.001)
+    assert count_flops(model, 224, form="table6") == pytest.approx(0.914e9, rel=0.002)
+
+
+@pytest.mark.parametrize("resolution", [128, 160, 192, 224, 256, 288])
+def test_every_resolution_runs_trained_and_fused(resolution):
+    model = create_model(VARIANTS["patnet_t0"].replace(num_classes=7)).eval()
+    x = torch.randn(2, 3, resolution, resolution)
+    with torch.no_grad():
+        out = model(x)
+        fused = create_model(model.arch, fused=True)
+    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    assert fused(x).shape == (2, 7)
+
+
+def test_non_square_input_and_feature_shapes():
+    model = create_model(VARIANTS["patnet_t0"]).eval()
+    feats = model.forward_features(torch.randn(1, 3, 160, 256))
+    assert feats.shape == (1, 256, 5, 8)
+
+
+def test_timm_registry_round_trip():
+    import patsearch.models  # noqa: F401  (registers the variants)
+
+    assert set(VARIANTS) <= set(timm.list_models("patnet*"))
+    model = timm.create_model("patnet_t2", num_classes=10)
+    assert isinstance(model, PATNet) and model.arch == VARIANTS["patnet_t2"].replace(num_classes=10)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+    assert model.pretrained_cfg["interpolation"] == "bicubic"
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        timm.create_model("patnet_t0", pretrained=True)
+
+
+def test_timm_peers_build_through_the_same_path():
+    model = create_model("fasternet_t0", num_classes=5)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    with pytest.raises(Exception, match="unknown architecture 'not_a_model'"):
+        create_model("not_a_model")
+
+
+def test_drop_path_applies_to_mlp_branches_only():
+    model = create_model(VARIANTS["patnet_l"])
+    rates = [b.drop_path.drop_prob for stage in model.stages for b in stage if hasattr(b, "drop_path")
+             and hasattr(b.drop_path, "drop_prob")]
+    assert rates == pytest.approx(VARIANTS["patnet_l"].drop_path_rates()[1:])
+
+
+def test_training_step_reduces_loss():
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), num_classes=4)
+    model = create_model(cfg)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]

@@ -1,0 +1,52 @@
+"""ONNX export of the fused model, checked with onnxruntime."""
+import numpy as np
+import pytest
+import torch
+
+from patsearch.arch import ArchConfig
+from patsearch.errors import UserError
+from patsearch.export import export_onnx
+from patsearch.models import create_model, fuse_model
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture()
+def trained_checkpoint(tmp_path):
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 2, 1), act="gelu", num_classes=10)
+    model = create_model(cfg)
+    with torch.no_grad():  # make BN statistics non-trivial, as after training
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "epoch": 3}, path)
+    arch_path = cfg.save(tmp_path / "arch.yaml")
+    return model, path, arch_path
+
+
+def test_onnx_matches_pytorch(tmp_path, trained_checkpoint):
+    model, ckpt, arch_path = trained_checkpoint
+    out = export_onnx(str(arch_path), tmp_path / "model.onnx", checkpoint=ckpt, resolution=96, opset=17)
+    session = ort.InferenceSession(str(out))
+    x = torch.randn(3, 3, 96, 96)  # batch 3: the batch axis is dynamic
+    expected = fuse_model(model)(x).numpy()
+    actual = session.run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_export_errors(tmp_path, trained_checkpoint):
+    _, ckpt, arch_path = trained_checkpoint
+    with pytest.raises(UserError, match="opset 11 is too old"):
+        export_onnx(str(arch_path), tmp_path / "m.onnx", opset=11)
+    with pytest.raises(UserError, match="does not exist"):
+        export_onnx(str(arch_path), tmp_path / "m.onnx", checkpoint=tmp_path / "nope.pt")
+    with pytest.raises(UserError, match="does not match the architecture"):
+        export_onnx("patnet_t0", tmp_path / "m.onnx", checkpoint=ckpt)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="could not be read"):
+        export_onnx(str(arch_path), tmp_path / "m.onnx", checkpoint=corrupt)
+    assert not (tmp_path / "m.onnx").exists()
