@@ -24,11 +24,13 @@ class ArchSummary:
 def summarize(arch: Any, resolution: int = 224, num_classes: int | None = None) -> ArchSummary:
     """Parameter and FLOP counts of one architecture (trained, Table 6 convention, and deployment form)."""
     from patsearch.arch import check_resolution
+
+    # Validate before the heavy imports so that bad input fails fast.
+    check_resolution((resolution, resolution))
+    cfg = resolve_arch(arch, **({"num_classes": num_classes} if num_classes else {}))
     from patsearch.counting import count_flops, count_params
     from patsearch.models import create_model
 
-    check_resolution((resolution, resolution))
-    cfg = resolve_arch(arch, **({"num_classes": num_classes} if num_classes else {}))
     model = create_model(cfg)
     return ArchSummary(cfg, resolution, count_params(model), count_flops(model, resolution, form="trained"),
                        count_flops(model, resolution, form="table6"), count_flops(model, resolution, form="fused"))
@@ -58,10 +60,10 @@ def variants_table(resolution: int = 224) -> Table:
 
 def arch_report(arch: Any, resolution: int = 224, num_classes: int | None = None) -> Group:
     """Counts of one architecture with a per-stage breakdown and thop's MACs as a cross-check."""
+    s = summarize(arch, resolution, num_classes)
     from patsearch.counting import count_macs_thop, flops_by_stage, params_by_stage
     from patsearch.models import create_model
 
-    s = summarize(arch, resolution, num_classes)
     model = create_model(s.arch)
     title = s.arch.name or "architecture"
     totals = Table(title=f"{title} at {resolution}x{resolution}")
