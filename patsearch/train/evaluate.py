@@ -1,0 +1,86 @@
+"""Evaluation: top-1 / top-5 / loss over a validation set, exact across DDP ranks; and ``patsearch eval``."""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from patsearch.train.distributed import DistContext, all_reduce_sum
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, normalize: Any, ctx: DistContext,
+             dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Top-1, top-5 (top-k for k = min(5, classes)) and mean cross-entropy, summed over all ranks' shards."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # correct1, correct5, loss sum, samples
+    autocast = torch.autocast(ctx.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    for images, labels in loader:
+        x = normalize(images)
+        y = labels.to(ctx.device, non_blocking=True)
+        with autocast:
+            logits = model(x)
+        logits = logits.float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hit = top.eq(y[:, None])
+        totals[0] += hit[:, 0].sum()
+        totals[1] += hit.any(dim=1).sum()
+        totals[2] += F.cross_entropy(logits, y, reduction="sum").double()
+        totals[3] += y.numel()
+    totals = all_reduce_sum(ctx, totals).cpu()
+    model.train(was_training)
+    n = max(totals[3].item(), 1.0)
+    return {"top1": 100.0 * totals[0].item() / n, "top5": 100.0 * totals[1].item() / n,
+            "val_loss": totals[2].item() / n, "val_samples": int(totals[3].item())}
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data: str | os.PathLike | None = None,
+                        resolution: int | None = None, batch_size: int = 256, device: str = "auto",
+                        workers: int | None = None, fused: bool = False, amp: bool = True,
+                        synthetic_val: int = 2000, cache: str = "auto") -> dict[str, Any]:
+    """Accuracy of a trained checkpoint on ``data``'s val split (or the built-in synthetic val split).
+
+    ``arch`` defaults to the one stored in the checkpoint; ``fused=True`` evaluates the deployment form.
+    """
+    from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform
+    from patsearch.train import checkpoint as ckpt
+    from patsearch.train.distributed import init_distributed, shard_indices
+    from patsearch.train.engine import amp_dtype, build_model
+    from patsearch.train.loop import make_datasets
+    from patsearch.train.recipe import Recipe
+
+    state = ckpt.load(checkpoint)
+    stored_arch = state.get("arch")
+    if arch is None:
+        if stored_arch is None:
+            raise ckpt.CheckpointError(f"checkpoint {checkpoint} does not record its architecture; pass --arch")
+        arch = stored_arch.get("timm") if "timm" in stored_arch else stored_arch
+    recipe = Recipe.from_dict(state["recipe"]) if isinstance(state.get("recipe"), dict) else Recipe()
+    if resolution is not None:
+        recipe = recipe.replace(test_resolution=resolution)
+    ctx = init_distributed(device)
+    run = state.get("run", {}) if isinstance(state.get("run"), dict) else {}
+    _, val_base = make_datasets(data, cache=cache, synthetic=(2 * batch_size, synthetic_val),
+                                seed=int(run.get("seed", 0)), workers=workers or 4)
+    num_classes = len(val_base.classes)
+    model = build_model(arch, num_classes)
+    ckpt.load_model_weights(model, checkpoint)
+    if fused:
+        from patsearch.models import fuse_model
+
+        model = fuse_model(model)
+    model = model.to(ctx.device).eval()
+    val = TransformedDataset(val_base, eval_transform(recipe))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val, shard_indices(len(val), ctx)),
+                                         batch_size=batch_size, num_workers=workers or 0, collate_fn=collate_uint8,
+                                         pin_memory=ctx.device.type == "cuda")
+    metrics = evaluate(model, loader, DeviceNormalizer(ctx.device), ctx, amp_dtype(ctx.device, amp))
+    metrics.update(checkpoint=str(checkpoint), fused=fused, resolution=recipe.test_resolution,
+                   epoch=state.get("epoch"))
+    return metrics

@@ -1,0 +1,442 @@
+"""The training loop: one library function, used by ``patsearch train`` and by the search's proxy training.
+
+API (small on purpose)::
+
+    from patsearch.train import train
+    result = train("patnet_t2", "patnet_t2", data="/data/imagenet", out_dir="runs/t2", batch_size=1024)
+    result["best_top1"], result["history"]          # per-epoch metrics dicts
+
+- ``arch``: an ArchConfig, a variant name, an architecture YAML (a search's best.yaml), a mapping, or a timm peer
+  name such as ``fasternet_t0``.
+- ``recipe``: a shipped recipe name (``patnet_t0`` ... ``patnet_l``, ``proxy``), a YAML path, a Recipe, or None
+  (the recipe that fits ``arch``). ``epochs``, ``batch_size`` (global), ``lr`` (absolute; default: the recipe's lr
+  scaled linearly from its batch to yours), ``resolution`` and ``multi_scale`` override it.
+- ``data``: None trains on the built-in synthetic set (``synthetic=(n_train, n_val)`` samples); otherwise an
+  ImageNet-style folder.
+- ``out_dir``: None writes nothing at all (in-process proxy training). With a folder: ``latest.pt``, ``best.pt``,
+  ``metrics.json``, TensorBoard scalars under ``tb/`` and, with ``profile_steps``, a profiler trace under
+  ``profile/``. Only rank 0 writes.
+- ``on_epoch_end(epoch, metrics)`` is called after each evaluation (on every rank); raising from it stops the run
+  (the exception propagates: this is how Optuna pruning stops a trial). ``on_step_end(step, loss)`` is called after
+  each optimiser step with this rank's loss as a float (it syncs the device: tests and debugging only).
+- ``device="cpu"``, a tiny ``synthetic`` set, ``resolution=32`` and ``workers=0`` make a quick CPU path.
+- Under torchrun the same call runs DDP (NCCL on GPUs, gloo on CPUs) with the global batch split across ranks.
+
+Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
+sampler position; augmentation is seeded per sample, so ``resume="auto"`` continues with the same next step an
+uninterrupted run takes (bit-exact on CPU with ``deterministic=True``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from patsearch.arch import ArchConfig
+from patsearch.errors import UserError
+from patsearch.train import checkpoint as ckpt
+from patsearch.train.distributed import (DistContext, ShardedBatchSampler, all_gather_objects, all_reduce_sum,
+                                         barrier, cleanup, init_distributed, shard_indices)
+from patsearch.train.engine import (TrainStep, amp_dtype, build_criterion, build_model, build_optimizer,
+                                    describe_arch)
+from patsearch.train.evaluate import evaluate
+from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
+
+DEFAULT_BATCH = 256
+DEFAULT_SYNTHETIC = (10_000, 2_000)
+SYNTHETIC_IMAGE_SIZE = 64
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
+
+
+def make_datasets(data: str | os.PathLike | None, *, cache: str = "auto", synthetic: tuple[int, int] = DEFAULT_SYNTHETIC,
+                  seed: int = 0, workers: int = 8) -> tuple[Any, Any]:
+    """``(train, val)`` datasets of ``(PIL image, label)``: an image folder, or the built-in synthetic set."""
+    if data is None:
+        from patsearch.data.synthetic import SyntheticShapes
+
+        return (SyntheticShapes(synthetic[0], image_size=SYNTHETIC_IMAGE_SIZE, split="train", seed=seed),
+                SyntheticShapes(synthetic[1], image_size=SYNTHETIC_IMAGE_SIZE, split="val", seed=seed))
+    from patsearch.data.folder import open_image_folder
+
+    return open_image_folder(data, cache=cache, workers=workers)
+
+
+def resolve_recipe(recipe: Any, arch: Any, *, epochs: int | None = None, resolution: int | None = None,
+                   multi_scale: str | None = None, amp: bool | None = None) -> Recipe:
+    """The recipe a run uses: the given or fitting one, with the run's overrides applied."""
+    if recipe is None or recipe == "auto":
+        cfg, name = describe_arch(arch)
+        recipe = default_recipe_for(name, cfg.embed_dim if cfg is not None else None)
+    rec = load_recipe(recipe)
+    if epochs is not None:
+        rec = rec.with_epochs(epochs)
+    if resolution is not None:
+        # An explicit resolution means "train and test at this size"; multi-scale only if asked for as well.
+        rec = rec.replace(resolution=resolution, test_resolution=resolution, multi_scale="none")
+    if multi_scale is not None:
+        if multi_scale not in MULTI_SCALE_MODES:
+            raise RecipeError(f"multi-scale must be one of {', '.join(MULTI_SCALE_MODES)}, got {multi_scale!r}")
+        rec = rec.replace(multi_scale=multi_scale)
+    if amp is not None:
+        rec = rec.replace(amp=amp)
+    return rec
+
+
+def _step_resolution(recipe: Recipe, seed: int, epoch: int, step: int) -> int | None:
+    """Table 7's multi-scale: each step's size drawn from the recipe's list, the same on every rank."""
+    if recipe.multi_scale != "random":
+        return None
+    gen = torch.Generator().manual_seed(hash((seed, epoch, step)) & 0x7FFF_FFFF)
+    sizes = recipe.multi_scale_sizes
+    return sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
+
+
+class _Writer:
+    """Rank-0 outputs: metrics JSON (atomic), TensorBoard scalars (if tensorboard is installed)."""
+
+    def __init__(self, out_dir: Path | None, enabled: bool, tensorboard: bool) -> None:
+        self.out_dir = out_dir if enabled else None
+        self.tb = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.tb = SummaryWriter(str(self.out_dir / "tb"))
+                except ImportError:
+                    print("note: tensorboard is not installed; no TensorBoard scalars are written")
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(key, value, step)
+
+    def metrics(self, payload: dict[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        path = self.out_dir / "metrics.json"
+        tmp = path.with_name(f".metrics.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(payload, indent=1))
+        os.replace(tmp, path)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _Progress:
+    """A rich progress bar with ETA and img/s on rank 0 (silent elsewhere or when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                TimeRemainingColumn())
+            self.bar.start()
+        self.task = None
+
+    def start_epoch(self, description: str, total: int, done: int = 0) -> None:
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task(description, total=total, completed=done, info="")
+
+    def advance(self, info: str | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, **({"info": info} if info is not None else {}))
+
+    def log(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "str | os.PathLike | Recipe | None" = None,
+          *, data: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
+          epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          resolution: int | None = None, multi_scale: str | None = None, amp: bool | None = None,
+          device: str = "auto", workers: int | None = None, cache: str = "auto",
+          synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, resume: str | os.PathLike | None = None,
+          checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
+          channels_last: bool = True, compile: bool = False, sync_bn: bool = False, deterministic: bool = False,
+          profile_steps: int = 0, log_every: int = 50, progress: bool = True, tensorboard: bool = True,
+          on_epoch_end: Callable[[int, dict], None] | None = None,
+          on_step_end: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train ``arch`` with ``recipe``; returns ``{"history": [...], "best_top1": ..., "final": {...}, ...}``.
+
+    See the module docstring for the arguments. ``checkpoint_every`` also saves ``latest.pt`` every that many
+    steps (for runs killed mid-epoch); ``max_steps`` stops early after that many optimiser steps in total.
+    """
+    ctx = init_distributed(device)
+    writer = progress_bar = None
+    try:
+        rec = resolve_recipe(recipe, arch, epochs=epochs, resolution=resolution, multi_scale=multi_scale, amp=amp)
+        global_batch = batch_size or DEFAULT_BATCH
+        if global_batch % ctx.world_size:
+            raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "
+                            f"({ctx.world_size})")
+        local_batch = global_batch // ctx.world_size
+        if (rec.uses_mixup and local_batch % 2) or local_batch < 1:
+            raise UserError(f"per-process batch {local_batch} must be a positive even number (Mixup/CutMix pair "
+                            "samples); change --batch-size")
+        peak_lr = lr if lr is not None else rec.scaled_lr(global_batch)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=ctx.device.type == "cuda")
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(seed + ctx.rank)
+        import random
+
+        import numpy as np
+
+        random.seed(seed + ctx.rank)
+        np.random.seed(seed + ctx.rank)
+        num_workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0)
+
+        train_base, val_base = make_datasets(data, cache=cache, synthetic=synthetic, seed=seed,
+                                             workers=max(num_workers, 4))
+        num_classes = len(train_base.classes)
+        arch_cfg, arch_name = describe_arch(arch)
+        model = build_model(arch_cfg if arch_cfg is not None else arch_name, num_classes, rec.drop_path)
+        model.to(ctx.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if sync_bn and ctx.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        optimizer = build_optimizer(model, rec, peak_lr, ctx.device)
+        dtype = amp_dtype(ctx.device, rec.amp)
+        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+        steps_per_epoch = len(train_base) // global_batch
+        if steps_per_epoch < 1:
+            raise UserError(f"the training set ({len(train_base)} images) is smaller than one global batch "
+                            f"({global_batch}); lower --batch-size")
+        from timm.scheduler import CosineLRScheduler
+
+        total_steps = rec.epochs * steps_per_epoch
+        scheduler = CosineLRScheduler(optimizer, t_initial=total_steps, lr_min=min(rec.min_lr, peak_lr),
+                                      warmup_t=int(round(rec.warmup_epochs * steps_per_epoch)),
+                                      warmup_lr_init=min(rec.warmup_lr, peak_lr), t_in_epochs=False)
+        criterion, mixup = build_criterion(rec, num_classes)
+
+        out_path = Path(out_dir) if out_dir is not None else None
+        run_info = {"arch": arch_name, "recipe": rec.name, "data": os.fspath(data) if data is not None else None,
+                    "synthetic": list(synthetic) if data is None else None, "global_batch": global_batch,
+                    "world_size": ctx.world_size, "lr": peak_lr, "seed": seed, "amp_dtype": str(dtype),
+                    "device": str(ctx.device), "steps_per_epoch": steps_per_epoch, "epochs": rec.epochs,
+                    "channels_last": channels_last, "compile": compile}
+
+        # --- resume -----------------------------------------------------------------------------------------
+        start_epoch, step_in_epoch, global_step, best_top1 = 0, 0, 0, -1.0
+        history: list[dict[str, Any]] = []
+        epoch_loss = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, steps (this epoch)
+        resume_path = ckpt.find_resume(out_path, resume) if resume and (out_path or resume != "auto") else None
+        if resume_path is not None:
+            state = ckpt.load(resume_path)
+            model.load_state_dict(ckpt.model_state(state))
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            start_epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+            global_step, best_top1 = int(state["global_step"]), float(state["best_top1"])
+            history = list(state.get("history", []))
+            epoch_loss = state["epoch_loss"].to(ctx.device)
+            rng = state.get("rng", [])
+            if len(rng) == ctx.world_size:
+                ckpt.set_rng_state(rng[ctx.rank])
+            elif ctx.is_main:
+                print(f"note: checkpoint has RNG states for {len(rng)} processes, this run has {ctx.world_size}; "
+                      "resuming with fresh random streams")
+
+        train_model: nn.Module = model
+        if ctx.enabled:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        if compile:
+            train_model = torch.compile(train_model)
+        step_fn = TrainStep(train_model, optimizer, criterion, ctx.device, dtype, rec.clip_grad, scaler)
+
+        from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform, train_transform
+
+        normalize = DeviceNormalizer(ctx.device, channels_last)
+        pin = ctx.device.type == "cuda"
+        loader_kw: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate_uint8, "pin_memory": pin}
+        if num_workers > 0:
+            loader_kw.update(persistent_workers=True, prefetch_factor=4)
+        sampler = ShardedBatchSampler(len(train_base), local_batch, rank=ctx.rank, world_size=ctx.world_size,
+                                      seed=seed)
+        train_loaders: dict[int, torch.utils.data.DataLoader] = {}
+
+        def train_loader(res: int) -> torch.utils.data.DataLoader:
+            if res not in train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
+                train_loaders.clear()
+                train_loaders[res] = torch.utils.data.DataLoader(
+                    TransformedDataset(train_base, train_transform(rec, res)), batch_sampler=sampler,
+                    generator=torch.Generator().manual_seed(seed), **loader_kw)
+            return train_loaders[res]
+
+        val_loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(TransformedDataset(val_base, eval_transform(rec)),
+                                    shard_indices(len(val_base), ctx)),
+            batch_size=local_batch, generator=torch.Generator().manual_seed(seed), **loader_kw)
+
+        writer = _Writer(out_path, ctx.is_main, tensorboard)
+        progress_bar = _Progress(progress and ctx.is_main)
+        profiler = _make_profiler(profile_steps, out_path, ctx) if profile_steps > 0 and out_path else None
+        if ctx.is_main and progress:
+            progress_bar.log(f"training {arch_name} with recipe {rec.name or '(custom)'}: {rec.epochs} epochs x "
+                             f"{steps_per_epoch} steps, global batch {global_batch} on {ctx.world_size} "
+                             f"{ctx.device.type} process(es), lr {peak_lr:.3g}, amp {dtype}, "
+                             f"{len(train_base)} train / {len(val_base)} val images, {num_classes} classes")
+
+        bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
+        stop = False
+        train_model.train()
+
+        def check_finite(epoch: int) -> None:
+            flag = all_reduce_sum(ctx, bad.to(torch.float32))
+            if flag.item() > 0:
+                last = out_path / ckpt.LATEST if out_path is not None and (out_path / ckpt.LATEST).exists() else None
+                where = f"; the last good checkpoint {last} is intact" if last else ""
+                raise TrainingDiverged(f"loss became NaN or infinite in epoch {epoch} (by step {global_step}); "
+                                       f"stopped without saving{where}. Lower --lr, or set clip_grad in the recipe")
+
+        def save(epoch: int, step: int, is_best: bool) -> None:
+            rngs = all_gather_objects(ctx, ckpt.rng_state())
+            if not ctx.is_main or out_path is None:
+                return
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {},
+                     "epoch": epoch, "step_in_epoch": step, "global_step": global_step, "best_top1": best_top1,
+                     "epoch_loss": epoch_loss.cpu(), "history": history, "rng": rngs,
+                     "arch": arch_cfg.to_dict() if arch_cfg is not None else {"timm": arch_name},
+                     "recipe": rec.to_dict(), "run": run_info}
+            ckpt.save_atomic(state, out_path / ckpt.LATEST)
+            if is_best:
+                ckpt.save_atomic(state, out_path / ckpt.BEST)
+
+        for epoch in range(start_epoch, rec.epochs):
+            res = rec.resolution_at(epoch)
+            sampler.set_epoch(epoch, step_in_epoch)
+            loader = train_loader(res)
+            progress_bar.start_epoch(f"epoch {epoch + 1}/{rec.epochs} @{res}", steps_per_epoch, step_in_epoch)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            t0 = time.perf_counter()
+            steps_this_run = 0
+            for images, labels in loader:
+                scheduler.step_update(global_step)
+                x = normalize(images)
+                y = labels.to(ctx.device, non_blocking=True)
+                size = _step_resolution(rec, seed, epoch, step_in_epoch)
+                if size is not None and size != x.shape[-1]:
+                    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+                if mixup is not None:
+                    x, y = mixup(x, y)
+                loss = step_fn(x, y)
+                bad |= ~torch.isfinite(loss)
+                epoch_loss[0] += loss.double()
+                epoch_loss[1] += 1
+                step_in_epoch += 1
+                global_step += 1
+                steps_this_run += 1
+                if profiler is not None:
+                    profiler.step()
+                if on_step_end is not None:
+                    on_step_end(global_step, float(loss))
+                info = None
+                if global_step % log_every == 0 or step_in_epoch == steps_per_epoch:
+                    check_finite(epoch)
+                    lr_now = optimizer.param_groups[0]["lr"]
+                    mean_loss = (epoch_loss[0] / epoch_loss[1].clamp(min=1)).item()
+                    info = f"loss {mean_loss:.4f} lr {lr_now:.2e}"
+                    writer.scalars({"train/loss": mean_loss, "train/lr": lr_now}, global_step)
+                progress_bar.advance(info)
+                if checkpoint_every and global_step % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
+                    check_finite(epoch)
+                    save(epoch, step_in_epoch, False)
+                if max_steps is not None and global_step >= max_steps:
+                    stop = True
+                    break
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            train_time = time.perf_counter() - t0
+            check_finite(epoch)
+            if stop and step_in_epoch < steps_per_epoch:
+                save(epoch, step_in_epoch, False)
+                break
+            reduced = all_reduce_sum(ctx, epoch_loss) / ctx.world_size
+            metrics: dict[str, Any] = {
+                "epoch": epoch + 1, "global_step": global_step,
+                "train_loss": (reduced[0] / reduced[1].clamp(min=1)).item(),
+                "lr": optimizer.param_groups[0]["lr"], "resolution": res,
+                "img_s": steps_this_run * global_batch / max(train_time, 1e-9), "epoch_time_s": train_time,
+            }
+            if (epoch + 1) % eval_every == 0 or epoch + 1 == rec.epochs:
+                metrics.update(evaluate(model, val_loader, normalize, ctx, dtype))
+            history.append(metrics)
+            is_best = metrics.get("top1", -1.0) > best_top1
+            best_top1 = max(best_top1, metrics.get("top1", -1.0))
+            step_in_epoch = 0
+            epoch_loss.zero_()
+            save(epoch + 1, 0, is_best)
+            writer.scalars({f"epoch/{k}": float(v) for k, v in metrics.items()
+                            if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, global_step)
+            writer.metrics({"run": run_info, "recipe": rec.to_dict(), "best_top1": best_top1, "history": history})
+            progress_bar.log(_epoch_line(metrics, rec.epochs))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, metrics)
+            if stop:
+                break
+        if profiler is not None:
+            profiler.stop()
+        barrier(ctx)
+        return {"history": history, "best_top1": best_top1, "final": history[-1] if history else {},
+                "global_step": global_step, "run": run_info, "recipe": rec.to_dict(), "is_main": ctx.is_main,
+                "out_dir": str(out_path) if out_path is not None else None}
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
+        if writer is not None:
+            writer.close()
+        cleanup(ctx)
+
+
+def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
+    parts = [f"epoch {m['epoch']}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
+    if "top1" in m:
+        parts += [f"top1 {m['top1']:.2f}", f"top5 {m['top5']:.2f}", f"val_loss {m['val_loss']:.4f}"]
+    parts += [f"{m['img_s']:.0f} img/s", f"lr {m['lr']:.2e}"]
+    return "  ".join(parts)
+
+
+def _make_profiler(steps: int, out_path: Path, ctx: DistContext) -> Any:
+    """A torch.profiler trace of ``steps`` training steps (after 1 wait + 1 warm-up) for torch-tb-profiler."""
+    from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ctx.device.type == "cuda" else [])
+    prof = profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps, repeat=1),
+                   on_trace_ready=tensorboard_trace_handler(str(out_path / "profile"), worker_name=f"rank{ctx.rank}"))
+    prof.start()
+    return prof

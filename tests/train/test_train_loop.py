@@ -1,0 +1,126 @@
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from patsearch.train import TrainingDiverged, evaluate_checkpoint, train
+from patsearch.train import checkpoint as ckpt
+from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
+
+
+def test_a_few_steps_reduce_the_loss_on_a_tiny_set():
+    losses = []
+    result = train(TINY_ARCH, **TINY_RUN, epochs=12, batch_size=16, lr=3e-3, synthetic=(32, 16),
+                   on_step_end=lambda step, loss: losses.append(loss))
+    assert len(losses) == 24 and result["global_step"] == 24
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1, losses
+    assert [m["epoch"] for m in result["history"]] == list(range(1, 13))
+    assert 0 <= result["final"]["top1"] <= 100 and result["final"]["val_samples"] == 16
+
+
+def test_in_process_run_writes_nothing_and_callback_can_stop_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    class Pruned(Exception):
+        pass
+
+    def on_epoch_end(epoch, metrics):
+        seen.append((epoch, sorted(metrics)))
+        if epoch == 2:
+            raise Pruned
+
+    with pytest.raises(Pruned):
+        train(TINY_ARCH, **TINY_RUN, epochs=5, batch_size=16, synthetic=(32, 16), on_epoch_end=on_epoch_end)
+    assert [e for e, _ in seen] == [1, 2]
+    assert {"train_loss", "top1", "top5", "val_loss", "img_s", "lr"} <= set(seen[0][1])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_folder_has_checkpoints_metrics_and_tensorboard(tmp_path):
+    out = tmp_path / "run"
+    result = train(TINY_ARCH, **{**TINY_RUN, "tensorboard": True}, epochs=2, batch_size=16, synthetic=(32, 16),
+                   out_dir=out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["best.pt", "latest.pt", "metrics.json", "tb"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics["history"]] == [1, 2] and metrics["best_top1"] == result["best_top1"]
+    state = ckpt.load(out / "latest.pt")  # weights_only=True
+    assert state["epoch"] == 2 and state["global_step"] == 4 and state["arch"]["embed_dim"] == 8
+    assert state["recipe"]["name"] == "proxy" and len(state["rng"]) == 1
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import patsearch.train.loop as loop
+
+    real = loop.build_criterion
+    calls = {"n": 0}
+
+    def poisoned(recipe, num_classes):
+        criterion, mixup = real(recipe, num_classes)
+
+        def crit(logits, target):
+            calls["n"] += 1
+            loss = criterion(logits, target)
+            return loss * float("nan") if calls["n"] == 3 else loss  # step 3 = first step of epoch 2
+        return crit, mixup
+
+    monkeypatch.setattr(loop, "build_criterion", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match=r"loss became NaN or infinite in epoch 1 .*last good checkpoint .*latest.pt is intact"):
+        train(TINY_ARCH, **TINY_RUN, epochs=3, batch_size=16, synthetic=(32, 16), out_dir=out)
+    state = ckpt.load(out / "latest.pt")
+    assert state["epoch"] == 1 and state["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_eval_matches_training_and_fused_model_gives_the_same_accuracy(tmp_path):
+    out = tmp_path / "run"
+    result = train(TINY_ARCH, **TINY_RUN, epochs=3, batch_size=16, lr=3e-3, synthetic=(64, 32), out_dir=out)
+    plain = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, synthetic_val=32)
+    fused = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, synthetic_val=32, fused=True)
+    assert plain["top1"] == pytest.approx(result["final"]["top1"])
+    assert plain["val_samples"] == 32
+    assert (fused["top1"], fused["top5"]) == (plain["top1"], plain["top5"])
+    assert fused["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-4)
+
+
+def run_cli(monkeypatch, capsys, *args):
+    import cli
+
+    monkeypatch.setattr(sys, "argv", ["patsearch", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    return exc.value.code, captured.err.strip()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "error: data path /no/such/folder does not exist"),
+    (["--recipe", "patnet_xxl"], "error: unknown recipe 'patnet_xxl'"),
+    (["--batch-size", "100000"], "smaller than one global batch"),
+    (["--resume", "/no/ckpt.pt", "--batch-size", "16"], "error: resume checkpoint /no/ckpt.pt does not exist"),
+])
+def test_cli_train_bad_input(tmp_path, monkeypatch, capsys, args, message):
+    arch = write_tiny_arch(tmp_path)
+    code, err = run_cli(monkeypatch, capsys, "train", "--arch", str(arch), "--device", "cpu", "--no-progress",
+                        "--out", str(tmp_path / "run"), "--synthetic-train", "64", "--synthetic-val", "16",
+                        "--resolution", "32", *args)
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_cli_eval_missing_checkpoint(tmp_path, monkeypatch, capsys):
+    code, err = run_cli(monkeypatch, capsys, "eval", "--checkpoint", str(tmp_path / "none.pt"))
+    assert code == 2 and err.startswith("error: checkpoint") and "does not exist" in err
+
+
+def test_cli_empty_data_folder(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "val").mkdir()
+    arch = write_tiny_arch(tmp_path)
+    code, err = run_cli(monkeypatch, capsys, "train", "--arch", str(arch), "--data", str(tmp_path / "data"),
+                        "--device", "cpu")
+    assert code == 2 and "has no class folders" in err

@@ -1,0 +1,66 @@
+"""A run killed with SIGKILL and resumed with --resume auto takes the same next steps as an uninterrupted run."""
+import signal
+import subprocess
+import time
+
+import torch
+
+from patsearch.train import checkpoint as ckpt
+from patsearch.train import train
+from train_helpers import PYTHON, REPO, TINY_ARCH, TINY_RUN, subprocess_env, write_tiny_arch
+
+EPOCHS, BATCH, SYNTHETIC = 50, 16, (64, 16)  # 4 steps per epoch; long enough that the kill lands mid-run
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    out = tmp_path / "run"
+    arch = write_tiny_arch(tmp_path)
+    cmd = [PYTHON, "-m", "patsearch", "train", "--arch", str(arch), "--recipe", "proxy", "--device", "cpu",
+           "--resolution", "32", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--synthetic-train",
+           str(SYNTHETIC[0]), "--synthetic-val", str(SYNTHETIC[1]), "--workers", "0", "--deterministic",
+           "--checkpoint-every", "1", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed_at = None
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            latest = out / ckpt.LATEST
+            if latest.exists() and ckpt.load(latest)["global_step"] >= 6:  # mid-epoch (step 2 of epoch 2) or later
+                proc.send_signal(signal.SIGKILL)
+                killed_at = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not killed_at:
+            proc.kill()
+        output = proc.communicate()[0].decode()
+    assert killed_at, f"the run ended before it could be killed:\n{output}"
+    state = ckpt.load(out / ckpt.LATEST)  # the checkpoint survived the kill intact
+    resumed_from = state["global_step"]
+    assert resumed_from < EPOCHS * 4
+
+    kw = dict(TINY_RUN, epochs=EPOCHS, batch_size=BATCH, synthetic=SYNTHETIC, deterministic=True)
+    resumed: dict[int, float] = {}
+    train(arch, **kw, out_dir=out, resume="auto", max_steps=resumed_from + 3,
+          on_step_end=lambda step, loss: resumed.__setitem__(step, loss))
+    uninterrupted: dict[int, float] = {}
+    train(arch, **kw, max_steps=resumed_from + 3,
+          on_step_end=lambda step, loss: uninterrupted.__setitem__(step, loss))
+
+    steps = sorted(resumed)
+    assert steps == [resumed_from + 1, resumed_from + 2, resumed_from + 3]
+    assert [resumed[s] for s in steps] == [uninterrupted[s] for s in steps]  # bit-exact
+
+
+def test_resume_restores_optimizer_scheduler_and_sampler_position(tmp_path):
+    out = tmp_path / "run"
+    kw = dict(TINY_RUN, epochs=3, batch_size=16, synthetic=(64, 16))
+    train(TINY_ARCH, **kw, out_dir=out, max_steps=6)  # stops at step 2 of epoch 2
+    state = ckpt.load(out / ckpt.LATEST)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 6)
+    assert state["optimizer"]["state"] and state["scheduler"]
+    steps = []
+    result = train(TINY_ARCH, **kw, out_dir=out, resume="auto", on_step_end=lambda s, loss: steps.append(s))
+    assert steps == list(range(7, 13))  # only the rest of epoch 2 and epoch 3
+    assert [m["epoch"] for m in result["history"]] == [1, 2, 3]
+    assert torch.isfinite(torch.tensor([m["train_loss"] for m in result["history"]])).all()
