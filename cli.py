@@ -59,6 +59,80 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def train(
+    arch: str = typer.Option(..., "--arch", help="Variant (patnet_t2), architecture YAML (a search's best.yaml) or "
+                                                  "timm peer (fasternet_t2)."),
+    data: Optional[Path] = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
+                                                   "default: the built-in synthetic set."),
+    recipe: str = typer.Option("auto", help="Recipe name (patnet_t0..patnet_l, proxy) or YAML path; auto = the "
+                                            "one that fits --arch."),
+    epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs (warm-up keeps its fraction)."),
+    batch_size: int = typer.Option(256, help="Global batch size (split across processes)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate; default: the recipe's, scaled linearly from "
+                                                  "its batch to --batch-size."),
+    resolution: Optional[int] = typer.Option(None, help="Train and test at this size (turns multi-scale off)."),
+    multi_scale: Optional[str] = typer.Option(None, help="none | random (Table 7) | schedule (192 then 224)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints, metrics and TensorBoard "
+                                                  "(default runs/<arch>)."),
+    resume: Optional[str] = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
+    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    workers: Optional[int] = typer.Option(None, help="Data loader processes per GPU process."),
+    seed: int = typer.Option(0),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
+    checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps."),
+    eval_every: int = typer.Option(1, help="Evaluate every N epochs (and after the last)."),
+    profile_steps: int = typer.Option(0, help="Write a torch.profiler trace of N steps to OUT/profile."),
+    cache: str = typer.Option("auto", help="auto | memory | none: decode small images into memory once."),
+    synthetic_train: int = typer.Option(10_000, help="Synthetic set: training images."),
+    synthetic_val: int = typer.Option(2_000, help="Synthetic set: validation images."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a network with the paper's recipe (DDP under torchrun; exact resume with --resume auto)."""
+    import json
+
+    from patsearch.train import train as run_training
+
+    run_dir = out if out is not None else Path("runs") / Path(arch).stem
+    result = run_training(arch, recipe, data=data, out_dir=run_dir, epochs=epochs, batch_size=batch_size, lr=lr,
+                          resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
+                          cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
+                          checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
+                          channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
+                          profile_steps=profile_steps, progress=progress)
+    if result["is_main"]:  # under torchrun only rank 0 prints
+        final = result["final"]
+        typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))
+
+
+@app.command(name="eval")
+def evaluate(
+    checkpoint: Path = typer.Option(..., help="Checkpoint written by `patsearch train` (best.pt / latest.pt)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
+    data: Optional[Path] = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
+                                                   "built-in synthetic set."),
+    resolution: Optional[int] = typer.Option(None, help="Test resolution (default: the recipe's)."),
+    batch_size: int = typer.Option(256),
+    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    workers: Optional[int] = typer.Option(None),
+    fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model."),
+) -> None:
+    """Top-1 / top-5 of a trained checkpoint."""
+    import json
+
+    from patsearch.train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
+                                  device=device, workers=workers, fused=fused)
+    typer.echo(json.dumps(metrics))
+
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
     from patsearch.errors import UserError
