@@ -133,6 +133,69 @@ def evaluate(
 
 
 
+@app.command()
+def search(
+    latency_budget: Optional[list[str]] = typer.Option(
+        None, "--latency-budget", help="Latency budget: 35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another "
+                                       "profile. Repeat for several devices."),
+    min_throughput: Optional[list[str]] = typer.Option(
+        None, "--min-throughput", help="Throughput floor, e.g. h100=4000fps. Repeatable."),
+    device: Optional[str] = typer.Option(None, help="Profile (device name or JSON path) for budgets without "
+                                                    "DEVICE= (default: cpu, this machine's table)."),
+    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    data: Optional[Path] = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
+                                                   "training (default: the built-in synthetic set)."),
+    proxy_epochs: int = typer.Option(3, help="Proxy training epochs per candidate."),
+    proxy_resolution: int = typer.Option(64, help="Proxy training resolution (multiple of 32)."),
+    proxy_batch_size: int = typer.Option(128, help="Proxy training batch size."),
+    proxy_train_samples: Optional[int] = typer.Option(None, help="Training images per candidate (synthetic: "
+                                                                 "2000; folder: all, or a class-balanced subset)."),
+    proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images (synthetic: 500; folder: all)."),
+    trials: int = typer.Option(10, help="Candidates to proxy-train (baselines included; infeasible proposals are recorded, not "
+                                        "counted); a rerun completes the same study up to this count."),
+    timeout: Optional[float] = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    seed: int = typer.Option(0, help="Sampler and proxy-training seed."),
+    storage: Optional[str] = typer.Option(None, help="Study storage: sqlite:///file.db, journal:///file.log or "
+                                                     "postgresql://user@host/db (default: runs/<study>/study.db)."),
+    study_name: Optional[str] = typer.Option(None, help="Study name (default: derived from space and budgets)."),
+    objective: str = typer.Option("single", help="single (proxy top-1 under the constraints) | pareto "
+                                                 "(top-1 vs the first constraint's metric)."),
+    sampler: str = typer.Option("tpe", help="tpe | nsga2 | gp | random."),
+    pruner: str = typer.Option("median", help="median | hyperband | none (Pareto studies are never pruned)."),
+    n_jobs: int = typer.Option(1, help="Worker threads in this process (run more processes for more)."),
+    baselines: str = typer.Option("auto", help="PATNet variants to enqueue first: auto (those within budget), "
+                                               "none, or names (patnet_t0,patnet_t1)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where studies and results go."),
+    heartbeat_interval: int = typer.Option(10, help="Seconds between heartbeats; a trial silent for 3x this "
+                                                    "is failed and retried."),
+    allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
+    show: Optional[str] = typer.Option(None, "--show", metavar="STUDY",
+                                       help="Reprint the summary of an existing study and exit."),
+) -> None:
+    """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
+    if show is not None:
+        from patsearch.search import show_study
+
+        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=True)
+        return
+    from patsearch.search import ProxySettings, SearchOptions, run_search
+
+    opts = SearchOptions(
+        latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
+        proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+                            batch_size=proxy_batch_size, train_samples=proxy_train_samples,
+                            val_samples=proxy_val_samples, seed=seed, subset_dir=str(runs_dir / ".proxy-data")),
+        trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
+        sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
+        heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots)
+    try:
+        run_search(opts, console=console())
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial is queued again; rerun the same command to resume", err=True)
+        raise typer.Exit(130)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
     from patsearch.errors import UserError

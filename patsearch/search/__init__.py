@@ -1,0 +1,31 @@
+"""Hardware-aware architecture search: Optuna over a search space, constrained by lookup tables.
+
+Public API (what ``patsearch search`` wraps)::
+
+    from patsearch.search import SearchOptions, ProxySettings, run_search, show_study
+    outcome = run_search(SearchOptions(latency_budgets=["35ms"]))   # runs/<study>/best.yaml, plots, summary
+    show_study(outcome.study_name)                                   # reprint an existing study's summary
+
+Pieces, one job each: :mod:`~patsearch.search.budget` (parse ``35ms`` / ``4000fps``),
+:mod:`~patsearch.search.constraints` (constraints from profiles), :mod:`~patsearch.search.objective`,
+:mod:`~patsearch.search.proxy` (proxy training through the trainer), :mod:`~patsearch.search.study` (storages,
+samplers, pruners, multi-worker loop), :mod:`~patsearch.search.baselines`, :mod:`~patsearch.search.results`,
+:mod:`~patsearch.search.redact` (credentials out of every message).
+"""
+from patsearch.search.budget import BudgetError, parse_latency, parse_throughput
+
+__all__ = ["BudgetError", "parse_latency", "parse_throughput", "ProxySettings", "SearchOptions", "SearchOutcome",
+           "run_search", "show_study"]
+
+
+def __getattr__(name: str):
+    # Lazy: the search stack (optuna, torch) is imported only when a search actually runs.
+    if name in ("SearchOptions", "SearchOutcome", "run_search", "show_study"):
+        from patsearch.search import api
+
+        return getattr(api, name)
+    if name == "ProxySettings":
+        from patsearch.search.proxy import ProxySettings
+
+        return ProxySettings
+    raise AttributeError(f"module 'patsearch.search' has no attribute {name!r}")

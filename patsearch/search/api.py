@@ -1,0 +1,321 @@
+"""``patsearch search``: the library entry points the CLI wraps (:func:`run_search`, :func:`show_study`)."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from patsearch.errors import UserError
+from patsearch.search import study as study_mod
+from patsearch.search.baselines import enqueue_baselines, select_baselines
+from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
+from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
+from patsearch.search.proxy import ProxySettings, make_proxy_runner
+from patsearch.search.redact import install_log_redaction, scrub
+from patsearch.search.results import (best_row, comparison, constraints_of, finished, pareto_front, rows,
+                                      summary_table, write_best_yaml, write_front_yaml, write_plots)
+
+logger = logging.getLogger("patsearch.search")
+
+DEFAULT_TRIALS = 10
+
+
+@dataclass
+class SearchOptions:
+    """Everything ``patsearch search`` accepts (see the CLI for the flags)."""
+
+    latency_budgets: Sequence[str] = ()
+    min_throughputs: Sequence[str] = ()
+    device: str | None = None  # default profile for constraints without their own (None: the local CPU's)
+    space: str | None = None
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    trials: int = DEFAULT_TRIALS
+    timeout: float | None = None
+    seed: int = 0
+    storage: str | None = None
+    study_name: str | None = None
+    objective: str = "single"
+    sampler: str = "tpe"
+    pruner: str = "median"
+    n_jobs: int = 1
+    baselines: str = "auto"
+    runs_dir: str = "runs"
+    heartbeat_interval: int = study_mod.DEFAULT_HEARTBEAT_INTERVAL
+    allow_stale_profile: bool = False
+    count_costs: bool = True
+    plots: bool = True
+
+
+@dataclass
+class SearchOutcome:
+    study_name: str
+    storage: str  # redacted
+    out_dir: Path
+    best_yaml: Path | None
+    files: list[Path]
+    notes: list[str]
+    ran: int
+    study: Any = None
+
+
+def _default_device() -> str:
+    """The local CPU's profile name (what `patsearch profile` writes for this machine)."""
+    try:
+        from patsearch.profiler import DEVICES  # noqa: F401
+
+        return "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def default_study_name(space_name: str, constraints, objective: str) -> str:
+    parts = [space_name]
+    for c in constraints:
+        dev = re.sub(r"[^A-Za-z0-9]+", "", Path(c.device).stem) or "dev"
+        parts.append(f"{dev}-{'lat' if c.kind == LATENCY else 'fps'}{c.limit:g}{'ms' if c.kind == LATENCY else ''}")
+    if objective == PARETO:
+        parts.append("pareto")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
+
+
+def _check_options(opts: SearchOptions) -> None:
+    if opts.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.n_jobs < 1:
+        raise UserError(f"--n-jobs must be at least 1, got {opts.n_jobs}")
+    if opts.timeout is not None and opts.timeout <= 0:
+        raise UserError(f"--timeout must be a positive number of seconds, got {opts.timeout}")
+    if opts.objective not in OBJECTIVES:
+        raise UserError(f"unknown --objective {opts.objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if opts.sampler.lower().replace("-", "") not in ("tpe", "nsga2", "nsgaii", "gp", "random"):
+        raise UserError(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(study_mod.SAMPLERS)}")
+    if opts.heartbeat_interval < 1:
+        raise UserError("--heartbeat-interval must be at least 1 second")
+    if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
+        raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
+                        "(it names the folder under runs/)")
+
+
+def _count_costs(arch, resolution: int) -> tuple[int, int]:
+    from patsearch.counting import count_flops, count_params
+    from patsearch.models import create_model
+
+    model = create_model(arch)
+    return count_params(model), count_flops(model, resolution)
+
+
+def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., float] | None = None,
+               load_profile: Callable[[str], Any] | None = None) -> SearchOutcome:
+    """Run (or resume) a constrained search and write its results under ``<runs_dir>/<study>/``.
+
+    ``run_proxy`` and ``load_profile`` replace the trainer and the profile loader (tests use tiny stand-ins).
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console(stderr=False)
+    _check_options(opts)
+    specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
+
+    from patsearch.space import load_space
+
+    space = load_space(opts.space)
+    if load_profile is None:
+        from patsearch.profiler import load_profile as _load
+
+        def load_profile(device: str):
+            return _load(device, allow_stale=opts.allow_stale_profile)
+    constraints = load_constraints(specs, default_device=opts.device or _default_device(), loader=load_profile)
+    best_possible = check_achievable(space, constraints)
+
+    study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective)
+    spec = study_mod.parse_storage(opts.storage, study_name, opts.runs_dir)
+    install_log_redaction(spec.url)
+    out_dir = Path(opts.runs_dir) / study_name
+
+    max_baselines = max(1, opts.trials // 3)
+    baselines, notes = select_baselines(space, constraints, opts.baselines, max_count=max_baselines)
+    multi = opts.objective == PARETO
+    sampler = study_mod.make_sampler(opts.sampler, seed=opts.seed, n_trials=opts.trials, multi_objective=multi)
+    pruner = study_mod.make_pruner(opts.pruner, multi_objective=multi, epochs=opts.proxy.epochs)
+    config = {
+        "constraints": [c.to_dict() for c in constraints],
+        "space": space.name,
+        "data": opts.proxy.data_id(),
+        "proxy_epochs": opts.proxy.epochs,
+        "proxy_resolution": opts.proxy.resolution,
+        "recipe": opts.proxy.recipe,
+        "objective": opts.objective,
+        "trials": opts.trials,
+        "sampler": opts.sampler,
+        "seed": opts.seed,
+        "best_possible": best_possible,
+        "baselines": [b.name for b in baselines],
+    }
+
+    storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
+
+    def on_create(new_study) -> None:
+        enqueue_baselines(new_study, baselines)
+
+    def make_study():
+        return study_mod.create_or_load_study(
+            spec, study_name, directions=directions(opts.objective, constraints), sampler=sampler, pruner=pruner,
+            storage=storage, config=config, on_create=on_create, heartbeat_interval=opts.heartbeat_interval)
+
+    try:
+        main_study = make_study()
+    except UserError:
+        raise
+    except Exception as exc:
+        raise study_mod.StorageError(f"cannot open study {study_name!r} in {spec.display}: "
+                                     f"{scrub(str(exc), spec.url).splitlines()[0]}") from None
+
+    if run_proxy is None:
+        run_proxy = make_proxy_runner(opts.proxy, num_classes_hint=None, threads=_threads_per_job(opts.n_jobs))
+    num_classes = getattr(run_proxy, "num_classes", 10)
+    objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
+                                          objective=opts.objective,
+                                          count_costs=_count_costs if opts.count_costs else None,
+                                          chance=1.0 / max(2, num_classes))
+
+    console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
+                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}")
+    for c in constraints:
+        console.print(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
+    if baselines:
+        console.print("  baselines: " + ", ".join(
+            f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
+    for note in notes:
+        console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
+
+    ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
+
+    final = main_study
+    result = write_results(final, out_dir, plots=opts.plots)
+    console.print(summary_table(final))
+    console.print(comparison(final))
+    for path in result.files:
+        console.print(f"wrote {path}")
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
+    return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
+                         ran, final)
+
+
+def _dashboard_url(spec: study_mod.StorageSpec) -> str:
+    if spec.kind == "journal":
+        return str(spec.path)
+    return spec.display  # the password stays out; the dashboard will ask the environment for it
+
+
+def _threads_per_job(n_jobs: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, n_jobs))
+
+
+def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,
+                       constraints) -> int:
+    from optuna.trial import TrialState
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    def done_count() -> int:
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not study_mod.is_infeasible(t)
+                   for t in main_study.get_trials(deepcopy=False))
+
+    primary = constraints[0]
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                  transient=False) as progress:
+        task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
+
+        def on_trial_end(trial) -> None:
+            ua = trial.user_attrs
+            pred = ua.get(f"pred:{primary.key}")
+            what = escape(f"[{ua.get('baseline') or 'search'}]")
+            if not ua.get("feasible", True):
+                line = f"trial {trial.number} {what}: infeasible ({primary.format(pred)}), not trained"
+            else:
+                top1 = ua.get("proxy_top1")
+                if top1 is None and trial.intermediate_values:
+                    top1 = trial.intermediate_values[max(trial.intermediate_values)]
+                acc = "-" if top1 is None else f"{100 * top1:.2f}%"
+                line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
+                        f"{primary.format(pred) if pred is not None else '-'}")
+            progress.console.print(line)
+            progress.update(task, completed=min(done_count(), opts.trials))
+
+        start = time.time()
+        ran = study_mod.run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
+                                    n_jobs=opts.n_jobs, timeout=opts.timeout,
+                                    heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
+                                    max_infeasible=max(200, 50 * opts.trials))
+        progress.update(task, completed=min(done_count(), opts.trials))
+    logger.info("ran %d trial(s) in %.0f s", ran, time.time() - start)
+    return ran
+
+
+@dataclass
+class Written:
+    best_yaml: Path | None
+    files: list[Path]
+    notes: list[str]
+
+
+def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True) -> Written:
+    """best.yaml (+ pareto.yaml for Pareto studies) and the PNG plots."""
+    out_dir = Path(out_dir)
+    cons = constraints_of(study)
+    rs = rows(study)
+    files: list[Path] = []
+    notes: list[str] = []
+    best = best_row(rs)
+    best_yaml = None
+    if best is not None:
+        best_yaml = write_best_yaml(out_dir / "best.yaml", best, study_name=study.study_name, constraints=cons)
+        files.append(best_yaml)
+    else:
+        notes.append("no feasible candidate finished: best.yaml not written")
+    if len(study.directions) > 1 and cons:
+        front = pareto_front(rs, cons[0].key, cons[0].kind)
+        files.append(write_front_yaml(out_dir / "pareto.yaml", front, study_name=study.study_name))
+    if plots and finished(rs):
+        written, plot_notes = write_plots(study, out_dir)
+        files += written
+        notes += plot_notes
+    return Written(best_yaml, files, notes)
+
+
+def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "runs", console=None,
+               write: bool = False) -> Any:
+    """Print the summary of an existing study (and optionally rewrite its result files)."""
+    import optuna
+    from rich.console import Console
+
+    console = console or Console()
+    spec = study_mod.parse_storage(storage, study_name, runs_dir)
+    install_log_redaction(spec.url)
+    if spec.kind == "sqlite" and spec.path is not None and not spec.path.exists():
+        raise UserError(f"no study {study_name!r} under {runs_dir}/ ({spec.display} does not exist); "
+                        "pass --storage for a study stored elsewhere")
+    storage_obj = study_mod.open_storage(spec)
+    try:
+        loaded = optuna.load_study(study_name=study_name, storage=storage_obj)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
+        raise UserError(f"no study {study_name!r} in {spec.display}; studies there: "
+                        f"{', '.join(names) or 'none'}") from None
+    console.print(summary_table(loaded))
+    console.print(comparison(loaded))
+    if write:
+        result = write_results(loaded, Path(runs_dir) / study_name)
+        for path in result.files:
+            console.print(f"wrote {path}")
+    return loaded

@@ -1,0 +1,170 @@
+"""Hardware constraints from lookup tables: ``cpu latency <= 35 ms``, ``h100 throughput >= 4000 img/s``, ...
+
+Each constraint names a profile (a device name or a table path, see :func:`patsearch.profiler.load_profile`), a
+kind (latency or throughput) and a limit. A candidate's predicted value is recorded on its trial and its
+normalised violation is handed to Optuna (``trial.set_constraint``): ``<= 0`` is feasible, and the size of a
+positive value tells the sampler how far outside the feasible region a point is.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from patsearch.arch import NUM_STAGES, ArchConfig
+from patsearch.errors import UserError
+from patsearch.search.budget import format_latency, format_throughput, parse_latency, parse_throughput
+
+LATENCY = "latency"
+THROUGHPUT = "throughput"
+_PROFILE_METRIC = {LATENCY: "latency_ms", THROUGHPUT: "throughput"}
+
+
+class ConstraintError(UserError):
+    """A constraint cannot be set up (unknown profile, wrong metric, budget nothing in the space can meet)."""
+
+
+@dataclass(frozen=True)
+class ConstraintSpec:
+    """What the user asked for, before any table is loaded: ``(device or None, kind, limit)``."""
+
+    device: str | None  # None: the default device (--device)
+    kind: str
+    limit: float  # ms for latency, img/s for throughput
+
+    @classmethod
+    def parse(cls, text: str, kind: str) -> "ConstraintSpec":
+        """``"35ms"`` or ``"cpu=35ms"`` / ``"profiles/h100.json=4000fps"`` (device before the last ``=``)."""
+        device, _, value = text.rpartition("=")
+        device = device.strip() or None
+        parse = parse_latency if kind == LATENCY else parse_throughput
+        return cls(device, kind, parse(value))
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A loaded constraint: a profile that predicts one metric and the limit it must meet."""
+
+    device: str
+    kind: str
+    limit: float
+    profile: Any = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        """Name of the constraint on trials (``trial.constraints``) and of its predicted value in user attrs."""
+        return f"{self.device}:{_PROFILE_METRIC[self.kind]}"
+
+    @property
+    def unit(self) -> str:
+        return "ms" if self.kind == LATENCY else "img/s"
+
+    def predict(self, arch: ArchConfig, resolution: int) -> float:
+        return float(self.profile.predict(arch, resolution))
+
+    def violation(self, value: float) -> float:
+        """Normalised distance outside the limit (``<= 0`` is feasible), comparable between constraints."""
+        if self.kind == LATENCY:
+            return (value - self.limit) / self.limit
+        return (self.limit - value) / self.limit
+
+    def feasible(self, value: float) -> bool:
+        return self.violation(value) <= 0
+
+    def format(self, value: float) -> str:
+        return format_latency(value) if self.kind == LATENCY else format_throughput(value)
+
+    def describe(self) -> str:
+        op = "<=" if self.kind == LATENCY else ">="
+        return f"{self.device} {self.kind} {op} {self.format(self.limit)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "kind": self.kind, "limit": self.limit}
+
+
+def parse_constraints(latency_budgets: Sequence[str] = (), min_throughputs: Sequence[str] = ()) -> list[ConstraintSpec]:
+    specs = [ConstraintSpec.parse(t, LATENCY) for t in latency_budgets]
+    specs += [ConstraintSpec.parse(t, THROUGHPUT) for t in min_throughputs]
+    if not specs:
+        raise ConstraintError("give at least one constraint: --latency-budget 35ms (or --min-throughput 4000fps)")
+    return specs
+
+
+def load_constraints(specs: Iterable[ConstraintSpec], default_device: str | None = None,
+                     loader=None) -> list[Constraint]:
+    """Load each constraint's profile (``loader(device)``, default :func:`patsearch.profiler.load_profile`)."""
+    if loader is None:
+        from patsearch.profiler import load_profile as loader
+    loaded: dict[str, Any] = {}
+    out: list[Constraint] = []
+    for spec in specs:
+        device = spec.device or default_device or "cpu"
+        if device not in loaded:
+            loaded[device] = loader(device)
+        profile = loaded[device]
+        metric = getattr(profile, "metric", None)
+        wanted = _PROFILE_METRIC[spec.kind]
+        if metric is not None and metric != wanted:
+            other = "--min-throughput" if metric == "throughput" else "--latency-budget"
+            raise ConstraintError(f"profile {device!r} measures {metric}, not {wanted}; use {other} with it, "
+                                  f"or profile the device for {spec.kind}")
+        name = getattr(profile, "device", None) or device
+        constraint = Constraint(str(name) if isinstance(name, str) else device, spec.kind, spec.limit, profile)
+        if any(c.key == constraint.key for c in out):
+            raise ConstraintError(f"two {spec.kind} constraints on {constraint.device}; give one limit per device")
+        out.append(constraint)
+    return out
+
+
+def best_achievable(space: Any, constraint: Constraint) -> tuple[float, Any]:
+    """The best value of ``constraint``'s metric over the space (lowest latency / highest throughput).
+
+    Exact for tables that add per-layer costs: for every combination of the global choices (width, ratios,
+    activation, heads, resolution) take each stage's shallowest depth and, stage by stage, its cheapest
+    (mixer, PAT_sp) pair. Returns ``(value, Candidate)``.
+    """
+    sign = 1.0 if constraint.kind == LATENCY else -1.0
+    best: tuple[float, Any] | None = None
+    depths = tuple(min(_choices(d)) for d in space.depths)
+    for embed, n_div, mlp, act, heads, res in itertools.product(space.embed_dim, space.n_div, space.mlp_ratio,
+                                                                space.act, space.num_heads, space.resolution):
+        mixers = [m[0] for m in space.mixers]
+        spatial = [s[0] for s in space.spatial]
+
+        def build() -> ArchConfig:
+            return ArchConfig(embed_dim=embed, depths=depths, n_div=n_div, mlp_ratio=mlp, mixers=tuple(mixers),
+                              spatial=tuple(spatial), act=act, num_heads=heads,
+                              **{k: v for k, v in dict(space.fixed).items()})
+
+        for stage in range(NUM_STAGES):
+            scored = []
+            for mixer, sp in itertools.product(space.mixers[stage], space.spatial[stage]):
+                mixers[stage], spatial[stage] = mixer, sp
+                scored.append((sign * constraint.predict(build(), res), mixer, sp))
+            _, mixers[stage], spatial[stage] = min(scored, key=lambda x: x[0])
+        arch = build()
+        value = constraint.predict(arch, res)
+        if best is None or sign * value < sign * best[0]:
+            best = (value, (arch, res))
+    assert best is not None
+    return best
+
+
+def _choices(value: Any) -> tuple[int, ...]:
+    return tuple(value.choices) if hasattr(value, "choices") else tuple(value)
+
+
+def check_achievable(space: Any, constraints: Sequence[Constraint]) -> dict[str, float]:
+    """Fail at once, with the best achievable value, if some constraint excludes the whole space."""
+    best: dict[str, float] = {}
+    for c in constraints:
+        value, (arch, res) = best_achievable(space, c)
+        best[c.key] = value
+        if not c.feasible(value):
+            what = "fastest" if c.kind == LATENCY else "highest-throughput"
+            verb = "raise the budget to at least" if c.kind == LATENCY else "lower the floor to at most"
+            raise ConstraintError(
+                f"{c.describe()} is out of reach: the {what} architecture in space {getattr(space, 'name', '?')!r} "
+                f"is predicted at {c.format(value)} on {c.device} (embed_dim {arch.embed_dim}, depths "
+                f"{list(arch.depths)}, {res}px); {verb} {c.format(value)} or use a smaller space")
+    return best

@@ -1,0 +1,172 @@
+"""The search objective: suggest a candidate, check it against the tables, proxy-train it if it fits.
+
+Single objective: maximise proxy top-1 subject to every constraint (intermediate top-1 is reported each epoch, so
+the pruner can stop weak candidates). Pareto: maximise proxy top-1 and minimise the primary constraint's
+predicted latency (or maximise its throughput); Optuna does not prune multi-objective studies, so a run still at
+chance level after its first epoch is stopped here and scored as it stands.
+
+Infeasible candidates are never trained: the trial records its predictions and constraint violations and
+completes at once with the worst score, which is what the samplers learn the feasible region from.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from patsearch.arch import ArchConfig
+from patsearch.search.constraints import LATENCY, Constraint
+
+logger = logging.getLogger("patsearch.search")
+
+SINGLE = "single"
+PARETO = "pareto"
+OBJECTIVES = (SINGLE, PARETO)
+
+# Names of trial user attributes; the results module and dashboards read these.
+ATTR_ARCH = "arch"
+ATTR_RESOLUTION = "resolution"
+ATTR_BASELINE = "baseline"
+ATTR_OUTSIDE_SPACE = "baseline_outside_space"
+ATTR_FEASIBLE = "feasible"
+ATTR_PARAMS = "params"
+ATTR_FLOPS = "flops"
+ATTR_TOP1 = "proxy_top1"
+ATTR_EPOCHS = "proxy_epochs_run"
+ATTR_SECONDS = "proxy_seconds"
+ATTR_STOPPED = "stopped_early"
+ATTR_DUPLICATE = "duplicate_of"
+ATTR_DIVERGED = "diverged"
+PRED_PREFIX = "pred:"
+
+
+def directions(objective: str, constraints: Sequence[Constraint]) -> list[str]:
+    if objective == SINGLE:
+        return ["maximize"]
+    if objective == PARETO:
+        return ["maximize", "minimize" if constraints[0].kind == LATENCY else "maximize"]
+    raise ValueError(objective)
+
+
+@dataclass
+class Objective:
+    """Callable objective for ``study.optimize``; ``run_proxy(arch, on_epoch_end=...)`` returns top-1 in [0, 1]
+    and calls ``on_epoch_end(epoch, top1)`` after each epoch (which may raise to stop it).
+
+    ``run_proxy`` is the one place training happens (see :mod:`patsearch.search.proxy`); tests pass a stand-in.
+    ``count_costs(arch, resolution) -> (params, flops)`` is recorded for feasible candidates.
+    """
+
+    space: Any
+    constraints: Sequence[Constraint]
+    run_proxy: Callable[..., float]
+    objective: str = SINGLE
+    count_costs: Callable[[ArchConfig, int], tuple[int, int]] | None = None
+    chance: float = 0.1  # top-1 of guessing; Pareto runs at or below 1.05x this after epoch 1 are stopped
+    # Called once the trial's constraints are recorded (the worker loop releases its claim lock here).
+    after_constraints: Callable[[], None] | None = None
+
+    def candidate(self, trial) -> tuple[ArchConfig, int]:
+        baseline = trial.user_attrs.get(ATTR_BASELINE)
+        if baseline and trial.user_attrs.get(ATTR_OUTSIDE_SPACE):
+            # A baseline the space cannot express carries its own description (and no parameters).
+            return ArchConfig.from_dict(trial.user_attrs[ATTR_ARCH]), int(trial.user_attrs[ATTR_RESOLUTION])
+        cand = self.space.suggest(trial)
+        arch = cand.arch.replace(name=baseline) if baseline else cand.arch
+        return arch, int(cand.resolution)
+
+    def __call__(self, trial) -> float | tuple[float, float]:
+        import optuna
+
+        arch, resolution = self.candidate(trial)
+        trial.set_user_attr(ATTR_ARCH, arch.to_dict())
+        trial.set_user_attr(ATTR_RESOLUTION, resolution)
+        predicted: dict[str, float] = {}
+        feasible = True
+        for c in self.constraints:
+            value = c.predict(arch, resolution)
+            predicted[c.key] = value
+            trial.set_user_attr(PRED_PREFIX + c.key, value)
+            trial.set_constraint(c.key, c.violation(value))
+            feasible &= c.feasible(value)
+        trial.set_user_attr(ATTR_FEASIBLE, feasible)
+        if self.after_constraints is not None:
+            self.after_constraints()
+        primary = predicted[self.constraints[0].key]
+        if not feasible:
+            return self._result(0.0, primary)
+        duplicate = None if trial.user_attrs.get(ATTR_BASELINE) else _find_duplicate(trial, arch, resolution)
+        if duplicate is not None:
+            # The same network was already trained with the same proxy: reuse its score instead of retraining.
+            trial.set_user_attr(ATTR_DUPLICATE, duplicate.number)
+            for key in (ATTR_PARAMS, ATTR_FLOPS, ATTR_TOP1, ATTR_EPOCHS):
+                if key in duplicate.user_attrs:
+                    trial.set_user_attr(key, duplicate.user_attrs[key])
+            return self._result(float(duplicate.user_attrs.get(ATTR_TOP1, duplicate.values[0])), primary)
+        if self.count_costs is not None:
+            params, flops = self.count_costs(arch, resolution)
+            trial.set_user_attr(ATTR_PARAMS, int(params))
+            trial.set_user_attr(ATTR_FLOPS, int(flops))
+
+        progress = {"epochs": 0, "top1": 0.0}
+        multi = self.objective == PARETO
+        is_baseline = bool(trial.user_attrs.get(ATTR_BASELINE))
+
+        def on_epoch_end(epoch: int, top1: float) -> None:
+            """``epoch`` counts from 1; ``top1`` is the validation top-1 as a fraction."""
+            progress["epochs"] += 1
+            progress["top1"] = top1
+            trial.set_user_attr(ATTR_EPOCHS, progress["epochs"])
+            if multi:
+                if progress["epochs"] == 1 and top1 <= 1.05 * self.chance:
+                    raise _StopEarly(top1)
+                return
+            trial.report(top1, progress["epochs"])
+            if not is_baseline and trial.should_prune():  # baselines always finish: they are the reference
+                raise optuna.TrialPruned(f"proxy top-1 {top1:.3f} after epoch {progress['epochs']}")
+
+        start = time.perf_counter()
+        try:
+            top1 = float(self.run_proxy(arch, on_epoch_end=on_epoch_end))
+        except _StopEarly as stop:
+            top1 = stop.top1
+            trial.set_user_attr(ATTR_STOPPED, True)
+        except ProxyDiverged as exc:
+            trial.set_user_attr(ATTR_DIVERGED, str(exc))
+            raise optuna.TrialPruned(f"proxy training diverged: {exc}") from None
+        finally:
+            trial.set_user_attr(ATTR_SECONDS, round(time.perf_counter() - start, 2))
+        trial.set_user_attr(ATTR_TOP1, top1)
+        return self._result(top1, primary)
+
+    def _result(self, top1: float, primary: float) -> float | tuple[float, float]:
+        return (top1, primary) if self.objective == PARETO else top1
+
+
+class ProxyDiverged(Exception):
+    """Proxy training of a candidate blew up (NaN loss): the candidate is scored as pruned, the search goes on."""
+
+
+class _StopEarly(Exception):
+    def __init__(self, top1: float) -> None:
+        super().__init__(f"top-1 {top1:.3f}")
+        self.top1 = top1
+
+
+def _find_duplicate(trial, arch: ArchConfig, resolution: int):
+    """A completed, trained trial of the same network at the same resolution (names aside), if any."""
+    from optuna.trial import TrialState
+
+    study = getattr(trial, "study", None)
+    if study is None:
+        return None
+    wanted = {k: v for k, v in arch.to_dict().items() if k != "name"}
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        ua = other.user_attrs
+        if ATTR_TOP1 not in ua or ua.get(ATTR_RESOLUTION) != resolution:
+            continue
+        theirs = {k: v for k, v in (ua.get(ATTR_ARCH) or {}).items() if k != "name"}
+        if theirs == wanted:
+            return other
+    return None

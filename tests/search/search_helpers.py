@@ -1,0 +1,47 @@
+"""Test helpers: tiny lookup tables built with the profiler's own API, and stand-in proxy trainers."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from patsearch.arch import ArchConfig
+
+
+def cost_ms(spec, chw) -> float:
+    """A made-up but monotone cost: proportional to the layer's input volume and width (ms, batch 1)."""
+    c, h, w = chw
+    widen = spec.mlp_ratio if spec.kind == "block" else 1.0
+    attn = 1.6 if spec.mixer in ("pat_sf", "pat_sf_full") else 1.0
+    return 1e-5 * c * h * w * (1 + widen) * attn + 0.01
+
+
+def make_profile(path: Path, space, *, device: str = "cpu", scale: float = 1.0) -> Path:
+    """A profile file for every layer of ``space`` whose entries follow :func:`cost_ms` times ``scale``."""
+    from patsearch.profiler import Profile, get_device
+
+    dev = get_device(device)
+    profile = Profile.new(dev, dev.protocol, command="test fixture")
+    for key, (spec, chw) in space.layer_inputs().items():
+        profile.entries[key] = {"ms": scale * cost_ms(spec, chw)}
+    return profile.save(path)
+
+
+def fake_proxy(score=None, epochs: int = 2, calls: list | None = None):
+    """A stand-in for proxy training: top-1 grows with width and depth (deterministic), reported per epoch."""
+
+    def default_score(arch: ArchConfig) -> float:
+        return min(0.95, 0.2 + 0.02 * math.log2(arch.embed_dim) * sum(arch.depths) / 4)
+
+    score = score or default_score
+
+    def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        final = score(arch)
+        if calls is not None:
+            calls.append(arch)
+        for epoch in range(1, epochs + 1):
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, final * epoch / epochs)
+        return final
+
+    run_proxy.num_classes = 10
+    return run_proxy

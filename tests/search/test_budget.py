@@ -1,0 +1,62 @@
+"""Budget and throughput parsing: every accepted spelling, and one-line errors for the rest."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patsearch.errors import UserError
+from patsearch.search.budget import BudgetError, parse_latency, parse_throughput
+from patsearch.search.constraints import ConstraintSpec, parse_constraints
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("text", ["35ms", "35 ms", "0.035s", "35000us", "35000 µs", "35MS", " 35ms ", "3.5e1ms"])
+def test_latency_spellings_mean_35_ms(text):
+    assert parse_latency(text) == pytest.approx(35.0)
+
+
+@pytest.mark.parametrize("text,value", [("4000fps", 4000.0), ("4000 img/s", 4000.0), ("4kfps", 4000.0),
+                                        ("2500.5 FPS", 2500.5)])
+def test_throughput_spellings(text, value):
+    assert parse_throughput(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("35", "missing unit"),
+    ("ms", "not a number"),
+    ("35 parsecs", "unknown unit 'parsecs'"),
+    ("-5ms", "positive"),
+    ("0s", "positive"),
+    ("", "empty"),
+    ("35ms35", "unknown unit 'ms35'"),
+])
+def test_bad_latency_is_a_user_error_naming_the_problem(text, fragment):
+    with pytest.raises(BudgetError) as info:
+        parse_latency(text)
+    assert fragment in str(info.value)
+    assert isinstance(info.value, UserError)
+    assert "\n" not in str(info.value)
+
+
+def test_throughput_rejects_time_units():
+    with pytest.raises(BudgetError, match="unknown unit 'ms'"):
+        parse_throughput("35ms")
+
+
+def test_device_prefixes_and_multiple_constraints():
+    specs = parse_constraints(["35ms", "epyc=0.02s"], ["h100=4000fps"])
+    assert specs == [ConstraintSpec(None, "latency", 35.0), ConstraintSpec("epyc", "latency", 20.0),
+                     ConstraintSpec("h100", "throughput", 4000.0)]
+    with pytest.raises(UserError, match="at least one constraint"):
+        parse_constraints([], [])
+
+
+def test_cli_reports_a_bad_budget_on_one_line_with_exit_code_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "search", "--latency-budget", "35",
+                           "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: latency budget '35': missing unit; write it like 35ms (units: s, sec, ms, us, µs, ns)"]
+    assert not any(tmp_path.iterdir())  # nothing half-written

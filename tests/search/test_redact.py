@@ -1,0 +1,53 @@
+"""Credentials in storage URLs never reach messages, logs or files."""
+import logging
+
+from patsearch.search.redact import RedactingFilter, redact_url, scrub, secrets_in
+from patsearch.search.study import StorageError, open_storage, parse_storage
+
+import pytest
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("postgresql://alice:s3cret@db:5432/nas", "postgresql://alice:***@db:5432/nas"),
+    ("postgresql+psycopg2://bob:p%40ss:w@10.0.0.1/x", "postgresql+psycopg2://bob:***@10.0.0.1/x"),
+    ("mysql://u:pw@h/db?ssl=1&password=zz", "mysql://u:***@h/db?ssl=1&password=***"),
+    ("postgresql://alice@db/nas", "postgresql://alice@db/nas"),
+    ("sqlite:///runs/x/study.db", "sqlite:///runs/x/study.db"),
+])
+def test_redact_url(url, shown):
+    assert redact_url(url) == shown
+
+
+def test_scrub_removes_the_literal_secret_anywhere():
+    url = "postgresql://alice:p%40ss@db/nas"
+    assert set(secrets_in(url)) >= {"p%40ss", "p@ss"}
+    text = scrub("FATAL: password p@ss rejected for postgresql://alice:p%40ss@db/nas", url)
+    assert "p@ss" not in text and "p%40ss" not in text
+
+
+def test_logging_filter_masks_records():
+    record = logging.LogRecord("optuna", logging.WARNING, __file__, 1, "connect %s failed", ("postgresql://a:b1c2@h/d",),
+                               None)
+    RedactingFilter("postgresql://a:b1c2@h/d").filter(record)
+    assert "b1c2" not in record.getMessage() and "***" in record.getMessage()
+
+
+def test_storage_errors_are_redacted():
+    # Nothing listens on port 9 of loopback: the driver's error must not echo the password.
+    spec = parse_storage("postgresql://alice:topsecret99@127.0.0.1:9/nas", "s")
+    with pytest.raises(StorageError) as info:
+        open_storage(spec)
+    message = str(info.value)
+    assert "topsecret99" not in message
+    assert "postgresql://alice:***@127.0.0.1:9/nas" in message
+
+
+def test_storage_url_forms(tmp_path):
+    assert parse_storage(None, "s1", tmp_path).url == f"sqlite:///{tmp_path}/s1/study.db"
+    assert parse_storage("journal:///tmp/a.log", "s").path.as_posix() == "/tmp/a.log"
+    assert parse_storage("runs/a.log", "s").kind == "journal"
+    assert parse_storage("postgres://u@h/d", "s").url == "postgresql://u@h/d"
+    with pytest.raises(StorageError, match="in-memory"):
+        parse_storage("sqlite:///:memory:", "s")
+    with pytest.raises(StorageError, match="unsupported scheme 'redis'"):
+        parse_storage("redis://u:pw@h/0", "s")
