@@ -16,8 +16,8 @@ from patsearch.search.constraints import LATENCY, check_achievable, load_constra
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 from patsearch.search.redact import install_log_redaction, scrub
-from patsearch.search.results import (best_row, comparison, constraints_of, finished, pareto_front, rows,
-                                      summary_table, write_best_yaml, write_front_yaml, write_plots)
+from patsearch.search.results import (best_row, comparison, constraints_of, fill_costs, finished, pareto_front,
+                                      rows, summary_table, write_best_yaml, write_front_yaml, write_plots)
 
 logger = logging.getLogger("patsearch.search")
 
@@ -35,7 +35,7 @@ class SearchOptions:
     proxy: ProxySettings = field(default_factory=ProxySettings)
     trials: int = DEFAULT_TRIALS
     timeout: float | None = None
-    seed: int = 0
+    seed: int | None = 0  # sampler seed (None: nondeterministic); proxy training uses ProxySettings.seed
     storage: str | None = None
     study_name: str | None = None
     objective: str = "single"
@@ -100,7 +100,7 @@ def _check_options(opts: SearchOptions) -> None:
                         "(it names the folder under runs/)")
 
 
-def _count_costs(arch, resolution: int) -> tuple[int, int]:
+def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
     from patsearch.counting import count_flops, count_params
     from patsearch.models import create_model
 
@@ -140,7 +140,6 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     max_baselines = max(1, opts.trials // 3)
     baselines, notes = select_baselines(space, constraints, opts.baselines, max_count=max_baselines)
     multi = opts.objective == PARETO
-    sampler = study_mod.make_sampler(opts.sampler, seed=opts.seed, n_trials=opts.trials, multi_objective=multi)
     pruner = study_mod.make_pruner(opts.pruner, multi_objective=multi, epochs=opts.proxy.epochs)
     config = {
         "constraints": [c.to_dict() for c in constraints],
@@ -158,6 +157,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     }
 
     storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
+    sampler = study_mod.make_sampler(opts.sampler, seed=_sampler_seed(opts.seed, storage, study_name),
+                                     n_trials=opts.trials, multi_objective=multi)
 
     def on_create(new_study) -> None:
         enqueue_baselines(new_study, baselines)
@@ -180,7 +181,6 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     num_classes = getattr(run_proxy, "num_classes", 10)
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
                                           objective=opts.objective,
-                                          count_costs=_count_costs if opts.count_costs else None,
                                           chance=1.0 / max(2, num_classes))
 
     console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
@@ -196,6 +196,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
 
     final = main_study
+    if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
+        fill_costs(final, _count_costs)
     result = write_results(final, out_dir, plots=opts.plots)
     console.print(summary_table(final))
     console.print(comparison(final))
@@ -206,6 +208,21 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
     return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
                          ran, final)
+
+
+def _sampler_seed(seed: int | None, storage, study_name: str) -> int | None:
+    """The seed itself for a fresh study (reproducible); when resuming, a stream that does not replay the first
+    run's proposals (which would come back as duplicates)."""
+    if seed is None:
+        return None
+    import optuna
+
+    try:
+        existing = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return seed
+    n = len(existing.get_trials(deepcopy=False))
+    return seed if n == 0 else (seed * 1_000_003 + n * 7919 + os.getpid()) % (2**31 - 1)
 
 
 def _dashboard_url(spec: study_mod.StorageSpec) -> str:

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -63,9 +63,13 @@ class Row:
     stopped_early: bool = False
 
 
+COSTS_ATTR = "costs"  # study user attr: {trial number: [params, flops]}, filled for the rows a summary shows
+
+
 def rows(study) -> list[Row]:
     """One row per trial that got as far as a prediction (FAIL trials without one are left out)."""
     out = []
+    costs = study.user_attrs.get(COSTS_ATTR) or {}
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
         if ATTR_ARCH not in ua:
@@ -74,11 +78,34 @@ def rows(study) -> list[Row]:
         top1 = ua.get(ATTR_TOP1)
         if top1 is None and t.state.name == "PRUNED" and t.intermediate_values:
             top1 = t.intermediate_values[max(t.intermediate_values)]
+        params, flops = costs.get(str(t.number), (ua.get(ATTR_PARAMS), ua.get(ATTR_FLOPS)))
         out.append(Row(t.number, t.state.name, ua.get(ATTR_BASELINE), top1, predicted,
                        bool(ua.get(ATTR_FEASIBLE, all(v <= 0 for v in t.constraints.values()))),
-                       ua.get(ATTR_PARAMS), ua.get(ATTR_FLOPS), ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
+                       params, flops, ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
                        bool(ua.get(ATTR_STOPPED, False))))
     return out
+
+
+def shown_rows(rs: Sequence[Row], top: int = 5) -> tuple[list[Row], list[Row]]:
+    """(best searched rows, baseline rows): what the summary table lists."""
+    done = [r for r in finished(rs) if not r.baseline][:top]
+    baselines = sorted([r for r in rs if r.baseline], key=lambda r: r.number)
+    return done, baselines
+
+
+def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: int = 5) -> None:
+    """Count params and FLOPs of the rows the summary shows (and the front), caching them on the study."""
+    rs = rows(study)
+    shown, baselines = shown_rows(rs, top)
+    wanted = shown + baselines + [r for r in finished(rs)[:1]]
+    costs = dict(study.user_attrs.get(COSTS_ATTR) or {})
+    missing = [r for r in wanted if r.params is None and r.arch is not None and str(r.number) not in costs]
+    if not missing:
+        return
+    for r in missing:
+        params, flops = count(ArchConfig.from_dict(r.arch), int(r.resolution))
+        costs[str(r.number)] = [int(params), int(flops)]
+    study.set_user_attr(COSTS_ATTR, costs)
 
 
 def finished(rs: Sequence[Row]) -> list[Row]:
@@ -163,9 +190,7 @@ def summary_table(study, *, top: int = 5, title: str | None = None):
 
     cons = constraints_of(study)
     rs = rows(study)
-    done = finished(rs)
-    shown = [r for r in done if not r.baseline][:top]
-    baselines = sorted([r for r in rs if r.baseline], key=lambda r: r.number)
+    shown, baselines = shown_rows(rs, top)
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1

@@ -1,0 +1,101 @@
+"""Several worker processes on one study file, and kill -9 recovery through the real CLI and trainer."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from patsearch.search.study import is_infeasible
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORKER = HERE / "search_worker.py"
+
+
+def _load_study(url: str, name: str):
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(url[len("journal://"):]))
+    else:
+        storage = optuna.storages.RDBStorage(url)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _worker(storage: str, profile: Path, runs: Path, study: str, trials: int, **kw) -> subprocess.Popen:
+    args = [sys.executable, str(WORKER), "--storage", storage, "--profile", str(profile), "--runs-dir", str(runs),
+            "--study", study, "--trials", str(trials), "--budget", kw.pop("budget", "5ms")]
+    for key, value in kw.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profile, kind):
+    url = f"sqlite:///{tmp_path}/shared.db" if kind == "sqlite" else f"journal:///{tmp_path}/shared.log"
+    procs = [_worker(url, tiny_profile, tmp_path / "runs", "shared", 10, sleep=0.05, n_jobs=2) for _ in range(3)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "locked" not in err and "Traceback" not in err, err[-3000:]
+    trials = _load_study(url, "shared").get_trials()
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)]
+    assert len(counted) == 10
+    assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)]
+
+
+def _cli(runs: Path, profile: Path) -> list[str]:
+    """The real `patsearch search` with real (tiny) proxy training: 1 epoch on 64 synthetic images."""
+    return [sys.executable, str(ROOT / "cli.py"), "search", "--latency-budget", f"{profile}=5ms", "--space", "tiny",
+            "--trials", "2", "--proxy-epochs", "1", "--proxy-train-samples", "64", "--proxy-val-samples", "32",
+            "--proxy-batch-size", "32", "--runs-dir", str(runs), "--study-name", "killed", "--heartbeat-interval",
+            "1", "--baselines", "none", "--no-plots", "--seed", "0"]
+
+
+def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile):
+    runs = tmp_path / "runs"
+    url = f"sqlite:///{runs}/killed/study.db"
+    proc = subprocess.Popen(_cli(runs, tiny_profile), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    victim = None
+    deadline = time.time() + 180
+    try:
+        while victim is None and time.time() < deadline:
+            assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read()[-2000:]}"
+            time.sleep(0.3)
+            if not (runs / "killed" / "study.db").exists():
+                continue
+            try:
+                trials = _load_study(url, "killed").get_trials()
+            except (KeyError, Exception):  # the study is being created
+                continue
+            # A trial in training: RUNNING and already past its constraint check (feasible).
+            running = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("feasible")]
+            if running:
+                victim = running[0]
+        assert victim is not None, "no trial reached training in time"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    rerun = subprocess.run(_cli(runs, tiny_profile), capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = _load_study(url, "killed").get_trials()
+    by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
+    assert [t.number for t in by_state[TrialState.FAIL]] == [victim.number]  # the killed trial, failed
+    assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)]
+    assert len(counted) == 2  # no trial lost, none duplicated
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
+    assert len(retries) == 1
+    assert retries[0].system_attrs["failed_trial"] == victim.number
+    assert retries[0].params == victim.params and retries[0] in counted  # the same candidate, trained again
+    assert (runs / "killed" / "best.yaml").exists()
