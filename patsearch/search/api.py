@@ -15,7 +15,7 @@ from patsearch.search.baselines import enqueue_baselines, select_baselines
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
-from patsearch.search.redact import install_log_redaction, scrub
+from patsearch.search.redact import install_log_redaction, redact_url, scrub
 from patsearch.search.results import (best_row, comparison, constraints_of, fill_costs, finished, pareto_front,
                                       rows, summary_table, write_best_yaml, write_front_yaml, write_plots)
 
@@ -228,7 +228,7 @@ def _sampler_seed(seed: int | None, storage, study_name: str) -> int | None:
 def _dashboard_url(spec: study_mod.StorageSpec) -> str:
     if spec.kind == "journal":
         return str(spec.path)
-    return spec.display  # the password stays out; the dashboard will ask the environment for it
+    return redact_url(spec.url)  # with the driver SQLAlchemy needs; put the password back in yourself
 
 
 def _threads_per_job(n_jobs: int) -> int:

@@ -58,10 +58,11 @@ class StorageSpec:
     url: str
     kind: str  # "sqlite" | "journal" | "rdb" (a server database)
     path: Path | None = None  # the file for sqlite/journal storages
+    given: str | None = None  # the URL as the user wrote it (before a driver was filled in)
 
     @property
     def display(self) -> str:
-        return redact_url(self.url)
+        return redact_url(self.given or self.url)
 
     @property
     def heartbeats(self) -> bool:
@@ -99,9 +100,21 @@ def parse_storage(storage: str | None, study_name: str, runs_dir: str | os.PathL
     if scheme in ("postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
         if scheme == "postgres":  # SQLAlchemy only knows the long name
             url = "postgresql" + url[len("postgres"):]
-        return StorageSpec(url=url, kind="rdb")
+        given = url
+        if url.startswith("postgresql://"):
+            url = "postgresql+" + _postgres_driver() + url[len("postgresql"):]
+        return StorageSpec(url=url, kind="rdb", given=given)
     raise StorageError(f"storage {redact_url(url)!r}: unsupported scheme {scheme!r}; use sqlite:///, journal:/// "
                        "or postgresql://")
+
+
+def _postgres_driver() -> str:
+    """SQLAlchemy 2.1 defaults to psycopg 3; use whichever driver is installed (psycopg2-binary is our extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is not None:
+        return "psycopg"
+    return "psycopg2"
 
 
 def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
@@ -241,7 +254,7 @@ class ClaimLock:
                 if self._file is None:
                     self._file = open(lock_path, "a+")
                 fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-            elif self.spec.url.startswith("postgresql"):
+            elif self.spec.url.startswith("postgresql"):  # postgresql+<driver>://
                 self._pg_call("SELECT pg_advisory_lock(:k)")
             # Other server databases: in-process lock only (exact counts hold per machine).
         except BaseException:

@@ -46,7 +46,8 @@ def test_storage_url_forms(tmp_path):
     assert parse_storage(None, "s1", tmp_path).url == f"sqlite:///{tmp_path}/s1/study.db"
     assert parse_storage("journal:///tmp/a.log", "s").path.as_posix() == "/tmp/a.log"
     assert parse_storage("runs/a.log", "s").kind == "journal"
-    assert parse_storage("postgres://u@h/d", "s").url == "postgresql://u@h/d"
+    assert parse_storage("postgres://u@h/d", "s").url.split("://")[1] == "u@h/d"
+    assert parse_storage("postgres://u@h/d", "s").url.startswith("postgresql+psycopg")
     with pytest.raises(StorageError, match="in-memory"):
         parse_storage("sqlite:///:memory:", "s")
     with pytest.raises(StorageError, match="unsupported scheme 'redis'"):

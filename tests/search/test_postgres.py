@@ -1,0 +1,73 @@
+"""Many workers on one PostgreSQL study (a real server started by conftest.py on loopback).
+
+Four worker processes share a study: the trial count is exact, nothing errors, and a worker killed with SIGKILL
+mid-trial has its trial failed by heartbeat and retried by a surviving worker. The password in the URL appears in
+no output and no file.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import PG_PASSWORD
+from patsearch.search.study import is_infeasible, parse_storage
+from test_workers import ROOT, _worker
+
+pytestmark = pytest.mark.postgres
+
+
+def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path, postgres_url, tiny_profile):
+    runs = tmp_path / "runs"
+    marker = tmp_path / "victim.started"
+    victim = _worker(postgres_url, tiny_profile, runs, "pg", 12, sleep=0.4, marker=marker)
+    others = [_worker(postgres_url, tiny_profile, runs, "pg", 12, sleep=0.15) for _ in range(3)]
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert time.time() < deadline, "the victim never started training"
+        assert victim.poll() is None, victim.communicate()[1][-2000:]
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)  # mid-trial: it sleeps 0.4 s per epoch after creating the marker
+    victim_out, victim_err = victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    outputs = [p.communicate(timeout=240) for p in others]
+    for p, (out, err) in zip(others, outputs):
+        assert p.returncode == 0, err[-3000:]
+        assert "Traceback" not in err and "error" not in err.lower(), err[-3000:]
+    for out, err in outputs + [(victim_out, victim_err)]:
+        assert PG_PASSWORD not in out + err
+        assert "postgresql://nas:***@127.0.0.1" in out or not out
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert PG_PASSWORD.encode() not in path.read_bytes(), path
+
+    study = optuna.load_study(study_name="pg", storage=parse_storage(postgres_url, "pg").url)
+    trials = study.get_trials()
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(counted) == 12
+    assert len(failed) == 1  # the killed worker's trial ...
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == failed[0].number]
+    assert len(retried) == 1 and retried[0] in counted  # ... ran again, once, to completion
+    assert retried[0].params == failed[0].params
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_show_and_errors_never_print_the_password(tmp_path, postgres_url):
+    bad = postgres_url.replace(PG_PASSWORD, "wrong-" + PG_PASSWORD)
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "search", "--show", "nope", "--storage", bad],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert PG_PASSWORD not in proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "postgresql://nas:***@" in proc.stderr
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "search", "--show", "missing", "--storage",
+                           postgres_url], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "no study 'missing'" in proc.stderr
+    assert PG_PASSWORD not in proc.stdout + proc.stderr
