@@ -1,0 +1,117 @@
+"""Shared pieces of the issue-6 speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
+
+Both scripts build, for each size X, the deployment forms being compared:
+
+- ``patnet-deploy``: :func:`patsearch.models.fuse_model` of PATNet-X (the baseline deployment path);
+- ``patnet-fast``: :func:`patsearch.models.fast.accelerate` of it (same function, fewer memory passes);
+- ``fasternet-fx``: FasterNet-X with torch.fx conv-BN folding (what ``patsearch bench`` deploys);
+- ``fasternet-slicing``: the same folding kept eager, with FasterNet's own inference mode for the partial conv.
+
+Ratios are taken against the faster FasterNet form, so the peer is given its best eager deployment path.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+SIZES = ("t0", "t1", "t2", "s", "m", "l")
+FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing")
+
+
+def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
+    """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode."""
+    import timm
+
+    from patsearch.models import create_model, fuse_model
+    from patsearch.models.fast import accelerate, fuse_fasternet
+
+    out: dict[str, nn.Module] = {}
+    if any(f.startswith("patnet") for f in forms):
+        deploy = create_model(f"patnet_{size}", num_classes=num_classes, fused=True)
+        if "patnet-deploy" in forms:
+            out["patnet-deploy"] = deploy
+        if "patnet-fast" in forms:
+            out["patnet-fast"] = accelerate(deploy)
+    if any(f.startswith("fasternet") for f in forms):
+        peer = timm.create_model(f"fasternet_{size}", num_classes=num_classes).eval()
+        if "fasternet-fx" in forms:
+            out["fasternet-fx"] = fuse_model(peer)
+        if "fasternet-slicing" in forms:
+            out["fasternet-slicing"] = fuse_fasternet(peer, "slicing")
+    return out
+
+
+def ratios(values: dict[str, float], metric: str) -> dict[str, float]:
+    """PATNet form / best FasterNet form, in the "faster" direction (>1: PATNet faster)."""
+    peers = [v for k, v in values.items() if k.startswith("fasternet") and v]
+    if not peers:
+        return {}
+    best = max(peers) if metric == "throughput" else min(peers)
+    out = {}
+    for k, v in values.items():
+        if k.startswith("patnet") and v:
+            out[k] = round(v / best if metric == "throughput" else best / v, 4)
+    return out
+
+
+class BytesCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts bytes read and written by every non-view aten op (each op a separate kernel, as in eager mode).
+
+    An op's reads are its tensor inputs (an in-place or ``out=`` target is read only if it is also an input),
+    its writes are its outputs. Views, metadata ops and empty allocations move nothing and are skipped.
+    """
+
+    SKIP = ("aten::empty", "aten::empty_like", "aten::empty_strided", "aten::detach", "aten::lift_fresh",
+            "aten::_to_copy")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_op: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func._schema.name
+        if getattr(func, "is_view", False) or name in self.SKIP or name.startswith("aten::_local_scalar"):
+            return out
+        outs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        out_kw = {id(t) for t in torch.utils._pytree.tree_leaves(kwargs.get("out")) if isinstance(t, torch.Tensor)}
+        ins = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
+               and id(t) not in out_kw]
+        moved = sum(t.numel() * t.element_size() for t in ins) + sum(t.numel() * t.element_size() for t in outs)
+        self.by_op[name] = self.by_op.get(name, 0) + moved
+        return out
+
+
+def bytes_per_image(model: nn.Module, resolution: int = 224, dtype: torch.dtype = torch.float32,
+                    device: str = "cpu") -> tuple[float, dict[str, float]]:
+    """Activation bytes moved per image by eager kernels: the difference between batch 4 and batch 2, halved,
+    so that weights (read once per batch) drop out."""
+    per_batch = {}
+    for batch in (2, 4):
+        x = torch.randn(batch, 3, resolution, resolution, dtype=dtype, device=device)
+        counter = BytesCounter()
+        with torch.inference_mode(), counter:
+            model(x)
+        per_batch[batch] = counter.by_op
+    ops = set(per_batch[2]) | set(per_batch[4])
+    by_op = {op: (per_batch[4].get(op, 0) - per_batch[2].get(op, 0)) / 2 for op in ops}
+    return sum(by_op.values()), dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+@contextlib.contextmanager
+def maybe(cm: Any):
+    if cm is None:
+        yield
+    else:
+        with cm:
+            yield
+
+
+def call_of(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
+    def call() -> Any:
+        return fn(x)
+    return call

@@ -1,0 +1,356 @@
+"""Issue 6 on the GPU: PATNet-X vs FasterNet-X throughput, deployment forms, side by side in one process.
+
+    PYTHONPATH=$PWD python benchmarks/speed_gpu.py --out $OUT            # H100: the full run (~8 min)
+    PYTHONPATH=$PWD python benchmarks/speed_gpu.py --device cpu --batch 2 --resolution 64 --sizes t0 \
+        --compile-sizes t0 --out /tmp/dry                                 # dry run on a CPU
+
+For each size T0..L and each precision (float32 NCHW; bfloat16 channels-last) it times, interleaved, the four
+forms of :mod:`speed_common` (PATNet deploy / fast, FasterNet fx / slicing) at batch 256, then: which SDPA
+backend runs PATNet's biased attention, a torch.profiler per-op summary of T2 and FasterNet-T2, CUDA graphs and
+torch.compile for the sizes asked. Writes ``results.json``, ``table.md``, ``profile.txt`` under ``--out``
+after every step, so a run cut short still returns what it measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios  # noqa: E402
+
+from patsearch.models.fast import prepare_inference  # noqa: E402
+from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
+
+PRECISIONS = {"float32": (torch.float32, False), "bfloat16-cl": (torch.bfloat16, True)}
+BUDGET = Budget(warmup_s=0.3, min_samples=10, target_s=0.5, max_samples=40, sample_s=0.005)
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.perf_counter()
+        self.gpu = args.device == "cuda"
+        self.results: dict = {"command": " ".join(sys.argv), "batch": args.batch, "resolution": args.resolution,
+                              "table": {}, "graphs": {}, "compile": {}, "sdpa": {}, "bytes_per_image": {},
+                              "checks": {}}
+        self.profile_text: list[str] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return self.args.deadline - self.elapsed()
+
+    def log(self, *msg: object) -> None:
+        print(f"[{self.elapsed():6.1f}s]", *msg, flush=True)
+
+    def save(self) -> None:
+        for name, text in (("results.json", json.dumps(self.results, indent=1)), ("table.md", self.markdown()),
+                           ("profile.txt", "\n".join(self.profile_text))):
+            tmp = self.out / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(self.out / name)
+
+    # --- environment ---------------------------------------------------------------------------------------
+    def environment(self) -> None:
+        import platform
+
+        import timm
+
+        env = {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(),
+               "device": torch.cuda.get_device_name(0) if self.gpu else platform.processor() or "cpu",
+               "cudnn": torch.backends.cudnn.version() if self.gpu else None,
+               "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+               "fast_path": "patsearch.models.fast.accelerate (patnet-fast rows); others: deployment form as built"}
+        if self.gpu:
+            torch.backends.cudnn.benchmark = True
+            n = 1 << 28  # 1 GiB of float32
+            a = torch.empty(n, device="cuda")
+            b = torch.empty_like(a)
+            b.copy_(a)
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(10):
+                b.copy_(a)
+            end.record()
+            end.synchronize()
+            env["copy_bandwidth_GBps"] = round(2 * 4 * n * 10 / (start.elapsed_time(end) / 1e3) / 1e9, 1)
+            del a, b
+            m = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+            m @ m
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(5):
+                m @ m
+            end.record()
+            end.synchronize()
+            env["bf16_matmul_TFLOPs"] = round(2 * 8192 ** 3 * 5 / (start.elapsed_time(end) / 1e3) / 1e12, 1)
+            del m
+            torch.cuda.empty_cache()
+        self.results["environment"] = env
+        self.log("environment", env)
+
+    # --- the side-by-side table ----------------------------------------------------------------------------
+    def example(self, precision: str) -> torch.Tensor:
+        dtype, channels_last = PRECISIONS[precision]
+        x = torch.randn(self.args.batch, 3, self.args.resolution, self.args.resolution,
+                        device=self.args.device, dtype=dtype)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def table(self) -> None:
+        for size in self.args.sizes:
+            if self.left() < self.args.reserve:
+                self.log(f"skip table {size}: {self.left():.0f}s left")
+                continue
+            models = build_forms(size)
+            # Bytes per image moved by eager kernels (device independent; counted on the CPU in float32).
+            if self.args.count_bytes:
+                self.results["bytes_per_image"][size] = {
+                    k: round(bytes_per_image(m, self.args.resolution)[0] / 1e6, 2) for k, m in models.items()}
+            for precision in self.args.precisions:
+                x = self.example(precision)
+                prepared = {k: prepare_inference(m, x)[0] for k, m in models.items()}
+                with torch.inference_mode():
+                    ref = prepared["patnet-deploy"](x).float()
+                    got = prepared["patnet-fast"](x).float()
+                    err = ((got - ref).norm() / ref.norm()).item()
+                self.results["checks"][f"{size}/{precision}"] = err
+                timings = time_interleaved([(m, x) for m in prepared.values()], gpu=self.gpu, budget=BUDGET)
+                values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(prepared, timings)}
+                spread = {k: round(t.spread * 100, 1) for k, t in zip(prepared, timings)}
+                self.results["table"].setdefault(size, {})[precision] = {
+                    "img_per_s": values, "spread_pct": spread, "vs_fasternet": ratios(values, "throughput"),
+                    "fast_vs_deploy_rel_err": err}
+                self.log(size, precision, values, ratios(values, "throughput"), f"err {err:.1e}")
+                del prepared
+                if self.gpu:
+                    torch.cuda.empty_cache()
+                self.save()
+
+    # --- attention backend ---------------------------------------------------------------------------------
+    def sdpa(self) -> None:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        b, heads, n, d = self.args.batch, 4, 49, 96  # T2 stage 4: Cu = 384, 4 heads, 7x7 tokens
+        dtype = torch.bfloat16 if self.gpu else torch.float32
+        q, k, v = (torch.randn(b, heads, n, d, device=self.args.device, dtype=dtype) for _ in range(3))
+        bias = torch.randn(1, heads, n, n, device=self.args.device, dtype=dtype)
+        out = {}
+        for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                        SDPBackend.MATH, None):
+            name = "default" if backend is None else backend.name
+            try:
+                ctx = sdpa_kernel([backend]) if backend is not None else None
+                fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # noqa
+                if ctx is not None:
+                    with ctx:
+                        t = time_interleaved([(lambda _: fn(), None)], gpu=self.gpu, budget=BUDGET)[0]
+                else:
+                    t = time_interleaved([(lambda _: fn(), None)], gpu=self.gpu, budget=BUDGET)[0]
+                out[name] = round(t.median_ms * 1000, 1)
+            except Exception as exc:  # noqa: BLE001 - a backend that refuses the float mask is the finding
+                out[name] = f"unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        self.results["sdpa"] = {"shape": [b, heads, n, d], "dtype": str(dtype), "us": out}
+        self.log("sdpa", out)
+        self.save()
+
+    # --- single-op candidates for the fast path -----------------------------------------------------------
+    def micro(self) -> None:
+        """fc1 (1x1 + bias + ReLU) and the channel statistics at T2's stage-1 shapes, several ways."""
+        import torch.nn.functional as F
+
+        b, c, hw = self.args.batch, 64, self.args.resolution // 4
+        out = {}
+        for precision in self.args.precisions:
+            dtype, cl = PRECISIONS[precision]
+            x = torch.randn(b, c, hw, hw, device=self.args.device, dtype=dtype)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            w = torch.randn(2 * c, c, 1, 1, device=x.device, dtype=dtype) * 0.1
+            bias = torch.randn(2 * c, device=x.device, dtype=dtype)
+            w2 = torch.randn(c, 2 * c, 1, 1, device=x.device, dtype=dtype) * 0.1
+            h = F.relu(F.conv2d(x, w, bias))
+            cands = {
+                "fc1 conv+bias+relu_": lambda: torch.relu_(F.conv2d(x, w, bias)),
+                "fc1 conv(no bias)": lambda: F.conv2d(x, w),
+                "fc2 conv+add": lambda: F.conv2d(h, w2) + x,
+                "std_mean x2": lambda: torch.std_mean(x[:, 16:], dim=(2, 3)),
+                "mul into buf": lambda: torch.mul(x[:, 16:], x[:, :48, :1, :1], out=torch.empty_like(x)[:, 16:]),
+                "x.clone (bandwidth yardstick)": lambda: x.clone(),
+            }
+            if self.gpu:
+                cands["fc1 cudnn_convolution_relu"] = lambda: torch.cudnn_convolution_relu(
+                    x, w, bias, (1, 1), (0, 0), (1, 1), 1)
+            if cl:
+                xf = x.permute(0, 2, 3, 1).reshape(-1, c)
+                hf = h.permute(0, 2, 3, 1).reshape(-1, 2 * c)
+                wt, w2t = w.view(2 * c, c).t(), w2.view(c, 2 * c).t()
+                cands["fc1 _addmm_activation(relu)"] = lambda: torch._addmm_activation(bias, xf, wt)
+                cands["fc2 addmm(residual, beta=1)"] = lambda: torch.addmm(xf, hf, w2t)
+            res = {}
+            for name, fn in cands.items():
+                try:
+                    t = time_interleaved([(lambda _, f=fn: f(), None)], gpu=self.gpu, budget=BUDGET)[0]
+                    res[name] = round(t.median_ms * 1000, 1)
+                except Exception as exc:  # noqa: BLE001
+                    res[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
+            out[precision] = res
+            self.log("micro", precision, res)
+        self.results["micro_us"] = {"shape": [b, c, hw, hw], **out}
+        self.save()
+
+    # --- torch.profiler per-op summary ---------------------------------------------------------------------
+    def profile(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        size = self.args.profile_size
+        models = build_forms(size)
+        for precision in self.args.precisions:
+            x = self.example(precision)
+            for name in ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing"):
+                if self.left() < self.args.reserve / 2:
+                    return
+                fn, _ = prepare_inference(models[name], x)
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.gpu else [])
+                with torch.inference_mode():
+                    for _ in range(3):
+                        fn(x)
+                    if self.gpu:
+                        torch.cuda.synchronize()
+                    with profile(activities=acts) as prof:
+                        for _ in range(5):
+                            fn(x)
+                        if self.gpu:
+                            torch.cuda.synchronize()
+                key = "self_cuda_time_total" if self.gpu else "self_cpu_time_total"
+                table = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=60)
+                self.profile_text.append(f"==== {size} {name} {precision} batch {self.args.batch} (5 calls) ====\n"
+                                         f"{table}")
+                del fn
+                self.save()
+            if self.gpu:
+                torch.cuda.empty_cache()
+        self.log("profile done")
+
+    # --- CUDA graphs and torch.compile ---------------------------------------------------------------------
+    def variants(self, kind: str, sizes: list[str], forms: tuple[str, ...]) -> None:
+        for size in sizes:
+            for precision in self.args.variant_precisions:
+                if self.left() < (60 if kind == "graphs" else 150):
+                    self.log(f"skip {kind} {size} {precision}: {self.left():.0f}s left")
+                    return
+                models = build_forms(size, forms)
+                x = self.example(precision)
+                items = {}
+                for name, model in models.items():
+                    try:
+                        start = time.perf_counter()
+                        if kind == "graphs":
+                            fn, _ = prepare_inference(model, x, cuda_graph=True)
+                        else:
+                            fn, _ = prepare_inference(model, x, compile_mode=self.args.compile_mode)
+                            with torch.inference_mode():
+                                fn(x)
+                        items[name] = fn
+                        self.log(f"{kind} {size} {precision} {name}: ready in {time.perf_counter() - start:.0f}s")
+                    except Exception as exc:  # noqa: BLE001 - record and go on
+                        self.log(f"{kind} {size} {precision} {name} failed: {type(exc).__name__}: {exc}")
+                        traceback.print_exc()
+                if not items:
+                    continue
+                timings = time_interleaved([(f, x) for f in items.values()], gpu=self.gpu, budget=BUDGET)
+                values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(items, timings)}
+                self.results[kind].setdefault(size, {})[precision] = {
+                    "img_per_s": values, "vs_fasternet": ratios(values, "throughput"),
+                    **({"mode": self.args.compile_mode} if kind == "compile" else {})}
+                self.log(kind, size, precision, values, ratios(values, "throughput"))
+                del items
+                if self.gpu:
+                    torch.cuda.empty_cache()
+                self.save()
+
+    # --- markdown ------------------------------------------------------------------------------------------
+    def markdown(self) -> str:
+        r = self.results
+        env = r.get("environment", {})
+        lines = [f"Device: {env.get('device')}, torch {env.get('torch')}, timm {env.get('timm')}, batch "
+                 f"{r['batch']}, {r['resolution']}x{r['resolution']}; copy bandwidth "
+                 f"{env.get('copy_bandwidth_GBps')} GB/s, bf16 matmul {env.get('bf16_matmul_TFLOPs')} TFLOP/s; "
+                 f"cuDNN TF32 {env.get('cudnn_tf32')}.", f"Command: `{r['command']}`", "",
+                 "| size | precision | " + " | ".join(f"{f} (img/s)" for f in FORMS)
+                 + " | deploy / FN | fast / FN |", "|---" * (len(FORMS) + 4) + "|"]
+        for size, per in r["table"].items():
+            for precision, row in per.items():
+                v, q = row["img_per_s"], row["vs_fasternet"]
+                lines.append(f"| {size} | {precision} | " + " | ".join(str(v.get(f, "-")) for f in FORMS)
+                             + f" | {q.get('patnet-deploy', '-')} | {q.get('patnet-fast', '-')} |")
+        for kind in ("graphs", "compile"):
+            for size, per in r[kind].items():
+                for precision, row in per.items():
+                    lines.append(f"\n{kind} {size} {precision}: {row['img_per_s']} vs FasterNet {row['vs_fasternet']}")
+        if r["sdpa"]:
+            lines.append(f"\nSDPA {r['sdpa']}")
+        if r["bytes_per_image"]:
+            lines.append(f"\nMB moved per image (eager kernels, float32): {r['bytes_per_image']}")
+        return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.environ.get("OUT", "speed_out"))
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--sizes", default=",".join(SIZES))
+    p.add_argument("--precisions", default="float32,bfloat16-cl")
+    p.add_argument("--variant-precisions", default="bfloat16-cl")
+    p.add_argument("--profile-size", default="t2")
+    p.add_argument("--graph-sizes", default="t0,t2")
+    p.add_argument("--compile-sizes", default="t2")
+    p.add_argument("--compile-mode", default="default")
+    p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
+    p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
+    p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
+    p.add_argument("--steps", default="table,micro,sdpa,profile,graphs,compile")
+    args = p.parse_args()
+    args.sizes = [s for s in args.sizes.split(",") if s]
+    args.precisions = [s for s in args.precisions.split(",") if s]
+    args.variant_precisions = [s for s in args.variant_precisions.split(",") if s]
+    run = Run(args)
+    run.environment()
+    steps = args.steps.split(",")
+    for step in steps:
+        try:
+            if step == "table":
+                run.table()
+            elif step == "micro":
+                run.micro()
+            elif step == "sdpa":
+                run.sdpa()
+            elif step == "profile":
+                run.profile()
+            elif step == "graphs" and run.gpu:
+                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s],
+                             ("patnet-fast", "fasternet-fx", "fasternet-slicing"))
+            elif step == "compile":
+                run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
+                             ("patnet-fast", "fasternet-fx"))
+        except Exception:  # noqa: BLE001 - keep what the other steps measure
+            run.log(f"step {step} failed")
+            traceback.print_exc()
+        run.save()
+    print(run.markdown())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The fast inference path (patsearch.models.fast) computes what the trained model computes in eval mode."""
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from test_fuse import CONFIGS, randomize_statistics
+
+from patsearch.arch import ArchConfig
+from patsearch.models import create_model, fuse_model
+from patsearch.models.fast import (FastAttentionBlock, FastChannelBlock, accelerate, channel_stats, fuse_fasternet,
+                                   is_accelerated, prepare_inference)
+
+
+def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:
+    return ((expected - actual).abs().max() / expected.abs().max()).item()
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fast_path_equals_trained(name, dtype, tolerance):
+    generator = torch.Generator().manual_seed(7 + len(name))
+    model = create_model(CONFIGS[name]).to(dtype).eval()
+    randomize_statistics(model, generator)
+    fast = accelerate(model)
+    for resolution in ((64, 64), (96, 160)):
+        x = torch.randn(3, 3, *resolution, generator=generator, dtype=dtype)
+        with torch.no_grad():
+            assert _rel(model(x), fast(x)) <= tolerance, f"{name} at {resolution}"
+
+
+def test_fast_path_replaces_the_blocks_and_leaves_the_input_alone():
+    model = create_model(CONFIGS["patnet"]).eval()
+    deployed = fuse_model(model)
+    n_modules = len(list(deployed.modules()))
+    fast = accelerate(deployed)
+    kinds = {type(layer) for stage in fast.stages for layer in stage}
+    assert {FastChannelBlock, FastAttentionBlock} <= kinds
+    assert is_accelerated(fast) and not is_accelerated(deployed)
+    assert len(list(deployed.modules())) == n_modules  # the deployment model was copied, not rewritten
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert _rel(deployed(x), fast(x)) <= 1e-5
+
+
+def test_zero_gate_scale_is_not_divided_into_the_gate():
+    """A BN after PAT_sp's gating with a zero weight cannot have its scale divided out of the gate conv."""
+    model = create_model(ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), num_classes=10)).double().eval()
+    randomize_statistics(model, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        model.stages[0][0].mlp.gate_norm.weight[0] = 0.0
+    fast = accelerate(model)
+    assert not fast.stages[0][0].tail.scaled and fast.stages[1][1].tail.scaled
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        assert _rel(model(x), fast(x)) <= 1e-10
+
+
+def test_channel_stats_match_std_mean():
+    x = torch.randn(3, 40, 9, 7, dtype=torch.float64) * 3 + 5  # a large mean stresses cancellation
+    mean, std = channel_stats(x[:, 8:])
+    ref_std, ref_mean = torch.std_mean(x[:, 8:], dim=(2, 3))
+    torch.testing.assert_close(mean, ref_mean)
+    torch.testing.assert_close(std, ref_std)
+
+
+def test_channels_last_input_gives_the_same_output():
+    model = create_model(CONFIGS["patnet"]).eval()
+    randomize_statistics(model, torch.Generator().manual_seed(4))
+    fast = accelerate(model)
+    x = torch.randn(2, 3, 64, 96)
+    fn, x_cl = prepare_inference(fast, x.contiguous(memory_format=torch.channels_last))
+    with torch.no_grad():
+        assert _rel(model(x), fn(x_cl)) <= 1e-4
+
+
+@pytest.mark.parametrize("mode", ["slicing", "split_cat"])
+def test_fasternet_eager_deployment_form(mode):
+    peer = timm.create_model("fasternet_t0", num_classes=10).eval()
+    randomize_statistics(peer, torch.Generator().manual_seed(5))
+    fused = fuse_fasternet(peer, mode)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert _rel(peer(x), fused(x)) <= 1e-4
+        assert _rel(fuse_model(peer)(x), fused(x)) <= 1e-4
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(TypeError, match="takes a PATNet"):
+        accelerate(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="BatchNorm was left"):
+        fuse_fasternet(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)))
+    with pytest.raises(ValueError, match="CUDA input"):
+        prepare_inference(nn.Identity(), torch.zeros(1, 3, 8, 8), cuda_graph=True)
