@@ -312,6 +312,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
 
         bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
         stop = False
+        partial: dict[str, Any] = {}
         train_model.train()
 
         def check_finite(epoch: int) -> None:
@@ -383,8 +384,10 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
                 torch.cuda.synchronize(ctx.device)
             train_time = time.perf_counter() - t0
             check_finite(epoch)
-            if stop and step_in_epoch < steps_per_epoch:
+            if stop and step_in_epoch < steps_per_epoch:  # max_steps mid-epoch: resumable, evaluated, not in history
                 save(epoch, step_in_epoch, False)
+                partial = {"epoch": epoch + step_in_epoch / steps_per_epoch, "global_step": global_step,
+                           "partial": True, **evaluate(model, val_loader, normalize, ctx, dtype)}
                 break
             reduced = all_reduce_sum(ctx, epoch_loss) / ctx.world_size
             metrics: dict[str, Any] = {
@@ -412,7 +415,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         if profiler is not None:
             profiler.stop()
         barrier(ctx)
-        return {"history": history, "best_top1": best_top1, "final": history[-1] if history else {},
+        return {"history": history, "best_top1": best_top1, "final": partial or (history[-1] if history else {}),
                 "global_step": global_step, "run": run_info, "recipe": rec.to_dict(), "is_main": ctx.is_main,
                 "out_dir": str(out_path) if out_path is not None else None}
     finally:
