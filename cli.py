@@ -134,6 +134,71 @@ def evaluate(
 
 
 @app.command()
+def profile(
+    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | cuda."),
+    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    out: Optional[Path] = typer.Option(None, help="Profile JSON (default: profiles/<device>-<protocol>.json)."),
+    batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
+    dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Override the memory format."),
+    threads: Optional[int] = typer.Option(None, help="Override the number of CPU threads."),
+    form: Optional[str] = typer.Option(None, help="fused (deployment, default) | trained."),
+    clock: Optional[str] = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity."),
+    calibrate: int = typer.Option(40, help="Random architectures used to fit the calibration (with --validate)."),
+    seed: int = typer.Option(0, help="Seed of the validation samples."),
+    trace: Optional[Path] = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
+    plot: Optional[Path] = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new table instead of resuming the existing one."),
+) -> None:
+    """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
+    import json
+
+    from patsearch.profiler import profile_device
+
+    result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
+                            threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
+                            trace=trace, plot=plot, fresh=fresh)
+    summary = result.summary()
+    typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
+               f"{summary['hardware']}, protocol {summary['protocol']}, "
+               f"built in {result.provenance.get('build_seconds')} s")
+    if result.fidelity:
+        typer.echo(json.dumps({k: result.fidelity[k] for k in ("calibration_model", "raw_sum", "calibrated")}))
+
+
+@app.command()
+def bench(
+    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | cuda."),
+    models: Optional[str] = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
+                                                    "T0-L and the paper's timm peers)."),
+    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused or both."),
+    resolution: int = typer.Option(224, help="Input resolution."),
+    batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
+    dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Override the memory format."),
+    threads: Optional[int] = typer.Option(None, help="Override the number of CPU threads."),
+    clock: Optional[str] = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    fmt: str = typer.Option("md", "--format", help="md | csv | json."),
+    out: Optional[Path] = typer.Option(None, help="Also write the table here (format from the suffix)."),
+) -> None:
+    """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
+    from patsearch.profiler.bench import run_bench, write_result
+
+    if fmt not in ("md", "csv", "json"):
+        from patsearch.errors import UserError
+
+        raise UserError(f"--format must be md, csv or json, got {fmt!r}")
+    result = run_bench(device, models=[m.strip() for m in models.split(",")] if models else None,
+                       forms=[f.strip() for f in forms.split(",")], resolution=resolution, batch=batch,
+                       dtype=dtype, channels_last=channels_last, threads=threads, clock=clock)
+    typer.echo(result.render(fmt))
+    if out is not None:
+        typer.echo(f"wrote {write_result(result, out)}")
+
+@app.command()
 def search(
     latency_budget: Optional[list[str]] = typer.Option(
         None, "--latency-budget", help="Latency budget: 35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another "

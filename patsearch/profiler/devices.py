@@ -19,6 +19,7 @@ from patsearch.errors import UserError
 DTYPES = ("float32", "bfloat16", "float16")
 METRICS = ("latency_ms", "throughput")
 FORMS = ("fused", "trained")
+CLOCKS = ("wall", "cpu")
 
 
 class DeviceError(UserError):
@@ -36,6 +37,9 @@ class Protocol:
     channels_last: bool = False
     threads: int | None = None       # CPU threads torch may use; None leaves torch's default
     form: str = "fused"              # "fused" = deployment form (BN folded, PAT_sp merged); "trained" as trained
+    # "wall": elapsed time (CUDA events on GPUs). "cpu": the process's CPU time, for single-thread CPU latency on
+    # a shared host: it leaves out the time other processes hold the core, and equals wall time on an idle one.
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -48,12 +52,16 @@ class Protocol:
             raise DeviceError(f"--threads must be a positive integer, got {self.threads!r}")
         if self.form not in FORMS:
             raise DeviceError(f"--form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        if self.clock not in CLOCKS:
+            raise DeviceError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
     def slug(self) -> str:
         """A file-name-safe summary, e.g. ``b1-float32-nchw-t1-fused``."""
         parts = [f"b{self.batch}", self.dtype, "cl" if self.channels_last else "nchw"]
         if self.threads is not None:
             parts.append(f"t{self.threads}")
+        if self.clock == "cpu":
+            parts.append("cputime")
         parts.append(self.form)
         return "-".join(parts)
 
@@ -79,16 +87,18 @@ class Device:
 
     def protocol_with(self, *, batch: int | None = None, dtype: str | None = None,
                       channels_last: bool | None = None, threads: int | None = None,
-                      form: str | None = None) -> Protocol:
+                      form: str | None = None, clock: str | None = None) -> Protocol:
         changes = {k: v for k, v in dict(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
-                                         form=form).items() if v is not None}
+                                         form=form, clock=clock).items() if v is not None}
         protocol = dataclasses.replace(self.protocol, **changes)
         if self.backend == "cpu" and protocol.dtype == "float16":
             raise DeviceError("--dtype float16 is not a CPU inference dtype; use float32 or bfloat16")
+        if self.backend != "cpu" and protocol.clock == "cpu":
+            raise DeviceError("--clock cpu measures CPU time; GPU devices are timed with CUDA events (wall)")
         return protocol
 
 
-_CPU_LATENCY = Protocol(metric="latency_ms", batch=1, dtype="float32", channels_last=False, threads=1)
+_CPU_LATENCY = Protocol(metric="latency_ms", batch=1, dtype="float32", channels_last=False, threads=1, clock="cpu")
 _GPU_THROUGHPUT = Protocol(metric="throughput", batch=256, dtype="float32", channels_last=False)
 
 DEVICES: dict[str, Device] = {

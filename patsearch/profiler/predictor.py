@@ -123,14 +123,19 @@ class MissingLayerError(Exception):
 class Predictor:
     """Predicts a profile's metric for architectures. Features are cached per distinct architecture."""
 
-    def __init__(self, profile: Any) -> None:
+    def __init__(self, profile: Any, statistic: str | None = None) -> None:
         self.profile = profile
         self.batch = profile.protocol.batch
         self.metric = profile.metric
-        self._ms = {k: float(v["ms"]) for k, v in profile.entries.items()}
+        calibration = profile.calibration
+        # Which per-layer statistic the sums use: the eager median ("ms"), its 10th percentile ("p10", less
+        # sensitive to background load on a shared host) or, on GPUs, the CUDA-graph time ("graph_ms", without
+        # the launch overhead that overlaps with neighbours' GPU work inside a network). The calibration records
+        # the one it chose.
+        self.statistic = statistic or (calibration or {}).get("statistic", "ms")
+        self._ms = {k: float(v.get(self.statistic, v["ms"])) for k, v in profile.entries.items()}
         self._key_cache: dict[tuple, float] = {}
         self._feature_cache: dict[tuple, np.ndarray] = {}
-        calibration = profile.calibration
         self.model = calibration["model"] if calibration else "sum"
         self.coef = np.asarray(calibration["coef"] if calibration else [1.0], dtype=float)
 

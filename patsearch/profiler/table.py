@@ -207,7 +207,7 @@ class Profile:
         fresh = "pass --fresh to start a new table, or --out for another file"
         if self.device != device.name:
             raise ProfileError(f"{name} is a profile of device {self.device!r}, not {device.name!r}; {fresh}")
-        if self.data["protocol"] != protocol.to_dict():
+        if self.protocol != protocol:
             raise ProfileError(f"{name} was measured with protocol {self.protocol.slug()}, not "
                                f"{protocol.slug()}; {fresh}")
         for key in ("hardware", "torch"):
@@ -318,17 +318,23 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
     """
     import random
 
-    from patsearch.profiler.timing import LAYER_BUDGET_CPU, LAYER_BUDGET_GPU, configure, prepare, time_module
+    from patsearch.profiler.timing import (LAYER_BUDGET_CPU, LAYER_BUDGET_GPU, configure, prepare, time_graph,
+                                           time_module)
 
     protocol = profile.protocol
     factory = layer_factory or default_layer_factory
     budget = budget or (LAYER_BUDGET_CPU if device.backend == "cpu" else LAYER_BUDGET_GPU)
-    missing = [k for k in layers if k not in profile.entries]
+    gpu = device.backend != "cpu"
+
+    def needs(key: str) -> bool:
+        entry = profile.entries.get(key)
+        return entry is None or (gpu and "graph_ms" not in entry and not entry.get("graph_failed"))
+
+    missing = [k for k in layers if needs(k)]
     random.Random(order_seed).shuffle(missing)
     if space_info:
         profile.provenance.setdefault("spaces", {})[space_info["name"]] = dict(space_info)
     configure(device, protocol)
-    gpu = device.backend != "cpu"
     started = time.perf_counter()
     last_save = started
     build_s = float(profile.provenance.get("build_seconds", 0.0))
@@ -339,9 +345,18 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
             for key in missing:
                 spec, shape = layers[key]
                 module, x = prepare(factory(spec, protocol.form), shape, device, protocol)
-                timing = time_module(module, x, gpu=gpu, budget=budget)
+                entry = profile.entries.get(key)
+                if entry is None:
+                    entry = {**time_module(module, x, gpu=gpu, budget=budget, clock=protocol.clock).to_dict(),
+                             "input": list(shape)}
+                if gpu:
+                    graph = time_graph(module, x, budget=budget)
+                    if graph is None:
+                        entry["graph_failed"] = True
+                    else:
+                        entry.update(graph_ms=round(graph.median_ms, 6), graph_p10=round(graph.p10_ms, 6))
                 del module, x
-                profile.entries[key] = {**timing.to_dict(), "input": list(shape)}
+                profile.entries[key] = entry
                 advance()
                 if on_entry is not None:
                     on_entry(key)
@@ -358,7 +373,8 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
 
 
 class _progress:
-    """A rich progress bar with ETA (or nothing), used as ``with _progress(...) as advance: advance()``."""
+    """Progress with ETA, used as ``with _progress(...) as advance: advance()``: a rich bar on a terminal, plain
+    lines (every ~10% or 30 s) in logs, nothing when disabled."""
 
     def __init__(self, enabled: bool, *, total: int, done: int = 0, description: str = "") -> None:
         self.enabled, self.total, self.done, self.description = enabled, total, done, description
@@ -367,14 +383,33 @@ class _progress:
     def __enter__(self):
         if not self.enabled:
             return lambda: None
+        if not sys.stderr.isatty():
+            return self._plain()
+        from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                             console=Console(stderr=True))
         self._bar.__enter__()
         task = self._bar.add_task(self.description, total=self.total, completed=self.done)
         return lambda: self._bar.advance(task)
+
+    def _plain(self):
+        start, state = time.perf_counter(), {"done": self.done, "new": 0, "last": 0.0, "pct": -1}
+
+        def advance() -> None:
+            state["done"] += 1
+            state["new"] += 1
+            elapsed = time.perf_counter() - start
+            pct = int(100 * state["done"] / max(self.total, 1)) // 10
+            if pct != state["pct"] or elapsed - state["last"] >= 30 or state["done"] == self.total:
+                state["pct"], state["last"] = pct, elapsed
+                eta = elapsed / state["new"] * (self.total - state["done"])
+                print(f"{self.description}: {state['done']}/{self.total} elapsed {elapsed:.0f}s ETA {eta:.0f}s",
+                      file=sys.stderr, flush=True)
+        return advance
 
     def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:

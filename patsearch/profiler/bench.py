@@ -1,0 +1,175 @@
+"""`patsearch bench`: the paper's Table 1 rows (params, FLOPs, throughput or latency), measured side by side.
+
+PATNet variants run in trained and fused (deployment) form; timm peers (FasterNet T0-L and a few of the paper's
+other rows) run as built and in deployment form too (conv-BN folded with torch.fx), so the comparison is between
+what each would deploy. All models are measured in one process, interleaved in small groups, under the device's
+protocol; ratios between rows are the meaningful output on a shared machine.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from patsearch.arch import VARIANTS
+from patsearch.profiler.devices import check_hardware, environment, get_device
+from patsearch.profiler.table import _now, _progress
+
+FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
+# Rows of the paper's Table 1/9 that timm builds (names as timm spells them).
+PEERS = ("mobilenetv2_100", "efficientnet_b0", "ghostnet_130", "mobilevit_xxs", "efficientvit_b1",
+         "poolformer_s12", "resnet50", "convnext_tiny")
+DEFAULT_MODELS = tuple(VARIANTS) + FASTERNET + PEERS
+FORMS = ("trained", "fused")
+
+
+@dataclass
+class BenchRow:
+    model: str
+    family: str
+    form: str
+    params_m: float | None
+    flops_g: float | None
+    value: float | None           # the protocol's metric
+    spread_pct: float | None      # p10-p90 spread of the per-call time
+    vs_fasternet: float | None = None   # PATNet rows: metric ratio to the same-size FasterNet, same form
+    note: str = ""
+
+
+@dataclass
+class BenchResult:
+    device: str
+    metric: str
+    protocol: str
+    resolution: int
+    provenance: dict[str, Any]
+    rows: list[BenchRow]
+
+    def to_json(self) -> str:
+        return json.dumps({"device": self.device, "metric": self.metric, "protocol": self.protocol,
+                           "resolution": self.resolution, "provenance": self.provenance,
+                           "rows": [asdict(r) for r in self.rows]}, indent=1)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(BenchRow.__dataclass_fields__))
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow(asdict(row))
+        return buf.getvalue()
+
+    def to_markdown(self) -> str:
+        unit = "latency (ms) lower is better" if self.metric == "latency_ms" else "throughput (img/s) higher is better"
+        prov = self.provenance
+        lines = [f"Device `{self.device}` ({prov.get('hardware')}), protocol `{self.protocol}`, "
+                 f"{self.resolution}x{self.resolution}, torch {prov.get('torch')}, {prov.get('date')}.",
+                 f"Command: `{prov.get('command')}`", "",
+                 f"| model | form | params (M) | FLOPs (G) | {unit} | spread p10-p90 | vs FasterNet |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            def fmt(v: Any, spec: str) -> str:
+                return "-" if v is None else format(v, spec)
+            value = fmt(r.value, ".2f" if self.metric == "latency_ms" else ".0f")
+            lines.append(f"| {r.model} | {r.form} | {fmt(r.params_m, '.2f')} | {fmt(r.flops_g, '.3f')} | {value}"
+                         f"{' (' + r.note + ')' if r.note else ''} | {fmt(r.spread_pct, '.1f')}% | "
+                         f"{fmt(r.vs_fasternet, '.2f')} |")
+        return "\n".join(lines) + "\n"
+
+    def render(self, fmt: str) -> str:
+        return {"md": self.to_markdown, "markdown": self.to_markdown, "csv": self.to_csv,
+                "json": self.to_json}[fmt]()
+
+
+def _family(name: str) -> str:
+    return "patnet" if name in VARIANTS else "fasternet" if name.startswith("fasternet") else "peer"
+
+
+def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequence[str] = FORMS,
+              resolution: int = 224, batch: int | None = None, dtype: str | None = None,
+              channels_last: bool | None = None, threads: int | None = None, clock: str | None = None,
+              group: int = 4,
+              progress: bool = True, command: str | None = None, budget: Any = None) -> BenchResult:
+    """Measure params, FLOPs and the device's metric for each model in each form, side by side."""
+    import sys
+
+    import torch
+
+    from patsearch.counting import count_flops, count_params
+    from patsearch.models import create_model, fuse_model
+    from patsearch.profiler.timing import (NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare,
+                                           time_interleaved)
+
+    dev = get_device(device)
+    protocol = dev.protocol_with(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
+                                 clock=clock)
+    check_hardware(dev)
+    configure(dev, protocol)
+    models = list(models or DEFAULT_MODELS)
+    for form in forms:
+        if form not in FORMS:
+            from patsearch.profiler.devices import DeviceError
+
+            raise DeviceError(f"--forms: unknown form {form!r}; choose from {', '.join(FORMS)}")
+    budget = budget or (NETWORK_BUDGET_CPU if dev.backend == "cpu" else NETWORK_BUDGET_GPU)
+    gpu = dev.backend != "cpu"
+
+    # Build every (model, form) first (counting on CPU), then measure in interleaved groups.
+    jobs: list[tuple[str, str, Any]] = []
+    rows: dict[tuple[str, str], BenchRow] = {}
+    for name in models:
+        base = create_model(name).eval()
+        for form in forms:
+            note = ""
+            try:
+                model = fuse_model(base) if form == "fused" else base
+            except Exception as exc:  # noqa: BLE001 - a peer fx cannot trace is reported, not fatal
+                rows[(name, form)] = BenchRow(name, _family(name), form, None, None, None, None,
+                                              note=f"cannot fuse: {type(exc).__name__}")
+                continue
+            try:
+                flops = count_flops(model, resolution) / 1e9
+            except Exception as exc:  # noqa: BLE001
+                flops, note = None, f"FLOPs n/a: {type(exc).__name__}"
+            rows[(name, form)] = BenchRow(name, _family(name), form, round(count_params(model) / 1e6, 4),
+                                          None if flops is None else round(flops, 4), None, None, note=note)
+            jobs.append((name, form, model))
+
+    with _progress(progress, total=len(jobs), description=f"bench {dev.name}") as advance:
+        for start in range(0, len(jobs), group):
+            chunk = jobs[start:start + group]
+            prepared = [prepare(m, (3, resolution, resolution), dev, protocol) for _, _, m in chunk]
+            timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock)
+            del prepared
+            for (name, form, _), timing in zip(chunk, timings):
+                value = (timing.median_ms if protocol.metric == "latency_ms"
+                         else protocol.batch * 1000.0 / timing.median_ms)
+                rows[(name, form)].value = round(value, 3)
+                rows[(name, form)].spread_pct = round(timing.spread * 100, 2)
+                advance()
+            if gpu:
+                torch.cuda.empty_cache()
+
+    # Side-by-side ratio: PATNet-X vs FasterNet-X (same size tier, same form), in "better" direction (>1 = faster).
+    for (name, form), row in rows.items():
+        peer = rows.get((name.replace("patnet_", "fasternet_"), form)) if name in VARIANTS else None
+        if peer and row.value and peer.value:
+            ratio = row.value / peer.value
+            row.vs_fasternet = round(1 / ratio if protocol.metric == "latency_ms" else ratio, 3)
+
+    env = environment(dev)
+    env.update(date=_now(), command=command or " ".join(sys.argv))
+    ordered = [rows[(n, f)] for n in models for f in forms if (n, f) in rows]
+    return BenchResult(dev.name, protocol.metric, protocol.slug(), resolution, env, ordered)
+
+
+def write_result(result: BenchResult, path: "str | Path", fmt: str | None = None) -> Path:
+    path = Path(path)
+    fmt = fmt or {".md": "md", ".csv": "csv", ".json": "json"}.get(path.suffix, "md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(result.render(fmt))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,101 @@
+"""`patsearch profile`: check the hardware, build or resume the lookup table, trace, validate."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from patsearch.profiler.devices import check_hardware, get_device
+from patsearch.profiler.table import (LayerFactory, Profile, build_table, default_layer_factory, open_for_build,
+                                      profile_path)
+
+
+def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out: "str | os.PathLike | None" = None,
+                   batch: int | None = None, dtype: str | None = None, channels_last: bool | None = None,
+                   threads: int | None = None, form: str | None = None, clock: str | None = None,
+                   validate: int = 0, calibrate: int = 40,
+                   seed: int = 0, trace: "str | os.PathLike | None" = None, plot: "str | os.PathLike | None" = None,
+                   fresh: bool = False, progress: bool = True, command: str | None = None,
+                   layer_factory: LayerFactory | None = None, model_factory: Any = None,
+                   layer_budget: Any = None, network_budget: Any = None) -> Profile:
+    """Build (or resume) the lookup table of ``device`` for a search space, then optionally trace and validate.
+
+    Only entries the table lacks are measured. ``validate=N`` measures ``calibrate`` + ``N`` random architectures
+    end to end, fits the calibration on the first set, scores it on the second and writes a scatter plot (by
+    default next to the profile, ``<profile>.fidelity.png``).
+    """
+    from patsearch.space import load_space
+
+    dev = get_device(device)
+    protocol = dev.protocol_with(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads, form=form,
+                                    clock=clock)
+    check_hardware(dev)
+    search_space = load_space(space)
+    path = Path(out) if out is not None else profile_path(dev.name, protocol)
+    if command is None:
+        command = "patsearch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("patsearch") else \
+            " ".join(sys.argv)
+    profile = open_for_build(path, dev, protocol, fresh=fresh, command=command)
+    layers = search_space.layer_inputs()
+    source = Path(search_space.source)
+    space_info = {"name": search_space.name, "file": source.name, "layers": len(layers),
+                  "sha1": hashlib.sha1(source.read_bytes()).hexdigest()[:12] if source.exists() else None}
+    build_table(profile, layers, dev, layer_factory=layer_factory, progress=progress, space_info=space_info,
+                budget=layer_budget)
+    if trace is not None:
+        record_traces(profile, layers, dev, Path(trace), layer_factory=layer_factory)
+    if validate:
+        from patsearch.profiler.validate import validate as run_validation
+
+        plot_path = Path(plot) if plot is not None else path.with_suffix(".fidelity.png")
+        run_validation(profile, search_space, dev, n_evaluate=validate, n_calibrate=calibrate, seed=seed,
+                       model_factory=model_factory, plot=plot_path, progress=progress, budget=network_budget)
+    return profile
+
+
+def representative_layers(layers: dict[str, tuple[Any, tuple[int, int, int]]], limit: int = 8) -> list[str]:
+    """A few layers worth a trace: the stem, a merge, the head and one block per mixer (median width)."""
+    chosen: list[str] = []
+    by_kind: dict[str, list[str]] = {}
+    for key, (spec, _) in layers.items():
+        kind = spec.kind if spec.kind != "block" else f"block:{spec.mixer}:{spec.spatial}"
+        by_kind.setdefault(kind, []).append(key)
+    for kind in sorted(by_kind):
+        keys = sorted(by_kind[kind], key=lambda k: (layers[k][0].in_dim, k))
+        chosen.append(keys[len(keys) // 2])
+    return chosen[:limit]
+
+
+def record_traces(profile: Profile, layers: dict[str, tuple[Any, tuple[int, int, int]]], device: Any,
+                  trace_dir: Path, *, layer_factory: LayerFactory | None = None, limit: int = 8) -> list[Path]:
+    """torch.profiler traces of representative layers, one TensorBoard run per layer (torch-tb-profiler)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile, schedule, tensorboard_trace_handler
+
+    from patsearch.profiler.timing import prepare
+
+    factory = layer_factory or default_layer_factory
+    protocol = profile.protocol
+    activities = [ProfilerActivity.CPU]
+    if device.backend != "cpu":
+        activities.append(ProfilerActivity.CUDA)
+    written = []
+    for key in representative_layers(layers, limit):
+        spec, shape = layers[key]
+        module, x = prepare(factory(spec, protocol.form), shape, device, protocol)
+        run_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
+        run_dir = trace_dir / run_name
+        with torch.inference_mode(), torch_profile(
+                activities=activities, schedule=schedule(wait=1, warmup=1, active=3),
+                on_trace_ready=tensorboard_trace_handler(str(run_dir), worker_name=profile.device),
+                record_shapes=True) as prof:
+            for _ in range(5):
+                module(x)
+                if device.backend != "cpu":
+                    torch.cuda.synchronize()
+                prof.step()
+        written.append(run_dir)
+    return written

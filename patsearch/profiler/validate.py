@@ -1,0 +1,205 @@
+"""End-to-end validation: measure random architectures, fit the calibration, report fidelity, plot it.
+
+Two disjoint sets are drawn from one seeded stream of unique points of the space: the first ``n_calibrate``
+fit the calibration, the next ``n_evaluate`` are only ever used to score it. Measurements are stored in the
+profile as they are taken (so a validation resumes too), in a shuffled order that mixes the two sets, and in
+small interleaved groups so that background load hits calibration and evaluation alike.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from patsearch.arch import ArchConfig
+from patsearch.profiler.devices import Device
+from patsearch.profiler.predictor import fidelity, fit_calibration
+from patsearch.profiler.table import Profile, _now, _progress
+
+ModelFactory = Callable[[ArchConfig, str], Any]
+
+
+def network_key(arch: ArchConfig, resolution: int) -> str:
+    """Identifies a network by structure (name and drop-path rate do not change its speed)."""
+    data = arch.to_dict()
+    data.pop("name", None)
+    data.pop("drop_path_rate", None)
+    text = json.dumps(data, sort_keys=True) + f"@{resolution}"
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def default_model_factory(arch: ArchConfig, form: str) -> Any:
+    from patsearch.models import create_model
+
+    return create_model(arch, fused=form == "fused").eval()
+
+
+def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]], device: Device, *,
+                     model_factory: ModelFactory | None = None, budget: Any = None, group: int = 4,
+                     progress: bool = True, save_every_s: float = 5.0) -> None:
+    """Measure (key, arch, resolution, role) networks end to end that the profile lacks, interleaved in groups."""
+    from patsearch.profiler.timing import (NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare,
+                                           time_interleaved)
+
+    protocol = profile.protocol
+    factory = model_factory or default_model_factory
+    budget = budget or (NETWORK_BUDGET_CPU if device.backend == "cpu" else NETWORK_BUDGET_GPU)
+    gpu = device.backend != "cpu"
+    configure(device, protocol)
+    for key, _, _, role in items:  # a network measured before may serve another role in this validation
+        if key in profile.networks:
+            profile.networks[key]["role"] = role
+    todo = [item for item in items if item[0] not in profile.networks]
+    last_save = time.perf_counter()
+    with _progress(progress, total=len(items), done=len(items) - len(todo),
+                   description=f"end-to-end {profile.device}") as advance:
+        try:
+            for start in range(0, len(todo), group):
+                chunk = todo[start:start + group]
+                prepared = [prepare(factory(arch, protocol.form), (3, res, res), device, protocol)
+                            for _, arch, res, _ in chunk]
+                timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock)
+                del prepared
+                for (key, arch, res, role), timing in zip(chunk, timings):
+                    profile.networks[key] = {"arch": arch.to_dict(), "resolution": res, "role": role,
+                                             **timing.to_dict()}
+                    advance()
+                if gpu:
+                    import torch
+
+                    torch.cuda.empty_cache()
+                if time.perf_counter() - last_save >= save_every_s:
+                    profile.save()
+                    last_save = time.perf_counter()
+        finally:
+            profile.save()
+
+
+def split_samples(space: Any, n_calibrate: int, n_evaluate: int, seed: int) -> list[tuple[str, ArchConfig, int, str]]:
+    """Disjoint calibration and evaluation sets (unique networks from one seeded stream)."""
+    cands = space.samples(n_calibrate + n_evaluate, seed=seed)
+    items = []
+    for i, (arch, res) in enumerate(cands):
+        role = "calibration" if i < n_calibrate else "evaluation"
+        items.append((network_key(arch, res), arch, res, role))
+    return items
+
+
+def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = 40,
+             seed: int = 0, model_factory: ModelFactory | None = None, plot: "str | Path | None" = None,
+             progress: bool = True, budget: Any = None) -> dict[str, Any]:
+    """Measure, calibrate on one set, score on the other; store calibration and fidelity in the profile."""
+    items = split_samples(space, n_calibrate, n_evaluate, seed)
+    shuffled = list(items)
+    random.Random(seed).shuffle(shuffled)  # mix roles in time
+    measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress, budget=budget)
+    report = fit_and_score(profile, items)
+    report.update(space=space.name, seed=seed, date=_now())
+    if plot is not None:
+        report["plot"] = Path(plot).name
+        plot_fidelity(profile, items, plot)
+    profile.data["fidelity"] = report
+    profile.save()
+    return report
+
+
+def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]]) -> dict[str, Any]:
+    """Fit the calibration on the calibration items and score raw sum and calibrated on the evaluation items."""
+    from patsearch.profiler.predictor import Predictor
+
+    profile.data["calibration"] = None
+    profile._predictor = None
+    calib = [i for i in items if i[3] == "calibration"]
+    evaluation = [i for i in items if i[3] == "evaluation"]
+    if len(calib) < 2 or not evaluation:
+        raise ValueError("need at least 2 calibration and 1 evaluation networks")
+    # The truth is always the end-to-end median; the table statistic (median or p10) is chosen by the
+    # calibration's leave-one-out error, like the model.
+    measured = np.array([profile.networks[key]["ms"] for key, *_ in calib])
+    calibration = None
+    statistics = ["ms", "p10"]
+    if profile.entries and all("graph_ms" in e for e in profile.entries.values()):
+        statistics.append("graph_ms")
+    for statistic in statistics:
+        stat_predictor = Predictor(profile, statistic)
+        feats = np.vstack([stat_predictor.features(arch, res) for _, arch, res, _ in calib])
+        fitted = fit_calibration(feats, measured)
+        fitted["statistic"] = statistic
+        best = fitted["loo_mape"][fitted["model"]]
+        if calibration is None or best < calibration["loo_mape"][calibration["model"]]:
+            calibration = fitted
+    profile.data["calibration"] = calibration
+    profile._predictor = None
+    calibrated = profile.predictor
+    raw = Predictor(profile, "ms")
+
+    def scores(pred_ms: np.ndarray, meas_ms: np.ndarray) -> dict[str, float]:
+        return fidelity(calibrated.to_metric(pred_ms), calibrated.to_metric(meas_ms))
+
+    eval_feats = np.vstack([raw.features(arch, res) for _, arch, res, _ in evaluation])
+    eval_ms = np.array([profile.networks[key]["ms"] for key, *_ in evaluation])
+    raw_ms = eval_feats[:, :-1].sum(axis=1)
+    cal_ms = np.array([calibrated.predict_ms(arch, res) for _, arch, res, _ in evaluation])
+    spreads = [profile.networks[key]["p90"] / profile.networks[key]["p10"] - 1 for key, *_ in items
+               if profile.networks[key]["p10"] > 0]
+    return {
+        "metric": profile.metric,
+        "n_calibration": len(calib), "n_evaluation": len(evaluation),
+        "calibration_model": calibration["model"], "calibration_statistic": calibration["statistic"],
+        "calibration_loo_mape": calibration["loo_mape"],
+        "raw_sum": scores(raw_ms, eval_ms),
+        "calibrated": scores(cal_ms, eval_ms),
+        "raw_sum_bias_pct": round(float(np.median(raw_ms / eval_ms - 1)) * 100, 2),
+        "measurement_spread_p10_p90_pct": round(float(np.median(spreads)) * 100, 2) if spreads else None,
+    }
+
+
+def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]],
+                  path: "str | Path") -> Path:
+    """Predicted-vs-measured scatter (evaluation set; raw sum and calibrated) with +-10% bands, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = profile.predictor
+    evaluation = [i for i in items if i[3] == "evaluation"]
+    meas = pred.to_metric(np.array([profile.networks[k]["ms"] for k, *_ in evaluation]))
+    cal = pred.to_metric(np.array([pred.predict_ms(a, r) for _, a, r, _ in evaluation]))
+    from patsearch.profiler.predictor import Predictor
+
+    median_sum = Predictor(profile, "ms")
+    raw = pred.to_metric(np.array([median_sum.raw_ms(a, r) for _, a, r, _ in evaluation]))
+    unit = "ms" if profile.metric == "latency_ms" else "images/s"
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
+    lo, hi = float(min(meas.min(), cal.min(), raw.min())) * 0.9, float(max(meas.max(), cal.max(), raw.max())) * 1.1
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, color="black", lw=1)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="tab:green", alpha=0.15, label="+-10%")
+    f_raw = fidelity(raw, meas)
+    f_cal = fidelity(cal, meas)
+    ax.scatter(meas, raw, marker="x", color="tab:gray", s=18,
+               label=f"table sum: {f_raw['within_10pct']:.0f}% in +-10%, tau {f_raw['kendall_tau']:.3f}")
+    ax.scatter(meas, cal, marker="o", color="tab:blue", s=14,
+               label=f"calibrated: {f_cal['within_10pct']:.0f}% in +-10%, tau {f_cal['kendall_tau']:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"measured {profile.metric} ({unit})")
+    ax.set_ylabel(f"predicted ({unit})")
+    hw = profile.provenance.get("hardware", "")
+    ax.set_title(f"{profile.device} ({hw[:40]}), {profile.protocol.slug()}\n"
+                 f"{len(evaluation)} held-out random architectures", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

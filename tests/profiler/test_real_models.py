@@ -1,0 +1,94 @@
+"""The profiler with real PATNet layers on the tiny space: table, traces, validation report and plot, bench."""
+import json
+
+import pytest
+import torch
+
+from patsearch.profiler.bench import run_bench, write_result
+from patsearch.profiler.devices import get_device
+from patsearch.profiler.run import profile_device
+from patsearch.profiler.table import Profile
+from patsearch.profiler.timing import Budget
+
+QUICK = Budget(warmup_s=0.0, min_samples=3, target_s=0.0, max_samples=3)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    path = root / "cpu.json"
+    profile = profile_device("cpu", space="tiny", out=path, validate=5, calibrate=6, seed=1, trace=root / "traces",
+                             progress=False, command="pytest", layer_budget=QUICK, network_budget=QUICK)
+    return root, path, profile
+
+
+def test_real_table_validation_and_plot(built):
+    root, path, profile = built
+    data = json.loads(path.read_text())
+    assert len(data["entries"]) == 22
+    roles = [n["role"] for n in data["networks"].values()]
+    assert roles.count("calibration") == 6 and roles.count("evaluation") == 5
+    fid = data["fidelity"]
+    for part in ("raw_sum", "calibrated"):
+        assert set(fid[part]) == {"n", "within_5pct", "within_10pct", "mape", "max_error_pct", "kendall_tau"}
+        assert fid[part]["n"] == 5
+    assert data["calibration"]["model"] in data["calibration"]["loo_mape"]
+    png = root / fid["plot"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # calibration and evaluation sets are disjoint networks
+    calib = {k for k, n in data["networks"].items() if n["role"] == "calibration"}
+    assert not calib & {k for k, n in data["networks"].items() if n["role"] == "evaluation"}
+
+
+def test_prediction_tracks_measured_order_of_very_different_networks(built):
+    _, path, _ = built
+    profile = Profile.load(path)
+    from patsearch.arch import ArchConfig
+
+    small = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), num_classes=10, head_width=64,
+                       mixers=("pconv", "pat_ch", "pat_ch", "pat_ch"))
+    large = small.replace(embed_dim=32, depths=(1, 2, 3, 1), mixers=("pat_ch", "pat_ch", "pat_ch", "pat_sf"))
+    assert profile.predict(large, 64) > profile.predict(small, 64)
+
+
+def test_traces_open_as_chrome_traces(built):
+    root, _, _ = built
+    runs = sorted(p for p in (root / "traces").iterdir() if p.is_dir())
+    assert len(runs) >= 4
+    for run in runs:
+        files = list(run.glob("*.pt.trace.json"))
+        assert len(files) == 1
+        events = json.loads(files[0].read_text())["traceEvents"]
+        assert any(e.get("name", "").startswith("aten::") for e in events)
+
+
+def test_rerun_measures_nothing_new(built, monkeypatch):
+    root, path, _ = built
+    import patsearch.profiler.table as table
+
+    def boom(spec, form):
+        raise AssertionError("a complete table must not measure again")
+
+    monkeypatch.setattr(table, "default_layer_factory", boom)
+    again = profile_device("cpu", space="tiny", out=path, progress=False, layer_budget=QUICK)
+    assert len(again.entries) == 22
+
+
+def test_bench_rows_side_by_side(tmp_path):
+    result = run_bench("cpu", models=["patnet_t0", "fasternet_t0"], resolution=64, progress=False,
+                       budget=QUICK, command="pytest")
+    rows = {(r.model, r.form): r for r in result.rows}
+    assert set(rows) == {(m, f) for m in ("patnet_t0", "fasternet_t0") for f in ("trained", "fused")}
+    assert rows[("patnet_t0", "trained")].params_m == pytest.approx(4.29, abs=0.01)   # Table 6
+    assert rows[("fasternet_t0", "trained")].params_m == pytest.approx(3.91, abs=0.01)
+    # deployment form: fewer parameters (BN folded) and fewer FLOPs (PAT_sp merged)
+    assert rows[("patnet_t0", "fused")].flops_g < rows[("patnet_t0", "trained")].flops_g
+    assert rows[("fasternet_t0", "fused")].params_m < rows[("fasternet_t0", "trained")].params_m
+    for row in result.rows:
+        assert row.value > 0 and row.spread_pct >= 0
+    t0 = rows[("patnet_t0", "fused")]
+    assert t0.vs_fasternet == pytest.approx(rows[("fasternet_t0", "fused")].value / t0.value, rel=1e-2)
+    md = write_result(result, tmp_path / "bench.md").read_text()
+    assert "| patnet_t0 | fused |" in md and "latency (ms)" in md
+    assert json.loads(write_result(result, tmp_path / "bench.json").read_text())["rows"][0]["model"] == "patnet_t0"
+    assert write_result(result, tmp_path / "bench.csv").read_text().startswith("model,family,form")
