@@ -5,7 +5,9 @@ Both scripts build, for each size X, the deployment forms being compared:
 - ``patnet-deploy``: :func:`patsearch.models.fuse_model` of PATNet-X (the baseline deployment path);
 - ``patnet-fast``: :func:`patsearch.models.fast.accelerate` of it (same function, fewer memory passes);
 - ``fasternet-fx``: FasterNet-X with torch.fx conv-BN folding (what ``patsearch bench`` deploys);
-- ``fasternet-slicing``: the same folding kept eager, with FasterNet's own inference mode for the partial conv.
+- ``fasternet-slicing``: the same folding kept eager, with FasterNet's own inference mode for the partial conv;
+- ``fasternet-fast``: that, plus the generic GEMM-epilogue tricks PATNet's fast path also uses
+  (:func:`patsearch.models.fast.fasternet_fast`).
 
 Ratios are taken against the faster FasterNet form, so the peer is given its best eager deployment path.
 """
@@ -18,7 +20,7 @@ import torch
 import torch.nn as nn
 
 SIZES = ("t0", "t1", "t2", "s", "m", "l")
-FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing")
+FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing", "fasternet-fast")
 
 
 def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
@@ -26,7 +28,7 @@ def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 10
     import timm
 
     from patsearch.models import create_model, fuse_model
-    from patsearch.models.fast import accelerate, fuse_fasternet
+    from patsearch.models.fast import accelerate, fasternet_fast, fuse_fasternet
 
     out: dict[str, nn.Module] = {}
     if any(f.startswith("patnet") for f in forms):
@@ -41,6 +43,8 @@ def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 10
             out["fasternet-fx"] = fuse_model(peer)
         if "fasternet-slicing" in forms:
             out["fasternet-slicing"] = fuse_fasternet(peer, "slicing")
+        if "fasternet-fast" in forms:
+            out["fasternet-fast"] = fasternet_fast(peer, "slicing")
     return out
 
 

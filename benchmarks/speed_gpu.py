@@ -28,7 +28,18 @@ from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios  # n
 from patsearch.models.fast import prepare_inference  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
-PRECISIONS = {"float32": (torch.float32, False), "bfloat16-cl": (torch.bfloat16, True)}
+# name -> (dtype, channels-last, TF32 allowed). "float32" keeps PyTorch's defaults (cuDNN convolutions may use
+# TF32, matmuls not); "float32-strict" turns TF32 off everywhere (the V100-like regime the paper measured in).
+PRECISIONS = {"float32": (torch.float32, False, None), "bfloat16-cl": (torch.bfloat16, True, None),
+              "float32-strict": (torch.float32, False, False)}
+
+
+def set_tf32(allowed: bool | None) -> tuple[bool, bool]:
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    if allowed is not None:
+        torch.backends.cudnn.allow_tf32 = allowed
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+    return before
 BUDGET = Budget(warmup_s=0.3, min_samples=10, target_s=0.5, max_samples=40, sample_s=0.005)
 
 
@@ -102,7 +113,7 @@ class Run:
 
     # --- the side-by-side table ----------------------------------------------------------------------------
     def example(self, precision: str) -> torch.Tensor:
-        dtype, channels_last = PRECISIONS[precision]
+        dtype, channels_last, _ = PRECISIONS[precision]
         x = torch.randn(self.args.batch, 3, self.args.resolution, self.args.resolution,
                         device=self.args.device, dtype=dtype)
         return x.contiguous(memory_format=torch.channels_last) if channels_last else x
@@ -118,6 +129,9 @@ class Run:
                 self.results["bytes_per_image"][size] = {
                     k: round(bytes_per_image(m, self.args.resolution)[0] / 1e6, 2) for k, m in models.items()}
             for precision in self.args.precisions:
+                if precision == "float32-strict" and size not in self.args.strict_sizes:
+                    continue
+                before = set_tf32(PRECISIONS[precision][2])
                 x = self.example(precision)
                 prepared = {k: prepare_inference(m, x)[0] for k, m in models.items()}
                 with torch.inference_mode():
@@ -133,6 +147,7 @@ class Run:
                     "fast_vs_deploy_rel_err": err}
                 self.log(size, precision, values, ratios(values, "throughput"), f"err {err:.1e}")
                 del prepared
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
                 if self.gpu:
                     torch.cuda.empty_cache()
                 self.save()
@@ -172,7 +187,9 @@ class Run:
         b, c, hw = self.args.batch, 64, self.args.resolution // 4
         out = {}
         for precision in self.args.precisions:
-            dtype, cl = PRECISIONS[precision]
+            if precision == "float32-strict":
+                continue
+            dtype, cl, _ = PRECISIONS[precision]
             x = torch.randn(b, c, hw, hw, device=self.args.device, dtype=dtype)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -216,8 +233,10 @@ class Run:
         size = self.args.profile_size
         models = build_forms(size)
         for precision in self.args.precisions:
+            if precision == "float32-strict":
+                continue
             x = self.example(precision)
-            for name in ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing"):
+            for name in FORMS:
                 if self.left() < self.args.reserve / 2:
                     return
                 fn, _ = prepare_inference(models[name], x)
@@ -312,7 +331,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--sizes", default=",".join(SIZES))
-    p.add_argument("--precisions", default="float32,bfloat16-cl")
+    p.add_argument("--precisions", default="float32,bfloat16-cl,float32-strict")
+    p.add_argument("--strict-sizes", default="t0,t2,m", help="sizes also measured in float32-strict")
     p.add_argument("--variant-precisions", default="bfloat16-cl")
     p.add_argument("--profile-size", default="t2")
     p.add_argument("--graph-sizes", default="t0,t2")
@@ -325,6 +345,7 @@ def main() -> None:
     args = p.parse_args()
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.precisions = [s for s in args.precisions.split(",") if s]
+    args.strict_sizes = [s for s in args.strict_sizes.split(",") if s]
     args.variant_precisions = [s for s in args.variant_precisions.split(",") if s]
     run = Run(args)
     run.environment()
@@ -341,10 +362,10 @@ def main() -> None:
                 run.profile()
             elif step == "graphs" and run.gpu:
                 run.variants("graphs", [s for s in args.graph_sizes.split(",") if s],
-                             ("patnet-fast", "fasternet-fx", "fasternet-slicing"))
+                             ("patnet-fast", "fasternet-fx", "fasternet-slicing", "fasternet-fast"))
             elif step == "compile":
                 run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
-                             ("patnet-fast", "fasternet-fx"))
+                             ("patnet-fast", "fasternet-fx", "fasternet-fast"))
         except Exception:  # noqa: BLE001 - keep what the other steps measure
             run.log(f"step {step} failed")
             traceback.print_exc()

@@ -34,11 +34,39 @@ import torch.nn.functional as F
 from patsearch.models.layers import (BlockDeploy, GaussianSE, MlpDeploy, PartialChannelAttentionDeploy,
                                      PartialSelfAttention, SelfAttentionDeploy)
 
-__all__ = ["FastAttentionBlock", "FastChannelBlock", "accelerate", "channel_stats", "fuse_fasternet",
+__all__ = ["FastAttentionBlock", "FastChannelBlock", "accelerate", "channel_stats", "fasternet_fast", "fuse_fasternet",
            "is_accelerated", "prepare_inference"]
 
 # A gate-affine scale smaller than this (relative to the largest) is not divided into the gate weights.
 _MIN_RELATIVE_SCALE = 1e-6
+# Where 1x1 convolutions run as GEMMs on (B*H*W, C) token matrices: channels-last inputs on these device types.
+# On CUDA this puts bias (and ReLU) into cuBLASLt's epilogue instead of separate passes; on CPU oneDNN/THNN
+# convolutions are as fast, so it is off there (tests switch it on to check the arithmetic).
+GEMM_DEVICES = {"cuda"}
+
+
+def tokens(x: torch.Tensor) -> torch.Tensor | None:
+    """A channels-last (B, C, H, W) tensor as its (B*H*W, C) token matrix (a view), or None where it is not
+    channels-last on a device in :data:`GEMM_DEVICES`."""
+    if x.dim() != 4 or x.device.type not in GEMM_DEVICES:
+        return None
+    t = x.permute(0, 2, 3, 1)
+    return t.reshape(-1, x.shape[1]) if t.is_contiguous() else None
+
+
+def untokens(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The (B*H*W, C') token matrix back as a channels-last (B, C', H, W) view, spatial shape from ``like``."""
+    b, _, h, w = like.shape
+    return t.view(b, h, w, t.shape[1]).permute(0, 3, 1, 2)
+
+
+def linear_act(t: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: nn.Module | None
+               ) -> torch.Tensor:
+    """``act(t @ weight.T + bias)`` with bias and ReLU in the GEMM's epilogue where the backend has one."""
+    if isinstance(act, nn.ReLU) and bias is not None:
+        return torch._addmm_activation(bias, t, weight.t())
+    out = F.linear(t, weight, bias)
+    return out if act is None else act(out)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,6 +123,9 @@ class _FastMlpTail(nn.Module):
         self.has_shift = bool(shift.abs().max() > 0)
 
     def forward(self, mlp_in: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        t_in, t_res = tokens(mlp_in), tokens(residual)
+        if t_in is not None and t_res is not None and self.spatial == "partial":
+            return untokens(self._forward_tokens(t_in, t_res), residual)
         z = self.fc2(self._act(self.fc1(mlp_in)))
         if self.spatial == "none":
             return residual + z
@@ -112,6 +143,24 @@ class _FastMlpTail(nn.Module):
             torch.addcmul(residual[:, :half], z1 * w, self.scale, out=top)
         if self.has_shift:
             top.add_(self.shift)
+        return out
+
+    def _forward_tokens(self, t_in: torch.Tensor, t_res: torch.Tensor) -> torch.Tensor:
+        """The same on (B*H*W, C) token matrices: every 1x1 is a GEMM with its bias (and ReLU) in the epilogue."""
+        half = self.half
+        h = linear_act(t_in, self.fc1.weight.flatten(1), self.fc1.bias, self.act)
+        z = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
+        z1 = z[:, :half]
+        w = F.hardsigmoid(F.linear(z1, self.gate.weight.flatten(1)))  # (B*H*W, 1)
+        out = torch.empty_like(t_res)
+        torch.add(t_res[:, half:], z[:, half:], out=out[:, half:])
+        top = out[:, :half]
+        if self.scaled:
+            torch.addcmul(t_res[:, :half], z1, w, out=top)
+        else:
+            torch.addcmul(t_res[:, :half], z1 * w, self.scale.flatten(), out=top)
+        if self.has_shift:
+            top.add_(self.shift.flatten())
         return out
 
 
@@ -235,6 +284,46 @@ def fuse_fasternet(model: nn.Module, pconv_forward: str | None = None) -> nn.Mod
             module.forward = getattr(module, f"forward_{pconv_forward}")
     if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         raise ValueError("fuse_fasternet: a BatchNorm was left unfolded; is this a timm FasterNet?")
+    return model
+
+
+class _FasterNetMlpFast(nn.Module):
+    """FasterNet's MLP block (deployment form) with the generic GEMM tricks PATNet's fast path uses: on
+    channels-last CUDA tensors fc1 carries bias + ReLU in its epilogue and fc2 adds the shortcut in its own
+    epilogue (``addmm`` with beta 1), so the block is conv3x3, the partial-conv copy and two GEMMs."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.spatial_mixing = block.spatial_mixing
+        fc1, _, act, fc2 = block.mlp
+        self.fc1, self.act, self.fc2 = fc1, act, fc2
+        self.mlp = block.mlp
+        if getattr(block, "layer_scale", None) is not None:
+            raise ValueError("fasternet_fast: layer scale is not supported")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.spatial_mixing(x)
+        t_y, t_x = tokens(y), tokens(x)
+        if t_y is None or t_x is None:
+            return x + self.mlp(y)
+        h = linear_act(t_y, self.fc1.weight.flatten(1), self.fc1.bias, self.act)
+        w2 = self.fc2.weight.flatten(1)
+        out = torch.addmm(t_x, h, w2.t()) if self.fc2.bias is None else torch.addmm(t_x + self.fc2.bias, h, w2.t())
+        return untokens(out, x)
+
+
+@torch.no_grad()
+def fasternet_fast(model: nn.Module, pconv_forward: str = "slicing") -> nn.Module:
+    """:func:`fuse_fasternet` plus :class:`_FasterNetMlpFast` in every block: FasterNet given the same generic
+    GEMM-epilogue tricks as PATNet's fast path, so that comparisons stay fair."""
+    model = fuse_fasternet(model, pconv_forward)
+    for module in model.modules():
+        blocks = getattr(module, "blocks", None)
+        if isinstance(blocks, nn.Sequential):
+            for i, block in enumerate(blocks):
+                if hasattr(block, "spatial_mixing") and hasattr(block, "mlp"):
+                    blocks[i] = _FasterNetMlpFast(block)
+    model.fast_path = True
     return model
 
 

@@ -92,3 +92,32 @@ def test_bad_input_is_refused():
         fuse_fasternet(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3)))
     with pytest.raises(ValueError, match="CUDA input"):
         prepare_inference(nn.Identity(), torch.zeros(1, 3, 8, 8), cuda_graph=True)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_token_gemm_path_equals_trained(monkeypatch, dtype, tolerance):
+    """The channels-last GEMM path (bias and ReLU in the epilogue; CUDA only by default) run on the CPU."""
+    import patsearch.models.fast as fast
+
+    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu", "cuda"})
+    for name in ("patnet", "attention_everywhere"):
+        model = create_model(CONFIGS[name].replace(act="relu")).to(dtype).eval()
+        randomize_statistics(model, torch.Generator().manual_seed(6))
+        x = torch.randn(2, 3, 64, 96, dtype=dtype)
+        fn, x_cl = prepare_inference(model, x.contiguous(memory_format=torch.channels_last), fast_path=True)
+        assert fast.tokens(x_cl) is not None
+        with torch.no_grad():
+            assert _rel(model(x), fn(x_cl)) <= tolerance, name
+
+
+def test_fasternet_with_the_same_generic_tricks(monkeypatch):
+    import patsearch.models.fast as fast
+
+    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu", "cuda"})
+    peer = timm.create_model("fasternet_t0", num_classes=10).eval()
+    randomize_statistics(peer, torch.Generator().manual_seed(8))
+    quick = fast.fasternet_fast(peer).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert _rel(peer(x), quick(x.contiguous(memory_format=torch.channels_last))) <= 1e-4
+        assert _rel(peer(x), quick(x)) <= 1e-4  # NCHW input: the plain path
