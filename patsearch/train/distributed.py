@@ -88,6 +88,13 @@ def broadcast_object(ctx: DistContext, obj: object) -> object:
     return box[0]
 
 
+def broadcast_buffers(ctx: DistContext, model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank; each rank's own batches drift them."""
+    if ctx.enabled:
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()

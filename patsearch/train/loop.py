@@ -43,7 +43,7 @@ from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (DistContext, ShardedBatchSampler, all_gather_objects, all_reduce_sum,
-                                         barrier, cleanup, init_distributed, shard_indices)
+                                         barrier, broadcast_buffers, cleanup, init_distributed, shard_indices)
 from patsearch.train.engine import (TrainStep, amp_dtype, build_criterion, build_model, build_optimizer,
                                     describe_arch)
 from patsearch.train.evaluate import evaluate
@@ -397,6 +397,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
                 "img_s": steps_this_run * global_batch / max(train_time, 1e-9), "epoch_time_s": train_time,
             }
             if (epoch + 1) % eval_every == 0 or epoch + 1 == rec.epochs:
+                broadcast_buffers(ctx, model)  # every rank evaluates (and rank 0 saves) the same BN statistics
                 metrics.update(evaluate(model, val_loader, normalize, ctx, dtype))
             history.append(metrics)
             is_best = metrics.get("top1", -1.0) > best_top1

@@ -124,3 +124,10 @@ def test_cli_empty_data_folder(tmp_path, monkeypatch, capsys):
     code, err = run_cli(monkeypatch, capsys, "train", "--arch", str(arch), "--data", str(tmp_path / "data"),
                         "--device", "cpu")
     assert code == 2 and "has no class folders" in err
+
+
+def test_profile_steps_write_a_trace_for_torch_tb_profiler(tmp_path):
+    out = tmp_path / "run"
+    train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=8, synthetic=(48, 8), out_dir=out, profile_steps=2)
+    traces = list((out / "profile").glob("*.pt.trace.json*"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
