@@ -63,13 +63,19 @@ class SearchOutcome:
 
 
 def _default_device() -> str:
-    """The local CPU's profile name (what `patsearch profile` writes for this machine)."""
-    try:
-        from patsearch.profiler import DEVICES  # noqa: F401
+    """This machine's CPU table: ``cpu`` (any CPU) or else ``epyc`` (the paper's CPU protocol), if one exists.
 
-        return "cpu"
-    except ImportError:
-        return "cpu"
+    With neither, ``cpu`` is returned and loading it fails with the profiler's message naming the command to run.
+    """
+    from patsearch.profiler import ProfileError, find_profile
+
+    for name in ("cpu", "epyc"):
+        try:
+            find_profile(name)
+            return name
+        except ProfileError:
+            continue
+    return "cpu"
 
 
 def default_study_name(space_name: str, constraints, objective: str) -> str:
@@ -128,7 +134,16 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         from patsearch.profiler import load_profile as _load
 
         def load_profile(device: str):
-            return _load(device, allow_stale=opts.allow_stale_profile)
+            import warnings
+
+            from patsearch.profiler import StaleProfileWarning
+
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", StaleProfileWarning)
+                profile = _load(device, allow_stale=opts.allow_stale_profile)
+            for w in caught:  # one line each, not Python's warning format
+                console.print(f"[yellow]note:[/yellow] {escape(str(w.message))}")
+            return profile
     constraints = load_constraints(specs, default_device=opts.device or _default_device(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
 

@@ -84,11 +84,13 @@ class Objective:
         trial.set_user_attr(ATTR_RESOLUTION, resolution)
         predicted: dict[str, float] = {}
         feasible = True
+        already = trial.constraints  # a retried trial carries its first attempt's (identical) constraints
         for c in self.constraints:
             value = c.predict(arch, resolution)
             predicted[c.key] = value
             trial.set_user_attr(PRED_PREFIX + c.key, value)
-            trial.set_constraint(c.key, c.violation(value))
+            if c.key not in already:
+                trial.set_constraint(c.key, c.violation(value))
             feasible &= c.feasible(value)
         trial.set_user_attr(ATTR_FEASIBLE, feasible)
         if self.after_constraints is not None:

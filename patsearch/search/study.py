@@ -191,6 +191,11 @@ def make_sampler(name: str, *, seed: int | None, n_trials: int, multi_objective:
     if name in ("nsga2", "nsgaii"):
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, n_trials // 3)))
     if name == "gp":
+        import importlib.util
+
+        if importlib.util.find_spec("scipy") is None:
+            raise UserError("--sampler gp needs scipy, which is not installed; pip install scipy, or use "
+                            "--sampler tpe")
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -207,9 +212,46 @@ def make_pruner(name: str, *, multi_objective: bool, epochs: int):
     if multi_objective or name == "none" or epochs < 2:
         return optuna.pruners.NopPruner()
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
-    # Compare from the first report on: proxy runs are only a few epochs long.
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, interval_steps=1)
+        return TrainedOnly(optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3))
+    # Compare from the first report on (proxy runs are only a few epochs long), once 3 candidates were trained.
+    return TrainedOnly(optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0, interval_steps=1))
+
+
+class _TrainedTrialsView:
+    """A study as a pruner should see it: without infeasible trials, which completed without training and
+    would otherwise count as finished "startup" trials and thin out the median."""
+
+    def __init__(self, study) -> None:
+        self._study = study
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        return [t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if not is_infeasible(t)]
+
+    @property
+    def trials(self):
+        return self.get_trials()
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+
+def _base_pruner():
+    import optuna
+
+    return optuna.pruners.BasePruner
+
+
+class TrainedOnly(_base_pruner()):
+    """Wraps an Optuna pruner so that it ignores infeasible (never trained) trials."""
+
+    def __init__(self, pruner) -> None:
+        self.pruner = pruner
+
+    def prune(self, study, trial) -> bool:
+        return self.pruner.prune(_TrainedTrialsView(study), trial)
+
+    def __getattr__(self, name: str):
+        return getattr(self.pruner, name)
 
 
 # --- the claim lock --------------------------------------------------------------------------------------------
