@@ -21,7 +21,7 @@ from patsearch.search.results import (best_row, comparison, constraints_of, fill
 
 logger = logging.getLogger("patsearch.search")
 
-DEFAULT_TRIALS = 10
+DEFAULT_TRIALS = 8
 
 
 @dataclass

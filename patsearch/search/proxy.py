@@ -16,10 +16,10 @@ from typing import Any, Callable
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 
-DEFAULT_EPOCHS = 3
+DEFAULT_EPOCHS = 2
 # 64, not 32: at 32 px the last stage is 1x1, where PAT_ch's spatial standard deviation is undefined (NaN loss).
 DEFAULT_RESOLUTION = 64
-DEFAULT_SYNTHETIC = (2000, 500)
+DEFAULT_SYNTHETIC = (1000, 400)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ProxySettings:
     epochs: int = DEFAULT_EPOCHS
     resolution: int = DEFAULT_RESOLUTION
     recipe: str = "proxy"
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float | None = None
     train_samples: int | None = None  # synthetic: set size; folder: class-balanced subset (None: all)
     val_samples: int | None = None
