@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -17,7 +18,8 @@ import numpy as np
 from patsearch.arch import NUM_STAGES, ArchConfig, LayerSpec, check_resolution, resolve_arch
 
 GROUPS = ("fixed", "stage1", "stage2", "stage3", "stage4")   # fixed = stem + merges + head
-N_FEATURES = len(GROUPS) + 1                                  # + number of layers (launch/dispatch count)
+LAYERS, LAUNCH = len(GROUPS), len(GROUPS) + 1                 # feature columns after the group sums
+N_FEATURES = len(GROUPS) + 2    # + number of layers, + launch floor (sum of each layer kind's smallest eager time)
 
 # Candidate calibration models: the columns of the design matrix, built from the feature vector
 # [S_fixed, S_stage1..4, n_layers] (S_* = summed table milliseconds of the group).
@@ -28,7 +30,9 @@ MODELS: dict[str, str] = {
     "affine+layers": "a + b x sum + c x number of layers",
     "per-stage": "a + per-group scales (stem/merges/head, stage 1..4)",
     "per-stage+layers": "a + per-group scales + c x number of layers",
+    "max-launch": "a + b x max(sum, k x launch floor): GPU work or kernel launches, whichever bounds the network",
 }
+_MAX_GRID = np.round(np.arange(0.5, 3.01, 0.05), 3)
 
 
 def design(model: str, features: np.ndarray) -> np.ndarray:
@@ -36,7 +40,7 @@ def design(model: str, features: np.ndarray) -> np.ndarray:
     f = np.atleast_2d(np.asarray(features, dtype=float))
     total = f[:, :len(GROUPS)].sum(axis=1, keepdims=True)
     ones = np.ones((f.shape[0], 1))
-    layers = f[:, -1:]
+    layers = f[:, LAYERS:LAYERS + 1]
     groups = f[:, :len(GROUPS)]
     return {
         "sum": total,
@@ -45,22 +49,44 @@ def design(model: str, features: np.ndarray) -> np.ndarray:
         "affine+layers": np.hstack([ones, total, layers]),
         "per-stage": np.hstack([ones, groups]),
         "per-stage+layers": np.hstack([ones, groups, layers]),
+        "max-launch": _max_design(f, 1.0),
     }[model]
 
 
-def fit_model(model: str, features: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
-    """Least squares on relative error (rows weighted by 1 / measured), so small and large nets count alike."""
-    if model == "sum":
-        return np.array([1.0])
-    x = design(model, features)
-    y = np.asarray(measured_ms, dtype=float)
+def _max_design(features: np.ndarray, k: float) -> np.ndarray:
+    f = np.atleast_2d(np.asarray(features, dtype=float))
+    bound = np.maximum(f[:, :len(GROUPS)].sum(axis=1), k * f[:, LAUNCH])
+    return np.column_stack([np.ones(len(f)), bound])
+
+
+def _wls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     w = 1.0 / y
     coef, *_ = np.linalg.lstsq(x * w[:, None], y * w, rcond=None)
     return coef
 
 
+def fit_model(model: str, features: np.ndarray, measured_ms: np.ndarray) -> np.ndarray:
+    """Least squares on relative error (rows weighted by 1 / measured), so small and large nets count alike.
+    ``max-launch`` also picks its launch scale ``k`` from a grid (coefficients ``[a, b, k]``)."""
+    y = np.asarray(measured_ms, dtype=float)
+    if model == "sum":
+        return np.array([1.0])
+    if model == "max-launch":
+        best = None
+        for k in _MAX_GRID:
+            coef = _wls(_max_design(features, k), y)
+            err = float(np.mean(np.abs(_max_design(features, k) @ coef - y) / y))
+            if best is None or err < best[0]:
+                best = (err, np.append(coef, k))
+        return best[1]
+    return _wls(design(model, features), y)
+
+
 def apply_model(model: str, coef: Sequence[float], features: np.ndarray) -> np.ndarray:
-    return design(model, features) @ np.asarray(coef, dtype=float)
+    coef = np.asarray(coef, dtype=float)
+    if model == "max-launch":
+        return _max_design(features, coef[2]) @ coef[:2]
+    return design(model, features) @ coef
 
 
 def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
@@ -75,7 +101,12 @@ def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
     n = len(y)
     scores: dict[str, float] = {}
     for model in models or MODELS:
-        k = design(model, features[:1]).shape[1]
+        if model == "max-launch":
+            if not np.any(features[:, LAUNCH] > 0):
+                continue
+            k = 3
+        else:
+            k = design(model, features[:1]).shape[1]
         if model != "sum" and n < k + 2:
             continue
         errors = []
@@ -116,8 +147,12 @@ def _stem(arch: ArchConfig) -> LayerSpec:
     return LayerSpec("stem", 3, arch.embed_dim)
 
 
-class MissingLayerError(Exception):
-    pass
+_SIZE_PART = re.compile(r"^(c|o|r)\d")
+
+
+def layer_kind(key: str) -> str:
+    """A table key without its sizes (``block|c64|pat_ch|...|r56x56`` -> ``block|pat_ch|...``)."""
+    return "|".join(p for p in key.split("|") if not _SIZE_PART.match(p))
 
 
 class Predictor:
@@ -134,7 +169,15 @@ class Predictor:
         # the one it chose.
         self.statistic = statistic or (calibration or {}).get("statistic", "ms")
         self._ms = {k: float(v.get(self.statistic, v["ms"])) for k, v in profile.entries.items()}
+        # Launch floor of each layer kind: its smallest eager time at any width or resolution, i.e. what issuing
+        # its kernels costs when the GPU has almost nothing to do. Summed over a network it bounds eager time from
+        # below on a launch-bound GPU; on CPUs it is just another (unused) feature.
+        self._floor: dict[str, float] = {}
+        for key, entry in profile.entries.items():
+            kind = layer_kind(key)
+            self._floor[kind] = min(self._floor.get(kind, math.inf), float(entry["ms"]))
         self._key_cache: dict[tuple, float] = {}
+        self._tuple_cache: dict[tuple, float] = {}
         self._feature_cache: dict[tuple, np.ndarray] = {}
         self.model = calibration["model"] if calibration else "sum"
         self.coef = np.asarray(calibration["coef"] if calibration else [1.0], dtype=float)
@@ -164,12 +207,29 @@ class Predictor:
         cached = self._feature_cache.get(cache_key)
         if cached is not None:
             return cached
-        out = np.zeros(N_FEATURES)
-        n_layers = 0
-        for group, spec, hw, count in layer_groups(arch, resolution):
-            out[group] += count * self._layer_ms(spec, hw)
-            n_layers += count
-        out[-1] = n_layers
+        # Fast path: plain tuples index the fixed layers (stem + merges + head, summed) and each stage's block, so
+        # no LayerSpec or key string is built per architecture; a tuple seen for the first time is resolved once
+        # through layer_groups / LayerSpec.key.
+        act, mix, spa = arch.act, arch.mixers, arch.spatial
+        common = (arch.embed_dim, arch.n_div, arch.mlp_ratio, act, arch.num_heads, resolution)
+        tuples = (("fixed", arch.embed_dim, act, arch.head_width, arch.num_classes, resolution),
+                  (0, mix[0], spa[0], common), (1, mix[1], spa[1], common), (2, mix[2], spa[2], common),
+                  (3, mix[3], spa[3], common))
+        cache = self._tuple_cache
+        get = cache.get
+        values = [get(t) for t in tuples]
+        if None in values:
+            values = [[0.0, 0.0] for _ in range(5)]
+            for group, spec, hw, _ in layer_groups(arch, resolution):
+                values[group][0] += self._layer_ms(spec, hw)
+                values[group][1] += self._floor.get(layer_kind(spec.key(hw)), 0.0)
+            for t, v in zip(tuples, values):
+                cache[t] = v
+        d = arch.depths
+        out = np.array([values[0][0], values[1][0] * d[0], values[2][0] * d[1], values[3][0] * d[2],
+                        values[4][0] * d[3], 5 + d[0] + d[1] + d[2] + d[3],
+                        values[0][1] + values[1][1] * d[0] + values[2][1] * d[1] + values[3][1] * d[2]
+                        + values[4][1] * d[3]], dtype=float)
         self._feature_cache[cache_key] = out
         return out
 

@@ -92,3 +92,25 @@ def test_bench_rows_side_by_side(tmp_path):
     assert "| patnet_t0 | fused |" in md and "latency (ms)" in md
     assert json.loads(write_result(result, tmp_path / "bench.json").read_text())["rows"][0]["model"] == "patnet_t0"
     assert write_result(result, tmp_path / "bench.csv").read_text().startswith("model,family,form")
+
+
+def test_unstable_network_measurements_are_retried_once(tmp_path, tiny_space):
+    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.validate import measure_networks, split_samples
+
+    built = []
+
+    def factory(arch, form):
+        built.append(arch)
+        return torch.nn.Conv2d(3, 4, 3)
+
+    dev = get_device("cpu")
+    profile = open_for_build(tmp_path / "p.json", dev, dev.protocol)
+    items = split_samples(tiny_space, 3, 2, seed=0)
+    measure_networks(profile, items, dev, model_factory=factory, budget=QUICK, progress=False,
+                     unstable_spread=-1.0)  # every measurement counts as unstable
+    assert len(built) == 2 * len(items)
+    assert all(n["retried"] for n in profile.networks.values())
+    measure_networks(profile, items, dev, model_factory=factory, budget=QUICK, progress=False,
+                     unstable_spread=-1.0)
+    assert len(built) == 2 * len(items)  # retried ones are never measured a third time

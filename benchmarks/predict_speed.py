@@ -1,0 +1,36 @@
+"""Time the predictor on 10,000 random architectures of the default space (issue 3: well under a second).
+
+Usage: .venv/bin/python benchmarks/predict_speed.py [PROFILE]   (default: every profile in profiles/)
+Sampling the architectures is not timed; predicting them (table lookups + calibration) is, cold caches first.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from patsearch.profiler import PROFILES_DIR, load_profile
+from patsearch.space import load_space
+
+
+def main() -> None:
+    paths = [Path(p) for p in sys.argv[1:]] or sorted(PROFILES_DIR.glob("*.json"))
+    space = load_space()
+    cands = space.samples(10_000, seed=123)
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            profile = load_profile(path, allow_stale=True)
+        start = time.perf_counter()
+        values = profile.predict_many(cands)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        single = [profile.predict(c) for c in cands[:1000]]
+        per_call = (time.perf_counter() - start) / len(single)
+        print(f"{path.name}: predict_many(10,000) {cold * 1e3:.0f} ms (cold caches); predict() {per_call * 1e6:.1f} us "
+              f"per call (warm); {profile.metric} range {values.min():.4g}..{values.max():.4g}")
+
+
+if __name__ == "__main__":
+    main()
