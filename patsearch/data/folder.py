@@ -8,7 +8,8 @@ image is reported before training starts. ``cache="auto"`` does this when the im
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,10 @@ def load_image(path: str) -> Image.Image:
         raise DataError(f"corrupt or unreadable image {path} ({reason}); remove or replace the file") from None
 
 
+def _decode_chunk(paths: list[str]) -> list[np.ndarray]:
+    return [np.asarray(load_image(p)) for p in paths]
+
+
 class ImageFolderDataset:
     """A map-style dataset of ``(PIL.Image, label)`` over one split, optionally decoded once into memory."""
 
@@ -104,11 +109,15 @@ class ImageFolderDataset:
         return max(w, h) <= MEMORY_CACHE_MAX_SIDE and w * h * 3 * len(self.samples) <= MEMORY_CACHE_BUDGET
 
     def _decode_all(self, workers: int) -> None:
-        def decode(item: tuple[str, int]) -> np.ndarray:
-            return np.asarray(load_image(item[0]))
-
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            arrays = list(pool.map(decode, self.samples, chunksize=256))
+        paths = [path for path, _ in self.samples]
+        if workers > 1 and len(paths) >= 4096 and "fork" in mp.get_all_start_methods():
+            # JPEG decoding holds the GIL for much of its time: processes, not threads, for large sets
+            chunks = [paths[i:i + 1024] for i in range(0, len(paths), 1024)]
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                arrays = [a for chunk in pool.map(_decode_chunk, chunks) for a in chunk]
+        else:
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                arrays = list(pool.map(lambda p: np.asarray(load_image(p)), paths))
         shapes = {a.shape for a in arrays}
         # One contiguous array when all images share a size (shared copy-on-write with DataLoader workers).
         self.images = np.stack(arrays) if len(shapes) == 1 else arrays
