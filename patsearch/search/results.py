@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from patsearch.arch import ArchConfig
-from patsearch.search.objective import (ATTR_ARCH, ATTR_BASELINE, ATTR_FEASIBLE, ATTR_FLOPS, ATTR_PARAMS,
-                                        ATTR_RESOLUTION, ATTR_STOPPED, ATTR_TOP1, PRED_PREFIX)
+from patsearch.search.objective import (ATTR_ARCH, ATTR_BASELINE, ATTR_DUPLICATE, ATTR_FEASIBLE, ATTR_FLOPS,
+                                        ATTR_PARAMS, ATTR_RESOLUTION, ATTR_STOPPED, ATTR_TOP1, PRED_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class Row:
     arch: dict[str, Any] | None
     resolution: int | None
     stopped_early: bool = False
+    duplicate_of: int | None = None
 
 
 COSTS_ATTR = "costs"  # study user attr: {trial number: [params, flops]}, filled for the rows a summary shows
@@ -82,13 +83,13 @@ def rows(study) -> list[Row]:
         out.append(Row(t.number, t.state.name, ua.get(ATTR_BASELINE), top1, predicted,
                        bool(ua.get(ATTR_FEASIBLE, all(v <= 0 for v in t.constraints.values()))),
                        params, flops, ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
-                       bool(ua.get(ATTR_STOPPED, False))))
+                       bool(ua.get(ATTR_STOPPED, False)), ua.get(ATTR_DUPLICATE)))
     return out
 
 
 def shown_rows(rs: Sequence[Row], top: int = 5) -> tuple[list[Row], list[Row]]:
     """(best searched rows, baseline rows): what the summary table lists."""
-    done = [r for r in finished(rs) if not r.baseline][:top]
+    done = [r for r in finished(rs) if not r.baseline and r.duplicate_of is None][:top]
     baselines = sorted([r for r in rs if r.baseline], key=lambda r: r.number)
     return done, baselines
 
@@ -212,7 +213,8 @@ def summary_table(study, *, top: int = 5, title: str | None = None):
         for r in group:
             top1 = "-" if r.top1 is None else f"{100 * r.top1:.2f}%"
             preds = [(f"{r.predicted[c.key]:.3g}" if c.key in r.predicted else "-") for c in cons]
-            state = r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
+            state = (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
+                     + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
             table.add_row(str(r.number), r.baseline or "search", top1, *preds, _fmt_count(r.params),
                           _fmt_count(r.flops), str(r.resolution or "-"), state, style=style)
         if group is shown and shown and baselines:
