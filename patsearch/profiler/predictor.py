@@ -264,10 +264,16 @@ class Predictor:
         return float(self.to_metric(self.predict_ms(arch, resolution)))
 
     def predict_many(self, archs: Iterable[Any], resolution: Any = None) -> np.ndarray:
+        features = self.features
+        if isinstance(resolution, int):
+            check_resolution((resolution, resolution))
         feats = []
         for item in archs:
-            arch, res = self._resolve(item, resolution)
-            feats.append(self.features(arch, res))
+            if type(item) is ArchConfig:
+                item = (item, 224 if resolution is None else resolution)
+            elif not (isinstance(item, tuple) and type(item[0]) is ArchConfig) or resolution is not None:
+                item = self._resolve(item, resolution)
+            feats.append(features(item[0], item[1]))
         if not feats:
             return np.zeros(0)
         return np.asarray(self.to_metric(apply_model(self.model, self.coef, np.vstack(feats))), dtype=float)

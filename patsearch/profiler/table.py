@@ -303,6 +303,8 @@ def open_for_build(path: Path, device: Device, protocol: Protocol, *, fresh: boo
     if path.exists() and not fresh:
         profile = Profile.load(path)
         profile.check_compatible(device, protocol, environment(device))
+        profile.provenance.setdefault("history", []).append(
+            {"date": _now(), "command": command if command is not None else " ".join(sys.argv)})
         return profile
     return Profile.new(device, protocol, command=command, path=path)
 

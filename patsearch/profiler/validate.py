@@ -146,6 +146,11 @@ def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 4
                            f"run `patsearch profile --device {profile.device} --validate {n_evaluate}` on it")
     for key, _, _, role in items:
         profile.networks[key]["role"] = role
+    import sys
+
+    profile.provenance.setdefault("history", []).append(
+        {"date": _now(), "command": " ".join(sys.argv), "refit": f"{n_calibrate} calibration + {n_evaluate} "
+                                                                  f"evaluation networks, seed {seed}"})
     report = fit_and_score(profile, items)
     report.update(space=space.name, seed=seed, date=_now())
     if plot is not None:
