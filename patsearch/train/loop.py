@@ -371,8 +371,9 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
                     check_finite(epoch)
                     lr_now = optimizer.param_groups[0]["lr"]
                     mean_loss = (epoch_loss[0] / epoch_loss[1].clamp(min=1)).item()
-                    info = f"loss {mean_loss:.4f} lr {lr_now:.2e}"
-                    writer.scalars({"train/loss": mean_loss, "train/lr": lr_now}, global_step)
+                    img_s = steps_this_run * global_batch / max(time.perf_counter() - t0, 1e-9)  # synced by .item()
+                    info = f"loss {mean_loss:.4f} lr {lr_now:.2e} {img_s:.0f} img/s"
+                    writer.scalars({"train/loss": mean_loss, "train/lr": lr_now, "train/img_s": img_s}, global_step)
                 progress_bar.advance(info)
                 if checkpoint_every and global_step % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
                     check_finite(epoch)

@@ -131,3 +131,24 @@ def test_profile_steps_write_a_trace_for_torch_tb_profiler(tmp_path):
     train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=8, synthetic=(48, 8), out_dir=out, profile_steps=2)
     traces = list((out / "profile").glob("*.pt.trace.json*"))
     assert len(traces) == 1 and traces[0].stat().st_size > 1000
+
+
+def test_export_accepts_a_trained_checkpoint(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from patsearch.export import export_onnx
+    from patsearch.models import create_model, fuse_model
+
+    out = tmp_path / "run"
+    arch = write_tiny_arch(tmp_path)
+    train(arch, **TINY_RUN, epochs=1, batch_size=16, lr=3e-3, synthetic=(32, 16), out_dir=out)
+    onnx_path = export_onnx(arch, tmp_path / "tiny.onnx", checkpoint=out / "best.pt", resolution=32, num_classes=10)
+    model = create_model(arch, num_classes=10)
+    ckpt.load_model_weights(model, out / "best.pt")
+    x = torch.randn(2, 3, 32, 32)
+    expected = fuse_model(model)(x).detach().numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(expected, fuse_model(create_model(arch, num_classes=10))(x).detach().numpy(), atol=1e-3)
