@@ -212,7 +212,8 @@ def summary_table(study, *, top: int = 5, title: str | None = None):
     for group, style in ((shown, None), (baselines, "cyan")):
         for r in group:
             top1 = "-" if r.top1 is None else f"{100 * r.top1:.2f}%"
-            preds = [(f"{r.predicted[c.key]:.3g}" if c.key in r.predicted else "-") for c in cons]
+            preds = [("-" if c.key not in r.predicted else f"{r.predicted[c.key]:.3g}" if c.kind == "latency"
+                      else f"{r.predicted[c.key]:,.0f}") for c in cons]
             state = (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
                      + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
             table.add_row(str(r.number), r.baseline or "search", top1, *preds, _fmt_count(r.params),
