@@ -43,10 +43,11 @@ def evaluate(model: nn.Module, loader: Iterable, normalize: Any, ctx: DistContex
 def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data: str | os.PathLike | None = None,
                         resolution: int | None = None, batch_size: int = 256, device: str = "auto",
                         workers: int | None = None, fused: bool = False, amp: bool = True,
-                        synthetic_val: int = 2000, cache: str = "auto") -> dict[str, Any]:
+                        synthetic_val: int | None = None, cache: str = "auto") -> dict[str, Any]:
     """Accuracy of a trained checkpoint on ``data``'s val split (or the built-in synthetic val split).
 
-    ``arch`` defaults to the one stored in the checkpoint; ``fused=True`` evaluates the deployment form.
+    ``arch`` defaults to the one stored in the checkpoint; ``fused=True`` evaluates the deployment form. Without
+    ``data``, the synthetic validation split the run trained with (its size and seed are in the checkpoint).
     """
     from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform
     from patsearch.train import checkpoint as ckpt
@@ -66,8 +67,15 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
         recipe = recipe.replace(test_resolution=resolution)
     ctx = init_distributed(device)
     run = state.get("run", {}) if isinstance(state.get("run"), dict) else {}
-    _, val_base = make_datasets(data, cache=cache, synthetic=(2 * batch_size, synthetic_val),
-                                seed=int(run.get("seed", 0)), workers=workers or 4)
+    if data is None:
+        stored = run.get("synthetic") or [0, 2000]
+        n_val = synthetic_val if synthetic_val is not None else int(stored[1])
+        _, val_base = make_datasets(None, synthetic=(1, n_val), seed=int(run.get("seed", 0)))
+    else:  # only the val split: no need to read (or decode) the training set
+        from patsearch.data.folder import ImageFolderDataset, scan_split, split_dir
+
+        classes = state.get("classes") or scan_split(split_dir(data, "train"))[0]
+        val_base = ImageFolderDataset(data, "val", classes=list(classes), cache=cache, workers=workers or 4)
     num_classes = len(val_base.classes)
     model = build_model(arch, num_classes)
     ckpt.load_model_weights(model, checkpoint)

@@ -332,7 +332,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
                      "epoch": epoch, "step_in_epoch": step, "global_step": global_step, "best_top1": best_top1,
                      "epoch_loss": epoch_loss.cpu(), "history": history, "rng": rngs,
                      "arch": arch_cfg.to_dict() if arch_cfg is not None else {"timm": arch_name},
-                     "recipe": rec.to_dict(), "run": run_info}
+                     "recipe": rec.to_dict(), "run": run_info, "classes": list(train_base.classes)}
             ckpt.save_atomic(state, out_path / ckpt.LATEST)
             if is_best:
                 ckpt.save_atomic(state, out_path / ckpt.BEST)

@@ -80,8 +80,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 def test_eval_matches_training_and_fused_model_gives_the_same_accuracy(tmp_path):
     out = tmp_path / "run"
     result = train(TINY_ARCH, **TINY_RUN, epochs=3, batch_size=16, lr=3e-3, synthetic=(64, 32), out_dir=out)
-    plain = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, synthetic_val=32)
-    fused = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, synthetic_val=32, fused=True)
+    plain = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16)  # stored synthetic val split
+    fused = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, fused=True)
     assert plain["top1"] == pytest.approx(result["final"]["top1"])
     assert plain["val_samples"] == 32
     assert (fused["top1"], fused["top5"]) == (plain["top1"], plain["top5"])
