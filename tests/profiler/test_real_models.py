@@ -60,6 +60,18 @@ def test_traces_open_as_chrome_traces(built):
         assert len(files) == 1
         events = json.loads(files[0].read_text())["traceEvents"]
         assert any(e.get("name", "").startswith("aten::") for e in events)
+    # TensorBoard's torch-tb-profiler plugin parses a run into its views (what `tensorboard --logdir` shows)
+    pytest.importorskip("torch_tb_profiler")
+    from torch_tb_profiler import consts
+    from torch_tb_profiler.profiler.data import RunProfileData
+    from torch_tb_profiler.profiler.run_generator import RunGenerator
+
+    trace = next(runs[0].glob("*.pt.trace.json"))
+    match = consts.WORKER_PATTERN.match(trace.name)
+    assert match and match.group(1) == "cpu"
+    data = RunProfileData.parse(match.group(1), None, str(trace), str(root / "tbcache"))
+    views = {v.name for v in RunGenerator(match.group(1), None, data).generate_run_profile().views}
+    assert {"overall", "operator", "trace"} <= views
 
 
 def test_rerun_measures_nothing_new(built, monkeypatch):
