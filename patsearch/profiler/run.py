@@ -50,6 +50,11 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
     if validate:
         from patsearch.profiler.validate import validate as run_validation
 
+        if dev.backend != "cpu":  # start the end-to-end runs without the layer pass's cached blocks and graphs
+            import torch
+
+            torch.cuda.empty_cache()
+
         plot_path = Path(plot) if plot is not None else path.with_suffix(".fidelity.png")
         run_validation(profile, search_space, dev, n_evaluate=validate, n_calibrate=calibrate, seed=seed,
                        model_factory=model_factory, plot=plot_path, progress=progress, budget=network_budget)

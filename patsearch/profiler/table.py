@@ -190,7 +190,8 @@ class Profile:
         import torch
 
         made_with, here_with = _torch_release(prov.get("torch")), _torch_release(torch.__version__)
-        if made_with != here_with:
+        # Only where the device itself is here does this host's torch run the kernels the profile predicts.
+        if here is not None and made_with != here_with:
             message = (f"profile {name} was measured with torch {prov.get('torch')} but this host runs torch "
                        f"{torch.__version__}; kernels differ between releases, re-run `patsearch profile "
                        f"--device {self.device}` for exact figures")
