@@ -417,7 +417,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         if profiler is not None:
             profiler.stop()
         barrier(ctx)
-        return {"history": history, "best_top1": best_top1, "final": partial or (history[-1] if history else {}),
+        return {"history": history, "best_top1": best_top1 if best_top1 >= 0 else None, "final": partial or (history[-1] if history else {}),
                 "global_step": global_step, "run": run_info, "recipe": rec.to_dict(), "is_main": ctx.is_main,
                 "out_dir": str(out_path) if out_path is not None else None}
     finally:
