@@ -23,8 +23,24 @@ SIZES = ("t0", "t1", "t2", "s", "m", "l")
 FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing", "fasternet-fast")
 
 
+def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN non-trivial statistics and affine, as a trained network has: freshly built BNs fold to
+    scale 1 and shift 0, which would let a deployment path skip work that a trained model needs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.weight.copy_(torch.randn(n, generator=generator) * 0.2 + 1.0)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
 def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
-    """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode."""
+    """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode, with
+    trained-like BN statistics (:func:`trained_like`)."""
     import timm
 
     from patsearch.models import create_model, fuse_model
@@ -32,13 +48,13 @@ def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 10
 
     out: dict[str, nn.Module] = {}
     if any(f.startswith("patnet") for f in forms):
-        deploy = create_model(f"patnet_{size}", num_classes=num_classes, fused=True)
+        deploy = fuse_model(trained_like(create_model(f"patnet_{size}", num_classes=num_classes)))
         if "patnet-deploy" in forms:
             out["patnet-deploy"] = deploy
         if "patnet-fast" in forms:
             out["patnet-fast"] = accelerate(deploy)
     if any(f.startswith("fasternet") for f in forms):
-        peer = timm.create_model(f"fasternet_{size}", num_classes=num_classes).eval()
+        peer = trained_like(timm.create_model(f"fasternet_{size}", num_classes=num_classes))
         if "fasternet-fx" in forms:
             out["fasternet-fx"] = fuse_model(peer)
         if "fasternet-slicing" in forms:

@@ -236,7 +236,7 @@ class Run:
             if precision == "float32-strict":
                 continue
             x = self.example(precision)
-            for name in FORMS:
+            for name in ("patnet-deploy", "patnet-fast", "fasternet-slicing", "fasternet-fast"):
                 if self.left() < self.args.reserve / 2:
                     return
                 fn, _ = prepare_inference(models[name], x)
@@ -265,7 +265,7 @@ class Run:
     def variants(self, kind: str, sizes: list[str], forms: tuple[str, ...]) -> None:
         for size in sizes:
             for precision in self.args.variant_precisions:
-                if self.left() < (60 if kind == "graphs" else 150):
+                if self.left() < (20 if kind == "graphs" else 150):
                     self.log(f"skip {kind} {size} {precision}: {self.left():.0f}s left")
                     return
                 models = build_forms(size, forms)
@@ -335,13 +335,13 @@ def main() -> None:
     p.add_argument("--strict-sizes", default="t0,t2,m", help="sizes also measured in float32-strict")
     p.add_argument("--variant-precisions", default="bfloat16-cl")
     p.add_argument("--profile-size", default="t2")
-    p.add_argument("--graph-sizes", default="t0,t2")
+    p.add_argument("--graph-sizes", default=",".join(SIZES))
     p.add_argument("--compile-sizes", default="t2")
     p.add_argument("--compile-mode", default="default")
     p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
     p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
-    p.add_argument("--steps", default="table,micro,sdpa,profile,graphs,compile")
+    p.add_argument("--steps", default="table,profile,graphs")
     args = p.parse_args()
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.precisions = [s for s in args.precisions.split(",") if s]
@@ -361,8 +361,7 @@ def main() -> None:
             elif step == "profile":
                 run.profile()
             elif step == "graphs" and run.gpu:
-                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s],
-                             ("patnet-fast", "fasternet-fx", "fasternet-slicing", "fasternet-fast"))
+                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], FORMS)
             elif step == "compile":
                 run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
                              ("patnet-fast", "fasternet-fx", "fasternet-fast"))
