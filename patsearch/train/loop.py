@@ -253,6 +253,7 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         resume_path = ckpt.find_resume(out_path, resume) if resume and (out_path or resume != "auto") else None
         if resume_path is not None:
             state = ckpt.load(resume_path)
+            _check_resumable(state.get("run", {}), run_info, resume_path)
             model.load_state_dict(ckpt.model_state(state))
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -426,6 +427,15 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         if writer is not None:
             writer.close()
         cleanup(ctx)
+
+
+def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
+    """An exact resume needs the same run: refuse one whose schedule or data would differ."""
+    keys = ("arch", "recipe", "global_batch", "epochs", "steps_per_epoch", "seed")
+    changed = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if k in saved and saved[k] != current[k]]
+    if changed:
+        raise UserError(f"cannot resume from {path}: the run's settings differ ({', '.join(changed)}); resume with "
+                        "the same options, or train into a new --out")
 
 
 def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:

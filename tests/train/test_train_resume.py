@@ -64,3 +64,15 @@ def test_resume_restores_optimizer_scheduler_and_sampler_position(tmp_path):
     assert steps == list(range(7, 13))  # only the rest of epoch 2 and epoch 3
     assert [m["epoch"] for m in result["history"]] == [1, 2, 3]
     assert torch.isfinite(torch.tensor([m["train_loss"] for m in result["history"]])).all()
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    import pytest
+
+    from patsearch.errors import UserError
+
+    out = tmp_path / "run"
+    kw = dict(TINY_RUN, batch_size=16, synthetic=(64, 16))
+    train(TINY_ARCH, **kw, epochs=2, out_dir=out, max_steps=2)
+    with pytest.raises(UserError, match=r"cannot resume from .*latest.pt: the run's settings differ \(epochs 2 -> 3"):
+        train(TINY_ARCH, **kw, epochs=3, out_dir=out, resume="auto")
