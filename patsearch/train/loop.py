@@ -222,6 +222,8 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         if channels_last:
             model.to(memory_format=torch.channels_last)
         if sync_bn and ctx.enabled:
+            if ctx.device.type != "cuda":
+                raise UserError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPUs")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         optimizer = build_optimizer(model, rec, peak_lr, ctx.device)
         dtype = amp_dtype(ctx.device, rec.amp)
