@@ -231,7 +231,8 @@ def comparison(study) -> str:
     if search is None:
         return "no feasible candidate finished yet"
     if base is None:
-        return f"best: trial {search.number}, proxy top-1 {100 * search.top1:.2f}% (no baseline fits the budget)"
+        why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
+        return f"best: trial {search.number}, proxy top-1 {100 * search.top1:.2f}% ({why})"
     delta = 100 * (search.top1 - base.top1)
     return (f"best searched (trial {search.number}) {100 * search.top1:.2f}% vs {base.baseline} "
             f"{100 * base.top1:.2f}% proxy top-1: {delta:+.2f} points")
