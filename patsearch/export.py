@@ -12,11 +12,8 @@ from patsearch.errors import UserError
 MIN_OPSET = 17
 
 
-def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> torch.nn.Module:
-    """Load a checkpoint written by ``patsearch train`` (or a bare state dict) into ``model``.
-
-    Loads with ``weights_only=True``; accepts ``{"model": state_dict, ...}`` or a plain state dict.
-    """
+def read_checkpoint(checkpoint: str | os.PathLike) -> dict:
+    """A checkpoint written by ``patsearch train`` (or a bare state dict), loaded with ``weights_only=True``."""
     path = Path(checkpoint)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass the .pt file written by `patsearch train`")
@@ -24,18 +21,25 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> torch
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a torch file
         raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); is it a patsearch checkpoint?") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {path} holds no state dict")
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+    if not isinstance(state.get("model"), dict):
+        state = {"model": state}
+    return state
+
+
+def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike | dict) -> torch.nn.Module:
+    """Load a checkpoint (a path, or what :func:`read_checkpoint` returned) into ``model``."""
+    label = "the checkpoint" if isinstance(checkpoint, dict) else f"checkpoint {Path(checkpoint)}"
+    ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError:  # tensors of the wrong shape
-        raise UserError(f"checkpoint {path} does not match the architecture (tensor shapes differ); pass the --arch "
+        raise UserError(f"{label} does not match the architecture (tensor shapes differ); pass the --arch "
                         "it was trained with") from None
     if missing or unexpected:
-        raise UserError(f"checkpoint {path} does not match the architecture: {len(missing)} missing and "
+        raise UserError(f"{label} does not match the architecture: {len(missing)} missing and "
                         f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]}); pass the --arch "
                         "it was trained with")
     return model
@@ -54,9 +58,12 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserError(f"output {out} should end in .onnx")
+    ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and num_classes is None and isinstance(ckpt.get("classes"), list):
+        num_classes = len(ckpt["classes"])  # trained checkpoints record their classes
     model = create_model(arch, num_classes=num_classes)
-    if checkpoint is not None:
-        load_weights(model, checkpoint)
+    if ckpt is not None:
+        load_weights(model, ckpt)
     fused = fuse_model(model)
     x = torch.randn(1, 3, resolution, resolution)
     out.parent.mkdir(parents=True, exist_ok=True)

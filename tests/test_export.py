@@ -50,3 +50,16 @@ def test_export_errors(tmp_path, trained_checkpoint):
     with pytest.raises(UserError, match="could not be read"):
         export_onnx(str(arch_path), tmp_path / "m.onnx", checkpoint=corrupt)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_class_count_comes_from_a_trained_checkpoint(tmp_path):
+    """Checkpoints of `patsearch train` record their classes, so --num-classes is not needed to export them."""
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1))  # num_classes 1000 in the description
+    model = create_model(cfg.replace(num_classes=10))
+    path = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "classes": [f"c{i}" for i in range(10)]}, path)
+    out = export_onnx(str(cfg.save(tmp_path / "arch.yaml")), tmp_path / "m.onnx", checkpoint=path, resolution=64)
+    x = torch.randn(1, 3, 64, 64)
+    actual = ort.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
+    assert actual.shape == (1, 10)
+    np.testing.assert_allclose(actual, fuse_model(model)(x).numpy(), rtol=1e-4, atol=1e-5)
