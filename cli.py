@@ -151,6 +151,8 @@ def profile(
     trace: Optional[Path] = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
     plot: Optional[Path] = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new table instead of resuming the existing one."),
+    passes: int = typer.Option(1, help="Measure every layer in this many separate passes and average them "
+                                       "(shared or noisy hosts)."),
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
     import json
@@ -159,7 +161,7 @@ def profile(
 
     result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
                             threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
-                            trace=trace, plot=plot, fresh=fresh)
+                            trace=trace, plot=plot, fresh=fresh, passes=passes)
     summary = result.summary()
     typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
                f"{summary['hardware']}, protocol {summary['protocol']}, "

@@ -20,10 +20,11 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
                    seed: int = 0, trace: "str | os.PathLike | None" = None, plot: "str | os.PathLike | None" = None,
                    fresh: bool = False, progress: bool = True, command: str | None = None,
                    layer_factory: LayerFactory | None = None, model_factory: Any = None,
-                   layer_budget: Any = None, network_budget: Any = None) -> Profile:
+                   layer_budget: Any = None, network_budget: Any = None, passes: int = 1) -> Profile:
     """Build (or resume) the lookup table of ``device`` for a search space, then optionally trace and validate.
 
-    Only entries the table lacks are measured. ``validate=N`` measures ``calibrate`` + ``N`` random architectures
+    Only entries the table lacks are measured; ``passes`` > 1 measures every layer in that many separate passes
+    (on a shared host: slow drifts of background load average out) and keeps the mean. ``validate=N`` measures ``calibrate`` + ``N`` random architectures
     end to end, fits the calibration on the first set, scores it on the second and writes a scatter plot (by
     default next to the profile, ``<profile>.fidelity.png``).
     """
@@ -43,8 +44,12 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
     source = Path(search_space.source)
     space_info = {"name": search_space.name, "file": source.name, "layers": len(layers),
                   "sha1": hashlib.sha1(source.read_bytes()).hexdigest()[:12] if source.exists() else None}
+    if passes < 1:
+        from patsearch.profiler.devices import DeviceError
+
+        raise DeviceError(f"--passes must be at least 1, got {passes}")
     build_table(profile, layers, dev, layer_factory=layer_factory, progress=progress, space_info=space_info,
-                budget=layer_budget)
+                budget=layer_budget, passes=passes)
     if trace is not None:
         record_traces(profile, layers, dev, Path(trace), layer_factory=layer_factory)
     if validate:

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from patsearch.errors import UserError
 from patsearch.profiler.devices import Device, Protocol, environment, get_device, hardware_name
@@ -313,11 +313,13 @@ def open_for_build(path: Path, device: Device, protocol: Protocol, *, fresh: boo
 def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int, int]]], device: Device, *,
                 layer_factory: LayerFactory | None = None, budget: Any = None, progress: bool = True,
                 save_every_s: float = 2.0, space_info: Mapping[str, Any] | None = None,
-                order_seed: int = 0, on_entry: Callable[[str], None] | None = None) -> Profile:
+                order_seed: int = 0, on_entry: Callable[[str], None] | None = None, passes: int = 1) -> Profile:
     """Measure every layer in ``layers`` that ``profile`` lacks, saving as it goes.
 
     ``layers`` maps keys to ``(LayerSpec, (C, H, W))`` (``SearchSpace.layer_inputs()``). Layers are measured in
     a seeded random order so that a burst of background load spreads over layer kinds instead of biasing one.
+    ``passes`` > 1 measures every layer that many times, in separate passes over the table (minutes apart, so
+    slow drifts of background load average out), and keeps the mean of the passes' statistics.
     """
     import random
 
@@ -329,19 +331,30 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
     budget = budget or (LAYER_BUDGET_CPU if device.backend == "cpu" else LAYER_BUDGET_GPU)
     gpu = device.backend != "cpu"
 
+    def done_passes(entry: dict[str, Any] | None) -> int:
+        return 0 if entry is None else len(entry.get("passes", [None]))
+
     def needs(key: str) -> bool:
         entry = profile.entries.get(key)
-        return entry is None or (gpu and "graph_ms" not in entry and not entry.get("graph_failed"))
+        return (done_passes(entry) < passes
+                or (gpu and "graph_ms" not in entry and not entry.get("graph_failed")))
 
-    missing = [k for k in layers if needs(k)]
-    random.Random(order_seed).shuffle(missing)
+    # Pass by pass, each in its own shuffled order: a key that lacks two passes is listed twice.
+    missing: list[str] = []
+    for pass_index in range(passes):
+        keys = [k for k in layers if done_passes(profile.entries.get(k)) <= pass_index]
+        random.Random(order_seed + pass_index).shuffle(keys)
+        missing += keys
+    listed = set(missing)
+    missing += [k for k in layers if k not in listed and needs(k)]  # GPU entries that lack only a graph time
     if space_info:
         profile.provenance.setdefault("spaces", {})[space_info["name"]] = dict(space_info)
     configure(device, protocol)
     started = time.perf_counter()
     last_save = started
     build_s = float(profile.provenance.get("build_seconds", 0.0))
-    bar = _progress(progress, total=len(layers), done=len(layers) - len(missing),
+    total = max(len(layers) * passes, len(missing))
+    bar = _progress(progress, total=total, done=total - len(missing),
                     description=f"profiling {profile.device}")
     try:
         with bar as advance:
@@ -349,10 +362,10 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
                 spec, shape = layers[key]
                 module, x = prepare(factory(spec, protocol.form), shape, device, protocol)
                 entry = profile.entries.get(key)
-                if entry is None:
-                    entry = {**time_module(module, x, gpu=gpu, budget=budget, clock=protocol.clock).to_dict(),
-                             "input": list(shape)}
-                if gpu:
+                if done_passes(entry) < passes:
+                    timing = time_module(module, x, gpu=gpu, budget=budget, clock=protocol.clock).to_dict()
+                    entry = _add_pass(entry, timing, shape)
+                if gpu and "graph_ms" not in entry and not entry.get("graph_failed"):
                     graph = time_graph(module, x, budget=budget)
                     if graph is None:
                         entry["graph_failed"] = True
@@ -373,6 +386,20 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
             profile.provenance["build_seconds"] = round(build_s + time.perf_counter() - started, 2)
             profile.save()
     return profile
+
+
+def _add_pass(entry: dict[str, Any] | None, timing: dict[str, Any], shape: Sequence[int]) -> dict[str, Any]:
+    """A table entry with one more measurement pass; ms/p10/p90 are the means over its passes."""
+    if entry is None:
+        return {**timing, "input": list(shape)}
+    previous = entry.get("passes") or [{k: entry[k] for k in ("ms", "p10", "p90", "n", "inner")}]
+    all_passes = previous + [timing]
+    merged = dict(entry)
+    for stat in ("ms", "p10", "p90"):
+        merged[stat] = round(sum(p[stat] for p in all_passes) / len(all_passes), 6)
+    merged["n"] = sum(p["n"] for p in all_passes)
+    merged["passes"] = all_passes
+    return merged
 
 
 class _progress:

@@ -256,3 +256,21 @@ def test_cli_device_mismatch_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.startswith("error: --device mi250 expects an AMD Instinct MI250")
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_repeated_passes_average_and_resume(tmp_path, tiny_space):
+    path = tmp_path / "cpu.json"
+    total = len(tiny_space.layer_inputs())
+    first = CountingFactory()
+    _build(path, tiny_space, first, passes=2)
+    assert len(first.built) == 2 * total
+    entries = json.loads(path.read_text())["entries"]
+    for entry in entries.values():
+        assert len(entry["passes"]) == 2
+        assert entry["ms"] == pytest.approx(sum(p["ms"] for p in entry["passes"]) / 2, abs=1e-6)
+    again = CountingFactory()
+    _build(path, tiny_space, again, passes=2)
+    assert again.built == []  # both passes done: nothing to measure
+    third = CountingFactory()
+    _build(path, tiny_space, third, passes=3)
+    assert len(third.built) == total
