@@ -22,11 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from search_helpers import make_profile  # noqa: E402
-
-PG_PASSWORD = "s3cret-Pw_42"
-PG_USER = "nas"
-PG_DB = "nas"
+from search_helpers import PG_DB, PG_PASSWORD, PG_USER, make_profile  # noqa: E402
 
 
 @pytest.fixture(scope="session")

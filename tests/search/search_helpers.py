@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 from patsearch.arch import ArchConfig
@@ -45,3 +47,20 @@ def fake_proxy(score=None, epochs: int = 2, calls: list | None = None):
 
     run_proxy.num_classes = 10
     return run_proxy
+
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+WORKER = HERE / "search_worker.py"
+PG_PASSWORD = "s3cret-Pw_42"
+PG_USER = "nas"
+PG_DB = "nas"
+
+
+def start_worker(storage: str, profile: Path, runs: Path, study: str, trials: int, **kw) -> subprocess.Popen:
+    """A search worker process (search_worker.py): the real search entry point with a stand-in trainer."""
+    args = [sys.executable, str(WORKER), "--storage", storage, "--profile", str(profile), "--runs-dir", str(runs),
+            "--study", study, "--trials", str(trials), "--budget", kw.pop("budget", "5ms")]
+    for key, value in kw.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -16,9 +16,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import PG_PASSWORD
 from patsearch.search.study import is_infeasible, parse_storage
-from test_workers import ROOT, _worker
+from search_helpers import PG_PASSWORD, ROOT
+from search_helpers import start_worker as _worker
 
 pytestmark = pytest.mark.postgres
 

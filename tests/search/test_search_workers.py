@@ -14,9 +14,8 @@ from optuna.trial import TrialState
 
 from patsearch.search.study import is_infeasible
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-WORKER = HERE / "search_worker.py"
+from search_helpers import ROOT
+from search_helpers import start_worker as _worker
 
 
 def _load_study(url: str, name: str):
@@ -27,14 +26,6 @@ def _load_study(url: str, name: str):
     else:
         storage = optuna.storages.RDBStorage(url)
     return optuna.load_study(study_name=name, storage=storage)
-
-
-def _worker(storage: str, profile: Path, runs: Path, study: str, trials: int, **kw) -> subprocess.Popen:
-    args = [sys.executable, str(WORKER), "--storage", storage, "--profile", str(profile), "--runs-dir", str(runs),
-            "--study", study, "--trials", str(trials), "--budget", kw.pop("budget", "5ms")]
-    for key, value in kw.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
