@@ -165,8 +165,8 @@ class Predictor:
         calibration = profile.calibration
         # Which per-layer statistic the sums use: the eager median ("ms"), its 10th percentile ("p10", less
         # sensitive to background load on a shared host) or, on GPUs, the CUDA-graph time ("graph_ms", without
-        # the launch overhead that overlaps with neighbours' GPU work inside a network). The calibration records
-        # the one it chose.
+        # the launch overhead that overlaps with neighbours' GPU work inside a network) or, for tables measured in
+        # several passes, the smallest pass p10 ("min_p10"). The calibration records the one it chose.
         self.statistic = statistic or (calibration or {}).get("statistic", "ms")
         self._ms = {k: float(v.get(self.statistic, v["ms"])) for k, v in profile.entries.items()}
         # Launch floor of each layer kind: its smallest eager time at any width or resolution, i.e. what issuing

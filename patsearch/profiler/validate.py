@@ -176,8 +176,9 @@ def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
     measured = np.array([profile.networks[key]["ms"] for key, *_ in calib])
     calibration = None
     statistics = ["ms", "p10"]
-    if profile.entries and all("graph_ms" in e for e in profile.entries.values()):
-        statistics.append("graph_ms")
+    for optional in ("graph_ms", "min_p10"):
+        if profile.entries and all(optional in e for e in profile.entries.values()):
+            statistics.append(optional)
     for statistic in statistics:
         stat_predictor = Predictor(profile, statistic)
         feats = np.vstack([stat_predictor.features(arch, res) for _, arch, res, _ in calib])

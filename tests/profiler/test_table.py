@@ -268,6 +268,7 @@ def test_repeated_passes_average_and_resume(tmp_path, tiny_space):
     for entry in entries.values():
         assert len(entry["passes"]) == 2
         assert entry["ms"] == pytest.approx(sum(p["ms"] for p in entry["passes"]) / 2, abs=1e-6)
+        assert entry["min_p10"] == min(p["p10"] for p in entry["passes"])
     again = CountingFactory()
     _build(path, tiny_space, again, passes=2)
     assert again.built == []  # both passes done: nothing to measure
