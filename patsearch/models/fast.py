@@ -202,6 +202,13 @@ class _FastMlpTail(nn.Module):
         z = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
         z1 = z[:, :half]
         w = F.hardsigmoid(F.linear(z1, self.gate.weight.flatten(1)))  # (B*H*W, 1)
+        if not z.is_cuda:  # as in forward(): fewer ops on small CPU tensors
+            z1.mul_(w)
+            if not self.scaled:
+                z1.mul_(self.scale.flatten())
+            if self.has_shift:
+                z1.add_(self.shift.flatten())
+            return t_res + z
         out = torch.empty_like(t_res)
         torch.add(t_res[:, half:], z[:, half:], out=out[:, half:])
         top = out[:, :half]
