@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from patsearch.models.layers import (BlockDeploy, GaussianSE, MlpDeploy, PartialChannelAttentionDeploy,
                                      PartialSelfAttention, SelfAttentionDeploy)
 
-__all__ = ["FastAttentionBlock", "FastChannelBlock", "accelerate", "channel_stats", "fasternet_fast", "fuse_fasternet",
+__all__ = ["FastAttentionBlock", "FastChannelBlock", "accelerate", "channel_stats", "deployment_fast", "fasternet_fast", "fuse_fasternet",
            "is_accelerated", "prepare_inference"]
 
 # A gate-affine scale smaller than this (relative to the largest) is not divided into the gate weights.
@@ -244,8 +244,8 @@ class FastChannelBlock(nn.Module):
         self.dim_conv = mixer.dim_conv
         self.conv = mixer.conv
         weight, bias = _se_linear(mixer.attn)
-        self.register_buffer("se_weight", weight)
-        self.register_buffer("se_bias", bias)
+        self.se_weight = nn.Parameter(weight, requires_grad=False)
+        self.se_bias = nn.Parameter(bias, requires_grad=False)
         self.tail = _FastMlpTail(block.mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -338,6 +338,7 @@ def accelerate(model: nn.Module) -> nn.Module:
             stage[i] = _fast_block(layer)
     if isinstance(model.stem, nn.Conv2d):
         model.stem = PatchifyConv(model.stem)
+    model.requires_grad_(False)  # an inference form, like fuse(); also lets tracers run the out= kernels
     model.fast_path = True
     return model
 
@@ -417,8 +418,22 @@ def fasternet_fast(model: nn.Module, pconv_forward: str = "slicing") -> nn.Modul
     embed = getattr(model, "patch_embed", None)
     if embed is not None and isinstance(getattr(embed, "proj", None), nn.Conv2d):
         embed.proj = PatchifyConv(embed.proj)
+    model.requires_grad_(False)
     model.fast_path = True
     return model
+
+
+def deployment_fast(model: nn.Module) -> nn.Module:
+    """The fast deployment form of any model ``patsearch bench`` measures: :func:`accelerate` for a PATNet,
+    :func:`fasternet_fast` for a timm FasterNet (the same generic tricks, so ratios stay fair), and
+    :func:`patsearch.models.fuse_model` for anything else. The original is untouched."""
+    from patsearch.models.patnet import PATNet, fuse_model
+
+    if isinstance(model, PATNet):
+        return accelerate(model)
+    if type(model).__name__ == "FasterNet":
+        return fasternet_fast(model)
+    return fuse_model(model)
 
 
 # --- generic options: dtype, memory format, torch.compile, CUDA graphs ---------------------------------------

@@ -121,3 +121,16 @@ def test_fasternet_with_the_same_generic_tricks(monkeypatch):
     with torch.no_grad():
         assert _rel(peer(x), quick(x.contiguous(memory_format=torch.channels_last))) <= 1e-4
         assert _rel(peer(x), quick(x)) <= 1e-4  # NCHW input: the plain path
+
+
+def test_fast_form_has_the_deployment_form_size_and_flops():
+    """What `patsearch bench --forms fast` counts: the same parameters and FLOPs as the deployment form."""
+    from patsearch.counting import count_flops, count_params
+    from patsearch.models.fast import deployment_fast
+
+    for name in ("patnet_t0", "fasternet_t0"):
+        model = create_model(name, num_classes=10).eval()
+        fused, quick = fuse_model(model), deployment_fast(model)
+        assert count_params(quick) == count_params(fused)
+        assert count_flops(quick, 64) == count_flops(fused, 64)
+        assert not any(p.requires_grad for p in quick.parameters())
