@@ -110,10 +110,10 @@ class PatchifyConv(nn.Module):
         self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tokens(x) is None:
-            return self.conv(x)
         b, c, h, w = x.shape
         kh, kw = self.conv.kernel_size
+        if tokens(x) is None or h % kh or w % kw:  # the conv drops a ragged border; keep its own kernel there
+            return self.conv(x)
         patches = x.permute(0, 2, 3, 1).reshape(b, h // kh, kh, w // kw, kw, c).permute(0, 1, 3, 2, 4, 5) \
             .reshape(-1, kh * kw * c)
         weight = self.conv.weight.permute(0, 2, 3, 1).reshape(self.conv.out_channels, -1)

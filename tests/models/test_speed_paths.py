@@ -134,3 +134,16 @@ def test_fast_form_has_the_deployment_form_size_and_flops():
         assert count_params(quick) == count_params(fused)
         assert count_flops(quick, 64) == count_flops(fused, 64)
         assert not any(p.requires_grad for p in quick.parameters())
+
+
+def test_patchified_stem_equals_the_conv(monkeypatch):
+    import patsearch.models.fast as fast
+
+    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu"})
+    conv = nn.Conv2d(3, 8, 4, 4).double()
+    stem = fast.PatchifyConv(conv)
+    for h, w in ((32, 48), (34, 37)):  # the second leaves a ragged border
+        x = torch.randn(2, 3, h, w, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(stem(x), conv(x))
+    with pytest.raises(ValueError, match="stride == kernel"):
+        fast.PatchifyConv(nn.Conv2d(3, 8, 3, 1))
