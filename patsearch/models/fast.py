@@ -45,6 +45,13 @@ _MIN_RELATIVE_SCALE = 1e-6
 GEMM_DEVICES = {"cuda"}
 
 
+def _functional() -> bool:
+    """Whether to use the formulation without ``out=`` writes into slices: on the CPU (fewer ops win on small
+    tensors) and under torch.compile (Dynamo breaks the graph at every non-contiguous ``out=``; Inductor fuses
+    the plain formulation itself)."""
+    return torch.compiler.is_compiling()
+
+
 def tokens(x: torch.Tensor) -> torch.Tensor | None:
     """A channels-last (B, C, H, W) tensor as its (B*H*W, C) token matrix (a view), or None where it is not
     channels-last on a device in :data:`GEMM_DEVICES`."""
@@ -165,7 +172,7 @@ class _FastMlpTail(nn.Module):
         if t_in is not None and t_res is not None and self.spatial == "partial":
             return untokens(self._forward_tokens(t_in, t_res, residual), residual)
         z = self.fc2(conv1x1_act(mlp_in, self.fc1, self.act))
-        if self.spatial == "partial" and not z.is_cuda:
+        if self.spatial == "partial" and (not z.is_cuda or _functional()):
             # Small CPU tensors: per-op overhead outweighs memory passes, so gate z1 in place and add once.
             z1 = z[:, :self.half]
             z1.mul_(F.hardsigmoid(self.gate(z1)))
@@ -202,7 +209,7 @@ class _FastMlpTail(nn.Module):
         z = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
         z1 = z[:, :half]
         w = F.hardsigmoid(F.linear(z1, self.gate.weight.flatten(1)))  # (B*H*W, 1)
-        if not z.is_cuda:  # as in forward(): fewer ops on small CPU tensors
+        if not z.is_cuda or _functional():  # as in forward(): fewer ops on small CPU tensors
             z1.mul_(w)
             if not self.scaled:
                 z1.mul_(self.scale.flatten())
@@ -253,7 +260,7 @@ class FastChannelBlock(nn.Module):
         x1, x2 = x[:, :cp], x[:, cp:]
         mean, std = channel_stats(x2)
         gate = F.hardsigmoid(F.linear(torch.cat([mean, std], dim=1), self.se_weight, self.se_bias))
-        if not x.is_cuda:  # fewer ops beat fewer passes on small CPU tensors
+        if not x.is_cuda or _functional():  # fewer ops beat fewer passes on small CPU tensors
             return self.tail(torch.cat([self.conv(x1), x2 * gate[:, :, None, None]], dim=1), x)
         buf = torch.empty_like(x)
         buf[:, :cp] = self.conv(x1)
@@ -277,6 +284,9 @@ class FastAttentionBlock(nn.Module):
         if t is not None:
             return self._forward_tokens(x, t)
         x1, x2 = x[:, :cp], x[:, cp:]
+        if _functional():
+            y = x + torch.cat([self.conv(x1), self.attn(x2)], dim=1)
+            return self.tail(y, y)
         y = torch.empty_like(x)
         torch.add(x1, self.conv(x1), out=y[:, :cp])
         torch.add(x2, self.attn(x2), out=y[:, cp:])
@@ -286,23 +296,26 @@ class FastAttentionBlock(nn.Module):
         """Channels-last: the attention reads its tokens in place (no flatten/transpose copies of x2)."""
         cp, attn = self.dim_conv, self.attn
         b, _, h, w = x.shape
-        y = torch.empty_like(t)
         y1 = self.conv(x[:, :cp]).permute(0, 2, 3, 1).reshape(-1, cp)
-        torch.add(t[:, :cp], y1, out=y[:, :cp])
         t2 = t[:, cp:]
         a = F.layer_norm(t2, (attn.dim,), eps=attn.eps)
         q, k, v = F.linear(a, attn.qkv.weight, attn.qkv.bias).view(b, h * w, 3, attn.num_heads, attn.head_dim) \
             .permute(2, 0, 3, 1, 4).unbind(0)
         bias = attn.position_bias(h, w, q.dtype)
-        if q.is_cuda:  # with a float mask cuDNN attention is picked by default; memory-efficient is ~1.6x faster
+        if q.is_cuda and not _functional():  # with a float mask cuDNN attention is picked by default; memory-efficient is ~1.6x faster
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
                 o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         else:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-        o = o.transpose(1, 2).reshape(b * h * w, attn.dim)
-        torch.add(t2, F.linear(o, attn.proj.weight, attn.proj.bias), out=y[:, cp:])
+        o = F.linear(o.transpose(1, 2).reshape(b * h * w, attn.dim), attn.proj.weight, attn.proj.bias)
+        if _functional():
+            y = t + torch.cat([y1, o], dim=1)
+        else:
+            y = torch.empty_like(t)
+            torch.add(t[:, :cp], y1, out=y[:, :cp])
+            torch.add(t2, o, out=y[:, cp:])
         y4 = untokens(y, x)
         return self.tail(y4, y4)
 
@@ -481,6 +494,8 @@ def prepare_inference(model: nn.Module, example: torch.Tensor, *, fast_path: boo
         model = model.to(memory_format=torch.channels_last)
     fn: Callable[[torch.Tensor], Any] = model
     if compile_mode is not None:
+        with torch.inference_mode():  # fill the position-bias caches eagerly, so Dynamo reads them as constants
+            model(example)
         fn = torch.compile(model, mode=None if compile_mode == "default" else compile_mode, dynamic=False,
                            fullgraph=False)
     if cuda_graph:
