@@ -116,7 +116,9 @@ class GaussianSE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "se":
             return F.hardsigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
-        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True)  # unbiased std
+        # Unbiased std; a 1x1 map (stage 4 of a 32 px input) has none, so its spread counts as 0 instead of NaN.
+        correction = 1 if x.shape[2] * x.shape[3] > 1 else 0
+        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True, correction=correction)
         logits = self.conv(torch.cat([mean, std], dim=3))  # (B, C, 1, 2) -> (B, C, 1, 1)
         return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits)
 

@@ -5,7 +5,7 @@ import torch
 
 from patsearch.arch import VARIANTS, ArchConfig
 from patsearch.counting import count_flops, count_params
-from patsearch.models import PATNet, create_model
+from patsearch.models import PATNet, create_model, fuse_model
 from patsearch.paper import TABLE4, TABLE6
 
 # The exact counts of the architecture spec (which reproduce Table 6 to its printed precision).
@@ -114,3 +114,15 @@ def test_training_step_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_channel_attention_on_a_1x1_map_is_finite():
+    """At 32 px stage 4 is 1x1: the unbiased std is undefined there and must count as 0, not NaN."""
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), mixers=("pat_ch",) * 4, num_classes=3)
+    model = create_model(cfg).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model(x)
+        fused_out = fuse_model(model)(x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(fused_out, out, rtol=1e-4, atol=1e-5)
