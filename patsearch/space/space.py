@@ -20,8 +20,9 @@ import yaml
 from patsearch.arch import (ACTIVATIONS, ATTENTION_MIXERS, MIXERS, NUM_STAGES, SPATIAL_ATTENTION, ArchConfig,
                             ArchError, LayerSpec, check_resolution)
 from patsearch.errors import UserError
+from patsearch.resources import bundled_dir
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "spaces"
+SPACES_DIR = bundled_dir("spaces")  # the checkout's spaces/, or the installed copy
 DEFAULT_SPACE = SPACES_DIR / "patnet.yaml"
 
 _TOP_FIELDS = ("name", "description", "embed_dim", "depths", "partial_ratio", "n_div", "mlp_ratio", "mixers",
