@@ -175,7 +175,8 @@ def bench(
     device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | cuda."),
     models: Optional[str] = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
-    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused or both."),
+    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "
+                                                   "path; FasterNet gets the same generic tricks), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),
     batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
     dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),

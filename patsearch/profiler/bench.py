@@ -24,6 +24,9 @@ PEERS = ("mobilenetv2_100", "efficientnet_b0", "ghostnet_130", "mobilevit_xxs", 
          "poolformer_s12", "resnet50", "convnext_tiny")
 DEFAULT_MODELS = tuple(VARIANTS) + FASTERNET + PEERS
 FORMS = ("trained", "fused")
+# Opt-in forms (not in the default): "fast" = patsearch.models.fast.deployment_fast, the issue-6 inference path
+# for PATNet and the same generic tricks for FasterNet (other peers: their fused form).
+EXTRA_FORMS = ("fast",)
 
 
 @dataclass
@@ -109,10 +112,10 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     configure(dev, protocol)
     models = list(models or DEFAULT_MODELS)
     for form in forms:
-        if form not in FORMS:
+        if form not in FORMS + EXTRA_FORMS:
             from patsearch.profiler.devices import DeviceError
 
-            raise DeviceError(f"--forms: unknown form {form!r}; choose from {', '.join(FORMS)}")
+            raise DeviceError(f"--forms: unknown form {form!r}; choose from {', '.join(FORMS + EXTRA_FORMS)}")
     budget = budget or (NETWORK_BUDGET_CPU if dev.backend == "cpu" else NETWORK_BUDGET_GPU)
     gpu = dev.backend != "cpu"
 
@@ -124,7 +127,12 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
         for form in forms:
             note = ""
             try:
-                model = fuse_model(base) if form == "fused" else base
+                if form == "fast":
+                    from patsearch.models.fast import deployment_fast
+
+                    model = deployment_fast(base)
+                else:
+                    model = fuse_model(base) if form == "fused" else base
             except Exception as exc:  # noqa: BLE001 - a peer fx cannot trace is reported, not fatal
                 rows[(name, form)] = BenchRow(name, _family(name), form, None, None, None, None,
                                               note=f"cannot fuse: {type(exc).__name__}")
@@ -161,6 +169,8 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
 
     env = environment(dev)
     env.update(date=_now(), command=command or " ".join(sys.argv))
+    if "fast" in forms:  # tables measured with the improved path say so
+        env["fast_path"] = "form 'fast' = patsearch.models.fast.deployment_fast"
     ordered = [rows[(n, f)] for n in models for f in forms if (n, f) in rows]
     return BenchResult(dev.name, protocol.metric, protocol.slug(), resolution, env, ordered)
 
