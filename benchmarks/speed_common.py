@@ -13,9 +13,6 @@ Ratios are taken against the faster FasterNet form, so the peer is given its bes
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable
-
 import torch
 import torch.nn as nn
 
@@ -120,18 +117,3 @@ def bytes_per_image(model: nn.Module, resolution: int = 224, dtype: torch.dtype 
     ops = set(per_batch[2]) | set(per_batch[4])
     by_op = {op: (per_batch[4].get(op, 0) - per_batch[2].get(op, 0)) / 2 for op in ops}
     return sum(by_op.values()), dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
-
-
-@contextlib.contextmanager
-def maybe(cm: Any):
-    if cm is None:
-        yield
-    else:
-        with cm:
-            yield
-
-
-def call_of(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
-    def call() -> Any:
-        return fn(x)
-    return call

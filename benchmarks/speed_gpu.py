@@ -277,7 +277,8 @@ class Run:
                         if kind == "graphs":
                             fn, _ = prepare_inference(model, x, cuda_graph=True)
                         else:
-                            fn, _ = prepare_inference(model, x, compile_mode=self.args.compile_mode)
+                            fn, _ = prepare_inference(model, x, compile_mode=self.args.compile_mode,
+                                                      cuda_graph=self.args.compile_graphs and self.gpu)
                             with torch.inference_mode():
                                 fn(x)
                         items[name] = fn
@@ -291,7 +292,8 @@ class Run:
                 values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(items, timings)}
                 self.results[kind].setdefault(size, {})[precision] = {
                     "img_per_s": values, "vs_fasternet": ratios(values, "throughput"),
-                    **({"mode": self.args.compile_mode} if kind == "compile" else {})}
+                    **({"mode": self.args.compile_mode, "cuda_graph": self.args.compile_graphs}
+                       if kind == "compile" else {})}
                 self.log(kind, size, precision, values, ratios(values, "throughput"))
                 del items
                 if self.gpu:
@@ -338,6 +340,7 @@ def main() -> None:
     p.add_argument("--graph-sizes", default=",".join(SIZES))
     p.add_argument("--compile-sizes", default="t2")
     p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compile-graphs", action="store_true", help="also capture the compiled forward in a CUDA graph")
     p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
     p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
