@@ -213,11 +213,11 @@ def search(
     space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     data: Optional[Path] = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
                                                    "training (default: the built-in synthetic set)."),
-    proxy_epochs: int = typer.Option(2, help="Proxy training epochs per candidate."),
-    proxy_resolution: int = typer.Option(64, help="Proxy training resolution (multiple of 32)."),
+    proxy_epochs: int = typer.Option(4, help="Proxy training epochs per candidate."),
+    proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
     proxy_batch_size: int = typer.Option(64, help="Proxy training batch size."),
     proxy_train_samples: Optional[int] = typer.Option(None, help="Training images per candidate (synthetic: "
-                                                                 "1000; folder: all, or a class-balanced subset)."),
+                                                                 "2000; folder: all, or a class-balanced subset)."),
     proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
     trials: int = typer.Option(8, help="Candidates to proxy-train (baselines included; infeasible proposals are "
                                        "recorded, not counted); a rerun completes the study up to this count."),
