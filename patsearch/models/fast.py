@@ -77,16 +77,16 @@ def linear_act(t: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample, per-channel spatial mean and unbiased standard deviation, each (B, C)."""
+    """Per-sample, per-channel spatial mean and unbiased standard deviation, each (B, C); a 1x1 map's spread is 0,
+    as in :class:`~patsearch.models.layers.GaussianSE`."""
+    n = x.shape[2] * x.shape[3]
     if x.is_cuda:
-        std, mean = torch.std_mean(x, dim=(2, 3))
+        std, mean = torch.std_mean(x, dim=(2, 3), correction=1 if n > 1 else 0)
         return mean, std
     # CPU: std_mean's Welford loop does not vectorise over a (C, H*W) slice; two passes do, and the centred
     # second pass keeps the textbook two-pass accuracy.
     mean = x.mean((2, 3), keepdim=True)
-    n = x.shape[2] * x.shape[3]
-    std = torch.linalg.vector_norm(x - mean, dim=(2, 3)) / math.sqrt(n - 1) if n > 1 else \
-        torch.full_like(mean.flatten(1), float("nan"))
+    std = torch.linalg.vector_norm(x - mean, dim=(2, 3)) / math.sqrt(max(n - 1, 1))
     return mean.flatten(1), std
 
 

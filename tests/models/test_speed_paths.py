@@ -147,3 +147,15 @@ def test_patchified_stem_equals_the_conv(monkeypatch):
         torch.testing.assert_close(stem(x), conv(x))
     with pytest.raises(ValueError, match="stride == kernel"):
         fast.PatchifyConv(nn.Conv2d(3, 8, 3, 1))
+
+
+def test_one_by_one_stage_has_zero_spread_like_the_trained_model():
+    """At 32 px stage 4 is 1x1: the Gaussian SE counts its spread as 0 (no NaN), and so must the fast path."""
+    model = create_model(ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), mixers=("pat_ch",) * 4,
+                                    num_classes=10)).double().eval()
+    randomize_statistics(model, torch.Generator().manual_seed(9))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected, actual = model(x), accelerate(model)(x)
+    assert torch.isfinite(actual).all()
+    torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-9)
