@@ -13,13 +13,21 @@
   1x1 (the gate conv's weights are divided by it, so the gate reads the same values), and the residual add writes
   the block output directly: ``x + [z1 * w + t, z2]`` in two elementwise kernels instead of gate-mul, affine,
   cat and add.
-- Block v2 (PAT_sf): the mixer's residual add writes each part into the output instead of ``x + cat(...)``.
+- Block v2 (PAT_sf): the mixer's residual add writes each part into the output instead of ``x + cat(...)``;
+  on channels-last tensors the attention reads its tokens in place, and on CUDA the biased SDPA is pinned to the
+  memory-efficient kernel (the default, cuDNN attention, is ~1.6x slower with a float mask on the H100).
+- CUDA: fc1 + bias + ReLU is one cuDNN kernel (``torch.cudnn_convolution_relu``); on channels-last tensors the
+  other 1x1s are GEMMs on (B*H*W, C) token matrices with the bias in cuBLASLt's epilogue, and the 4x4/4 stem is
+  one GEMM over gathered patches.
+- On CPU (small tensors, per-op overhead dominates) and under ``torch.compile`` (Dynamo breaks the graph at
+  every non-contiguous ``out=``) the same arithmetic runs in a plain formulation with fewer ops.
 
-Everything else (convolutions, attention through ``scaled_dot_product_attention`` with the cached position bias,
-the head) is the deployment module itself. :func:`prepare_inference` adds the generic options that apply to any
-network, PATNet or peer: dtype, channels-last, ``torch.compile`` and CUDA graphs. :func:`fuse_fasternet` gives
-timm's FasterNet the same eager deployment form as torch.fx folding but keeps it an ordinary module, so that its
-own inference mode (``pconv_fw_type="slicing"``) can run too.
+Everything else (3x3 convolutions, the head) is the deployment module itself. :func:`prepare_inference` adds the
+generic options that apply to any network, PATNet or peer: dtype, channels-last, ``torch.compile`` and CUDA
+graphs. :func:`fuse_fasternet` gives timm's FasterNet the same eager deployment form as torch.fx folding but keeps
+it an ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``) can run too;
+:func:`fasternet_fast` gives it the generic tricks above; :func:`deployment_fast` picks the fast form of any
+model (``patsearch bench --forms fast``). Measurements: docs/BENCHMARKS.md, "Inference speed" (issue 6).
 """
 from __future__ import annotations
 
