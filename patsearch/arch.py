@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from patsearch.config import dataclass_from_mapping, read_yaml
 from patsearch.errors import UserError
 
 NUM_STAGES = 4
@@ -182,19 +183,10 @@ class ArchConfig:
             if "n_div" in data:
                 raise ArchError(f"{source}: give either n_div or partial_ratio, not both")
             data["n_div"] = _n_div_from_ratio(data.pop("partial_ratio"), source)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ArchError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         for name in ("mixers", "spatial"):
             if isinstance(data.get(name), str):  # one value for all stages
                 data[name] = [data[name]] * NUM_STAGES
-        try:
-            return cls(**data)
-        except ArchError as exc:
-            raise ArchError(f"{source}: {exc}") from None
-        except TypeError as exc:
-            raise ArchError(f"{source}: {exc}") from None
+        return dataclass_from_mapping(cls, data, error=ArchError, source=source, what="architecture")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -210,15 +202,7 @@ class ArchConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ArchConfig":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ArchError(f"cannot read architecture file {path}: {exc.strerror}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ArchError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml(path, ArchError, "architecture file")
         if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
             data = data["arch"]  # accept files that wrap the description with metadata
         return cls.from_dict(data, source=str(path))

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
-import yaml
 
 from patsearch.arch import (ACTIVATIONS, ATTENTION_MIXERS, MIXERS, NUM_STAGES, SPATIAL_ATTENTION, ArchConfig,
                             ArchError, LayerSpec, check_resolution)
+from patsearch.config import read_yaml
 from patsearch.errors import UserError
 from patsearch.resources import bundled_dir
 
@@ -457,11 +457,6 @@ def load_space(path: "str | os.PathLike | None" = None) -> SearchSpace:
     if not candidate.exists():
         known = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
         raise SpaceError(f"search space {text_path} does not exist; pass a YAML path or one of: {known}")
-    try:
-        data = yaml.safe_load(candidate.read_text())
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{candidate}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise SpaceError(f"cannot read search space {candidate}: {exc.strerror}") from None
+    data = read_yaml(candidate, SpaceError, "search space")
     return _parse(data, str(candidate))
 

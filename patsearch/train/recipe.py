@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from patsearch.config import dataclass_from_mapping, parse_yaml, read_yaml
 from patsearch.errors import UserError
 
 MULTI_SCALE_MODES = {
@@ -121,18 +122,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "recipe") -> "Recipe":
-        if not isinstance(data, Mapping):
-            raise RecipeError(f"{source}: expected a mapping of recipe fields, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise RecipeError(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except RecipeError as exc:
-            raise RecipeError(f"{source}: {exc}") from None
-        except TypeError as exc:
-            raise RecipeError(f"{source}: {exc}") from None
+        return dataclass_from_mapping(cls, data, error=RecipeError, source=source, what="recipe")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -212,15 +202,8 @@ def load_recipe(ref: "str | os.PathLike | Recipe | Mapping[str, Any]") -> Recipe
         path = Path(text)
         if not path.is_file():
             raise RecipeError(f"unknown recipe {text!r}: not a file; pass a YAML path or one of: {', '.join(recipe_names())}")
-        try:
-            body = path.read_text()
-        except OSError as exc:
-            raise RecipeError(f"cannot read recipe file {path}: {exc.strerror}") from None
-        source = str(path)
-    try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        source, body = str(path), None
+    data = parse_yaml(body, RecipeError, source) if body is not None else read_yaml(path, RecipeError, "recipe file")
     data = dict(data) if isinstance(data, Mapping) else data
     if isinstance(data, dict):
         data.setdefault("name", Path(text).stem)
