@@ -1,8 +1,10 @@
 """Several worker processes on one study file, and kill -9 recovery through the real CLI and trainer."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -42,6 +44,17 @@ def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profi
     assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)]
 
 
+def _schema_ready(path: Path) -> bool:
+    """Whether the CLI has finished creating Optuna's schema in ``path`` (a read-only look that creates nothing)."""
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+            return db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
 def _cli(runs: Path, profile: Path) -> list[str]:
     """The real `patsearch search` with real (tiny) proxy training: 1 epoch on 64 synthetic images."""
     return [sys.executable, str(ROOT / "cli.py"), "search", "--latency-budget", f"{profile}=5ms", "--space", "tiny",
@@ -61,8 +74,8 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
         while victim is None and time.time() < deadline:
             assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read()[-2000:]}"
             time.sleep(0.3)
-            if not (runs / "killed" / "study.db").exists():
-                continue
+            if not _schema_ready(runs / "killed" / "study.db"):
+                continue  # opening it now would race the CLI's own schema creation
             try:
                 trials = _load_study(url, "killed").get_trials()
             except (KeyError, Exception):  # the study is being created
