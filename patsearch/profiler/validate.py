@@ -116,6 +116,14 @@ def split_samples(space: Any, n_calibrate: int, n_evaluate: int, seed: int) -> l
     return items
 
 
+def assign_roles(profile: Profile, items: list[tuple[str, ArchConfig, int, str]]) -> None:
+    """Give this validation's networks their roles; networks kept from an earlier validation (another seed or
+    size) become ``earlier``, so the stored roles always describe the current fidelity report."""
+    current = {key: role for key, _, _, role in items}
+    for key, network in profile.networks.items():
+        network["role"] = current.get(key, "earlier")
+
+
 def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = 40,
              seed: int = 0, model_factory: ModelFactory | None = None, plot: "str | Path | None" = None,
              progress: bool = True, budget: Any = None) -> dict[str, Any]:
@@ -124,6 +132,7 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
     shuffled = list(items)
     random.Random(seed).shuffle(shuffled)  # mix roles in time
     measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress, budget=budget)
+    assign_roles(profile, items)
     report = fit_and_score(profile, items)
     report.update(space=space.name, seed=seed, date=_now())
     if plot is not None:
@@ -144,8 +153,7 @@ def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 4
 
         raise ProfileError(f"profile lacks {len(missing)} of the {len(items)} networks of this validation; "
                            f"run `patsearch profile --device {profile.device} --validate {n_evaluate}` on it")
-    for key, _, _, role in items:
-        profile.networks[key]["role"] = role
+    assign_roles(profile, items)
     import sys
 
     profile.provenance.setdefault("history", []).append(
