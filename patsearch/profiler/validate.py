@@ -124,6 +124,19 @@ def assign_roles(profile: Profile, items: list[tuple[str, ArchConfig, int, str]]
         network["role"] = current.get(key, "earlier")
 
 
+def _score_and_store(profile: Profile, items: list[tuple[str, ArchConfig, int, str]], space: Any, seed: int,
+                     plot: "str | Path | None") -> dict[str, Any]:
+    """Fit the calibration on this validation's networks, score it, plot it, and store the report."""
+    report = fit_and_score(profile, items)
+    report.update(space=space.name, seed=seed, date=_now())
+    if plot is not None:
+        report["plot"] = Path(plot).name
+        plot_fidelity(profile, items, plot)
+    profile.data["fidelity"] = report
+    profile.save()
+    return report
+
+
 def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = 40,
              seed: int = 0, model_factory: ModelFactory | None = None, plot: "str | Path | None" = None,
              progress: bool = True, budget: Any = None) -> dict[str, Any]:
@@ -133,13 +146,7 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
     random.Random(seed).shuffle(shuffled)  # mix roles in time
     measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress, budget=budget)
     assign_roles(profile, items)
-    report = fit_and_score(profile, items)
-    report.update(space=space.name, seed=seed, date=_now())
-    if plot is not None:
-        report["plot"] = Path(plot).name
-        plot_fidelity(profile, items, plot)
-    profile.data["fidelity"] = report
-    profile.save()
+    report = _score_and_store(profile, items, space, seed, plot)
     return report
 
 
@@ -159,13 +166,7 @@ def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 4
     profile.provenance.setdefault("history", []).append(
         {"date": _now(), "command": " ".join(sys.argv), "refit": f"{n_calibrate} calibration + {n_evaluate} "
                                                                   f"evaluation networks, seed {seed}"})
-    report = fit_and_score(profile, items)
-    report.update(space=space.name, seed=seed, date=_now())
-    if plot is not None:
-        report["plot"] = Path(plot).name
-        plot_fidelity(profile, items, plot)
-    profile.data["fidelity"] = report
-    profile.save()
+    report = _score_and_store(profile, items, space, seed, plot)
     return report
 
 
