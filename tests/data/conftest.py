@@ -1,13 +1,7 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny models run several times faster on a busy 2-core box, and subprocesses
-    (OMP_NUM_THREADS=1) then reduce in the same order as the test process, which exact-resume checks rely on."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(single_thread):
+    """Every test here runs single-threaded (tests/conftest.py says why)."""
     yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(False)

@@ -12,26 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from profiler_helpers import QUICK, CountingFactory
+
 from patsearch.profiler import load_profile
 from patsearch.profiler.devices import DeviceError, check_hardware, get_device
-from patsearch.profiler.timing import Budget
 from patsearch.profiler.table import (Profile, ProfileError, StaleProfileWarning, build_table, open_for_build,
                                       profile_path)
 
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-QUICK = Budget(warmup_s=0.0, min_samples=2, target_s=0.0, max_samples=2)
-
-
-class CountingFactory:
-    def __init__(self):
-        self.built = []
-
-    def __call__(self, spec, form):
-        self.built.append(spec)
-        return torch.nn.Identity()
 
 
 def _build(path, space, factory, **kw):
