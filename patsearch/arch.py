@@ -7,16 +7,20 @@ it and the trainer builds from it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 
 from patsearch.config import dataclass_from_mapping, read_yaml
 from patsearch.errors import UserError
+from patsearch.io import atomic_write_text
 
 NUM_STAGES = 4
 
@@ -87,32 +91,135 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+# --- field declarations --------------------------------------------------------------------------------------
+# Each ArchConfig field says once how it is checked, whether it is per stage, whether it changes the network's
+# structure (and so its speed) and what role it plays in a search space. Validation, YAML parsing, the search
+# space (patsearch.space) and structural identity are generic loops over these declarations, so adding a field
+# touches this file only.
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool (YAML's ``true`` must not pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+Check = Callable[[Any], "str | None"]  # one value -> what is wrong with it, or None
+
+
+def _int_at_least(low: int, why: str = "") -> Check:
+    def check(x: Any) -> str | None:
+        if is_int(x) and x >= low:
+            return None
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        return f"must be {what}{why}, got {x!r}"
+    return check
+
+
+def _positive_number(x: Any) -> str | None:
+    return None if is_number(x) and x > 0 else f"must be a positive number, got {x!r}"
+
+
+def _rate(x: Any) -> str | None:
+    return None if is_number(x) and 0 <= x < 1 else f"must be in [0, 1), got {x!r}"
+
+
+def _string(x: Any) -> str | None:
+    return None if isinstance(x, str) else f"must be a string, got {x!r}"
+
+
+def _one_of(options: Mapping[str, str] | tuple[str, ...], what: str) -> Check:
+    def check(x: Any) -> str | None:
+        return None if x in options else f"unknown {what} {x!r}; choose from {', '.join(options)}"
+    check.options = tuple(options)  # type: ignore[attr-defined]
+    return check
+
+
+def n_div_from_ratio(ratio: Any) -> int:
+    """``partial_ratio`` (1/n) as ``n_div``; raises ValueError saying what is wrong."""
+    if not is_number(ratio) or not 0 < ratio < 1:
+        raise ValueError(f"must be a number in (0, 1) such as 0.25, got {ratio!r}")
+    n_div = round(1 / ratio)
+    if not math.isclose(1 / n_div, ratio, rel_tol=1e-6):
+        raise ValueError(f"must be 1/n for an integer n (e.g. 0.25), got {ratio!r}")
+    return n_div
+
+
+SEARCH, FIXED, OTHER = "search", "fixed", "other"  # a field's role in a search space
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What patsearch knows about one :class:`ArchConfig` field (declared with :func:`arch_field`).
+
+    - ``check``: one value (one stage's value for a per-stage field) -> problem or None.
+    - ``per_stage``: the field holds one value per stage (``NUM_STAGES`` of them).
+    - ``structural``: changes the network's structure and cost; name and drop-path rate do not.
+    - ``role``: ``search`` (a search-space dimension), ``fixed`` (only a space's ``fixed:`` may set it) or ``other``.
+    - ``optional``: a space may omit the dimension; the field's default is then the only choice.
+    - ``param``: Optuna parameter stem of a per-stage field (``depths`` -> ``depth1`` ... ``depth4``).
+    - ``relevant``: for a conditional dimension, whether it matters given the values of the fields named in
+      ``depends`` (heads only matter with attention); an irrelevant dimension is not suggested and is pinned to
+      its first choice.
+    - ``alias``: another name the field may be given as in YAML, with its conversion (``partial_ratio``).
+    """
+
+    check: Check
+    per_stage: bool = False
+    structural: bool = True
+    role: str = SEARCH
+    optional: bool = False
+    param: str = ""
+    relevant: Callable[[Mapping[str, Any]], bool] | None = None
+    depends: tuple[str, ...] = ()
+    alias: tuple[str, Callable[[Any], Any]] | None = None
+
+    def params(self, name: str) -> list[str]:
+        """The Optuna parameter names of the field."""
+        if self.per_stage:
+            return [f"{self.param or name}{i + 1}" for i in range(NUM_STAGES)]
+        return [name]
+
+
+def arch_field(default: Any, check: Check, **spec: Any) -> Any:
+    return field(default=default, metadata={"arch": FieldSpec(check, **spec)})
+
+
+def _uses_attention(values: Mapping[str, Any]) -> bool:
+    return any(m in ATTENTION_MIXERS for m in values["mixers"])
+
+
 @dataclass(frozen=True)
 class ArchConfig:
     """A complete description of a PATNet-family network.
 
     Stage widths are ``embed_dim * (1, 2, 4, 8)``. The partial ratio is ``1 / n_div``: a mixer convolves the first
-    ``C // n_div`` channels of a stage of width ``C``.
+    ``C // n_div`` channels of a stage of width ``C``. The field order is the search space's suggestion order.
     """
 
-    embed_dim: int = 64
-    depths: tuple[int, ...] = (2, 2, 6, 4)
-    mlp_ratio: float = 2.0
-    n_div: int = 4
-    mixers: tuple[str, ...] = ("pat_ch", "pat_ch", "pat_ch", "pat_sf")
-    spatial: tuple[str, ...] = ("partial", "partial", "partial", "partial")
-    act: str = "relu"
-    num_heads: int = 4
-    drop_path_rate: float = 0.0
-    num_classes: int = 1000
-    head_width: int = 1280
-    name: str = ""
+    embed_dim: int = arch_field(64, _int_at_least(1))
+    depths: tuple[int, ...] = arch_field((2, 2, 6, 4), _int_at_least(1), per_stage=True, param="depth")
+    n_div: int = arch_field(4, _int_at_least(2, " (partial ratio 1/n_div in (0, 1))"), optional=True,
+                            alias=("partial_ratio", n_div_from_ratio))
+    mlp_ratio: float = arch_field(2.0, _positive_number)
+    mixers: tuple[str, ...] = arch_field(("pat_ch", "pat_ch", "pat_ch", "pat_sf"), _one_of(MIXERS, "mixer"),
+                                         per_stage=True, param="mixer")
+    spatial: tuple[str, ...] = arch_field(("partial",) * 4, _one_of(SPATIAL_ATTENTION, "spatial attention"),
+                                          per_stage=True)
+    act: str = arch_field("relu", _one_of(ACTIVATIONS, "activation"))
+    num_heads: int = arch_field(4, _int_at_least(1), optional=True, relevant=_uses_attention,
+                             depends=("mixers",))
+    drop_path_rate: float = arch_field(0.0, _rate, structural=False, role=FIXED)
+    num_classes: int = arch_field(1000, _int_at_least(1), role=FIXED)
+    head_width: int = arch_field(1280, _int_at_least(1), role=FIXED)
+    name: str = arch_field("", _string, structural=False, role=OTHER)
 
     def __post_init__(self) -> None:
         # Normalise sequences so that configs built from lists and tuples compare and hash equal.
-        for name in ("depths", "mixers", "spatial"):
+        for name, spec in FIELDS.items():
             value = getattr(self, name)
-            if isinstance(value, (list, tuple)):
+            if spec.per_stage and isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(value))
         _validate(self)
 
@@ -164,6 +271,17 @@ class ArchConfig:
             return [0.0]
         return [self.drop_path_rate * i / (n - 1) for i in range(n)]
 
+    # --- identity -----------------------------------------------------------------------------------------
+    def structure(self) -> dict[str, Any]:
+        """The structural fields (what the network computes and costs), as plain YAML values."""
+        return {k: v for k, v in self.to_dict().items() if FIELDS[k].structural}
+
+    def structure_key(self, resolution: int) -> str:
+        """A short stable id of the network at a resolution; equal for networks differing only in name or
+        drop-path rate (the profiler keys end-to-end measurements on it)."""
+        text = json.dumps(self.structure(), sort_keys=True) + f"@{resolution}"
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
     # --- serialisation ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -179,26 +297,25 @@ class ArchConfig:
         if not isinstance(data, Mapping):
             raise ArchError(f"{source}: expected a mapping of architecture fields, got {type(data).__name__}")
         data = dict(data)
-        if "partial_ratio" in data:
-            if "n_div" in data:
-                raise ArchError(f"{source}: give either n_div or partial_ratio, not both")
-            data["n_div"] = _n_div_from_ratio(data.pop("partial_ratio"), source)
-        for name in ("mixers", "spatial"):
-            if isinstance(data.get(name), str):  # one value for all stages
-                data[name] = [data[name]] * NUM_STAGES
+        for name, spec in FIELDS.items():
+            if spec.alias and spec.alias[0] in data:
+                alias, convert = spec.alias
+                if name in data:
+                    raise ArchError(f"{source}: give either {name} or {alias}, not both")
+                try:
+                    data[name] = convert(data.pop(alias))
+                except ValueError as exc:
+                    raise ArchError(f"{source}: {alias} {exc}") from None
+            if spec.per_stage and name in data and not isinstance(data[name], (list, tuple)):
+                data[name] = [data[name]] * NUM_STAGES  # one value for all stages
         return dataclass_from_mapping(cls, data, error=ArchError, source=source, what="architecture")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the description as YAML, atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(self.to_yaml())
-        os.replace(tmp, path)
-        return path
+        """Write the description as YAML, atomically (temp file + fsync + rename)."""
+        return atomic_write_text(path, self.to_yaml())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ArchConfig":
@@ -211,76 +328,52 @@ class ArchConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _n_div_from_ratio(ratio: Any, source: str) -> int:
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
-        raise ArchError(f"{source}: partial_ratio must be a number in (0, 1), got {ratio!r}")
-    n_div = round(1 / ratio)
-    if not math.isclose(1 / n_div, ratio, rel_tol=1e-6):
-        raise ArchError(f"{source}: partial_ratio must be 1/n for an integer n (e.g. 0.25), got {ratio!r}")
-    return n_div
+FIELDS: Mapping[str, FieldSpec] = MappingProxyType({f.name: f.metadata["arch"] for f in dataclasses.fields(ArchConfig)})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def field_problem(name: str, value: Any) -> tuple[str, str] | None:
+    """The first problem of one field's value on its own, as ``(where, what)`` (``("depths[1]", "must be ...")``)."""
+    spec = FIELDS[name]
+    if not spec.per_stage:
+        problem = spec.check(value)
+        return (name, problem) if problem else None
+    if not isinstance(value, tuple) or len(value) != NUM_STAGES:
+        return name, f"must list {NUM_STAGES} stages, got {value!r}"
+    for i, item in enumerate(value):
+        problem = spec.check(item)
+        if problem:
+            return f"{name}[{i}]", problem
+    return None
 
 
 def _validate(cfg: ArchConfig) -> None:
-    def fail(msg: str) -> None:
-        raise ArchError(msg)
-
-    if not _is_int(cfg.embed_dim) or cfg.embed_dim < 1:
-        fail(f"embed_dim must be a positive integer, got {cfg.embed_dim!r}")
-    for name in ("depths", "mixers", "spatial"):
-        value = getattr(cfg, name)
-        if not isinstance(value, tuple) or len(value) != NUM_STAGES:
-            fail(f"{name} must list {NUM_STAGES} stages, got {value!r}")
-    for i, depth in enumerate(cfg.depths):
-        if not _is_int(depth) or depth < 1:
-            fail(f"depths[{i}] must be an integer >= 1, got {depth!r}")
-    if not _is_int(cfg.n_div) or cfg.n_div < 2:
-        fail(f"n_div must be an integer >= 2 (partial ratio 1/n_div in (0, 1)), got {cfg.n_div!r}")
-    if not isinstance(cfg.mlp_ratio, (int, float)) or isinstance(cfg.mlp_ratio, bool) or cfg.mlp_ratio <= 0:
-        fail(f"mlp_ratio must be a positive number, got {cfg.mlp_ratio!r}")
-    for i, mixer in enumerate(cfg.mixers):
-        if mixer not in MIXERS:
-            fail(f"mixers[{i}]: unknown mixer {mixer!r}; choose from {', '.join(MIXERS)}")
-    for i, spatial in enumerate(cfg.spatial):
-        if spatial not in SPATIAL_ATTENTION:
-            fail(f"spatial[{i}]: unknown spatial attention {spatial!r}; choose from {', '.join(SPATIAL_ATTENTION)}")
-    if cfg.act not in ACTIVATIONS:
-        fail(f"act: unknown activation {cfg.act!r}; choose from {', '.join(ACTIVATIONS)}")
-    if not _is_int(cfg.num_heads) or cfg.num_heads < 1:
-        fail(f"num_heads must be a positive integer, got {cfg.num_heads!r}")
-    if not isinstance(cfg.drop_path_rate, (int, float)) or not 0 <= cfg.drop_path_rate < 1:
-        fail(f"drop_path_rate must be in [0, 1), got {cfg.drop_path_rate!r}")
-    if not _is_int(cfg.num_classes) or cfg.num_classes < 1:
-        fail(f"num_classes must be a positive integer, got {cfg.num_classes!r}")
-    if not _is_int(cfg.head_width) or cfg.head_width < 1:
-        fail(f"head_width must be a positive integer, got {cfg.head_width!r}")
-    if not isinstance(cfg.name, str):
-        fail(f"name must be a string, got {cfg.name!r}")
+    for name in FIELDS:
+        problem = field_problem(name, getattr(cfg, name))
+        if problem:
+            raise ArchError(f"{problem[0]}: {problem[1]}")
+    # Constraints between fields, stage by stage.
     for stage, width in enumerate(cfg.widths):
         if width % cfg.n_div:
-            fail(f"embed_dim: stage {stage + 1} width {width} is not divisible by n_div={cfg.n_div}")
+            raise ArchError(f"embed_dim: stage {stage + 1} width {width} is not divisible by n_div={cfg.n_div}")
         hidden = width * cfg.mlp_ratio
         if hidden != int(hidden):
-            fail(f"mlp_ratio: stage {stage + 1} hidden width {width} x {cfg.mlp_ratio} is not an integer")
+            raise ArchError(f"mlp_ratio: stage {stage + 1} hidden width {width} x {cfg.mlp_ratio} is not an integer")
         if cfg.spatial[stage] != "none" and width % 2:
-            fail(f"embed_dim: stage {stage + 1} width {width} is odd; spatial attention splits it in half")
+            raise ArchError(f"embed_dim: stage {stage + 1} width {width} is odd; spatial attention splits it in half")
         mixer = cfg.mixers[stage]
         if mixer in ATTENTION_MIXERS:
             attn_dim = width - width // cfg.n_div if mixer == "pat_sf" else width
             if attn_dim % cfg.num_heads:
-                fail(f"num_heads: stage {stage + 1} attention width {attn_dim} is not divisible by "
-                     f"num_heads={cfg.num_heads}")
+                raise ArchError(f"num_heads: stage {stage + 1} attention width {attn_dim} is not divisible by "
+                                f"num_heads={cfg.num_heads}")
         if mixer == "pat_ch_se" and (width - width // cfg.n_div) < 4:
-            fail(f"mixers[{stage}]: pat_ch_se needs at least 4 untouched channels at stage {stage + 1}")
+            raise ArchError(f"mixers[{stage}]: pat_ch_se needs at least 4 untouched channels at stage {stage + 1}")
 
 
 def check_resolution(resolution: tuple[int, int]) -> None:
     """Inputs must shrink evenly through the stem (4x) and three merges (2x each)."""
     for side in resolution:
-        if not _is_int(side) or side < 32 or side % 32:
+        if not is_int(side) or side < 32 or side % 32:
             raise ArchError(f"input resolution {resolution[0]}x{resolution[1]}: each side must be a multiple of 32 "
                             "and at least 32 (e.g. 224)")
 
@@ -300,6 +393,15 @@ VARIANTS: dict[str, ArchConfig] = {
 }
 
 
+def is_arch_ref(ref: Any) -> bool:
+    """Whether ``ref`` names a PATNet-family network (config, mapping, variant name or YAML path) rather than
+    another timm model. The one definition of "is a PATNet" for the model factory, trainer and CLI."""
+    if isinstance(ref, (ArchConfig, Mapping)):
+        return True
+    text = os.fspath(ref)
+    return text in VARIANTS or text.endswith((".yaml", ".yml")) or os.path.exists(text)
+
+
 def resolve_arch(ref: "str | os.PathLike | ArchConfig | Mapping[str, Any]", **overrides: Any) -> ArchConfig:
     """Turn what a user passed as ``--arch`` into an :class:`ArchConfig`.
 
@@ -314,7 +416,7 @@ def resolve_arch(ref: "str | os.PathLike | ArchConfig | Mapping[str, Any]", **ov
         text = os.fspath(ref)
         if text in VARIANTS:
             cfg = VARIANTS[text]
-        elif text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).exists():
+        elif is_arch_ref(text) or os.sep in text:
             if not Path(text).exists():
                 raise ArchError(f"architecture file {text} does not exist; pass a YAML path or one of: "
                                 f"{', '.join(VARIANTS)}")

@@ -35,19 +35,19 @@ def test_partial_ratio_alias():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"depths": [2, -1, 6, 4]}, r"depths\[1\] must be an integer >= 1"),
-    ({"depths": [2, 2, 6]}, "depths must list 4 stages"),
-    ({"embed_dim": 0}, "embed_dim must be a positive integer"),
+    ({"depths": [2, -1, 6, 4]}, r"depths\[1\]: must be a positive integer"),
+    ({"depths": [2, 2, 6]}, "depths: must list 4 stages"),
+    ({"embed_dim": 0}, "embed_dim: must be a positive integer"),
     ({"embed_dim": 30}, "not divisible by n_div=4"),
-    ({"n_div": 1}, "n_div must be an integer >= 2"),
+    ({"n_div": 1}, "n_div: must be an integer >= 2"),
     ({"mixers": ["pat_ch", "pat_ch", "pat_ch", "transformer"]}, r"mixers\[3\]: unknown mixer 'transformer'"),
     ({"spatial": "sometimes"}, r"spatial\[0\]: unknown spatial attention"),
     ({"act": "tanh"}, "act: unknown activation 'tanh'"),
     ({"num_heads": 5}, "not divisible by num_heads=5"),
-    ({"drop_path_rate": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
-    ({"mlp_ratio": -2}, "mlp_ratio must be a positive number"),
+    ({"drop_path_rate": 1.5}, r"drop_path_rate: must be in \[0, 1\)"),
+    ({"mlp_ratio": -2}, "mlp_ratio: must be a positive number"),
     ({"mlp_ratio": 2.01}, "hidden width .* is not an integer"),
-    ({"num_classes": 0}, "num_classes must be a positive integer"),
+    ({"num_classes": 0}, "num_classes: must be a positive integer"),
     ({"widths": [1, 2, 3, 4]}, "unknown field"),
 ])
 def test_validation_names_the_field(changes, message):

@@ -7,18 +7,11 @@ from typing import Any, Mapping
 import torch.nn as nn
 
 from patsearch.arch import VARIANTS, ArchConfig, ArchError, resolve_arch
+from patsearch.arch import is_arch_ref as is_patnet_ref  # one definition of "is a PATNet": patsearch.arch
 from patsearch.models.layers import build_layer
 from patsearch.models.patnet import PATNet, fuse_model
 
 __all__ = ["PATNet", "build_layer", "create_model", "fuse_model", "is_patnet_ref"]
-
-
-def is_patnet_ref(arch: Any) -> bool:
-    """Whether ``arch`` names a PATNet-family network (variant, YAML, mapping or config) rather than a timm peer."""
-    if isinstance(arch, (ArchConfig, Mapping)):
-        return True
-    text = os.fspath(arch)
-    return text in VARIANTS or text.endswith((".yaml", ".yml")) or os.path.exists(text)
 
 
 def create_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], *, num_classes: int | None = None,

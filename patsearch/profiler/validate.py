@@ -7,8 +7,6 @@ small interleaved groups so that background load hits calibration and evaluation
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from pathlib import Path
@@ -25,12 +23,7 @@ ModelFactory = Callable[[ArchConfig, str], Any]
 
 
 def network_key(arch: ArchConfig, resolution: int) -> str:
-    """Identifies a network by structure (name and drop-path rate do not change its speed)."""
-    data = arch.to_dict()
-    data.pop("name", None)
-    data.pop("drop_path_rate", None)
-    text = json.dumps(data, sort_keys=True) + f"@{resolution}"
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return arch.structure_key(resolution)  # one definition of structural identity: patsearch.arch
 
 
 def default_model_factory(arch: ArchConfig, form: str) -> Any:

@@ -11,10 +11,13 @@ Public API (the search consumes this)::
     space.contains(arch, resolution)  # named variants are points of the default space
     space.layer_inputs()              # every distinct layer (what `patsearch profile` measures)
 
-Every combination of a space's choices is a valid architecture (checked on load), so nothing is rejected while
+The dimensions derive from ``patsearch.arch.ArchConfig``'s field declarations (``FIELDS``): a new searchable
+field is declared once, in ``arch.py``, and the space samples, suggests, parses and validates it. Every
+combination of a space's choices is a valid architecture (checked on load), so nothing is rejected while
 sampling or searching.
 """
-from patsearch.space.space import (DEFAULT_SPACE, SPACES_DIR, Candidate, IntRange, SearchSpace, SpaceError,
-                                   load_space)
+from patsearch.space.space import (DEFAULT_SPACE, SPACES_DIR, Candidate, Categorical, Dimension, IntRange, SearchSpace,
+                                   SpaceError, load_space)
 
-__all__ = ["load_space", "SearchSpace", "Candidate", "IntRange", "SpaceError", "DEFAULT_SPACE", "SPACES_DIR"]
+__all__ = ["load_space", "SearchSpace", "Candidate", "Categorical", "IntRange", "Dimension", "SpaceError",
+           "DEFAULT_SPACE", "SPACES_DIR"]

@@ -27,7 +27,7 @@ def test_named_variants_are_points_of_the_default_space():
 def test_size_matches_brute_force_enumeration_of_the_tiny_space():
     space = load_space("tiny")
     networks = set()
-    for params in itertools.product(*[space._choices(c) for _, c in space.params()]):
+    for params in itertools.product(*[d.choices for _, d in space.params()]):
         values = dict(zip([n for n, _ in space.params()], params))
         networks.add(space.to_candidate(space._canonical(values)))
     assert space.size() == len(networks) == 48
