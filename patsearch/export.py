@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from patsearch.errors import UserError
+from patsearch.io import atomic_open
 
 MIN_OPSET = 17
 
@@ -66,13 +67,8 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
         load_weights(model, ckpt)
     fused = fuse_model(model)
     x = torch.randn(1, 3, resolution, resolution)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        torch.onnx.export(fused, (x,), str(tmp), opset_version=opset, input_names=["image"],
+    with atomic_open(out, "wb") as fh:
+        torch.onnx.export(fused, (x,), fh, opset_version=opset, input_names=["image"],
                           output_names=["logits"], dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
