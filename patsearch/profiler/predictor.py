@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from patsearch.arch import NUM_STAGES, ArchConfig, LayerSpec, check_resolution, resolve_arch
+from patsearch.profiler.errors import ProfileError
 
 GROUPS = ("fixed", "stage1", "stage2", "stage3", "stage4")   # fixed = stem + merges + head
 LAYERS, LAUNCH = len(GROUPS), len(GROUPS) + 1                 # feature columns after the group sums
@@ -191,8 +192,6 @@ class Predictor:
             try:
                 value = self._ms[key]
             except KeyError:
-                from patsearch.profiler.table import ProfileError
-
                 raise ProfileError(
                     f"profile {self.profile.path.name if self.profile.path else self.profile.device} has no entry "
                     f"for layer {key}: the architecture is outside the space its table was built for; run "

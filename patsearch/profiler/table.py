@@ -18,15 +18,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from patsearch.errors import UserError
 from patsearch.profiler.devices import Device, Protocol, environment, get_device, hardware_name
+from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir
 
 FORMAT = "patsearch-profile"
 FORMAT_VERSION = 1
 PROFILES_DIR = bundled_dir("profiles")  # the checkout's profiles/, or the installed copy
-
-
-class ProfileError(UserError):
-    """A profile is missing, corrupt, made for something else, or stale."""
 
 
 class StaleProfileWarning(UserWarning):

@@ -49,11 +49,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
     ``arch`` defaults to the one stored in the checkpoint; ``fused=True`` evaluates the deployment form. Without
     ``data``, the synthetic validation split the run trained with (its size and seed are in the checkpoint).
     """
+    from patsearch.data.datasets import make_datasets
     from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform
     from patsearch.train import checkpoint as ckpt
     from patsearch.train.distributed import init_distributed, shard_indices
     from patsearch.train.engine import amp_dtype, build_model
-    from patsearch.train.loop import make_datasets
     from patsearch.train.recipe import Recipe
 
     state = ckpt.load(checkpoint)

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patsearch.arch import ArchConfig
+from patsearch.data.datasets import DEFAULT_SYNTHETIC, make_datasets  # noqa: F401 (re-exported)
 from patsearch.errors import UserError
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (DistContext, ShardedBatchSampler, all_gather_objects, all_reduce_sum,
@@ -50,25 +51,10 @@ from patsearch.train.evaluate import evaluate
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
 
 DEFAULT_BATCH = 256
-DEFAULT_SYNTHETIC = (10_000, 2_000)
-SYNTHETIC_IMAGE_SIZE = 64
 
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-def make_datasets(data: str | os.PathLike | None, *, cache: str = "auto", synthetic: tuple[int, int] = DEFAULT_SYNTHETIC,
-                  seed: int = 0, workers: int = 8) -> tuple[Any, Any]:
-    """``(train, val)`` datasets of ``(PIL image, label)``: an image folder, or the built-in synthetic set."""
-    if data is None:
-        from patsearch.data.synthetic import SyntheticShapes
-
-        return (SyntheticShapes(synthetic[0], image_size=SYNTHETIC_IMAGE_SIZE, split="train", seed=seed),
-                SyntheticShapes(synthetic[1], image_size=SYNTHETIC_IMAGE_SIZE, split="val", seed=seed))
-    from patsearch.data.folder import open_image_folder
-
-    return open_image_folder(data, cache=cache, workers=workers)
 
 
 def resolve_recipe(recipe: Any, arch: Any, *, epochs: int | None = None, resolution: int | None = None,
