@@ -153,10 +153,15 @@ def profile(
     fresh: bool = typer.Option(False, "--fresh", help="Start a new table instead of resuming the existing one."),
     passes: int = typer.Option(1, help="Measure every layer in this many separate passes and average them "
                                        "(shared or noisy hosts)."),
+    refit: bool = typer.Option(False, "--refit", help="Measure nothing: refit the calibration and fidelity report "
+                               "from the networks the profile (--out, or the device's) already holds (any host)."),
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
     import json
 
+    if refit:
+        _refit_profile(out or device, space=space, validate=validate, calibrate=calibrate, seed=seed, plot=plot)
+        return
     from patsearch.profiler import profile_device
 
     result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
@@ -168,6 +173,25 @@ def profile(
                f"built in {result.provenance.get('build_seconds')} s")
     if result.fidelity:
         typer.echo(json.dumps({k: result.fidelity[k] for k in ("calibration_model", "raw_sum", "calibrated")}))
+
+
+def _refit_profile(profile_ref: "str | Path", *, space: Optional[str], validate: int, calibrate: int, seed: int,
+                   plot: Optional[Path]) -> None:
+    import json
+
+    from patsearch.errors import UserError
+    from patsearch.profiler import load_profile
+    from patsearch.profiler.validate import refit
+    from patsearch.space import load_space
+
+    if validate < 1 or calibrate < 1:
+        raise UserError("--refit needs --validate N and --calibrate N (> 0): the held-out and calibration networks "
+                        "the profile was validated with")
+    prof = load_profile(profile_ref, check=False)  # a refit measures nothing, so other hardware is fine
+    report = refit(prof, load_space(space), n_evaluate=validate, n_calibrate=calibrate, seed=seed,
+                   plot=plot or prof.path.with_suffix(".fidelity.png"))
+    typer.echo(f"refit {prof.path}: {calibrate} calibration + {validate} evaluation networks, seed {seed}")
+    typer.echo(json.dumps({k: report[k] for k in ("calibration_model", "raw_sum", "calibrated") if k in report}))
 
 
 @app.command()

@@ -36,3 +36,30 @@ def test_export_writes_an_onnx_file(tmp_path):
     result = run_cli("export", "--arch", "patnet_t0", "--onnx", str(out), "--resolution", "128")
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 1_000_000
+
+
+def test_profile_refit_reproduces_a_shipped_fidelity_report_without_measuring(tmp_path):
+    import json
+    import shutil
+
+    from patsearch.resources import bundled_dir
+
+    shipped = bundled_dir("profiles") / "h100-b256-bfloat16-cl-fused.json"
+    copy = tmp_path / shipped.name
+    shutil.copy(shipped, copy)
+    before = json.loads(shipped.read_text())["fidelity"]
+    result = run_cli("profile", "--device", "h100", "--out", str(copy), "--refit", "--validate",
+                     str(before["n_evaluation"]), "--calibrate", str(before["n_calibration"]), "--seed",
+                     str(before["seed"]))
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.splitlines()[-1])
+    after = json.loads(copy.read_text())
+    assert printed["calibrated"] == after["fidelity"]["calibrated"]
+    assert after["fidelity"]["calibrated"]["mape"] == pytest.approx(before["calibrated"]["mape"], rel=1e-9)
+    assert (tmp_path / f"{copy.stem}.fidelity.png").stat().st_size > 0
+    assert after["entries"] == json.loads(shipped.read_text())["entries"]  # nothing measured
+
+
+def test_profile_refit_needs_the_validation_sizes(tmp_path):
+    result = run_cli("profile", "--device", "h100", "--refit")
+    assert result.returncode == 2 and "--refit needs --validate N" in result.stderr
