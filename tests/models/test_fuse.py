@@ -1,4 +1,6 @@
 """The deployment form equals the trained form in eval mode, on fresh random inputs and random BN statistics."""
+import zlib
+
 import pytest
 import torch
 import torch.nn as nn
@@ -40,7 +42,7 @@ CONFIGS = {
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fused_equals_trained(name, dtype, tolerance):
-    generator = torch.Generator().manual_seed(hash(name) % 2**31)
+    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))  # stable across PYTHONHASHSEED
     model = create_model(CONFIGS[name]).to(dtype).eval()
     randomize_statistics(model, generator)
     fused = fuse_model(model)

@@ -71,14 +71,19 @@ def test_resume_measures_only_missing_entries(tmp_path, tiny_space):
 
 def test_resume_after_kill_9(tmp_path, tiny_space):
     path = tmp_path / "killed.json"
+    marker = tmp_path / "fourth-layer.started"
     script = textwrap.dedent(f"""
         import time, torch.nn as nn
         from patsearch.profiler.devices import get_device
         from patsearch.profiler.table import open_for_build, build_table
         from patsearch.profiler.timing import Budget
         from patsearch.space import load_space
-        def slow(spec, form):
-            time.sleep(0.15)
+        built = set()
+        def slow(spec, form):  # after three layers are saved, the fourth never finishes: the kill lands mid-build
+            built.add(spec)
+            if len(built) > 3:
+                open({str(marker)!r}, "w").close()
+                time.sleep(3600)
             return nn.Identity()
         dev = get_device("cpu")
         prof = open_for_build(__import__("pathlib").Path({str(path)!r}), dev, dev.protocol)
@@ -88,18 +93,16 @@ def test_resume_after_kill_9(tmp_path, tiny_space):
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True)
     try:
         deadline = time.time() + 60
-        while time.time() < deadline:
-            if path.exists() and len(json.loads(path.read_text())["entries"]) >= 3:
-                break
+        while not marker.exists():
+            assert time.time() < deadline, "the build never reached its fourth layer"
+            assert proc.poll() is None, "the build ended before it could be killed"
             time.sleep(0.05)
-        else:
-            pytest.fail("the build never saved three entries")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     kept = Profile.load(path).entries  # the file a kill leaves is complete, never half-written
     total = len(tiny_space.layer_inputs())
-    assert 3 <= len(kept) < total
+    assert len(kept) == 3 < total
     resumed = CountingFactory()
     _build(path, tiny_space, resumed)
     assert len(resumed.built) == total - len(kept)

@@ -53,6 +53,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 WORKER = HERE / "search_worker.py"
 PG_PASSWORD = "s3cret-Pw_42"
+# Seconds between a running trial's heartbeats in tests (stale after 3x): long enough that a live worker starved
+# of CPU on a loaded 2-core machine still beats in time, short enough that a killed worker's trial is retried soon.
+HEARTBEAT_S = 5
 PG_USER = "nas"
 PG_DB = "nas"
 

@@ -3,19 +3,21 @@
 Usage: python search_worker.py --storage URL --profile PATH --budget 5ms --trials N --study NAME --runs-dir DIR
        [--sleep SECONDS_PER_EPOCH] [--n-jobs K] [--marker FILE]
 
-``--marker`` is created when this process starts training its first candidate (so a test can kill it mid-trial).
+``--marker`` is created when this process starts training its first candidate, which then never finishes: the
+process waits there until the test kills it, so the kill always lands mid-trial (no timing window).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from search_helpers import fake_proxy  # noqa: E402
+from search_helpers import HEARTBEAT_S, fake_proxy  # noqa: E402
 
 
 def main() -> int:
@@ -36,8 +38,9 @@ def main() -> int:
     from patsearch.search.api import SearchOptions, run_search
 
     def slow_score(arch):
-        if args.marker and not Path(args.marker).exists():
+        if args.marker:
             Path(args.marker).write_text("training\n")
+            threading.Event().wait()  # mid-trial until SIGKILL; heartbeats keep beating meanwhile
         time.sleep(args.sleep)
         return min(0.95, 0.2 + 0.01 * arch.embed_dim + 0.02 * sum(arch.depths))
 
@@ -52,7 +55,7 @@ def main() -> int:
 
     run_proxy.num_classes = 10
     opts = SearchOptions(latency_budgets=[f"{args.profile}={args.budget}"], space="tiny", trials=args.trials,
-                         storage=args.storage, study_name=args.study, n_jobs=args.n_jobs, heartbeat_interval=1,
+                         storage=args.storage, study_name=args.study, n_jobs=args.n_jobs, heartbeat_interval=HEARTBEAT_S,
                          runs_dir=args.runs_dir, count_costs=False, plots=False, baselines="none", seed=None)
     try:
         run_search(opts, run_proxy=run_proxy, load_profile=lambda d: load_profile(d, check=False))

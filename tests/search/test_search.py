@@ -15,7 +15,7 @@ from patsearch.search.api import SearchOptions, run_search, show_study
 from patsearch.search.constraints import ConstraintError
 from patsearch.search.objective import ATTR_BASELINE, ATTR_FEASIBLE, ATTR_TOP1
 from patsearch.search.study import is_infeasible
-from search_helpers import fake_proxy, make_profile
+from search_helpers import HEARTBEAT_S, fake_proxy, make_profile
 
 
 def _load(path):
@@ -29,7 +29,7 @@ def _run(tmp_path, profile, budget="1ms", *, proxy=None, **kw):
     kw.setdefault("plots", False)
     kw.setdefault("baselines", "none")
     opts = SearchOptions(latency_budgets=[f"{profile}={budget}"] if budget else [], runs_dir=str(tmp_path / "runs"),
-                         heartbeat_interval=1, **kw)
+                         heartbeat_interval=HEARTBEAT_S, **kw)
     return run_search(opts, run_proxy=proxy or fake_proxy(), load_profile=_load)
 
 

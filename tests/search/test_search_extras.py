@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
+from patsearch.errors import UserError
 from patsearch.search.study import is_infeasible, open_storage, parse_storage
-from search_helpers import fake_proxy
+from search_helpers import HEARTBEAT_S, fake_proxy
 
 
 def _opts(tmp_path, profile, **kw):
     base = dict(latency_budgets=[f"{profile}=5ms"], space="tiny", trials=3, runs_dir=str(tmp_path / "runs"),
-                count_costs=False, plots=False, baselines="none", study_name="s", heartbeat_interval=1)
+                count_costs=False, plots=False, baselines="none", study_name="s", heartbeat_interval=HEARTBEAT_S)
     base.update(kw)
     return SearchOptions(**base)
 
@@ -72,7 +73,9 @@ def test_show_via_the_cli_and_the_dashboard_reads_the_study(tmp_path, tiny_profi
     assert result.exit_code == 0, result.output
     assert "study s: cpu latency <= 5 ms" in result.output and "best: trial" in result.output
     result = CliRunner().invoke(cli.app, ["search", "--show", "nope", "--runs-dir", str(tmp_path / "runs")])
-    assert result.exit_code != 0
+    # The user error itself (cli.main turns it into one line and exit code 2, as tests/test_cli.py checks).
+    assert isinstance(result.exception, UserError), result.output
+    assert "no study 'nope'" in str(result.exception)
 
     from optuna_dashboard._app import create_app
 
