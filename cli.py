@@ -285,7 +285,7 @@ def search(
         run_search(opts, console=console())
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trial is queued again; rerun the same command to resume", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

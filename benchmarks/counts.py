@@ -30,8 +30,8 @@ def _row(label: str, model, paper_p, paper_f) -> str:
 
 
 def main() -> None:
-    print("| network | params (M) | FLOPs trained (G) | FLOPs Table 6 form (G) | FLOPs fused (G) | paper params / FLOPs "
-          "| deviation |")
+    print("| network | params (M) | FLOPs trained (G) | FLOPs Table 6 form (G) | FLOPs fused (G) "
+          "| paper params / FLOPs | deviation |")
     print("|---|---|---|---|---|---|---|")
     for name in VARIANTS:
         print(_row(name, create_model(name), *TABLE6[name]))

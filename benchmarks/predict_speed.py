@@ -29,8 +29,9 @@ def main() -> None:
         start = time.perf_counter()
         single = [profile.predict(c) for c in cands[:1000]]
         per_call = (time.perf_counter() - start) / len(single)
-        print(f"{path.name}: predict_many(10,000) {cold * 1e3:.0f} ms wall, {cold_cpu * 1e3:.0f} ms CPU (cold caches); predict() {per_call * 1e6:.1f} us "
-              f"per call (warm); {profile.metric} range {values.min():.4g}..{values.max():.4g}")
+        print(f"{path.name}: predict_many(10,000) {cold * 1e3:.0f} ms wall, {cold_cpu * 1e3:.0f} ms CPU (cold caches); "
+              f"predict() {per_call * 1e6:.1f} us per call (warm); "
+              f"{profile.metric} range {values.min():.4g}..{values.max():.4g}")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ def main() -> None:
     x = torch.randn(1, 3, args.resolution, args.resolution)
     with open("/proc/loadavg") as fh:
         load_before = fh.read().split()[:3]
-    results = {"command": " ".join(["python"] + sys.argv), "threads": 1, "clock": args.clock, "batch": 1, "resolution": args.resolution,
-               "torch": torch.__version__, "cpu": _cpu(), "load_before": load_before, "sizes": {}}
+    results = {"command": " ".join(["python"] + sys.argv), "threads": 1, "clock": args.clock, "batch": 1,
+               "resolution": args.resolution, "torch": torch.__version__, "cpu": _cpu(), "load_before": load_before,
+               "sizes": {}}
     forms = tuple(f for f in args.forms.split(",") if f)
     for size in [s for s in args.sizes.split(",") if s in SIZES]:
         models = dict(build_forms(size, forms))

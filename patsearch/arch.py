@@ -11,10 +11,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -293,7 +294,7 @@ class ArchConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "architecture") -> "ArchConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "architecture") -> ArchConfig:
         if not isinstance(data, Mapping):
             raise ArchError(f"{source}: expected a mapping of architecture fields, got {type(data).__name__}")
         data = dict(data)
@@ -318,13 +319,13 @@ class ArchConfig:
         return atomic_write_text(path, self.to_yaml())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ArchConfig":
+    def load(cls, path: str | os.PathLike) -> ArchConfig:
         data = read_yaml(path, ArchError, "architecture file")
         if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
             data = data["arch"]  # accept files that wrap the description with metadata
         return cls.from_dict(data, source=str(path))
 
-    def replace(self, **changes: Any) -> "ArchConfig":
+    def replace(self, **changes: Any) -> ArchConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -402,7 +403,7 @@ def is_arch_ref(ref: Any) -> bool:
     return text in VARIANTS or text.endswith((".yaml", ".yml")) or os.path.exists(text)
 
 
-def resolve_arch(ref: "str | os.PathLike | ArchConfig | Mapping[str, Any]", **overrides: Any) -> ArchConfig:
+def resolve_arch(ref: str | os.PathLike | ArchConfig | Mapping[str, Any], **overrides: Any) -> ArchConfig:
     """Turn what a user passed as ``--arch`` into an :class:`ArchConfig`.
 
     Accepts a config, a mapping, a registered variant name (``patnet_t2``) or a path to a YAML file.

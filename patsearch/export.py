@@ -21,7 +21,8 @@ def read_checkpoint(checkpoint: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a torch file
-        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); is it a patsearch checkpoint?") from None
+        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); "
+                        "is it a patsearch checkpoint?") from None
     if not isinstance(state, dict):
         raise UserError(f"checkpoint {path} holds no state dict")
     if not isinstance(state.get("model"), dict):

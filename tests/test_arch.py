@@ -110,3 +110,41 @@ def test_drop_path_rates_rise_linearly():
     rates = VARIANTS["patnet_l"].drop_path_rates()
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3) and len(rates) == 29
     assert all(b > a for a, b in zip(rates, rates[1:]))
+
+
+def test_every_field_is_declared_once_with_its_role():
+    from patsearch.arch import FIELDS, FIXED, SEARCH
+
+    assert list(FIELDS) == [f for f in ArchConfig.__dataclass_fields__]
+    assert [n for n, s in FIELDS.items() if s.per_stage] == ["depths", "mixers", "spatial"]
+    assert [n for n, s in FIELDS.items() if not s.structural] == ["drop_path_rate", "name"]
+    assert [n for n, s in FIELDS.items() if s.role == FIXED] == ["drop_path_rate", "num_classes", "head_width"]
+    assert [n for n, s in FIELDS.items() if s.role == SEARCH] == ["embed_dim", "depths", "n_div", "mlp_ratio",
+                                                                  "mixers", "spatial", "act", "num_heads"]
+
+
+def test_structure_key_ignores_exactly_the_non_structural_fields():
+    t2 = VARIANTS["patnet_t2"]
+    key = t2.structure_key(224)
+    assert t2.replace(name="other", drop_path_rate=0.3).structure_key(224) == key
+    assert t2.structure_key(256) != key
+    for change in ({"embed_dim": 48}, {"depths": (2, 2, 6, 5)}, {"n_div": 8}, {"mlp_ratio": 3.0},
+                   {"mixers": ("pconv",) * 4}, {"spatial": ("none",) * 4}, {"act": "gelu"}, {"num_heads": 8},
+                   {"num_classes": 10}, {"head_width": 1024}):
+        assert t2.replace(**change).structure_key(224) != key, change
+    assert "name" not in t2.structure() and "drop_path_rate" not in t2.structure()
+
+
+def test_per_stage_fields_accept_one_value_for_all_stages():
+    cfg = ArchConfig.from_dict({"mixers": "pconv", "spatial": "none", "depths": 2})
+    assert cfg.mixers == ("pconv",) * 4 and cfg.spatial == ("none",) * 4 and cfg.depths == (2,) * 4
+    with pytest.raises(ArchError, match="give either n_div or partial_ratio"):
+        ArchConfig.from_dict({"n_div": 4, "partial_ratio": 0.25})
+
+
+def test_is_arch_ref_tells_patnet_descriptions_from_other_timm_models(tmp_path):
+    from patsearch.arch import is_arch_ref
+
+    path = VARIANTS["patnet_t0"].save(tmp_path / "a.yaml")
+    assert all(is_arch_ref(r) for r in ("patnet_t0", str(path), path, VARIANTS["patnet_t0"], {"embed_dim": 32}))
+    assert not any(is_arch_ref(r) for r in ("fasternet_t0", "resnet50"))

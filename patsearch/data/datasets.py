@@ -10,8 +10,8 @@ DEFAULT_SYNTHETIC = (10_000, 2_000)
 SYNTHETIC_IMAGE_SIZE = 64
 
 
-def make_datasets(data: str | os.PathLike | None, *, cache: str = "auto", synthetic: tuple[int, int] = DEFAULT_SYNTHETIC,
-                  seed: int = 0, workers: int = 8) -> tuple[Any, Any]:
+def make_datasets(data: str | os.PathLike | None, *, cache: str = "auto",
+                  synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, workers: int = 8) -> tuple[Any, Any]:
     """``(train, val)`` datasets of ``(PIL image, label)``: an image folder, or the built-in synthetic set."""
     if data is None:
         from patsearch.data.synthetic import SyntheticShapes

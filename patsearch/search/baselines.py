@@ -8,8 +8,9 @@ fixed fields (class count, head width) and is scored outside the space.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from patsearch.arch import VARIANTS, ArchConfig
 from patsearch.errors import UserError

@@ -8,8 +8,9 @@ positive value tells the sampler how far outside the feasible region a point is.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from patsearch.arch import NUM_STAGES, ArchConfig
 from patsearch.errors import UserError
@@ -33,7 +34,7 @@ class ConstraintSpec:
     limit: float  # ms for latency, img/s for throughput
 
     @classmethod
-    def parse(cls, text: str, kind: str) -> "ConstraintSpec":
+    def parse(cls, text: str, kind: str) -> ConstraintSpec:
         """``"35ms"`` or ``"cpu=35ms"`` / ``"profiles/h100.json=4000fps"`` (device before the last ``=``)."""
         device, _, value = text.rpartition("=")
         device = device.strip() or None
@@ -130,19 +131,16 @@ def best_achievable(space: Any, constraint: Constraint) -> tuple[float, Any]:
                                                                 space.act, space.num_heads, space.resolution):
         mixers = [m[0] for m in space.mixers]
         spatial = [s[0] for s in space.spatial]
-
-        def build() -> ArchConfig:
-            return ArchConfig(embed_dim=embed, depths=depths, n_div=n_div, mlp_ratio=mlp, mixers=tuple(mixers),
-                              spatial=tuple(spatial), act=act, num_heads=heads,
-                              **{k: v for k, v in dict(space.fixed).items()})
-
+        base = dict(embed_dim=embed, depths=depths, n_div=n_div, mlp_ratio=mlp, act=act, num_heads=heads,
+                    **dict(space.fixed))
         for stage in range(NUM_STAGES):
             scored = []
             for mixer, sp in itertools.product(space.mixers[stage], space.spatial[stage]):
                 mixers[stage], spatial[stage] = mixer, sp
-                scored.append((sign * constraint.predict(build(), res), mixer, sp))
+                arch = ArchConfig(mixers=tuple(mixers), spatial=tuple(spatial), **base)
+                scored.append((sign * constraint.predict(arch, res), mixer, sp))
             _, mixers[stage], spatial[stage] = min(scored, key=lambda x: x[0])
-        arch = build()
+        arch = ArchConfig(mixers=tuple(mixers), spatial=tuple(spatial), **base)
         value = constraint.predict(arch, res)
         if best is None or sign * value < sign * best[0]:
             best = (value, (arch, res))

@@ -14,7 +14,7 @@ MASK = "***"
 _SECRET_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword", "api_key", "apikey")
 # scheme://user:password@host  (the password may itself contain ':' but not '@' unless percent-encoded)
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?P<tail>@)")
-_QUERY = re.compile(r"(?P<head>[?&;](?:%s)=)(?P<pw>[^&;\s'\"]+)" % "|".join(_SECRET_KEYS), re.IGNORECASE)
+_QUERY = re.compile(r"(?P<head>[?&;](?:" + "|".join(_SECRET_KEYS) + r")=)(?P<pw>[^&;\s'\"]+)", re.IGNORECASE)
 
 
 def redact_url(url: str | None) -> str:

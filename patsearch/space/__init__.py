@@ -16,8 +16,17 @@ field is declared once, in ``arch.py``, and the space samples, suggests, parses 
 combination of a space's choices is a valid architecture (checked on load), so nothing is rejected while
 sampling or searching.
 """
-from patsearch.space.space import (DEFAULT_SPACE, SPACES_DIR, Candidate, Categorical, Dimension, IntRange, SearchSpace,
-                                   SpaceError, load_space)
+from patsearch.space.space import (
+                                   DEFAULT_SPACE,
+                                   SPACES_DIR,
+                                   Candidate,
+                                   Categorical,
+                                   Dimension,
+                                   IntRange,
+                                   SearchSpace,
+                                   SpaceError,
+                                   load_space,
+)
 
 __all__ = ["load_space", "SearchSpace", "Candidate", "Categorical", "IntRange", "Dimension", "SpaceError",
            "DEFAULT_SPACE", "SPACES_DIR"]

@@ -12,14 +12,26 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from patsearch.arch import (FIELDS, FIXED, NUM_STAGES, SEARCH, ArchConfig, ArchError, FieldSpec, LayerSpec,
-                            check_resolution, field_problem, is_int)
+from patsearch.arch import (
+    FIELDS,
+    FIXED,
+    NUM_STAGES,
+    SEARCH,
+    ArchConfig,
+    ArchError,
+    FieldSpec,
+    LayerSpec,
+    check_resolution,
+    field_problem,
+    is_int,
+)
 from patsearch.config import read_yaml
 from patsearch.errors import UserError
 from patsearch.resources import bundled_dir
@@ -126,7 +138,7 @@ class SearchSpace:
         return rest * total
 
     # --- sampling ------------------------------------------------------------------------------------------
-    def sample_params(self, rng: "int | np.random.Generator | None" = None) -> dict[str, Any]:
+    def sample_params(self, rng: int | np.random.Generator | None = None) -> dict[str, Any]:
         """Uniform random choices for every dimension (seeded by an int or a numpy Generator)."""
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         params: dict[str, Any] = {}
@@ -136,7 +148,7 @@ class SearchSpace:
             params[name] = value.item() if isinstance(value, np.generic) else value
         return self._canonical(params)
 
-    def sample(self, rng: "int | np.random.Generator | None" = None) -> Candidate:
+    def sample(self, rng: int | np.random.Generator | None = None) -> Candidate:
         """One uniformly random point of the space, as ``Candidate(arch, resolution)``."""
         return self.to_candidate(self.sample_params(rng))
 
@@ -278,7 +290,7 @@ class SearchSpace:
 
     # --- loading -------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<dict>") -> "SearchSpace":
+    def from_dict(cls, data: Any, *, source: str = "<dict>") -> SearchSpace:
         return _parse(data, source)
 
 
@@ -441,7 +453,7 @@ def _check_all_points_valid(space: SearchSpace, fail: Callable[[str, str], None]
                  + f" is not a valid architecture: {exc}")
 
 
-def load_space(path: "str | os.PathLike | None" = None) -> SearchSpace:
+def load_space(path: str | os.PathLike | None = None) -> SearchSpace:
     """Load and validate a search-space YAML file; ``None`` loads the default ``spaces/patnet.yaml``.
 
     A bare name (``tiny``) resolves to ``spaces/<name>.yaml``. Errors name the file and field.

@@ -55,8 +55,9 @@ def main() -> int:
 
     run_proxy.num_classes = 10
     opts = SearchOptions(latency_budgets=[f"{args.profile}={args.budget}"], space="tiny", trials=args.trials,
-                         storage=args.storage, study_name=args.study, n_jobs=args.n_jobs, heartbeat_interval=HEARTBEAT_S,
-                         runs_dir=args.runs_dir, count_costs=False, plots=False, baselines="none", seed=None)
+                         storage=args.storage, study_name=args.study, n_jobs=args.n_jobs,
+                         heartbeat_interval=HEARTBEAT_S, runs_dir=args.runs_dir, count_costs=False, plots=False,
+                         baselines="none", seed=None)
     try:
         run_search(opts, run_proxy=run_proxy, load_profile=lambda d: load_profile(d, check=False))
     except UserError as exc:

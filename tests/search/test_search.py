@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import itertools
 
-import optuna
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from search_helpers import HEARTBEAT_S, fake_proxy, make_profile
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
 from patsearch.profiler import load_profile
@@ -15,7 +15,6 @@ from patsearch.search.api import SearchOptions, run_search, show_study
 from patsearch.search.constraints import ConstraintError
 from patsearch.search.objective import ATTR_BASELINE, ATTR_FEASIBLE, ATTR_TOP1
 from patsearch.search.study import is_infeasible
-from search_helpers import HEARTBEAT_S, fake_proxy, make_profile
 
 
 def _load(path):

@@ -4,16 +4,15 @@ from __future__ import annotations
 import io
 import json
 
-import optuna
 import pytest
 from optuna.trial import TrialState
+from search_helpers import HEARTBEAT_S, fake_proxy
 from typer.testing import CliRunner
 
+from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
-from patsearch.errors import UserError
 from patsearch.search.study import is_infeasible, open_storage, parse_storage
-from search_helpers import HEARTBEAT_S, fake_proxy
 
 
 def _opts(tmp_path, profile, **kw):

@@ -15,10 +15,10 @@ import time
 import optuna
 import pytest
 from optuna.trial import TrialState
-
-from patsearch.search.study import is_infeasible, parse_storage
 from search_helpers import PG_PASSWORD, ROOT
 from search_helpers import start_worker as _worker
+
+from patsearch.search.study import is_infeasible, parse_storage
 
 pytestmark = pytest.mark.postgres
 
@@ -37,10 +37,10 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
     victim_out, victim_err = victim.communicate(timeout=30)
     assert victim.returncode == -signal.SIGKILL
     outputs = [p.communicate(timeout=240) for p in others]
-    for p, (out, err) in zip(others, outputs):
+    for p, (_, err) in zip(others, outputs):
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err and "error" not in err.lower(), err[-3000:]
-    for out, err in outputs:  # each surviving worker names its storage, with the password masked
+    for out, _ in outputs:  # each surviving worker names its storage, with the password masked
         assert "postgresql://nas:***@127.0.0.1" in out, out[-2000:]
     for out, err in outputs + [(victim_out, victim_err)]:
         assert PG_PASSWORD not in out + err

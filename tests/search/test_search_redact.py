@@ -1,10 +1,10 @@
 """Credentials in storage URLs never reach messages, logs or files."""
 import logging
 
+import pytest
+
 from patsearch.search.redact import RedactingFilter, redact_url, scrub, secrets_in
 from patsearch.search.study import StorageError, open_storage, parse_storage
-
-import pytest
 
 
 @pytest.mark.parametrize("url,shown", [

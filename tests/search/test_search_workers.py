@@ -13,11 +13,10 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-
-from patsearch.search.study import is_infeasible
-
 from search_helpers import HEARTBEAT_S, ROOT
 from search_helpers import start_worker as _worker
+
+from patsearch.search.study import is_infeasible
 
 
 def _load_study(url: str, name: str):
@@ -35,7 +34,7 @@ def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profi
     url = f"sqlite:///{tmp_path}/shared.db" if kind == "sqlite" else f"journal:///{tmp_path}/shared.log"
     procs = [_worker(url, tiny_profile, tmp_path / "runs", "shared", 10, sleep=0.05, n_jobs=2) for _ in range(3)]
     outputs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
         assert "locked" not in err and "Traceback" not in err, err[-3000:]
     trials = _load_study(url, "shared").get_trials()

@@ -139,3 +139,40 @@ def test_default_space_table_size_is_tractable():
     layers = load_space().layer_inputs()
     assert 500 <= len(layers) <= 1200
     assert math.log10(load_space().size()) > 6
+
+
+def test_dimensions_derive_from_the_architecture_fields():
+    from patsearch.arch import FIELDS, SEARCH
+
+    space = load_space()
+    expected = [p for name, spec in FIELDS.items() if spec.role == SEARCH for p in spec.params(name)]
+    assert [n for n, _ in space.params()] == expected + ["resolution"]
+    assert expected[:7] == ["embed_dim", "depth1", "depth2", "depth3", "depth4", "n_div", "mlp_ratio"]
+    assert expected[7:] == ["mixer1", "mixer2", "mixer3", "mixer4", "spatial1", "spatial2", "spatial3", "spatial4",
+                            "act", "num_heads"]  # the Optuna parameter names stored in studies
+    assert space.embed_dim == (32, 48, 64, 96, 128, 160) and space.n_div == (4, 8)
+    assert space.depths[2] == tuple(range(2, 21)) and space.mixers[3] == ("pconv", "pat_ch", "pat_sf")
+    with pytest.raises(AttributeError):
+        getattr(space, "drop_path_rate")  # noqa: B009 (a fixed field, not a dimension)
+
+
+def test_optional_dimensions_default_to_the_architecture_default():
+    data = _tiny_dict()
+    del data["num_heads"], data["partial_ratio"], data["resolution"]
+    space = SearchSpace.from_dict(data)
+    assert space.num_heads == (ArchConfig().num_heads,) and space.n_div == (ArchConfig().n_div,)
+    assert space.resolution == (224,)
+
+
+def test_fixed_values_are_checked_by_the_field_declarations():
+    data = _tiny_dict()
+    data["fixed"] = {"num_classes": 0}
+    with pytest.raises(SpaceError, match="field 'fixed.num_classes': must be a positive integer"):
+        SearchSpace.from_dict(data, source="bad.yaml")
+
+
+def test_non_structural_fields_do_not_leave_the_space():
+    space = load_space()
+    t2 = VARIANTS["patnet_t2"]
+    assert space.contains(t2.replace(name="mine", drop_path_rate=0.2), 224)
+    assert not space.contains(t2.replace(num_classes=10), 224)  # fixed and structural
