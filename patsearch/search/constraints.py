@@ -126,7 +126,7 @@ def best_achievable(space: Any, constraint: Constraint) -> tuple[float, Any]:
     """
     sign = 1.0 if constraint.kind == LATENCY else -1.0
     best: tuple[float, Any] | None = None
-    depths = tuple(min(_choices(d)) for d in space.depths)
+    depths = tuple(min(choices) for choices in space.depths)
     for embed, n_div, mlp, act, heads, res in itertools.product(space.embed_dim, space.n_div, space.mlp_ratio,
                                                                 space.act, space.num_heads, space.resolution):
         mixers = [m[0] for m in space.mixers]
@@ -146,10 +146,6 @@ def best_achievable(space: Any, constraint: Constraint) -> tuple[float, Any]:
             best = (value, (arch, res))
     assert best is not None
     return best
-
-
-def _choices(value: Any) -> tuple[int, ...]:
-    return tuple(value.choices) if hasattr(value, "choices") else tuple(value)
 
 
 def check_achievable(space: Any, constraints: Sequence[Constraint]) -> dict[str, float]:

@@ -187,6 +187,7 @@ def test_rerun_resumes_and_refuses_changed_options(tmp_path, tiny_profile, capsy
         show_study("nope", runs_dir=str(tmp_path / "runs"))
 
 
+@pytest.mark.slow
 def test_results_files_and_plots(tmp_path, tiny_profile):
     out = _run(tmp_path, tiny_profile, "5ms", trials=3, plots=True, count_costs=True, seed=4)
     names = {p.name for p in out.files}

@@ -23,6 +23,7 @@ from patsearch.search.study import is_infeasible, parse_storage
 pytestmark = pytest.mark.postgres
 
 
+@pytest.mark.slow
 def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path, postgres_url, tiny_profile):
     runs = tmp_path / "runs"
     marker = tmp_path / "victim.started"

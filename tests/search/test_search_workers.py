@@ -29,6 +29,7 @@ def _load_study(url: str, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profile, kind):
     url = f"sqlite:///{tmp_path}/shared.db" if kind == "sqlite" else f"journal:///{tmp_path}/shared.log"
@@ -62,6 +63,7 @@ def _cli(runs: Path, profile: Path) -> list[str]:
             str(HEARTBEAT_S), "--baselines", "none", "--no-plots", "--seed", "0"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile):
     runs = tmp_path / "runs"
     url = f"sqlite:///{runs}/killed/study.db"
