@@ -31,6 +31,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_export_writes_an_onnx_file(tmp_path):
     out = tmp_path / "t0.onnx"
     result = run_cli("export", "--arch", "patnet_t0", "--onnx", str(out), "--resolution", "128")
