@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 import warnings
@@ -23,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_common import SIZES, build_forms, ratios  # noqa: E402
 
+from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
 BUDGET = Budget(warmup_s=0.3, min_samples=21, target_s=1.5, max_samples=150)
@@ -91,12 +91,10 @@ def main() -> None:
         results["sizes"][size] = {"latency_ms": ms, "spread_pct": spread, "vs_fasternet": ratios(ms, "latency_ms"),
                                   "rel_err_vs_deploy": errs}
         print(size, ms, ratios(ms, "latency_ms"), flush=True)
-        tmp = out_dir / ".results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(out_dir / "results.json")
+        atomic_write_json(out_dir / "results.json", results, indent=1)  # a run cut short keeps what it measured
     with open("/proc/loadavg") as fh:
         results["load_after"] = fh.read().split()[:3]
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    atomic_write_json(out_dir / "results.json", results, indent=1)
     print(markdown(results))
 
 

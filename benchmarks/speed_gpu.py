@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios  # noqa: E402
 
+from patsearch.io import atomic_write_text  # noqa: E402
 from patsearch.models.fast import prepare_inference  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
@@ -67,9 +68,7 @@ class Run:
     def save(self) -> None:
         for name, text in (("results.json", json.dumps(self.results, indent=1)), ("table.md", self.markdown()),
                            ("profile.txt", "\n".join(self.profile_text))):
-            tmp = self.out / f".{name}.tmp"
-            tmp.write_text(text)
-            tmp.replace(self.out / name)
+            atomic_write_text(self.out / name, text)
 
     # --- environment ---------------------------------------------------------------------------------------
     def environment(self) -> None:
