@@ -23,11 +23,15 @@ def console():
 
 
 @app.command()
-def models(resolution: int = typer.Option(224, help="Input resolution for the FLOP counts.")) -> None:
+def models(resolution: int = typer.Option(224, help="Input resolution for the FLOP counts."),
+           ablations: bool = typer.Option(False, "--ablations", help="Also PATNet-T2's ablations (Tables 3, 4, "
+                                          "5, 10) next to the paper's figures.")) -> None:
     """Table of the registered PATNet variants: params, FLOPs (trained and fused), depths, widths."""
-    from patsearch.reporting import variants_table
+    from patsearch.reporting import ablations_table, variants_table
 
     console().print(variants_table(resolution=resolution))
+    if ablations:
+        console().print(ablations_table(resolution=resolution))
 
 
 @app.command()

@@ -7,18 +7,7 @@ from __future__ import annotations
 from patsearch.arch import VARIANTS
 from patsearch.counting import count_flops, count_params
 from patsearch.models import create_model
-from patsearch.paper import TABLE4, TABLE6
-
-ABLATIONS = [  # (label, changes to T2, paper params M, paper FLOPs G or None)
-    ("Table 3: full channel attention", {"mixers": ("pat_ch_full",) * 3 + ("pat_sf",)}, 13.0, 1.04),
-    ("Table 3: full spatial attention", {"spatial": ("full",) * 4}, 12.6, 1.04),
-    ("Table 3: full self-attention", {"mixers": ("pat_ch",) * 3 + ("pat_sf_full",)}, 14.5, 1.12),
-    ("Table 10: SRM", {"mixers": ("pat_ch_srm",) * 3 + ("pat_sf",)}, 12.2, 1.03),
-    ("Table 10: SE", {"mixers": ("pat_ch_se",) * 3 + ("pat_sf",)}, 12.3, 1.04),
-    ("Table 5: dense 3x3 conv", {"mixers": ("conv",) * 3 + ("pat_sf",)}, 15.8, 2.12),
-    ("Table 5: DWConv (not widened)", {"mixers": ("dwconv",) * 3 + ("pat_sf",)}, 15.8, 1.28),
-    ("FasterNet-style PConv, no attention", {"mixers": ("pconv",) * 4, "spatial": ("none",) * 4}, None, None),
-]
+from patsearch.paper import ABLATIONS, TABLE4, TABLE6
 
 
 def _row(label: str, model, paper_p, paper_f) -> str:

@@ -1,6 +1,6 @@
 """Figures published in the paper, kept in one place for reports and tests (params in millions, FLOPs in G).
 
-Table 6: the variants at 224x224 (FLOPs counted with PAT_sp merged). Table 4: PATNet-T2 ablations. Table 1:
+Table 6: the variants at 224x224 (FLOPs counted with PAT_sp merged). Tables 3, 4, 5, 10: PATNet-T2 ablations. Table 1:
 V100/MI250 throughput (batch 256) and single-core EPYC 73F3 latency, with the FasterNet peer of each variant.
 """
 from __future__ import annotations
@@ -20,6 +20,19 @@ TABLE4: list[tuple[str, dict, float, float]] = [
     ("+ PAT_sp", {"mixers": ("pat_ch",) * 4}, 11.5, 0.92),
     ("+ PAT_sf (= T2)", {}, 12.6, 1.03),
     ("depths 2-2-8-2", {"depths": (2, 2, 8, 2)}, 9.7, 0.98),
+]
+
+# Tables 3, 5 and 10 (and one reference row) as configurations of PATNet-T2: (description, changes, params,
+# FLOPs), None where the paper has no figure.
+ABLATIONS: list[tuple[str, dict, float | None, float | None]] = [
+    ("Table 3: full channel attention", {"mixers": ("pat_ch_full",) * 3 + ("pat_sf",)}, 13.0, 1.04),
+    ("Table 3: full spatial attention", {"spatial": ("full",) * 4}, 12.6, 1.04),
+    ("Table 3: full self-attention", {"mixers": ("pat_ch",) * 3 + ("pat_sf_full",)}, 14.5, 1.12),
+    ("Table 10: SRM", {"mixers": ("pat_ch_srm",) * 3 + ("pat_sf",)}, 12.2, 1.03),
+    ("Table 10: SE", {"mixers": ("pat_ch_se",) * 3 + ("pat_sf",)}, 12.3, 1.04),
+    ("Table 5: dense 3x3 conv", {"mixers": ("conv",) * 3 + ("pat_sf",)}, 15.8, 2.12),
+    ("Table 5: DWConv (not widened)", {"mixers": ("dwconv",) * 3 + ("pat_sf",)}, 15.8, 1.28),
+    ("FasterNet-style PConv, no attention", {"mixers": ("pconv",) * 4, "spatial": ("none",) * 4}, None, None),
 ]
 
 # Table 1: (V100 img/s, MI250 img/s, CPU ms, top-1 %) and the FasterNet peer's name.

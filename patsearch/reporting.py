@@ -8,7 +8,7 @@ from rich.console import Group
 from rich.table import Table
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
-from patsearch.paper import TABLE6
+from patsearch.paper import ABLATIONS, TABLE4, TABLE6
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,22 @@ def _m(n: int) -> str:
 
 def _g(n: int) -> str:
     return f"{n / 1e9:.3f}G"
+
+
+def ablations_table(resolution: int = 224) -> Table:
+    """PATNet-T2 and the paper's ablations of it (Tables 3, 4, 5, 10), next to the paper's figures."""
+    table = Table(title=f"PATNet-T2 ablations at {resolution}x{resolution} (fvcore, 1 MAC = 1 FLOP)")
+    for col in ("row", "params", "FLOPs trained", "FLOPs Table 6 form", "FLOPs fused", "paper", "deviation"):
+        table.add_column(col, justify="left" if col == "row" else "right")
+    t2 = VARIANTS["patnet_t2"]
+    rows = [(f"Table 4: {label}", changes, p, f) for label, changes, p, f in TABLE4] + list(ABLATIONS)
+    for label, changes, paper_p, paper_f in rows:
+        s = summarize(t2.replace(**changes), resolution)
+        paper = "-" if paper_p is None else f"{paper_p}M / {paper_f}G"
+        dev = "" if paper_p is None or resolution != 224 else (
+            f"{(s.params / 1e6 / paper_p - 1) * 100:+.1f}% / {(s.flops_table6 / 1e9 / paper_f - 1) * 100:+.1f}%")
+        table.add_row(label, _m(s.params), _g(s.flops_trained), _g(s.flops_table6), _g(s.flops_fused), paper, dev)
+    return table
 
 
 def variants_table(resolution: int = 224) -> Table:
