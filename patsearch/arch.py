@@ -133,7 +133,6 @@ def _string(x: Any) -> str | None:
 def _one_of(options: Mapping[str, str] | tuple[str, ...], what: str) -> Check:
     def check(x: Any) -> str | None:
         return None if x in options else f"unknown {what} {x!r}; choose from {', '.join(options)}"
-    check.options = tuple(options)  # type: ignore[attr-defined]
     return check
 
 
