@@ -69,6 +69,7 @@ def test_resume_measures_only_missing_entries(tmp_path, tiny_space):
     assert len(json.loads(path.read_text())["entries"]) == total
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_path, tiny_space):
     path = tmp_path / "killed.json"
     marker = tmp_path / "fourth-layer.started"
