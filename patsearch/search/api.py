@@ -133,84 +133,21 @@ def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
 
 
 def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., float] | None = None,
-               load_profile: Callable[[str], Any] | None = None) -> SearchOutcome:
+               load_profile: Callable[[str], Any] | None = None, worker_index: int = 0) -> SearchOutcome:
     """Run (or resume) a constrained search and write its results under ``<runs_dir>/<study>/``.
 
     ``run_proxy`` and ``load_profile`` replace the trainer and the profile loader (tests use tiny stand-ins).
+    ``worker_index`` > 0 is a ``--gpus`` worker process (:func:`_gpu_worker`): it claims trials and reports
+    nothing, with a sampler seed of its own so that workers starting together do not propose the same candidates.
     """
     from rich.console import Console
     from rich.markup import escape
 
     console = console or Console(stderr=False)
     _check_options(opts)
-    gpus = _worker_gpus(opts)  # bad --gpus / --proxy-device fail here, before any study is opened
+    gpus = _worker_gpus(opts) if not worker_index else None  # bad --gpus/--proxy-device: before any study work
     if gpus is not None and len(gpus) == 1:  # one GPU: this process is its worker
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device=f"cuda:{gpus[0]}"))
-    setup = _setup(opts, console, run_proxy, load_profile)
-    space, constraints, best_possible = setup.space, setup.constraints, setup.best_possible
-    study_name, spec, out_dir, baselines, notes = (setup.study_name, setup.spec, setup.out_dir, setup.baselines,
-                                                   setup.notes)
-    main_study = setup.main_study
-
-    console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
-                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}"
-                  + f" | proxy on {_where(opts, gpus, setup.run_proxy)}")
-    for c in constraints:
-        console.print(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
-    if baselines:
-        console.print("  baselines: " + ", ".join(
-            f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
-    for note in notes:
-        console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
-
-    if gpus is not None and len(gpus) > 1:
-        ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
-    else:
-        ran = _run_with_progress(main_study, setup.make_study, setup.objective_factory, spec, opts, console,
-                                 constraints)
-
-    final = main_study
-    if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
-        fill_costs(final, _count_costs)
-    result = write_results(final, out_dir, plots=opts.plots)
-    console.print(summary_table(final))
-    console.print(comparison(final))
-    for path in result.files:
-        console.print(f"wrote {path}")
-    for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
-    console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
-    return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
-                         ran, final)
-
-
-@dataclass
-class _Setup:
-    """A search made ready to run: what the parent prints and what every worker (thread or process) needs."""
-
-    space: Any
-    constraints: list
-    best_possible: dict
-    study_name: str
-    spec: Any
-    out_dir: Path
-    baselines: list
-    notes: list[str]
-    main_study: Any
-    make_study: Callable[[], Any]
-    objective_factory: Callable[[], Any]
-    run_proxy: Callable[..., float]
-
-
-def _setup(opts: SearchOptions, console, run_proxy: Callable[..., float] | None,
-           load_profile: Callable[[str], Any] | None, worker_index: int = 0) -> _Setup:
-    """Constraints, study (created or resumed, baselines enqueued when new), sampler and objective.
-
-    ``worker_index`` > 0 (a GPU worker process) draws its sampler seed from another stream, so that workers
-    starting together do not propose the same candidates.
-    """
-    from rich.markup import escape
-
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
 
     from patsearch.space import load_space
@@ -285,8 +222,43 @@ def _setup(opts: SearchOptions, console, run_proxy: Callable[..., float] | None,
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
                                           objective=opts.objective,
                                           chance=1.0 / max(2, num_classes))
-    return _Setup(space, constraints, best_possible, study_name, spec, out_dir, baselines, notes, main_study,
-                  make_study, objective_factory, run_proxy)
+    if worker_index:  # a --gpus worker process: claim and train trials; the parent reports and writes results
+        deadline = time.time() + opts.timeout if opts.timeout else None
+        stats = study_mod.run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
+                                     deadline=deadline, heartbeats=spec.heartbeats,
+                                     heartbeat_interval=opts.heartbeat_interval,
+                                     max_infeasible=max(200, 50 * opts.trials))
+        return SearchOutcome(study_name, spec.display, out_dir, None, [], notes, stats.ran, main_study)
+
+    console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
+                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}"
+                  + f" | proxy on {_where(opts, gpus, run_proxy)}")
+    for c in constraints:
+        console.print(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
+    if baselines:
+        console.print("  baselines: " + ", ".join(
+            f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
+    for note in notes:
+        console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
+
+    if gpus is not None and len(gpus) > 1:
+        ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
+    else:
+        ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
+
+    final = main_study
+    if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
+        fill_costs(final, _count_costs)
+    result = write_results(final, out_dir, plots=opts.plots)
+    console.print(summary_table(final))
+    console.print(comparison(final))
+    for path in result.files:
+        console.print(f"wrote {path}")
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
+    return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
+                         ran, final)
 
 
 def _where(opts: SearchOptions, gpus: list[int] | None, run_proxy: Any) -> str:
@@ -307,12 +279,7 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
     from rich.console import Console
 
     try:
-        setup = _setup(opts, Console(quiet=True), None, None, worker_index=index + 1)
-        deadline = time.time() + opts.timeout if opts.timeout else None
-        study_mod.run_worker(setup.make_study(), setup.objective_factory(), spec=setup.spec, n_trials=opts.trials,
-                             deadline=deadline, heartbeats=setup.spec.heartbeats,
-                             heartbeat_interval=opts.heartbeat_interval,
-                             max_infeasible=max(200, 50 * opts.trials))
+        run_search(opts, console=Console(quiet=True), worker_index=index + 1)
     except KeyboardInterrupt:
         pass  # run_worker queued the running trial again; the parent reports the interruption
     except UserError as exc:

@@ -123,7 +123,11 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
 
 def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
                       threads: int | None = None) -> Callable[..., float]:
-    """``run_proxy(arch, on_epoch_end=None) -> final top-1 in [0, 1]`` for :class:`~patsearch.search.objective.Objective`."""
+    """``run_proxy(arch, on_epoch_end=None) -> final top-1 in [0, 1]`` for :class:`~patsearch.search.objective.Objective`.
+
+    ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
+    ``device`` and ``num_classes`` attributes say where and on what it trains.
+    """
     device = settings.torch_device()  # fails here, before any study work, on a bad or absent device
     batch = settings.batch_for(device.type)
     data = settings.data
@@ -131,7 +135,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
     if data is not None:
         data, num_classes = prepare_folder(settings)
 
-    def run_proxy(arch: ArchConfig, on_epoch_end: Callable[[int, float], None] | None = None) -> float:
+    def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None) -> float:
         import torch
 
         from patsearch.search.objective import ProxyDiverged
@@ -145,7 +149,9 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
                 on_epoch_end(epoch, float(metrics["top1"]) / 100.0)
 
         try:
-            result = train(arch.replace(num_classes=num_classes), settings.recipe, data=data, out_dir=None,
+            # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
+            target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
+            result = train(target, settings.recipe, data=data, out_dir=None,
                            epochs=settings.epochs, batch_size=batch, lr=settings.lr,
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,

@@ -339,9 +339,6 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
 
         normalize = DeviceNormalizer(ctx.device, channels_last)
         if train_t is not None:
-            def train_loader(res: int) -> Any:
-                return None  # batches come from tensor_batches(epoch, first step)
-
             def tensor_batches(epoch: int, first_step: int):
                 yield from _tensor_batches(train_t, rec, seed, epoch, first_step, steps_per_epoch, global_batch,
                                            local_batch, ctx)
