@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from patsearch.arch import resolve_arch  # noqa: E402
-from patsearch.data import tensor_cache  # noqa: E402
-from patsearch.search.proxy import ProxySettings, make_proxy_runner, prepare_folder  # noqa: E402
+from patsearch.arch import resolve_arch
+from patsearch.data import tensor_cache
+from patsearch.search.proxy import ProxySettings, make_proxy_runner, prepare_folder
 
 
 def timed_proxy(settings: ProxySettings, arch, label: str) -> dict:
@@ -69,7 +69,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "proxy-data"
-    sizes = dict(train_samples=200, val_samples=100) if args.tiny else {}
+    sizes = {"train_samples": 200, "val_samples": 100} if args.tiny else {}
     epochs = 1 if args.tiny else args.epochs
     batch = 32 if args.tiny and args.batch_size is None else args.batch_size
     base = ProxySettings(data=args.data, resolution=args.resolution, device=args.device, subset_dir=str(cache_dir),

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import multiprocessing as mp
 import os
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ class TensorSplit:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def to(self, device: torch.device | str) -> "TensorSplit":
+    def to(self, device: torch.device | str) -> TensorSplit:
         return TensorSplit(self.images.to(device, non_blocking=True), self.labels.to(device, non_blocking=True),
                            self.classes)
 
@@ -91,13 +92,13 @@ def decoded_bytes(source: TensorSource, resolution: int, test_resolution: int) -
 
 def fit_image(img: Image.Image, size: int, crop_pct: float = 1.0) -> np.ndarray:
     """Resize the shorter side to ``size / crop_pct`` (bicubic) and centre-crop ``size``: (size, size, 3) uint8."""
-    scale_to = int(round(size / crop_pct))
+    scale_to = round(size / crop_pct)
     w, h = img.size
     if (w, h) != (scale_to, scale_to) or scale_to != size:
         if w <= h:
-            nw, nh = scale_to, max(scale_to, int(round(h * scale_to / w)))
+            nw, nh = scale_to, max(scale_to, round(h * scale_to / w))
         else:
-            nw, nh = max(scale_to, int(round(w * scale_to / h))), scale_to
+            nw, nh = max(scale_to, round(w * scale_to / h)), scale_to
         if (nw, nh) != (w, h):
             img = img.resize((nw, nh), Image.BICUBIC)
         left, top = (nw - size) // 2, (nh - size) // 2
@@ -172,7 +173,7 @@ def _save_atomic(payload: dict, path: Path) -> None:
 def _read(path: Path, key: str) -> tuple[TensorSplit, TensorSplit] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable or from another version: rebuild it
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):  # unreadable: rebuild it
         return None
     if not isinstance(payload, dict) or payload.get("key") != key or payload.get("version") != FORMAT_VERSION:
         return None

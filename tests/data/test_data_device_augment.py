@@ -2,7 +2,11 @@
 import torch
 import torch.nn.functional as F
 
-from patsearch.data.device_augment import epoch_permutation, pad_crop_flip, step_generator
+from patsearch.data.device_augment import (
+    epoch_permutation,
+    pad_crop_flip,
+    step_generator,
+)
 
 CPU = torch.device("cpu")
 

@@ -101,6 +101,7 @@ def test_gpus_with_a_cpu_proxy_device_is_refused(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, tiny_profile, capsys):
     """The --gpus plumbing (spawned workers rebuilding the search from the options, exact trial count, the parent
     reporting their trials), run on the CPU: each worker gets device None instead of a GPU index."""

@@ -4,12 +4,12 @@ import sys
 
 import pytest
 import torch
+from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 
 from patsearch.data import tensor_cache
 from patsearch.errors import UserError
 from patsearch.train import train
 from patsearch.train.loop import _Progress, describe_precision
-from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 
 
 def colour_folder(root, n_train=48, n_val=24, size=32):
