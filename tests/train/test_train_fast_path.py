@@ -114,3 +114,34 @@ def test_precision_text():
     assert describe_precision(None, False, cpu) == "float32 (amp off)"
     assert describe_precision(torch.bfloat16, True, gpu) == "bfloat16 autocast"
     assert describe_precision(torch.float16, True, gpu) == "float16 autocast + GradScaler"
+
+
+def test_ranks_share_each_global_batch_of_the_tensor_path():
+    from patsearch.data.tensor_cache import TensorSplit
+    from patsearch.train.distributed import DistContext
+    from patsearch.train.loop import _tensor_batches
+    from patsearch.train.recipe import load_recipe
+
+    n = 40
+    data = TensorSplit(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n), tuple("ab"))
+    rec = load_recipe("proxy").replace(resolution=32, test_resolution=32, multi_scale_sizes=[32],
+                                       multi_scale_schedule=[[0, 32]])
+
+    def labels(rank, world, first=0):
+        ctx = DistContext(rank=rank, world_size=world)
+        return [y.tolist() for _, y in _tensor_batches(data, rec, 3, 1, first, 4, 8, 8 // world, ctx)]
+
+    single = labels(0, 1)
+    halves = zip(labels(0, 2), labels(1, 2))
+    assert [a + b for a, b in halves] == single
+    assert len({i for b in single for i in b}) == 32  # 4 steps x 8 distinct samples of the epoch's permutation
+    assert labels(0, 1, first=2) == single[2:]        # a resumed epoch continues with the same batches
+
+
+def test_mixup_runs_on_the_tensor_path():
+    from patsearch.train.recipe import load_recipe
+
+    rec = load_recipe("proxy").replace(mixup_alpha=0.4, cutmix_alpha=1.0)
+    result = train(TINY_ARCH, **{**TINY_RUN, "recipe": rec}, epochs=1, batch_size=16, synthetic=(32, 16))
+    assert result["run"]["data_path"] == "tensor-cache" and result["global_step"] == 2
+    assert result["final"]["val_samples"] == 16
