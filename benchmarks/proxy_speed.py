@@ -66,6 +66,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="CPU check: 200 train / 100 val images, 1 epoch, batch 32")
     args = ap.parse_args()
 
+    if args.tiny:
+        torch.set_num_threads(1)  # a shared small CPU: extra intra-op threads only contend
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "proxy-data"
