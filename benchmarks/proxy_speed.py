@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the proxy recipe's, sqrt-scaled")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="torch.compile each candidate")
+    ap.add_argument("--no-amp", action="store_true", help="float32 instead of the recipe's bf16 autocast")
     ap.add_argument("--tiny", action="store_true", help="CPU check: 200 train / 100 val images, 1 epoch, batch 32")
     args = ap.parse_args()
 
@@ -75,14 +76,15 @@ def main() -> None:
     epochs = 1 if args.tiny else args.epochs
     batch = 32 if args.tiny and args.batch_size is None else args.batch_size
     base = ProxySettings(data=args.data, resolution=args.resolution, device=args.device, subset_dir=str(cache_dir),
-                         compile=args.compile, **sizes)
+                         compile=args.compile, amp=False if args.no_amp else None, **sizes)
     device = base.torch_device()
     result: dict = {"machine": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
                                 platform.processor() or platform.machine(), "torch": torch.__version__,
                                 "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")},
                     "settings": {"data": args.data, "epochs": epochs, "resolution": args.resolution,
                                  "batch_size": batch or base.batch_for(device.type), "lr": args.lr,
-                                 "compile": args.compile, "tiny": args.tiny, "device": str(device)}}
+                                 "compile": args.compile, "amp": not args.no_amp, "tiny": args.tiny,
+                                 "device": str(device)}}
 
     # 1. the one-off decode into the tensor cache, then a reload from the file (what every later process does)
     folder, _ = prepare_folder(base)

@@ -49,6 +49,7 @@ class ProxySettings:
     workers: int = 0
     subset_dir: str | None = None  # folder subsets and tensor caches (default: runs/.proxy-data)
     compile: bool = False  # torch.compile each candidate (pays off only for long proxies: compiling takes ~1 min)
+    amp: bool | None = None  # None: the recipe's (bf16 autocast on GPUs); False: float32
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -155,7 +156,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
                            epochs=settings.epochs, batch_size=batch, lr=settings.lr,
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,
-                           tensorboard=False, on_epoch_end=forward, compile=settings.compile,
+                           tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,
                            tensor_cache_dir=settings.cache_dir())
         except TrainingDiverged as exc:
             raise ProxyDiverged(str(exc).split(";")[0]) from None
