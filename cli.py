@@ -108,7 +108,8 @@ def train(
                           cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
                           checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
                           channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
-                          profile_steps=profile_steps, progress=progress)
+                          profile_steps=profile_steps, progress=progress,
+                          tensor_cache_dir=run_dir.parent / ".proxy-data")  # crop: pad recipes (proxy) only
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
         typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))
@@ -243,7 +244,14 @@ def search(
                                                    "training (default: the built-in synthetic set)."),
     proxy_epochs: int = typer.Option(4, help="Proxy training epochs per candidate."),
     proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
-    proxy_batch_size: int = typer.Option(64, help="Proxy training batch size."),
+    proxy_batch_size: Optional[int] = typer.Option(None, help="Proxy training batch size (default: 512 on a GPU, "
+                                                              "64 on a CPU; lr scaled by sqrt(batch/256))."),
+    proxy_device: str = typer.Option("auto", help="Where proxies train: auto (the GPU when there is one) | cpu | "
+                                                  "cuda | cuda:N."),
+    gpus: Optional[str] = typer.Option(None, help="One worker process per GPU on the same study: all | N (the "
+                                                  "first N) | 0,1 (default: one worker)."),
+    proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
+                                                                      "proxies only: compiling takes ~1 min)."),
     proxy_train_samples: Optional[int] = typer.Option(None, help="Training images per candidate (synthetic: "
                                                                  "2000; folder: all, or a class-balanced subset)."),
     proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
@@ -281,7 +289,9 @@ def search(
         latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
         proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
                             batch_size=proxy_batch_size, train_samples=proxy_train_samples,
-                            val_samples=proxy_val_samples, seed=seed, subset_dir=str(runs_dir / ".proxy-data")),
+                            val_samples=proxy_val_samples, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
+                            device=proxy_device, compile=proxy_compile),
+        gpus=gpus,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots)

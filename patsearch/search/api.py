@@ -1,6 +1,7 @@
 """``patsearch search``: the library entry points the CLI wraps (:func:`run_search`, :func:`show_study`)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -42,6 +43,7 @@ class SearchOptions:
     sampler: str = "tpe"
     pruner: str = "median"
     n_jobs: int = 1
+    gpus: str | None = None  # all | N | 0,1: one worker process per GPU on the same study (None: one worker)
     baselines: str = "auto"
     runs_dir: str = "runs"
     heartbeat_interval: int = study_mod.DEFAULT_HEARTBEAT_INTERVAL
@@ -106,6 +108,22 @@ def _check_options(opts: SearchOptions) -> None:
                         "(it names the folder under runs/)")
 
 
+def _worker_gpus(opts: SearchOptions) -> list[int] | None:
+    """The GPUs that get a worker process each (``--gpus``), checked against ``--proxy-device``."""
+    import torch
+
+    from patsearch.search.proxy import parse_gpus
+
+    device = opts.proxy.torch_device()
+    gpus = parse_gpus(opts.gpus, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if gpus is not None and device.type != "cuda":
+        raise UserError(f"--gpus {opts.gpus} trains on GPUs but --proxy-device is {opts.proxy.device}; use "
+                        "--proxy-device auto or cuda, or drop --gpus")
+    if gpus is not None and opts.n_jobs > 1:
+        raise UserError("--gpus already runs one worker per GPU; drop --n-jobs (or use --n-jobs without --gpus)")
+    return gpus
+
+
 def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
     from patsearch.counting import count_flops, count_params
     from patsearch.models import create_model
@@ -115,16 +133,21 @@ def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
 
 
 def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., float] | None = None,
-               load_profile: Callable[[str], Any] | None = None) -> SearchOutcome:
+               load_profile: Callable[[str], Any] | None = None, worker_index: int = 0) -> SearchOutcome:
     """Run (or resume) a constrained search and write its results under ``<runs_dir>/<study>/``.
 
     ``run_proxy`` and ``load_profile`` replace the trainer and the profile loader (tests use tiny stand-ins).
+    ``worker_index`` > 0 is a ``--gpus`` worker process (:func:`_gpu_worker`): it claims trials and reports
+    nothing, with a sampler seed of its own so that workers starting together do not propose the same candidates.
     """
     from rich.console import Console
     from rich.markup import escape
 
     console = console or Console(stderr=False)
     _check_options(opts)
+    gpus = _worker_gpus(opts) if not worker_index else None  # bad --gpus/--proxy-device: before any study work
+    if gpus is not None and len(gpus) == 1:  # one GPU: this process is its worker
+        opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device=f"cuda:{gpus[0]}"))
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
 
     from patsearch.space import load_space
@@ -172,8 +195,10 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     }
 
     storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
-    sampler = study_mod.make_sampler(opts.sampler, seed=_sampler_seed(opts.seed, storage, study_name),
-                                     n_trials=opts.trials, multi_objective=multi)
+    seed = _sampler_seed(opts.seed, storage, study_name)
+    if seed is not None and worker_index:
+        seed = (seed * 1_000_003 + worker_index * 7919) % (2**31 - 1)
+    sampler = study_mod.make_sampler(opts.sampler, seed=seed, n_trials=opts.trials, multi_objective=multi)
 
     def on_create(new_study) -> None:
         enqueue_baselines(new_study, baselines)
@@ -197,9 +222,17 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
                                           objective=opts.objective,
                                           chance=1.0 / max(2, num_classes))
+    if worker_index:  # a --gpus worker process: claim and train trials; the parent reports and writes results
+        deadline = time.time() + opts.timeout if opts.timeout else None
+        stats = study_mod.run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
+                                     deadline=deadline, heartbeats=spec.heartbeats,
+                                     heartbeat_interval=opts.heartbeat_interval,
+                                     max_infeasible=max(200, 50 * opts.trials))
+        return SearchOutcome(study_name, spec.display, out_dir, None, [], notes, stats.ran, main_study)
 
     console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
-                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}")
+                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}"
+                  + f" | proxy on {_where(opts, gpus, run_proxy)}")
     for c in constraints:
         console.print(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
     if baselines:
@@ -208,7 +241,10 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     for note in notes:
         console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
 
-    ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
+    if gpus is not None and len(gpus) > 1:
+        ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
+    else:
+        ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
 
     final = main_study
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
@@ -223,6 +259,82 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
     return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
                          ran, final)
+
+
+def _where(opts: SearchOptions, gpus: list[int] | None, run_proxy: Any) -> str:
+    if gpus is not None and len(gpus) > 1:
+        return f"{len(gpus)} GPUs ({', '.join(f'cuda:{g}' for g in gpus)}), one worker process each"
+    device = getattr(run_proxy, "device", None)
+    return str(device) if device is not None else opts.proxy.device
+
+
+def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> None:
+    """One worker process: pin its GPU, rebuild the search from the options, claim trials until the study is full.
+
+    ``gpu=None`` runs the same code on the CPU (tests exercise the process plumbing that way).
+    """
+    if gpu is not None:  # before CUDA initialises in this fresh (spawned) interpreter: it sees one GPU, cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device="cuda"))
+    from rich.console import Console
+
+    try:
+        run_search(opts, console=Console(quiet=True), worker_index=index + 1)
+    except KeyboardInterrupt:
+        pass  # run_worker queued the running trial again; the parent reports the interruption
+    except UserError as exc:
+        errors.put(str(exc))
+    except BaseException as exc:  # one line to the parent; the worker's traceback goes to its stderr
+        errors.put(scrub(f"{type(exc).__name__}: {exc}", opts.storage or "").splitlines()[0])
+        raise
+
+
+def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | None], console, constraints) -> int:
+    """One spawned worker process per GPU on the same study; this process reports trials as they finish."""
+    import multiprocessing as mp
+
+    from optuna.trial import TrialState
+
+    ctx = mp.get_context("spawn")  # fresh interpreters: CUDA must not be initialised before each pins its GPU
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_gpu_worker, args=(opts, gpu, i, errors), name=f"patsearch-gpu-{gpu}", daemon=False)
+             for i, gpu in enumerate(gpus)]
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    seen = {t.number for t in main_study.get_trials(deepcopy=False) if t.state in done_states}
+    ran = 0
+    primary = constraints[0]
+    for p in procs:
+        p.start()
+    try:
+        while True:
+            alive = [p for p in procs if p.is_alive()]
+            for t in main_study.get_trials(deepcopy=False):
+                if t.state in done_states and t.number not in seen:
+                    seen.add(t.number)
+                    ran += 1
+                    top1 = t.user_attrs.get("proxy_top1")
+                    pred = t.user_attrs.get(f"pred:{primary.key}")
+                    console.print(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
+                                  f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
+                                  f"{primary.format(pred) if pred is not None else '-'}")
+            if not errors.empty():
+                message = errors.get()
+                for p in alive:
+                    p.terminate()
+                raise UserError(f"a GPU worker stopped: {message}")
+            if not alive:
+                break
+            for p in alive:
+                p.join(timeout=2.0 / len(alive))
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)  # they got the same Ctrl-C and queue their running trials again
+        raise
+    failed = [p for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        raise UserError(f"{len(failed)} GPU worker process(es) exited with an error (exit code "
+                        f"{failed[0].exitcode}); see their messages above and rerun the command to resume")
+    return ran
 
 
 def _sampler_seed(seed: int | None, storage, study_name: str) -> int | None:

@@ -4,6 +4,11 @@ There is no second training loop: :func:`make_proxy_runner` returns ``run_proxy(
 the trainer in-process (no files written) with the ``proxy`` recipe, a few epochs at a low resolution, on the
 built-in synthetic set or a class-balanced subset of an ImageFolder (``--data``), and forwards each epoch's
 validation top-1 (as a fraction) to ``on_epoch_end(epoch, top1)``, which may raise to stop the run (pruning).
+
+The ``proxy`` recipe takes the trainer's fast path: the data is decoded once into a uint8 tensor file under
+``subset_dir`` (``runs/.proxy-data``), shared by every candidate and worker process, and lives on the device.
+``device="auto"`` trains on the GPU when there is one; :func:`parse_gpus` turns ``--gpus`` into the GPUs that
+get one worker process each (see :func:`patsearch.search.api.run_search`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from patsearch.errors import UserError
 DEFAULT_EPOCHS = 4
 DEFAULT_RESOLUTION = 32
 DEFAULT_SYNTHETIC = (2000, 400)
+# Batch when none is given: large on a GPU, where the whole set lives in memory and a 32 px network is launch-bound
+# (fewer, larger steps; the proxy recipe scales the lr by sqrt(batch / 256)); small on a CPU, where 4 epochs of
+# 2,000 synthetic images need enough optimiser steps to learn (64 was measured to; 512 gives 12 steps in all).
+DEFAULT_BATCH = {"cuda": 512, "cpu": 64}
 
 
 @dataclass(frozen=True)
@@ -31,14 +40,16 @@ class ProxySettings:
     epochs: int = DEFAULT_EPOCHS
     resolution: int = DEFAULT_RESOLUTION
     recipe: str = "proxy"
-    batch_size: int = 64
+    batch_size: int | None = None  # None: DEFAULT_BATCH for the device
     lr: float | None = None
     train_samples: int | None = None  # synthetic: set size; folder: class-balanced subset (None: all)
     val_samples: int | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: the GPU when there is one)
     workers: int = 0
-    subset_dir: str | None = None  # where folder subsets are linked (default: next to the study's results)
+    subset_dir: str | None = None  # folder subsets and tensor caches (default: runs/.proxy-data)
+    compile: bool = False  # torch.compile each candidate (pays off only for long proxies: compiling takes ~1 min)
+    amp: bool | None = None  # None: the recipe's (bf16 autocast on GPUs); False: float32
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -49,8 +60,11 @@ class ProxySettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--proxy-{name.replace('_', '-')} must be positive, got {value}")
-        if self.batch_size < 2:
-            raise UserError(f"--proxy-batch-size must be at least 2, got {self.batch_size}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
+            raise UserError(f"--proxy-batch-size must be an integer of at least 2, got {self.batch_size!r}")
+        from patsearch.train.distributed import check_device_name
+
+        object.__setattr__(self, "device", check_device_name(self.device, "--proxy-device"))
 
     def data_id(self) -> str:
         """How the data is named in a study's stored options (a folder's name, not its path on this machine)."""
@@ -63,22 +77,72 @@ class ProxySettings:
     def synthetic_sizes(self) -> tuple[int, int]:
         return (self.train_samples or DEFAULT_SYNTHETIC[0], self.val_samples or DEFAULT_SYNTHETIC[1])
 
+    def torch_device(self):
+        """The device proxies train on (``auto`` resolved here, the one place); a one-line error for ``cuda``
+        without a GPU."""
+        from patsearch.train.distributed import resolve_device
+
+        return resolve_device(self.device, flag="--proxy-device")
+
+    def batch_for(self, device_type: str) -> int:
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH.get(device_type, DEFAULT_BATCH["cpu"])
+
+    def cache_dir(self) -> str:
+        return self.subset_dir or str(Path("runs") / ".proxy-data")
+
+
+def parse_gpus(spec: str | None, available: int) -> list[int] | None:
+    """``--gpus``: ``all``, a count ``N`` (the first N) or a list ``0,1``; None when not given (one worker).
+
+    ``available`` is the number of visible GPUs (``torch.cuda.device_count()``); asking for GPUs that are not
+    there is a one-line error.
+    """
+    if spec is None or str(spec).strip() == "":
+        return None
+    text = str(spec).strip().lower()
+    if available < 1:
+        raise UserError(f"--gpus {spec}: no CUDA GPU is visible on this machine; drop --gpus to train proxies on "
+                        "the CPU")
+    if text == "all":
+        return list(range(available))
+    if text.isdigit():
+        n = int(text)
+        if not 1 <= n <= available:
+            raise UserError(f"--gpus {spec}: this machine shows {available} GPU(s); pass 1..{available}, all, "
+                            "or a list such as 0,1")
+        return list(range(n))
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip() != ""]
+    except ValueError:
+        raise UserError(f"--gpus must be all, a count (2) or a list of GPU indices (0,1), got {spec!r}") from None
+    bad = [i for i in ids if not 0 <= i < available]
+    if not ids or bad or len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {spec}: pass distinct indices from 0 to {available - 1} (this machine shows "
+                        f"{available} GPU(s)), all, or a count")
+    return ids
+
 
 def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
                       threads: int | None = None) -> Callable[..., float]:
-    """``run_proxy(arch, on_epoch_end=None) -> final top-1 in [0, 1]`` for :class:`~patsearch.search.objective.Objective`."""
+    """``run_proxy(arch, on_epoch_end=None) -> final top-1 in [0, 1]`` for :class:`~patsearch.search.objective.Objective`.
+
+    ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
+    ``device`` and ``num_classes`` attributes say where and on what it trains.
+    """
+    device = settings.torch_device()  # fails here, before any study work, on a bad or absent device
+    batch = settings.batch_for(device.type)
     data = settings.data
     num_classes = num_classes_hint or 10
     if data is not None:
         data, num_classes = prepare_folder(settings)
 
-    def run_proxy(arch: ArchConfig, on_epoch_end: Callable[[int, float], None] | None = None) -> float:
+    def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None) -> float:
         import torch
 
         from patsearch.search.objective import ProxyDiverged
         from patsearch.train import TrainingDiverged, train
 
-        if threads:
+        if threads and device.type == "cpu":
             torch.set_num_threads(threads)
 
         def forward(epoch: int, metrics: dict[str, Any]) -> None:
@@ -86,11 +150,14 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
                 on_epoch_end(epoch, float(metrics["top1"]) / 100.0)
 
         try:
-            result = train(arch.replace(num_classes=num_classes), settings.recipe, data=data, out_dir=None,
-                           epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                           resolution=settings.resolution, device=settings.device, workers=settings.workers,
+            # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
+            target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
+            result = train(target, settings.recipe, data=data, out_dir=None,
+                           epochs=settings.epochs, batch_size=batch, lr=settings.lr,
+                           resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,
-                           tensorboard=False, on_epoch_end=forward)
+                           tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,
+                           tensor_cache_dir=settings.cache_dir())
         except TrainingDiverged as exc:
             raise ProxyDiverged(str(exc).split(";")[0]) from None
         final = result.get("final") or {}
@@ -99,6 +166,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
         return float(final["top1"]) / 100.0
 
     run_proxy.num_classes = num_classes  # type: ignore[attr-defined]
+    run_proxy.device = device  # type: ignore[attr-defined]
     return run_proxy
 
 
@@ -118,7 +186,7 @@ def prepare_folder(settings: ProxySettings) -> tuple[str, int]:
     if settings.train_samples is None and settings.val_samples is None:
         return str(root), len(classes)
     key = hashlib.sha256(f"{root.resolve()}|{settings.train_samples}|{settings.val_samples}".encode()).hexdigest()[:12]
-    base = Path(settings.subset_dir) if settings.subset_dir else Path("runs") / ".proxy-data"
+    base = Path(settings.cache_dir())
     target = base / f"{root.resolve().name}-{key}"
     if (target / ".complete").exists():
         return str(target), len(classes)
@@ -154,4 +222,4 @@ def _balanced(samples: list[tuple[str, int]], num_classes: int, n: int | None) -
     return out
 
 
-__all__ = ["ProxySettings", "make_proxy_runner", "prepare_folder"]
+__all__ = ["DEFAULT_BATCH", "ProxySettings", "make_proxy_runner", "parse_gpus", "prepare_folder"]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 import torch.distributed as dist
+
+from patsearch.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,35 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def check_device_name(device: str, flag: str = "--device") -> str:
+    """The normalised name (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), or a one-line error for anything else."""
+    text = str(device).strip().lower()
+    if text in DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise UserError(f"{flag} must be auto, cpu, cuda or cuda:N, got {device!r}")
+
+
+def resolve_device(device: str | torch.device = "auto", local_rank: int = 0, *, flag: str = "--device") -> torch.device:
+    """The one place a device name becomes a device: ``auto`` is this process's GPU when there is one, else the
+    CPU; ``cuda`` without a visible GPU is a one-line error, not a crash at the first tensor."""
     if isinstance(device, torch.device):
         return device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
+    text = check_device_name(device, flag)
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"{flag} {text}: no CUDA GPU is visible to PyTorch on this machine; use {flag} auto "
+                        f"(the GPU when there is one) or {flag} cpu")
+    index = local_rank if text == "cuda" else int(text.split(":")[1])
+    if index >= torch.cuda.device_count():
+        raise UserError(f"{flag} {text}: this machine shows {torch.cuda.device_count()} GPU(s) (cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1}); pick one of those")
+    return torch.device("cuda", index)
 
 
 def init_distributed(device: str | torch.device = "auto") -> DistContext:

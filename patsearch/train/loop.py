@@ -20,6 +20,11 @@ API (small on purpose)::
   (the exception propagates: this is how Optuna pruning stops a trial). ``on_step_end(step, loss)`` is called after
   each optimiser step with this rank's loss as a float (it syncs the device: tests and debugging only).
 - ``device="cpu"``, a tiny ``synthetic`` set, ``resolution=32`` and ``workers=0`` make a quick CPU path.
+- Recipes with ``crop: pad`` (the ``proxy`` recipe) take the fast path: the data is decoded once at the run's
+  resolution into uint8 tensors (:mod:`patsearch.data.tensor_cache`; a file under ``tensor_cache_dir``, reused by
+  later runs and other processes), held on the device, and augmented there (pad by resolution/8 + crop, flip, the
+  recipe's Mixup). Same loop, optimiser, schedule, precision, checkpoints and resume; only where batches come from
+  differs. The paper's recipes keep timm's file pipeline, which suits any data size.
 - Under torchrun the same call runs DDP (NCCL on GPUs, gloo on CPUs) with the global batch split across ranks.
 
 Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
@@ -31,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -40,7 +46,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patsearch.arch import ArchConfig
-from patsearch.data.datasets import DEFAULT_SYNTHETIC, make_datasets  # noqa: F401 (re-exported)
+from patsearch.data.datasets import DEFAULT_SYNTHETIC, SYNTHETIC_IMAGE_SIZE, make_datasets
+from patsearch.data.device_augment import epoch_permutation, pad_crop_flip, step_generator
+from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.errors import UserError
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (DistContext, ShardedBatchSampler, all_gather_objects, all_reduce_sum,
@@ -122,11 +130,22 @@ class _Writer:
 
 
 class _Progress:
-    """A rich progress bar with ETA and img/s on rank 0 (silent elsewhere or when disabled)."""
+    """A rich progress bar with ETA and img/s on rank 0 (silent elsewhere or when disabled).
 
-    def __init__(self, enabled: bool) -> None:
+    When stdout is not a terminal (nohup, CI, a pipe) a live bar shows nothing, so ``plain`` mode prints one line
+    per ``log_every`` steps (when the loop has metrics) or every ``interval_s`` seconds, with the run's ETA.
+    """
+
+    def __init__(self, enabled: bool, *, plain: bool | None = None, total_steps: int = 0,
+                 interval_s: float = 30.0) -> None:
         self.bar = None
-        if enabled:
+        self.plain = enabled and (plain if plain is not None else not sys.stdout.isatty())
+        self.total_steps, self.interval_s = total_steps, interval_s
+        self.done = self.epoch_done = self.epoch_total = 0
+        self.description = ""
+        self.started = self.last_print = time.perf_counter()
+        self.start_done = 0
+        if enabled and not self.plain:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
@@ -136,19 +155,38 @@ class _Progress:
             self.bar.start()
         self.task = None
 
-    def start_epoch(self, description: str, total: int, done: int = 0) -> None:
+    def start_epoch(self, description: str, total: int, done: int = 0, global_done: int | None = None) -> None:
+        self.description, self.epoch_total, self.epoch_done = description, total, done
+        if global_done is not None and self.done == 0:
+            self.done = self.start_done = global_done  # a resumed run: the rate counts this run's steps only
         if self.bar is not None:
             if self.task is not None:
                 self.bar.remove_task(self.task)
             self.task = self.bar.add_task(description, total=total, completed=done, info="")
 
     def advance(self, info: str | None = None) -> None:
+        self.done += 1
+        self.epoch_done += 1
         if self.bar is not None:
             self.bar.update(self.task, advance=1, **({"info": info} if info is not None else {}))
+        elif self.plain:
+            now = time.perf_counter()
+            if info is not None or now - self.last_print >= self.interval_s:
+                self.last_print = now
+                print(self.plain_line(info, now), flush=True)
+
+    def plain_line(self, info: str | None, now: float) -> str:
+        rate = (self.done - self.start_done) / max(now - self.started, 1e-9)
+        left = max(self.total_steps - self.done, 0)
+        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "?"
+        return (f"{self.description} step {self.epoch_done}/{self.epoch_total} ({self.done}/{self.total_steps} "
+                f"total)" + (f" {info}" if info else "") + f" eta {eta}")
 
     def log(self, message: str) -> None:
         if self.bar is not None:
             self.bar.console.print(message)
+        elif self.plain:
+            print(message, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -164,18 +202,22 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
           channels_last: bool = True, compile: bool = False, sync_bn: bool = False, deterministic: bool = False,
           profile_steps: int = 0, log_every: int = 50, progress: bool = True, tensorboard: bool = True,
+          tensor_cache_dir: str | os.PathLike | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None,
           on_step_end: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train ``arch`` with ``recipe``; returns ``{"history": [...], "best_top1": ..., "final": {...}, ...}``.
 
     See the module docstring for the arguments. ``checkpoint_every`` also saves ``latest.pt`` every that many
     steps (for runs killed mid-epoch); ``max_steps`` stops early after that many optimiser steps in total.
+    ``tensor_cache_dir`` is where ``crop: pad`` recipes keep their decoded data (None: this process only).
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"--batch-size must be a positive integer (the global batch), got {batch_size!r}")
     ctx = init_distributed(device)
     writer = progress_bar = None
     try:
         rec = resolve_recipe(recipe, arch, epochs=epochs, resolution=resolution, multi_scale=multi_scale, amp=amp)
-        global_batch = batch_size or DEFAULT_BATCH
+        global_batch = batch_size if batch_size is not None else DEFAULT_BATCH
         if global_batch % ctx.world_size:
             raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "
                             f"({ctx.world_size})")
@@ -199,9 +241,20 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         np.random.seed(seed + ctx.rank)
         num_workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0)
 
-        train_base, val_base = make_datasets(data, cache=cache, synthetic=synthetic, seed=seed,
-                                             workers=max(num_workers, 4))
-        num_classes = len(train_base.classes)
+        train_t = val_t = None
+        if rec.uses_tensor_cache:
+            source = TensorSource(root=os.fspath(data) if data is not None else None,
+                                  synthetic=None if data is not None else tuple(synthetic),
+                                  synthetic_image_size=SYNTHETIC_IMAGE_SIZE, seed=seed)
+            train_t, val_t = load_or_build(source, rec.resolution, rec.test_resolution, rec.test_crop_pct,
+                                           cache_dir=tensor_cache_dir, workers=max(num_workers, os.cpu_count() or 1))
+            train_t, val_t = train_t.to(ctx.device), val_t.to(ctx.device)  # the whole set lives on the device
+            n_train, n_val, classes = len(train_t), len(val_t), list(train_t.classes)
+        else:
+            train_base, val_base = make_datasets(data, cache=cache, synthetic=synthetic, seed=seed,
+                                                 workers=max(num_workers, 4))
+            n_train, n_val, classes = len(train_base), len(val_base), list(train_base.classes)
+        num_classes = len(classes)
         arch_cfg, arch_name = describe_arch(arch)
         model = build_model(arch_cfg if arch_cfg is not None else arch_name, num_classes, rec.drop_path)
         model.to(ctx.device)
@@ -215,9 +268,9 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         dtype = amp_dtype(ctx.device, rec.amp)
         scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
-        steps_per_epoch = len(train_base) // global_batch
+        steps_per_epoch = n_train // global_batch
         if steps_per_epoch < 1:
-            raise UserError(f"the training set ({len(train_base)} images) is smaller than one global batch "
+            raise UserError(f"the training set ({n_train} images) is smaller than one global batch "
                             f"({global_batch}); lower --batch-size")
         from timm.scheduler import CosineLRScheduler
 
@@ -231,6 +284,8 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         run_info = {"arch": arch_name, "recipe": rec.name, "data": os.fspath(data) if data is not None else None,
                     "synthetic": list(synthetic) if data is None else None, "global_batch": global_batch,
                     "world_size": ctx.world_size, "lr": peak_lr, "seed": seed, "amp_dtype": str(dtype),
+                    "precision": describe_precision(dtype, rec.amp, ctx.device),
+                    "data_path": "tensor-cache" if train_t is not None else "loader",
                     "device": str(ctx.device), "steps_per_epoch": steps_per_epoch, "epochs": rec.epochs,
                     "channels_last": channels_last, "compile": compile}
 
@@ -269,35 +324,44 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform, train_transform
 
         normalize = DeviceNormalizer(ctx.device, channels_last)
-        pin = ctx.device.type == "cuda"
-        loader_kw: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate_uint8, "pin_memory": pin}
-        if num_workers > 0:
-            loader_kw.update(persistent_workers=True, prefetch_factor=4)
-        sampler = ShardedBatchSampler(len(train_base), local_batch, rank=ctx.rank, world_size=ctx.world_size,
-                                      seed=seed)
-        train_loaders: dict[int, torch.utils.data.DataLoader] = {}
+        if train_t is not None:
+            def tensor_batches(epoch: int, first_step: int):
+                yield from _tensor_batches(train_t, rec, seed, epoch, first_step, steps_per_epoch, global_batch,
+                                           local_batch, ctx)
 
-        def train_loader(res: int) -> torch.utils.data.DataLoader:
-            if res not in train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
-                train_loaders.clear()
-                train_loaders[res] = torch.utils.data.DataLoader(
-                    TransformedDataset(train_base, train_transform(rec, res)), batch_sampler=sampler,
-                    generator=torch.Generator().manual_seed(seed), **loader_kw)
-            return train_loaders[res]
+            val_loader: Any = _TensorEval(val_t, shard_indices(n_val, ctx),
+                                          max(local_batch, 1024) if ctx.device.type == "cuda" else local_batch)
+        else:
+            pin = ctx.device.type == "cuda"
+            loader_kw: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate_uint8, "pin_memory": pin}
+            if num_workers > 0:
+                loader_kw.update(persistent_workers=True, prefetch_factor=4)
+            sampler = ShardedBatchSampler(n_train, local_batch, rank=ctx.rank, world_size=ctx.world_size,
+                                          seed=seed)
+            train_loaders: dict[int, torch.utils.data.DataLoader] = {}
 
-        val_loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(TransformedDataset(val_base, eval_transform(rec)),
-                                    shard_indices(len(val_base), ctx)),
-            batch_size=local_batch, generator=torch.Generator().manual_seed(seed), **loader_kw)
+            def train_loader(res: int) -> torch.utils.data.DataLoader:
+                if res not in train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
+                    train_loaders.clear()
+                    train_loaders[res] = torch.utils.data.DataLoader(
+                        TransformedDataset(train_base, train_transform(rec, res)), batch_sampler=sampler,
+                        generator=torch.Generator().manual_seed(seed), **loader_kw)
+                return train_loaders[res]
+
+            val_loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(TransformedDataset(val_base, eval_transform(rec)),
+                                        shard_indices(n_val, ctx)),
+                batch_size=local_batch, generator=torch.Generator().manual_seed(seed), **loader_kw)
 
         writer = _Writer(out_path, ctx.is_main, tensorboard)
-        progress_bar = _Progress(progress and ctx.is_main)
+        progress_bar = _Progress(progress and ctx.is_main, total_steps=rec.epochs * steps_per_epoch)
         profiler = _make_profiler(profile_steps, out_path, ctx) if profile_steps > 0 and out_path else None
         if ctx.is_main and progress:
             progress_bar.log(f"training {arch_name} with recipe {rec.name or '(custom)'}: {rec.epochs} epochs x "
                              f"{steps_per_epoch} steps, global batch {global_batch} on {ctx.world_size} "
-                             f"{ctx.device.type} process(es), lr {peak_lr:.3g}, amp {dtype}, "
-                             f"{len(train_base)} train / {len(val_base)} val images, {num_classes} classes")
+                             f"{ctx.device.type} process(es), lr {peak_lr:.3g}, {run_info['precision']}, "
+                             f"{n_train} train / {n_val} val images, {num_classes} classes"
+                             + (", data as device tensors" if train_t is not None else ""))
 
         bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
         stop = False
@@ -321,16 +385,20 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
                      "epoch": epoch, "step_in_epoch": step, "global_step": global_step, "best_top1": best_top1,
                      "epoch_loss": epoch_loss.cpu(), "history": history, "rng": rngs,
                      "arch": arch_cfg.to_dict() if arch_cfg is not None else {"timm": arch_name},
-                     "recipe": rec.to_dict(), "run": run_info, "classes": list(train_base.classes)}
+                     "recipe": rec.to_dict(), "run": run_info, "classes": classes}
             ckpt.save_atomic(state, out_path / ckpt.LATEST)
             if is_best:
                 ckpt.save_atomic(state, out_path / ckpt.BEST)
 
         for epoch in range(start_epoch, rec.epochs):
             res = rec.resolution_at(epoch)
-            sampler.set_epoch(epoch, step_in_epoch)
-            loader = train_loader(res)
-            progress_bar.start_epoch(f"epoch {epoch + 1}/{rec.epochs} @{res}", steps_per_epoch, step_in_epoch)
+            if train_t is not None:
+                loader = tensor_batches(epoch, step_in_epoch)
+            else:
+                sampler.set_epoch(epoch, step_in_epoch)
+                loader = train_loader(res)
+            progress_bar.start_epoch(f"epoch {epoch + 1}/{rec.epochs} @{res}", steps_per_epoch, step_in_epoch,
+                                     global_step)
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize(ctx.device)
             t0 = time.perf_counter()
@@ -415,6 +483,45 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
         if writer is not None:
             writer.close()
         cleanup(ctx)
+
+
+def describe_precision(dtype: torch.dtype | None, amp: bool, device: torch.device) -> str:
+    """What the run really computes in, for the header and metrics (the recipe's ``amp`` is a request)."""
+    if dtype == torch.bfloat16:
+        return "bfloat16 autocast"
+    if dtype == torch.float16:
+        return "float16 autocast + GradScaler"
+    if amp and device.type != "cuda":
+        return f"float32 (amp off on {device.type.upper()})"
+    return "float32 (amp off)"
+
+
+def _tensor_batches(data: TensorSplit, rec: Recipe, seed: int, epoch: int, first_step: int, steps: int,
+                    global_batch: int, local_batch: int, ctx: DistContext):
+    """The epoch's batches from device tensors: this rank's share of each global batch, augmented on the device.
+
+    Order and augmentation are functions of (seed, epoch, step), so a resumed run sees the same batches.
+    """
+    perm = epoch_permutation(len(data), seed, epoch, data.images.device)
+    padding = rec.resolution // 8  # the classic CIFAR pad of 4 at 32 px
+    for step in range(first_step, steps):
+        start = step * global_batch + ctx.rank * local_batch
+        idx = perm[start:start + local_batch]
+        gen = step_generator(data.images.device, seed, epoch, step, ctx.rank)
+        yield pad_crop_flip(data.images[idx], padding, gen, rec.hflip), data.labels[idx]
+
+
+class _TensorEval:
+    """Evaluation batches straight from the device tensors (this rank's shard)."""
+
+    def __init__(self, data: TensorSplit, indices: list[int], batch: int) -> None:
+        self.data, self.batch = data, batch
+        self.indices = torch.tensor(indices, dtype=torch.int64, device=data.images.device)
+
+    def __iter__(self):
+        for i in range(0, len(self.indices), self.batch):
+            idx = self.indices[i:i + self.batch]
+            yield self.data.images[idx], self.data.labels[idx]
 
 
 def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:

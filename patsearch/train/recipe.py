@@ -25,6 +25,11 @@ MULTI_SCALE_MODES = {
     "schedule": "piecewise by epoch from `multi_scale_schedule` (the authors' released 192 -> 224)",
 }
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+CROPS = {
+    "random-resized": "timm's RandomResizedCrop on the host (the paper's recipes; any data size)",
+    "pad": "pad by resolution/8 and crop back, on the device, from an in-memory uint8 tensor cache (proxies)",
+}
+LR_SCALINGS = ("linear", "sqrt")
 
 
 class RecipeError(UserError, ValueError):
@@ -40,6 +45,7 @@ class Recipe:
     epochs: int = 300
     batch_size: int = 4096          # the paper's global batch, at which `lr` is stated
     lr: float = 0.004
+    lr_scaling: str = "linear"      # how `lr` moves to another batch: linear (paper) or sqrt (Adam-style)
     warmup_epochs: float = 20
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
@@ -57,6 +63,7 @@ class Recipe:
     cutmix_alpha: float = 0.0
     mixup_prob: float = 1.0
     mixup_switch_prob: float = 0.5
+    crop: str = "random-resized"    # see CROPS
     hflip: float = 0.5
     color_jitter: float = 0.0
     interpolation: str = "bicubic"
@@ -78,8 +85,15 @@ class Recipe:
 
     # --- derived ------------------------------------------------------------------------------------------
     def scaled_lr(self, global_batch: int) -> float:
-        """The peak learning rate for a global batch: linear scaling from the paper's batch."""
-        return self.lr * global_batch / self.batch_size
+        """The peak learning rate for a global batch, scaled from the recipe's batch by ``lr_scaling``: linear
+        (the paper's rule) or square root (the usual rule for Adam-type optimisers, used by the proxy)."""
+        ratio = global_batch / self.batch_size
+        return self.lr * (math.sqrt(ratio) if self.lr_scaling == "sqrt" else ratio)
+
+    @property
+    def uses_tensor_cache(self) -> bool:
+        """Whether runs decode the data once into device tensors (``crop: pad``) instead of loading files."""
+        return self.crop == "pad"
 
     @property
     def uses_mixup(self) -> bool:
@@ -167,6 +181,12 @@ def _validate(r: Recipe) -> None:
              f"rand_augment must be a timm RandAugment string such as 'rand-m5-mstd0.5-inc1' or null, got {r.rand_augment!r}")
     need(r.interpolation in INTERPOLATIONS, f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {r.interpolation!r}")
     need(isinstance(r.amp, bool), f"amp must be true or false, got {r.amp!r}")
+    need(r.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {r.lr_scaling!r}")
+    need(r.crop in CROPS, f"crop must be one of {', '.join(CROPS)}, got {r.crop!r}")
+    if r.crop == "pad":  # the device path implements pad-crop, flip and Mixup/CutMix, nothing else
+        need(r.rand_augment is None and r.color_jitter == 0 and r.multi_scale == "none",
+             "crop: pad (the in-memory tensor path) supports flip and mixup only; set rand_augment null, "
+             "color_jitter 0 and multi_scale none, or use crop: random-resized")
     need(r.multi_scale in MULTI_SCALE_MODES,
          f"multi_scale must be one of {', '.join(MULTI_SCALE_MODES)}, got {r.multi_scale!r}")
     sizes = [r.resolution, r.test_resolution, *r.multi_scale_sizes, *(p[1] for p in r.multi_scale_schedule if len(p) == 2)]

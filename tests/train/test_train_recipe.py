@@ -98,3 +98,22 @@ def test_unknown_recipe_name_lists_the_shipped_ones():
 def test_recipe_validation_in_code():
     with pytest.raises(RecipeError, match="warmup_epochs"):
         Recipe(epochs=5, warmup_epochs=20)
+
+
+def test_proxy_recipe_scales_lr_by_the_square_root_and_uses_the_tensor_path():
+    rec = load_recipe("proxy")
+    assert rec.lr_scaling == "sqrt" and rec.uses_tensor_cache
+    assert rec.scaled_lr(256) == pytest.approx(0.005)
+    assert rec.scaled_lr(64) == pytest.approx(0.0025) and rec.scaled_lr(1024) == pytest.approx(0.01)
+    assert not load_recipe("patnet_t0").uses_tensor_cache
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"crop": "center"}, "crop must be one of random-resized, pad"),
+    ({"lr_scaling": "cubic"}, "lr_scaling must be one of linear, sqrt"),
+    ({"crop": "pad", "rand_augment": "rand-m9-mstd0.5"}, "crop: pad .* supports flip and mixup only"),
+    ({"crop": "pad", "multi_scale": "random"}, "crop: pad .* supports flip and mixup only"),
+])
+def test_crop_and_lr_scaling_are_validated(changes, message):
+    with pytest.raises(RecipeError, match=message):
+        Recipe(**changes)

@@ -1,0 +1,128 @@
+"""--proxy-device and --gpus: parsing, auto's fallback without a GPU, one-line errors before any work."""
+import sys
+
+import pytest
+import torch
+
+from patsearch.errors import UserError
+from patsearch.search.proxy import ProxySettings, parse_gpus
+
+
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+def gpus(monkeypatch, n):
+    # resolving a device only asks how many GPUs there are; nothing touches CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+
+
+def test_default_is_auto_and_falls_back_to_the_cpu(monkeypatch):
+    no_gpu(monkeypatch)
+    settings = ProxySettings()
+    assert settings.device == "auto"
+    assert settings.torch_device() == torch.device("cpu")
+    assert settings.batch_for(settings.torch_device().type) == 64
+
+
+def test_auto_picks_the_gpu_when_there_is_one(monkeypatch):
+    gpus(monkeypatch, 2)
+    assert ProxySettings().torch_device() == torch.device("cuda", 0)
+    assert ProxySettings(device="cuda:1").torch_device() == torch.device("cuda", 1)
+    assert ProxySettings().batch_for("cuda") == 512 and ProxySettings(batch_size=96).batch_for("cuda") == 96
+    with pytest.raises(UserError, match=r"--proxy-device cuda:2: this machine shows 2 GPU\(s\)"):
+        ProxySettings(device="cuda:2").torch_device()
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    no_gpu(monkeypatch)
+    with pytest.raises(UserError, match=r"^--proxy-device cuda: no CUDA GPU is visible to PyTorch on this machine; "
+                                        r"use --proxy-device auto .* or --proxy-device cpu$"):
+        ProxySettings(device="cuda").torch_device()
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "", "tpu"])
+def test_bad_device_names(bad):
+    with pytest.raises(UserError, match=r"--proxy-device must be auto, cpu, cuda or cuda:N"):
+        ProxySettings(device=bad)
+
+
+def test_device_names_are_normalised():
+    assert ProxySettings(device=" CPU ").device == "cpu" and ProxySettings(device="CUDA:3").device == "cuda:3"
+
+
+@pytest.mark.parametrize("spec, available, expected", [
+    (None, 0, None), ("", 4, None), ("all", 4, [0, 1, 2, 3]), ("2", 4, [0, 1]), ("1,3", 4, [1, 3]),
+    ("1", 1, [0]), (" 0, 2 ", 3, [0, 2]),
+])
+def test_parse_gpus(spec, available, expected):
+    assert parse_gpus(spec, available) == expected
+
+
+@pytest.mark.parametrize("spec, available, message", [
+    ("all", 0, "no CUDA GPU is visible"), ("2", 0, "no CUDA GPU is visible"), ("5", 4, "shows 4 GPU"),
+    ("0", 4, "shows 4 GPU"), ("0,0", 4, "distinct indices from 0 to 3"), ("1,7", 4, "distinct indices"),
+    ("a,b", 4, "--gpus must be all, a count"),
+])
+def test_parse_gpus_errors(spec, available, message):
+    with pytest.raises(UserError, match=message):
+        parse_gpus(spec, available)
+
+
+def run_search_cli(monkeypatch, capsys, tmp_path, *args):
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["patsearch", "search", "--latency-budget", "35ms", "--runs-dir",
+                                      str(tmp_path / "runs"), *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proxy-device", "cuda"], "error: --proxy-device cuda: no CUDA GPU is visible to PyTorch"),
+    (["--proxy-device", "gpu"], "error: --proxy-device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    (["--gpus", "all"], "error: --gpus all: no CUDA GPU is visible on this machine; drop --gpus"),
+])
+def test_cli_refuses_before_any_work(monkeypatch, capsys, tmp_path, args, message):
+    no_gpu(monkeypatch)
+    code, err = run_search_cli(monkeypatch, capsys, tmp_path, *args)
+    assert code == 2 and err.startswith(message) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_gpus_with_a_cpu_proxy_device_is_refused(monkeypatch, capsys, tmp_path):
+    gpus(monkeypatch, 2)
+    code, err = run_search_cli(monkeypatch, capsys, tmp_path, "--gpus", "all", "--proxy-device", "cpu")
+    assert code == 2 and "--gpus all trains on GPUs but --proxy-device is cpu" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, tiny_profile, capsys):
+    """The --gpus plumbing (spawned workers rebuilding the search from the options, exact trial count, the parent
+    reporting their trials), run on the CPU: each worker gets device None instead of a GPU index."""
+    from patsearch.search import api
+
+    monkeypatch.setattr(api, "_worker_gpus", lambda opts: [None, None])
+    proxy = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu",
+                          subset_dir=str(tmp_path / "proxy-data"))
+    opts = api.SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=3, proxy=proxy,
+                             runs_dir=str(tmp_path / "runs"), count_costs=False, plots=False, baselines="none",
+                             allow_stale_profile=True, heartbeat_interval=5)
+    from rich.console import Console
+
+    out = api.run_search(opts, console=Console(width=200))
+    from optuna.trial import TrialState
+
+    trials = out.study.get_trials(deepcopy=False)
+    trained = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
+    assert len(trained) == 3 and not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
+    assert all(0.0 <= t.user_attrs["proxy_top1"] <= 1.0 for t in trained)
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == 3  # the workers did not duplicate proposals
+    printed = capsys.readouterr().out
+    assert sum(line.startswith("trial ") for line in printed.splitlines()) == len(trials) == out.ran
+    assert [p.suffix for p in (tmp_path / "proxy-data").iterdir() if p.suffix == ".pt"] == [".pt"]  # one decode

@@ -1,0 +1,147 @@
+"""The trainer's tensor-cache path (crop: pad recipes, the proxy) and the run's reporting: progress lines off a
+terminal, the precision it really uses, and a batch size it refuses before doing any work."""
+import sys
+
+import pytest
+import torch
+from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
+
+from patsearch.data import tensor_cache
+from patsearch.errors import UserError
+from patsearch.train import train
+from patsearch.train.loop import _Progress, describe_precision
+
+
+def colour_folder(root, n_train=48, n_val=24, size=32):
+    """A learnable ImageFolder (CIFAR layout: train/ and test/): reddish vs bluish noise images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_val)):
+        for label, cls in enumerate(("red", "blue")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n // 2):
+                img = rng.integers(0, 140, (size, size, 3))
+                img[..., 0 if label == 0 else 2] += 110
+                Image.fromarray(img.astype(np.uint8)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_proxy_recipe_learns_from_device_tensors(tmp_path):
+    tensor_cache.clear_memo()
+    data = colour_folder(tmp_path / "data")
+    result = train(TINY_ARCH, **TINY_RUN, data=data, epochs=4, batch_size=16, lr=3e-3,
+                   tensor_cache_dir=tmp_path / "cache")
+    assert result["run"]["data_path"] == "tensor-cache"
+    hist = result["history"]
+    assert len(hist) == 4 and hist[-1]["val_samples"] == 24 and result["global_step"] == 12
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"], hist
+    assert hist[-1]["top1"] >= 90.0, hist  # chance is 50%
+
+
+def test_tensor_cache_file_is_shared_by_runs(tmp_path, monkeypatch):
+    tensor_cache.clear_memo()
+    cache = tmp_path / "cache"
+    train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), tensor_cache_dir=cache)
+    files = [p for p in cache.iterdir() if p.suffix == ".pt"]
+    assert len(files) == 1 and files[0].name.startswith("synthetic-")
+    tensor_cache.clear_memo()
+    monkeypatch.setattr(tensor_cache, "decode", lambda *a, **k: pytest.fail("decoded again"))
+    result = train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), tensor_cache_dir=cache)
+    assert result["global_step"] == 2
+
+
+def test_same_seed_same_run_other_seed_differs():
+    def losses(seed):
+        seen = []
+        train(TINY_ARCH, **TINY_RUN, epochs=2, batch_size=16, synthetic=(48, 16), seed=seed,
+              on_step_end=lambda step, loss: seen.append(loss))
+        return seen
+
+    a = losses(0)
+    assert a == losses(0) and a != losses(1) and len(a) == 6
+
+
+@pytest.mark.parametrize("batch", [0, -4])
+def test_batch_size_below_one_is_refused_before_any_work(batch, tmp_path):
+    with pytest.raises(UserError, match=rf"--batch-size must be a positive integer .*got {batch}"):
+        train(TINY_ARCH, **TINY_RUN, batch_size=batch, synthetic=(32, 16), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_batch_size_zero_is_one_line(tmp_path, monkeypatch, capsys):
+    import cli
+
+    arch = write_tiny_arch(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--arch", str(arch), "--device", "cpu", "--no-progress",
+                                      "--out", str(tmp_path / "run"), "--batch-size", "0"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err == "error: --batch-size must be a positive integer (the global batch), got 0"
+    assert not (tmp_path / "run").exists()
+
+
+def test_piped_output_gets_progress_lines_and_the_real_precision(capsys):
+    # capsys' stdout is not a terminal, as under nohup or CI
+    train(TINY_ARCH, **{**TINY_RUN, "progress": True}, epochs=2, batch_size=16, synthetic=(64, 16), log_every=2)
+    out = capsys.readouterr().out
+    assert "float32 (amp off on CPU)" in out and "amp None" not in out
+    steps = [line for line in out.splitlines() if " step " in line]
+    # 4 steps per epoch, a line every 2 steps: 2 per epoch
+    assert [line.split(" step ")[1].split(" ")[0] for line in steps] == ["2/4", "4/4", "2/4", "4/4"], out
+    assert all("loss " in line and " eta " in line for line in steps)
+    assert sum(line.startswith("epoch ") and "top1" in line for line in out.splitlines()) == 2
+
+
+def test_plain_progress_prints_on_a_time_interval_without_metrics(capsys):
+    bar = _Progress(True, plain=True, total_steps=10, interval_s=0.0)
+    bar.start_epoch("epoch 1/1 @32", 10)
+    for _ in range(3):
+        bar.advance(None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"epoch 1/1 @32 step {i}/10" for i in (1, 2, 3)]
+    quiet = _Progress(True, plain=True, total_steps=10, interval_s=3600.0)
+    quiet.start_epoch("e", 10)
+    quiet.advance(None)
+    assert capsys.readouterr().out == ""
+
+
+def test_precision_text():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert describe_precision(None, True, cpu) == "float32 (amp off on CPU)"
+    assert describe_precision(None, False, cpu) == "float32 (amp off)"
+    assert describe_precision(torch.bfloat16, True, gpu) == "bfloat16 autocast"
+    assert describe_precision(torch.float16, True, gpu) == "float16 autocast + GradScaler"
+
+
+def test_ranks_share_each_global_batch_of_the_tensor_path():
+    from patsearch.data.tensor_cache import TensorSplit
+    from patsearch.train.distributed import DistContext
+    from patsearch.train.loop import _tensor_batches
+    from patsearch.train.recipe import load_recipe
+
+    n = 40
+    data = TensorSplit(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n), tuple("ab"))
+    rec = load_recipe("proxy").replace(resolution=32, test_resolution=32, multi_scale_sizes=[32],
+                                       multi_scale_schedule=[[0, 32]])
+
+    def labels(rank, world, first=0):
+        ctx = DistContext(rank=rank, world_size=world)
+        return [y.tolist() for _, y in _tensor_batches(data, rec, 3, 1, first, 4, 8, 8 // world, ctx)]
+
+    single = labels(0, 1)
+    halves = zip(labels(0, 2), labels(1, 2))
+    assert [a + b for a, b in halves] == single
+    assert len({i for b in single for i in b}) == 32  # 4 steps x 8 distinct samples of the epoch's permutation
+    assert labels(0, 1, first=2) == single[2:]        # a resumed epoch continues with the same batches
+
+
+def test_mixup_runs_on_the_tensor_path():
+    from patsearch.train.recipe import load_recipe
+
+    rec = load_recipe("proxy").replace(mixup_alpha=0.4, cutmix_alpha=1.0)
+    result = train(TINY_ARCH, **{**TINY_RUN, "recipe": rec}, epochs=1, batch_size=16, synthetic=(32, 16))
+    assert result["run"]["data_path"] == "tensor-cache" and result["global_step"] == 2
+    assert result["final"]["val_samples"] == 16
