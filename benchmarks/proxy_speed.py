@@ -35,6 +35,7 @@ import torch
 
 from patsearch.arch import resolve_arch
 from patsearch.data import tensor_cache
+from patsearch.io import atomic_write_json
 from patsearch.search.proxy import ProxySettings, make_proxy_runner, prepare_folder
 
 
@@ -120,9 +121,7 @@ def main() -> None:
     result["default_settings"] = {"epochs": default.epochs, "batch_size": default.batch_for(device.type), **run,
                                   "proxies_per_hour": round(3600 / run["seconds"], 1)}
     path = out / "proxy_speed.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, path)
+    atomic_write_json(path, result, indent=1)
     print(json.dumps(result, indent=1))
     print(f"wrote {path}")
 

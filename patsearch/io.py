@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (or a resumed run after a kill) sees the old file or the new one, never half of
 one. Write to a temporary file in the same directory (``os.replace`` is atomic only within one file system),
-fsync it so the data is on disk before the rename makes it visible, then rename over the target."""
+fsync it so the data is on disk before the rename makes it visible, rename over the target, then fsync the folder
+so the rename itself survives a power cut."""
 from __future__ import annotations
 
 import contextlib
@@ -41,6 +42,21 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable once the folder's entry is on disk too (POSIX; not possible on every platform).
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -58,13 +58,13 @@ def test_unserialisable_json_touches_nothing(tmp_path):
     assert path.read_text() == "{}" and _leftovers(tmp_path) == []
 
 
-def test_fsync_happens_before_the_rename(tmp_path, monkeypatch):
+def test_data_is_synced_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
     calls = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
     atomic_write_text(tmp_path / "f", "data")
-    assert calls == ["fsync", "replace"]
+    assert calls == ["fsync", "replace", "fsync"]
 
 
 def test_append_mode_is_refused(tmp_path):
