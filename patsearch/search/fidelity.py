@@ -305,12 +305,24 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         "networks": len(plan),
         "jobs": {"done": len(records), "total": len(make_jobs(plan, opts.seeds))},
         "diverged": sorted({k for r in rows for k in r["diverged"]}),
+        # Jobs per GPU (CUDA_VISIBLE_DEVICES of the worker that ran them): shows that every GPU took work.
+        "jobs_by_device": _count_by(records.values(), "cuda_visible_devices"),
+        "training_seconds": {kind: round(sum(r.get("seconds", 0.0) for r in records.values() if r.get("kind") == kind),
+                                         1) for kind in (PROXY, REFERENCE, FREE)},
         "settings": opts.settings(),
         "fingerprint": fingerprint(opts.settings()),
         "elapsed_seconds": None if elapsed is None else round(elapsed, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,
     }
+
+
+def _count_by(records, key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        name = str(r.get(key) if r.get(key) is not None else "unset")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:

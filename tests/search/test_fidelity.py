@@ -12,7 +12,7 @@ from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.fidelity import FidelityOptions, build_report, default_reference, make_jobs, run_fidelity
 from patsearch.search.proxy import ProxySettings
-from search_helpers import cheap_free_scores, fake_runner_factory
+from search_helpers import cheap_free_scores, fake_runner_factory, rendezvous_runner_factory
 
 PROXY = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu")
 
@@ -102,15 +102,20 @@ def test_resuming_with_other_settings_is_refused(tmp_path, tiny_profile):
                           score_free=cheap_free_scores)
 
 
-def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile):
-    """The --gpus path with CPU processes: every job runs once, in one of two spawned workers."""
+def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch):
+    """The --gpus path with CPU processes: every job runs once, and both spawned workers take jobs (each job waits
+    for a marker from the other worker, so one worker alone cannot finish the list)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("PATSEARCH_TEST_MARKERS", str(markers))
     opts = _opts(tmp_path, tiny_profile, gpus="cpu:2")
-    result = run_fidelity(opts, make_runner=fake_runner_factory, load_profile=_load,
+    result = run_fidelity(opts, make_runner=rendezvous_runner_factory, load_profile=_load,
                           score_free=cheap_free_scores)
     assert result.ran == 12 and result.report["complete"]
     records = [json.loads(p.read_text()) for p in opts.records_dir.glob("r*.json")]
     assert len(records) == 12
     assert len({r["pid"] for r in records}) == 2  # both workers took jobs
+    assert result.report["jobs_by_device"] == {"unset": 12}  # CPU workers: no CUDA_VISIBLE_DEVICES
 
 
 def test_stop_after_leaves_a_partial_report_that_a_rerun_completes(tmp_path, tiny_profile):

@@ -165,3 +165,22 @@ def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_validation_size_recorded_for_the_standard_error(tmp_path):
+    from patsearch.search.api import _val_images
+    from patsearch.search.proxy import ProxySettings
+
+    for split, sizes in (("train", (4, 4)), ("val", (3, 5))):
+        for name, count in zip(("a", "b"), sizes):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{i}.jpg").write_bytes(b"")  # only listed, never decoded
+    data = str(tmp_path / "data")
+    assert _val_images(ProxySettings()) == 400
+    assert _val_images(ProxySettings(val_samples=123)) == 123
+    assert _val_images(ProxySettings(data=data)) == 8
+    assert _val_images(ProxySettings(data=data, val_samples=4)) == 2 + 2  # class-balanced: 2 per class
+    assert _val_images(ProxySettings(data=data, val_samples=100)) == 8
+    assert _val_images(ProxySettings(data=str(tmp_path / "missing"))) is None
