@@ -453,8 +453,8 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
             if on_record is not None:
                 on_record(record)
 
-        ran = run_jobs(jobs, partial(Executor, opts, plan, make_runner, score_free), store, devices=devices, deadline=deadline,
-                       on_record=record_done)
+        ran = run_jobs(jobs, partial(Executor, opts, plan, make_runner, score_free), store, devices=devices,
+                       deadline=deadline, on_record=record_done)
     report = build_report(opts, plan, store.load(j.key for j in jobs), elapsed=time.time() - start)
     json_path = write_report(report, opts.out)
     png = plot_report(report, opts.png)

@@ -124,7 +124,7 @@ def _run_in_workers(pending: list[Job], make_executor, store: RecordStore, devic
         threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
                       // len(devices))
         proc = ctx.Process(target=_worker, args=(slot, device, threads, make_executor, str(store.folder), jobs_q,
-                                                 results_q, deadline), daemon=True)
+                                                 results_q, deadline), daemon=False)  # its DataLoader forks
         proc.start()
         workers.append(proc)
     finished, exited = 0, 0
@@ -177,7 +177,8 @@ def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jo
                 record = run_one(job)
                 store.write(record)
             except BaseException as exc:  # reported to the coordinator, which stops the run
-                results_q.put(("error", (job.key, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")))
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                results_q.put(("error", (job.key, f"{type(exc).__name__}: {first_line}")))
                 return
             results_q.put(("done", record))
     finally:

@@ -96,6 +96,10 @@ def rendezvous_runner_factory(settings):
     inner = fake_runner_factory(settings)
 
     def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:  # the trainer's DataLoader workers could not start
+            raise RuntimeError("the worker process is daemonic")
         folder = Path(os.environ["PATSEARCH_TEST_MARKERS"])
         (folder / str(os.getpid())).touch()
         deadline = time.monotonic() + 180
@@ -103,6 +107,19 @@ def rendezvous_runner_factory(settings):
             if time.monotonic() > deadline:
                 raise TimeoutError("no second worker process took a job")
             time.sleep(0.05)
+        return inner(arch)
+
+    run_proxy.num_classes = 10
+    return run_proxy
+
+
+def failing_runner_factory(settings):
+    """A proxy trainer whose reference trainings (5+ epochs) crash: how a worker reports a broken job."""
+    inner = fake_runner_factory(settings)
+
+    def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        if settings.epochs >= 5:
+            raise ValueError("boom\nsecond line")
         return inner(arch)
 
     run_proxy.num_classes = 10

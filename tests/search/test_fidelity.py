@@ -12,7 +12,7 @@ from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.fidelity import FidelityOptions, build_report, default_reference, make_jobs, run_fidelity
 from patsearch.search.proxy import ProxySettings
-from search_helpers import cheap_free_scores, fake_runner_factory, rendezvous_runner_factory
+from search_helpers import cheap_free_scores, failing_runner_factory, fake_runner_factory, rendezvous_runner_factory
 
 PROXY = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu")
 
@@ -116,6 +116,14 @@ def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch
     assert len(records) == 12
     assert len({r["pid"] for r in records}) == 2  # both workers took jobs
     assert result.report["jobs_by_device"] == {"unset": 12}  # CPU workers: no CUDA_VISIBLE_DEVICES
+
+
+def test_a_failing_job_in_a_worker_stops_the_run_with_one_line(tmp_path, tiny_profile):
+    opts = _opts(tmp_path, tiny_profile, gpus="cpu:2")
+    with pytest.raises(RuntimeError, match=r"^job r0\d\.reference failed: ValueError: boom$"):
+        run_fidelity(opts, make_runner=failing_runner_factory, load_profile=_load, score_free=cheap_free_scores)
+    assert not any(p.name.endswith(".reference.json") for p in opts.records_dir.iterdir())
+    assert not list(opts.records_dir.glob(".*tmp*"))
 
 
 def test_stop_after_leaves_a_partial_report_that_a_rerun_completes(tmp_path, tiny_profile):
