@@ -4,7 +4,9 @@
 # pass the folder a previous call brought back as $1 and this call continues where that one stopped.
 #   call 1:  OUT=$OUT bash benchmarks/proxy_check_h200.sh
 #   call 2:  OUT=$OUT bash benchmarks/proxy_check_h200.sh .devcarry/proxy-check     (call 1's files, carried)
-# Needs .devcarry/wheels (optuna, fvcore, thop) and CIFAR-10 as an image folder at $DATA (train/, test/).
+# Needs .devcarry/wheels (optuna, fvcore, thop) and CIFAR-10 as an image folder named cifar10 at $DATA (train/,
+# test/; default .devcarry/cifar10, else .devcarry/cifar10-images.tar.gz is unpacked). The folder's name is part of
+# the report's data id, which the search summary matches against its own --data.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/proxy_check_out}
@@ -17,6 +19,10 @@ stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
   python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
   python3 -c "import torch, scipy; print('torch', torch.__version__, 'gpus', torch.cuda.device_count(), 'scipy', scipy.__version__)"
+  if [ ! -d "$DATA" ] && [ -f .devcarry/cifar10-images.tar.gz ]; then  # the packed copy other GPU scripts carry
+    mkdir -p /tmp/data && tar xzf .devcarry/cifar10-images.tar.gz -C /tmp/data && DATA=/tmp/data/cifar10
+  fi
+  stamp "data $DATA: $(ls "$DATA")"
   if [ -n "${1:-}" ]; then cp -r "$1"/*.records "$OUT"/ && stamp "resuming from $1: $(ls "$OUT"/*.records | wc -l) files"; fi
   timeout 500 python3 -m patsearch proxy-check --data "$DATA" --gpus all --proxy-device cuda --proxy-workers 4 \
     --n 12 --seeds 0,1 --proxy-epochs 2 --proxy-resolution 32 --proxy-batch-size 256 --proxy-lr 0.006 \
