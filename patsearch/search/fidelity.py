@@ -432,6 +432,10 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
         raise UserError("--gpus runs the trainings on GPUs: use --proxy-device auto or cuda with it")
     plan = _load_or_plan(opts, load_profile)
     jobs = make_jobs(plan, opts.seeds)
+    if devices and opts.proxy.data is not None and make_runner is make_proxy_runner:
+        from patsearch.search.proxy import prepare_folder
+
+        prepare_folder(opts.proxy)  # the linked subset, built once here rather than raced for by every worker
     store = RecordStore(opts.records_dir)
     already = len(store.load(j.key for j in jobs))
     where = f"{len(devices)} worker process(es) on {'GPUs ' + ','.join(devices) if devices[0] != 'cpu' else 'CPU'}" \
