@@ -276,12 +276,15 @@ def search(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
     show: Optional[str] = typer.Option(None, "--show", metavar="STUDY",
                                        help="Reprint the summary of an existing study and exit."),
+    fidelity: Optional[Path] = typer.Option(None, help="proxy-check report to state in the summary (default: a "
+                                                       "docs/search/proxy-fidelity*.json matching the proxy)."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
     if show is not None:
         from patsearch.search import show_study
 
-        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=True)
+        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=True,
+                   fidelity=str(fidelity) if fidelity else None)
         return
     from patsearch.search import ProxySettings, SearchOptions, run_search
 
@@ -294,12 +297,73 @@ def search(
         gpus=gpus,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
-        heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots)
+        heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
+        fidelity=str(fidelity) if fidelity else None)
     try:
         run_search(opts, console=console())
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trial is queued again; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
+
+
+@app.command(name="proxy-check")
+def proxy_check(
+    data: Optional[Path] = typer.Option(None, help="ImageFolder with train/ and val/ (or test/); default: the "
+                                                   "built-in synthetic set."),
+    n: int = typer.Option(24, "--n", help="Random networks within the budget (the named variants within it too)."),
+    budget: str = typer.Option("35ms", help="Latency budget the sampled networks meet, e.g. 35ms."),
+    device_table: Optional[str] = typer.Option(None, help="Profile (device name or JSON path) for the budget "
+                                                          "(default: the search's, this machine's CPU table)."),
+    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    variants: str = typer.Option("auto", help="Named variants to add: auto (those within budget), none, or names."),
+    seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once."),
+    proxy_epochs: int = typer.Option(4, help="Proxy training epochs."),
+    proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
+    proxy_batch_size: int = typer.Option(64, help="Proxy (and reference) batch size."),
+    proxy_lr: Optional[float] = typer.Option(None, help="Peak lr (default: the recipe's, batch-scaled)."),
+    proxy_train_samples: Optional[int] = typer.Option(None, help="Training images (class-balanced subset)."),
+    proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images."),
+    proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
+    proxy_workers: int = typer.Option(0, help="Data loader processes per training."),
+    reference_epochs: Optional[int] = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
+                                                              "that)."),
+    reference_resolution: Optional[int] = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
+                                                                  "at most 64)."),
+    gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | 0,1."),
+    stop_after: Optional[float] = typer.Option(None, help="Start no training after this many seconds; the report "
+                                                          "covers what finished, a rerun continues."),
+    sample_seed: int = typer.Option(0, help="Seed of the random networks."),
+    out: Path = typer.Option(Path("docs/search/proxy-fidelity.json"), help="Report JSON (PNG and the resumable "
+                                                                           "records go beside it)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where folder subsets are linked (runs/.proxy-data)."),
+    allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
+) -> None:
+    """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
+    import dataclasses
+
+    from patsearch.errors import UserError
+    from patsearch.search import ProxySettings
+    from patsearch.search.fidelity import FidelityOptions, default_reference, run_fidelity
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    proxy = ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+                          batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
+                          val_samples=proxy_val_samples, seed=seed_list[0] if seed_list else 0, device=proxy_device,
+                          workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"))
+    reference = default_reference(proxy)
+    changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
+    reference = dataclasses.replace(reference, **changes)
+    opts = FidelityOptions(proxy=proxy, reference=reference, n=n, seeds=seed_list, budget=budget,
+                           device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
+                           out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile)
+    try:
+        run_fidelity(opts, console=console())
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished trainings are recorded; rerun the same command to continue", err=True)
+        raise typer.Exit(130)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from patsearch.arch import NUM_STAGES, ArchConfig, LayerSpec, check_resolution, resolve_arch
 from patsearch.profiler.errors import ProfileError
+from patsearch.ranking import kendall_tau  # shared with the proxy fidelity check
 
 GROUPS = ("fixed", "stage1", "stage2", "stage3", "stage4")   # fixed = stem + merges + head
 LAYERS, LAUNCH = len(GROUPS), len(GROUPS) + 1                 # feature columns after the group sums
@@ -279,20 +280,6 @@ class Predictor:
 
 
 # --- fidelity metrics ------------------------------------------------------------------------------------------
-def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b between two sequences (ties handled), O(n^2)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(len(x), k=1)
-    dx, dy = dx[iu], dy[iu]
-    concordant_minus_discordant = float((dx * dy).sum())
-    nx, ny = float((dx != 0).sum()), float((dy != 0).sum())
-    if nx == 0 or ny == 0:
-        return float("nan")
-    return concordant_minus_discordant / math.sqrt(nx * ny)
-
-
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     """Share within +-5% and +-10%, MAPE, max error (all in %) and Kendall tau of predicted vs measured."""
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)

@@ -17,8 +17,9 @@ from patsearch.search.constraints import LATENCY, check_achievable, load_constra
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
-from patsearch.search.results import (best_row, comparison, constraints_of, fill_costs, finished, pareto_front,
-                                      rows, summary_table, write_best_yaml, write_front_yaml, write_plots)
+from patsearch.search.results import (best_row, comparison, constraints_of, fill_costs, find_fidelity, finished,
+                                      pareto_front, rows, summary_notes, summary_table, write_best_yaml,
+                                      write_front_yaml, write_plots, write_summary)
 
 logger = logging.getLogger("patsearch.search")
 
@@ -50,6 +51,7 @@ class SearchOptions:
     allow_stale_profile: bool = False
     count_costs: bool = True
     plots: bool = True
+    fidelity: str | None = None  # proxy-check report to state (default: a matching docs/search/proxy-fidelity*.json)
 
 
 @dataclass
@@ -192,6 +194,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "seed": opts.seed,
         "best_possible": best_possible,
         "baselines": [b.name for b in baselines],
+        "val_images": _val_images(opts.proxy),  # what each score's binomial standard error is computed on
     }
 
     storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
@@ -249,9 +252,12 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     final = main_study
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
         fill_costs(final, _count_costs)
-    result = write_results(final, out_dir, plots=opts.plots)
-    console.print(summary_table(final))
-    console.print(comparison(final))
+    fidelity = find_fidelity(final, opts.fidelity)
+    result = write_results(final, out_dir, plots=opts.plots, fidelity=fidelity)
+    console.print(summary_table(final, fidelity=fidelity))
+    console.print(comparison(final, fidelity))
+    for line in summary_notes(final, fidelity):
+        console.print(escape(line), style="yellow" if line.startswith("warning") else None)
     for path in result.files:
         console.print(f"wrote {path}")
     for note in result.notes:
@@ -413,8 +419,27 @@ class Written:
     notes: list[str]
 
 
-def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True) -> Written:
-    """best.yaml (+ pareto.yaml for Pareto studies) and the PNG plots."""
+def _val_images(proxy: ProxySettings) -> int | None:
+    """Validation images each proxy score is measured on (None when the folder cannot be read here)."""
+    if proxy.data is None:
+        return proxy.synthetic_sizes()[1]
+    from patsearch.data.folder import scan_split, split_dir
+
+    try:
+        root = Path(proxy.data).expanduser()
+        classes, samples = scan_split(split_dir(root, "train"))
+        _, val = scan_split(split_dir(root, "val"), classes)
+    except Exception:  # the trainer reports a bad folder with its own message
+        return None
+    if proxy.val_samples is None:
+        return len(val)
+    per_class = [sum(1 for _, label in val if label == k) for k in range(len(classes))]
+    quota = max(1, proxy.val_samples // len(classes))  # what the class-balanced subset keeps
+    return len(val) if proxy.val_samples >= len(val) else sum(min(quota, n) for n in per_class)
+
+
+def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True, fidelity=None) -> Written:
+    """best.yaml (+ pareto.yaml for Pareto studies), summary.md / summary.json and the PNG plots."""
     out_dir = Path(out_dir)
     cons = constraints_of(study)
     rs = rows(study)
@@ -430,6 +455,7 @@ def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True) -> W
     if len(study.directions) > 1 and cons:
         front = pareto_front(rs, cons[0].key, cons[0].kind)
         files.append(write_front_yaml(out_dir / "pareto.yaml", front, study_name=study.study_name))
+    files += write_summary(study, out_dir, fidelity)
     if plots and finished(rs):
         written, plot_notes = write_plots(study, out_dir)
         files += written
@@ -438,7 +464,7 @@ def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True) -> W
 
 
 def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "runs", console=None,
-               write: bool = False) -> Any:
+               write: bool = False, fidelity: str | None = None) -> Any:
     """Print the summary of an existing study (and optionally rewrite its result files)."""
     import optuna
     from rich.console import Console
@@ -456,10 +482,13 @@ def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "
         names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
         raise UserError(f"no study {study_name!r} in {spec.display}; studies there: "
                         f"{', '.join(names) or 'none'}") from None
-    console.print(summary_table(loaded))
-    console.print(comparison(loaded))
+    found = find_fidelity(loaded, fidelity)
+    console.print(summary_table(loaded, fidelity=found))
+    console.print(comparison(loaded, found))
+    for line in summary_notes(loaded, found):
+        console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)
     if write:
-        result = write_results(loaded, Path(runs_dir) / study_name)
+        result = write_results(loaded, Path(runs_dir) / study_name, fidelity=found)
         for path in result.files:
             console.print(f"wrote {path}")
     return loaded

@@ -1,13 +1,20 @@
-"""What a search leaves behind: ``best.yaml``, a summary table against the baselines, and PNG plots.
+"""What a search leaves behind: ``best.yaml``, a summary against the baselines, and PNG plots.
 
 ``runs/<study>/best.yaml`` wraps the winning architecture description (``arch:``, which ``patsearch train --arch``
-and :meth:`ArchConfig.load` accept) with how it was found (``search:``). Plots use
-``optuna.visualization.matplotlib``; every file is written to a temp name and renamed.
+and :meth:`ArchConfig.load` accept) with how it was found (``search:``). The summary (on screen, and as
+``summary.md`` / ``summary.json``) counts trial states without calling infeasible proposals complete, gives every
+score its noise (the binomial standard error on the validation set, or the proxy's measured seed-to-seed spread
+when a fidelity report of ``patsearch proxy-check`` matches the proxy settings), says whether the lead over the
+best baseline is inside that noise, states the proxy's measured fidelity and warns when the data is synthetic.
+Plots use ``optuna.visualization.matplotlib``; every file is written to a temp name and renamed.
 """
 from __future__ import annotations
 
+import glob
+import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -15,6 +22,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from patsearch.arch import ArchConfig
+from patsearch.errors import UserError
+from patsearch.ranking import binomial_se, kendall_tau
 from patsearch.search.objective import (ATTR_ARCH, ATTR_BASELINE, ATTR_DUPLICATE, ATTR_FEASIBLE, ATTR_FLOPS,
                                         ATTR_PARAMS, ATTR_RESOLUTION, ATTR_STOPPED, ATTR_TOP1, PRED_PREFIX)
 
@@ -185,46 +194,179 @@ def _fmt_count(n: int | None) -> str:
     return str(n)
 
 
-def summary_table(study, *, top: int = 5, title: str | None = None):
-    """A rich table: the best trials, then every baseline, with predictions, proxy top-1, params and FLOPs."""
+def state_counts(study) -> dict[str, int]:
+    """Trials by what happened to them: infeasible proposals (never trained) apart from complete ones."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        infeasible = any(v > 0 for v in t.constraints.values()) or t.user_attrs.get(ATTR_FEASIBLE) is False
+        name = "infeasible" if infeasible else t.state.name.lower()
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    order = ("complete", "pruned", "running", "waiting", "fail", "infeasible")
+    parts = [f"{counts[k]} {'infeasible (not trained)' if k == 'infeasible' else 'failed' if k == 'fail' else k}"
+             for k in sorted(counts, key=lambda k: order.index(k) if k in order else len(order)) if counts[k]]
+    return f"{sum(counts.values())} candidates: " + ", ".join(parts)
+
+
+# --- noise and fidelity --------------------------------------------------------------------------------------
+FIDELITY_GLOB = "docs/search/proxy-fidelity*.json"
+
+
+def validation_size(study) -> int | None:
+    """Images the proxy's top-1 is measured on: stored with the study, or read from its data id."""
+    config = study.user_attrs.get("patsearch_config") or {}
+    if config.get("val_images"):
+        return int(config["val_images"])
+    match = re.search(r":(\d+|all)/(\d+)$", str(config.get("data", "")))
+    return int(match.group(2)) if match else None
+
+
+def _fidelity_matches(report: dict[str, Any], config: dict[str, Any]) -> bool:
+    proxy = (report.get("settings") or {}).get("proxy") or {}
+    return (proxy.get("data_id") == config.get("data") and proxy.get("epochs") == config.get("proxy_epochs")
+            and proxy.get("resolution") == config.get("proxy_resolution")
+            and proxy.get("recipe", "proxy") == config.get("recipe", "proxy"))
+
+
+def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """The proxy-check report for this study's proxy settings: ``path`` if given (it must exist), else the first
+    ``docs/search/proxy-fidelity*.json`` (here or in the checkout) whose proxy data, epochs, resolution and recipe
+    match the study's."""
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"--fidelity {p}: no such file (write one with `patsearch proxy-check --out {p}`)")
+        try:
+            return p, json.loads(p.read_text())
+        except ValueError:
+            raise UserError(f"--fidelity {p}: not a JSON report of `patsearch proxy-check`") from None
+    from patsearch.resources import bundled_dir
+
+    config = study.user_attrs.get("patsearch_config") or {}
+    seen: set[Path] = set()
+    for root in (Path.cwd(), bundled_dir("docs").parent):
+        for name in sorted(glob.glob(str(root / FIDELITY_GLOB))):
+            candidate = Path(name).resolve()
+            if candidate in seen:
+                continue
+            seen.add(candidate)
+            try:
+                report = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(report, dict) and _fidelity_matches(report, config):
+                return candidate, report
+    return None
+
+
+@dataclass
+class Noise:
+    """The standard error of one proxy score, in points, and where it comes from."""
+
+    n_val: int | None
+    seed_std: float | None  # points, measured by proxy-check
+
+    def of(self, top1: float | None) -> float | None:
+        if top1 is None:
+            return None
+        if self.seed_std is not None:
+            return self.seed_std
+        return None if self.n_val is None else 100 * binomial_se(top1, self.n_val)
+
+    def source(self) -> str:
+        if self.seed_std is not None:
+            return "the proxy's measured seed-to-seed std"
+        if self.n_val is not None:
+            return f"binomial, {self.n_val} validation images"
+        return "unknown (validation set size not recorded)"
+
+
+def noise_of(study, fidelity: tuple[Path, dict[str, Any]] | None) -> Noise:
+    seed_std = fidelity[1].get("seed_std") if fidelity else None
+    return Noise(validation_size(study), float(seed_std) if seed_std is not None else None)
+
+
+def budget_use(row: Row, c: ConstraintInfo) -> float | None:
+    """How much of the constraint a row uses: predicted latency / budget, or floor / predicted throughput."""
+    value = row.predicted.get(c.key)
+    if value is None or value <= 0:
+        return None
+    return value / c.limit if c.kind == "latency" else c.limit / value
+
+
+def _fmt_top1(top1: float | None, se: float | None) -> str:
+    if top1 is None:
+        return "-"
+    return f"{100 * top1:.2f}%" + ("" if se is None else f" ± {se:.2f}")
+
+
+def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=None):
+    """A rich table: the best trials, then every baseline, with proxy top-1 ± its standard error (points),
+    predictions, the share of the budget used, params and FLOPs."""
     from rich.table import Table
 
     cons = constraints_of(study)
     rs = rows(study)
     shown, baselines = shown_rows(rs, top)
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    infeasible = sum(1 for r in rs if not r.feasible)
-    caption = (f"{len(rs)} candidates: " + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-               + f"; {infeasible} infeasible (not trained)")
+    noise = noise_of(study, fidelity)
     table = Table(title=title or f"study {study.study_name}: " + " AND ".join(c.describe() for c in cons),
-                  caption=caption)
+                  caption=describe_counts(state_counts(study)) + f"; ± = 1 standard error ({noise.source()})")
     table.add_column("trial", justify="right")
     table.add_column("source")
     table.add_column("proxy top-1", justify="right")
     for c in cons:
         table.add_column(f"pred. {c.label()}", justify="right")
+    if cons:
+        table.add_column(f"of {cons[0].device} budget", justify="right")
     table.add_column("params", justify="right")
     table.add_column("FLOPs", justify="right")
     table.add_column("res", justify="right")
     table.add_column("state")
     for group, style in ((shown, None), (baselines, "cyan")):
         for r in group:
-            top1 = "-" if r.top1 is None else f"{100 * r.top1:.2f}%"
             preds = [("-" if c.key not in r.predicted else f"{r.predicted[c.key]:.3g}" if c.kind == "latency"
                       else f"{r.predicted[c.key]:,.0f}") for c in cons]
-            state = (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
-                     + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
-            table.add_row(str(r.number), r.baseline or "search", top1, *preds, _fmt_count(r.params),
-                          _fmt_count(r.flops), str(r.resolution or "-"), state, style=style)
+            if cons:
+                use = budget_use(r, cons[0])
+                preds.append("-" if use is None else f"{100 * use:.0f}%")
+            table.add_row(str(r.number), r.baseline or "search", _fmt_top1(r.top1, noise.of(r.top1)), *preds,
+                          _fmt_count(r.params), _fmt_count(r.flops), str(r.resolution or "-"), _state(r),
+                          style=style)
         if group is shown and shown and baselines:
             table.add_section()
     return table
 
 
-def comparison(study) -> str:
-    """One line: the best searched network against the best baseline at the same constraints."""
+def _state(r: Row) -> str:
+    return (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
+            + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
+
+
+def lead(study, fidelity=None) -> dict[str, Any] | None:
+    """The best searched network against the best baseline: the gap and whether it is inside the noise.
+
+    Two independent scores each with standard error s1, s2 differ by noise of sqrt(s1^2 + s2^2); a lead smaller
+    than twice that (about 95%) is called inside the noise.
+    """
+    rs = rows(study)
+    search = best_row([r for r in rs if not r.baseline])
+    base = best_row([r for r in rs if r.baseline])
+    if search is None or base is None:
+        return None
+    noise = noise_of(study, fidelity)
+    s1, s2 = noise.of(search.top1), noise.of(base.top1)
+    delta = 100 * (search.top1 - base.top1)
+    se = None if s1 is None or s2 is None else math.sqrt(s1 ** 2 + s2 ** 2)
+    return {"trial": search.number, "top1": search.top1, "baseline": base.baseline, "baseline_top1": base.top1,
+            "delta_points": round(delta, 3), "se_points": None if se is None else round(se, 3),
+            "inside_noise": None if se is None else abs(delta) < 2 * se, "noise": noise.source()}
+
+
+def comparison(study, fidelity=None) -> str:
+    """One line: the best searched network against the best baseline at the same constraints, with the noise."""
     rs = rows(study)
     search = best_row([r for r in rs if not r.baseline])
     base = best_row([r for r in rs if r.baseline])
@@ -233,9 +375,105 @@ def comparison(study) -> str:
     if base is None:
         why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
         return f"best: trial {search.number}, proxy top-1 {100 * search.top1:.2f}% ({why})"
-    delta = 100 * (search.top1 - base.top1)
-    return (f"best searched (trial {search.number}) {100 * search.top1:.2f}% vs {base.baseline} "
-            f"{100 * base.top1:.2f}% proxy top-1: {delta:+.2f} points")
+    info = lead(study, fidelity)
+    line = (f"best searched (trial {search.number}) {100 * search.top1:.2f}% vs {base.baseline} "
+            f"{100 * base.top1:.2f}% proxy top-1: {info['delta_points']:+.2f} points")
+    if info["se_points"] is None:
+        return line + " (noise unknown: the validation set size is not recorded)"
+    verdict = ("inside the noise: not evidence that either is better" if info["inside_noise"]
+               else f"{abs(info['delta_points']) / info['se_points']:.1f} standard errors")
+    return line + f", standard error of the difference {info['se_points']:.2f} points ({info['noise']}): {verdict}"
+
+
+def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
+    """The statements under the table: synthetic-data warning, the proxy's measured fidelity, budget use."""
+    config = study.user_attrs.get("patsearch_config") or {}
+    notes: list[str] = []
+    if str(config.get("data", "")).startswith("synthetic"):
+        notes.append("warning: the proxy trained on the built-in synthetic set (coloured shapes), not real images: "
+                     "these scores show the pipeline working, not which network is better; pass --data")
+    if fidelity is not None:
+        path, rep = fidelity
+        ref = (rep.get("settings") or {}).get("reference") or {}
+        notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}, Spearman "
+                     f"{rep.get('spearman')} against {ref.get('epochs')} epochs at {ref.get('resolution')} px over "
+                     f"{rep.get('n')} networks; seed-to-seed std {rep.get('seed_std')} points; free scores (tau): "
+                     + ", ".join(f"{k} {v}" for k, v in (rep.get("baselines") or {}).items()))
+    else:
+        notes.append(f"proxy fidelity: not measured for these settings ({config.get('data')}, "
+                     f"{config.get('proxy_epochs')} epochs at {config.get('proxy_resolution')} px); run "
+                     "`patsearch proxy-check` with them to know how far this ranking can be trusted")
+    cons = constraints_of(study)
+    rs = rows(study)
+    shown, _ = shown_rows(rs, top)
+    if cons and shown:
+        c = cons[0]
+        uses = [u for u in (budget_use(r, c) for r in shown) if u is not None]
+        trained = [r for r in finished(rs) if not r.baseline and c.key in r.predicted]
+        line = (f"budget use: the top {len(shown)} use {100 * min(uses):.0f}-{100 * max(uses):.0f}% of "
+                f"{c.describe()}" if uses else "")
+        if len(trained) >= 3:
+            tau = kendall_tau([r.top1 for r in trained], [r.predicted[c.key] for r in trained])
+            if math.isfinite(tau):
+                sign = 1 if c.kind == "latency" else -1
+                line += (f"; proxy top-1 vs predicted {c.kind} over {len(trained)} trained candidates: Kendall tau "
+                         f"{tau:+.2f} ({'larger' if sign * tau > 0 else 'smaller'} networks scored higher)")
+        if line:
+            notes.append(line)
+    return notes
+
+
+def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:
+    """Everything the summary states, JSON-ready (``summary.json``)."""
+    cons = constraints_of(study)
+    rs = rows(study)
+    shown, baselines = shown_rows(rs, top)
+    noise = noise_of(study, fidelity)
+    config = study.user_attrs.get("patsearch_config") or {}
+
+    def row(r: Row) -> dict[str, Any]:
+        return {"trial": r.number, "source": r.baseline or "search", "proxy_top1": r.top1,
+                "se_points": noise.of(r.top1), "predicted": r.predicted,
+                "budget_use": {c.key: budget_use(r, c) for c in cons}, "params": r.params, "flops": r.flops,
+                "resolution": r.resolution, "state": _state(r), "arch": r.arch}
+
+    return {"study": study.study_name, "constraints": [c.describe() for c in cons],
+            "counts": state_counts(study), "counts_text": describe_counts(state_counts(study)),
+            "data": config.get("data"), "synthetic": str(config.get("data", "")).startswith("synthetic"),
+            "proxy": {k: config.get(k) for k in ("proxy_epochs", "proxy_resolution", "recipe")},
+            "validation_images": noise.n_val, "noise": noise.source(),
+            "fidelity": None if fidelity is None else {"path": str(fidelity[0]), **{
+                k: fidelity[1].get(k) for k in ("n", "kendall_tau", "spearman", "seed_std", "baselines")}},
+            "top": [row(r) for r in shown], "baselines": [row(r) for r in baselines],
+            "lead": lead(study, fidelity), "comparison": comparison(study, fidelity),
+            "notes": summary_notes(study, fidelity, top=top)}
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """``summary.md``: the same statements as the screen, as a Markdown table and lines."""
+    cons = summary["constraints"]
+    lines = [f"# Search {summary['study']}", "", "Constraints: " + " AND ".join(cons), "",
+             summary["counts_text"] + f"; ± = 1 standard error ({summary['noise']}).", "",
+             "| trial | source | proxy top-1 (%) | predicted | budget use | params | FLOPs | state |",
+             "|---:|---|---:|---|---:|---:|---:|---|"]
+    for r in summary["top"] + summary["baselines"]:
+        top1 = "-" if r["proxy_top1"] is None else f"{100 * r['proxy_top1']:.2f}" + (
+            "" if r["se_points"] is None else f" ± {r['se_points']:.2f}")
+        pred = ", ".join(f"{k} {v:.3g}" for k, v in r["predicted"].items())
+        use = ", ".join("-" if v is None else f"{100 * v:.0f}%" for v in r["budget_use"].values())
+        lines.append(f"| {r['trial']} | {r['source']} | {top1} | {pred} | {use} | {_fmt_count(r['params'])} | "
+                     f"{_fmt_count(r['flops'])} | {r['state']} |")
+    lines += ["", summary["comparison"], ""]
+    lines += [f"- {note}" for note in summary["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(study, out_dir: str | os.PathLike, fidelity=None) -> list[Path]:
+    """``summary.json`` and ``summary.md`` in ``out_dir``."""
+    summary = summary_dict(study, fidelity)
+    out = Path(out_dir)
+    return [_atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
+            _atomic_write(out / "summary.md", summary_markdown(summary))]
 
 
 # --- plots -----------------------------------------------------------------------------------------------------
@@ -269,7 +507,8 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
     plots = [
         ("pareto.png", lambda: _front_plot(study, rs, cons, multi)),
         ("history.png", lambda: ovm.plot_optimization_history(study, target=target, target_name=target_name)),
-        ("importances.png", lambda: ovm.plot_param_importances(study, target=target, target_name=target_name)),
+        ("importances.png", lambda: ovm.plot_param_importances(trained_study(study), target=target,
+                                                               target_name=target_name)),
     ]
     for name, make in plots:
         try:
@@ -278,6 +517,19 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
             notes.append(f"{name} skipped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             plt.close("all")
     return written, notes
+
+
+def trained_study(study):
+    """An in-memory copy holding only the trained, completed trials: importances computed on it say what made
+    networks score well, not which choices were too slow (infeasible trials carry a placeholder score of 0; they
+    still teach the sampler through the constraint, in the real study)."""
+    import optuna
+
+    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    copy.add_trials([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                     if not any(v > 0 for v in t.constraints.values())
+                     and t.user_attrs.get(ATTR_FEASIBLE) is not False])
+    return copy
 
 
 def _front_plot(study, rs: Sequence[Row], cons: Sequence[ConstraintInfo], multi: bool):
@@ -293,8 +545,11 @@ def _front_plot(study, rs: Sequence[Row], cons: Sequence[ConstraintInfo], multi:
     fig, ax = plt.subplots()
     trained = [r for r in rs if r.top1 is not None and c.key in r.predicted]
     infeasible = [r for r in rs if not r.feasible and c.key in r.predicted]
-    ax.scatter([r.predicted[c.key] for r in trained if not r.baseline], [r.top1 for r in trained if not r.baseline],
-               label="searched", alpha=0.8)
+    searched = [r for r in trained if not r.baseline and r.state != "PRUNED"]
+    pruned = [r for r in trained if not r.baseline and r.state == "PRUNED"]
+    ax.scatter([r.predicted[c.key] for r in searched], [r.top1 for r in searched], label="searched", alpha=0.8)
+    ax.scatter([r.predicted[c.key] for r in pruned], [r.top1 for r in pruned], facecolors="none",
+               edgecolors="tab:orange", label="pruned (top-1 when stopped)", alpha=0.9)
     ax.scatter([r.predicted[c.key] for r in infeasible], [0.0] * len(infeasible), marker="x", color="grey",
                label="infeasible (not trained)")
     for r in trained:

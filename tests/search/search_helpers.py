@@ -67,3 +67,63 @@ def start_worker(storage: str, profile: Path, runs: Path, study: str, trials: in
     for key, value in kw.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def fake_runner_factory(settings):
+    """A stand-in for ``make_proxy_runner(settings)`` (module-level: worker processes unpickle it).
+
+    The score grows with width and depth; longer training (more epochs) adds a size-dependent gain, and the seed
+    adds a small deterministic offset, so proxy and reference rank alike but not identically.
+    """
+
+    def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        size = math.log2(arch.embed_dim) * sum(arch.depths)
+        return min(0.95, 0.1 + 0.01 * size * (1 + 0.02 * settings.epochs) + 0.004 * (settings.seed % 3))
+
+    run_proxy.num_classes = 10
+    return run_proxy
+
+
+def cheap_free_scores(arch: ArchConfig, resolution: int) -> dict:
+    """A stand-in for the free scores (fvcore and synflow take seconds per network): sizes from the description."""
+    size = arch.embed_dim * sum(arch.depths)
+    return {"params": size, "flops": size * resolution, "synflow": float(size), "synflow_overflow": False}
+
+
+def rendezvous_runner_factory(settings):
+    """:func:`fake_runner_factory` whose every job first waits until two processes have each started one (a marker
+    file per process in ``$PATSEARCH_TEST_MARKERS``): a job list shared by two workers finishes only if both work."""
+    import os
+    import time
+
+    inner = fake_runner_factory(settings)
+
+    def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        import multiprocessing
+
+        if multiprocessing.current_process().daemon:  # the trainer's DataLoader workers could not start
+            raise RuntimeError("the worker process is daemonic")
+        folder = Path(os.environ["PATSEARCH_TEST_MARKERS"])
+        (folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + 180
+        while len(list(folder.iterdir())) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no second worker process took a job")
+            time.sleep(0.05)
+        return inner(arch)
+
+    run_proxy.num_classes = 10
+    return run_proxy
+
+
+def failing_runner_factory(settings):
+    """A proxy trainer whose reference trainings (5+ epochs) crash: how a worker reports a broken job."""
+    inner = fake_runner_factory(settings)
+
+    def run_proxy(arch: ArchConfig, on_epoch_end=None) -> float:
+        if settings.epochs >= 5:
+            raise ValueError("boom\nsecond line")
+        return inner(arch)
+
+    run_proxy.num_classes = 10
+    return run_proxy

@@ -1,0 +1,89 @@
+"""Rank agreement and sampling noise: Kendall's tau-b, Spearman's rho, and the binomial standard error of a top-1.
+
+The latency table's fidelity and the proxy's fidelity are both judged by how well one ordering predicts another,
+so both use these. scipy's implementations are used when scipy is installed (it is not a dependency); the numpy
+fallbacks compute the same statistics (tau-b with ties, rho as Pearson's r of average ranks).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"rank correlation needs two 1-D sequences of equal length, got {x.shape} and {y.shape}")
+    return x, y
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float], *, use_scipy: bool = True) -> float:
+    """Kendall's tau-b (ties handled); NaN when either sequence is constant or shorter than 2."""
+    x, y = _pair(a, b)
+    if len(x) < 2:
+        return float("nan")
+    if use_scipy:
+        try:
+            from scipy.stats import kendalltau
+        except ImportError:
+            pass
+        else:
+            return float(kendalltau(x, y).statistic)
+    iu = np.triu_indices(len(x), k=1)
+    dx = np.sign(x[:, None] - x[None, :])[iu]
+    dy = np.sign(y[:, None] - y[None, :])[iu]
+    nx, ny = float((dx != 0).sum()), float((dy != 0).sum())
+    if nx == 0 or ny == 0:
+        return float("nan")
+    return float((dx * dy).sum()) / math.sqrt(nx * ny)
+
+
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks from 1, tied values sharing the mean of their positions (what Spearman's rho ranks by)."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=float)
+    sorted_x = x[order]
+    start = 0
+    while start < len(x):
+        end = start
+        while end + 1 < len(x) and sorted_x[end + 1] == sorted_x[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float], *, use_scipy: bool = True) -> float:
+    """Spearman's rho (Pearson's r of average ranks); NaN when either sequence is constant or shorter than 2."""
+    x, y = _pair(a, b)
+    if len(x) < 2:
+        return float("nan")
+    if use_scipy:
+        try:
+            from scipy.stats import spearmanr
+        except ImportError:
+            pass
+        else:
+            import warnings
+
+            with warnings.catch_warnings():  # constant input: scipy warns and returns NaN, as we do
+                warnings.simplefilter("ignore")
+                return float(spearmanr(x, y).statistic)
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float((rx * rx).sum()) * float((ry * ry).sum()))
+    return float((rx * ry).sum()) / denom if denom else float("nan")
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` (a fraction) measured on ``n`` independent images: sqrt(p(1-p)/n)."""
+    if n < 1:
+        raise ValueError(f"need at least one image, got n={n}")
+    p = min(max(float(p), 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se"]

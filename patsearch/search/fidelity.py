@@ -1,0 +1,475 @@
+"""How far can the proxy be trusted? Its ranking of networks against a training at least 5x longer.
+
+``patsearch proxy-check`` (:func:`run_fidelity`) samples N random networks of the space that meet a latency budget
+on a lookup table (the search's own constraint code), adds the named PATNet variants within the budget, and trains
+each with the proxy (every seed in ``seeds``) and once with the reference settings (>= 5x the epochs, at the same
+or a higher resolution, on the same images). It reports Kendall's tau and Spearman's rho of the proxy's mean top-1
+against the reference top-1, the proxy's seed-to-seed standard deviation in points, and the same correlations for
+scores that cost no training: parameters, FLOPs (fvcore) and synflow (:mod:`patsearch.search.zerocost`). A proxy
+is worth its GPU time only where it ranks better than these.
+
+Every training is a job of :mod:`patsearch.search.jobs`: recorded atomically when it finishes, so a killed run
+continues where it stopped; ``gpus="all"`` runs one worker process per GPU. The report (JSON, with top-level
+``n``, ``kendall_tau``, ``spearman``, ``seed_std``, ``baselines``) and a scatter PNG are written beside each other
+from whatever rows are complete, also after a partial run (``complete: false``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from patsearch.errors import UserError
+from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
+from patsearch.search.proxy import ProxySettings, make_proxy_runner
+
+REFERENCE_FACTOR = 5  # the reference trains at least this many times more epochs than the proxy
+MAX_REFERENCE_RESOLUTION = 64  # the default reference doubles the proxy's resolution up to this
+PROXY, REFERENCE, FREE = "proxy", "reference", "free"
+FREE_SCORES = ("params", "flops", "synflow")
+REPORT_VERSION = 1
+
+
+def default_reference(proxy: ProxySettings) -> ProxySettings:
+    """``REFERENCE_FACTOR`` x the proxy's epochs at twice its resolution (at most 64 px, never lower)."""
+    resolution = max(proxy.resolution, min(MAX_REFERENCE_RESOLUTION, 2 * proxy.resolution))
+    return dataclasses.replace(proxy, epochs=REFERENCE_FACTOR * proxy.epochs, resolution=resolution)
+
+
+@dataclass(frozen=True)
+class FidelityOptions:
+    """What ``patsearch proxy-check`` accepts (see the CLI for the flags)."""
+
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    reference: ProxySettings | None = None  # None: default_reference(proxy)
+    n: int = 24  # random networks (the variants within budget come on top)
+    seeds: tuple[int, ...] = (0, 1)  # proxy seeds; the reference runs once, with the proxy's first seed
+    budget: str = "35ms"
+    device_table: str | None = None  # profile for the budget (default: the search's, this machine's CPU table)
+    space: str | None = None
+    variants: str = "auto"  # auto (every named variant within budget) | none | names
+    sample_seed: int = 0
+    out: str = "docs/search/proxy-fidelity.json"
+    gpus: str = "none"  # none | all | 0,1 | cpu:N (see jobs.parse_devices)
+    stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
+    allow_stale_profile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reference is None:
+            object.__setattr__(self, "reference", default_reference(self.proxy))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        ref, proxy = self.reference, self.proxy
+        if not isinstance(self.n, int) or self.n < 3:
+            raise UserError(f"--n must be at least 3 networks (a rank correlation needs them), got {self.n!r}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"--seeds must list distinct integers, got {list(self.seeds)}")
+        if ref.epochs < REFERENCE_FACTOR * proxy.epochs:
+            raise UserError(f"--reference-epochs {ref.epochs} is less than {REFERENCE_FACTOR}x the proxy's "
+                            f"{proxy.epochs}; give at least {REFERENCE_FACTOR * proxy.epochs}")
+        if ref.resolution < proxy.resolution:
+            raise UserError(f"--reference-resolution {ref.resolution} is below the proxy's {proxy.resolution}; the "
+                            "reference must train at the same or a higher resolution")
+        if (ref.data is None) != (proxy.data is None) or (
+                ref.data is not None and Path(ref.data).resolve() != Path(proxy.data).resolve()):
+            raise UserError("the proxy and the reference must train on the same --data")
+        if self.stop_after is not None and self.stop_after <= 0:
+            raise UserError(f"--stop-after must be a positive number of seconds, got {self.stop_after}")
+        if not str(self.out).endswith(".json"):
+            raise UserError(f"--out must name a .json file (the PNG goes beside it), got {self.out!r}")
+
+    @property
+    def records_dir(self) -> Path:
+        out = Path(self.out)
+        return out.with_name(out.stem + ".records")
+
+    @property
+    def png(self) -> Path:
+        return Path(self.out).with_suffix(".png")
+
+    def settings(self) -> dict[str, Any]:
+        """What defines the measurement (stored in the report and compared when a run resumes)."""
+        return {"proxy": _settings_dict(self.proxy), "reference": _settings_dict(self.reference),
+                "seeds": list(self.seeds), "n": self.n, "budget": self.budget, "device_table": self.device_table,
+                "space": self.space, "variants": self.variants, "sample_seed": self.sample_seed}
+
+
+def _settings_dict(s: ProxySettings) -> dict[str, Any]:
+    # Where and how fast it runs (device, loader workers, subset folder) does not change what is measured.
+    d = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("device", "workers", "subset_dir", "data")}
+    d["data_id"] = s.data_id()
+    return d
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- the networks --------------------------------------------------------------------------------------------
+def plan_networks(opts: FidelityOptions, *, load_profile: Callable[[str], Any] | None = None) -> list[dict[str, Any]]:
+    """``n`` distinct random networks within the budget (seeded), then the named variants within it."""
+    import numpy as np
+
+    from patsearch.search.baselines import select_baselines
+    from patsearch.search.constraints import check_achievable, load_constraints, parse_constraints
+    from patsearch.space import load_space
+
+    space = load_space(opts.space)
+    specs = parse_constraints([opts.budget])
+    if load_profile is None:
+        from patsearch.profiler import load_profile as _load
+
+        def load_profile(device: str):
+            return _load(device, allow_stale=opts.allow_stale_profile)
+    default_device = opts.device_table
+    if default_device is None:
+        from patsearch.search.api import _default_device
+
+        default_device = _default_device()
+    constraints = load_constraints(specs, default_device=default_device, loader=load_profile)
+    check_achievable(space, constraints)
+    c = constraints[0]
+    rng = np.random.default_rng(opts.sample_seed)
+    rows: list[dict[str, Any]] = []
+    seen: set = set()
+    attempts = 0
+    limit = max(2000, 500 * opts.n)
+    while len(rows) < opts.n:
+        attempts += 1
+        if attempts > limit or len(seen) >= space.size():
+            raise UserError(f"only {len(rows)} of {opts.n} random networks of space {space.name!r} met "
+                            f"{c.describe()} in {attempts - 1} draws; raise --budget or lower --n")
+        cand = space.sample(rng)
+        if cand in seen:
+            continue
+        seen.add(cand)
+        value = c.predict(cand.arch, cand.resolution)
+        if c.feasible(value):
+            rows.append({"id": f"r{len(rows):02d}", "source": "random", "arch": cand.arch.to_dict(),
+                         "resolution": int(cand.resolution), "predicted": {c.key: value}})
+    baselines, _ = select_baselines(space, constraints, opts.variants)
+    for b in sorted(baselines, key=lambda b: b.name):
+        rows.append({"id": b.name, "source": "variant", "arch": b.arch.replace(name=b.name).to_dict(),
+                     "resolution": int(b.resolution), "predicted": dict(b.predicted)})
+    for row in rows:
+        row["budget"] = {"key": c.key, "limit": c.limit, "kind": c.kind}
+    return rows
+
+
+def make_jobs(plan: Sequence[dict[str, Any]], seeds: Sequence[int]) -> list[Job]:
+    """Per network: the reference first (longest: it balances best across GPUs when taken first), then the proxy
+    seeds; the free scores last (CPU seconds each)."""
+    jobs: list[Job] = []
+    for row in plan:
+        jobs.append(Job(f"{row['id']}.reference", row["id"], REFERENCE, seeds[0]))
+        jobs += [Job(f"{row['id']}.proxy.s{s}", row["id"], PROXY, s) for s in seeds]
+    jobs += [Job(f"{row['id']}.free", row["id"], FREE) for row in plan]
+    return jobs
+
+
+# --- running one job -----------------------------------------------------------------------------------------
+class Executor:
+    """Runs one job of a plan in this process (one proxy runner per settings, built on first use)."""
+
+    def __init__(self, opts: FidelityOptions, plan: Sequence[dict[str, Any]],
+                 make_runner: Callable[[ProxySettings], Callable[..., float]] = make_proxy_runner,
+                 score_free: Callable[[Any, int], dict[str, Any]] | None = None) -> None:
+        self.opts = opts
+        self.plan = {row["id"]: row for row in plan}
+        self.make_runner = make_runner
+        self.score_free = score_free or free_scores
+        self._runners: dict[ProxySettings, Callable[..., float]] = {}
+
+    def runner(self, settings: ProxySettings) -> Callable[..., float]:
+        if settings not in self._runners:
+            self._runners[settings] = self.make_runner(settings)
+        return self._runners[settings]
+
+    def __call__(self, job: Job) -> dict[str, Any]:
+        from patsearch.arch import ArchConfig
+        from patsearch.search.objective import ProxyDiverged
+
+        row = self.plan[job.arch_id]
+        arch = ArchConfig.from_dict(row["arch"])
+        record: dict[str, Any] = {"key": job.key, "arch_id": job.arch_id, "kind": job.kind, "seed": job.seed}
+        start = time.perf_counter()
+        if job.kind == FREE:
+            num_classes = getattr(self.runner(self.opts.proxy), "num_classes", arch.num_classes)
+            record.update(self.score_free(arch.replace(num_classes=num_classes), self.opts.reference.resolution))
+        else:
+            base = self.opts.proxy if job.kind == PROXY else self.opts.reference
+            settings = dataclasses.replace(base, seed=job.seed)
+            try:
+                record["top1"] = float(self.runner(settings)(arch))
+            except ProxyDiverged as exc:  # a measured outcome, not a crash: kept out of the correlations
+                record["top1"] = None
+                record["diverged"] = str(exc)
+        record["seconds"] = round(time.perf_counter() - start, 2)
+        record["host"] = platform.node()
+        record["pid"] = os.getpid()
+        record["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return record
+
+
+def free_scores(arch, resolution: int) -> dict[str, Any]:
+    """Parameters, fvcore FLOPs and synflow of a freshly initialised ``arch`` at ``resolution``."""
+    import torch
+
+    from patsearch.counting import count_flops, count_params
+    from patsearch.models import create_model
+    from patsearch.search.zerocost import synflow
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model(arch).eval()
+    score = synflow(model, resolution)
+    return {"params": count_params(model), "flops": count_flops(model, resolution),
+            "synflow": score if math.isfinite(score) else None, "synflow_overflow": not math.isfinite(score)}
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records: dict[str, dict[str, Any]],
+                 *, elapsed: float | None = None) -> dict[str, Any]:
+    """The JSON report from the records so far (rows missing a training are listed but not correlated)."""
+    import numpy as np
+
+    from patsearch.ranking import average_ranks, kendall_tau, spearman
+
+    rows, complete = [], []
+    for item in plan:
+        rid = item["id"]
+        proxy = [records.get(f"{rid}.proxy.s{s}", {}).get("top1") for s in opts.seeds]
+        ref_rec = records.get(f"{rid}.reference", {})
+        free = records.get(f"{rid}.free", {})
+        diverged = [r["key"] for r in (records.get(f"{rid}.proxy.s{s}") for s in opts.seeds) if r and
+                    r.get("diverged")] + ([ref_rec["key"]] if ref_rec.get("diverged") else [])
+        row = {"id": rid, "source": item["source"], "resolution": item["resolution"],
+               "predicted": item["predicted"], "budget": item.get("budget"),
+               "proxy_top1": proxy, "proxy_mean": None, "reference_top1": ref_rec.get("top1"),
+               "params": free.get("params"), "flops": free.get("flops"), "synflow": free.get("synflow"),
+               "synflow_overflow": free.get("synflow_overflow", False), "diverged": diverged,
+               "seconds": {k: records[k]["seconds"] for k in records if k.startswith(rid + ".")},
+               "arch": item["arch"]}
+        if all(p is not None for p in proxy):
+            row["proxy_mean"] = float(np.mean(proxy))
+        if row["proxy_mean"] is not None and row["reference_top1"] is not None and (f"{rid}.free" in records):
+            complete.append(row)
+        rows.append(row)
+
+    def corr(fn, xs, ys) -> float | None:
+        value = fn(xs, ys) if len(xs) >= 2 else float("nan")
+        return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+    ref = [r["reference_top1"] for r in complete]
+    mean = [r["proxy_mean"] for r in complete]
+    baselines, baselines_rho = {}, {}
+    for name in FREE_SCORES:
+        # Ranks, not values: an overflowed synflow (inf) ranks above every finite one and ties with the others.
+        vals = [math.inf if (name == "synflow" and r["synflow_overflow"]) else r[name] for r in complete]
+        if any(v is None for v in vals):
+            baselines[name] = baselines_rho[name] = None
+            continue
+        ranks = average_ranks(vals) if vals else []
+        baselines[name] = corr(kendall_tau, ranks, ref)
+        baselines_rho[name] = corr(spearman, ranks, ref)
+    if len(opts.seeds) >= 2 and complete:
+        variances = [float(np.var(r["proxy_top1"], ddof=1)) for r in complete]
+        seed_std = round(100 * math.sqrt(float(np.mean(variances))), 3)
+    else:
+        seed_std = None
+    single = {str(s): corr(kendall_tau, [r["proxy_top1"][i] for r in complete], ref)
+              for i, s in enumerate(opts.seeds)}
+    params = [r["params"] for r in complete]
+    tau = corr(kendall_tau, mean, ref)
+    return {
+        "version": REPORT_VERSION,
+        "n": len(complete),
+        "kendall_tau": tau,
+        "spearman": corr(spearman, mean, ref),
+        "seed_std": seed_std,
+        "baselines": baselines,
+        "baselines_spearman": baselines_rho,
+        "single_seed_kendall_tau": single,
+        # Item 5's question: does the proxy reward size less than the longer training does (favouring small
+        # networks that merely learn fastest)? Both taus are against parameter counts.
+        "size_bias": {"proxy_vs_params": corr(kendall_tau, mean, params),
+                      "reference_vs_params": corr(kendall_tau, ref, params)},
+        "beats_free_scores": None if tau is None else all(v is None or tau > v for v in baselines.values()),
+        "complete": len(complete) == len(plan),
+        "networks": len(plan),
+        "jobs": {"done": len(records), "total": len(make_jobs(plan, opts.seeds))},
+        "diverged": sorted({k for r in rows for k in r["diverged"]}),
+        # Jobs per GPU (CUDA_VISIBLE_DEVICES of the worker that ran them): shows that every GPU took work.
+        "jobs_by_device": _count_by(records.values(), "cuda_visible_devices"),
+        "training_seconds": {kind: round(sum(r.get("seconds", 0.0) for r in records.values() if r.get("kind") == kind),
+                                         1) for kind in (PROXY, REFERENCE, FREE)},
+        "settings": opts.settings(),
+        "fingerprint": fingerprint(opts.settings()),
+        "elapsed_seconds": None if elapsed is None else round(elapsed, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
+    }
+
+
+def _count_by(records, key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        name = str(r.get(key) if r.get(key) is not None else "unset")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
+    """Proxy mean top-1 (seed range as bars) vs reference top-1, and log parameters vs reference; PNG."""
+    rows = [r for r in report["rows"] if r["proxy_mean"] is not None and r["reference_top1"] is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 5), dpi=110)
+    for r in rows:
+        x, y = 100 * r["proxy_mean"], 100 * r["reference_top1"]
+        lo, hi = 100 * min(r["proxy_top1"]), 100 * max(r["proxy_top1"])
+        variant = r["source"] == "variant"
+        ax.errorbar([x], [y], xerr=[[x - lo], [hi - x]], fmt="*" if variant else "o",
+                    color="tab:red" if variant else "tab:blue", ms=11 if variant else 5, capsize=2, alpha=0.85)
+        if variant:
+            ax.annotate(r["id"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if r["params"]:
+            ax2.scatter([r["params"] / 1e6], [y], marker="*" if variant else "o",
+                        color="tab:red" if variant else "tab:gray", s=90 if variant else 20)
+    s = report["settings"]
+    ax.set_xlabel(f"proxy top-1 (%), mean of {len(s['seeds'])} seeds (bars: seed range); "
+                  f"{s['proxy']['epochs']} ep at {s['proxy']['resolution']} px")
+    ax.set_ylabel(f"reference top-1 (%), {s['reference']['epochs']} ep at {s['reference']['resolution']} px")
+    ax.set_title(f"proxy vs reference: tau {report['kendall_tau']}, rho {report['spearman']}, "
+                 f"seed std {report['seed_std']} pt (n={report['n']})", fontsize=9)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("parameters (M)")
+    ax2.set_ylabel("reference top-1 (%)")
+    b = report["baselines"]
+    ax2.set_title("free scores, Kendall tau vs reference: " + ", ".join(f"{k} {v}" for k, v in b.items()),
+                  fontsize=9)
+    fig.suptitle(f"proxy fidelity on {s['proxy']['data_id']} ({'complete' if report['complete'] else 'partial'})",
+                 fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# --- the command ---------------------------------------------------------------------------------------------
+@dataclass
+class FidelityResult:
+    report: dict[str, Any]
+    json_path: Path
+    png_path: Path | None
+    ran: int
+
+
+def _load_or_plan(opts: FidelityOptions, load_profile) -> list[dict[str, Any]]:
+    """The stored plan of a run being resumed (same settings), else a new one (stored before any training)."""
+    plan_path = opts.records_dir / "plan.json"
+    settings = opts.settings()
+    if plan_path.exists():
+        stored = json.loads(plan_path.read_text())
+        if stored.get("fingerprint") != fingerprint(settings):
+            diff = [k for k in settings if stored.get("settings", {}).get(k) != settings[k]]
+            raise UserError(f"{opts.records_dir} holds a proxy check with other settings ({', '.join(diff)} "
+                            "differ); rerun with the original options to resume it, or pass another --out")
+        return stored["plan"]
+    plan = plan_networks(opts, load_profile=load_profile)
+    opts.records_dir.mkdir(parents=True, exist_ok=True)
+    tmp = plan_path.with_name(f".plan.json.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint(settings), "settings": settings, "plan": plan}, indent=1))
+    os.replace(tmp, plan_path)
+    return plan
+
+
+def run_fidelity(opts: FidelityOptions, *, console=None,
+                 make_runner: Callable[[ProxySettings], Callable[..., float]] | None = None,
+                 load_profile: Callable[[str], Any] | None = None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 score_free: Callable[[Any, int], dict[str, Any]] | None = None) -> FidelityResult:
+    """Run (or resume) the proxy fidelity check and write its JSON report and PNG.
+
+    ``make_runner(settings) -> run_proxy(arch) -> top-1`` is the proxy trainer (default: the search's) and
+    ``score_free(arch, resolution)`` the free scores (default :func:`free_scores`); with several devices both must
+    be picklable. ``on_record(record)`` is called after each finished job is stored.
+    """
+    from functools import partial
+
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    console = console or Console()
+    make_runner = make_runner or make_proxy_runner
+    devices = parse_devices(opts.gpus)
+    if devices and devices[0] != "cpu" and "cpu" in (opts.proxy.device, opts.reference.device):
+        raise UserError("--gpus runs the trainings on GPUs: use --proxy-device auto or cuda with it")
+    plan = _load_or_plan(opts, load_profile)
+    jobs = make_jobs(plan, opts.seeds)
+    if devices and opts.proxy.data is not None and make_runner is make_proxy_runner:
+        from patsearch.search.proxy import prepare_folder
+
+        prepare_folder(opts.proxy)  # the linked subset, built once here rather than raced for by every worker
+    store = RecordStore(opts.records_dir)
+    already = len(store.load(j.key for j in jobs))
+    where = f"{len(devices)} worker process(es) on {'GPUs ' + ','.join(devices) if devices[0] != 'cpu' else 'CPU'}" \
+        if devices else "this process"
+    console.print(f"[bold]proxy-check[/bold] {len(plan)} networks ({sum(r['source'] == 'variant' for r in plan)} "
+                  f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}; running in {where}")
+    start = time.time()
+    deadline = None if opts.stop_after is None else start + opts.stop_after
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("trainings", total=len(jobs), completed=already)
+
+        def record_done(record: dict[str, Any]) -> None:
+            what = ("free scores" if record["kind"] == FREE else
+                    f"{record['kind']} seed {record['seed']}: " + ("diverged" if record.get("diverged") else
+                                                                   f"top-1 {100 * record['top1']:.2f}%"))
+            progress.console.print(f"{record['arch_id']} {what} ({record['seconds']:.1f} s)")
+            progress.advance(task)
+            if on_record is not None:
+                on_record(record)
+
+        ran = run_jobs(jobs, partial(Executor, opts, plan, make_runner, score_free), store, devices=devices,
+                       deadline=deadline, on_record=record_done)
+    report = build_report(opts, plan, store.load(j.key for j in jobs), elapsed=time.time() - start)
+    json_path = write_report(report, opts.out)
+    png = plot_report(report, opts.png)
+    state = "complete" if report["complete"] else f"partial ({report['jobs']['done']}/{report['jobs']['total']} " \
+                                                  "jobs; rerun the same command to continue)"
+    console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}, Spearman "
+                  f"{report['spearman']}, proxy seed std {report['seed_std']} points; free scores (tau): "
+                  + ", ".join(f"{k} {v}" for k, v in report["baselines"].items()) + f" [{state}]")
+    console.print(f"wrote {json_path}" + (f" and {png}" if png else ""))
+    return FidelityResult(report, json_path, png, ran)
+
+
+__all__ = ["FidelityOptions", "FidelityResult", "build_report", "default_reference", "free_scores", "make_jobs",
+           "plan_networks", "run_fidelity"]

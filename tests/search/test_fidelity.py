@@ -1,0 +1,205 @@
+"""The proxy fidelity check: report fields, resume after a kill, worker processes, option errors."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from patsearch.errors import UserError
+from patsearch.profiler import load_profile
+from patsearch.search.fidelity import FidelityOptions, build_report, default_reference, make_jobs, run_fidelity
+from patsearch.search.proxy import ProxySettings
+from search_helpers import cheap_free_scores, failing_runner_factory, fake_runner_factory, rendezvous_runner_factory
+
+PROXY = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu")
+
+
+def _load(path):
+    return load_profile(path, check=False)
+
+
+def _opts(tmp_path, profile, **kw):
+    base = dict(proxy=PROXY, n=3, seeds=(0, 1), budget=f"{profile}=5ms", space="tiny",
+                out=str(tmp_path / "fid" / "report.json"))
+    base.update(kw)
+    return FidelityOptions(**base)
+
+
+def _counting(calls):
+    def make_runner(settings):
+        inner = fake_runner_factory(settings)
+
+        def run_proxy(arch, on_epoch_end=None):
+            calls.append((settings.epochs, settings.seed, arch.embed_dim, arch.depths))
+            return inner(arch)
+
+        run_proxy.num_classes = 10
+        return run_proxy
+
+    return make_runner
+
+
+def test_report_fields_and_types_with_the_real_trainer(tmp_path, tiny_profile):
+    """Tiny space, synthetic data, 1-epoch proxy (2 seeds) and a 5-epoch reference: the whole pipeline."""
+    proxy = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=32, val_samples=16, device="cpu")
+    opts = _opts(tmp_path, tiny_profile, proxy=proxy, reference=dataclasses.replace(proxy, epochs=5))
+    result = run_fidelity(opts, load_profile=_load)
+    report = json.loads(result.json_path.read_text())
+    assert report["n"] == 3 and report["networks"] == 3 and report["complete"] is True
+    assert report["jobs"] == {"done": 12, "total": 12}  # 3 x (reference + 2 proxy seeds + free scores)
+    for key in ("kendall_tau", "spearman"):
+        assert report[key] is None or -1.0 <= report[key] <= 1.0
+    assert isinstance(report["seed_std"], float) and report["seed_std"] >= 0
+    assert set(report["baselines"]) == {"params", "flops", "synflow"}
+    assert all(v is None or isinstance(v, float) for v in report["baselines"].values())
+    for row in report["rows"]:
+        assert len(row["proxy_top1"]) == 2 and all(0.0 <= p <= 1.0 for p in row["proxy_top1"])
+        assert 0.0 <= row["reference_top1"] <= 1.0
+        assert row["params"] > 0 and row["flops"] > 0 and row["synflow"] > 0
+        assert row["predicted"]["cpu:latency_ms"] <= 5.0  # every sampled network meets the budget
+    assert report["settings"]["reference"]["epochs"] == 5 and report["settings"]["reference"]["resolution"] == 32
+    assert result.png_path.read_bytes()[:4] == b"\x89PNG"
+    assert result.png_path == result.json_path.with_suffix(".png")
+
+
+def test_a_killed_run_resumes_without_retraining(tmp_path, tiny_profile):
+    calls: list = []
+    opts = _opts(tmp_path, tiny_profile)
+
+    def kill_after_first(record):
+        raise KeyboardInterrupt  # what Ctrl-C or a lost machine does right after a record is written
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fidelity(opts, make_runner=_counting(calls), load_profile=_load, on_record=kill_after_first,
+                     score_free=cheap_free_scores)
+    assert len(calls) == 1
+    records = list(opts.records_dir.glob("*.json"))
+    assert sorted(p.name for p in records) == ["plan.json", "r00.reference.json"]
+    assert not list(opts.records_dir.glob(".*tmp*"))  # nothing half-written
+
+    result = run_fidelity(opts, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert result.ran == 11  # 12 jobs, one already recorded
+    assert len(calls) == 1 + 8  # the recorded reference was not trained again; free scores train nothing
+    assert result.report["complete"] and result.report["n"] == 3
+    # The fake proxy ranks by size, as the reference does: perfect agreement, and seeds 0/1 differ by 0.4 points.
+    assert result.report["kendall_tau"] == pytest.approx(1.0)
+    assert result.report["seed_std"] == pytest.approx(100 * 0.004 / math.sqrt(2), abs=1e-3)
+    again = run_fidelity(opts, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert again.ran == 0 and len(calls) == 9
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, tiny_profile):
+    opts = _opts(tmp_path, tiny_profile)
+    run_fidelity(opts, make_runner=fake_runner_factory, load_profile=_load,
+                          score_free=cheap_free_scores)
+    changed = _opts(tmp_path, tiny_profile, proxy=ProxySettings(epochs=2, resolution=32, train_samples=64,
+                                                                val_samples=32, device="cpu"))
+    with pytest.raises(UserError, match="holds a proxy check with other settings \\(proxy, reference differ\\)"):
+        run_fidelity(changed, make_runner=fake_runner_factory, load_profile=_load,
+                          score_free=cheap_free_scores)
+
+
+def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch):
+    """The --gpus path with CPU processes: every job runs once, and both spawned workers take jobs (each job waits
+    for a marker from the other worker, so one worker alone cannot finish the list)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("PATSEARCH_TEST_MARKERS", str(markers))
+    opts = _opts(tmp_path, tiny_profile, gpus="cpu:2")
+    result = run_fidelity(opts, make_runner=rendezvous_runner_factory, load_profile=_load,
+                          score_free=cheap_free_scores)
+    assert result.ran == 12 and result.report["complete"]
+    records = [json.loads(p.read_text()) for p in opts.records_dir.glob("r*.json")]
+    assert len(records) == 12
+    assert len({r["pid"] for r in records}) == 2  # both workers took jobs
+    assert result.report["jobs_by_device"] == {"unset": 12}  # CPU workers: no CUDA_VISIBLE_DEVICES
+
+
+def test_a_failing_job_in_a_worker_stops_the_run_with_one_line(tmp_path, tiny_profile):
+    opts = _opts(tmp_path, tiny_profile, gpus="cpu:2")
+    with pytest.raises(RuntimeError, match=r"^job r0\d\.reference failed: ValueError: boom$"):
+        run_fidelity(opts, make_runner=failing_runner_factory, load_profile=_load, score_free=cheap_free_scores)
+    assert not any(p.name.endswith(".reference.json") for p in opts.records_dir.iterdir())
+    assert not list(opts.records_dir.glob(".*tmp*"))
+
+
+def test_stop_after_leaves_a_partial_report_that_a_rerun_completes(tmp_path, tiny_profile):
+    calls: list = []
+    opts = _opts(tmp_path, tiny_profile, stop_after=1e-9)
+    first = run_fidelity(opts, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert first.ran == 0 and first.report["complete"] is False and first.report["n"] == 0
+    assert json.loads(first.json_path.read_text())["kendall_tau"] is None
+    rest = run_fidelity(_opts(tmp_path, tiny_profile), make_runner=_counting(calls), load_profile=_load,
+                       score_free=cheap_free_scores)
+    assert rest.ran == 12 and rest.report["complete"]
+
+
+def test_jobs_and_report_from_records():
+    plan = [{"id": f"r{i}", "source": "random", "resolution": 64, "predicted": {}, "arch": {}} for i in range(4)]
+    opts = FidelityOptions(proxy=PROXY, n=4, seeds=(0, 1))
+    assert (opts.reference.epochs, opts.reference.resolution) == (5, 64)  # 5x the epochs at twice the resolution
+    assert default_reference(dataclasses.replace(PROXY, epochs=2, resolution=64)).resolution == 64  # never lower
+    jobs = make_jobs(plan, opts.seeds)
+    assert [j.key for j in jobs[:3]] == ["r0.reference", "r0.proxy.s0", "r0.proxy.s1"]
+    assert len(jobs) == 16
+    proxy = {"r0": (0.30, 0.32), "r1": (0.40, 0.38), "r2": (0.50, 0.50), "r3": (0.20, 0.24)}
+    ref = {"r0": 0.6, "r1": 0.5, "r2": 0.7, "r3": 0.4}  # proxy order r3 < r0 < r1 < r2; reference swaps r0/r1
+    records = {}
+    for rid, (a, b) in proxy.items():
+        records[f"{rid}.proxy.s0"] = {"key": f"{rid}.proxy.s0", "top1": a, "seconds": 1.0}
+        records[f"{rid}.proxy.s1"] = {"key": f"{rid}.proxy.s1", "top1": b, "seconds": 1.0}
+        records[f"{rid}.reference"] = {"key": f"{rid}.reference", "top1": ref[rid], "seconds": 5.0}
+    sizes = {"r0": 10, "r1": 20, "r2": 30, "r3": 40}
+    for rid in proxy:
+        records[f"{rid}.free"] = {"key": f"{rid}.free", "params": sizes[rid], "flops": sizes[rid],
+                                  "synflow": None, "synflow_overflow": True, "seconds": 0.1}
+    report = build_report(opts, plan, records)
+    assert report["n"] == 4
+    assert report["kendall_tau"] == pytest.approx(4 / 6, abs=1e-4)  # 5 concordant pairs, 1 discordant
+    assert report["spearman"] == pytest.approx(0.8, abs=1e-4)
+    # seed std: sqrt(mean of per-network variances (ddof 1)) in points
+    variances = [(a - b) ** 2 / 2 for a, b in proxy.values()]
+    assert report["seed_std"] == pytest.approx(100 * math.sqrt(sum(variances) / 4), abs=1e-3)
+    assert report["baselines"]["params"] == pytest.approx(-2 / 6, abs=1e-4)  # r0<r1<r2<r3 by size vs reference
+    assert report["baselines"]["synflow"] is None  # every synflow overflowed: all tied, no ranking
+    assert report["beats_free_scores"] is True
+    del records["r3.reference"]
+    partial = build_report(opts, plan, records)
+    assert partial["n"] == 3 and partial["complete"] is False
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    (dict(n=2), "--n must be at least 3"),
+    (dict(seeds=(1, 1)), "--seeds must list distinct"),
+    (dict(reference=ProxySettings(epochs=4, resolution=64)), "less than 5x the proxy's 1; give at least 5"),
+    (dict(reference=ProxySettings(epochs=5, resolution=32), proxy=ProxySettings(epochs=1, resolution=64)),
+     "below the proxy's 64"),
+    (dict(reference=ProxySettings(data="/x", epochs=5, resolution=64)), "same --data"),
+    (dict(out="report.txt"), "must name a .json file"),
+])
+def test_bad_options_are_one_line_errors(kw, fragment):
+    base = dict(proxy=PROXY)
+    base.update(kw)
+    with pytest.raises(UserError) as info:
+        FidelityOptions(**base)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_proxy_check_runs_and_reports(tmp_path, tiny_profile, monkeypatch):
+    import cli
+    import patsearch.search.fidelity as fidelity
+
+    monkeypatch.setattr(fidelity, "make_proxy_runner", fake_runner_factory)
+    monkeypatch.setattr(fidelity, "free_scores", cheap_free_scores)
+    monkeypatch.setattr("patsearch.profiler.load_profile", lambda device, **kw: _load(device))
+    out = tmp_path / "r.json"
+    args = ["proxy-check", "--n", "3", "--budget", f"{tiny_profile}=5ms", "--space", "tiny", "--proxy-epochs", "1",
+            "--proxy-device", "cpu", "--out", str(out)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert "Kendall tau" in result.output and out.exists() and out.with_suffix(".png").exists()
+    bad = CliRunner().invoke(cli.app, args[:-2] + ["--out", str(tmp_path / "b.json"), "--reference-epochs", "2"])
+    assert bad.exit_code != 0 and "less than 5x" in str(bad.exception)

@@ -1,0 +1,186 @@
+"""The search summary: honest state counts, standard errors and the lead's verdict, fidelity, files, plots."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from patsearch.arch import VARIANTS
+from patsearch.profiler import load_profile
+from patsearch.search.api import SearchOptions, run_search
+from patsearch.search.results import (_front_plot, comparison, constraints_of, describe_counts, find_fidelity, lead,
+                                      rows, state_counts, summary_dict, summary_notes, trained_study)
+from patsearch.search.study import is_infeasible
+from search_helpers import fake_proxy, make_profile
+
+
+def _load(path):
+    return load_profile(path, check=False)
+
+
+def _run(tmp_path, profile, budget, **kw):
+    proxy = kw.pop("proxy", None) or fake_proxy()
+    base = dict(latency_budgets=[f"{profile}={budget}"], space="tiny", trials=4, runs_dir=str(tmp_path / "runs"),
+                count_costs=False, plots=False, baselines="none", heartbeat_interval=1, study_name="s")
+    base.update(kw)
+    return run_search(SearchOptions(**base), run_proxy=proxy, load_profile=_load)
+
+
+def test_infeasible_trials_are_counted_apart_and_kept_out_of_importances(tmp_path, tiny_profile):
+    out = _run(tmp_path, tiny_profile, "1ms", seed=3)
+    trials = out.study.get_trials()
+    infeasible = sum(is_infeasible(t) for t in trials)
+    trained = sum(t.state == TrialState.COMPLETE and not is_infeasible(t) for t in trials)
+    assert infeasible >= 1 and trained == 4
+    assert state_counts(out.study) == {"complete": 4, "infeasible": infeasible}
+    assert describe_counts(state_counts(out.study)) == \
+        f"{4 + infeasible} candidates: 4 complete, {infeasible} infeasible (not trained)"
+    # Optuna itself calls the infeasible ones COMPLETE (with a placeholder 0.0); importances must not see them.
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4 + infeasible
+    copy = trained_study(out.study)
+    assert len(copy.get_trials()) == 4 and all(t.value > 0 for t in copy.get_trials())
+    saved = json.loads((out.out_dir / "summary.json").read_text())
+    assert saved["counts"] == {"complete": 4, "infeasible": infeasible}
+
+
+def test_summary_files_are_written_with_budget_use(tmp_path, tiny_profile):
+    out = _run(tmp_path, tiny_profile, "5ms", seed=1)
+    assert {"summary.json", "summary.md"} <= {p.name for p in out.files}
+    summary = json.loads((out.out_dir / "summary.json").read_text())
+    assert summary["study"] == "s" and summary["validation_images"] == 400  # the default synthetic set: 2000/400
+    duplicates = sum("duplicate_of" in t.user_attrs for t in out.study.get_trials())
+    assert len(summary["top"]) == 4 - duplicates and summary["baselines"] == []  # a duplicate is listed once
+    for r in summary["top"]:
+        predicted = r["predicted"]["cpu:latency_ms"]
+        assert r["budget_use"]["cpu:latency_ms"] == pytest.approx(predicted / 5.0)
+        assert r["se_points"] == pytest.approx(100 * math.sqrt(r["proxy_top1"] * (1 - r["proxy_top1"]) / 400))
+    md = (out.out_dir / "summary.md").read_text()
+    assert md.startswith("# Search s\n") and "| trial | source | proxy top-1 (%) |" in md
+    assert md.count("| search |") == len(summary["top"]) and summary["comparison"] in md
+    uses = [100 * r["budget_use"]["cpu:latency_ms"] for r in summary["top"]]
+    assert f"- budget use: the top {len(uses)} use {min(uses):.0f}-{max(uses):.0f}% of cpu latency <= 5 ms" in md
+
+
+def test_synthetic_data_is_warned_about_and_real_data_is_not(tmp_path, tiny_profile, capsys):
+    out = _run(tmp_path, tiny_profile, "5ms")
+    warning = "warning: the proxy trained on the built-in synthetic set"
+    assert warning in capsys.readouterr().out
+    assert json.loads((out.out_dir / "summary.json").read_text())["synthetic"] is True
+    config = dict(out.study.user_attrs["patsearch_config"], data="folder:cifar10:all/all", val_images=10000)
+    out.study.set_user_attr("patsearch_config", config)
+    notes = summary_notes(out.study)
+    assert not any(n.startswith("warning") for n in notes)
+    assert any(n.startswith("proxy fidelity: not measured for these settings (folder:cifar10:all/all") for n in notes)
+
+
+def _variant_space(tmp_path):
+    path = tmp_path / "t0space.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "t0space", "embed_dim": [16, 32], "depths": [[1], [1, 2], [2, 6], [2, 4]],
+        "partial_ratio": [0.25], "mlp_ratio": [2], "mixers": [["pconv", "pat_ch"]] * 3 + [["pat_ch", "pat_sf"]],
+        "spatial": ["partial"], "act": ["gelu"], "num_heads": [4], "resolution": [64],
+        "fixed": {"num_classes": 1000, "head_width": 1280}}))
+    from patsearch.space import load_space
+
+    return path, make_profile(tmp_path / "cpu-t0space.json", load_space(path))
+
+
+def _with_baseline(tmp_path, searched_top1, **kw):
+    space_path, profile = _variant_space(tmp_path)
+    budget = _load(profile).predict(VARIANTS["patnet_t0"], 64) * 1.2
+    proxy = fake_proxy(score=lambda a: 0.50 if a.name == "patnet_t0" else searched_top1)
+    return _run(tmp_path, profile, f"{budget:.4f}ms", space=str(space_path), trials=3, baselines="auto",
+                proxy=proxy, **kw)
+
+
+def test_a_lead_inside_the_binomial_noise_is_called_so(tmp_path):
+    out = _with_baseline(tmp_path, 0.51)
+    info = lead(out.study)
+    se = 100 * math.sqrt(0.5 * 0.5 / 400 + 0.51 * 0.49 / 400)
+    assert info["delta_points"] == pytest.approx(1.0) and info["se_points"] == pytest.approx(se, abs=1e-3)
+    assert info["inside_noise"] is True
+    line = comparison(out.study)
+    assert f"+1.00 points, standard error of the difference {se:.2f} points (binomial, 400 validation images)" in line
+    assert line.endswith("inside the noise: not evidence that either is better")
+
+
+def test_a_clear_lead_is_stated_in_standard_errors(tmp_path):
+    out = _with_baseline(tmp_path, 0.70)
+    info = lead(out.study)
+    assert info["inside_noise"] is False
+    assert comparison(out.study).endswith(f"{20.0 / info['se_points']:.1f} standard errors")
+
+
+def _fidelity_report(config, **changes):
+    proxy = {"data_id": config["data"], "epochs": config["proxy_epochs"], "resolution": config["proxy_resolution"],
+             "recipe": config["recipe"]}
+    proxy.update(changes)
+    return {"n": 24, "kendall_tau": 0.71, "spearman": 0.86, "seed_std": 1.5,
+            "baselines": {"params": 0.4, "flops": 0.41, "synflow": 0.3},
+            "settings": {"proxy": proxy, "reference": {"epochs": 20, "resolution": 64}}}
+
+
+def test_a_matching_fidelity_report_is_found_stated_and_sets_the_noise(tmp_path, monkeypatch):
+    out = _with_baseline(tmp_path, 0.51)
+    config = out.study.user_attrs["patsearch_config"]
+    docs = tmp_path / "docs" / "search"
+    docs.mkdir(parents=True)
+    (docs / "proxy-fidelity-other.json").write_text(json.dumps(_fidelity_report(config, epochs=99)))
+    monkeypatch.chdir(tmp_path)
+    assert find_fidelity(out.study) is None  # other proxy settings: not this proxy's fidelity
+    (docs / "proxy-fidelity-cifar10.json").write_text(json.dumps(_fidelity_report(config)))
+    found = find_fidelity(out.study)
+    assert found is not None and found[0].name == "proxy-fidelity-cifar10.json"
+    info = lead(out.study, found)
+    assert info["se_points"] == pytest.approx(math.sqrt(2) * 1.5, abs=1e-3)  # two scores, each with the seed std
+    assert info["noise"] == "the proxy's measured seed-to-seed std"
+    notes = summary_notes(out.study, found)
+    assert any(n.startswith("proxy fidelity (proxy-fidelity-cifar10.json): Kendall tau 0.71, Spearman 0.86 "
+                            "against 20 epochs at 64 px over 24 networks; seed-to-seed std 1.5 points") for n in notes)
+    assert summary_dict(out.study, found)["fidelity"]["kendall_tau"] == 0.71
+    from patsearch.errors import UserError
+
+    with pytest.raises(UserError, match="no such file"):
+        find_fidelity(out.study, tmp_path / "missing.json")
+
+
+def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
+    def run_proxy(arch, on_epoch_end=None):
+        final = 0.1 + 0.01 * arch.embed_dim + 0.05 * arch.depths[2]
+        for epoch in range(1, 5):
+            on_epoch_end(epoch, final * epoch / 4)
+        return final
+
+    run_proxy.num_classes = 10
+    out = _run(tmp_path, tiny_profile, "5ms", proxy=run_proxy, trials=10, seed=0, sampler="random")
+    pruned = [t for t in out.study.get_trials() if t.state == TrialState.PRUNED]
+    assert pruned
+    assert state_counts(out.study)["pruned"] == len(pruned)
+    ax = _front_plot(out.study, rows(out.study), constraints_of(out.study), False)
+    marked = [c for c in ax.collections if c.get_label().startswith("pruned")]
+    assert len(marked) == 1 and len(marked[0].get_offsets()) == len(pruned)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_validation_size_recorded_for_the_standard_error(tmp_path):
+    from patsearch.search.api import _val_images
+    from patsearch.search.proxy import ProxySettings
+
+    for split, sizes in (("train", (4, 4)), ("val", (3, 5))):
+        for name, count in zip(("a", "b"), sizes):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{i}.jpg").write_bytes(b"")  # only listed, never decoded
+    data = str(tmp_path / "data")
+    assert _val_images(ProxySettings()) == 400
+    assert _val_images(ProxySettings(val_samples=123)) == 123
+    assert _val_images(ProxySettings(data=data)) == 8
+    assert _val_images(ProxySettings(data=data, val_samples=4)) == 2 + 2  # class-balanced: 2 per class
+    assert _val_images(ProxySettings(data=data, val_samples=100)) == 8
+    assert _val_images(ProxySettings(data=str(tmp_path / "missing"))) is None

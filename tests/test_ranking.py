@@ -1,0 +1,53 @@
+"""Rank correlations and the binomial standard error against hand-computed values (ties included)."""
+import math
+
+import numpy as np
+import pytest
+
+from patsearch.ranking import average_ranks, binomial_se, kendall_tau, spearman
+
+
+@pytest.mark.parametrize("use_scipy", [False, True])  # without scipy installed both run the numpy fallback
+def test_kendall_tau_hand_computed(use_scipy):
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40], use_scipy=use_scipy) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1], use_scipy=use_scipy) == pytest.approx(-1.0)
+    # 3 pairs: (1,2) and (1,3) concordant, (2,3) discordant -> (2 - 1) / 3
+    assert kendall_tau([1, 2, 3], [1, 3, 2], use_scipy=use_scipy) == pytest.approx(1 / 3)
+    # tau-b with a tie in the first list: 5 concordant pairs, the tied pair counts in neither numerator nor nx;
+    # nx = 5 untied pairs, ny = 6 -> 5 / sqrt(30)
+    assert kendall_tau([1, 2, 2, 3], [1, 3, 2, 4], use_scipy=use_scipy) == pytest.approx(5 / math.sqrt(30))
+    assert math.isnan(kendall_tau([1, 1, 1], [1, 2, 3], use_scipy=use_scipy))
+    assert math.isnan(kendall_tau([1], [2], use_scipy=use_scipy))
+
+
+@pytest.mark.parametrize("use_scipy", [False, True])
+def test_spearman_hand_computed(use_scipy):
+    assert spearman([1, 2, 3, 4], [1, 4, 9, 16], use_scipy=use_scipy) == pytest.approx(1.0)  # monotone, not linear
+    # no ties: 1 - 6 sum d^2 / (n (n^2 - 1)) with d = (-1, 1, 0, 0) -> 1 - 12/60
+    assert spearman([0.31, 0.39, 0.50, 0.22], [0.6, 0.5, 0.7, 0.4], use_scipy=use_scipy) == pytest.approx(0.8)
+    # ties: average ranks (1, 2.5, 2.5, 4) vs (1, 3, 2, 4) -> 4.5 / sqrt(4.5 * 5)
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4], use_scipy=use_scipy) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert math.isnan(spearman([2, 2, 2], [1, 2, 3], use_scipy=use_scipy))
+
+
+def test_fallbacks_match_on_random_data_with_ties():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 30), rng.integers(0, 5, 30)  # many ties
+    ra, rb = average_ranks(a), average_ranks(b)
+    rho = np.corrcoef(ra, rb)[0, 1]
+    assert spearman(a, b, use_scipy=False) == pytest.approx(rho)
+    assert kendall_tau(a, b, use_scipy=False) == pytest.approx(kendall_tau(a, b))
+
+
+def test_average_ranks_and_bad_input():
+    assert list(average_ranks([10, 30, 20, 20])) == [1.0, 4.0, 2.5, 2.5]
+    with pytest.raises(ValueError, match="equal length"):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_binomial_standard_error():
+    assert binomial_se(0.5, 400) == pytest.approx(0.025)  # 2.5 points on 400 images
+    assert binomial_se(0.9, 10000) == pytest.approx(0.003)
+    assert binomial_se(0.0, 50) == 0.0
+    with pytest.raises(ValueError, match="at least one image"):
+        binomial_se(0.5, 0)
