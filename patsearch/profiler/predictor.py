@@ -294,6 +294,24 @@ def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
     return concordant_minus_discordant / math.sqrt(nx * ny)
 
 
+def spearman_rho(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (ties get their average rank)."""
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for value in np.unique(v):            # average the ranks of ties
+            tied = v == value
+            if tied.sum() > 1:
+                r[tied] = r[tied].mean()
+        return r
+
+    x, y = ranks(np.asarray(a, dtype=float)), ranks(np.asarray(b, dtype=float))
+    if x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def fidelity(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     """Share within +-5% and +-10%, MAPE, max error (all in %) and Kendall tau of predicted vs measured."""
     p, m = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
