@@ -193,12 +193,24 @@ def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol,
         raise ProfileError(f"--validate must be at least 2 held-out networks to score an adapted table, "
                            f"got {n_evaluate}")
     started = time.perf_counter()
+    path = Path(path)
+    # Measurements go to a hidden partial file first: an interrupted adaptation resumes from it, and nothing that
+    # looks like a finished table (a name lookups would find) exists until the fit is done.
+    partial = path.with_name(f".{path.name}.partial")
     profile = Profile.new(device, protocol, command=command if command is not None else " ".join(sys.argv),
-                          path=Path(path))
+                          path=partial)
+    if partial.exists():
+        try:
+            earlier = Profile.load(partial)
+            if earlier.protocol == protocol and earlier.provenance.get("hardware") == profile.provenance["hardware"]:
+                profile.data["networks"] = earlier.networks
+        except ProfileError:
+            pass  # unreadable leftovers: measure again
     items = split_samples(space, n_adapt, n_evaluate, seed)
     shuffled = list(items)
     random.Random(seed).shuffle(shuffled)  # background load hits both sets alike
     (measure or default_measure)(profile, shuffled, device)
+    profile.path = path
 
     statistic = (base.calibration or {}).get("statistic", "ms")
     types = sorted({layer_type(k) for k in base.entries})
@@ -226,6 +238,7 @@ def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol,
     profile.data["fidelity"] = report
     profile.provenance["build_seconds"] = round(time.perf_counter() - started, 2)
     profile.save()
+    partial.unlink(missing_ok=True)
     return profile
 
 

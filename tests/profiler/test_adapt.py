@@ -73,6 +73,32 @@ def test_adaptation_recovers_a_synthetic_other_device(tmp_path, tiny_space):
     assert OFFSET_MS > 0
 
 
+def test_interrupted_adaptation_resumes_measuring_only_what_is_missing(tmp_path, tiny_space):
+    base = make_base(tmp_path / "base.json", tiny_space)
+    dev = get_device("cpu")
+    out = tmp_path / "adapted.json"
+
+    class Interrupted(FakeMeasure):
+        def __call__(self, profile, items, device):
+            super().__call__(profile, items[:9], device)
+            profile.save()                      # what measure_networks does as it goes
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adapt_profile(base, tiny_space, dev, dev.protocol, out, n_adapt=8, n_evaluate=4, measure=Interrupted(base))
+    assert not out.exists()                     # no half-made table where lookups would find it
+    assert len(Profile.load(tmp_path / ".adapted.json.partial").networks) == 9
+
+    class Counting(FakeMeasure):
+        def __call__(self, profile, items, device):
+            super().__call__(profile, [i for i in items if i[0] not in profile.networks], device)
+
+    again = Counting(base)
+    adapt_profile(base, tiny_space, dev, dev.protocol, out, n_adapt=8, n_evaluate=4, measure=again)
+    assert len(again.measured) == 3 and Profile.load(out).provenance["adapted"]["networks"] == 8
+    assert not (tmp_path / ".adapted.json.partial").exists()
+
+
 def test_search_adapts_by_itself_where_no_table_fits(tmp_path, tiny_space, shipped, monkeypatch, _user_home):
     base = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)
     measure = FakeMeasure(base)
