@@ -152,7 +152,7 @@ def profile(
     calibrate: Optional[int] = typer.Option(None, help="Random architectures used to fit the calibration (with "
                                                        "--validate; default 40, with --adapt 14)."),
     adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
-                                                      "device from ~14 networks measured here (about a minute)."),
+                                                      "device from 14 + 8 networks measured here (a few minutes)."),
     adapt_from: Optional[str] = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
                                                         "default: the nearest one)."),
     seed: int = typer.Option(0, help="Seed of the validation samples."),

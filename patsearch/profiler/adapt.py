@@ -45,7 +45,7 @@ N_HELD_OUT = 8        # networks only used to score the adapted table
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1e6)   # relative ridge strengths tried (1e6 = one common scale)
 SCALED_STATS = ("ms", "p10", "p90", "min_p10", "graph_ms", "graph_p10")
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
-ADAPT_HINT = {"cpu": "about a minute", "cuda": "about a minute"}
+ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
 
 
 def layer_type(key: str) -> str:
@@ -257,7 +257,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
     hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
-    (about a minute), saved in the user's profile folder (so the next search reuses it) and ``note`` says so with
+    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it) and ``note`` says so with
     the command for a full table. Other names and paths load as :func:`load_profile` does.
     """
     text = os.fspath(device)

@@ -195,7 +195,7 @@ class Profile:
         elif here != made_on:
             fits = device_for_host(self.backend, here)  # `epyc` refuses an Intel host: name a device that fits
             message = (f"profile {name} was measured on {made_on!r} but this host has {here!r}; run "
-                       f"`patsearch profile --device {fits} --adapt` (about a minute) or `patsearch profile "
+                       f"`patsearch profile --device {fits} --adapt` (a few minutes) or `patsearch profile "
                        f"--device {fits} --validate 60` (a full table) here to measure this hardware")
             if not allow_stale:
                 raise ProfileError(message + " (or allow a stale profile explicitly)")
@@ -292,7 +292,7 @@ def find_profile(device_or_path: "str | os.PathLike", directory: "str | os.PathL
         have += sorted(p.name for p in folder.glob("*.json"))
     raise ProfileError(f"no profile for device {device.name!r} in {' or '.join(str(d) for d in dirs)}"
                        + (f" (have: {', '.join(have)})" if have else "")
-                       + f"; run `patsearch profile --device {device.name} --adapt` (about a minute) or "
+                       + f"; run `patsearch profile --device {device.name} --adapt` (a few minutes) or "
                          f"`patsearch profile --device {device.name} --validate 60` (a full table) first")
 
 
