@@ -209,3 +209,35 @@ def test_h200_is_named_with_bf16_channels_last_and_checked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
     with pytest.raises(devices.DeviceError, match="--device h200 expects an NVIDIA H200 GPU"):
         devices.check_hardware(dev)
+
+
+def test_cli_profile_adapt_writes_an_adapted_table_and_says_how_long_it_took(tmp_path, tiny_space):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = make_base(tmp_path / "base.json", tiny_space, device="cpu")
+    out = tmp_path / "out" / "adapted.json"
+    env = {**os.environ, "PATSEARCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "cli.py", "profile", "--device", "cpu", "--space", "tiny", "--adapt",
+                           "--adapt-from", str(base.path), "--calibrate", "5", "--validate", "3", "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"wrote {out}: ") and "adapted from base.json" in first
+    assert "this command took" in first and first.endswith("s in all")
+    report = json.loads(proc.stdout.splitlines()[1])
+    assert report["calibrated"]["n"] == 3 and set(report["rank_correlation"]) == {"predictor", "table_sum",
+                                                                                  "flops", "params"}
+    saved = Profile.load(out)
+    assert saved.provenance["adapted"]["networks"] == 5 and len(saved.networks) == 8
+    assert (tmp_path / "out" / "adapted.fidelity.png").exists()
+    assert not (tmp_path / "home").exists()      # --out: nothing written to the user folder either
+    # too few networks to fit: one line, exit 2, nothing written
+    bad = subprocess.run([sys.executable, "cli.py", "profile", "--device", "cpu", "--space", "tiny", "--adapt",
+                          "--adapt-from", str(base.path), "--calibrate", "2", "--out", str(tmp_path / "bad.json")],
+                         cwd=repo, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --calibrate must be at least 4 networks")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
