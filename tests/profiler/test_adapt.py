@@ -241,3 +241,43 @@ def test_cli_profile_adapt_writes_an_adapted_table_and_says_how_long_it_took(tmp
                          cwd=repo, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --calibrate must be at least 4 networks")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
+
+
+def test_gpu_adaptation_path_on_cpu_tensors(tmp_path, tiny_space):
+    # An h100-like base (CUDA-graph statistic, throughput at batch 256) adapted to h200 with a fake measurement:
+    # the GPU statistic is what gets scaled and predictions come back in images/s.
+    base = make_base(tmp_path / "h100.json", tiny_space, device="h100", hardware="NVIDIA H100 80GB HBM3")
+    for entry in base.entries.values():
+        entry["graph_ms"], entry["ms"] = entry["ms"], entry["ms"] * 1.5   # eager adds launch overhead
+    base.data["calibration"] = {"model": "sum", "coef": [1.0], "statistic": "graph_ms"}
+    base.save()
+
+    class GraphTruth(FakeMeasure):   # the H200 runs the graph time x the known factors
+        def __call__(self, profile, items, device):
+            graph_base = Profile({**self.base.data, "entries": {k: {**e, "ms": e["graph_ms"]}
+                                                                for k, e in self.base.entries.items()}})
+            self.base, original = graph_base, self.base
+            try:
+                super().__call__(profile, items, device)
+            finally:
+                self.base = original
+
+    dev = get_device("h200")
+    adapted = adapt_profile(base, tiny_space, dev, dev.protocol, tmp_path / "h200.json", n_adapt=14, n_evaluate=6,
+                            measure=GraphTruth(base))
+    assert adapted.provenance["adapted"]["from_statistic"] == "graph_ms"
+    assert adapted.metric == "throughput" and adapted.fidelity["calibrated"]["within_10pct"] == 100.0
+    key = next(k for k in base.entries if k.startswith("block|c16|pat_ch"))
+    scale = adapted.provenance["adapted"]["scales"]["block|pat_ch|relu"]
+    assert adapted.entries[key]["graph_ms"] == pytest.approx(base.entries[key]["graph_ms"] * scale, rel=1e-4)
+    graph_base = Profile({**base.data, "entries": {k: {**e, "ms": e["graph_ms"]} for k, e in base.entries.items()}})
+    for arch, res in tiny_space.samples(10, seed=7):
+        assert adapted.predict(arch, res) == pytest.approx(256e3 / true_ms(graph_base, arch, res), rel=0.05)
+
+
+def test_nearest_base_of_an_h200_is_the_shipped_h100_table():
+    from patsearch.space import load_space
+
+    dev = get_device("h200")
+    base = nearest_base(dev, dev.protocol, load_space())
+    assert base.device == "h100" and base.protocol == dev.protocol
