@@ -84,7 +84,7 @@ def _adapt(dev: Any, protocol: Any, space: Any, path: Path, *, validate: int, ca
     from patsearch.profiler.table import ProfileError, load_profile
 
     if path.exists() and not fresh and not is_adapted(Profile.load(path)):
-        raise ProfileError(f"{path} is a full table measured on this device; adapting would replace it: pass "
+        raise ProfileError(f"{path} is a measured (not adapted) table; adapting would replace it: pass "
                            f"--fresh to replace it, or --out for another file")
     base = (load_profile(adapt_from, check=False) if adapt_from is not None
             else nearest_base(dev, protocol, space, exclude=path))
