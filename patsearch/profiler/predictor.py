@@ -35,6 +35,7 @@ MODELS: dict[str, str] = {
     # (dispatch, launches, small-tensor setup): the launch floor and the layer count measure it directly.
     "affine+launch": "a + b x sum + c x launch floor + d x number of layers",
 }
+MIN_LAUNCH_FIT = 12   # calibration networks needed before "affine+launch" is a candidate
 _MAX_GRID = np.round(np.arange(0.5, 3.01, 0.05), 3)
 
 
@@ -106,6 +107,10 @@ def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
     scores: dict[str, float] = {}
     for model in models or MODELS:
         if model in ("max-launch", "affine+launch") and not np.any(features[:, LAUNCH] > 0):
+            continue
+        # The launch floor and the layer count move together; on a handful of networks a fit trades one against
+        # the other (negative coefficients) and extrapolates badly, so this candidate needs a real sample.
+        if model == "affine+launch" and n < MIN_LAUNCH_FIT:
             continue
         if model == "max-launch":
             k = 3
