@@ -140,9 +140,11 @@ def evaluate(
 
 @app.command()
 def profile(
-    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | cuda."),
+    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
     space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
-    out: Optional[Path] = typer.Option(None, help="Profile JSON (default: profiles/<device>-<protocol>.json)."),
+    out: Optional[Path] = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
+                                                  "profile folder, $PATSEARCH_HOME/profiles or "
+                                                  "~/.local/share/patsearch/profiles)."),
     batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
     dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
     channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
@@ -150,8 +152,14 @@ def profile(
     threads: Optional[int] = typer.Option(None, help="Override the number of CPU threads."),
     form: Optional[str] = typer.Option(None, help="fused (deployment, default) | trained."),
     clock: Optional[str] = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity."),
-    calibrate: int = typer.Option(40, help="Random architectures used to fit the calibration (with --validate)."),
+    validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
+                                         "(with --adapt: default 8)."),
+    calibrate: Optional[int] = typer.Option(None, help="Random architectures used to fit the calibration (with "
+                                                       "--validate; default 40, with --adapt 14)."),
+    adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
+                                                      "device from 14 + 8 networks measured here (a few minutes)."),
+    adapt_from: Optional[str] = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
+                                                        "default: the nearest one)."),
     seed: int = typer.Option(0, help="Seed of the validation samples."),
     trace: Optional[Path] = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
     plot: Optional[Path] = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
@@ -163,21 +171,26 @@ def profile(
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
     import json
+    import time
 
     if refit:
         _refit_profile(out or device, space=space, validate=validate, calibrate=calibrate, seed=seed, plot=plot)
         return
     from patsearch.profiler import profile_device
 
+    started = time.perf_counter()
     result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
                             threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
-                            trace=trace, plot=plot, fresh=fresh, passes=passes)
+                            trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
     summary = result.summary()
+    what = (f"adapted from {result.provenance['adapted']['from']}" if result.provenance.get("adapted") else
+            f"layer table measured in {result.provenance.get('build_seconds')} s over all runs")
     typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
-               f"{summary['hardware']}, protocol {summary['protocol']}, "
-               f"built in {result.provenance.get('build_seconds')} s")
+               f"{summary['hardware']}, protocol {summary['protocol']}, {what}; "
+               f"this command took {time.perf_counter() - started:.0f} s in all")
     if result.fidelity:
-        typer.echo(json.dumps({k: result.fidelity[k] for k in ("calibration_model", "raw_sum", "calibrated")}))
+        keys = ("calibration_model", "raw_sum", "calibrated", "rank_correlation")
+        typer.echo(json.dumps({k: result.fidelity[k] for k in keys if k in result.fidelity}))
 
 
 def _refit_profile(profile_ref: "str | Path", *, space: Optional[str], validate: int, calibrate: int, seed: int,
@@ -201,7 +214,7 @@ def _refit_profile(profile_ref: "str | Path", *, space: Optional[str], validate:
 
 @app.command()
 def bench(
-    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | cuda."),
+    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
     models: Optional[str] = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
     forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "

@@ -115,6 +115,9 @@ DEVICES: dict[str, Device] = {
     "h100": Device("h100", "cuda", "NVIDIA H100, batch 256 throughput, bf16 + channels-last",
                    dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True),
                    expect=r"H100", expect_label="an NVIDIA H100 GPU", rocm=False),
+    "h200": Device("h200", "cuda", "NVIDIA H200, batch 256 throughput, bf16 + channels-last",
+                   dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True),
+                   expect=r"H200", expect_label="an NVIDIA H200 GPU", rocm=False),
     "cuda": Device("cuda", "cuda", "any CUDA/ROCm GPU visible to torch, batch 256 throughput", _GPU_THROUGHPUT),
 }
 
@@ -185,6 +188,17 @@ def environment(device: Device) -> dict[str, Any]:
         env["gpu"] = env["hardware"]
     env.update(software_versions())
     return env
+
+
+def device_for_host(backend: str, hardware: str | None) -> str:
+    """The device name to profile ``hardware`` with: the named device that recognises it (``h200``, ``epyc``),
+    else the generic one of its backend (``cpu`` / ``cuda``)."""
+    generic = "cpu" if backend == "cpu" else "cuda"
+    for device in DEVICES.values():
+        if device.backend == backend and device.expect and hardware and re.search(device.expect, hardware,
+                                                                                   re.IGNORECASE):
+            return device.name
+    return generic
 
 
 def check_hardware(device: Device) -> str:

@@ -33,7 +33,11 @@ MODELS: dict[str, str] = {
     "per-stage": "a + per-group scales (stem/merges/head, stage 1..4)",
     "per-stage+layers": "a + per-group scales + c x number of layers",
     "max-launch": "a + b x max(sum, k x launch floor): GPU work or kernel launches, whichever bounds the network",
+    # What a plain sum misses on fast networks is per-layer overhead that does not scale with the layer's work
+    # (dispatch, launches, small-tensor setup): the launch floor and the layer count measure it directly.
+    "affine+launch": "a + b x sum + c x launch floor + d x number of layers",
 }
+MIN_LAUNCH_FIT = 12   # calibration networks needed before "affine+launch" is a candidate
 _MAX_GRID = np.round(np.arange(0.5, 3.01, 0.05), 3)
 
 
@@ -52,6 +56,7 @@ def design(model: str, features: np.ndarray) -> np.ndarray:
         "per-stage": np.hstack([ones, groups]),
         "per-stage+layers": np.hstack([ones, groups, layers]),
         "max-launch": _max_design(f, 1.0),
+        "affine+launch": np.hstack([ones, total, f[:, LAUNCH:LAUNCH + 1], layers]),
     }[model]
 
 
@@ -103,9 +108,13 @@ def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
     n = len(y)
     scores: dict[str, float] = {}
     for model in models or MODELS:
+        if model in ("max-launch", "affine+launch") and not np.any(features[:, LAUNCH] > 0):
+            continue
+        # The launch floor and the layer count move together; on a handful of networks a fit trades one against
+        # the other (negative coefficients) and extrapolates badly, so this candidate needs a real sample.
+        if model == "affine+launch" and n < MIN_LAUNCH_FIT:
+            continue
         if model == "max-launch":
-            if not np.any(features[:, LAUNCH] > 0):
-                continue
             k = 3
         else:
             k = design(model, features[:1]).shape[1]

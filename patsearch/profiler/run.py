@@ -16,7 +16,8 @@ from patsearch.profiler.table import (LayerFactory, Profile, build_table, defaul
 def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out: "str | os.PathLike | None" = None,
                    batch: int | None = None, dtype: str | None = None, channels_last: bool | None = None,
                    threads: int | None = None, form: str | None = None, clock: str | None = None,
-                   validate: int = 0, calibrate: int = 40,
+                   validate: int = 0, calibrate: int | None = None, adapt: bool = False,
+                   adapt_from: "str | os.PathLike | None" = None,
                    seed: int = 0, trace: "str | os.PathLike | None" = None, plot: "str | os.PathLike | None" = None,
                    fresh: bool = False, progress: bool = True, command: str | None = None,
                    layer_factory: LayerFactory | None = None, model_factory: Any = None,
@@ -27,6 +28,11 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
     (on a shared host: slow drifts of background load average out) and keeps the mean. ``validate=N`` measures ``calibrate`` + ``N`` random architectures
     end to end, fits the calibration on the first set, scores it on the second and writes a scatter plot (by
     default next to the profile, ``<profile>.fidelity.png``).
+
+    ``adapt=True`` measures no layers: it adapts the nearest measured table (or ``adapt_from``) to this device from
+    ``calibrate`` (default 14) networks measured end to end and scores it on ``validate`` (default 8) others; see
+    :mod:`patsearch.profiler.adapt`. Without ``out`` profiles go to the user's folder
+    (:func:`patsearch.resources.user_profiles_dir`), never into the source tree.
     """
     from patsearch.space import load_space
 
@@ -39,6 +45,11 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
     if command is None:
         command = "patsearch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("patsearch") else \
             " ".join(sys.argv)
+    if adapt:
+        return _adapt(dev, protocol, search_space, path, validate=validate, calibrate=calibrate, seed=seed,
+                      adapt_from=adapt_from, plot=plot, fresh=fresh, command=command, model_factory=model_factory,
+                      network_budget=network_budget, progress=progress)
+    calibrate = 40 if calibrate is None else calibrate
     profile = open_for_build(path, dev, protocol, fresh=fresh, command=command)
     layers = search_space.layer_inputs()
     source = Path(search_space.source)
@@ -64,6 +75,31 @@ def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out
         run_validation(profile, search_space, dev, n_evaluate=validate, n_calibrate=calibrate, seed=seed,
                        model_factory=model_factory, plot=plot_path, progress=progress, budget=network_budget)
     return profile
+
+
+def _adapt(dev: Any, protocol: Any, space: Any, path: Path, *, validate: int, calibrate: int | None, seed: int,
+           adapt_from: Any, plot: Any, fresh: bool, command: str, model_factory: Any, network_budget: Any,
+           progress: bool) -> Profile:
+    from patsearch.profiler.adapt import N_ADAPT, N_HELD_OUT, adapt_profile, default_measure, is_adapted, nearest_base
+    from patsearch.profiler.table import ProfileError, load_profile
+
+    if path.exists() and not fresh and not is_adapted(Profile.load(path)):
+        raise ProfileError(f"{path} is a measured (not adapted) table; adapting would replace it: pass "
+                           f"--fresh to replace it, or --out for another file")
+    base = (load_profile(adapt_from, check=False) if adapt_from is not None
+            else nearest_base(dev, protocol, space, exclude=path))
+    if base.backend != dev.backend or base.metric != protocol.metric:
+        raise ProfileError(f"--adapt-from {base.path}: a {base.backend} {base.metric} table cannot be adapted to "
+                           f"{dev.name} ({dev.backend} {protocol.metric})")
+
+    def measure(profile: Profile, items: list, device: Any) -> None:
+        default_measure(profile, items, device, model_factory=model_factory, budget=network_budget,
+                        progress=progress)
+
+    plot_path = Path(plot) if plot is not None else path.with_suffix(".fidelity.png")
+    return adapt_profile(base, space, dev, protocol, path, n_adapt=calibrate or N_ADAPT,
+                         n_evaluate=validate or N_HELD_OUT, seed=seed, measure=measure, command=command,
+                         plot=plot_path, progress=progress)
 
 
 def representative_layers(layers: dict[str, tuple[Any, tuple[int, int, int]]], limit: int = 8) -> list[str]:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from patsearch.errors import UserError
-from patsearch.profiler.devices import Device, Protocol, environment, get_device, hardware_name
+from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
-from patsearch.resources import bundled_dir
+from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
 
 FORMAT = "patsearch-profile"
 FORMAT_VERSION = 1
-PROFILES_DIR = bundled_dir("profiles")  # the checkout's profiles/, or the installed copy
+PROFILES_DIR = bundled_dir("profiles")  # the shipped, read-only tables: the checkout's profiles/ or the installed copy
 
 
 class StaleProfileWarning(UserWarning):
@@ -31,7 +31,17 @@ class StaleProfileWarning(UserWarning):
 
 
 def profile_path(device: str, protocol: Protocol, directory: "str | os.PathLike | None" = None) -> Path:
-    return Path(directory or PROFILES_DIR) / f"{device}-{protocol.slug()}.json"
+    """Where a profile of ``device`` under ``protocol`` is written: ``directory``, by default the user's."""
+    return Path(directory or user_profiles_dir()) / f"{device}-{protocol.slug()}.json"
+
+
+def profile_dirs() -> list[Path]:
+    """Where device names are looked up, first match wins: the user's profiles, then the shipped ones (unless
+    ``PATSEARCH_IGNORE_SHIPPED_PROFILES`` is set)."""
+    dirs = [user_profiles_dir()]
+    if not shipped_profiles_ignored():
+        dirs.append(PROFILES_DIR)
+    return dirs
 
 
 def _now() -> str:
@@ -180,8 +190,10 @@ class Profile:
             notes.append(f"profile {name} was measured on {made_on}; this host has no GPU to check it against, "
                          "so predictions assume that hardware")
         elif here != made_on:
+            fits = device_for_host(self.backend, here)  # `epyc` refuses an Intel host: name a device that fits
             message = (f"profile {name} was measured on {made_on!r} but this host has {here!r}; run "
-                       f"`patsearch profile --device {self.device}` here to measure this hardware")
+                       f"`patsearch profile --device {fits} --adapt` (a few minutes) or `patsearch profile "
+                       f"--device {fits} --validate 60` (a full table) here to measure this hardware")
             if not allow_stale:
                 raise ProfileError(message + " (or allow a stale profile explicitly)")
             notes.append(message)
@@ -252,27 +264,33 @@ def _hardware_here(backend: str) -> str | None:
 
 # --- finding profiles ------------------------------------------------------------------------------------------
 def find_profile(device_or_path: "str | os.PathLike", directory: "str | os.PathLike | None" = None) -> Path:
-    """A profile path from a path or a device name (its default protocol first, else its only profile)."""
+    """A profile path from a path or a device name (its default protocol first, else its only profile).
+
+    Names are looked up in ``directory`` alone if given, else in :func:`profile_dirs` in order.
+    """
     text = os.fspath(device_or_path)
     if text.endswith(".json") or os.sep in text:
         if not Path(text).exists():
             raise ProfileError(f"profile {text} does not exist; build one with `patsearch profile --device NAME`")
         return Path(text)
-    directory = Path(directory or PROFILES_DIR)
     device = get_device(text)
-    default = profile_path(device.name, device.protocol, directory)
-    if default.exists():
-        return default
-    others = sorted(directory.glob(f"{device.name}-*.json"))
-    if len(others) == 1:
-        return others[0]
-    if others:
-        raise ProfileError(f"several profiles for device {device.name!r}: "
-                           f"{', '.join(p.name for p in others)}; pass one by path")
-    have = sorted(p.name for p in directory.glob("*.json"))
-    raise ProfileError(f"no profile for device {device.name!r} in {directory}"
+    dirs = [Path(directory)] if directory is not None else profile_dirs()
+    have: list[str] = []
+    for folder in dirs:
+        default = profile_path(device.name, device.protocol, folder)
+        if default.exists():
+            return default
+        others = sorted(folder.glob(f"{device.name}-*.json"))
+        if len(others) == 1:
+            return others[0]
+        if others:
+            raise ProfileError(f"several profiles for device {device.name!r} in {folder}: "
+                               f"{', '.join(p.name for p in others)}; pass one by path")
+        have += sorted(p.name for p in folder.glob("*.json"))
+    raise ProfileError(f"no profile for device {device.name!r} in {' or '.join(str(d) for d in dirs)}"
                        + (f" (have: {', '.join(have)})" if have else "")
-                       + f"; run `patsearch profile --device {device.name}` first")
+                       + f"; run `patsearch profile --device {device.name} --adapt` (a few minutes) or "
+                         f"`patsearch profile --device {device.name} --validate 60` (a full table) first")
 
 
 def load_profile(device_or_path: "str | os.PathLike", *, check: bool = True, allow_stale: bool = False,
@@ -301,6 +319,8 @@ def open_for_build(path: Path, device: Device, protocol: Protocol, *, fresh: boo
     """The profile to add measurements to: the existing file (checked compatible) or a new one."""
     if path.exists() and not fresh:
         profile = Profile.load(path)
+        if profile.provenance.get("adapted"):  # scaled copies of another device's entries: not measurements here
+            return Profile.new(device, protocol, command=command, path=path)
         profile.check_compatible(device, protocol, environment(device))
         profile.provenance.setdefault("history", []).append(
             {"date": _now(), "command": command if command is not None else " ".join(sys.argv)})

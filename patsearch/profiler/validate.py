@@ -7,6 +7,9 @@ small interleaved groups so that background load hits calibration and evaluation
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import random
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import numpy as np
 from patsearch.arch import ArchConfig
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
+from patsearch.ranking import kendall_tau, spearman
 from patsearch.profiler.table import Profile, _now, _progress
 
 ModelFactory = Callable[[ArchConfig, str], Any]
@@ -163,8 +167,10 @@ def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 4
     return report
 
 
-def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]]) -> dict[str, Any]:
-    """Fit the calibration on the calibration items and score raw sum and calibrated on the evaluation items."""
+def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]], *,
+                  costs: bool = True) -> dict[str, Any]:
+    """Fit the calibration on the calibration items and score raw sum and calibrated on the evaluation items
+    (``costs``: also rank FLOPs and params against the measurements, counting each network once)."""
     from patsearch.profiler.predictor import Predictor
 
     profile.data["calibration"] = None
@@ -216,7 +222,57 @@ def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
         # never instead of, the full set.
         "calibrated_steady_truth": _steady_scores(profile, evaluation, cal_ms, eval_ms, calibrated.to_metric),
         "measurement_spread_p10_p90_pct": round(float(np.median(spreads)) * 100, 2) if spreads else None,
+        "rank_correlation": rank_correlations(profile, evaluation, cal_ms, raw_ms, eval_ms) if costs else None,
     }
+
+
+def network_costs(profile: Profile, key: str, arch: ArchConfig, resolution: int) -> tuple[float, float]:
+    """(GFLOPs, M params) of a network, counted once and kept in its entry.
+
+    Both add up over layers, so they are summed over the network's table layers like the predictor's times, each
+    distinct layer counted once per process (:func:`layer_costs`): a second for a whole validation, where
+    building and tracing every network would take minutes on one core.
+    """
+    entry = profile.networks[key]
+    if "flops_g" not in entry or "params_m" not in entry:
+        from patsearch.profiler.predictor import layer_groups
+
+        flops = params = 0.0
+        for _, spec, hw, count in layer_groups(arch, resolution):
+            f, p = layer_costs(spec, hw, profile.protocol.form)
+            flops, params = flops + count * f, params + count * p
+        entry["flops_g"], entry["params_m"] = round(flops / 1e9, 6), round(params / 1e6, 6)
+    return entry["flops_g"], entry["params_m"]
+
+
+@functools.lru_cache(maxsize=4096)
+def layer_costs(spec: Any, hw: tuple[int, int], form: str) -> tuple[int, int]:
+    """FLOPs (one multiply-add = one FLOP, as in :mod:`patsearch.counting`; convolutions, matmuls, attention, as
+    torch's FlopCounterMode counts them) and parameters of one layer at batch 1, in the profile's form."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from patsearch.profiler.table import default_layer_factory
+
+    layer = default_layer_factory(spec, form)
+    channels = 3 if spec.kind == "stem" else spec.in_dim
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        layer(torch.zeros(1, channels, *hw))
+    return counter.get_total_flops() // 2, sum(p.numel() for p in layer.parameters())
+
+
+def rank_correlations(profile: Profile, evaluation: Sequence[tuple[str, ArchConfig, int, str]],
+                      predicted_ms: np.ndarray, raw_ms: np.ndarray, measured_ms: np.ndarray) -> dict[str, Any]:
+    """Kendall tau and Spearman rho against the measured time: the predictor, the plain table sum, FLOPs and
+    params (proxies a search could use without any table; the predictor has to beat them to be worth it)."""
+    costs = np.array([network_costs(profile, key, arch, res) for key, arch, res, _ in evaluation])
+    out = {}
+    for name, values in (("predictor", predicted_ms), ("table_sum", raw_ms), ("flops", costs[:, 0]),
+                         ("params", costs[:, 1])):
+        out[name] = {"kendall_tau": round(kendall_tau(values, measured_ms), 4),
+                     "spearman": round(spearman(values, measured_ms), 4)}
+    return out
 
 
 def _steady_scores(profile: Profile, evaluation: Sequence[tuple[str, ArchConfig, int, str]], pred_ms: np.ndarray,

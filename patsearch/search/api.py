@@ -67,18 +67,8 @@ class SearchOutcome:
 
 
 def _default_device() -> str:
-    """This machine's CPU table: ``cpu`` (any CPU) or else ``epyc`` (the paper's CPU protocol), if one exists.
-
-    With neither, ``cpu`` is returned and loading it fails with the profiler's message naming the command to run.
-    """
-    from patsearch.profiler import ProfileError, find_profile
-
-    for name in ("cpu", "epyc"):
-        try:
-            find_profile(name)
-            return name
-        except ProfileError:
-            continue
+    """This machine's CPU: the profiler's ``load_or_adapt("cpu")`` takes a ``cpu`` table, else a CPU table (such
+    as ``epyc``) measured on this hardware, else adapts the nearest shipped table to this host."""
     return "cpu"
 
 
@@ -156,7 +146,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 
     space = load_space(opts.space)
     if load_profile is None:
-        from patsearch.profiler import load_profile as _load
+        from patsearch.profiler.adapt import load_or_adapt
 
         def load_profile(device: str):
             import warnings
@@ -165,7 +155,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", StaleProfileWarning)
-                profile = _load(device, allow_stale=opts.allow_stale_profile)
+                profile = load_or_adapt(device, space=space, allow_stale=opts.allow_stale_profile,
+                                        note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"))
             for w in caught:  # one line each, not Python's warning format
                 console.print(f"[yellow]note:[/yellow] {escape(str(w.message))}")
             return profile

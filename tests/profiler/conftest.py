@@ -24,3 +24,11 @@ def quick():
 @pytest.fixture
 def factory_cls():
     return CountingFactory
+
+
+@pytest.fixture(autouse=True)
+def _user_home(tmp_path, monkeypatch):
+    """Profiles a test builds without --out go to a throwaway user folder, never to ~ or the source tree."""
+    monkeypatch.setenv("PATSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PATSEARCH_IGNORE_SHIPPED_PROFILES", raising=False)
+    return tmp_path / "home"

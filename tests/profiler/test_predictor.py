@@ -7,7 +7,8 @@ import pytest
 
 from patsearch.arch import ArchConfig
 from patsearch.profiler.devices import get_device
-from patsearch.profiler.predictor import (GROUPS, fidelity, fit_calibration, kendall_tau, layer_groups)
+from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration, layer_groups
+from patsearch.ranking import kendall_tau
 from patsearch.profiler.table import Profile, ProfileError
 from patsearch.space import load_space
 
@@ -122,3 +123,28 @@ def test_fidelity_report_numbers():
     assert report["within_10pct"] == 75.0      # + 7%
     assert report["mape"] == pytest.approx((4 + 7 + 20 + 0) / 4)
     assert report["max_error_pct"] == 20.0
+
+
+def test_spearman_known_values():
+    from patsearch.ranking import spearman as spearman_rho
+
+    assert spearman_rho([1, 2, 3, 4], [10, 20, 30, 400]) == pytest.approx(1.0)
+    assert spearman_rho([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1,2,3) vs (1,3,2): 1 - 6 * 2 / (3 * 8) = 0.5
+    assert spearman_rho([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    # a tie gets its average rank: (1, 2.5, 2.5) vs (1, 2, 3)
+    assert spearman_rho([5, 7, 7], [1, 2, 3]) == pytest.approx(np.corrcoef([1, 2.5, 2.5], [1, 2, 3])[0, 1])
+
+
+def test_launch_overhead_model_recovers_a_per_layer_overhead():
+    # networks whose time is work + 0.3 ms per layer + 0.5 x launch floor: the launch-aware model finds it
+    rng = np.random.default_rng(0)
+    n = 30
+    feats = np.zeros((n, len(GROUPS) + 2))
+    feats[:, :len(GROUPS)] = rng.uniform(0.5, 5.0, size=(n, len(GROUPS)))
+    feats[:, len(GROUPS)] = rng.integers(8, 30, size=n)
+    feats[:, len(GROUPS) + 1] = feats[:, len(GROUPS)] * rng.uniform(0.05, 0.2, size=n)
+    measured = 0.2 + feats[:, :len(GROUPS)].sum(1) + 0.3 * feats[:, len(GROUPS)] + 0.5 * feats[:, -1]
+    result = fit_calibration(feats, measured)
+    assert result["model"] == "affine+launch"
+    assert result["coef"] == pytest.approx([0.2, 1.0, 0.5, 0.3], abs=1e-6)

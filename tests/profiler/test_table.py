@@ -152,7 +152,8 @@ def test_corrupt_files_give_one_clear_error(tmp_path, tiny_space, counting_facto
 
 
 def test_missing_profile_names_the_command(tmp_path):
-    with pytest.raises(ProfileError, match=r"run `patsearch profile --device v100` first"):
+    with pytest.raises(ProfileError, match=r"run `patsearch profile --device v100 --adapt` \(a few minutes\) or "
+                                           r"`patsearch profile --device v100 --validate 60` \(a full table\) first"):
         load_profile("v100", directory=tmp_path)
     with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         load_profile("tpu", directory=tmp_path)

@@ -1,0 +1,316 @@
+"""Few-shot adaptation: a lookup table for hardware nobody profiled, from a shipped table and ~15 measurements.
+
+A full table measures every layer of the space (minutes on a CPU). Across devices of one kind, though, what
+changes is mostly how fast each *type* of layer runs (a convolution, a channel attention, a GELU), not the
+structure of the network, so the nearest shipped table with one scale per layer type and a fixed overhead,
+fitted on a few networks measured end to end here, predicts this device well (the idea of HELP and MAPLE: few
+measurements on the target, the rest transferred). The scales are fitted by ridge regression towards one common
+scale (with a dozen networks, a type seen in few of them must not run off), its strength chosen by leave-one-out
+error. The result is an ordinary profile (scaled entries + calibration) flagged ``adapted`` in its provenance and
+scored on networks that took no part in the fit.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from patsearch.profiler.devices import (
+    Device,
+    Protocol,
+    check_hardware,
+    get_device,
+    hardware_name,
+)
+from patsearch.profiler.predictor import layer_groups, layer_kind
+from patsearch.profiler.table import (
+    PROFILES_DIR,
+    Profile,
+    ProfileError,
+    _now,
+    find_profile,
+    load_profile,
+    profile_dirs,
+    profile_path,
+)
+
+N_ADAPT = 14          # networks the scales are fitted on
+N_HELD_OUT = 8        # networks only used to score the adapted table
+RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1e6)   # relative ridge strengths tried (1e6 = one common scale)
+SCALED_STATS = ("ms", "p10", "p90", "min_p10", "graph_ms", "graph_p10")
+FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
+ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
+
+
+def layer_type(key: str) -> str:
+    """The type a table entry's scale is shared by: ``stem``, ``merge``, ``head`` or ``block|MIXER|ACT``."""
+    parts = layer_kind(key).split("|")
+    if parts[0] != "block":
+        return parts[0]
+    return f"block|{parts[1]}|{parts[5]}"
+
+
+def is_adapted(profile: Profile) -> bool:
+    return bool(profile.provenance.get("adapted"))
+
+
+# --- choosing the table to adapt --------------------------------------------------------------------------------
+def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | None = None) -> list[Profile]:
+    """Every measured (not adapted) table of this backend and metric whose entries cover ``space``."""
+    needed = set(space.layer_inputs())
+    folders = list(dict.fromkeys([*profile_dirs(), PROFILES_DIR]))  # shipped tables are bases even when ignored
+    found: list[Profile] = []
+    seen: set[Path] = set()
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.json")):
+            real = path.resolve()
+            if real in seen or (exclude is not None and real == Path(exclude).resolve()):
+                continue
+            seen.add(real)
+            try:
+                profile = Profile.load(path)
+            except ProfileError:
+                continue
+            if (profile.backend == backend and profile.metric == metric and not is_adapted(profile)
+                    and needed <= set(profile.entries)):
+                found.append(profile)
+    return found
+
+
+def nearest_base(device: Device, protocol: Protocol, space: Any, *, exclude: Path | None = None) -> Profile:
+    """The table closest to this device: same protocol fields first, then the most end-to-end networks."""
+    bases = candidate_bases(device.backend, protocol.metric, space, exclude=exclude)
+    if not bases:
+        raise ProfileError(f"no {device.backend.upper()} {protocol.metric} table covering space {space.name!r} to "
+                           f"adapt from; build a full one with `patsearch profile --device {device.name} "
+                           f"--validate 60`")
+    wanted = protocol.to_dict()
+
+    def distance(profile: Profile) -> tuple[int, int, str]:
+        have = profile.protocol.to_dict()
+        return (sum(have[k] != wanted[k] for k in wanted), -len(profile.networks), str(profile.path))
+
+    return min(bases, key=distance)
+
+
+# --- the fit -------------------------------------------------------------------------------------------------
+def type_features(base: Profile, types: Sequence[str], arch: Any, resolution: int, statistic: str) -> np.ndarray:
+    """Summed base-table ms of each layer type in one network."""
+    index = {t: i for i, t in enumerate(types)}
+    out = np.zeros(len(types))
+    for _, spec, hw, count in layer_groups(arch, resolution):
+        key = spec.key(hw)
+        entry = base.entries[key]
+        out[index[layer_type(key)]] += count * float(entry.get(statistic, entry["ms"]))
+    return out
+
+
+def _ridge_fit(features: np.ndarray, y: np.ndarray, strength: float) -> tuple[float, np.ndarray]:
+    """``y ~ a + sum_t s_t F_t`` on relative error, with ``s_t`` pulled towards one common scale ``s``.
+
+    Solved as ``s_t = s + e_t``: fit ``a, s`` and the deviations ``e`` together, penalising ``strength * |e|^2``
+    (relative to the size of the weighted features, so the grid means the same on any device)."""
+    n, k = features.shape
+    w = 1.0 / y
+    total = features.sum(axis=1)
+    x = np.column_stack([np.ones(n), total, features]) * w[:, None]
+    target = y * w
+    scale = float((x[:, 2:] ** 2).sum() / max(k, 1))
+    penalty = np.zeros((k, k + 2))
+    penalty[:, 2:] = np.eye(k) * np.sqrt(strength * scale)
+    # a tiny pull on the sum of deviations keeps (s, e) identifiable: only s + e_t matters.
+    anchor = np.zeros((1, k + 2))
+    anchor[0, 2:] = np.sqrt(1e-9 * scale + 1e-12)
+    coef, *_ = np.linalg.lstsq(np.vstack([x, penalty, anchor]), np.concatenate([target, np.zeros(k + 1)]),
+                               rcond=None)
+    return float(coef[0]), coef[1] + coef[2:]
+
+
+def fit_type_scales(features: np.ndarray, y: np.ndarray,
+                    grid: Sequence[float] = RIDGE_GRID) -> dict[str, Any]:
+    """Pick the ridge strength by leave-one-out relative error; return the offset, scales and every LOO score."""
+    features, y = np.asarray(features, dtype=float), np.asarray(y, dtype=float)
+    n = len(y)
+    loo: dict[float, float] = {}
+    for strength in grid:
+        errors = []
+        for i in range(n):
+            keep = np.arange(n) != i
+            a, s = _ridge_fit(features[keep], y[keep], strength)
+            errors.append(abs(a + features[i] @ s - y[i]) / y[i])
+        loo[strength] = float(np.mean(errors)) * 100
+    best = min(loo, key=lambda g: (round(loo[g], 6), -g))   # ties: the stronger pull (fewer free scales)
+    offset, scales = _ridge_fit(features, y, best)
+    return {"offset_ms": offset, "scales": scales, "ridge": best, "loo_mape": {f"{g:g}": round(v, 3)
+                                                                              for g, v in loo.items()}}
+
+
+def adapted_entries(base: Profile, scales: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """The base table with every statistic of each entry multiplied by its type's scale."""
+    entries = {}
+    for key, entry in base.entries.items():
+        factor = scales.get(layer_type(key))
+        if factor is None:
+            continue
+        new = {k: v for k, v in entry.items() if k != "passes"}
+        for stat in SCALED_STATS:
+            if isinstance(new.get(stat), (int, float)):
+                new[stat] = round(float(new[stat]) * factor, 6)
+        new["ms"] = max(new["ms"], 1e-6)  # a negative scale (possible under a weak pull) must not break the table
+        entries[key] = new
+    return entries
+
+
+# --- measuring ------------------------------------------------------------------------------------------------
+Measure = Callable[[Profile, list, Device], None]
+
+
+def default_measure(profile: Profile, items: list, device: Device, *, model_factory: Any = None,
+                    budget: Any = None, progress: bool = True) -> None:
+    """Measure the networks end to end on this host (stored in ``profile.networks``)."""
+    from patsearch.profiler.validate import measure_networks
+
+    measure_networks(profile, items, device, model_factory=model_factory, budget=budget, progress=progress)
+
+
+def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol, path: str | os.PathLike, *,
+                  n_adapt: int = N_ADAPT, n_evaluate: int = N_HELD_OUT, seed: int = 0,
+                  measure: Measure | None = None, command: str | None = None, plot: str | Path | None = None,
+                  progress: bool = True) -> Profile:
+    """Measure ``n_adapt + n_evaluate`` networks of ``space`` here, fit per-type scales of ``base`` on the first
+    set, score the adapted table on the second, and save it (flagged ``adapted``) at ``path``."""
+    from patsearch.profiler.validate import fit_and_score, plot_fidelity, split_samples
+
+    if n_adapt < 4:
+        raise ProfileError(f"--calibrate must be at least 4 networks to adapt a table, got {n_adapt}")
+    if n_evaluate < 2:
+        raise ProfileError(f"--validate must be at least 2 held-out networks to score an adapted table, "
+                           f"got {n_evaluate}")
+    started = time.perf_counter()
+    path = Path(path)
+    # Measurements go to a hidden partial file first: an interrupted adaptation resumes from it, and nothing that
+    # looks like a finished table (a name lookups would find) exists until the fit is done.
+    partial = path.with_name(f".{path.name}.partial")
+    profile = Profile.new(device, protocol, command=command if command is not None else " ".join(sys.argv),
+                          path=partial)
+    if partial.exists():
+        try:
+            earlier = Profile.load(partial)
+            if earlier.protocol == protocol and earlier.provenance.get("hardware") == profile.provenance["hardware"]:
+                profile.data["networks"] = earlier.networks
+        except ProfileError:
+            pass  # unreadable leftovers: measure again
+    items = split_samples(space, n_adapt, n_evaluate, seed)
+    shuffled = list(items)
+    random.Random(seed).shuffle(shuffled)  # background load hits both sets alike
+    (measure or default_measure)(profile, shuffled, device)
+    profile.path = path
+
+    statistic = (base.calibration or {}).get("statistic", "ms")
+    types = sorted({layer_type(k) for k in base.entries})
+    calib = [i for i in items if i[3] == "calibration"]
+    feats = np.vstack([type_features(base, types, arch, res, statistic) for _, arch, res, _ in calib])
+    y = np.array([profile.networks[key]["ms"] for key, *_ in calib])
+    used = feats.sum(axis=0) > 0                  # types the space never uses keep no scale
+    fit = fit_type_scales(feats[:, used], y)
+    scales = dict(zip([t for t, u in zip(types, used) if u], (float(s) for s in fit["scales"])))
+    base_stat = {k: {**v, "ms": float(v.get(statistic, v["ms"]))} for k, v in base.entries.items()}
+    profile.data["entries"] = adapted_entries(Profile({**base.data, "entries": base_stat}), scales)
+    profile.provenance["spaces"] = {space.name: {"name": space.name, "layers": len(space.layer_inputs())}}
+    profile.provenance["adapted"] = {
+        "from": base.path.name if base.path else base.device, "from_device": base.device,
+        "from_hardware": base.provenance.get("hardware"), "from_protocol": base.protocol.slug(),
+        "from_statistic": statistic, "method": "per-layer-type scales + offset, ridge towards one scale",
+        "networks": n_adapt, "held_out": n_evaluate, "seed": seed, "offset_ms": round(fit["offset_ms"], 6),
+        "scales": {t: round(s, 5) for t, s in scales.items()}, "ridge": fit["ridge"], "ridge_loo_mape": fit["loo_mape"],
+    }
+    report = fit_and_score(profile, items)
+    report.update(space=space.name, seed=seed, date=_now(), adapted=True)
+    if plot is not None:
+        report["plot"] = Path(plot).name
+        plot_fidelity(profile, items, plot)
+    profile.data["fidelity"] = report
+    profile.provenance["build_seconds"] = round(time.perf_counter() - started, 2)
+    profile.save()
+    partial.unlink(missing_ok=True)
+    return profile
+
+
+# --- the search's entry point ------------------------------------------------------------------------------------
+def _fits_here(profile: Profile) -> bool:
+    """Measured on this host's hardware (or not checkable here: a GPU table on a host without that GPU)."""
+    from patsearch.profiler.table import _hardware_here
+
+    here = _hardware_here(profile.backend)
+    return here is None or profile.provenance.get("hardware") == here
+
+
+def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: bool = True,
+                  note: Callable[[str], None] = print, measure: Measure | None = None) -> Profile:
+    """The profile a search should use for ``device``, adapting one to this host if none fits it.
+
+    ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
+    hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
+    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it) and ``note`` says so with
+    the command for a full table. Other names and paths load as :func:`load_profile` does.
+    """
+    text = os.fspath(device)
+    if text.endswith(".json") or os.sep in text:
+        return load_profile(text, allow_stale=allow_stale)
+    dev = get_device(text)
+    names = [text] + ([n for n, d in _cpu_devices().items() if n != text] if text == "cpu" else [])
+    first_error: ProfileError | None = None
+    for name in names:
+        try:
+            path = find_profile(name)
+        except ProfileError as exc:
+            first_error = first_error or exc
+            continue
+        profile = Profile.load(path)
+        if _fits_here(profile) or allow_stale:
+            return load_profile(path, allow_stale=allow_stale)
+        if first_error is None:
+            try:
+                profile.check_fresh()
+            except ProfileError as exc:
+                first_error = exc
+    assert first_error is not None
+    if not adapt or dev.expect and not _host_is(dev):
+        raise first_error
+    protocol = dev.protocol
+    target = profile_path(dev.name, protocol)
+    if target.exists() and not is_adapted(Profile.load(target)):
+        raise first_error  # a full table measured elsewhere: the user decides, adaptation never overwrites it
+    base = nearest_base(dev, protocol, space)
+    kind = "CPU" if dev.backend == "cpu" else "GPU"
+    note(f"no {dev.name} table fits this host ({hardware_name(dev.backend)}): adapting {base.path.name} to it from "
+         f"{N_ADAPT + N_HELD_OUT} networks measured here ({ADAPT_HINT[dev.backend]}), saved to {target}; for a full "
+         f"{kind} table run `patsearch profile --device {dev.name} --validate 60` "
+         f"({FULL_TABLE_HINT[dev.backend]})")
+    profile = adapt_profile(base, space, dev, protocol, target, measure=measure,
+                            command=f"(automatic) patsearch profile --device {dev.name} --adapt")
+    cal = profile.fidelity["calibrated"]
+    note(f"adapted {dev.name} table: {cal['within_10pct']:.0f}% of {cal['n']} held-out networks within +-10%, "
+         f"Kendall tau {cal['kendall_tau']:.2f}")
+    return profile
+
+
+def _cpu_devices() -> dict[str, Device]:
+    from patsearch.profiler.devices import DEVICES
+
+    return {n: d for n, d in DEVICES.items() if d.backend == "cpu"}
+
+
+def _host_is(dev: Device) -> bool:
+    try:
+        check_hardware(dev)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal means this host is not that device
+        return False
+

@@ -1,0 +1,283 @@
+"""Few-shot adaptation: known per-type factors are recovered, the search adapts by itself where no table fits,
+and messages name a device that fits the host."""
+import json
+
+import numpy as np
+import pytest
+from adapt_helpers import FACTORS, OFFSET_MS, FakeMeasure, make_base, true_ms
+
+import patsearch.profiler.adapt as adapt_mod
+from patsearch.profiler import devices, table
+from patsearch.profiler.adapt import (
+    adapt_profile,
+    fit_type_scales,
+    load_or_adapt,
+    nearest_base,
+)
+from patsearch.profiler.devices import get_device
+from patsearch.profiler.table import Profile, ProfileError, find_profile, load_profile
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """An empty stand-in for the shipped profiles/ folder."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    monkeypatch.setattr(table, "PROFILES_DIR", folder)
+    monkeypatch.setattr(adapt_mod, "PROFILES_DIR", folder)
+    return folder
+
+
+def test_ridge_fit_recovers_exact_scales_without_noise():
+    rng = np.random.default_rng(1)
+    feats = rng.uniform(0.1, 2.0, size=(20, 4))
+    scales = np.array([0.5, 1.0, 2.0, 3.0])
+    fit = fit_type_scales(feats, 0.3 + feats @ scales)
+    np.testing.assert_allclose(fit["scales"], scales, rtol=1e-3)
+    assert fit["offset_ms"] == pytest.approx(0.3, rel=1e-3)
+    # noiseless data: the weakest pull (free scales) wins the leave-one-out choice
+    assert fit["ridge"] == 0.0
+
+
+def test_adaptation_recovers_a_synthetic_other_device(tmp_path, tiny_space):
+    base = make_base(tmp_path / "base.json", tiny_space)
+    measure = FakeMeasure(base)
+    dev = get_device("cpu")
+    out = tmp_path / "adapted.json"
+    adapt_profile(base, tiny_space, dev, dev.protocol, out, n_adapt=14, n_evaluate=10, seed=3,
+                            measure=measure, command="pytest", plot=tmp_path / "adapted.png")
+    assert len(measure.measured) == 24 and len(set(measure.measured)) == 24
+    saved = Profile.load(out)
+    info = saved.provenance["adapted"]
+    assert info["from"] == "base.json" and info["from_hardware"] == "Intel(R) Xeon(R) Processor"
+    assert info["networks"] == 14 and info["held_out"] == 10
+    # every type is recovered: within 10% where it carries much of the time, 15% for pconv (one small stage-1
+    # block in a few networks of this space)
+    for kind, tolerance in (("block|pat_ch|relu", 0.10), ("block|pat_sf|relu", 0.10), ("stem", 0.10),
+                            ("block|pconv|relu", 0.15)):
+        assert info["scales"][kind] == pytest.approx(FACTORS[kind], rel=tolerance), kind
+    # a table with the true factors predicts every network of the space within 3% ...
+    report = saved.fidelity
+    assert report["adapted"] is True and report["n_evaluation"] == 10 and report["n_calibration"] == 14
+    assert report["calibrated"]["within_10pct"] == 100.0 and report["calibrated"]["kendall_tau"] >= 0.9
+    for arch, res in tiny_space.samples(30, seed=99):
+        assert saved.predict(arch, res) == pytest.approx(true_ms(base, arch, res), rel=0.03)
+    # ... where the unadapted base is far off
+    held_out = [(a, r) for a, r in tiny_space.samples(30, seed=99)]
+    base_error = np.mean([abs(base.predictor.raw_ms(a, r) / true_ms(base, a, r) - 1) for a, r in held_out])
+    assert base_error > 5 * report["calibrated"]["mape"] / 100
+    ranks = report["rank_correlation"]
+    assert set(ranks) == {"predictor", "table_sum", "flops", "params"}
+    assert ranks["predictor"]["kendall_tau"] >= ranks["flops"]["kendall_tau"]
+    assert (tmp_path / "adapted.png").stat().st_size > 0
+    assert OFFSET_MS > 0
+
+
+def test_interrupted_adaptation_resumes_measuring_only_what_is_missing(tmp_path, tiny_space):
+    base = make_base(tmp_path / "base.json", tiny_space)
+    dev = get_device("cpu")
+    out = tmp_path / "adapted.json"
+
+    class Interrupted(FakeMeasure):
+        def __call__(self, profile, items, device):
+            super().__call__(profile, items[:9], device)
+            profile.save()                      # what measure_networks does as it goes
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        adapt_profile(base, tiny_space, dev, dev.protocol, out, n_adapt=8, n_evaluate=4, measure=Interrupted(base))
+    assert not out.exists()                     # no half-made table where lookups would find it
+    assert len(Profile.load(tmp_path / ".adapted.json.partial").networks) == 9
+
+    class Counting(FakeMeasure):
+        def __call__(self, profile, items, device):
+            super().__call__(profile, [i for i in items if i[0] not in profile.networks], device)
+
+    again = Counting(base)
+    adapt_profile(base, tiny_space, dev, dev.protocol, out, n_adapt=8, n_evaluate=4, measure=again)
+    assert len(again.measured) == 3 and Profile.load(out).provenance["adapted"]["networks"] == 8
+    assert not (tmp_path / ".adapted.json.partial").exists()
+
+
+def test_search_adapts_by_itself_where_no_table_fits(tmp_path, tiny_space, shipped, monkeypatch, _user_home):
+    base = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)
+    measure = FakeMeasure(base)
+    monkeypatch.setattr(adapt_mod, "default_measure", measure)
+    notes = []
+    profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert profile.provenance["adapted"]["from"] == base.path.name
+    assert profile.path == _user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
+    assert len(notes) == 2
+    assert notes[0].startswith("no cpu table fits this host") and "adapting epyc-" in notes[0]
+    assert "`patsearch profile --device cpu --validate 60` (about 9 minutes" in notes[0]
+    assert "held-out networks within +-10%" in notes[1]
+    # the next search reuses the adapted table: nothing measured again, no note
+    count = len(measure.measured)
+    again = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert len(measure.measured) == count and len(notes) == 2 and again.path == profile.path
+    # the shipped table itself is never modified
+    assert json.loads(base.path.read_text())["entries"] == base.entries
+
+
+def test_run_search_uses_the_adapted_table(tmp_path, tiny_space, shipped, monkeypatch):
+    from pathlib import Path
+
+    from patsearch.search.api import SearchOptions, run_search
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "search"))
+    from search_helpers import fake_proxy
+
+    base = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)
+    monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(base))
+    from rich.console import Console
+
+    opts = SearchOptions(latency_budgets=["100ms"], space="tiny", trials=2, runs_dir=str(tmp_path / "runs"),
+                         count_costs=False, plots=False, baselines="none", heartbeat_interval=1)
+    with open(tmp_path / "console.txt", "w") as fh:
+        out = run_search(opts, console=Console(file=fh, width=300), run_proxy=fake_proxy())
+    text = (tmp_path / "console.txt").read_text()
+    assert text.count("no cpu table fits this host") == 1
+    assert out.ran == 2
+
+
+def test_a_table_measured_here_is_used_without_adapting(tmp_path, tiny_space, shipped, monkeypatch):
+    make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, hardware=devices.cpu_name())
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured"))
+    notes = []
+    assert load_or_adapt("cpu", space=tiny_space, note=notes.append).device == "epyc" and not notes
+
+
+def test_ignoring_shipped_tables_forces_adaptation(tmp_path, tiny_space, shipped, monkeypatch):
+    base = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
+                     hardware=devices.cpu_name())
+    monkeypatch.setenv("PATSEARCH_IGNORE_SHIPPED_PROFILES", "1")
+    with pytest.raises(ProfileError, match="no profile for device 'epyc'"):
+        find_profile("epyc")
+    monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(base))
+    notes = []
+    profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert profile.provenance["adapted"]["from"] == base.path.name and len(notes) == 2
+
+
+def test_adaptation_never_overwrites_a_full_table(tmp_path, tiny_space, shipped, monkeypatch, _user_home):
+    make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)
+    mine = make_base(_user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
+                     device="cpu", hardware="Some Other CPU")
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured"))
+    with pytest.raises(ProfileError, match="measured on 'Some Other CPU'"):
+        load_or_adapt("cpu", space=tiny_space, note=lambda _: None)
+    assert Profile.load(mine.path).entries == mine.entries
+
+
+def test_no_base_covering_the_space_names_the_full_command(tmp_path, tiny_space, shipped):
+    dev = get_device("cpu")
+    with pytest.raises(ProfileError, match=r"no CPU latency_ms table covering space 'tiny' to adapt from; build a "
+                                           r"full one with `patsearch profile --device cpu --validate 60`"):
+        nearest_base(dev, dev.protocol, tiny_space)
+
+
+def test_stale_cpu_table_on_an_intel_host_suggests_device_cpu(tmp_path, tiny_space, monkeypatch):
+    base = make_base(tmp_path / "epyc.json", tiny_space, hardware="AMD EPYC 7B13")
+    monkeypatch.setattr(devices, "cpu_name", lambda: "Intel(R) Xeon(R) Processor")
+    with pytest.raises(ProfileError) as info:
+        load_profile(base.path)
+    message = str(info.value)
+    assert "`patsearch profile --device cpu --adapt`" in message
+    assert "--device cpu --validate 60" in message and "--device epyc" not in message
+    assert "\n" not in message
+
+
+def test_device_for_host_names_the_device_that_accepts_it():
+    assert devices.device_for_host("cpu", "Intel(R) Xeon(R) Processor") == "cpu"
+    assert devices.device_for_host("cpu", "AMD EPYC 7B13 64-Core Processor") == "epyc"
+    assert devices.device_for_host("cuda", "NVIDIA H200") == "h200"
+    assert devices.device_for_host("cuda", "NVIDIA H100 80GB HBM3") == "h100"
+    assert devices.device_for_host("cuda", "NVIDIA A100-SXM4-80GB") == "cuda"
+
+
+def test_h200_is_named_with_bf16_channels_last_and_checked(monkeypatch):
+    import torch
+
+    dev = get_device("h200")
+    assert dev.protocol.slug() == "b256-bfloat16-cl-fused" and dev.protocol.metric == "throughput"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None, raising=False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
+    assert devices.check_hardware(dev) == "NVIDIA H200"
+    with pytest.raises(devices.DeviceError, match="--device h100 expects an NVIDIA H100 GPU, but found 'NVIDIA H200'"):
+        devices.check_hardware(get_device("h100"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
+    with pytest.raises(devices.DeviceError, match="--device h200 expects an NVIDIA H200 GPU"):
+        devices.check_hardware(dev)
+
+
+def test_cli_profile_adapt_writes_an_adapted_table_and_says_how_long_it_took(tmp_path, tiny_space):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = make_base(tmp_path / "base.json", tiny_space, device="cpu")
+    out = tmp_path / "out" / "adapted.json"
+    env = {**os.environ, "PATSEARCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "cli.py", "profile", "--device", "cpu", "--space", "tiny", "--adapt",
+                           "--adapt-from", str(base.path), "--calibrate", "5", "--validate", "3", "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"wrote {out}: ") and "adapted from base.json" in first
+    assert "this command took" in first and first.endswith("s in all")
+    report = json.loads(proc.stdout.splitlines()[1])
+    assert report["calibrated"]["n"] == 3 and set(report["rank_correlation"]) == {"predictor", "table_sum",
+                                                                                  "flops", "params"}
+    saved = Profile.load(out)
+    assert saved.provenance["adapted"]["networks"] == 5 and len(saved.networks) == 8
+    assert (tmp_path / "out" / "adapted.fidelity.png").exists()
+    assert not (tmp_path / "home").exists()      # --out: nothing written to the user folder either
+    # too few networks to fit: one line, exit 2, nothing written
+    bad = subprocess.run([sys.executable, "cli.py", "profile", "--device", "cpu", "--space", "tiny", "--adapt",
+                          "--adapt-from", str(base.path), "--calibrate", "2", "--out", str(tmp_path / "bad.json")],
+                         cwd=repo, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --calibrate must be at least 4 networks")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.json").exists()
+
+
+def test_gpu_adaptation_path_on_cpu_tensors(tmp_path, tiny_space):
+    # An h100-like base (CUDA-graph statistic, throughput at batch 256) adapted to h200 with a fake measurement:
+    # the GPU statistic is what gets scaled and predictions come back in images/s.
+    base = make_base(tmp_path / "h100.json", tiny_space, device="h100", hardware="NVIDIA H100 80GB HBM3")
+    for entry in base.entries.values():
+        entry["graph_ms"], entry["ms"] = entry["ms"], entry["ms"] * 1.5   # eager adds launch overhead
+    base.data["calibration"] = {"model": "sum", "coef": [1.0], "statistic": "graph_ms"}
+    base.save()
+
+    class GraphTruth(FakeMeasure):   # the H200 runs the graph time x the known factors
+        def __call__(self, profile, items, device):
+            graph_base = Profile({**self.base.data, "entries": {k: {**e, "ms": e["graph_ms"]}
+                                                                for k, e in self.base.entries.items()}})
+            self.base, original = graph_base, self.base
+            try:
+                super().__call__(profile, items, device)
+            finally:
+                self.base = original
+
+    dev = get_device("h200")
+    adapted = adapt_profile(base, tiny_space, dev, dev.protocol, tmp_path / "h200.json", n_adapt=14, n_evaluate=6,
+                            measure=GraphTruth(base))
+    assert adapted.provenance["adapted"]["from_statistic"] == "graph_ms"
+    assert adapted.metric == "throughput" and adapted.fidelity["calibrated"]["within_10pct"] == 100.0
+    key = next(k for k in base.entries if k.startswith("block|c16|pat_ch"))
+    scale = adapted.provenance["adapted"]["scales"]["block|pat_ch|relu"]
+    assert adapted.entries[key]["graph_ms"] == pytest.approx(base.entries[key]["graph_ms"] * scale, rel=1e-4)
+    graph_base = Profile({**base.data, "entries": {k: {**e, "ms": e["graph_ms"]} for k, e in base.entries.items()}})
+    for arch, res in tiny_space.samples(10, seed=7):
+        assert adapted.predict(arch, res) == pytest.approx(256e3 / true_ms(graph_base, arch, res), rel=0.05)
+
+
+def test_nearest_base_of_an_h200_is_the_shipped_h100_table():
+    from patsearch.space import load_space
+
+    dev = get_device("h200")
+    base = nearest_base(dev, dev.protocol, load_space())
+    assert base.device == "h100" and base.protocol == dev.protocol
