@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -38,7 +37,7 @@ def models(resolution: int = typer.Option(224, help="Input resolution for the FL
 def info(
     arch: str = typer.Option(..., "--arch", help="Variant name (patnet_t2) or architecture YAML path."),
     resolution: int = typer.Option(224, help="Input resolution (multiple of 32)."),
-    num_classes: Optional[int] = typer.Option(None, help="Override the number of classes."),
+    num_classes: int | None = typer.Option(None, help="Override the number of classes."),
 ) -> None:
     """One architecture's parameter and FLOP counts (fvcore, thop cross-check) with a per-stage breakdown."""
     from patsearch.reporting import arch_report
@@ -50,10 +49,10 @@ def info(
 def export(
     arch: str = typer.Option(..., "--arch", help="Variant name or architecture YAML path."),
     onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
+    checkpoint: Path | None = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
     resolution: int = typer.Option(224, help="Input resolution of the exported graph."),
     opset: int = typer.Option(17, help="ONNX opset (17 or newer)."),
-    num_classes: Optional[int] = typer.Option(None, help="Override the number of classes."),
+    num_classes: int | None = typer.Option(None, help="Override the number of classes."),
 ) -> None:
     """Export the fused (deployment) model to ONNX."""
     from patsearch.export import export_onnx
@@ -67,28 +66,28 @@ def export(
 def train(
     arch: str = typer.Option(..., "--arch", help="Variant (patnet_t2), architecture YAML (a search's best.yaml) or "
                                                   "timm peer (fasternet_t2)."),
-    data: Optional[Path] = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
+    data: Path | None = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
                                                    "default: the built-in synthetic set."),
     recipe: str = typer.Option("auto", help="Recipe name (patnet_t0..patnet_l, proxy) or YAML path; auto = the "
                                             "one that fits --arch."),
-    epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs (warm-up keeps its fraction)."),
+    epochs: int | None = typer.Option(None, help="Override the recipe's epochs (warm-up keeps its fraction)."),
     batch_size: int = typer.Option(256, help="Global batch size (split across processes)."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate; default: the recipe's, scaled linearly from "
+    lr: float | None = typer.Option(None, help="Peak learning rate; default: the recipe's, scaled linearly from "
                                                   "its batch to --batch-size."),
-    resolution: Optional[int] = typer.Option(None, help="Train and test at this size (turns multi-scale off)."),
-    multi_scale: Optional[str] = typer.Option(None, help="none | random (Table 7) | schedule (192 then 224)."),
-    out: Optional[Path] = typer.Option(None, help="Run folder for checkpoints, metrics and TensorBoard "
+    resolution: int | None = typer.Option(None, help="Train and test at this size (turns multi-scale off)."),
+    multi_scale: str | None = typer.Option(None, help="none | random (Table 7) | schedule (192 then 224)."),
+    out: Path | None = typer.Option(None, help="Run folder for checkpoints, metrics and TensorBoard "
                                                   "(default runs/<arch>)."),
-    resume: Optional[str] = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
+    resume: str | None = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
-    workers: Optional[int] = typer.Option(None, help="Data loader processes per GPU process."),
+    workers: int | None = typer.Option(None, help="Data loader processes per GPU process."),
     seed: int = typer.Option(0),
-    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
     checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimiser steps."),
     eval_every: int = typer.Option(1, help="Evaluate every N epochs (and after the last)."),
     profile_steps: int = typer.Option(0, help="Write a torch.profiler trace of N steps to OUT/profile."),
     cache: str = typer.Option("auto", help="auto | memory | none: decode small images into memory once."),
@@ -118,13 +117,13 @@ def train(
 @app.command(name="eval")
 def evaluate(
     checkpoint: Path = typer.Option(..., help="Checkpoint written by `patsearch train` (best.pt / latest.pt)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
-    data: Optional[Path] = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
+    arch: str | None = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
+    data: Path | None = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
                                                    "built-in synthetic set."),
-    resolution: Optional[int] = typer.Option(None, help="Test resolution (default: the recipe's)."),
+    resolution: int | None = typer.Option(None, help="Test resolution (default: the recipe's)."),
     batch_size: int = typer.Option(256),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
-    workers: Optional[int] = typer.Option(None),
+    workers: int | None = typer.Option(None),
     fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model."),
 ) -> None:
     """Top-1 / top-5 of a trained checkpoint."""
@@ -141,28 +140,28 @@ def evaluate(
 @app.command()
 def profile(
     device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
-    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
-    out: Optional[Path] = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
+    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
                                                   "profile folder, $PATSEARCH_HOME/profiles or "
                                                   "~/.local/share/patsearch/profiles)."),
-    batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
-    dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+    batch: int | None = typer.Option(None, help="Override the device's batch size."),
+    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="Override the memory format."),
-    threads: Optional[int] = typer.Option(None, help="Override the number of CPU threads."),
-    form: Optional[str] = typer.Option(None, help="fused (deployment, default) | trained."),
-    clock: Optional[str] = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
+    form: str | None = typer.Option(None, help="fused (deployment, default) | trained."),
+    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
     validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
                                          "(with --adapt: default 8)."),
-    calibrate: Optional[int] = typer.Option(None, help="Random architectures used to fit the calibration (with "
+    calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
                                                        "--validate; default 40, with --adapt 14)."),
     adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
                                                       "device from 14 + 8 networks measured here (a few minutes)."),
-    adapt_from: Optional[str] = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
+    adapt_from: str | None = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
                                                         "default: the nearest one)."),
     seed: int = typer.Option(0, help="Seed of the validation samples."),
-    trace: Optional[Path] = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
-    plot: Optional[Path] = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
+    trace: Path | None = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
+    plot: Path | None = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new table instead of resuming the existing one."),
     passes: int = typer.Option(1, help="Measure every layer in this many separate passes and average them "
                                        "(shared or noisy hosts)."),
@@ -193,8 +192,8 @@ def profile(
         typer.echo(json.dumps({k: result.fidelity[k] for k in keys if k in result.fidelity}))
 
 
-def _refit_profile(profile_ref: "str | Path", *, space: Optional[str], validate: int, calibrate: int, seed: int,
-                   plot: Optional[Path]) -> None:
+def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int, seed: int,
+                   plot: Path | None) -> None:
     import json
 
     from patsearch.errors import UserError
@@ -215,19 +214,19 @@ def _refit_profile(profile_ref: "str | Path", *, space: Optional[str], validate:
 @app.command()
 def bench(
     device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
-    models: Optional[str] = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
+    models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
     forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "
                                                    "path; FasterNet gets the same generic tricks), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),
-    batch: Optional[int] = typer.Option(None, help="Override the device's batch size."),
-    dtype: Optional[str] = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
+    batch: int | None = typer.Option(None, help="Override the device's batch size."),
+    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
                                                  help="Override the memory format."),
-    threads: Optional[int] = typer.Option(None, help="Override the number of CPU threads."),
-    clock: Optional[str] = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
+    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
     fmt: str = typer.Option("md", "--format", help="md | csv | json."),
-    out: Optional[Path] = typer.Option(None, help="Also write the table here (format from the suffix)."),
+    out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
 ) -> None:
     """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
     from patsearch.profiler.bench import run_bench, write_result
@@ -245,36 +244,36 @@ def bench(
 
 @app.command()
 def search(
-    latency_budget: Optional[list[str]] = typer.Option(
+    latency_budget: list[str] | None = typer.Option(
         None, "--latency-budget", help="Latency budget: 35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another "
                                        "profile. Repeat for several devices."),
-    min_throughput: Optional[list[str]] = typer.Option(
+    min_throughput: list[str] | None = typer.Option(
         None, "--min-throughput", help="Throughput floor, e.g. h100=4000fps. Repeatable."),
-    device: Optional[str] = typer.Option(None, help="Profile (device name or JSON path) for budgets without "
+    device: str | None = typer.Option(None, help="Profile (device name or JSON path) for budgets without "
                                                     "DEVICE= (default: cpu, this machine's table)."),
-    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
-    data: Optional[Path] = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
+    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
                                                    "training (default: the built-in synthetic set)."),
     proxy_epochs: int = typer.Option(4, help="Proxy training epochs per candidate."),
     proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
-    proxy_batch_size: Optional[int] = typer.Option(None, help="Proxy training batch size (default: 512 on a GPU, "
+    proxy_batch_size: int | None = typer.Option(None, help="Proxy training batch size (default: 512 on a GPU, "
                                                               "64 on a CPU; lr scaled by sqrt(batch/256))."),
     proxy_device: str = typer.Option("auto", help="Where proxies train: auto (the GPU when there is one) | cpu | "
                                                   "cuda | cuda:N."),
-    gpus: Optional[str] = typer.Option(None, help="One worker process per GPU on the same study: all | N (the "
+    gpus: str | None = typer.Option(None, help="One worker process per GPU on the same study: all | N (the "
                                                   "first N) | 0,1 (default: one worker)."),
     proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
                                                                       "proxies only: compiling takes ~1 min)."),
-    proxy_train_samples: Optional[int] = typer.Option(None, help="Training images per candidate (synthetic: "
+    proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
                                                                  "2000; folder: all, or a class-balanced subset)."),
-    proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
+    proxy_val_samples: int | None = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
     trials: int = typer.Option(8, help="Candidates to proxy-train (baselines included; infeasible proposals are "
                                        "recorded, not counted); a rerun completes the study up to this count."),
-    timeout: Optional[float] = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
     seed: int = typer.Option(0, help="Sampler and proxy-training seed."),
-    storage: Optional[str] = typer.Option(None, help="Study storage: sqlite:///file.db, journal:///file.log or "
+    storage: str | None = typer.Option(None, help="Study storage: sqlite:///file.db, journal:///file.log or "
                                                      "postgresql://user@host/db (default: runs/<study>/study.db)."),
-    study_name: Optional[str] = typer.Option(None, help="Study name (default: derived from space and budgets)."),
+    study_name: str | None = typer.Option(None, help="Study name (default: derived from space and budgets)."),
     objective: str = typer.Option("single", help="single (proxy top-1 under the constraints) | pareto "
                                                  "(top-1 vs the first constraint's metric)."),
     sampler: str = typer.Option("tpe", help="tpe | nsga2 | gp | random."),
@@ -287,9 +286,9 @@ def search(
                                                     "is failed and retried."),
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
-    show: Optional[str] = typer.Option(None, "--show", metavar="STUDY",
+    show: str | None = typer.Option(None, "--show", metavar="STUDY",
                                        help="Reprint the summary of an existing study and exit."),
-    fidelity: Optional[Path] = typer.Option(None, help="proxy-check report to state in the summary (default: a "
+    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
                                                        "docs/search/proxy-fidelity*.json matching the proxy)."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
@@ -321,29 +320,29 @@ def search(
 
 @app.command(name="proxy-check")
 def proxy_check(
-    data: Optional[Path] = typer.Option(None, help="ImageFolder with train/ and val/ (or test/); default: the "
+    data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/); default: the "
                                                    "built-in synthetic set."),
     n: int = typer.Option(24, "--n", help="Random networks within the budget (the named variants within it too)."),
     budget: str = typer.Option("35ms", help="Latency budget the sampled networks meet, e.g. 35ms."),
-    device_table: Optional[str] = typer.Option(None, help="Profile (device name or JSON path) for the budget "
+    device_table: str | None = typer.Option(None, help="Profile (device name or JSON path) for the budget "
                                                           "(default: the search's, this machine's CPU table)."),
-    space: Optional[str] = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     variants: str = typer.Option("auto", help="Named variants to add: auto (those within budget), none, or names."),
     seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once."),
     proxy_epochs: int = typer.Option(4, help="Proxy training epochs."),
     proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
     proxy_batch_size: int = typer.Option(64, help="Proxy (and reference) batch size."),
-    proxy_lr: Optional[float] = typer.Option(None, help="Peak lr (default: the recipe's, batch-scaled)."),
-    proxy_train_samples: Optional[int] = typer.Option(None, help="Training images (class-balanced subset)."),
-    proxy_val_samples: Optional[int] = typer.Option(None, help="Validation images."),
+    proxy_lr: float | None = typer.Option(None, help="Peak lr (default: the recipe's, batch-scaled)."),
+    proxy_train_samples: int | None = typer.Option(None, help="Training images (class-balanced subset)."),
+    proxy_val_samples: int | None = typer.Option(None, help="Validation images."),
     proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
     proxy_workers: int = typer.Option(0, help="Data loader processes per training."),
-    reference_epochs: Optional[int] = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
+    reference_epochs: int | None = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
                                                               "that)."),
-    reference_resolution: Optional[int] = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
+    reference_resolution: int | None = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
                                                                   "at most 64)."),
     gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | 0,1."),
-    stop_after: Optional[float] = typer.Option(None, help="Start no training after this many seconds; the report "
+    stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "
                                                           "covers what finished, a rerun continues."),
     sample_seed: int = typer.Option(0, help="Seed of the random networks."),
     out: Path = typer.Option(Path("docs/search/proxy-fidelity.json"), help="Report JSON (PNG and the resumable "
@@ -376,7 +375,7 @@ def proxy_check(
         run_fidelity(opts, console=console())
     except KeyboardInterrupt:
         typer.echo("interrupted: finished trainings are recorded; rerun the same command to continue", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

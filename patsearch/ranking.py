@@ -7,7 +7,7 @@ fallbacks compute the same statistics (tau-b with ties, rho as Pearson's r of av
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,8 +7,8 @@ image is reported before training starts. ``cache="auto"`` does this when the im
 """
 from __future__ import annotations
 
-import os
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 

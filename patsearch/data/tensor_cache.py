@@ -139,7 +139,8 @@ def decode(source: TensorSource, resolution: int, test_resolution: int, test_cro
 
         n_train, n_val = source.synthetic or (0, 0)
         out = []
-        for split, n, size, pct in (("train", n_train, resolution, 1.0), ("val", n_val, test_resolution, test_crop_pct)):
+        splits = (("train", n_train, resolution, 1.0), ("val", n_val, test_resolution, test_crop_pct))
+        for split, n, size, pct in splits:
             ds = SyntheticShapes(n, image_size=source.synthetic_image_size, split=split, seed=source.seed)
             arr = np.stack([fit_image(ds[i][0], size, pct) for i in range(n)]) if n else \
                 np.empty((0, size, size, 3), dtype=np.uint8)
@@ -147,8 +148,10 @@ def decode(source: TensorSource, resolution: int, test_resolution: int, test_cro
         return out[0], out[1]
     classes, train = scan_split(split_dir(source.root, "train"))
     _, val = scan_split(split_dir(source.root, "val"), classes)
-    return (_to_split(_decode_folder_split(train, resolution, 1.0, workers), [l for _, l in train], classes),
-            _to_split(_decode_folder_split(val, test_resolution, test_crop_pct, workers), [l for _, l in val], classes))
+    train_labels = [label for _, label in train]
+    val_labels = [label for _, label in val]
+    return (_to_split(_decode_folder_split(train, resolution, 1.0, workers), train_labels, classes),
+            _to_split(_decode_folder_split(val, test_resolution, test_crop_pct, workers), val_labels, classes))
 
 
 def _save_atomic(payload: dict, path: Path) -> None:

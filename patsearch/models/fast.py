@@ -33,14 +33,21 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from patsearch.models.layers import (BlockDeploy, GaussianSE, MlpDeploy, PartialChannelAttentionDeploy,
-                                     PartialSelfAttention, SelfAttentionDeploy)
+from patsearch.models.layers import (
+    BlockDeploy,
+    GaussianSE,
+    MlpDeploy,
+    PartialChannelAttentionDeploy,
+    PartialSelfAttention,
+    SelfAttentionDeploy,
+)
 
 __all__ = ["FastAttentionBlock", "FastChannelBlock", "accelerate", "channel_stats", "deployment_fast", "fasternet_fast", "fuse_fasternet",
            "is_accelerated", "prepare_inference"]

@@ -122,7 +122,7 @@ class GaussianSE(nn.Module):
         logits = self.conv(torch.cat([mean, std], dim=3))  # (B, C, 1, 2) -> (B, C, 1, 1)
         return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits)
 
-    def fuse(self) -> "GaussianSE":
+    def fuse(self) -> GaussianSE:
         fused = GaussianSE.__new__(GaussianSE)
         nn.Module.__init__(fused)
         fused.kind = self.kind
@@ -293,7 +293,7 @@ class SelfAttention(nn.Module):
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, h * w, c)))
         return out.transpose(1, 2).reshape(b, c, h, w)
 
-    def fuse(self) -> "SelfAttentionDeploy":
+    def fuse(self) -> SelfAttentionDeploy:
         return SelfAttentionDeploy(self)
 
 
@@ -416,7 +416,7 @@ class Mlp(nn.Module):
         z = torch.cat([z1, z2], dim=1)
         return self.gate_norm(z * F.hardsigmoid(self.gate(z)))
 
-    def fuse(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> "MlpDeploy":
+    def fuse(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> MlpDeploy:
         """Deployment MLP. ``in_scale``/``in_shift`` is an affine on the MLP's input (the mixer's trailing BN),
         folded into fc1's input columns and bias."""
         w1 = self.fc1.weight
@@ -483,7 +483,7 @@ class Block(nn.Module):
             return x + self.drop_path(self.mlp(x))
         return x + self.drop_path(self.mlp(self.mixer(x)))
 
-    def fuse(self) -> "BlockDeploy":
+    def fuse(self) -> BlockDeploy:
         mixer, scale, shift = self.mixer.fuse()
         return BlockDeploy(mixer, self.mlp.fuse(scale, shift), self.v2)
 

@@ -70,7 +70,7 @@ class PATNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     @torch.no_grad()
-    def fuse(self) -> "PATNet":
+    def fuse(self) -> PATNet:
         """Switch to the deployment form in place: every BN folded, PAT_sp merged. Returns ``self``."""
         if self.deployed:
             return self

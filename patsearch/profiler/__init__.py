@@ -18,8 +18,14 @@ mismatch to a warning) and raises a ProfileError naming the command to run when 
 Building: :func:`profile_device` (what ``patsearch profile`` runs); benchmarking: :func:`run_bench`.
 """
 from patsearch.profiler.devices import DEVICES, Device, DeviceError, Protocol, check_hardware, get_device
-from patsearch.profiler.table import (PROFILES_DIR, Profile, ProfileError, StaleProfileWarning, find_profile,
-                                      load_profile)
+from patsearch.profiler.table import (
+    PROFILES_DIR,
+    Profile,
+    ProfileError,
+    StaleProfileWarning,
+    find_profile,
+    load_profile,
+)
 
 
 def profile_device(*args, **kwargs):

@@ -257,8 +257,8 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
     hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
-    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it) and ``note`` says so with
-    the command for a full table. Other names and paths load as :func:`load_profile` does.
+    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it)
+    and ``note`` says so with the command for a full table. Other names and paths load as :func:`load_profile` does.
     """
     text = os.fspath(device)
     if text.endswith(".json") or os.sep in text:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from patsearch.arch import VARIANTS
 from patsearch.profiler.devices import check_hardware, environment, get_device
@@ -102,8 +103,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
 
     from patsearch.counting import count_flops, count_params
     from patsearch.models import create_model, fuse_model
-    from patsearch.profiler.timing import (NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare,
-                                           time_interleaved)
+    from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
     dev = get_device(device)
     protocol = dev.protocol_with(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
@@ -175,7 +175,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     return BenchResult(dev.name, protocol.metric, protocol.slug(), resolution, env, ordered)
 
 
-def write_result(result: BenchResult, path: "str | Path", fmt: str | None = None) -> Path:
+def write_result(result: BenchResult, path: str | Path, fmt: str | None = None) -> Path:
     path = Path(path)
     fmt = fmt or {".md": "md", ".csv": "csv", ".json": "json"}.get(path.suffix, "md")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def layer_groups(arch: ArchConfig, resolution: int | tuple[int, int]) -> list[tu
     return rows
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _merge(in_dim: int, out_dim: int) -> LayerSpec:
     return LayerSpec("merge", in_dim, out_dim)
 

@@ -9,16 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.profiler.devices import check_hardware, get_device
-from patsearch.profiler.table import (LayerFactory, Profile, build_table, default_layer_factory, open_for_build,
-                                      profile_path)
+from patsearch.profiler.table import (
+    LayerFactory,
+    Profile,
+    build_table,
+    default_layer_factory,
+    open_for_build,
+    profile_path,
+)
 
 
-def profile_device(device: str, *, space: "str | os.PathLike | None" = None, out: "str | os.PathLike | None" = None,
+def profile_device(device: str, *, space: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
                    batch: int | None = None, dtype: str | None = None, channels_last: bool | None = None,
                    threads: int | None = None, form: str | None = None, clock: str | None = None,
                    validate: int = 0, calibrate: int | None = None, adapt: bool = False,
-                   adapt_from: "str | os.PathLike | None" = None,
-                   seed: int = 0, trace: "str | os.PathLike | None" = None, plot: "str | os.PathLike | None" = None,
+                   adapt_from: str | os.PathLike | None = None,
+                   seed: int = 0, trace: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
                    fresh: bool = False, progress: bool = True, command: str | None = None,
                    layer_factory: LayerFactory | None = None, model_factory: Any = None,
                    layer_budget: Any = None, network_budget: Any = None, passes: int = 1) -> Profile:
@@ -119,7 +125,8 @@ def record_traces(profile: Profile, layers: dict[str, tuple[Any, tuple[int, int,
                   trace_dir: Path, *, layer_factory: LayerFactory | None = None, limit: int = 8) -> list[Path]:
     """torch.profiler traces of representative layers, one TensorBoard run per layer (torch-tb-profiler)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile as torch_profile, schedule, tensorboard_trace_handler
+    from torch.profiler import ProfilerActivity, schedule, tensorboard_trace_handler
+    from torch.profiler import profile as torch_profile
 
     from patsearch.profiler.timing import prepare
 

@@ -13,8 +13,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
@@ -30,7 +31,7 @@ class StaleProfileWarning(UserWarning):
     """A profile was made with other software (or for hardware this host cannot check)."""
 
 
-def profile_path(device: str, protocol: Protocol, directory: "str | os.PathLike | None" = None) -> Path:
+def profile_path(device: str, protocol: Protocol, directory: str | os.PathLike | None = None) -> Path:
     """Where a profile of ``device`` under ``protocol`` is written: ``directory``, by default the user's."""
     return Path(directory or user_profiles_dir()) / f"{device}-{protocol.slug()}.json"
 
@@ -70,7 +71,7 @@ class Profile:
     # --- construction and files ----------------------------------------------------------------------------
     @classmethod
     def new(cls, device: Device, protocol: Protocol, *, command: str | None = None,
-            path: Path | None = None) -> "Profile":
+            path: Path | None = None) -> Profile:
         env = environment(device)
         data = {
             "format": FORMAT, "version": FORMAT_VERSION, "device": device.name, "backend": device.backend,
@@ -83,7 +84,7 @@ class Profile:
         return cls(data, path)
 
     @classmethod
-    def load(cls, path: "str | os.PathLike") -> "Profile":
+    def load(cls, path: str | os.PathLike) -> Profile:
         path = Path(path)
         hint = "delete it or rebuild it with `patsearch profile --device DEVICE --fresh`"
         try:
@@ -115,7 +116,7 @@ class Profile:
             raise ProfileError(f"profile {path} is corrupt: bad protocol ({exc}); {hint}") from None
         return cls(data, path)
 
-    def save(self, path: "str | os.PathLike | None" = None) -> Path:
+    def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write atomically: a reader (or a kill) never sees half a file."""
         path = Path(path or self.path)
         self.path = path
@@ -263,7 +264,7 @@ def _hardware_here(backend: str) -> str | None:
 
 
 # --- finding profiles ------------------------------------------------------------------------------------------
-def find_profile(device_or_path: "str | os.PathLike", directory: "str | os.PathLike | None" = None) -> Path:
+def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
     """A profile path from a path or a device name (its default protocol first, else its only profile).
 
     Names are looked up in ``directory`` alone if given, else in :func:`profile_dirs` in order.
@@ -293,8 +294,8 @@ def find_profile(device_or_path: "str | os.PathLike", directory: "str | os.PathL
                          f"`patsearch profile --device {device.name} --validate 60` (a full table) first")
 
 
-def load_profile(device_or_path: "str | os.PathLike", *, check: bool = True, allow_stale: bool = False,
-                 directory: "str | os.PathLike | None" = None) -> Profile:
+def load_profile(device_or_path: str | os.PathLike, *, check: bool = True, allow_stale: bool = False,
+                 directory: str | os.PathLike | None = None) -> Profile:
     """Open a profile by device name (``epyc``, ``h100``, ...) or path, and check it is fresh for this host."""
     profile = Profile.load(find_profile(device_or_path, directory))
     if check:
@@ -341,8 +342,14 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
     """
     import random
 
-    from patsearch.profiler.timing import (LAYER_BUDGET_CPU, LAYER_BUDGET_GPU, configure, prepare, time_graph,
-                                           time_module)
+    from patsearch.profiler.timing import (
+        LAYER_BUDGET_CPU,
+        LAYER_BUDGET_GPU,
+        configure,
+        prepare,
+        time_graph,
+        time_module,
+    )
 
     protocol = profile.protocol
     factory = layer_factory or default_layer_factory
@@ -437,8 +444,14 @@ class _progress:
         if not sys.stderr.isatty():
             return self._plain()
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from patsearch.profiler.devices import Device, Protocol
 
@@ -25,7 +26,7 @@ class Budget:
     max_samples: int = 200
     sample_s: float = 0.0005          # CPU: a sample loops the call until it takes at least this long
 
-    def scaled(self, factor: float) -> "Budget":
+    def scaled(self, factor: float) -> Budget:
         return Budget(self.warmup_s * factor, self.min_samples, self.target_s * factor, self.max_samples,
                       self.sample_s)
 

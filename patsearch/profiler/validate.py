@@ -8,20 +8,19 @@ small interleaved groups so that background load hits calibration and evaluation
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import random
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from patsearch.arch import ArchConfig
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
-from patsearch.ranking import kendall_tau, spearman
 from patsearch.profiler.table import Profile, _now, _progress
+from patsearch.ranking import kendall_tau, spearman
 
 ModelFactory = Callable[[ArchConfig, str], Any]
 
@@ -49,8 +48,7 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
     (background load, host jitter on a launch-bound GPU network); it is measured once more and the steadier of
     the two measurements is kept.
     """
-    from patsearch.profiler.timing import (NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare,
-                                           time_interleaved)
+    from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
     protocol = profile.protocol
     factory = model_factory or default_model_factory
@@ -122,7 +120,7 @@ def assign_roles(profile: Profile, items: list[tuple[str, ArchConfig, int, str]]
 
 
 def _score_and_store(profile: Profile, items: list[tuple[str, ArchConfig, int, str]], space: Any, seed: int,
-                     plot: "str | Path | None") -> dict[str, Any]:
+                     plot: str | Path | None) -> dict[str, Any]:
     """Fit the calibration on this validation's networks, score it, plot it, and store the report."""
     report = fit_and_score(profile, items)
     report.update(space=space.name, seed=seed, date=_now())
@@ -135,7 +133,7 @@ def _score_and_store(profile: Profile, items: list[tuple[str, ArchConfig, int, s
 
 
 def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = 40,
-             seed: int = 0, model_factory: ModelFactory | None = None, plot: "str | Path | None" = None,
+             seed: int = 0, model_factory: ModelFactory | None = None, plot: str | Path | None = None,
              progress: bool = True, budget: Any = None) -> dict[str, Any]:
     """Measure, calibrate on one set, score on the other; store calibration and fidelity in the profile."""
     items = split_samples(space, n_calibrate, n_evaluate, seed)
@@ -148,7 +146,7 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
 
 
 def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 40, seed: int = 0,
-          plot: "str | Path | None" = None) -> dict[str, Any]:
+          plot: str | Path | None = None) -> dict[str, Any]:
     """Fit and score again from the networks a profile already holds (no measuring; any host)."""
     items = split_samples(space, n_calibrate, n_evaluate, seed)
     missing = [key for key, *_ in items if key not in profile.networks]
@@ -285,7 +283,7 @@ def _steady_scores(profile: Profile, evaluation: Sequence[tuple[str, ArchConfig,
 
 
 def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]],
-                  path: "str | Path") -> Path:
+                  path: str | Path) -> Path:
     """Predicted-vs-measured scatter (evaluation set; raw sum and calibrated) with +-10% bands, as a PNG."""
     import matplotlib
 

@@ -6,9 +6,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.search import study as study_mod
@@ -17,9 +18,22 @@ from patsearch.search.constraints import LATENCY, check_achievable, load_constra
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
-from patsearch.search.results import (best_row, comparison, constraints_of, fill_costs, find_fidelity, finished,
-                                      pareto_front, rows, summary_notes, summary_table, write_best_yaml,
-                                      write_front_yaml, write_plots, write_summary)
+from patsearch.search.results import (
+    best_row,
+    comparison,
+    constraints_of,
+    fill_costs,
+    find_fidelity,
+    finished,
+    pareto_front,
+    rows,
+    summary_notes,
+    summary_table,
+    write_best_yaml,
+    write_front_yaml,
+    write_plots,
+    write_summary,
+)
 
 logger = logging.getLogger("patsearch.search")
 
@@ -364,8 +378,14 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                        constraints) -> int:
     from optuna.trial import TrialState
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     def done_count() -> int:
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not study_mod.is_infeasible(t)

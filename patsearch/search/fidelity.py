@@ -22,9 +22,10 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
@@ -422,8 +423,14 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     from functools import partial
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = console or Console()
     make_runner = make_runner or make_proxy_runner

@@ -12,9 +12,10 @@ import json
 import os
 import queue
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from patsearch.errors import UserError
 
@@ -136,7 +137,7 @@ def _run_in_workers(pending: list[Job], make_executor, store: RecordStore, devic
                 dead = [p for p in workers if not p.is_alive() and p.exitcode not in (0, None)]
                 if dead:
                     raise RuntimeError(f"a worker process died (exit code {dead[0].exitcode}); finished jobs are "
-                                       "recorded, rerun the same command to continue")
+                                       "recorded, rerun the same command to continue") from None
                 continue
             if kind == "done":
                 finished += 1

@@ -15,17 +15,28 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.ranking import binomial_se, kendall_tau
-from patsearch.search.objective import (ATTR_ARCH, ATTR_BASELINE, ATTR_DUPLICATE, ATTR_FEASIBLE, ATTR_FLOPS,
-                                        ATTR_PARAMS, ATTR_RESOLUTION, ATTR_STOPPED, ATTR_TOP1, PRED_PREFIX)
+from patsearch.search.objective import (
+    ATTR_ARCH,
+    ATTR_BASELINE,
+    ATTR_DUPLICATE,
+    ATTR_FEASIBLE,
+    ATTR_FLOPS,
+    ATTR_PARAMS,
+    ATTR_RESOLUTION,
+    ATTR_STOPPED,
+    ATTR_TOP1,
+    PRED_PREFIX,
+)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ import os
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.search.redact import redact_url, scrub
@@ -339,7 +340,7 @@ class ClaimLock:
             self._engine.dispose()
             self._conn = self._engine = None
 
-    def __enter__(self) -> "ClaimLock":
+    def __enter__(self) -> ClaimLock:
         self.acquire()
         return self
 
@@ -439,7 +440,6 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
     of them belonged to a dead worker, it is failed, re-enqueued and picked up here; live workers' trials finish
     on their own.
     """
-    import optuna
     from optuna.storages import fail_stale_trials
 
     lock = ClaimLock(spec, study.study_name)

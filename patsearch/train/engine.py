@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -18,7 +19,7 @@ from patsearch.arch import ArchConfig, resolve_arch
 from patsearch.train.recipe import Recipe
 
 
-def describe_arch(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]") -> tuple[ArchConfig | None, str]:
+def describe_arch(arch: ArchConfig | str | os.PathLike | Mapping[str, Any]) -> tuple[ArchConfig | None, str]:
     """``(config, name)`` for a PATNet reference, ``(None, timm name)`` for a timm peer such as ``fasternet_t0``."""
     from patsearch.models import is_patnet_ref
 
@@ -29,7 +30,7 @@ def describe_arch(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]") ->
     return None, os.fspath(arch)
 
 
-def build_model(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", num_classes: int,
+def build_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], num_classes: int,
                 drop_path: float | None = None) -> nn.Module:
     """The trainable network; ``drop_path`` (the recipe's stochastic depth) overrides the architecture's rate."""
     from patsearch.models import create_model
@@ -62,7 +63,7 @@ class TrainStep:
     device: torch.device
     dtype: torch.dtype | None = None
     clip_grad: float | None = None
-    scaler: "torch.amp.GradScaler | None" = None
+    scaler: torch.amp.GradScaler | None = None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:

@@ -34,12 +34,12 @@ uninterrupted run takes (bit-exact on CPU with ``deterministic=True``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -51,10 +51,18 @@ from patsearch.data.device_augment import epoch_permutation, pad_crop_flip, step
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.errors import UserError
 from patsearch.train import checkpoint as ckpt
-from patsearch.train.distributed import (DistContext, ShardedBatchSampler, all_gather_objects, all_reduce_sum,
-                                         barrier, broadcast_buffers, cleanup, init_distributed, shard_indices)
-from patsearch.train.engine import (TrainStep, amp_dtype, build_criterion, build_model, build_optimizer,
-                                    describe_arch)
+from patsearch.train.distributed import (
+    DistContext,
+    ShardedBatchSampler,
+    all_gather_objects,
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    cleanup,
+    init_distributed,
+    shard_indices,
+)
+from patsearch.train.engine import TrainStep, amp_dtype, build_criterion, build_model, build_optimizer, describe_arch
 from patsearch.train.evaluate import evaluate
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
 
@@ -146,8 +154,14 @@ class _Progress:
         self.started = self.last_print = time.perf_counter()
         self.start_done = 0
         if enabled and not self.plain:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -193,7 +207,7 @@ class _Progress:
             self.bar.stop()
 
 
-def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "str | os.PathLike | Recipe | None" = None,
+def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str | os.PathLike | Recipe | None = None,
           *, data: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
           resolution: int | None = None, multi_scale: str | None = None, amp: bool | None = None,
@@ -321,7 +335,13 @@ def train(arch: "ArchConfig | str | os.PathLike | Mapping[str, Any]", recipe: "s
             train_model = torch.compile(train_model)
         step_fn = TrainStep(train_model, optimizer, criterion, ctx.device, dtype, rec.clip_grad, scaler)
 
-        from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform, train_transform
+        from patsearch.data.transforms import (
+            DeviceNormalizer,
+            TransformedDataset,
+            collate_uint8,
+            eval_transform,
+            train_transform,
+        )
 
         normalize = DeviceNormalizer(ctx.device, channels_last)
         if train_t is not None:

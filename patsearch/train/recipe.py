@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -111,7 +112,7 @@ class Recipe:
             return res
         return self.resolution
 
-    def with_epochs(self, epochs: int) -> "Recipe":
+    def with_epochs(self, epochs: int) -> Recipe:
         """The same recipe over a different number of epochs.
 
         Warm-up and the multi-scale switch points keep their fraction of the run (20/300 warm-up, switch at 280/300)
@@ -135,13 +136,13 @@ class Recipe:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "recipe") -> "Recipe":
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "recipe") -> Recipe:
         return dataclass_from_mapping(cls, data, error=RecipeError, source=source, what="recipe")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         try:
             return dataclasses.replace(self, **changes)
         except TypeError as exc:
@@ -208,7 +209,7 @@ def recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(ref: "str | os.PathLike | Recipe | Mapping[str, Any]") -> Recipe:
+def load_recipe(ref: str | os.PathLike | Recipe | Mapping[str, Any]) -> Recipe:
     """A recipe from a shipped name (``patnet_t2``), a YAML path, a mapping or a :class:`Recipe`."""
     if isinstance(ref, Recipe):
         return ref

@@ -4,7 +4,13 @@ import numpy as np
 import torch
 
 from patsearch.data.synthetic import SyntheticShapes
-from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform, train_transform
+from patsearch.data.transforms import (
+    DeviceNormalizer,
+    TransformedDataset,
+    collate_uint8,
+    eval_transform,
+    train_transform,
+)
 from patsearch.train.recipe import load_recipe
 
 

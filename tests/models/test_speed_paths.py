@@ -7,8 +7,15 @@ from test_fuse import CONFIGS, randomize_statistics
 
 from patsearch.arch import ArchConfig
 from patsearch.models import create_model, fuse_model
-from patsearch.models.fast import (FastAttentionBlock, FastChannelBlock, accelerate, channel_stats, fuse_fasternet,
-                                   is_accelerated, prepare_inference)
+from patsearch.models.fast import (
+    FastAttentionBlock,
+    FastChannelBlock,
+    accelerate,
+    channel_stats,
+    fuse_fasternet,
+    is_accelerated,
+    prepare_inference,
+)
 
 
 def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:

@@ -22,7 +22,7 @@ def make_base(path, space, *, device="epyc", hardware="Intel(R) Xeon(R) Processo
     dev = get_device(device)
     profile = Profile.new(dev, dev.protocol, command="synthetic base", path=path)
     profile.provenance["hardware"] = hardware
-    for key, (spec, chw) in space.layer_inputs().items():
+    for key, (_spec, chw) in space.layer_inputs().items():
         ms = float(np.exp(rng.normal(np.log(0.2), 0.6)))
         profile.entries[key] = {"ms": ms, "p10": ms * 0.97, "p90": ms * 1.04, "n": 15, "inner": 10,
                                 "input": list(chw)}

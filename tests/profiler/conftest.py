@@ -1,6 +1,5 @@
 """Shared helpers: a tiny space, a fake layer factory (fast, counts calls) and a minimal timing budget."""
 import pytest
-
 from profiler_helpers import QUICK, CountingFactory
 
 

@@ -1,5 +1,4 @@
 """Predictor arithmetic, calibration fitting, fidelity metrics and the fast path matching ArchConfig's layers."""
-import json
 import math
 
 import numpy as np
@@ -8,8 +7,8 @@ import pytest
 from patsearch.arch import ArchConfig
 from patsearch.profiler.devices import get_device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration, layer_groups
-from patsearch.ranking import kendall_tau
 from patsearch.profiler.table import Profile, ProfileError
+from patsearch.ranking import kendall_tau
 from patsearch.space import load_space
 
 

@@ -11,14 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from profiler_helpers import QUICK, CountingFactory
 
 from patsearch.profiler import load_profile
 from patsearch.profiler.devices import DeviceError, check_hardware, get_device
-from patsearch.profiler.table import (Profile, ProfileError, StaleProfileWarning, build_table, open_for_build,
-                                      profile_path)
-
+from patsearch.profiler.table import (
+    Profile,
+    ProfileError,
+    StaleProfileWarning,
+    build_table,
+    open_for_build,
+    profile_path,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,13 +6,13 @@ import json
 import math
 
 import pytest
+from search_helpers import cheap_free_scores, failing_runner_factory, fake_runner_factory, rendezvous_runner_factory
 from typer.testing import CliRunner
 
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.fidelity import FidelityOptions, build_report, default_reference, make_jobs, run_fidelity
 from patsearch.search.proxy import ProxySettings
-from search_helpers import cheap_free_scores, failing_runner_factory, fake_runner_factory, rendezvous_runner_factory
 
 PROXY = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu")
 

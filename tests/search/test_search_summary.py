@@ -7,14 +7,25 @@ import math
 import pytest
 import yaml
 from optuna.trial import TrialState
+from search_helpers import fake_proxy, make_profile
 
 from patsearch.arch import VARIANTS
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
-from patsearch.search.results import (_front_plot, comparison, constraints_of, describe_counts, find_fidelity, lead,
-                                      rows, state_counts, summary_dict, summary_notes, trained_study)
+from patsearch.search.results import (
+    _front_plot,
+    comparison,
+    constraints_of,
+    describe_counts,
+    find_fidelity,
+    lead,
+    rows,
+    state_counts,
+    summary_dict,
+    summary_notes,
+    trained_study,
+)
 from patsearch.search.study import is_infeasible
-from search_helpers import fake_proxy, make_profile
 
 
 def _load(path):

@@ -7,13 +7,13 @@ sharding, DDP gradient averaging, the training step) is the trainer's own code.
 import sys
 
 import torch
+from train_helpers import TINY_ARCH
 
 from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, train_transform
 from patsearch.train.distributed import ShardedBatchSampler, cleanup, init_distributed
 from patsearch.train.engine import TrainStep, build_criterion, build_model
 from patsearch.train.loop import make_datasets
 from patsearch.train.recipe import load_recipe
-from train_helpers import TINY_ARCH
 
 GLOBAL_BATCH = 16
 

@@ -5,11 +5,10 @@ import socket
 import subprocess
 
 import torch
-
 from ddp_grad_worker import GLOBAL_BATCH, one_step_gradients
-from patsearch.train.distributed import DistContext, ShardedBatchSampler, shard_indices
 from train_helpers import PYTHON, REPO, subprocess_env, write_tiny_arch
 
+from patsearch.train.distributed import DistContext, ShardedBatchSampler, shard_indices
 
 
 def torchrun() -> list[str]:

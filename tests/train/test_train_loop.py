@@ -1,13 +1,12 @@
 import json
-import os
 import sys
 
 import pytest
 import torch
+from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 
 from patsearch.train import TrainingDiverged, evaluate_checkpoint, train
 from patsearch.train import checkpoint as ckpt
-from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 
 
 def test_a_few_steps_reduce_the_loss_on_a_tiny_set():

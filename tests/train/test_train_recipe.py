@@ -1,5 +1,4 @@
 import pytest
-import yaml
 
 from patsearch.train.loop import _step_resolution, resolve_recipe
 from patsearch.train.recipe import Recipe, RecipeError, default_recipe_for, load_recipe, recipe_names

@@ -4,10 +4,10 @@ import subprocess
 import time
 
 import torch
+from train_helpers import PYTHON, REPO, TINY_ARCH, TINY_RUN, subprocess_env, write_tiny_arch
 
 from patsearch.train import checkpoint as ckpt
 from patsearch.train import train
-from train_helpers import PYTHON, REPO, TINY_ARCH, TINY_RUN, subprocess_env, write_tiny_arch
 
 EPOCHS, BATCH, SYNTHETIC = 50, 16, (64, 16)  # 4 steps per epoch; long enough that the kill lands mid-run
 
