@@ -1,7 +1,12 @@
-"""PATNet building blocks in their trained form, each with a ``fuse()`` that returns its deployment form.
+"""PATNet building blocks in their trained form, each with ``deploy() -> nn.Module``: its deployment form, a
+module computing the same function as the trained layer in eval mode (BNs folded, PAT_sp merged).
 
 Fusion is done by structure: every module knows which of its BNs fold into which conv, so no generic "last conv
 before a BN" walker is needed (that walker pairs PAT_ch's 3x3 with the untouched branch's BN and breaks).
+A mixer whose output ends in a BN (PAT_ch, full channel attention) also reports that BN as an affine through
+``output_affine()``; a block deploys such a mixer with ``deploy(keep_output_affine=False)`` and folds the affine
+into its MLP's first 1x1 instead. Deployment modules share parameters with the trained module; use
+:func:`patsearch.models.fuse_model` for a frozen, independent copy.
 """
 from __future__ import annotations
 
@@ -69,7 +74,7 @@ class ConvBN(nn.Sequential):
         self.conv = nn.Conv2d(in_dim, out_dim, kernel, stride, bias=False)
         self.bn = nn.BatchNorm2d(out_dim)
 
-    def fuse(self) -> nn.Module:
+    def deploy(self) -> nn.Module:
         return fold_bn_into_conv(self.conv, self.bn)
 
 
@@ -86,7 +91,7 @@ class Head(nn.Module):
         x = self.act(self.proj(x.mean((2, 3), keepdim=True))).flatten(1)
         return x if pre_logits else self.fc(x)
 
-    def fuse(self) -> nn.Module:
+    def deploy(self) -> nn.Module:
         return self
 
 
@@ -122,7 +127,7 @@ class GaussianSE(nn.Module):
         logits = self.conv(torch.cat([mean, std], dim=3))  # (B, C, 1, 2) -> (B, C, 1, 1)
         return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits)
 
-    def fuse(self) -> GaussianSE:
+    def deploy(self) -> GaussianSE:
         fused = GaussianSE.__new__(GaussianSE)
         nn.Module.__init__(fused)
         fused.kind = self.kind
@@ -149,10 +154,12 @@ class PartialConv(nn.Module):
         x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
         return torch.cat([self.conv(x1), x2], dim=1)
 
-    # Mixers return (module, scale, shift): an output affine (from a trailing BN) that the caller folds into
-    # the next 1x1 conv's input columns; None where the output has no BN.
-    def fuse(self) -> tuple[nn.Module, torch.Tensor | None, torch.Tensor | None]:
-        return self, None, None
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
+        return self
+
+    def output_affine(self) -> tuple[None, None]:
+        """The per-channel affine of a trailing BN that a block may fold forward; None: this mixer has none."""
+        return None, None
 
 
 class DenseConv(nn.Module):
@@ -165,8 +172,11 @@ class DenseConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
 
-    def fuse(self) -> tuple[nn.Module, None, None]:
-        return self, None, None
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
+        return self
+
+    def output_affine(self) -> tuple[None, None]:
+        return None, None
 
 
 class PartialChannelAttention(nn.Module):
@@ -184,26 +194,33 @@ class PartialChannelAttention(nn.Module):
         x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
         return torch.cat([self.conv(x1), self.norm(x2 * self.attn(x2))], dim=1)
 
-    def fuse(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The post-gate BN as an affine over all output channels (identity on the convolved part)."""
         scale, shift = bn_scale_shift(self.norm)
         ones = torch.ones(self.dim_conv, dtype=scale.dtype, device=scale.device)
-        zeros = torch.zeros_like(ones)
-        return (PartialChannelAttentionDeploy(self.conv, self.attn.fuse()),
-                torch.cat([ones, scale]), torch.cat([zeros, shift]))
+        return torch.cat([ones, scale]), torch.cat([torch.zeros_like(ones), shift])
+
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
+        """Without ``keep_output_affine`` the post-gate BN is left out (the caller folds :meth:`output_affine`)."""
+        affine = Affine(*bn_scale_shift(self.norm)) if keep_output_affine else None
+        return PartialChannelAttentionDeploy(self.conv, self.attn.deploy(), affine)
 
 
 class PartialChannelAttentionDeploy(nn.Module):
-    """Deployment PAT_ch: the post-gate BN has moved into the next 1x1 conv."""
+    """Deployment PAT_ch: ``[conv(x1), x2 * g]``, then the post-gate BN's affine on the gated part unless it has
+    moved into the next 1x1 conv (``affine=None``)."""
 
-    def __init__(self, conv: nn.Conv2d, attn: GaussianSE) -> None:
+    def __init__(self, conv: nn.Conv2d, attn: GaussianSE, affine: Affine | None = None) -> None:
         super().__init__()
         self.dim_conv = conv.in_channels
         self.conv = conv
         self.attn = attn
+        self.affine = affine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = torch.split(x, [self.dim_conv, x.shape[1] - self.dim_conv], dim=1)
-        return torch.cat([self.conv(x1), x2 * self.attn(x2)], dim=1)
+        gated = x2 * self.attn(x2)
+        return torch.cat([self.conv(x1), gated if self.affine is None else self.affine(gated)], dim=1)
 
 
 class FullChannelAttention(nn.Module):
@@ -219,20 +236,25 @@ class FullChannelAttention(nn.Module):
         y = self.pconv(x)
         return self.norm(y * self.attn(y))
 
-    def fuse(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-        scale, shift = bn_scale_shift(self.norm)
-        return FullChannelAttentionDeploy(self.pconv, self.attn.fuse()), scale, shift
+    def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return bn_scale_shift(self.norm)
+
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
+        affine = Affine(*bn_scale_shift(self.norm)) if keep_output_affine else None
+        return FullChannelAttentionDeploy(self.pconv, self.attn.deploy(), affine)
 
 
 class FullChannelAttentionDeploy(nn.Module):
-    def __init__(self, pconv: PartialConv, attn: GaussianSE) -> None:
+    def __init__(self, pconv: PartialConv, attn: GaussianSE, affine: Affine | None = None) -> None:
         super().__init__()
         self.pconv = pconv
         self.attn = attn
+        self.affine = affine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pconv(x)
-        return y * self.attn(y)
+        y = y * self.attn(y)
+        return y if self.affine is None else self.affine(y)
 
 
 # --- self-attention with iRPE relative position bias --------------------------------------------------------
@@ -241,18 +263,34 @@ IRPE_ALPHA, IRPE_BETA, IRPE_GAMMA = 20.0, 40.0, 160.0
 IRPE_BUCKETS = 2 * int(IRPE_BETA) + 1
 
 
-@lru_cache(maxsize=64)
-def irpe_buckets(height: int, width: int) -> torch.Tensor:
-    """iRPE "euc" bucket of every token pair on an ``height x width`` grid, offset into [0, 81)."""
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    pos = torch.stack([rows.flatten(), cols.flatten()], dim=1).double()
-    dist = (pos[:, None, :] - pos[None, :, :]).square().sum(-1).sqrt().round()
-    far = dist > IRPE_ALPHA
+def irpe_index(height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """iRPE "euc" bucket of every token pair on an ``height x width`` grid, offset into [0, 81), as (N, N) int64.
+
+    Plain tensor ops only, so that under ``torch.compile`` it traces with symbolic ``height``/``width``: one
+    dynamic graph serves every resolution of a multi-scale schedule instead of one recompile per size.
+    """
+    rows = torch.arange(height, device=device, dtype=torch.float64).repeat_interleave(width)
+    cols = torch.arange(width, device=device, dtype=torch.float64).repeat(height)
+    dist = ((rows[:, None] - rows[None, :]).square() + (cols[:, None] - cols[None, :]).square()).sqrt().round()
     # Piecewise index: exact up to alpha, then logarithmic up to gamma, clipped at beta.
     log_part = IRPE_ALPHA + torch.log(dist.clamp(min=1) / IRPE_ALPHA) / math.log(IRPE_GAMMA / IRPE_ALPHA) * (
         IRPE_BETA - IRPE_ALPHA)
-    index = torch.where(far, log_part.round().clamp(max=IRPE_BETA), dist)
+    index = torch.where(dist > IRPE_ALPHA, log_part.round().clamp(max=IRPE_BETA), dist)
     return (index + IRPE_BETA).long()
+
+
+@lru_cache(maxsize=64)
+def irpe_buckets(height: int, width: int) -> torch.Tensor:
+    """:func:`irpe_index` on the CPU, cached per grid size for eager use."""
+    return irpe_index(height, width)
+
+
+def _bucket_index(height: int, width: int, device: torch.device) -> torch.Tensor:
+    # Under torch.compile the index is computed inside the graph (Dynamo would otherwise specialise on the
+    # lru_cache's integer arguments and recompile for every resolution); eager code reads the cache.
+    if torch.compiler.is_compiling():
+        return irpe_index(height, width, device)
+    return irpe_buckets(height, width).to(device)
 
 
 class RelativePositionBias(nn.Module):
@@ -264,12 +302,37 @@ class RelativePositionBias(nn.Module):
         self.table = nn.Parameter(torch.zeros(num_heads, IRPE_BUCKETS))
 
     def forward(self, height: int, width: int) -> torch.Tensor:
-        idx = irpe_buckets(height, width).to(self.table.device)
-        return self.table[:, idx].unsqueeze(0)  # (1, heads, N, N)
+        return self.table[:, _bucket_index(height, width, self.table.device)].unsqueeze(0)  # (1, heads, N, N)
+
+
+def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                     dropout_p: float = 0.0) -> torch.Tensor:
+    """``dropout(softmax(q @ k^T + bias)) @ v`` (q already scaled), computed in float32 and returned in v's dtype.
+
+    Why not ``F.scaled_dot_product_attention`` with ``attn_mask=bias``: under bf16 autocast on CUDA it runs the
+    memory-efficient kernel with a bf16 bias that requires grad and dropout; PATNet-T0/T1 trained that way stay
+    at chance on an H200 (issue 10) while float32 learns, and the compiled backward of that kernel rejects the
+    bias layout Inductor produces ("(*bias): last dimension must be contiguous", issue 11). Here the logits,
+    the learnt bias and the softmax are float32 whatever the autocast state, which is what attention
+    implementations commonly do; the weighted sum is float32 too and is cast back once. Stage 4 has few tokens
+    (49 at 224 px), so the explicit (B, heads, N, N) scores cost little, and Inductor fuses bias + softmax +
+    dropout into one kernel.
+    """
+    acc = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 for float64 inputs
+    with torch.autocast(q.device.type, enabled=False):
+        scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) + bias.to(acc)
+        weights = scores.softmax(dim=-1)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, dropout_p, training=True)
+        out = torch.matmul(weights, v.to(acc))
+    return out.to(v.dtype)
 
 
 class SelfAttention(nn.Module):
-    """LayerNorm + multi-head self-attention over the H*W tokens, with the relative position bias."""
+    """LayerNorm + multi-head self-attention over the H*W tokens, with the relative position bias.
+
+    Dropout rates are the spec's (attention 0.1, projection 0.1).
+    """
 
     def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.1, proj_drop: float = 0.1) -> None:
         super().__init__()
@@ -287,19 +350,18 @@ class SelfAttention(nn.Module):
         b, c, h, w = x.shape
         tokens = self.norm(x.flatten(2).transpose(1, 2))  # (B, N, C)
         q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rel_pos(h, w).to(q.dtype),
-                                             dropout_p=self.attn_drop if self.training else 0.0,
-                                             scale=self.q_scale)
+        out = biased_attention(q * self.q_scale, k, v, self.rel_pos(h, w),
+                               dropout_p=self.attn_drop if self.training else 0.0)
         out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, h * w, c)))
         return out.transpose(1, 2).reshape(b, c, h, w)
 
-    def fuse(self) -> SelfAttentionDeploy:
+    def deploy(self) -> SelfAttentionDeploy:
         return SelfAttentionDeploy(self)
 
 
 class SelfAttentionDeploy(nn.Module):
     """Deployment attention: LayerNorm's affine and the query scale live in the qkv projection; the position
-    bias of each grid size is gathered once and cached."""
+    bias of each grid size is gathered once and cached. Same :func:`biased_attention` as the trained form."""
 
     def __init__(self, trained: SelfAttention) -> None:
         super().__init__()
@@ -323,9 +385,9 @@ class SelfAttentionDeploy(nn.Module):
         self._bias_cache: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def position_bias(self, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+            return self.table[:, _bucket_index(h, w, self.table.device)].unsqueeze(0).to(dtype)
         key = (h, w, dtype, self.table.device)
-        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            return self.table[:, irpe_buckets(h, w).to(self.table.device)].unsqueeze(0).to(dtype)
         if key not in self._bias_cache:
             self._bias_cache[key] = self.table[:, irpe_buckets(h, w).to(self.table.device)].unsqueeze(0).to(dtype)
         return self._bias_cache[key]
@@ -334,7 +396,7 @@ class SelfAttentionDeploy(nn.Module):
         b, c, h, w = x.shape
         tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (self.dim,), eps=self.eps)
         q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.position_bias(h, w, q.dtype), scale=1.0)
+        out = biased_attention(q, k, v, self.position_bias(h, w, self.table.dtype))
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
         return out.transpose(1, 2).reshape(b, c, h, w)
 
@@ -357,12 +419,15 @@ class PartialSelfAttention(nn.Module):
             return self.attn(torch.cat([self.conv(x1), x2], dim=1))
         return torch.cat([self.conv(x1), self.attn(x2)], dim=1)
 
-    def fuse(self) -> tuple[nn.Module, None, None]:
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
         fused = PartialSelfAttention.__new__(PartialSelfAttention)
         nn.Module.__init__(fused)
         fused.full, fused.dim_conv, fused.dim_untouched = self.full, self.dim_conv, self.dim_untouched
-        fused.conv, fused.attn = self.conv, self.attn.fuse()
-        return fused, None, None
+        fused.conv, fused.attn = self.conv, self.attn.deploy()
+        return fused
+
+    def output_affine(self) -> tuple[None, None]:
+        return None, None
 
 
 def build_mixer(dim: int, mixer: str, n_div: int, num_heads: int) -> nn.Module:
@@ -416,7 +481,7 @@ class Mlp(nn.Module):
         z = torch.cat([z1, z2], dim=1)
         return self.gate_norm(z * F.hardsigmoid(self.gate(z)))
 
-    def fuse(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> MlpDeploy:
+    def deploy(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> MlpDeploy:
         """Deployment MLP. ``in_scale``/``in_shift`` is an affine on the MLP's input (the mixer's trailing BN),
         folded into fc1's input columns and bias."""
         w1 = self.fc1.weight
@@ -483,9 +548,10 @@ class Block(nn.Module):
             return x + self.drop_path(self.mlp(x))
         return x + self.drop_path(self.mlp(self.mixer(x)))
 
-    def fuse(self) -> BlockDeploy:
-        mixer, scale, shift = self.mixer.fuse()
-        return BlockDeploy(mixer, self.mlp.fuse(scale, shift), self.v2)
+    def deploy(self) -> BlockDeploy:
+        # The mixer's trailing BN (if any) folds into the MLP's first 1x1 conv instead of staying an affine.
+        return BlockDeploy(self.mixer.deploy(keep_output_affine=False), self.mlp.deploy(*self.mixer.output_affine()),
+                           self.v2)
 
 
 class BlockDeploy(nn.Module):

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
 from patsearch.models.layers import build_layer, init_weights
@@ -49,6 +50,10 @@ class PATNet(nn.Module):
             stages[-1].append(build_layer(spec, drop_path=next(rates) if spec.kind == "block" else 0.0))
         self.stages = nn.Sequential(*(nn.Sequential(*layers) for layers in stages))
         self.head = build_layer(head_spec)
+        self.grad_checkpointing = False
+        # timm's feature machinery (features_only=True, out_indices) taps each stage's output.
+        self.feature_info = [dict(num_chs=width, reduction=2 ** (i + 2), module=f"stages.{i}")
+                             for i, width in enumerate(arch.widths)]
         self.apply(init_weights)
 
     # timm conventions
@@ -60,49 +65,116 @@ class PATNet(nn.Module):
         self.arch = self.arch.replace(num_classes=max(num_classes, 1))
         self.head.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for layer-wise lr decay: the stem, then each stage (coarse) or each layer of it."""
+        return dict(stem=r"^stem", blocks=r"^stages\.(\d+)" if coarse else [
+            (r"^stages\.(\d+)\.(\d+)", None),
+            (r"^head", (99999,)),
+        ])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's backbone API: the outputs of the stages named by ``indices`` (the last n if an int, all if
+        None), and unless ``intermediates_only`` the final feature map too. ``norm`` is accepted for timm
+        compatibility (PATNet has no final norm)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt {output_fmt!r} is not supported; PATNet's features are NCHW")
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        stages = self.stages[:max_index + 1] if stop_early else self.stages
+        intermediates = []
+        x = self.stem(x)
+        for i, stage in enumerate(stages):
+            x = self._run_stage(stage, x)
+            if i in take_indices:
+                intermediates.append(x)
+        return intermediates if intermediates_only else (x, intermediates)
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last one ``indices`` takes (and the head); timm's feature getter calls it."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[:max_index + 1]
+        if prune_head or max_index < len(self.feature_info) - 1:
+            self.head = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+            self.num_classes = 0
+        return take_indices
+
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(stage, x)
+        return stage(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            for stage in self.stages:
+                x = checkpoint_seq(stage, x)
+            return x
+        return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if isinstance(self.head, nn.Identity):  # pruned by prune_intermediate_layers: pooled features only
+            return x.mean((2, 3))
         return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
     @torch.no_grad()
-    def fuse(self) -> PATNet:
+    def deploy(self) -> PATNet:
         """Switch to the deployment form in place: every BN folded, PAT_sp merged. Returns ``self``."""
         if self.deployed:
             return self
         self.eval()
-        self.stem = self.stem.fuse()
+        self.stem = self.stem.deploy()
         for stage in self.stages:
             for i, layer in enumerate(stage):
-                stage[i] = layer.fuse()
-        self.head = self.head.fuse()
+                stage[i] = layer.deploy()
+        self.head = self.head.deploy()
         for p in self.parameters():
             p.requires_grad_(False)
         self.deployed = True
         return self
 
-    reparameterize = fuse
+    fuse = reparameterize = deploy
 
 
+def _deploy_children(module: nn.Module) -> bool:
+    """Replace, in place, every outermost submodule that has ``deploy()`` by its deployment form; whether any did."""
+    found = False
+    for name, child in module.named_children():
+        if callable(getattr(child, "deploy", None)):
+            setattr(module, name, child.deploy())
+            found = True
+        else:
+            found = _deploy_children(child) or found
+    return found
+
+
+@torch.no_grad()
 def fuse_model(model: nn.Module) -> nn.Module:
-    """A deployment copy of ``model`` in eval mode (the original is untouched).
+    """A frozen deployment copy of ``model`` in eval mode (the original is untouched), computing what ``model``
+    computes in eval mode.
 
-    PATNet networks and single PATNet layers fuse by structure; other models (timm peers such as FasterNet) get
+    Anything with ``deploy()`` (a PATNet, any PATNet layer) deploys by structure, as does any container of such
+    layers (an ``nn.Sequential`` of blocks, a wrapper); other models (timm peers such as FasterNet) get
     torch.fx's conv-BN folding, so that comparisons are between deployment forms.
     """
     model = copy.deepcopy(model).eval()
-    if isinstance(model, PATNet):
-        return model.fuse()
-    if hasattr(model, "fuse") and callable(model.fuse):
-        fused = model.fuse()
-        return fused[0] if isinstance(fused, tuple) else fused
-    from torch.fx.experimental.optimization import fuse as fx_fuse
+    if callable(getattr(model, "deploy", None)):
+        model = model.deploy()
+    elif not _deploy_children(model):
+        from torch.fx.experimental.optimization import fuse as fx_fuse
 
-    return fx_fuse(model)
+        model = fx_fuse(model)
+    return model.eval().requires_grad_(False)
 
 
 # --- timm registry ------------------------------------------------------------------------------------------
@@ -123,7 +195,8 @@ default_cfgs = generate_default_cfgs({f"{name}.untrained": _cfg() for name in VA
 def _create_patnet(variant: str, pretrained: bool = False, **kwargs: Any) -> PATNet:
     if pretrained:
         raise ValueError(f"no pretrained weights are published for {variant}; train one with `patsearch train`")
-    return build_model_with_cfg(PATNet, variant, pretrained, arch=VARIANTS[variant], **kwargs)
+    return build_model_with_cfg(PATNet, variant, pretrained, arch=VARIANTS[variant],
+                                feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True), **kwargs)
 
 
 @register_model

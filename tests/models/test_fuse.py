@@ -98,3 +98,65 @@ def test_timm_peer_fuses_with_fx():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), peer(x), rtol=1e-4, atol=1e-4)
+
+
+def _dim_layers():
+    """Every mixer, every MLP and every block kind, as single layers of width 32."""
+    from patsearch.arch import MIXERS, SPATIAL_ATTENTION
+    from patsearch.models.layers import Mlp, build_mixer
+
+    for mixer in MIXERS:
+        yield f"mixer-{mixer}", lambda m=mixer: build_mixer(32, m, 4, 4)
+        for spatial in SPATIAL_ATTENTION:
+            spec = LayerSpec("block", 32, 32, mixer=mixer, spatial=spatial, n_div=4, mlp_ratio=2.0, act="gelu",
+                             num_heads=4)
+            yield f"block-{mixer}-{spatial}", lambda s=spec: build_layer(s)
+    for spatial in SPATIAL_ATTENTION:
+        yield f"mlp-{spatial}", lambda s=spatial: Mlp(32, 64, "relu", s)
+
+
+@pytest.mark.parametrize("name, make", list(_dim_layers()), ids=[name for name, _ in _dim_layers()])
+def test_every_single_layer_deploys_exactly(name, make):
+    """fuse_model of one mixer / MLP / block equals the trained layer in eval mode (float64, random BN
+    statistics), at the 1x1 and 2x2 grids of stage 4 and at 7x9."""
+    generator = torch.Generator().manual_seed(11)
+    layer = make().double().eval()
+    randomize_statistics(layer, generator)
+    fused = fuse_model(layer)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for m in fused.modules()), name
+    assert not any(p.requires_grad for p in fused.parameters())
+    for h, w in ((1, 1), (2, 2), (7, 9)):
+        x = torch.randn(2, 32, h, w, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(fused(x), layer(x), rtol=1e-9, atol=1e-9, msg=f"{name} at {h}x{w}")
+
+
+def test_pat_ch_alone_keeps_its_output_bn():
+    """Regression (issue 13): fuse_model(PartialChannelAttention) used to drop the post-gate BN (93% error)."""
+    from patsearch.models.layers import PartialChannelAttention
+
+    layer = PartialChannelAttention(64, 4).eval()
+    randomize_statistics(layer, torch.Generator().manual_seed(4))
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fuse_model(layer)(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_every_layer_deploys_to_a_module():
+    """One protocol: deploy() returns an nn.Module for every layer kind (no tuples, no self-with-BN)."""
+    for _, make in _dim_layers():
+        layer = make().eval()
+        assert isinstance(layer.deploy(), nn.Module)
+
+
+def test_containers_of_layers_deploy_by_structure():
+    """A plain nn.Sequential of PATNet layers (not a PATNet) still fuses by structure, exactly."""
+    spec = LayerSpec("block", 16, 16, mixer="pat_ch", spatial="partial", n_div=4, mlp_ratio=2.0, act="relu",
+                     num_heads=4)
+    seq = nn.Sequential(build_layer(LayerSpec("stem", 3, 16)), build_layer(spec), build_layer(spec)).double().eval()
+    randomize_statistics(seq, torch.Generator().manual_seed(5))
+    fused = fuse_model(seq)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), seq(x), rtol=1e-9, atol=1e-9)
