@@ -8,6 +8,12 @@ Triton on CUDA, the pure-PyTorch :mod:`~patsearch.kernels.reference` elsewhere; 
 Importing this package does not import triton.
 """
 from patsearch.kernels import reference
-from patsearch.kernels.ops import backend, channel_stats, scale_channels, spatial_gate, uses_triton
+from patsearch.kernels.ops import (
+    backend,
+    channel_stats,
+    scale_channels,
+    spatial_gate,
+    uses_triton,
+)
 
 __all__ = ["backend", "channel_stats", "reference", "scale_channels", "spatial_gate", "uses_triton"]

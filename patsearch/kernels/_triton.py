@@ -10,6 +10,9 @@ program walks its pixel range in tiles of (BLOCK_HW, BLOCK_C), accumulating in f
 partials that a second small step combines (one pass over the large tensor either way). The spatial gate needs
 all channels of a pixel at once (the gate is a dot product over channels), so its tiles span every channel.
 
+Sizes and sample strides are not specialised (``do_not_specialize``): one compiled variant serves every stage
+and batch size; channel and pixel strides are, so the contiguous axis is known to be contiguous at compile time.
+
 Importing this module imports triton; the ops import it only when a kernel is about to run.
 """
 from __future__ import annotations
@@ -84,7 +87,7 @@ def _inv(n: int) -> float:
 # --- channel statistics -------------------------------------------------------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "hw_per_split", "n_split"])
 def _stats_fwd_kernel(x_ptr, pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, sxb, sxc, sxhw, hw_per_split, n_split,
                       inv_nm1, FINAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
@@ -120,7 +123,7 @@ def _stats_fwd_kernel(x_ptr, pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, sxb, 
         tl.store(pm2_ptr + out, m2, mask=mask_c)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "hw_per_split", "n_split"])
 def _stats_combine_kernel(pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, hw_per_split, n_split, inv_nm1,
                           BLOCK_C: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
@@ -128,7 +131,7 @@ def _stats_combine_kernel(pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, hw_per_s
     mask_c = offs_c < C
     mean = tl.zeros([BLOCK_C], dtype=tl.float32)
     m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
-    for split in range(0, n_split):
+    for split in range(n_split):
         n_seen = (split * hw_per_split).to(tl.float32)
         n_part = tl.minimum(HW - split * hw_per_split, hw_per_split).to(tl.float32)
         src = (b * n_split + split) * C + offs_c
@@ -164,7 +167,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "sdb", "hw_per_split"])
 def _stats_bwd_kernel(x_ptr, dx_ptr, gmean_ptr, gstd_ptr, mean_ptr, std_ptr, C, HW, sxb, sxc, sxhw, sdb, sdc, sdhw,
                       hw_per_split, inv_n, inv_nm1, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
@@ -207,7 +210,7 @@ def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: t
 # --- per-(sample, channel) scale with an optional per-channel affine ----------------------------------------
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "syb", "hw_per_split"])
 def _scale_fwd_kernel(x_ptr, y_ptr, gate_ptr, scale_ptr, shift_ptr, C, HW, sxb, sxc, sxhw, syb, syc, syhw,
                       hw_per_split, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, BLOCK_C: tl.constexpr,
                       BLOCK_HW: tl.constexpr):
@@ -249,7 +252,7 @@ def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | No
     return y
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "sgb", "sxb", "sdb", "hw_per_split", "n_split"])
 def _scale_bwd_kernel(g_ptr, x_ptr, dx_ptr, gate_ptr, scale_ptr, pgx_ptr, pg_ptr, C, HW, sgb, sgc, sghw, sxb, sxc,
                       sxhw, sdb, sdc, sdhw, hw_per_split, n_split, HAS_SCALE: tl.constexpr, BLOCK_C: tl.constexpr,
                       BLOCK_HW: tl.constexpr):
@@ -311,7 +314,7 @@ def _hardsigmoid(v):
     return tl.minimum(tl.maximum(v + 3.0, 0.0), 6.0) / 6.0
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "szb", "syb"])
 def _spatial_fwd_kernel(z_ptr, y_ptr, w_ptr, scale_ptr, shift_ptr, C, HW, szb, szc, szhw, syb, syc, syhw,
                         HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_HW: tl.constexpr):
@@ -352,7 +355,7 @@ def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | No
     return y
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C", "HW", "sgb", "szb", "sdb", "hw_per_split", "n_split"])
 def _spatial_bwd_kernel(g_ptr, z_ptr, dz_ptr, w_ptr, scale_ptr, pw_ptr, ps_ptr, pt_ptr, C, HW, sgb, sgc, sghw,
                         szb, szc, szhw, sdb, sdc, sdhw, hw_per_split, n_split, HAS_SCALE: tl.constexpr,
                         BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -66,7 +66,7 @@ def _check_4d(name: str, x: Tensor) -> None:
         raise ValueError(f"{name} expects a 4-D (B, C, H, W) tensor, got shape {tuple(x.shape)}")
 
 
-def _check_vector(name: str, what: str, v: Optional[Tensor], n: int) -> None:
+def _check_vector(name: str, what: str, v: Tensor | None, n: int) -> None:
     if v is not None and v.numel() != n:
         raise ValueError(f"{name}: {what} must have {n} elements (one per channel), got shape {tuple(v.shape)}")
 
@@ -134,7 +134,7 @@ channel_stats.register_autograd(_channel_stats_grad, setup_context=_channel_stat
 # --- scale_channels -----------------------------------------------------------------------------------------
 
 
-def _check_scale_args(x: Tensor, gate: Tensor, scale: Optional[Tensor], shift: Optional[Tensor]) -> None:
+def _check_scale_args(x: Tensor, gate: Tensor, scale: Tensor | None, shift: Tensor | None) -> None:
     _check_4d("scale_channels", x)
     if gate.shape != x.shape[:2]:
         raise ValueError(f"scale_channels: gate must be (B, C) = {tuple(x.shape[:2])}, got {tuple(gate.shape)}; "
@@ -144,7 +144,7 @@ def _check_scale_args(x: Tensor, gate: Tensor, scale: Optional[Tensor], shift: O
 
 
 @torch.library.custom_op("patsearch::scale_channels", mutates_args=())
-def scale_channels(x: Tensor, gate: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None
+def scale_channels(x: Tensor, gate: Tensor, scale: Tensor | None = None, shift: Tensor | None = None
                    ) -> Tensor:
     """``(x * gate[b, c]) * scale[c] + shift[c]`` in one pass over ``x``; ``gate`` is (B, C), ``scale`` and
     ``shift`` (C,) or None (an eval-mode BN after the gate, as an affine)."""
@@ -155,13 +155,13 @@ def scale_channels(x: Tensor, gate: Tensor, scale: Optional[Tensor] = None, shif
 
 
 @scale_channels.register_fake
-def _(x: Tensor, gate: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None) -> Tensor:
+def _(x: Tensor, gate: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
     _check_scale_args(x, gate, scale, shift)
     return _empty_dense_like(x)
 
 
 @torch.library.custom_op("patsearch::scale_channels_backward", mutates_args=())
-def scale_channels_backward(grad: Tensor, x: Tensor, gate: Tensor, scale: Optional[Tensor]
+def scale_channels_backward(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None
                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dx, dgate, dscale, dshift); dscale and dshift are computed as if the affine were present."""
     if uses_triton(x):
@@ -171,7 +171,7 @@ def scale_channels_backward(grad: Tensor, x: Tensor, gate: Tensor, scale: Option
 
 
 @scale_channels_backward.register_fake
-def _(grad: Tensor, x: Tensor, gate: Tensor, scale: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     wdtype = scale.dtype if scale is not None else x.dtype
     c = x.shape[1]
     return (_empty_dense_like(x), torch.empty_like(gate, memory_format=torch.contiguous_format),
@@ -185,7 +185,7 @@ def _affine_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, weight, scale)
 
 
-def _affine_grads(ctx, dscale: Tensor, dshift: Tensor) -> tuple[Optional[Tensor], Optional[Tensor]]:
+def _affine_grads(ctx, dscale: Tensor, dshift: Tensor) -> tuple[Tensor | None, Tensor | None]:
     return (dscale if ctx.has_scale else None,
             dshift.to(ctx.shift_dtype) if ctx.has_shift else None)
 
@@ -202,7 +202,7 @@ scale_channels.register_autograd(_scale_channels_grad, setup_context=_affine_set
 # --- spatial_gate -------------------------------------------------------------------------------------------
 
 
-def _check_spatial_args(z: Tensor, weight: Tensor, scale: Optional[Tensor], shift: Optional[Tensor]) -> None:
+def _check_spatial_args(z: Tensor, weight: Tensor, scale: Tensor | None, shift: Tensor | None) -> None:
     _check_4d("spatial_gate", z)
     _check_vector("spatial_gate", "weight", weight, z.shape[1])
     _check_vector("spatial_gate", "scale", scale, z.shape[1])
@@ -210,7 +210,7 @@ def _check_spatial_args(z: Tensor, weight: Tensor, scale: Optional[Tensor], shif
 
 
 @torch.library.custom_op("patsearch::spatial_gate", mutates_args=())
-def spatial_gate(z: Tensor, weight: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None
+def spatial_gate(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None
                  ) -> Tensor:
     """PAT_sp's gate in one pass over ``z``: ``(z * hardsigmoid(sum_c weight[c] * z[:, c])) * scale + shift``.
     ``weight`` is the 1-output 1x1 conv's weight (C elements, any shape, e.g. (1, C, 1, 1))."""
@@ -221,13 +221,13 @@ def spatial_gate(z: Tensor, weight: Tensor, scale: Optional[Tensor] = None, shif
 
 
 @spatial_gate.register_fake
-def _(z: Tensor, weight: Tensor, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None) -> Tensor:
+def _(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
     _check_spatial_args(z, weight, scale, shift)
     return _empty_dense_like(z)
 
 
 @torch.library.custom_op("patsearch::spatial_gate_backward", mutates_args=())
-def spatial_gate_backward(grad: Tensor, z: Tensor, weight: Tensor, scale: Optional[Tensor]
+def spatial_gate_backward(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dz, dweight, dscale, dshift); dscale and dshift are computed as if the affine were present."""
     if uses_triton(z):
@@ -237,7 +237,7 @@ def spatial_gate_backward(grad: Tensor, z: Tensor, weight: Tensor, scale: Option
 
 
 @spatial_gate_backward.register_fake
-def _(grad: Tensor, z: Tensor, weight: Tensor, scale: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     wdtype = scale.dtype if scale is not None else z.dtype
     c = z.shape[1]
     return (_empty_dense_like(z), torch.empty_like(weight, memory_format=torch.contiguous_format),

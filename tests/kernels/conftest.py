@@ -13,7 +13,8 @@ os.environ["TRITON_INTERPRET"] = "1"
 def _interpreted_kernels():
     if "patsearch.kernels._triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.fail("patsearch.kernels._triton was imported before TRITON_INTERPRET=1 was set")
-    from patsearch.kernels import _triton
     from triton.runtime.interpreter import InterpretedFunction
+
+    from patsearch.kernels import _triton
     assert isinstance(_triton._stats_fwd_kernel, InterpretedFunction), "Triton kernels are not interpreted"
     yield

@@ -3,13 +3,18 @@ Triton kernels (interpreted on the CPU, see conftest) = reference, forward and b
 on NCHW, channels-last and channel-slice inputs, ragged shapes and 1x1 maps; plus opcheck and torch.compile."""
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from patsearch import kernels
 from patsearch.kernels import _triton
 from patsearch.kernels import reference as ref
-from patsearch.models.layers import GaussianSE, Mlp, PartialChannelAttention, bn_scale_shift
+from patsearch.models.layers import (
+    GaussianSE,
+    Mlp,
+    PartialChannelAttention,
+    bn_scale_shift,
+)
 
 # (B, C, H, W) with a layout: ragged C and HW against every block size, a 1x1 map (std 0), a single row and a
 # single column; every shape in a dense and a sliced layout, every layout several times.
@@ -265,9 +270,8 @@ def test_bad_input_errors(monkeypatch):
         kernels.scale_channels(torch.randn(2, 3, 4, 4), torch.rand(2, 3, 1, 1))
     with pytest.raises(ValueError, match="weight must have 3 elements"):
         kernels.spatial_gate(torch.randn(2, 3, 4, 4), torch.randn(4))
-    with pytest.raises(ValueError, match="unknown kernel backend 'cuda'"):
-        with kernels.backend("cuda"):
-            pass
+    with pytest.raises(ValueError, match="unknown kernel backend 'cuda'"), kernels.backend("cuda"):
+        pass
     monkeypatch.delenv("TRITON_INTERPRET")
     x = torch.randn(1, 2, 2, 2)
     assert not kernels.uses_triton(x)  # auto: the reference on the CPU
