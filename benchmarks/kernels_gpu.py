@@ -9,11 +9,12 @@ For every shape where PATNet-T2 (224 px, batch 256, bf16, channels-last; shapes 
 op, it times the fused op, the same arithmetic in eager PyTorch, and that reference under ``torch.compile``;
 forward alone (inference) and forward + backward (training). Inputs are what the blocks hand over: the untouched
 3/4 of a stage's channels (Gaussian SE) or the first half (PAT_sp) as a channel *slice* of a (B, C, H, W)
-channels-last tensor. One more case, ``se_branch``, is PAT_ch's whole untouched branch ``x2 * gate(x2)`` with
-the real :class:`~patsearch.models.layers.GaussianSE` (train mode) against channel_stats -> (1,2) conv + BN +
-Hard-Sigmoid -> scale_channels. Each case is also checked for equivalence (max abs / relative error of outputs
-and gradients vs the float32 reference), in bf16 and, on one shape per op, in float32 (se_branch with its BN
-in eval mode there: batch statistics of (B, C, 1, 1) logits would amplify bf16 rounding, not kernel error).
+channels-last tensor. One more case, ``pat_ch_branch``, is PAT_ch's whole untouched branch in training,
+``BN(x2 * GaussianSE(x2))`` with the real :class:`~patsearch.models.layers.GaussianSE` and a train-mode BN,
+against channel_stats -> the SE's (1,2) conv + BN + Hard-Sigmoid -> :func:`~patsearch.kernels.gated_batch_norm`
+(the outer BN folded into scale_channels from the (B, C) statistics). Each case is also checked for equivalence (max abs / relative error of outputs
+and gradients vs the float32 reference), in bf16 and, on one shape per op, in float32 (pat_ch_branch with its
+BNs in eval mode there: batch statistics of (B, C, 1, 1) logits would amplify bf16 rounding, not kernel error).
 
 Times: ``ms`` is ``triton.testing.do_bench`` (median, L2 flushed before each call, host launch cost included
 where the host is slower than the GPU); ``graph_ms`` the same call replayed in a CUDA graph (device time only,
@@ -37,11 +38,13 @@ per-(B, C) vectors are negligible; "passes" counts N-element reads + writes):
   (2) + addcmul (2) = 5: ~2.5x; compiled keeps the conv as a cuDNN call (1) + one fused pointwise (2) = 3: ~1.5x.
   Forward + backward: fused 5; eager ~20 (affine, mul and conv backwards, the channel reduction of the gate's
   gradient, the add of the two paths to dz): ~4x; compiled ~9-10 (conv backward extern, 2-3 fused kernels): ~2x.
-- se_branch (train): the gate's small ops stay separate launches on both sides. Forward 3 passes either way:
-  ~1x. Forward + backward: fused 11 (x feeds the statistics and the product, so autograd adds two x-sized
-  gradients: 3 passes that only a single fused backward for the whole branch would avoid); eager ~19: ~1.7x;
-  compiled ~8 (Inductor folds both gradient paths into one pointwise kernel): the fused ops may LOSE here,
-  ~0.7x. If so, the next kernel is one custom op for the branch whose backward writes dx once.
+- pat_ch_branch (train): the gate's small ops stay separate launches on both sides. Forward: fused 3 passes
+  (statistics 1, gated BN 2); eager 6 (std_mean 1, mul 2, BN statistics 1 + normalise 2): ~2x; compiled ~4
+  (two dependent reductions, then one pointwise): ~1.3x. Forward + backward: fused 11 (x feeds the statistics
+  and the product, so autograd adds two x-sized gradients: 3 passes only a single fused backward for the whole
+  branch would avoid); eager ~27 (BN, mul and std backwards, the add): ~2.5x; compiled ~10 (Inductor folds
+  both gradient paths into one pointwise kernel after its reductions): ~0.9-1x, the fused ops may lose. If so,
+  the next kernel is one custom op for the branch whose backward writes dx once.
 At stage 3/4 (N of 2-7 M elements, a few microseconds of traffic) launch overhead dominates eager times; the
 graph column is the fair one there.
 
@@ -72,9 +75,9 @@ PASSES = {
     ("channel_stats", "fwd"): (1, 1, 1), ("channel_stats", "fwd+bwd"): (3, 9, 3),
     ("scale_channels", "fwd"): (2, 4, 2), ("scale_channels", "fwd+bwd"): (5, 17, 7),
     ("spatial_gate", "fwd"): (2, 5, 3), ("spatial_gate", "fwd+bwd"): (5, 20, 10),
-    # se_branch fwd+bwd: x feeds both the statistics and the product, so autograd adds two x-sized gradients
-    # (3 more passes) on the fused side; Inductor folds both into one pointwise backward.
-    ("se_branch", "fwd"): (3, 3, 3), ("se_branch", "fwd+bwd"): (11, 19, 8),
+    # pat_ch_branch fwd+bwd: x feeds both the statistics and the product, so autograd adds two x-sized
+    # gradients (3 more passes) on the fused side; Inductor folds both into one pointwise backward.
+    ("pat_ch_branch", "fwd"): (3, 6, 4), ("pat_ch_branch", "fwd+bwd"): (11, 27, 10),
 }
 
 
@@ -87,9 +90,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd references")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                    help="cpu: a dry run of this script (wall-clock timing, the ops' CPU implementation)")
+    p.add_argument("--ops", default="channel_stats,scale_channels,pat_ch_branch,spatial_gate",
+                   help="comma-separated cases to run (default: all)")
     p.add_argument("--budget-s", type=float, default=100.0,
                    help="stop starting new cases after this many seconds (the JSON says which were skipped)")
     args = p.parse_args(argv)
+    args.ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+    unknown = sorted(set(args.ops) - {"channel_stats", "scale_channels", "pat_ch_branch", "spatial_gate"})
+    if unknown:
+        p.error(f"unknown --ops {', '.join(unknown)}; choose from channel_stats, scale_channels, pat_ch_branch, "
+                "spatial_gate")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.exit(2, "kernels_gpu.py: no CUDA device; this benchmark times GPU kernels (tests/kernels checks them "
                   "on the CPU)\n")
@@ -176,11 +186,11 @@ def cases(args: argparse.Namespace) -> list[dict]:
         if spec.mixer == "pat_ch":
             untouched = (width // spec.n_div, width)
             out += [{"op": op, "stage": stage + 1, "full": full, "channels": untouched}
-                    for op in ("channel_stats", "scale_channels", "se_branch")]
+                    for op in ("channel_stats", "scale_channels", "pat_ch_branch")]
         if spec.spatial == "partial":
             out.append({"op": "spatial_gate", "stage": stage + 1, "full": full, "channels": (0, width // 2)})
         hw //= 2
-    return out
+    return [case for case in out if case["op"] in args.ops]
 
 
 def make_inputs(case: dict, dtype: torch.dtype, requires_grad: bool) -> dict:
@@ -203,12 +213,13 @@ def make_inputs(case: dict, dtype: torch.dtype, requires_grad: bool) -> dict:
               "scale": draw(c, s=0.5, m=1.0).requires_grad_(requires_grad),
               "shift": draw(c, s=0.3).requires_grad_(requires_grad),
               "weight": draw(1, c, 1, 1, s=1.5 / math.sqrt(c)).requires_grad_(requires_grad)}
-    if case["op"] == "se_branch":
+    if case["op"] == "pat_ch_branch":
         se = GaussianSE(c, "gauss").to(device=dev, dtype=dtype).train()
         with torch.no_grad():
             se.conv.weight.copy_(draw(*se.conv.weight.shape, s=0.3))
         se.requires_grad_(requires_grad)
         inputs["se"] = se
+        inputs["bn"] = torch.nn.BatchNorm2d(c).to(device=dev, dtype=dtype).train().requires_grad_(requires_grad)
     return inputs
 
 
@@ -224,15 +235,20 @@ def implementations(case: dict, inp: dict) -> dict[str, Callable[[], object]]:
     if op == "spatial_gate":
         args = (x, inp["weight"], inp["scale"], inp["shift"])
         return {"fused": lambda: (kernels.spatial_gate(*args),), "eager": lambda: (ref_spatial(*args),)}
-    se = inp["se"]
-    return {"fused": lambda: (kernels.scale_channels(x, se_gate(se, *kernels.channel_stats(x))),),
-            "eager": lambda: (x * se(x),)}
+    se, bn = inp["se"], inp["bn"]
+
+    def fused() -> tuple[torch.Tensor]:
+        mean, std = kernels.channel_stats(x)
+        return (kernels.gated_batch_norm(x, se_gate(se, mean, std), mean, std, bn),)
+
+    return {"fused": fused, "eager": lambda: (bn(x * se(x)),)}
 
 
 def named_leaves(inp: dict) -> dict[str, torch.Tensor]:
     out = {k: inp[k] for k in ("x", "gate", "scale", "shift", "weight")}
     if "se" in inp:
         out.update({f"se.{k}": v for k, v in inp["se"].named_parameters()})
+        out.update({f"bn.{k}": v for k, v in inp["bn"].named_parameters()})
     return out
 
 
@@ -269,6 +285,7 @@ def equivalence(case: dict, dtype: torch.dtype) -> dict[str, float]:
         inp = make_inputs(case, dt, requires_grad=True)
         if "se" in inp:  # train-mode BN over (B, C, 1, 1) logits amplifies bf16 rounding; check the arithmetic
             inp["se"].eval()
+            inp["bn"].eval()
         outs = implementations(case, inp)["fused" if name == "fused" else "eager"]()
         g = torch.Generator(device=DEVICE["type"]).manual_seed(1)
         grads = [torch.randn(o.shape, device=DEVICE["type"], generator=g).to(o.dtype) for o in outs]
@@ -311,7 +328,7 @@ class Run:
                 case["op"])
             key = case["op"]
             if key not in compiled:
-                compiled[key] = torch.compile(ref if ref else (lambda x, se: (x * se(x),)), dynamic=True)
+                compiled[key] = torch.compile(ref if ref else (lambda x, se, bn: (bn(x * se(x)),)), dynamic=True)
             fn = compiled[key]
             if case["op"] == "channel_stats":
                 impls["compiled"] = lambda: fn(x)
@@ -320,7 +337,7 @@ class Run:
             elif case["op"] == "spatial_gate":
                 impls["compiled"] = lambda: (fn(x, inp["weight"], inp["scale"], inp["shift"]),)
             else:
-                impls["compiled"] = lambda: fn(x, inp["se"])
+                impls["compiled"] = lambda: fn(x, inp["se"], inp["bn"])
         with torch.no_grad():
             for name, fwd in impls.items():
                 row[f"fwd/{name}"] = bench(fwd)
@@ -333,7 +350,7 @@ class Run:
                 "channel_stats": lambda: fn(xt),
                 "scale_channels": lambda: (fn(xt, train_inp["gate"], train_inp["scale"], train_inp["shift"]),),
                 "spatial_gate": lambda: (fn(xt, train_inp["weight"], train_inp["scale"], train_inp["shift"]),),
-                "se_branch": lambda: fn(xt, train_inp["se"]),
+                "pat_ch_branch": lambda: fn(xt, train_inp["se"], train_inp["bn"]),
             }[case["op"]]
         outs = train_impls["fused"]()
         grads = [torch.randn_like(o) for o in outs]

@@ -314,10 +314,10 @@ def _hardsigmoid(v):
     return tl.minimum(tl.maximum(v + 3.0, 0.0), 6.0) / 6.0
 
 
-@triton.jit(do_not_specialize=["C", "HW", "szb", "syb"])
-def _spatial_fwd_kernel(z_ptr, y_ptr, w_ptr, scale_ptr, shift_ptr, C, HW, szb, szc, szhw, syb, syc, syhw,
-                        HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, BLOCK_C: tl.constexpr,
-                        BLOCK_HW: tl.constexpr):
+@triton.jit(do_not_specialize=["C", "HW", "szb", "syb", "srb"])
+def _spatial_fwd_kernel(z_ptr, y_ptr, w_ptr, scale_ptr, shift_ptr, r_ptr, C, HW, szb, szc, szhw, syb, syc, syhw,
+                        srb, src, srhw, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                        HAS_RESIDUAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     offs = (tl.program_id(1) * BLOCK_HW + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
     offs_c = tl.arange(0, BLOCK_C)
@@ -332,6 +332,9 @@ def _spatial_fwd_kernel(z_ptr, y_ptr, w_ptr, scale_ptr, shift_ptr, C, HW, szb, s
         y = y * tl.load(scale_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
     if HAS_SHIFT:
         y = y + tl.load(shift_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        y = y + tl.load(r_ptr + b * srb + offs_c[None, :].to(tl.int64) * src + offs * srhw, mask=mask,
+                        other=0.0).to(tl.float32)
     tl.store(y_ptr + b * syb + offs_c[None, :].to(tl.int64) * syc + offs * syhw, y.to(y_ptr.dtype.element_ty),
              mask=mask)
 
@@ -341,17 +344,19 @@ def _spatial_tile(c: int, hw: int) -> tuple[int, int]:
     return block_c, max(1, min(triton.next_power_of_2(hw), TUNING["max_tile"] // block_c, 128))
 
 
-def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None
-                 ) -> torch.Tensor:
+def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
     b, c, h, w = z.shape
     hw = h * w
     y = empty_dense_like(z)
     block_c, block_hw = _spatial_tile(c, hw)
     wt = weight.reshape(-1).contiguous()
     _spatial_fwd_kernel[(b, triton.cdiv(hw, block_hw))](
-        z, y, wt, wt if scale is None else scale.contiguous(), wt if shift is None else shift.contiguous(), c, hw,
-        *flat_strides(z), *flat_strides(y), HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
-        BLOCK_C=block_c, BLOCK_HW=block_hw, num_warps=8 if block_c * block_hw >= 4096 else 4)
+        z, y, wt, wt if scale is None else scale.contiguous(), wt if shift is None else shift.contiguous(),
+        z if residual is None else residual, c, hw, *flat_strides(z), *flat_strides(y),
+        *flat_strides(z if residual is None else residual), HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None, HAS_RESIDUAL=residual is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
+        num_warps=8 if block_c * block_hw >= 4096 else 4)
     return y
 
 

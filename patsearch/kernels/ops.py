@@ -202,27 +202,34 @@ scale_channels.register_autograd(_scale_channels_grad, setup_context=_affine_set
 # --- spatial_gate -------------------------------------------------------------------------------------------
 
 
-def _check_spatial_args(z: Tensor, weight: Tensor, scale: Tensor | None, shift: Tensor | None) -> None:
+def _check_spatial_args(z: Tensor, weight: Tensor, scale: Tensor | None, shift: Tensor | None,
+                        residual: Tensor | None) -> None:
     _check_4d("spatial_gate", z)
     _check_vector("spatial_gate", "weight", weight, z.shape[1])
     _check_vector("spatial_gate", "scale", scale, z.shape[1])
     _check_vector("spatial_gate", "shift", shift, z.shape[1])
+    if residual is not None and residual.shape != z.shape:
+        raise ValueError(f"spatial_gate: residual must be shaped like z {tuple(z.shape)}, got {tuple(residual.shape)}")
 
 
 @torch.library.custom_op("patsearch::spatial_gate", mutates_args=())
-def spatial_gate(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None
-                 ) -> Tensor:
-    """PAT_sp's gate in one pass over ``z``: ``(z * hardsigmoid(sum_c weight[c] * z[:, c])) * scale + shift``.
-    ``weight`` is the 1-output 1x1 conv's weight (C elements, any shape, e.g. (1, C, 1, 1))."""
-    _check_spatial_args(z, weight, scale, shift)
+def spatial_gate(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+                 residual: Tensor | None = None) -> Tensor:
+    """PAT_sp's gate in one pass over ``z``:
+    ``(z * hardsigmoid(sum_c weight[c] * z[:, c])) * scale + shift + residual``. ``weight`` is the 1-output 1x1
+    conv's weight (C elements, any shape, e.g. (1, C, 1, 1)); ``residual`` (shaped like ``z``, e.g. the block
+    input's matching channels) lets a deployment block add its shortcut in the same pass."""
+    _check_spatial_args(z, weight, scale, shift, residual)
     if uses_triton(z):
-        return _triton().spatial_gate(_readable(z), weight, scale, shift)
-    return _dense_like(reference.spatial_gate(z, weight, scale, shift), z)
+        return _triton().spatial_gate(_readable(z), weight, scale, shift,
+                                      None if residual is None else _readable(residual))
+    return _dense_like(reference.spatial_gate(z, weight, scale, shift, residual), z)
 
 
 @spatial_gate.register_fake
-def _(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
-    _check_spatial_args(z, weight, scale, shift)
+def _(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+      residual: Tensor | None = None) -> Tensor:
+    _check_spatial_args(z, weight, scale, shift, residual)
     return _empty_dense_like(z)
 
 
@@ -244,10 +251,15 @@ def _(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None) -> tuple[Te
             z.new_empty((c,), dtype=wdtype), z.new_empty((c,), dtype=wdtype))
 
 
+def _spatial_gate_setup(ctx, inputs, output) -> None:
+    _affine_setup(ctx, inputs[:4], output)
+    ctx.has_residual = inputs[4] is not None
+
+
 def _spatial_gate_grad(ctx, grad: Tensor):
     z, weight, scale = ctx.saved_tensors
     dz, dweight, dscale, dshift = spatial_gate_backward(grad, z, weight, scale)
-    return (dz, dweight, *_affine_grads(ctx, dscale, dshift))
+    return (dz, dweight, *_affine_grads(ctx, dscale, dshift), grad if ctx.has_residual else None)
 
 
-spatial_gate.register_autograd(_spatial_gate_grad, setup_context=_affine_setup)
+spatial_gate.register_autograd(_spatial_gate_grad, setup_context=_spatial_gate_setup)

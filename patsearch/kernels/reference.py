@@ -76,15 +76,17 @@ def _gate_logits(zf: torch.Tensor, wf: torch.Tensor) -> torch.Tensor:
 
 
 def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None,
-                 shift: torch.Tensor | None = None) -> torch.Tensor:
-    """``(z * hardsigmoid(conv1x1(z) -> 1 channel)) * scale + shift``; ``weight`` has C elements (any shape, e.g.
-    the conv's (1, C, 1, 1))."""
+                 shift: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``(z * hardsigmoid(conv1x1(z) -> 1 channel)) * scale + shift + residual``; ``weight`` has C elements (any
+    shape, e.g. the conv's (1, C, 1, 1)); ``residual`` is shaped like ``z``."""
     zf = _acc(z)
     y = zf * F.hardsigmoid(_gate_logits(zf, _acc(weight).reshape(-1)))
     if scale is not None:
         y = y * _bc(_acc(scale))
     if shift is not None:
         y = y + _bc(_acc(shift))
+    if residual is not None:
+        y = y + _acc(residual)
     return y.to(z.dtype)
 
 

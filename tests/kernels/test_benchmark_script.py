@@ -18,7 +18,7 @@ def test_dry_run_writes_every_case(tmp_path):
                           check=False, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "kernels_gpu.json").read_text())
-    # T2: pat_ch in stages 1-3 (channel_stats, scale_channels, se_branch each), PAT_sp in all four.
+    # T2: pat_ch in stages 1-3 (channel_stats, scale_channels, pat_ch_branch each), PAT_sp in all four.
     ops = [(c["op"], c["stage"]) for c in result["cases"]]
     assert len(ops) == 13 and result["skipped"] == []
     assert ops.count(("spatial_gate", 4)) == 1 and ("channel_stats", 4) not in ops

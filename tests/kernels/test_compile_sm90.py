@@ -15,7 +15,7 @@ from triton.compiler import ASTSource
 from patsearch.kernels import _triton as K
 
 FLOAT_PARTIALS = {"pmean_ptr", "pm2_ptr", "pgx_ptr", "pg_ptr", "pw_ptr", "ps_ptr", "pt_ptr"}
-CHANNEL_STRIDES = {"sxc", "syc", "sgc", "sdc", "szc"}  # 1 in channels-last: specialised as in a real launch
+CHANNEL_STRIDES = {"sxc", "syc", "sgc", "sdc", "szc", "src"}  # 1 in channels-last: specialised as in a real launch
 KERNELS = {
     "_stats_fwd_kernel": [dict(FINAL=True, BLOCK_C=64, BLOCK_HW=64), dict(FINAL=False, BLOCK_C=64, BLOCK_HW=64)],
     "_stats_combine_kernel": [dict(BLOCK_C=64)],
@@ -23,7 +23,8 @@ KERNELS = {
     "_scale_fwd_kernel": [dict(HAS_SCALE=True, HAS_SHIFT=True, BLOCK_C=64, BLOCK_HW=64),
                           dict(HAS_SCALE=False, HAS_SHIFT=False, BLOCK_C=128, BLOCK_HW=32)],
     "_scale_bwd_kernel": [dict(HAS_SCALE=True, BLOCK_C=64, BLOCK_HW=64)],
-    "_spatial_fwd_kernel": [dict(HAS_SCALE=True, HAS_SHIFT=True, BLOCK_C=256, BLOCK_HW=16)],
+    "_spatial_fwd_kernel": [dict(HAS_SCALE=True, HAS_SHIFT=True, HAS_RESIDUAL=True, BLOCK_C=256, BLOCK_HW=16),
+                            dict(HAS_SCALE=False, HAS_SHIFT=False, HAS_RESIDUAL=False, BLOCK_C=32, BLOCK_HW=128)],
     "_spatial_bwd_kernel": [dict(HAS_SCALE=True, BLOCK_C=32, BLOCK_HW=128),
                             dict(HAS_SCALE=False, BLOCK_C=512, BLOCK_HW=8)],
 }
@@ -60,6 +61,6 @@ def test_kernels_compile_for_sm90(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(compiled) == 10 and set(compiled) == {
+    assert len(compiled) == 11 and set(compiled) == {
         "_stats_fwd_kernel", "_stats_combine_kernel", "_stats_bwd_kernel", "_scale_fwd_kernel", "_scale_bwd_kernel",
         "_spatial_fwd_kernel", "_spatial_bwd_kernel"}

@@ -42,7 +42,7 @@ def make(shape, layout, dtype=torch.float32, offset=0.0, requires_grad=False):
 def tiles(request, monkeypatch):
     """Default tiles, and tiny ones that force many tiles, several pixel splits and ragged channel blocks."""
     if request.param == "small":
-        monkeypatch.setitem(_triton.TUNING, "max_tile", 16)
+        monkeypatch.setitem(_triton.TUNING, "max_tile", 32)
         monkeypatch.setitem(_triton.TUNING, "target_programs", 64)
     return request.param
 
@@ -117,6 +117,8 @@ def test_gradcheck_reference_ops(shape, layout):
         assert torch.autograd.gradcheck(kernels.scale_channels, (x, gate, None, shift))
         assert torch.autograd.gradcheck(kernels.spatial_gate, (x, weight, scale, shift))
         assert torch.autograd.gradcheck(kernels.spatial_gate, (x, weight))
+        residual = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(kernels.spatial_gate, (x, weight, scale, shift, residual))
 
 
 def test_channel_stats_gradient_equals_std_mean_autograd():
@@ -185,8 +187,11 @@ def test_spatial_gate_kernel(shape, layout, with_affine, tiles):
     # Small weights keep most logits inside (-3, 3), where the gate has a gradient; some fall outside.
     weight = (torch.randn(1, shape[1], 1, 1) * 1.5 / shape[1] ** 0.5).requires_grad_()
     scale, shift = (t.requires_grad_() for t in affine(shape[1])) if with_affine else (None, None)
+    # With the affine, also the deployment form's shortcut: a residual in another layout than z.
+    residual = make(shape, "slice_nchw" if layout != "slice_nchw" else "channels_last",
+                    requires_grad=True) if with_affine else None
     grad_out = torch.randn(shape)
-    (out_t, g_t), (out_r, g_r) = _both(kernels.spatial_gate, (z, weight, scale, shift), grad_out)
+    (out_t, g_t), (out_r, g_r) = _both(kernels.spatial_gate, (z, weight, scale, shift, residual), grad_out)
     close(out_t[0], out_r[0], 1e-5)
     assert out_t[0].stride() == out_r[0].stride()
     for a, b in zip(g_t, g_r):
@@ -238,6 +243,7 @@ def test_opcheck(which):
         torch.library.opcheck(torch.ops.patsearch.scale_channels.default, (x, gate, None, None))
         torch.library.opcheck(torch.ops.patsearch.spatial_gate.default, (x, weight, scale, shift))
         torch.library.opcheck(torch.ops.patsearch.spatial_gate.default, (x, weight, None, shift))
+        torch.library.opcheck(torch.ops.patsearch.spatial_gate.default, (x, weight, scale, shift, x.detach() * 2))
 
 
 def test_compiled_block_part_equals_eager(single_thread):
@@ -270,6 +276,8 @@ def test_bad_input_errors(monkeypatch):
         kernels.scale_channels(torch.randn(2, 3, 4, 4), torch.rand(2, 3, 1, 1))
     with pytest.raises(ValueError, match="weight must have 3 elements"):
         kernels.spatial_gate(torch.randn(2, 3, 4, 4), torch.randn(4))
+    with pytest.raises(ValueError, match=r"residual must be shaped like z \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"):
+        kernels.spatial_gate(torch.randn(2, 3, 4, 4), torch.randn(3), residual=torch.randn(2, 3, 4, 5))
     with pytest.raises(ValueError, match="unknown kernel backend 'cuda'"), kernels.backend("cuda"):
         pass
     monkeypatch.delenv("TRITON_INTERPRET")
