@@ -238,8 +238,9 @@ def implementations(case: dict, inp: dict) -> dict[str, Callable[[], object]]:
     se, bn = inp["se"], inp["bn"]
 
     def fused() -> tuple[torch.Tensor]:
-        mean, std = kernels.channel_stats(x)
-        return (kernels.gated_batch_norm(x, se_gate(se, mean, std), mean, std, bn),)
+        mean, std = kernels.channel_stats(x, float32=True)  # float32 statistics for the folded BN
+        gate = se_gate(se, mean.to(x.dtype), std.to(x.dtype))  # the SE's own layers run in the model's dtype
+        return (kernels.gated_batch_norm(x, gate, mean, std, bn),)
 
     return {"fused": fused, "eager": lambda: (bn(x * se(x)),)}
 

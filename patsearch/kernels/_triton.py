@@ -145,11 +145,11 @@ def _stats_combine_kernel(pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, hw_per_s
     tl.store(std_ptr + out, tl.sqrt(m2 * inv_nm1).to(std_ptr.dtype.element_ty), mask=mask_c)
 
 
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     b, c, h, w = x.shape
     hw = h * w
     sxb, sxc, sxhw = flat_strides(x)
-    mean = torch.empty((b, c), dtype=x.dtype, device=x.device)
+    mean = torch.empty((b, c), dtype=torch.float32 if float32 else x.dtype, device=x.device)
     std = torch.empty_like(mean)
     block_c, block_hw = _tile(c, hw, _channels_inner(x))
     c_blocks = triton.cdiv(c, block_c)

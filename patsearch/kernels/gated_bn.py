@@ -23,7 +23,9 @@ __all__ = ["gated_batch_norm"]
 
 def gated_batch_norm(x: torch.Tensor, gate: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                      bn: nn.BatchNorm2d) -> torch.Tensor:
-    """``bn(x * gate[:, :, None, None])``, given ``mean, std = channel_stats(x)`` (each (B, C)) and ``gate`` (B, C).
+    """``bn(x * gate[:, :, None, None])``, given ``mean, std = channel_stats(x, float32=True)`` (each (B, C)) and
+    ``gate`` (B, C). (Statistics in bf16 work too, but their rounding then shifts the batch mean by up to 2^-9 of
+    |mean|, which a BN of activations with |mean| >> std would feel.)
 
     Train mode (or no running statistics): batch statistics from (mean, std), running statistics updated.
     Eval mode: the running statistics, i.e. a per-channel affine.

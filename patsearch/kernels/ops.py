@@ -92,19 +92,21 @@ def _empty_dense_like(like: Tensor) -> Tensor:
 
 
 @torch.library.custom_op("patsearch::channel_stats", mutates_args=())
-def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-(sample, channel) spatial mean and unbiased std of ``x`` (B, C, H, W), each (B, C) in ``x.dtype``,
-    in one read of ``x``; a 1x1 map's std is 0."""
+def channel_stats(x: Tensor, float32: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-(sample, channel) spatial mean and unbiased std of ``x`` (B, C, H, W), each (B, C), in one read of
+    ``x``; a 1x1 map's std is 0. In ``x.dtype``, or with ``float32=True`` in float32 (float64 stays float64):
+    what a bf16 network should use where the statistics feed a BatchNorm (:func:`gated_batch_norm`)."""
     _check_4d("channel_stats", x)
     if uses_triton(x):
-        return _triton().channel_stats(_readable(x))
-    return reference.channel_stats(x)
+        return _triton().channel_stats(_readable(x), float32)
+    return reference.channel_stats(x, float32)
 
 
 @channel_stats.register_fake
-def _(x: Tensor) -> tuple[Tensor, Tensor]:
+def _(x: Tensor, float32: bool = False) -> tuple[Tensor, Tensor]:
     _check_4d("channel_stats", x)
-    return x.new_empty(x.shape[:2]), x.new_empty(x.shape[:2])
+    dtype = x.dtype if not float32 or x.dtype == torch.float64 else torch.float32
+    return x.new_empty(x.shape[:2], dtype=dtype), x.new_empty(x.shape[:2], dtype=dtype)
 
 
 @torch.library.custom_op("patsearch::channel_stats_backward", mutates_args=())
@@ -123,9 +125,9 @@ def _channel_stats_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(inputs[0], *output)
 
 
-def _channel_stats_grad(ctx, grad_mean: Tensor, grad_std: Tensor) -> Tensor:
+def _channel_stats_grad(ctx, grad_mean: Tensor, grad_std: Tensor) -> tuple[Tensor, None]:
     x, mean, std = ctx.saved_tensors
-    return channel_stats_backward(grad_mean, grad_std, x, mean, std)
+    return channel_stats_backward(grad_mean, grad_std, x, mean, std), None
 
 
 channel_stats.register_autograd(_channel_stats_grad, setup_context=_channel_stats_setup)

@@ -26,11 +26,14 @@ def _bc(v: torch.Tensor) -> torch.Tensor:
     return v[..., None, None]
 
 
-def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-(sample, channel) spatial mean and unbiased std, each (B, C) in ``x.dtype``. A 1x1 map has no
-    unbiased spread; it counts as 0 (as in :class:`patsearch.models.layers.GaussianSE`)."""
+def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) spatial mean and unbiased std, each (B, C) in ``x.dtype`` (``float32=True``: in the
+    accumulation dtype). A 1x1 map has no unbiased spread; it counts as 0 (as in
+    :class:`patsearch.models.layers.GaussianSE`)."""
     n = x.shape[2] * x.shape[3]
     std, mean = torch.std_mean(_acc(x), dim=(2, 3), correction=1 if n > 1 else 0)
+    if float32:
+        return mean, std  # std_mean allocates both: never aliases x
     return mean.to(x.dtype), std.to(x.dtype)
 
 

@@ -63,6 +63,20 @@ def test_equals_batch_norm_in_eval_mode():
     assert torch.equal(bn.running_mean, before)
 
 
+def test_triton_kernels_bfloat16_with_float32_statistics():
+    """bf16 activations with a large mean (|mean| >> std): with float32 statistics the folded BN equals a float32
+    BatchNorm of the same bf16 values to bf16's output rounding."""
+    ref_bn = _bn(6).float().train()
+    bn = copy.deepcopy(ref_bn)
+    x = (torch.randn(4, 6, 5, 5) * 0.5 + 40).bfloat16().contiguous(memory_format=torch.channels_last)
+    gate = torch.rand(4, 6).bfloat16()
+    y = kernels.gated_batch_norm(x, gate, *kernels.channel_stats(x, float32=True), bn)
+    want = ref_bn(x.float() * gate.float()[:, :, None, None])
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), want, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(bn.running_mean, ref_bn.running_mean, rtol=1e-5, atol=1e-5)
+
+
 def test_triton_kernels_float32():
     """The same identity through the (interpreted) kernels, float32, channels-last slice input."""
     ref_bn = _bn(6).float().train()

@@ -210,6 +210,13 @@ def test_kernels_bfloat16(layout):
     close(out_t[0], out_r[0], 1e-2)
     close(out_t[1], out_r[1], 1e-2)
     close(g_t[0], g_r[0], 2e-2)
+    # float32=True: the statistics of the bf16 values without bf16 rounding, as the float32 reference has them.
+    (out_t, g_t), (out_r, g_r) = _both(lambda t: kernels.channel_stats(t, float32=True), (x,), (gm, gs))
+    assert out_t[0].dtype == torch.float32 and g_t[0].dtype == torch.bfloat16
+    exact = ref.channel_stats(x.detach().float())
+    close(out_t[0], exact[0], 1e-5)
+    close(out_t[1], exact[1], 1e-5)
+    close(g_t[0], g_r[0], 2e-2)
 
     gate = torch.rand(shape[:2], dtype=torch.bfloat16, requires_grad=True)
     scale, shift = (t.requires_grad_() for t in affine(shape[1]))  # float32 affine on bf16 activations
@@ -239,6 +246,7 @@ def test_opcheck(which):
     with kernels.backend(which):
         assert kernels.uses_triton(x) == (which == "auto")
         torch.library.opcheck(torch.ops.patsearch.channel_stats.default, (x,))
+        torch.library.opcheck(torch.ops.patsearch.channel_stats.default, (x.detach().bfloat16().requires_grad_(), True))
         torch.library.opcheck(torch.ops.patsearch.scale_channels.default, (x, gate, scale, shift))
         torch.library.opcheck(torch.ops.patsearch.scale_channels.default, (x, gate, None, None))
         torch.library.opcheck(torch.ops.patsearch.spatial_gate.default, (x, weight, scale, shift))
