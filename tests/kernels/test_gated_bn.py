@@ -93,3 +93,48 @@ def test_triton_kernels_float32():
     for a, r in zip(got, exp):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(bn.running_var, ref_bn.running_var, rtol=1e-5, atol=1e-6)
+
+
+def test_wiring_recipe_equals_pat_ch_and_pat_sp_in_train_mode():
+    """The package docstring's recipe, on the real modules in train mode (float64, reference path): PAT_ch's
+    output and Mlp's PAT_sp output equal the modules' own forward, and so do every parameter's gradient and the
+    BN running statistics."""
+    import torch.nn.functional as F
+
+    from patsearch.models.layers import Mlp, PartialChannelAttention
+
+    torch.manual_seed(1)
+    mixer = PartialChannelAttention(16, 4).double().train()
+    mlp = Mlp(16, 32, "relu", "partial").double().train()
+    with torch.no_grad():
+        mlp.gate.weight.normal_(0, 0.4)
+    x = torch.randn(3, 16, 6, 5, dtype=torch.float64) + torch.randn(3, 16, 1, 1, dtype=torch.float64)
+    grad = torch.randn(3, 16, 6, 5, dtype=torch.float64)
+
+    def fused_mixer(m, t):
+        x1, x2 = t[:, :m.dim_conv], t[:, m.dim_conv:]
+        mean, std = kernels.channel_stats(x2, float32=True)
+        se = m.attn
+        gate = F.hardsigmoid(se.bn(se.conv(torch.stack([mean, std], -1)[:, :, None, :]))).flatten(1)
+        return torch.cat([m.conv(x1), kernels.gated_batch_norm(x2, gate, mean, std, m.norm)], dim=1)
+
+    def fused_mlp(m, t):
+        z = m.fc2(m.act(m.norm(m.fc1(t))))
+        z1, z2 = z[:, :m.half], z[:, m.half:]
+        return torch.cat([m.gate_norm(kernels.spatial_gate(z1, m.gate.weight)), m.sp_conv(m.sp_norm(z2))], dim=1)
+
+    for module, fused in ((mixer, fused_mixer), (mlp, fused_mlp)):
+        twin = copy.deepcopy(module)
+        want = module(x)
+        with kernels.backend("reference"):
+            got = fused(twin, x)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        want_grads = torch.autograd.grad(want, list(module.parameters()), grad)
+        got_grads = torch.autograd.grad(got, list(twin.parameters()), grad)
+        # PyTorch's CPU hardsigmoid backward multiplies by the float32 constant 1.0f / 6.0f even in float64
+        # (relative error 3e-8); the ops use 1/6 exactly (gradcheck agrees), hence 1e-6 of the largest gradient rather than 1e-10.
+        for (name, _), a, b in zip(module.named_parameters(), got_grads, want_grads):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item(),
+                                       msg=lambda m, name=name: f"{name}: {m}")
+        for (name, a), b in zip(twin.named_buffers(), module.buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
