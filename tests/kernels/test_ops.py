@@ -293,3 +293,29 @@ def test_bad_input_errors(monkeypatch):
     assert not kernels.uses_triton(x)  # auto: the reference on the CPU
     with kernels.backend("triton"), pytest.raises(RuntimeError, match="need a CUDA tensor"):
         kernels.channel_stats(x)
+
+
+def test_export_keeps_the_ops():
+    """torch.export traces the ops as single nodes (their fake kernels give the shapes) and the exported
+    program computes what the module computes."""
+
+    class Gates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(1, 4, 1, 1) * 0.4)
+            self.scale = nn.Parameter(torch.rand(4) + 0.5)
+
+        def forward(self, x):
+            mean, std = kernels.channel_stats(x)
+            y = kernels.scale_channels(x, torch.sigmoid(mean - std), self.scale, None)
+            return kernels.spatial_gate(y, self.w, None, None, x)
+
+    module = Gates()
+    x = torch.randn(2, 4, 5, 3)
+    with kernels.backend("reference"):
+        program = torch.export.export(module, (x,))
+        targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+        assert {"patsearch.channel_stats.default", "patsearch.scale_channels.default",
+                "patsearch.spatial_gate.default"} <= targets
+        fresh = torch.randn(2, 4, 5, 3)
+        close(program.module()(fresh), module(fresh), 1e-6)
