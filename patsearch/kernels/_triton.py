@@ -1,0 +1,422 @@
+"""Triton kernels behind :mod:`patsearch.kernels.ops`, and the host functions that launch them.
+
+Addressing: a (B, C, H, W) tensor is read through three strides (sample, channel, pixel), H and W merged into one
+pixel axis of length HW. That covers contiguous NCHW, channels-last, and a channel slice of either (the untouched
+part ``x[:, c0:]`` of a partial mixer is read in place, without the copy that ``split`` + a contiguous kernel
+would need). :func:`flat_strides` says when a tensor qualifies; the ops copy anything else first.
+
+Layout of the work: statistics and per-channel reductions run on a (B, channel blocks, pixel splits) grid; each
+program walks its pixel range in tiles of (BLOCK_HW, BLOCK_C), accumulating in float32, and writes per-split
+partials that a second small step combines (one pass over the large tensor either way). The spatial gate needs
+all channels of a pixel at once (the gate is a dot product over channels), so its tiles span every channel.
+
+Sizes and sample strides are not specialised (``do_not_specialize``): one compiled variant serves every stage
+and batch size; channel and pixel strides are, so the contiguous axis is known to be contiguous at compile time.
+
+Importing this module imports triton; the ops import it only when a kernel is about to run.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+# Tile budget (elements of one (BLOCK_HW, BLOCK_C) tile) and how many programs a reduction grid aims for. Tests
+# shrink both so that small tensors still take the multi-tile, multi-split and ragged-block paths.
+TUNING = {"max_tile": 4096, "target_programs": None}
+
+
+def flat_strides(t: torch.Tensor) -> tuple[int, int, int] | None:
+    """(sample, channel, pixel) strides of a 4-D tensor whose H and W merge into one pixel axis, else None."""
+    _, _, h, w = t.shape
+    sb, sc, sh, sw = t.stride()
+    if w == 1:
+        return sb, sc, sh
+    if h == 1 or sh == w * sw:
+        return sb, sc, sw
+    return None
+
+
+def _channels_inner(t: torch.Tensor) -> bool:
+    return t.stride(1) == 1 and t.shape[1] > 1
+
+
+@functools.lru_cache(maxsize=8)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _target_programs(device: torch.device) -> int:
+    if TUNING["target_programs"] is not None:
+        return int(TUNING["target_programs"])
+    if device.type == "cuda":  # ~4 resident programs per SM keeps enough loads in flight to saturate HBM
+        return 4 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return 4
+
+
+def _tile(c: int, hw: int, channels_inner: bool) -> tuple[int, int]:
+    """(BLOCK_C, BLOCK_HW): wide along whichever axis is contiguous in memory, so loads coalesce."""
+    max_tile = TUNING["max_tile"]
+    if channels_inner:
+        bc = min(triton.next_power_of_2(c), 128, max_tile)
+        return bc, max(1, min(triton.next_power_of_2(hw), max_tile // bc))
+    bhw = min(triton.next_power_of_2(hw), 512, max_tile)
+    return max(1, min(triton.next_power_of_2(c), max_tile // bhw)), bhw
+
+
+def _splits(b: int, other_programs: int, hw: int, block_hw: int, device: torch.device) -> tuple[int, int]:
+    """(pixels per split, number of splits): enough programs to fill the device, each split whole tiles."""
+    tiles = triton.cdiv(hw, block_hw)
+    want = max(1, min(tiles, triton.cdiv(_target_programs(device), b * other_programs)))
+    per_split = triton.cdiv(tiles, want) * block_hw
+    return per_split, triton.cdiv(hw, per_split)
+
+
+def empty_dense_like(t: torch.Tensor) -> torch.Tensor:
+    """A dense tensor shaped like ``t``: channels-last where ``t``'s channels are innermost, else contiguous."""
+    fmt = torch.channels_last if _channels_inner(t) else torch.contiguous_format
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device).contiguous(memory_format=fmt)
+
+
+def _inv(n: int) -> float:
+    return 1.0 / n if n > 0 else 0.0
+
+
+# --- channel statistics -------------------------------------------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "hw_per_split", "n_split"])
+def _stats_fwd_kernel(x_ptr, pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, sxb, sxc, sxhw, hw_per_split, n_split,
+                      inv_nm1, FINAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    split = tl.program_id(2)
+    mask_c = offs_c < C
+    hw_lo = split * hw_per_split
+    hw_hi = tl.minimum(hw_lo + hw_per_split, HW)
+    base = x_ptr + b * sxb + offs_c[None, :].to(tl.int64) * sxc
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for start in range(hw_lo, hw_hi, BLOCK_HW):
+        offs = start + tl.arange(0, BLOCK_HW)
+        mask = (offs < hw_hi)[:, None] & mask_c[None, :]
+        v = tl.load(base + offs[:, None].to(tl.int64) * sxhw, mask=mask, other=0.0).to(tl.float32)
+        # Chan's parallel update: the tile's own mean and centred sum of squares, merged into the running pair.
+        # One read of x and no sum-of-squares cancellation when |mean| >> std.
+        n_tile = tl.minimum(hw_hi - start, BLOCK_HW).to(tl.float32)
+        n_seen = (start - hw_lo).to(tl.float32)
+        tile_mean = tl.sum(v, axis=0) / n_tile
+        d = tl.where(mask, v - tile_mean[None, :], 0.0)
+        delta = tile_mean - mean
+        n_total = n_seen + n_tile
+        mean += delta * (n_tile / n_total)
+        m2 += tl.sum(d * d, axis=0) + delta * delta * (n_seen * n_tile / n_total)
+    if FINAL:
+        out = b * C + offs_c
+        tl.store(mean_ptr + out, mean.to(mean_ptr.dtype.element_ty), mask=mask_c)
+        tl.store(std_ptr + out, tl.sqrt(m2 * inv_nm1).to(std_ptr.dtype.element_ty), mask=mask_c)
+    else:
+        out = (b * n_split + split) * C + offs_c
+        tl.store(pmean_ptr + out, mean, mask=mask_c)
+        tl.store(pm2_ptr + out, m2, mask=mask_c)
+
+
+@triton.jit(do_not_specialize=["C", "HW", "hw_per_split", "n_split"])
+def _stats_combine_kernel(pmean_ptr, pm2_ptr, mean_ptr, std_ptr, C, HW, hw_per_split, n_split, inv_nm1,
+                          BLOCK_C: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    mean = tl.zeros([BLOCK_C], dtype=tl.float32)
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for split in range(n_split):
+        n_seen = (split * hw_per_split).to(tl.float32)
+        n_part = tl.minimum(HW - split * hw_per_split, hw_per_split).to(tl.float32)
+        src = (b * n_split + split) * C + offs_c
+        part_mean = tl.load(pmean_ptr + src, mask=mask_c, other=0.0)
+        delta = part_mean - mean
+        n_total = n_seen + n_part
+        mean += delta * (n_part / n_total)
+        m2 += tl.load(pm2_ptr + src, mask=mask_c, other=0.0) + delta * delta * (n_seen * n_part / n_total)
+    out = b * C + offs_c
+    tl.store(mean_ptr + out, mean.to(mean_ptr.dtype.element_ty), mask=mask_c)
+    tl.store(std_ptr + out, tl.sqrt(m2 * inv_nm1).to(std_ptr.dtype.element_ty), mask=mask_c)
+
+
+def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    b, c, h, w = x.shape
+    hw = h * w
+    sxb, sxc, sxhw = flat_strides(x)
+    mean = torch.empty((b, c), dtype=torch.float32 if float32 else x.dtype, device=x.device)
+    std = torch.empty_like(mean)
+    block_c, block_hw = _tile(c, hw, _channels_inner(x))
+    c_blocks = triton.cdiv(c, block_c)
+    per_split, n_split = _splits(b, c_blocks, hw, block_hw, x.device)
+    inv_nm1 = _inv(hw - 1)  # a 1x1 map: m2 is 0 and so is the std
+    final = n_split == 1
+    pmean = mean if final else torch.empty((b, n_split, c), dtype=torch.float32, device=x.device)
+    pm2 = std if final else torch.empty_like(pmean)
+    _stats_fwd_kernel[(b, c_blocks, n_split)](x, pmean, pm2, mean, std, c, hw, sxb, sxc, sxhw, per_split, n_split,
+                                              inv_nm1, FINAL=final, BLOCK_C=block_c, BLOCK_HW=block_hw)
+    if not final:
+        block = min(triton.next_power_of_2(c), 256)
+        _stats_combine_kernel[(b, triton.cdiv(c, block))](pmean, pm2, mean, std, c, hw, per_split, n_split,
+                                                          inv_nm1, BLOCK_C=block)
+    return mean, std
+
+
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "sdb", "hw_per_split"])
+def _stats_bwd_kernel(x_ptr, dx_ptr, gmean_ptr, gstd_ptr, mean_ptr, std_ptr, C, HW, sxb, sxc, sxhw, sdb, sdc, sdhw,
+                      hw_per_split, inv_n, inv_nm1, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    split = tl.program_id(2)
+    mask_c = offs_c < C
+    stat = b * C + offs_c
+    mean = tl.load(mean_ptr + stat, mask=mask_c, other=0.0).to(tl.float32)
+    std = tl.load(std_ptr + stat, mask=mask_c, other=0.0).to(tl.float32)
+    a = tl.load(gmean_ptr + stat, mask=mask_c, other=0.0).to(tl.float32) * inv_n
+    gs = tl.load(gstd_ptr + stat, mask=mask_c, other=0.0).to(tl.float32)
+    # Zero spread (1x1 map, constant channel): the std term is 0, not 0/0.
+    k = tl.where(std > 0, gs / tl.where(std > 0, std, 1.0) * inv_nm1, 0.0)
+    hw_lo = split * hw_per_split
+    hw_hi = tl.minimum(hw_lo + hw_per_split, HW)
+    x_base = x_ptr + b * sxb + offs_c[None, :].to(tl.int64) * sxc
+    d_base = dx_ptr + b * sdb + offs_c[None, :].to(tl.int64) * sdc
+    for start in range(hw_lo, hw_hi, BLOCK_HW):
+        offs = (start + tl.arange(0, BLOCK_HW))[:, None]
+        mask = (offs < hw_hi) & mask_c[None, :]
+        v = tl.load(x_base + offs.to(tl.int64) * sxhw, mask=mask, other=0.0).to(tl.float32)
+        dx = a[None, :] + k[None, :] * (v - mean[None, :])
+        tl.store(d_base + offs.to(tl.int64) * sdhw, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+
+
+def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
+                           std: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = x.shape
+    hw = h * w
+    dx = empty_dense_like(x)
+    block_c, block_hw = _tile(c, hw, _channels_inner(x))
+    c_blocks = triton.cdiv(c, block_c)
+    per_split, n_split = _splits(b, c_blocks, hw, block_hw, x.device)
+    _stats_bwd_kernel[(b, c_blocks, n_split)](
+        x, dx, grad_mean.contiguous(), grad_std.contiguous(), mean.contiguous(), std.contiguous(), c, hw,
+        *flat_strides(x), *flat_strides(dx), per_split, _inv(hw), _inv(hw - 1), BLOCK_C=block_c, BLOCK_HW=block_hw)
+    return dx
+
+
+# --- per-(sample, channel) scale with an optional per-channel affine ----------------------------------------
+
+
+@triton.jit(do_not_specialize=["C", "HW", "sxb", "syb", "hw_per_split"])
+def _scale_fwd_kernel(x_ptr, y_ptr, gate_ptr, scale_ptr, shift_ptr, C, HW, sxb, sxc, sxhw, syb, syc, syhw,
+                      hw_per_split, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    split = tl.program_id(2)
+    mask_c = offs_c < C
+    g = tl.load(gate_ptr + b * C + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    if HAS_SCALE:
+        g = g * tl.load(scale_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    t = tl.zeros([BLOCK_C], dtype=tl.float32)
+    if HAS_SHIFT:
+        t = tl.load(shift_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    hw_lo = split * hw_per_split
+    hw_hi = tl.minimum(hw_lo + hw_per_split, HW)
+    x_base = x_ptr + b * sxb + offs_c[None, :].to(tl.int64) * sxc
+    y_base = y_ptr + b * syb + offs_c[None, :].to(tl.int64) * syc
+    for start in range(hw_lo, hw_hi, BLOCK_HW):
+        offs = (start + tl.arange(0, BLOCK_HW))[:, None]
+        mask = (offs < hw_hi) & mask_c[None, :]
+        v = tl.load(x_base + offs.to(tl.int64) * sxhw, mask=mask, other=0.0).to(tl.float32)
+        tl.store(y_base + offs.to(tl.int64) * syhw, (v * g[None, :] + t[None, :]).to(y_ptr.dtype.element_ty),
+                 mask=mask)
+
+
+def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None
+                   ) -> torch.Tensor:
+    b, c, h, w = x.shape
+    hw = h * w
+    y = empty_dense_like(x)
+    block_c, block_hw = _tile(c, hw, _channels_inner(x))
+    c_blocks = triton.cdiv(c, block_c)
+    per_split, n_split = _splits(b, c_blocks, hw, block_hw, x.device)
+    dummy = gate  # never read when the flag is off
+    _scale_fwd_kernel[(b, c_blocks, n_split)](
+        x, y, gate.contiguous(), dummy if scale is None else scale.contiguous(),
+        dummy if shift is None else shift.contiguous(), c, hw, *flat_strides(x), *flat_strides(y), per_split,
+        HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, BLOCK_C=block_c, BLOCK_HW=block_hw)
+    return y
+
+
+@triton.jit(do_not_specialize=["C", "HW", "sgb", "sxb", "sdb", "hw_per_split", "n_split"])
+def _scale_bwd_kernel(g_ptr, x_ptr, dx_ptr, gate_ptr, scale_ptr, pgx_ptr, pg_ptr, C, HW, sgb, sgc, sghw, sxb, sxc,
+                      sxhw, sdb, sdc, sdhw, hw_per_split, n_split, HAS_SCALE: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    split = tl.program_id(2)
+    mask_c = offs_c < C
+    k = tl.load(gate_ptr + b * C + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    if HAS_SCALE:
+        k = k * tl.load(scale_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    hw_lo = split * hw_per_split
+    hw_hi = tl.minimum(hw_lo + hw_per_split, HW)
+    g_base = g_ptr + b * sgb + offs_c[None, :].to(tl.int64) * sgc
+    x_base = x_ptr + b * sxb + offs_c[None, :].to(tl.int64) * sxc
+    d_base = dx_ptr + b * sdb + offs_c[None, :].to(tl.int64) * sdc
+    acc_gx = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_g = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for start in range(hw_lo, hw_hi, BLOCK_HW):
+        offs = (start + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
+        mask = (offs < hw_hi) & mask_c[None, :]
+        g = tl.load(g_base + offs * sghw, mask=mask, other=0.0).to(tl.float32)
+        v = tl.load(x_base + offs * sxhw, mask=mask, other=0.0).to(tl.float32)
+        tl.store(d_base + offs * sdhw, (g * k[None, :]).to(dx_ptr.dtype.element_ty), mask=mask)
+        acc_gx += tl.sum(g * v, axis=0)
+        acc_g += tl.sum(g, axis=0)
+    out = (b * n_split + split) * C + offs_c
+    tl.store(pgx_ptr + out, acc_gx, mask=mask_c)
+    tl.store(pg_ptr + out, acc_g, mask=mask_c)
+
+
+def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, c, h, w = x.shape
+    hw = h * w
+    if flat_strides(grad) is None:
+        grad = grad.contiguous(memory_format=torch.channels_last if _channels_inner(x) else torch.contiguous_format)
+    dx = empty_dense_like(x)
+    block_c, block_hw = _tile(c, hw, _channels_inner(x))
+    c_blocks = triton.cdiv(c, block_c)
+    per_split, n_split = _splits(b, c_blocks, hw, block_hw, x.device)
+    pgx = torch.empty((b, n_split, c), dtype=torch.float32, device=x.device)
+    pg = torch.empty_like(pgx)
+    gate_c = gate.contiguous()
+    _scale_bwd_kernel[(b, c_blocks, n_split)](
+        grad, x, dx, gate_c, gate_c if scale is None else scale.contiguous(), pgx, pg, c, hw, *flat_strides(grad),
+        *flat_strides(x), *flat_strides(dx), per_split, n_split, HAS_SCALE=scale is not None, BLOCK_C=block_c,
+        BLOCK_HW=block_hw)
+    gx = pgx.sum(1)  # (B, C): sum over pixels of grad * x
+    dgate = gx if scale is None else gx * scale.float()
+    wdtype = scale.dtype if scale is not None else x.dtype
+    return (dx, dgate.to(gate.dtype), (gx * gate.float()).sum(0).to(wdtype), pg.sum((0, 1)).to(wdtype))
+
+
+# --- PAT_sp's spatial gate ----------------------------------------------------------------------------------
+
+
+@triton.jit
+def _hardsigmoid(v):
+    return tl.minimum(tl.maximum(v + 3.0, 0.0), 6.0) / 6.0
+
+
+@triton.jit(do_not_specialize=["C", "HW", "szb", "syb", "srb"])
+def _spatial_fwd_kernel(z_ptr, y_ptr, w_ptr, scale_ptr, shift_ptr, r_ptr, C, HW, szb, szc, szhw, syb, syc, syhw,
+                        srb, src, srhw, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr,
+                        HAS_RESIDUAL: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    offs = (tl.program_id(1) * BLOCK_HW + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
+    offs_c = tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    mask = (offs < HW) & mask_c[None, :]
+    wt = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    v = tl.load(z_ptr + b * szb + offs_c[None, :].to(tl.int64) * szc + offs * szhw, mask=mask, other=0.0)
+    v = v.to(tl.float32)
+    gate = _hardsigmoid(tl.sum(v * wt[None, :], axis=1))  # the 1-channel 1x1 conv: a dot product per pixel
+    y = v * gate[:, None]
+    if HAS_SCALE:
+        y = y * tl.load(scale_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    if HAS_SHIFT:
+        y = y + tl.load(shift_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)[None, :]
+    if HAS_RESIDUAL:
+        y = y + tl.load(r_ptr + b * srb + offs_c[None, :].to(tl.int64) * src + offs * srhw, mask=mask,
+                        other=0.0).to(tl.float32)
+    tl.store(y_ptr + b * syb + offs_c[None, :].to(tl.int64) * syc + offs * syhw, y.to(y_ptr.dtype.element_ty),
+             mask=mask)
+
+
+def _spatial_tile(c: int, hw: int) -> tuple[int, int]:
+    block_c = triton.next_power_of_2(c)  # every channel of a pixel in one tile
+    return block_c, max(1, min(triton.next_power_of_2(hw), TUNING["max_tile"] // block_c, 128))
+
+
+def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None,
+                 residual: torch.Tensor | None = None) -> torch.Tensor:
+    b, c, h, w = z.shape
+    hw = h * w
+    y = empty_dense_like(z)
+    block_c, block_hw = _spatial_tile(c, hw)
+    wt = weight.reshape(-1).contiguous()
+    _spatial_fwd_kernel[(b, triton.cdiv(hw, block_hw))](
+        z, y, wt, wt if scale is None else scale.contiguous(), wt if shift is None else shift.contiguous(),
+        z if residual is None else residual, c, hw, *flat_strides(z), *flat_strides(y),
+        *flat_strides(z if residual is None else residual), HAS_SCALE=scale is not None,
+        HAS_SHIFT=shift is not None, HAS_RESIDUAL=residual is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
+        num_warps=8 if block_c * block_hw >= 4096 else 4)
+    return y
+
+
+@triton.jit(do_not_specialize=["C", "HW", "sgb", "szb", "sdb", "hw_per_split", "n_split"])
+def _spatial_bwd_kernel(g_ptr, z_ptr, dz_ptr, w_ptr, scale_ptr, pw_ptr, ps_ptr, pt_ptr, C, HW, sgb, sgc, sghw,
+                        szb, szc, szhw, sdb, sdc, sdhw, hw_per_split, n_split, HAS_SCALE: tl.constexpr,
+                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    split = tl.program_id(1)
+    offs_c = tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    wt = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    s = tl.full([BLOCK_C], 1.0, dtype=tl.float32)
+    if HAS_SCALE:
+        s = tl.load(scale_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    coff = offs_c[None, :].to(tl.int64)
+    g_base = g_ptr + b * sgb + coff * sgc
+    z_base = z_ptr + b * szb + coff * szc
+    d_base = dz_ptr + b * sdb + coff * sdc
+    acc_w = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_s = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc_t = tl.zeros([BLOCK_C], dtype=tl.float32)
+    hw_lo = split * hw_per_split
+    hw_hi = tl.minimum(hw_lo + hw_per_split, HW)
+    for start in range(hw_lo, hw_hi, BLOCK_HW):
+        offs = (start + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
+        mask = (offs < hw_hi) & mask_c[None, :]
+        go = tl.load(g_base + offs * sghw, mask=mask, other=0.0).to(tl.float32)
+        v = tl.load(z_base + offs * szhw, mask=mask, other=0.0).to(tl.float32)
+        logits = tl.sum(v * wt[None, :], axis=1)
+        gate = _hardsigmoid(logits)
+        u = go * s[None, :]
+        # d(logit) = sum_c u_c z_c * hardsigmoid'(logit); the derivative is 1/6 strictly inside (-3, 3).
+        dlogits = tl.where((logits > -3.0) & (logits < 3.0), tl.sum(u * v, axis=1) / 6.0, 0.0)
+        dz = u * gate[:, None] + dlogits[:, None] * wt[None, :]
+        tl.store(d_base + offs * sdhw, dz.to(dz_ptr.dtype.element_ty), mask=mask)
+        acc_w += tl.sum(dlogits[:, None] * v, axis=0)
+        acc_s += tl.sum(go * v * gate[:, None], axis=0)
+        acc_t += tl.sum(go, axis=0)
+    out = (b * n_split + split) * C + offs_c
+    tl.store(pw_ptr + out, acc_w, mask=mask_c)
+    tl.store(ps_ptr + out, acc_s, mask=mask_c)
+    tl.store(pt_ptr + out, acc_t, mask=mask_c)
+
+
+def spatial_gate_backward(grad: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, c, h, w = z.shape
+    hw = h * w
+    if flat_strides(grad) is None:
+        grad = grad.contiguous(memory_format=torch.channels_last if _channels_inner(z) else torch.contiguous_format)
+    dz = empty_dense_like(z)
+    block_c, block_hw = _spatial_tile(c, hw)
+    per_split, n_split = _splits(b, 1, hw, block_hw, z.device)
+    parts = torch.empty((3, b * n_split, c), dtype=torch.float32, device=z.device)
+    wt = weight.reshape(-1).contiguous()
+    _spatial_bwd_kernel[(b, n_split)](
+        grad, z, dz, wt, wt if scale is None else scale.contiguous(), parts[0], parts[1], parts[2], c, hw,
+        *flat_strides(grad), *flat_strides(z), *flat_strides(dz), per_split, n_split, HAS_SCALE=scale is not None,
+        BLOCK_C=block_c, BLOCK_HW=block_hw, num_warps=8 if block_c * block_hw >= 4096 else 4)
+    dw, dscale, dshift = (part.sum(0) for part in parts)  # three separate tensors: op outputs must not alias
+    wdtype = scale.dtype if scale is not None else z.dtype
+    return dz, dw.reshape(weight.shape).to(weight.dtype), dscale.to(wdtype), dshift.to(wdtype)

@@ -1,0 +1,267 @@
+"""The fused ops as ``torch.library`` custom ops (``patsearch::*``), with fake (meta) kernels and autograd.
+
+Each op runs its Triton kernel on CUDA and its :mod:`~patsearch.kernels.reference` form elsewhere; both sides
+register the same backward op, so torch.compile (the ops are opaque nodes in the graph, fake kernels give the
+shapes), AOTAutograd, DDP and ``torch.export`` see one op with one gradient. Outputs are dense tensors in the
+layout of the main input (channels-last where its channels are innermost, else contiguous); the main input may
+also be a channel slice of a larger NCHW or channels-last tensor, read in place. Double backward is not
+supported.
+
+Which implementation runs (:func:`backend`): ``"auto"`` takes Triton on CUDA and the reference on the CPU,
+except that with ``TRITON_INTERPRET=1`` in the environment the CPU also runs the Triton kernels (through
+Triton's interpreter; how the tests check them without a GPU). float64 always takes the reference.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from patsearch.kernels import reference
+
+__all__ = ["backend", "channel_stats", "scale_channels", "spatial_gate", "uses_triton"]
+
+BACKENDS = ("auto", "triton", "reference")
+_STATE = {"backend": "auto"}
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Run the ops with ``name`` ("auto", "triton" or "reference") inside the block."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    before = _STATE["backend"]
+    _STATE["backend"] = name
+    try:
+        yield
+    finally:
+        _STATE["backend"] = before
+
+
+def uses_triton(t: Tensor) -> bool:
+    """Whether an op on ``t`` runs its Triton kernel under the current backend."""
+    name = _STATE["backend"]
+    if name == "reference" or t.dtype not in _TRITON_DTYPES:
+        return False
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    if name == "auto" and not (t.is_cuda or (t.device.type == "cpu" and interpret)):
+        return False
+    if not (t.is_cuda or interpret):
+        raise RuntimeError(f"the Triton kernels need a CUDA tensor (got one on {t.device}) or TRITON_INTERPRET=1 "
+                           "set before triton is imported; use backend('reference') on this device")
+    return True
+
+
+def _triton():  # the kernels import triton: only when one is about to run
+    from patsearch.kernels import _triton as kernels
+    return kernels
+
+
+def _check_4d(name: str, x: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"{name} expects a 4-D (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+
+
+def _check_vector(name: str, what: str, v: Tensor | None, n: int) -> None:
+    if v is not None and v.numel() != n:
+        raise ValueError(f"{name}: {what} must have {n} elements (one per channel), got shape {tuple(v.shape)}")
+
+
+def _readable(x: Tensor) -> Tensor:
+    """``x`` itself where the kernels can address it (H and W merge into one pixel axis), else a dense copy."""
+    if _triton().flat_strides(x) is not None:
+        return x
+    return x.contiguous(memory_format=torch.channels_last if x.stride(1) == 1 else torch.contiguous_format)
+
+
+def _dense_like(out: Tensor, like: Tensor) -> Tensor:
+    """``out`` in the layout the fake kernels promise for an input ``like`` (a no-op when it already is)."""
+    inner = like.stride(1) == 1 and like.shape[1] > 1
+    return out.contiguous(memory_format=torch.channels_last if inner else torch.contiguous_format)
+
+
+def _empty_dense_like(like: Tensor) -> Tensor:
+    return _dense_like(torch.empty_like(like, memory_format=torch.contiguous_format), like)
+
+
+# --- channel_stats ------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("patsearch::channel_stats", mutates_args=())
+def channel_stats(x: Tensor, float32: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-(sample, channel) spatial mean and unbiased std of ``x`` (B, C, H, W), each (B, C), in one read of
+    ``x``; a 1x1 map's std is 0. In ``x.dtype``, or with ``float32=True`` in float32 (float64 stays float64):
+    what a bf16 network should use where the statistics feed a BatchNorm (:func:`gated_batch_norm`)."""
+    _check_4d("channel_stats", x)
+    if uses_triton(x):
+        return _triton().channel_stats(_readable(x), float32)
+    return reference.channel_stats(x, float32)
+
+
+@channel_stats.register_fake
+def _(x: Tensor, float32: bool = False) -> tuple[Tensor, Tensor]:
+    _check_4d("channel_stats", x)
+    dtype = x.dtype if not float32 or x.dtype == torch.float64 else torch.float32
+    return x.new_empty(x.shape[:2], dtype=dtype), x.new_empty(x.shape[:2], dtype=dtype)
+
+
+@torch.library.custom_op("patsearch::channel_stats_backward", mutates_args=())
+def channel_stats_backward(grad_mean: Tensor, grad_std: Tensor, x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    if uses_triton(x):
+        return _triton().channel_stats_backward(grad_mean, grad_std, _readable(x), mean, std)
+    return _dense_like(reference.channel_stats_backward(grad_mean, grad_std, x, mean, std), x)
+
+
+@channel_stats_backward.register_fake
+def _(grad_mean: Tensor, grad_std: Tensor, x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return _empty_dense_like(x)
+
+
+def _channel_stats_setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[0], *output)
+
+
+def _channel_stats_grad(ctx, grad_mean: Tensor, grad_std: Tensor) -> tuple[Tensor, None]:
+    x, mean, std = ctx.saved_tensors
+    return channel_stats_backward(grad_mean, grad_std, x, mean, std), None
+
+
+channel_stats.register_autograd(_channel_stats_grad, setup_context=_channel_stats_setup)
+
+
+# --- scale_channels -----------------------------------------------------------------------------------------
+
+
+def _check_scale_args(x: Tensor, gate: Tensor, scale: Tensor | None, shift: Tensor | None) -> None:
+    _check_4d("scale_channels", x)
+    if gate.shape != x.shape[:2]:
+        raise ValueError(f"scale_channels: gate must be (B, C) = {tuple(x.shape[:2])}, got {tuple(gate.shape)}; "
+                         "flatten a (B, C, 1, 1) gate first")
+    _check_vector("scale_channels", "scale", scale, x.shape[1])
+    _check_vector("scale_channels", "shift", shift, x.shape[1])
+
+
+@torch.library.custom_op("patsearch::scale_channels", mutates_args=())
+def scale_channels(x: Tensor, gate: Tensor, scale: Tensor | None = None, shift: Tensor | None = None
+                   ) -> Tensor:
+    """``(x * gate[b, c]) * scale[c] + shift[c]`` in one pass over ``x``; ``gate`` is (B, C), ``scale`` and
+    ``shift`` (C,) or None (an eval-mode BN after the gate, as an affine)."""
+    _check_scale_args(x, gate, scale, shift)
+    if uses_triton(x):
+        return _triton().scale_channels(_readable(x), gate, scale, shift)
+    return _dense_like(reference.scale_channels(x, gate, scale, shift), x)
+
+
+@scale_channels.register_fake
+def _(x: Tensor, gate: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+    _check_scale_args(x, gate, scale, shift)
+    return _empty_dense_like(x)
+
+
+@torch.library.custom_op("patsearch::scale_channels_backward", mutates_args=())
+def scale_channels_backward(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None
+                            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dx, dgate, dscale, dshift); dscale and dshift are computed as if the affine were present."""
+    if uses_triton(x):
+        return _triton().scale_channels_backward(grad, _readable(x), gate, scale)
+    dx, dgate, dscale, dshift = reference.scale_channels_backward(grad, x, gate, scale)
+    return _dense_like(dx, x), dgate, dscale, dshift
+
+
+@scale_channels_backward.register_fake
+def _(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    wdtype = scale.dtype if scale is not None else x.dtype
+    c = x.shape[1]
+    return (_empty_dense_like(x), torch.empty_like(gate, memory_format=torch.contiguous_format),
+            x.new_empty((c,), dtype=wdtype), x.new_empty((c,), dtype=wdtype))
+
+
+def _affine_setup(ctx, inputs, output) -> None:
+    x, weight, scale, shift = inputs
+    ctx.has_scale, ctx.has_shift = scale is not None, shift is not None
+    ctx.shift_dtype = shift.dtype if shift is not None else None
+    ctx.save_for_backward(x, weight, scale)
+
+
+def _affine_grads(ctx, dscale: Tensor, dshift: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    return (dscale if ctx.has_scale else None,
+            dshift.to(ctx.shift_dtype) if ctx.has_shift else None)
+
+
+def _scale_channels_grad(ctx, grad: Tensor):
+    x, gate, scale = ctx.saved_tensors
+    dx, dgate, dscale, dshift = scale_channels_backward(grad, x, gate, scale)
+    return (dx, dgate, *_affine_grads(ctx, dscale, dshift))
+
+
+scale_channels.register_autograd(_scale_channels_grad, setup_context=_affine_setup)
+
+
+# --- spatial_gate -------------------------------------------------------------------------------------------
+
+
+def _check_spatial_args(z: Tensor, weight: Tensor, scale: Tensor | None, shift: Tensor | None,
+                        residual: Tensor | None) -> None:
+    _check_4d("spatial_gate", z)
+    _check_vector("spatial_gate", "weight", weight, z.shape[1])
+    _check_vector("spatial_gate", "scale", scale, z.shape[1])
+    _check_vector("spatial_gate", "shift", shift, z.shape[1])
+    if residual is not None and residual.shape != z.shape:
+        raise ValueError(f"spatial_gate: residual must be shaped like z {tuple(z.shape)}, got {tuple(residual.shape)}")
+
+
+@torch.library.custom_op("patsearch::spatial_gate", mutates_args=())
+def spatial_gate(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+                 residual: Tensor | None = None) -> Tensor:
+    """PAT_sp's gate in one pass over ``z``:
+    ``(z * hardsigmoid(sum_c weight[c] * z[:, c])) * scale + shift + residual``. ``weight`` is the 1-output 1x1
+    conv's weight (C elements, any shape, e.g. (1, C, 1, 1)); ``residual`` (shaped like ``z``, e.g. the block
+    input's matching channels) lets a deployment block add its shortcut in the same pass."""
+    _check_spatial_args(z, weight, scale, shift, residual)
+    if uses_triton(z):
+        return _triton().spatial_gate(_readable(z), weight, scale, shift,
+                                      None if residual is None else _readable(residual))
+    return _dense_like(reference.spatial_gate(z, weight, scale, shift, residual), z)
+
+
+@spatial_gate.register_fake
+def _(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | None = None,
+      residual: Tensor | None = None) -> Tensor:
+    _check_spatial_args(z, weight, scale, shift, residual)
+    return _empty_dense_like(z)
+
+
+@torch.library.custom_op("patsearch::spatial_gate_backward", mutates_args=())
+def spatial_gate_backward(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None
+                          ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(dz, dweight, dscale, dshift); dscale and dshift are computed as if the affine were present."""
+    if uses_triton(z):
+        return _triton().spatial_gate_backward(grad, _readable(z), weight, scale)
+    dz, dweight, dscale, dshift = reference.spatial_gate_backward(grad, z, weight, scale)
+    return _dense_like(dz, z), dweight, dscale, dshift
+
+
+@spatial_gate_backward.register_fake
+def _(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    wdtype = scale.dtype if scale is not None else z.dtype
+    c = z.shape[1]
+    return (_empty_dense_like(z), torch.empty_like(weight, memory_format=torch.contiguous_format),
+            z.new_empty((c,), dtype=wdtype), z.new_empty((c,), dtype=wdtype))
+
+
+def _spatial_gate_setup(ctx, inputs, output) -> None:
+    _affine_setup(ctx, inputs[:4], output)
+    ctx.has_residual = inputs[4] is not None
+
+
+def _spatial_gate_grad(ctx, grad: Tensor):
+    z, weight, scale = ctx.saved_tensors
+    dz, dweight, dscale, dshift = spatial_gate_backward(grad, z, weight, scale)
+    return (dz, dweight, *_affine_grads(ctx, dscale, dshift), grad if ctx.has_residual else None)
+
+
+spatial_gate.register_autograd(_spatial_gate_grad, setup_context=_spatial_gate_setup)

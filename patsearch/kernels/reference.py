@@ -1,0 +1,110 @@
+"""Pure-PyTorch forms of the fused ops: what runs on the CPU, and the definition the Triton kernels are tested
+against, forward and backward.
+
+Every function takes and returns plain tensors; statistics and gates are (B, C). Low-precision inputs
+(bfloat16, float16) are computed in float32 and the result is cast back to the input's dtype, which is what the
+kernels do (they accumulate in float32); float64 stays float64 so that ``gradcheck`` can run on these.
+The backward functions are written out by hand (not left to autograd) because they are the registered
+backward of the custom ops on the CPU.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["channel_stats", "channel_stats_backward", "scale_channels", "scale_channels_backward", "spatial_gate",
+           "spatial_gate_backward"]
+
+
+def _acc(t: torch.Tensor) -> torch.Tensor:
+    """The tensor in its accumulation dtype: float64 stays, everything else becomes float32."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _bc(v: torch.Tensor) -> torch.Tensor:
+    """A (B, C) or (C,) tensor broadcast over (B, C, H, W)."""
+    return v[..., None, None]
+
+
+def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) spatial mean and unbiased std, each (B, C) in ``x.dtype`` (``float32=True``: in the
+    accumulation dtype). A 1x1 map has no unbiased spread; it counts as 0 (as in
+    :class:`patsearch.models.layers.GaussianSE`)."""
+    n = x.shape[2] * x.shape[3]
+    std, mean = torch.std_mean(_acc(x), dim=(2, 3), correction=1 if n > 1 else 0)
+    if float32:
+        return mean, std  # std_mean allocates both: never aliases x
+    return mean.to(x.dtype), std.to(x.dtype)
+
+
+def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
+                           std: torch.Tensor) -> torch.Tensor:
+    """dL/dx from dL/dmean and dL/dstd: ``gm / n + gs * (x - mean) / ((n - 1) * std)``. Where std is 0 (a 1x1
+    map or a constant channel) the std term is 0, the subgradient; autograd of ``torch.std`` gives NaN there."""
+    n = x.shape[2] * x.shape[3]
+    std = _acc(std)
+    coef = torch.where(std > 0, _acc(grad_std) / (std.clamp_min(torch.finfo(std.dtype).tiny) * max(n - 1, 1)), 0.0)
+    dx = _bc(_acc(grad_mean) / n) + _bc(coef) * (_acc(x) - _bc(_acc(mean)))
+    return dx.to(x.dtype)
+
+
+def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None = None,
+                   shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``(x * gate) * scale + shift`` with ``gate`` (B, C) and the optional per-channel affine (C,)."""
+    y = _acc(x) * _bc(_acc(gate))
+    if scale is not None:
+        y = y * _bc(_acc(scale))
+    if shift is not None:
+        y = y + _bc(_acc(shift))
+    return y.to(x.dtype)
+
+
+def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dgate, dscale, dshift), each in its input's dtype; dscale/dshift as if the affine were present."""
+    g, xf, gate_f = _acc(grad), _acc(x), _acc(gate)
+    s = _acc(scale) if scale is not None else torch.ones(x.shape[1], dtype=g.dtype, device=g.device)
+    dx = g * _bc(gate_f * s)
+    gx = (g * xf).sum((2, 3))  # (B, C)
+    dgate = gx * s
+    dscale = (gx * gate_f).sum(0)
+    dshift = g.sum((0, 2, 3))
+    wdtype = scale.dtype if scale is not None else x.dtype
+    return dx.to(x.dtype), dgate.to(gate.dtype), dscale.to(wdtype), dshift.to(wdtype)
+
+
+def _gate_logits(zf: torch.Tensor, wf: torch.Tensor) -> torch.Tensor:
+    """The 1-channel 1x1 conv as a per-pixel dot product over channels: (B, 1, H, W)."""
+    return (zf * _bc(wf)).sum(1, keepdim=True)
+
+
+def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None,
+                 shift: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``(z * hardsigmoid(conv1x1(z) -> 1 channel)) * scale + shift + residual``; ``weight`` has C elements (any
+    shape, e.g. the conv's (1, C, 1, 1)); ``residual`` is shaped like ``z``."""
+    zf = _acc(z)
+    y = zf * F.hardsigmoid(_gate_logits(zf, _acc(weight).reshape(-1)))
+    if scale is not None:
+        y = y * _bc(_acc(scale))
+    if shift is not None:
+        y = y + _bc(_acc(shift))
+    if residual is not None:
+        y = y + _acc(residual)
+    return y.to(z.dtype)
+
+
+def spatial_gate_backward(grad: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dz, dweight, dscale, dshift). Hard-Sigmoid's derivative is 1/6 strictly inside (-3, 3), else 0 (as
+    PyTorch's)."""
+    g_out, zf, wf = _acc(grad), _acc(z), _acc(weight).reshape(-1)
+    logits = _gate_logits(zf, wf)
+    gate = F.hardsigmoid(logits)
+    u = g_out * _bc(_acc(scale)) if scale is not None else g_out
+    dlogits = torch.where((logits > -3) & (logits < 3), (u * zf).sum(1, keepdim=True) / 6, 0.0)
+    dz = u * gate + dlogits * _bc(wf)
+    dweight = (dlogits * zf).sum((0, 2, 3))
+    dscale = (g_out * zf * gate).sum((0, 2, 3))
+    dshift = g_out.sum((0, 2, 3))
+    wdtype = scale.dtype if scale is not None else z.dtype
+    return dz.to(z.dtype), dweight.reshape(weight.shape).to(weight.dtype), dscale.to(wdtype), dshift.to(wdtype)
