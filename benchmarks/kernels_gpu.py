@@ -12,7 +12,8 @@ forward alone (inference) and forward + backward (training). Inputs are what the
 channels-last tensor. One more case, ``pat_ch_branch``, is PAT_ch's whole untouched branch in training,
 ``BN(x2 * GaussianSE(x2))`` with the real :class:`~patsearch.models.layers.GaussianSE` and a train-mode BN,
 against channel_stats -> the SE's (1,2) conv + BN + Hard-Sigmoid -> :func:`~patsearch.kernels.gated_batch_norm`
-(the outer BN folded into scale_channels from the (B, C) statistics). Each case is also checked for equivalence (max abs / relative error of outputs
+(the outer BN folded into scale_channels from the (B, C) statistics). Each case is also checked for equivalence
+(max abs / relative error of outputs
 and gradients vs the float32 reference), in bf16 and, on one shape per op, in float32 (pat_ch_branch with its
 BNs in eval mode there: batch statistics of (B, C, 1, 1) logits would amplify bf16 rounding, not kernel error).
 

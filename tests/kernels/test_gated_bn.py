@@ -132,7 +132,8 @@ def test_wiring_recipe_equals_pat_ch_and_pat_sp_in_train_mode():
         want_grads = torch.autograd.grad(want, list(module.parameters()), grad)
         got_grads = torch.autograd.grad(got, list(twin.parameters()), grad)
         # PyTorch's CPU hardsigmoid backward multiplies by the float32 constant 1.0f / 6.0f even in float64
-        # (relative error 3e-8); the ops use 1/6 exactly (gradcheck agrees), hence 1e-6 of the largest gradient rather than 1e-10.
+        # (relative error 3e-8); the ops use 1/6 exactly (gradcheck agrees), hence 1e-6 of the largest gradient
+        # rather than 1e-10.
         for (name, _), a, b in zip(module.named_parameters(), got_grads, want_grads):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * b.abs().max().item(),
                                        msg=lambda m, name=name: f"{name}: {m}")
