@@ -8,6 +8,7 @@ Inductor's code generation is checked on the GPU by ``benchmarks/bf16_check.py``
 """
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounterWithBackend
@@ -30,6 +31,7 @@ def _step(model, x, y, seed):
     return out
 
 
+@pytest.mark.slow  # ~35 s of tracing on a loaded 2-core CPU
 def test_compiled_training_step_equals_eager():
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -49,6 +51,7 @@ def test_compiled_training_step_equals_eager():
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # ~80 s
 def test_multi_scale_training_compiles_once_per_shape_kind():
     """Three resolutions of a multi-scale schedule: one static graph, then one dynamic graph for the rest (no
     recompilation per resolution; the iRPE bucket index is computed in-graph, without a graph break)."""
