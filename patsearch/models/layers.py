@@ -352,8 +352,11 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = biased_attention(q * self.q_scale, k, v, self.rel_pos(h, w),
                                dropout_p=self.attn_drop if self.training else 0.0)
-        out = self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, h * w, c)))
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
+        # Dropout after the layout change back to (B, C, H, W): on the transposed tokens, eager's dropout backward
+        # returns a transposed gradient that Inductor/AOTAutograd traced as contiguous, and the compiled
+        # backward's view of it fails ("view size is not compatible"). Elementwise, so the same function.
+        return self.proj_drop(out.transpose(1, 2).reshape(b, c, h, w))
 
     def deploy(self) -> SelfAttentionDeploy:
         return SelfAttentionDeploy(self)
