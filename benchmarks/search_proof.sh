@@ -26,6 +26,8 @@ PROXY=${PROXY:---proxy-epochs 3 --proxy-resolution 32 --proxy-train-samples 2000
 REF_EPOCHS=${REF_EPOCHS:-10}
 REF_RES=${REF_RES:-64}
 REF_BATCH=${REF_BATCH:-512}
+REF_LR=${REF_LR:-0.002}  # absolute; the proxy recipe's sqrt-scaled 7.1e-3 at batch 512 made PATNet-T1 diverge
+EXTRA_REFS=${EXTRA_REFS:-patnet_t0}
 SEEDS=${SEEDS:-0 1 2}
 RUNS=$OUT/runs
 mkdir -p "$OUT" "$RUNS"
@@ -69,13 +71,14 @@ reference() {
   [ -f "$RUNS/proof-tpe/best.yaml" ] && jobs+=("tpe=$RUNS/proof-tpe/best.yaml")
   [ -f "$RUNS/proof-random/best.yaml" ] && jobs+=("random=$RUNS/proof-random/best.yaml")
   jobs+=("patnet_t1=patnet_t1")
+  for extra in $EXTRA_REFS; do jobs+=("$extra=$extra"); done
   for seed in $SEEDS; do
     for job in "${jobs[@]}"; do
       local name=${job%%=*} arch=${job#*=}
       local gpu=$(( i % n_gpus )); i=$((i + 1))
       # --resume auto: a rerun after a kill continues each training where it stopped
       CUDA_VISIBLE_DEVICES=$gpu python3 -m patsearch train --arch "$arch" --data "$DATA" --recipe proxy \
-        --epochs "$REF_EPOCHS" --resolution "$REF_RES" --batch-size "$REF_BATCH" --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
+        --epochs "$REF_EPOCHS" --resolution "$REF_RES" --batch-size "$REF_BATCH" --lr "$REF_LR" --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
         --out "$OUT/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
     done
   done

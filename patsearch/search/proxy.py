@@ -31,6 +31,11 @@ DEFAULT_SYNTHETIC = (2000, 400)
 # (fewer, larger steps; the proxy recipe scales the lr by sqrt(batch / 256)); small on a CPU, where 4 epochs of
 # 2,000 synthetic images need enough optimiser steps to learn (64 was measured to; 512 gives 12 steps in all).
 DEFAULT_BATCH = {"cuda": 512, "cpu": 64}
+# Learning rate at the GPU default batch, when neither is given. The recipe's sqrt rule gives 7.1e-3 at 512, which
+# made PATNet-T1 unstable on an H200 (CIFAR-10, 3 epochs, 20k images: 42.7% / 32.1% over two seeds, and a 10-epoch
+# 64 px training diverged to chance in 2 of 3 seeds); at 2e-3, T1 scored 49.3% / 51.0% and T0 51.4% / 50.6%
+# (docs/BENCHMARKS.md, issue 10). The CPU default keeps the recipe's rule (2.5e-3 at 64, measured to learn).
+DEFAULT_GPU_LR = 2e-3
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,12 @@ class ProxySettings:
 
     def batch_for(self, device_type: str) -> int:
         return self.batch_size if self.batch_size is not None else DEFAULT_BATCH.get(device_type, DEFAULT_BATCH["cpu"])
+
+    def lr_for(self, device_type: str) -> float | None:
+        """The absolute lr, or None for the recipe's batch-scaled one: DEFAULT_GPU_LR at the GPU default batch."""
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_GPU_LR if device_type == "cuda" and self.batch_size is None else None
 
     def cache_dir(self) -> str:
         return self.subset_dir or str(Path("runs") / ".proxy-data")
@@ -154,7 +165,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
             # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
             target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
             result = train(target, settings.recipe, data=data, out_dir=None,
-                           epochs=settings.epochs, batch_size=batch, lr=settings.lr,
+                           epochs=settings.epochs, batch_size=batch, lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,
                            tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,

@@ -36,6 +36,19 @@ def test_auto_picks_the_gpu_when_there_is_one(monkeypatch):
         ProxySettings(device="cuda:2").torch_device()
 
 
+def test_gpu_default_lr_is_the_measured_one_and_yields_to_explicit_settings():
+    from patsearch.search.proxy import DEFAULT_GPU_LR
+    from patsearch.train.recipe import load_recipe
+
+    assert ProxySettings().lr_for("cuda") == DEFAULT_GPU_LR == 2e-3
+    # an explicit lr wins; an explicit batch keeps the recipe's sqrt rule (None: the trainer scales it)
+    assert ProxySettings(lr=1e-3).lr_for("cuda") == 1e-3
+    assert ProxySettings(batch_size=256).lr_for("cuda") is None
+    assert ProxySettings().lr_for("cpu") is None
+    # the rule it replaces at batch 512 is the one that destabilised PATNet-T1 (7.1e-3)
+    assert load_recipe("proxy").scaled_lr(512) == pytest.approx(7.07e-3, rel=1e-3)
+
+
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     no_gpu(monkeypatch)
     with pytest.raises(UserError, match=r"^--proxy-device cuda: no CUDA GPU is visible to PyTorch on this machine; "
