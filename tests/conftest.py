@@ -1,3 +1,12 @@
+import os
+
+# The kernel tests run Triton on the CPU through its interpreter. triton.language's own @triton.jit helpers (the
+# reductions' combine functions) are defined interpreted or compiled when triton is first imported, which in a
+# whole-suite run happens while other test modules are collected, before tests/kernels/conftest.py runs; so the
+# switch is set here, before anything imports torch. It only changes how @triton.jit kernels run (none run on
+# the CPU otherwise).
+os.environ["TRITON_INTERPRET"] = "1"
+
 import warnings
 
 import pytest
