@@ -179,7 +179,11 @@ def evaluate(
 
 @app.command()
 def profile(
-    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
+    ctx: typer.Context,
+    device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
+                                                             "(required unless --options gives it)."),
+    options: Path | None = typer.Option(None, "--options", help="ProfileOptions YAML (fields named like the "
+                                                                "flags); flags given here override it."),
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
                                                   "profile folder, $PATSEARCH_HOME/profiles or "
@@ -212,15 +216,21 @@ def profile(
     import json
     import time
 
-    if refit:
-        _refit_profile(out or device, space=space, validate=validate, calibrate=calibrate, seed=seed, plot=plot)
-        return
-    from patsearch.profiler import profile_device
+    from patsearch.errors import UserError
+    from patsearch.profiler import ProfileOptions, build_profile
 
+    if device is None and options is None:
+        raise UserError("--device is required (or an --options file that sets device)")
+    values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
+                  threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
+                  trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+    opts = _options_from_flags(ctx, ProfileOptions, values, options)
+    if refit:
+        _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
+                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None)
+        return
     started = time.perf_counter()
-    result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                            threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
-                            trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+    result = build_profile(opts)
     summary = result.summary()
     what = (f"adapted from {result.provenance['adapted']['from']}" if result.provenance.get("adapted") else
             f"layer table measured in {result.provenance.get('build_seconds')} s over all runs")
