@@ -26,11 +26,19 @@ def models(resolution: int = typer.Option(224, help="Input resolution for the FL
            ablations: bool = typer.Option(False, "--ablations", help="Also PATNet-T2's ablations (Tables 3, 4, "
                                           "5, 10) next to the paper's figures.")) -> None:
     """Table of the registered PATNet variants: params, FLOPs (trained and fused), depths, widths."""
+    from rich.console import Console
+    from rich.progress import track as rich_track
+
     from patsearch.reporting import ablations_table, variants_table
 
-    console().print(variants_table(resolution=resolution))
+    status = Console(stderr=True)  # the bar goes to stderr and vanishes: stdout keeps only the tables
+
+    def track(items, description):
+        return rich_track(items, description=description, console=status, transient=True)
+
+    console().print(variants_table(resolution=resolution, track=track))
     if ablations:
-        console().print(ablations_table(resolution=resolution))
+        console().print(ablations_table(resolution=resolution, track=track))
 
 
 @app.command()
