@@ -34,6 +34,8 @@ def models(resolution: int = typer.Option(224, help="Input resolution for the FL
     status = Console(stderr=True)  # the bar goes to stderr and vanishes: stdout keeps only the tables
 
     def track(items, description):
+        if not status.is_terminal:  # a live bar shows nothing in a pipe or log (it would leave a blank line)
+            return items
         return rich_track(items, description=description, console=status, transient=True)
 
     console().print(variants_table(resolution=resolution, track=track))
