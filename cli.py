@@ -26,11 +26,21 @@ def models(resolution: int = typer.Option(224, help="Input resolution for the FL
            ablations: bool = typer.Option(False, "--ablations", help="Also PATNet-T2's ablations (Tables 3, 4, "
                                           "5, 10) next to the paper's figures.")) -> None:
     """Table of the registered PATNet variants: params, FLOPs (trained and fused), depths, widths."""
+    from rich.console import Console
+    from rich.progress import track as rich_track
+
     from patsearch.reporting import ablations_table, variants_table
 
-    console().print(variants_table(resolution=resolution))
+    status = Console(stderr=True)  # the bar goes to stderr and vanishes: stdout keeps only the tables
+
+    def track(items, description):
+        if not status.is_terminal:  # a live bar shows nothing in a pipe or log (it would leave a blank line)
+            return items
+        return rich_track(items, description=description, console=status, transient=True)
+
+    console().print(variants_table(resolution=resolution, track=track))
     if ablations:
-        console().print(ablations_table(resolution=resolution))
+        console().print(ablations_table(resolution=resolution, track=track))
 
 
 @app.command()
@@ -62,10 +72,34 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+def _given_flags(ctx: typer.Context) -> set[str]:
+    """The command's parameters set on the command line (or by environment), not left at their defaults."""
+    # by name: typer may vendor its own click, whose ParameterSource is another enum than click's
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _options_from_flags(ctx: typer.Context, cls: type, values: dict, file: Path | None,
+                        params: dict[str, tuple[str, ...]] | None = None):
+    """``cls`` (a frozen options dataclass) from a command's flags. With ``--options FILE`` the file's fields are
+    the base and only the flags given on the command line override them (defaults do not). ``values`` maps field
+    names to flag values; ``params`` names the command parameters behind a field where they differ."""
+    if file is None:
+        return cls(**values)
+    given = _given_flags(ctx)
+    overrides = {name: value for name, value in values.items() if given & set((params or {}).get(name, (name,)))}
+    return cls.from_yaml(file, **overrides)
+
+
 @app.command()
 def train(
-    arch: str = typer.Option(..., "--arch", help="Variant (patnet_t2), architecture YAML (a search's best.yaml) or "
-                                                  "timm peer (fasternet_t2)."),
+    ctx: typer.Context,
+    arch: str | None = typer.Option(None, "--arch", help="Variant (patnet_t2), architecture YAML (a search's "
+                                                         "best.yaml) or timm peer (fasternet_t2); required unless "
+                                                         "--options gives it."),
+    options: Path | None = typer.Option(None, "--options", help="TrainOptions YAML (fields named like the flags, "
+                                                                "e.g. batch_size, out_dir); flags given here "
+                                                                "override it."),
     data: Path | None = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
                                                    "default: the built-in synthetic set."),
     recipe: str = typer.Option("auto", help="Recipe name (patnet_t0..patnet_l, proxy) or YAML path; auto = the "
@@ -99,16 +133,32 @@ def train(
     """Train a network with the paper's recipe (DDP under torchrun; exact resume with --resume auto)."""
     import json
 
-    from patsearch.train import train as run_training
+    from patsearch.errors import UserError
+    from patsearch.train import Trainer, TrainOptions
 
-    run_dir = out if out is not None else Path("runs") / Path(arch).stem
-    result = run_training(arch, recipe, data=data, out_dir=run_dir, epochs=epochs, batch_size=batch_size, lr=lr,
-                          resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
-                          cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
-                          checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-                          channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
-                          profile_steps=profile_steps, progress=progress,
-                          tensor_cache_dir=run_dir.parent / ".proxy-data")  # crop: pad recipes (proxy) only
+    if arch is None and options is None:
+        raise UserError("--arch is required (or an --options file that sets arch)")
+    values = dict(arch=arch, recipe=recipe, data=data, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                  resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
+                  cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
+                  checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
+                  channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
+                  profile_steps=profile_steps, progress=progress)
+    synthetic_flags = ("synthetic_train", "synthetic_val")
+    if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
+        # one of the two sizes on the command line: the other keeps the file's value
+        from_file = TrainOptions.from_yaml(options, **({"arch": arch} if arch is not None else {})).synthetic
+        given = _given_flags(ctx)
+        values["synthetic"] = (synthetic_train if "synthetic_train" in given else from_file[0],
+                               synthetic_val if "synthetic_val" in given else from_file[1])
+    opts = _options_from_flags(ctx, TrainOptions, values, options,
+                               {"out_dir": ("out",), "synthetic": synthetic_flags})
+    if opts.out_dir is None:  # the CLI always writes a run folder: runs/<arch>
+        name = Path(opts.arch).stem if isinstance(opts.arch, str) else (dict(opts.arch).get("name") or "custom")
+        opts = opts.replace(out_dir=str(Path("runs") / name))
+    if opts.tensor_cache_dir is None:  # crop: pad recipes (proxy) only: decoded data shared by the runs
+        opts = opts.replace(tensor_cache_dir=str(Path(opts.out_dir).parent / ".proxy-data"))
+    result = Trainer(opts).fit()
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
         typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))
@@ -139,7 +189,11 @@ def evaluate(
 
 @app.command()
 def profile(
-    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
+    ctx: typer.Context,
+    device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
+                                                             "(required unless --options gives it)."),
+    options: Path | None = typer.Option(None, "--options", help="ProfileOptions YAML (fields named like the "
+                                                                "flags); flags given here override it."),
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
                                                   "profile folder, $PATSEARCH_HOME/profiles or "
@@ -172,15 +226,21 @@ def profile(
     import json
     import time
 
-    if refit:
-        _refit_profile(out or device, space=space, validate=validate, calibrate=calibrate, seed=seed, plot=plot)
-        return
-    from patsearch.profiler import profile_device
+    from patsearch.errors import UserError
+    from patsearch.profiler import ProfileOptions, build_profile
 
+    if device is None and options is None:
+        raise UserError("--device is required (or an --options file that sets device)")
+    values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
+                  threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
+                  trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+    opts = _options_from_flags(ctx, ProfileOptions, values, options)
+    if refit:
+        _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
+                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None)
+        return
     started = time.perf_counter()
-    result = profile_device(device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                            threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
-                            trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+    result = build_profile(opts)
     summary = result.summary()
     what = (f"adapted from {result.provenance['adapted']['from']}" if result.provenance.get("adapted") else
             f"layer table measured in {result.provenance.get('build_seconds')} s over all runs")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,12 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
         load_weights(model, ckpt)
     fused = fuse_model(model)
     x = torch.randn(1, 3, resolution, resolution)
-    with atomic_open(out, "wb") as fh:
+    with atomic_open(out, "wb") as fh, warnings.catch_warnings():
+        # GaussianSE picks the std correction from the map size (1x1 maps have no unbiased std). The graph's
+        # resolution is fixed (only the batch is dynamic), so the branch traced is right for every input it takes;
+        # the tracer's "treated as a constant" warning is exactly that and nothing to act on.
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                category=torch.jit.TracerWarning, module=r"patsearch\.models\.layers")
         torch.onnx.export(fused, (x,), fh, opset_version=opset, input_names=["image"],
                           output_names=["logits"], dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)

@@ -1,14 +1,23 @@
 """Summaries of architectures (params, FLOPs, structure) as rich tables for the `models` and `info` commands."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Group
 from rich.table import Table
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
 from patsearch.paper import ABLATIONS, TABLE4, TABLE6
+
+T = TypeVar("T")
+# ``track(items, description)`` wraps the rows a table counts (e.g. rich.progress.track); default: no progress
+Track = Callable[[Iterable[T], str], Iterable[T]]
+
+
+def _no_progress(items: Iterable[T], description: str) -> Iterable[T]:
+    return items
 
 
 @dataclass(frozen=True)
@@ -44,14 +53,14 @@ def _g(n: int) -> str:
     return f"{n / 1e9:.3f}G"
 
 
-def ablations_table(resolution: int = 224) -> Table:
+def ablations_table(resolution: int = 224, track: Track = _no_progress) -> Table:
     """PATNet-T2 and the paper's ablations of it (Tables 3, 4, 5, 10), next to the paper's figures."""
     table = Table(title=f"PATNet-T2 ablations at {resolution}x{resolution} (fvcore, 1 MAC = 1 FLOP)")
     for col in ("row", "params", "FLOPs trained", "FLOPs Table 6 form", "FLOPs fused", "paper", "deviation"):
         table.add_column(col, justify="left" if col == "row" else "right")
     t2 = VARIANTS["patnet_t2"]
     rows = [(f"Table 4: {label}", changes, p, f) for label, changes, p, f in TABLE4] + list(ABLATIONS)
-    for label, changes, paper_p, paper_f in rows:
+    for label, changes, paper_p, paper_f in track(rows, "counting ablations"):
         s = summarize(t2.replace(**changes), resolution)
         paper = "-" if paper_p is None else f"{paper_p}M / {paper_f}G"
         dev = "" if paper_p is None or resolution != 224 else (
@@ -60,12 +69,12 @@ def ablations_table(resolution: int = 224) -> Table:
     return table
 
 
-def variants_table(resolution: int = 224) -> Table:
+def variants_table(resolution: int = 224, track: Track = _no_progress) -> Table:
     table = Table(title=f"PATNet variants at {resolution}x{resolution} (fvcore, 1 MAC = 1 FLOP)")
     for col in ("variant", "params", "FLOPs trained", "FLOPs Table 6 form", "FLOPs fused", "paper (Table 6)",
                 "depths", "widths", "act"):
         table.add_column(col, justify="left" if col in ("variant", "depths", "widths", "act") else "right")
-    for name in VARIANTS:
+    for name in track(list(VARIANTS), "counting variants"):
         s = summarize(name, resolution)
         paper = TABLE6[name]
         table.add_row(name, _m(s.params), _g(s.flops_trained), _g(s.flops_table6), _g(s.flops_fused),

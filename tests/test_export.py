@@ -1,4 +1,6 @@
 """ONNX export of the fused model, checked with onnxruntime."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -63,3 +65,20 @@ def test_class_count_comes_from_a_trained_checkpoint(tmp_path):
     actual = ort.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
     assert actual.shape == (1, 10)
     np.testing.assert_allclose(actual, fuse_model(model)(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_export_emits_no_tracer_warning_and_the_graph_still_matches(tmp_path):
+    # a 32 px input reaches stage 4 as a 1x1 map: the Gaussian SE's size test is traced both ways across stages
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), num_classes=10)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")  # record every warning, including ones shown once before
+        torch.manual_seed(0)  # the exported weights are a fresh init: the reference below is the same one
+        out = export_onnx(cfg, tmp_path / "m.onnx", resolution=32)
+    tracer = [w for w in record if issubclass(w.category, torch.jit.TracerWarning)]
+    assert tracer == [], [str(w.message) for w in tracer]
+    torch.manual_seed(0)
+    ref_model = fuse_model(create_model(cfg)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = ref_model(x).detach().numpy()
+    got = ort.InferenceSession(str(out)).run(None, {"image": x.numpy()})[0]
+    assert np.abs(got - ref).max() < 1e-4

@@ -24,3 +24,21 @@ def test_ablations_table_has_every_paper_row_and_compares_at_224(monkeypatch):
     deviations = table.columns[6]._cells
     assert deviations[:-1] == ["+10.0% / -10.0%"] * 11 and deviations[-1] == ""  # no paper figure: no deviation
     assert set(reporting.ablations_table(resolution=64).columns[6]._cells) == {""}  # the paper's figures are at 224
+
+
+def test_tables_report_progress_over_every_row(monkeypatch):
+    def fake_summary(arch, resolution=224, num_classes=None):
+        cfg = VARIANTS[arch] if isinstance(arch, str) else arch
+        return reporting.ArchSummary(cfg, resolution, 1, 2, 3, 4)
+
+    monkeypatch.setattr(reporting, "summarize", fake_summary)
+    calls = []
+
+    def track(items, description):
+        items = list(items)
+        calls.append((description, len(items)))
+        yield from items
+
+    reporting.variants_table(resolution=224, track=track)
+    reporting.ablations_table(resolution=224, track=track)
+    assert calls == [("counting variants", len(VARIANTS)), ("counting ablations", len(TABLE4) + len(ABLATIONS))]

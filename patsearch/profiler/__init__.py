@@ -15,9 +15,11 @@ Public API (the search consumes this)::
 
 ``load_profile`` checks freshness on load (``check=False`` skips, ``allow_stale=True`` downgrades a hardware
 mismatch to a warning) and raises a ProfileError naming the command to run when no profile exists.
-Building: :func:`profile_device` (what ``patsearch profile`` runs); benchmarking: :func:`run_bench`.
+Building: :func:`build_profile` over a :class:`ProfileOptions` (what ``patsearch profile`` runs; :func:`profile_device`
+takes the same as keywords); benchmarking: :func:`run_bench`.
 """
 from patsearch.profiler.devices import DEVICES, Device, DeviceError, Protocol, check_hardware, get_device
+from patsearch.profiler.options import ProfileOptions, ProfileOptionsError
 from patsearch.profiler.table import (
     PROFILES_DIR,
     Profile,
@@ -35,6 +37,13 @@ def profile_device(*args, **kwargs):
     return _impl(*args, **kwargs)
 
 
+def build_profile(*args, **kwargs):
+    """:func:`profile_device` over a :class:`ProfileOptions`; see :mod:`patsearch.profiler.run`."""
+    from patsearch.profiler.run import build_profile as _impl
+
+    return _impl(*args, **kwargs)
+
+
 def run_bench(*args, **kwargs):
     """Table 1 style benchmark of PATNet variants and timm peers; see :mod:`patsearch.profiler.bench`."""
     from patsearch.profiler.bench import run_bench as _impl
@@ -44,4 +53,5 @@ def run_bench(*args, **kwargs):
 
 __all__ = ["load_profile", "find_profile", "Profile", "ProfileError", "StaleProfileWarning", "DEVICES", "Device",
            "DeviceError", "Protocol", "get_device", "check_hardware", "profile_device", "run_bench",
+           "ProfileOptions", "ProfileOptionsError", "build_profile",
            "PROFILES_DIR"]

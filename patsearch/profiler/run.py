@@ -1,14 +1,18 @@
-"""`patsearch profile`: check the hardware, build or resume the lookup table, trace, validate."""
+"""`patsearch profile`: check the hardware, build or resume the lookup table, trace, validate.
+
+:func:`build_profile` takes a :class:`~patsearch.profiler.options.ProfileOptions`; :func:`profile_device` is its
+keyword front door.
+"""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from patsearch.profiler.devices import check_hardware, get_device
+from patsearch.profiler.options import ProfileOptions, ProfileOptionsError
 from patsearch.profiler.table import (
     LayerFactory,
     Profile,
@@ -19,57 +23,63 @@ from patsearch.profiler.table import (
 )
 
 
-def profile_device(device: str, *, space: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-                   batch: int | None = None, dtype: str | None = None, channels_last: bool | None = None,
-                   threads: int | None = None, form: str | None = None, clock: str | None = None,
-                   validate: int = 0, calibrate: int | None = None, adapt: bool = False,
-                   adapt_from: str | os.PathLike | None = None,
-                   seed: int = 0, trace: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
-                   fresh: bool = False, progress: bool = True, command: str | None = None,
-                   layer_factory: LayerFactory | None = None, model_factory: Any = None,
-                   layer_budget: Any = None, network_budget: Any = None, passes: int = 1) -> Profile:
-    """Build (or resume) the lookup table of ``device`` for a search space, then optionally trace and validate.
+def profile_device(device: str, *, layer_factory: LayerFactory | None = None, model_factory: Any = None,
+                   layer_budget: Any = None, network_budget: Any = None, **options: Any) -> Profile:
+    """The keyword front door of :func:`build_profile`: ``device`` and ``options`` become a
+    :class:`~patsearch.profiler.options.ProfileOptions` (``space``, ``out``, ``batch``, ``dtype``,
+    ``channels_last``, ``threads``, ``form``, ``clock``, ``validate``, ``calibrate``, ``adapt``, ``adapt_from``,
+    ``seed``, ``trace``, ``plot``, ``fresh``, ``passes``, ``progress``, ``command``)."""
+    try:
+        opts = ProfileOptions(device, **options)
+    except TypeError as exc:  # an unknown keyword: the same one-line error as an unknown options-file field
+        raise ProfileOptionsError(str(exc)) from None
+    return build_profile(opts, layer_factory=layer_factory, model_factory=model_factory, layer_budget=layer_budget,
+                         network_budget=network_budget)
+
+
+def build_profile(options: ProfileOptions, *, layer_factory: LayerFactory | None = None, model_factory: Any = None,
+                  layer_budget: Any = None, network_budget: Any = None) -> Profile:
+    """Build (or resume) the lookup table of ``options.device`` for a search space, then optionally trace and
+    validate.
 
     Only entries the table lacks are measured; ``passes`` > 1 measures every layer in that many separate passes
-    (on a shared host: slow drifts of background load average out) and keeps the mean. ``validate=N`` measures ``calibrate`` + ``N`` random architectures
-    end to end, fits the calibration on the first set, scores it on the second and writes a scatter plot (by
-    default next to the profile, ``<profile>.fidelity.png``).
+    (on a shared host: slow drifts of background load average out) and keeps the mean. ``validate=N`` measures
+    ``calibrate`` + ``N`` random architectures end to end, fits the calibration on the first set, scores it on the
+    second and writes a scatter plot (by default next to the profile, ``<profile>.fidelity.png``).
 
     ``adapt=True`` measures no layers: it adapts the nearest measured table (or ``adapt_from``) to this device from
     ``calibrate`` (default 14) networks measured end to end and scores it on ``validate`` (default 8) others; see
     :mod:`patsearch.profiler.adapt`. Without ``out`` profiles go to the user's folder
-    (:func:`patsearch.resources.user_profiles_dir`), never into the source tree.
+    (:func:`patsearch.resources.user_profiles_dir`), never into the source tree. The keywords are test hooks: what
+    builds layers and networks, and the measurement budgets.
     """
     from patsearch.space import load_space
 
-    dev = get_device(device)
-    protocol = dev.protocol_with(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads, form=form,
-                                    clock=clock)
+    o = options
+    dev = get_device(o.device)
+    protocol = o.protocol()
     check_hardware(dev)
-    search_space = load_space(space)
-    path = Path(out) if out is not None else profile_path(dev.name, protocol)
+    search_space = load_space(o.space)
+    path = Path(o.out) if o.out is not None else profile_path(dev.name, protocol)
+    command = o.command
     if command is None:
         command = "patsearch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("patsearch") else \
             " ".join(sys.argv)
-    if adapt:
-        return _adapt(dev, protocol, search_space, path, validate=validate, calibrate=calibrate, seed=seed,
-                      adapt_from=adapt_from, plot=plot, fresh=fresh, command=command, model_factory=model_factory,
-                      network_budget=network_budget, progress=progress)
-    calibrate = 40 if calibrate is None else calibrate
-    profile = open_for_build(path, dev, protocol, fresh=fresh, command=command)
+    if o.adapt:
+        return _adapt(dev, protocol, search_space, path, validate=o.validate, calibrate=o.calibrate, seed=o.seed,
+                      adapt_from=o.adapt_from, plot=o.plot, fresh=o.fresh, command=command,
+                      model_factory=model_factory, network_budget=network_budget, progress=o.progress)
+    calibrate = 40 if o.calibrate is None else o.calibrate
+    profile = open_for_build(path, dev, protocol, fresh=o.fresh, command=command)
     layers = search_space.layer_inputs()
     source = Path(search_space.source)
     space_info = {"name": search_space.name, "file": source.name, "layers": len(layers),
                   "sha1": hashlib.sha1(source.read_bytes()).hexdigest()[:12] if source.exists() else None}
-    if passes < 1:
-        from patsearch.profiler.devices import DeviceError
-
-        raise DeviceError(f"--passes must be at least 1, got {passes}")
-    build_table(profile, layers, dev, layer_factory=layer_factory, progress=progress, space_info=space_info,
-                budget=layer_budget, passes=passes)
-    if trace is not None:
-        record_traces(profile, layers, dev, Path(trace), layer_factory=layer_factory)
-    if validate:
+    build_table(profile, layers, dev, layer_factory=layer_factory, progress=o.progress, space_info=space_info,
+                budget=layer_budget, passes=o.passes)
+    if o.trace is not None:
+        record_traces(profile, layers, dev, Path(o.trace), layer_factory=layer_factory)
+    if o.validate:
         from patsearch.profiler.validate import validate as run_validation
 
         if dev.backend != "cpu":  # start the end-to-end runs without the layer pass's cached blocks and graphs
@@ -77,9 +87,9 @@ def profile_device(device: str, *, space: str | os.PathLike | None = None, out: 
 
             torch.cuda.empty_cache()
 
-        plot_path = Path(plot) if plot is not None else path.with_suffix(".fidelity.png")
-        run_validation(profile, search_space, dev, n_evaluate=validate, n_calibrate=calibrate, seed=seed,
-                       model_factory=model_factory, plot=plot_path, progress=progress, budget=network_budget)
+        plot_path = Path(o.plot) if o.plot is not None else path.with_suffix(".fidelity.png")
+        run_validation(profile, search_space, dev, n_evaluate=o.validate, n_calibrate=calibrate, seed=o.seed,
+                       model_factory=model_factory, plot=plot_path, progress=o.progress, budget=network_budget)
     return profile
 
 

@@ -1,10 +1,13 @@
 """The trainer: the paper's recipes, one training loop (also the search's proxy training), DDP, exact resume.
 
-``patsearch.train.train(arch, recipe, ...)`` is the one entry point (see :mod:`patsearch.train.loop`);
+``Trainer(TrainOptions(...)).fit()`` runs one training (:mod:`patsearch.train.options`, :mod:`patsearch.train.loop`);
+``patsearch.train.train(arch, recipe, ...)`` is its keyword front door (the search's proxy uses it);
 ``patsearch.train.evaluate_checkpoint`` backs ``patsearch eval``; recipes live in :mod:`patsearch.train.recipe`.
 """
 from patsearch.train.evaluate import evaluate_checkpoint
-from patsearch.train.loop import TrainingDiverged, train
+from patsearch.train.loop import Trainer, TrainingDiverged, train
+from patsearch.train.options import TrainOptions, TrainOptionsError
 from patsearch.train.recipe import Recipe, RecipeError, load_recipe, recipe_names
 
-__all__ = ["Recipe", "RecipeError", "TrainingDiverged", "evaluate_checkpoint", "load_recipe", "recipe_names", "train"]
+__all__ = ["Recipe", "RecipeError", "TrainOptions", "TrainOptionsError", "Trainer", "TrainingDiverged",
+           "evaluate_checkpoint", "load_recipe", "recipe_names", "train"]

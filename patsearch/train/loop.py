@@ -1,9 +1,12 @@
-"""The training loop: one library function, used by ``patsearch train`` and by the search's proxy training.
+"""The training loop: :class:`Trainer` (setup / resume / run_epoch / evaluate / save) over a :class:`TrainOptions`,
+used by ``patsearch train``; :func:`train` is its keyword front door, used by the search's proxy training.
 
 API (small on purpose)::
 
-    from patsearch.train import train
-    result = train("patnet_t2", "patnet_t2", data="/data/imagenet", out_dir="runs/t2", batch_size=1024)
+    from patsearch.train import Trainer, TrainOptions, train
+    result = Trainer(TrainOptions("patnet_t2", "patnet_t2", data="/data/imagenet", out_dir="runs/t2",
+                                  batch_size=1024)).fit()
+    result = train("patnet_t2", "patnet_t2", data="/data/imagenet", out_dir="runs/t2", batch_size=1024)  # same
     result["best_top1"], result["history"]          # per-epoch metrics dicts
 
 - ``arch``: an ArchConfig, a variant name, an architecture YAML (a search's best.yaml), a mapping, or a timm peer
@@ -35,12 +38,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -49,6 +54,13 @@ from patsearch.arch import ArchConfig
 from patsearch.data.datasets import DEFAULT_SYNTHETIC, SYNTHETIC_IMAGE_SIZE, make_datasets
 from patsearch.data.device_augment import epoch_permutation, pad_crop_flip, step_generator
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
+from patsearch.data.transforms import (
+    DeviceNormalizer,
+    TransformedDataset,
+    collate_uint8,
+    eval_transform,
+    train_transform,
+)
 from patsearch.errors import UserError
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
@@ -64,9 +76,8 @@ from patsearch.train.distributed import (
 )
 from patsearch.train.engine import TrainStep, amp_dtype, build_criterion, build_model, build_optimizer, describe_arch
 from patsearch.train.evaluate import evaluate
+from patsearch.train.options import DEFAULT_BATCH, TrainOptions
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
-
-DEFAULT_BATCH = 256
 
 
 class TrainingDiverged(UserError):
@@ -211,7 +222,7 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           *, data: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
           resolution: int | None = None, multi_scale: str | None = None, amp: bool | None = None,
-          device: str = "auto", workers: int | None = None, cache: str = "auto",
+          device: str | torch.device = "auto", workers: int | None = None, cache: str = "auto",
           synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, resume: str | os.PathLike | None = None,
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
           channels_last: bool = True, compile: bool = False, sync_bn: bool = False, deterministic: bool = False,
@@ -221,288 +232,360 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           on_step_end: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train ``arch`` with ``recipe``; returns ``{"history": [...], "best_top1": ..., "final": {...}, ...}``.
 
-    See the module docstring for the arguments. ``checkpoint_every`` also saves ``latest.pt`` every that many
-    steps (for runs killed mid-epoch); ``max_steps`` stops early after that many optimiser steps in total.
+    The keyword front door of :class:`Trainer`: the arguments become a :class:`TrainOptions` (validated there; see
+    the module docstring for their meaning). ``checkpoint_every`` also saves ``latest.pt`` every that many steps
+    (for runs killed mid-epoch); ``max_steps`` stops early after that many optimiser steps in total.
     ``tensor_cache_dir`` is where ``crop: pad`` recipes keep their decoded data (None: this process only).
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"--batch-size must be a positive integer (the global batch), got {batch_size!r}")
-    ctx = init_distributed(device)
-    writer = progress_bar = None
-    try:
-        rec = resolve_recipe(recipe, arch, epochs=epochs, resolution=resolution, multi_scale=multi_scale, amp=amp)
-        global_batch = batch_size if batch_size is not None else DEFAULT_BATCH
+    options = TrainOptions(
+        arch=arch, recipe=recipe, data=data, out_dir=out_dir, epochs=epochs,
+        batch_size=DEFAULT_BATCH if batch_size is None else batch_size, lr=lr, resolution=resolution,
+        multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, synthetic=tuple(synthetic),
+        seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
+        channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
+        profile_steps=profile_steps, log_every=log_every, progress=progress, tensorboard=tensorboard,
+        tensor_cache_dir=tensor_cache_dir)
+    return Trainer(options, on_epoch_end=on_epoch_end, on_step_end=on_step_end).fit()
+
+
+class Trainer:
+    """One training run as a few steps: :meth:`setup` (data, model, optimiser, schedule), :meth:`resume`,
+    :meth:`run` (one :meth:`run_epoch` after another, each ending in :meth:`evaluate` and :meth:`save`).
+
+    :meth:`fit` runs them in order inside the process group and always releases it. ``on_epoch_end(epoch,
+    metrics)`` runs after each evaluation on every rank (raising stops the run: Optuna pruning);
+    ``on_step_end(step, loss)`` after each optimiser step (it syncs the device: tests and debugging only).
+    """
+
+    def __init__(self, options: TrainOptions, *, on_epoch_end: Callable[[int, dict], None] | None = None,
+                 on_step_end: Callable[[int, float], None] | None = None) -> None:
+        self.opts = options
+        self.on_epoch_end, self.on_step_end = on_epoch_end, on_step_end
+        self.writer: _Writer | None = None
+        self.progress: _Progress | None = None
+        self.profiler: Any = None
+
+    def fit(self) -> dict[str, Any]:
+        """Set up, resume if asked, train to the end (or ``max_steps``); returns :meth:`result`."""
+        self.ctx = init_distributed(self.opts.device)
+        try:
+            self.setup()
+            self.resume()
+            return self.run()
+        finally:
+            self.close()
+
+    # --- setup ------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Recipe, seeds, data, model, optimiser, schedule and loss; the run's fresh (not resumed) state."""
+        o, ctx = self.opts, self.ctx
+        recipe = None if o.auto_recipe else o.recipe
+        rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
+                                        multi_scale=o.multi_scale, amp=o.amp)
+        global_batch = self.global_batch = o.batch_size
         if global_batch % ctx.world_size:
             raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "
                             f"({ctx.world_size})")
-        local_batch = global_batch // ctx.world_size
+        local_batch = self.local_batch = global_batch // ctx.world_size
         if (rec.uses_mixup and local_batch % 2) or local_batch < 1:
             raise UserError(f"per-process batch {local_batch} must be a positive even number (Mixup/CutMix pair "
                             "samples); change --batch-size")
-        peak_lr = lr if lr is not None else rec.scaled_lr(global_batch)
-        if deterministic:
+        self.peak_lr = o.lr if o.lr is not None else rec.scaled_lr(global_batch)
+        if o.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=ctx.device.type == "cuda")
         if ctx.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not deterministic
+            torch.backends.cudnn.benchmark = not o.deterministic
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        torch.manual_seed(seed + ctx.rank)
-        import random
-
-        import numpy as np
-
-        random.seed(seed + ctx.rank)
-        np.random.seed(seed + ctx.rank)
-        num_workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0)
-
-        train_t = val_t = None
-        if rec.uses_tensor_cache:
-            source = TensorSource(root=os.fspath(data) if data is not None else None,
-                                  synthetic=None if data is not None else tuple(synthetic),
-                                  synthetic_image_size=SYNTHETIC_IMAGE_SIZE, seed=seed)
-            train_t, val_t = load_or_build(source, rec.resolution, rec.test_resolution, rec.test_crop_pct,
-                                           cache_dir=tensor_cache_dir, workers=max(num_workers, os.cpu_count() or 1))
-            train_t, val_t = train_t.to(ctx.device), val_t.to(ctx.device)  # the whole set lives on the device
-            n_train, n_val, classes = len(train_t), len(val_t), list(train_t.classes)
-        else:
-            train_base, val_base = make_datasets(data, cache=cache, synthetic=synthetic, seed=seed,
-                                                 workers=max(num_workers, 4))
-            n_train, n_val, classes = len(train_base), len(val_base), list(train_base.classes)
-        num_classes = len(classes)
-        arch_cfg, arch_name = describe_arch(arch)
-        model = build_model(arch_cfg if arch_cfg is not None else arch_name, num_classes, rec.drop_path)
+        torch.manual_seed(o.seed + ctx.rank)
+        random.seed(o.seed + ctx.rank)
+        np.random.seed(o.seed + ctx.rank)
+        self.num_workers = (o.workers if o.workers is not None
+                            else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0))
+        self._setup_data()
+        num_classes = len(self.classes)
+        self.arch_cfg, self.arch_name = describe_arch(o.arch)
+        model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
+                            rec.drop_path)
         model.to(ctx.device)
-        if channels_last:
+        if o.channels_last:
             model.to(memory_format=torch.channels_last)
-        if sync_bn and ctx.enabled:
+        if o.sync_bn and ctx.enabled:
             if ctx.device.type != "cuda":
                 raise UserError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPUs")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        optimizer = build_optimizer(model, rec, peak_lr, ctx.device)
-        dtype = amp_dtype(ctx.device, rec.amp)
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+        self.model = model
+        self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device)
+        self.dtype = amp_dtype(ctx.device, rec.amp)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
-        steps_per_epoch = n_train // global_batch
-        if steps_per_epoch < 1:
-            raise UserError(f"the training set ({n_train} images) is smaller than one global batch "
+        self.steps_per_epoch = self.n_train // global_batch
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the training set ({self.n_train} images) is smaller than one global batch "
                             f"({global_batch}); lower --batch-size")
         from timm.scheduler import CosineLRScheduler
 
-        total_steps = rec.epochs * steps_per_epoch
-        scheduler = CosineLRScheduler(optimizer, t_initial=total_steps, lr_min=min(rec.min_lr, peak_lr),
-                                      warmup_t=int(round(rec.warmup_epochs * steps_per_epoch)),
-                                      warmup_lr_init=min(rec.warmup_lr, peak_lr), t_in_epochs=False)
-        criterion, mixup = build_criterion(rec, num_classes)
+        total_steps = rec.epochs * self.steps_per_epoch
+        self.scheduler = CosineLRScheduler(
+            self.optimizer, t_initial=total_steps, lr_min=min(rec.min_lr, self.peak_lr),
+            warmup_t=int(round(rec.warmup_epochs * self.steps_per_epoch)),
+            warmup_lr_init=min(rec.warmup_lr, self.peak_lr), t_in_epochs=False)
+        self.criterion, self.mixup = build_criterion(rec, num_classes)
 
-        out_path = Path(out_dir) if out_dir is not None else None
-        run_info = {"arch": arch_name, "recipe": rec.name, "data": os.fspath(data) if data is not None else None,
-                    "synthetic": list(synthetic) if data is None else None, "global_batch": global_batch,
-                    "world_size": ctx.world_size, "lr": peak_lr, "seed": seed, "amp_dtype": str(dtype),
-                    "precision": describe_precision(dtype, rec.amp, ctx.device),
-                    "data_path": "tensor-cache" if train_t is not None else "loader",
-                    "device": str(ctx.device), "steps_per_epoch": steps_per_epoch, "epochs": rec.epochs,
-                    "channels_last": channels_last, "compile": compile}
+        self.out_path = Path(o.out_dir) if o.out_dir is not None else None
+        self.run_info = {
+            "arch": self.arch_name, "recipe": rec.name, "data": o.data,
+            "synthetic": list(o.synthetic) if o.data is None else None, "global_batch": global_batch,
+            "world_size": ctx.world_size, "lr": self.peak_lr, "seed": o.seed, "amp_dtype": str(self.dtype),
+            "precision": describe_precision(self.dtype, rec.amp, ctx.device),
+            "data_path": "tensor-cache" if self.train_t is not None else "loader",
+            "device": str(ctx.device), "steps_per_epoch": self.steps_per_epoch, "epochs": rec.epochs,
+            "channels_last": o.channels_last, "compile": o.compile}
+        self.start_epoch = self.step_in_epoch = self.global_step = 0
+        self.best_top1 = -1.0
+        self.history: list[dict[str, Any]] = []
+        self.partial: dict[str, Any] = {}
+        self.epoch_loss = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, steps (this epoch)
 
-        # --- resume -----------------------------------------------------------------------------------------
-        start_epoch, step_in_epoch, global_step, best_top1 = 0, 0, 0, -1.0
-        history: list[dict[str, Any]] = []
-        epoch_loss = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, steps (this epoch)
-        resume_path = ckpt.find_resume(out_path, resume) if resume and (out_path or resume != "auto") else None
-        if resume_path is not None:
-            state = ckpt.load(resume_path)
-            _check_resumable(state.get("run", {}), run_info, resume_path)
-            model.load_state_dict(ckpt.model_state(state))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start_epoch, step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
-            global_step, best_top1 = int(state["global_step"]), float(state["best_top1"])
-            history = list(state.get("history", []))
-            epoch_loss = state["epoch_loss"].to(ctx.device)
-            rng = state.get("rng", [])
-            if len(rng) == ctx.world_size:
-                ckpt.set_rng_state(rng[ctx.rank])
-            elif ctx.is_main:
-                print(f"note: checkpoint has RNG states for {len(rng)} processes, this run has {ctx.world_size}; "
-                      "resuming with fresh random streams")
+    def _setup_data(self) -> None:
+        """The datasets: device tensors for ``crop: pad`` recipes, else timm-style file datasets."""
+        o, ctx, rec = self.opts, self.ctx, self.rec
+        self.train_t = self.val_t = None
+        if rec.uses_tensor_cache:
+            source = TensorSource(root=o.data, synthetic=None if o.data is not None else tuple(o.synthetic),
+                                  synthetic_image_size=SYNTHETIC_IMAGE_SIZE, seed=o.seed)
+            train_t, val_t = load_or_build(source, rec.resolution, rec.test_resolution, rec.test_crop_pct,
+                                           cache_dir=o.tensor_cache_dir,
+                                           workers=max(self.num_workers, os.cpu_count() or 1))
+            self.train_t, self.val_t = train_t.to(ctx.device), val_t.to(ctx.device)  # the whole set on the device
+            self.n_train, self.n_val, self.classes = len(train_t), len(val_t), list(train_t.classes)
+        else:
+            self.train_base, self.val_base = make_datasets(o.data, cache=o.cache, synthetic=o.synthetic, seed=o.seed,
+                                                           workers=max(self.num_workers, 4))
+            self.n_train, self.n_val = len(self.train_base), len(self.val_base)
+            self.classes = list(self.train_base.classes)
 
-        train_model: nn.Module = model
+    # --- resume -----------------------------------------------------------------------------------------------
+    def resume(self) -> bool:
+        """Continue from ``options.resume`` (``auto``: ``latest.pt`` in the run folder, if any); True if it did."""
+        o, ctx = self.opts, self.ctx
+        resume_path = (ckpt.find_resume(self.out_path, o.resume)
+                       if o.resume and (self.out_path or o.resume != "auto") else None)
+        if resume_path is None:
+            return False
+        state = ckpt.load(resume_path)
+        _check_resumable(state.get("run", {}), self.run_info, resume_path)
+        self.model.load_state_dict(ckpt.model_state(state))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+        self.global_step, self.best_top1 = int(state["global_step"]), float(state["best_top1"])
+        self.history = list(state.get("history", []))
+        self.epoch_loss = state["epoch_loss"].to(ctx.device)
+        rng = state.get("rng", [])
+        if len(rng) == ctx.world_size:
+            ckpt.set_rng_state(rng[ctx.rank])
+        elif ctx.is_main:
+            print(f"note: checkpoint has RNG states for {len(rng)} processes, this run has {ctx.world_size}; "
+                  "resuming with fresh random streams")
+        return True
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train from the current state to the recipe's last epoch (or ``max_steps``); returns :meth:`result`."""
+        o, ctx, rec = self.opts, self.ctx, self.rec
+        train_model: nn.Module = self.model
         if ctx.enabled:
             train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-        if compile:
+                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        if o.compile:
             train_model = torch.compile(train_model)
-        step_fn = TrainStep(train_model, optimizer, criterion, ctx.device, dtype, rec.clip_grad, scaler)
-
-        from patsearch.data.transforms import (
-            DeviceNormalizer,
-            TransformedDataset,
-            collate_uint8,
-            eval_transform,
-            train_transform,
-        )
-
-        normalize = DeviceNormalizer(ctx.device, channels_last)
-        if train_t is not None:
-            def tensor_batches(epoch: int, first_step: int):
-                yield from _tensor_batches(train_t, rec, seed, epoch, first_step, steps_per_epoch, global_batch,
-                                           local_batch, ctx)
-
-            val_loader: Any = _TensorEval(val_t, shard_indices(n_val, ctx),
-                                          max(local_batch, 1024) if ctx.device.type == "cuda" else local_batch)
-        else:
-            pin = ctx.device.type == "cuda"
-            loader_kw: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate_uint8, "pin_memory": pin}
-            if num_workers > 0:
-                loader_kw.update(persistent_workers=True, prefetch_factor=4)
-            sampler = ShardedBatchSampler(n_train, local_batch, rank=ctx.rank, world_size=ctx.world_size,
-                                          seed=seed)
-            train_loaders: dict[int, torch.utils.data.DataLoader] = {}
-
-            def train_loader(res: int) -> torch.utils.data.DataLoader:
-                if res not in train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
-                    train_loaders.clear()
-                    train_loaders[res] = torch.utils.data.DataLoader(
-                        TransformedDataset(train_base, train_transform(rec, res)), batch_sampler=sampler,
-                        generator=torch.Generator().manual_seed(seed), **loader_kw)
-                return train_loaders[res]
-
-            val_loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(TransformedDataset(val_base, eval_transform(rec)),
-                                        shard_indices(n_val, ctx)),
-                batch_size=local_batch, generator=torch.Generator().manual_seed(seed), **loader_kw)
-
-        writer = _Writer(out_path, ctx.is_main, tensorboard)
-        progress_bar = _Progress(progress and ctx.is_main, total_steps=rec.epochs * steps_per_epoch)
-        profiler = _make_profiler(profile_steps, out_path, ctx) if profile_steps > 0 and out_path else None
-        if ctx.is_main and progress:
-            progress_bar.log(f"training {arch_name} with recipe {rec.name or '(custom)'}: {rec.epochs} epochs x "
-                             f"{steps_per_epoch} steps, global batch {global_batch} on {ctx.world_size} "
-                             f"{ctx.device.type} process(es), lr {peak_lr:.3g}, {run_info['precision']}, "
-                             f"{n_train} train / {n_val} val images, {num_classes} classes"
-                             + (", data as device tensors" if train_t is not None else ""))
-
-        bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
-        stop = False
-        partial: dict[str, Any] = {}
+        self.train_model = train_model
+        self.step_fn = TrainStep(train_model, self.optimizer, self.criterion, ctx.device, self.dtype, rec.clip_grad,
+                                 self.scaler)
+        self.normalize = DeviceNormalizer(ctx.device, o.channels_last)
+        self._setup_loaders()
+        self.writer = _Writer(self.out_path, ctx.is_main, o.tensorboard)
+        self.progress = _Progress(o.progress and ctx.is_main, total_steps=rec.epochs * self.steps_per_epoch)
+        if o.profile_steps > 0 and self.out_path:
+            self.profiler = _make_profiler(o.profile_steps, self.out_path, ctx)
+        if ctx.is_main and o.progress:
+            self.progress.log(
+                f"training {self.arch_name} with recipe {rec.name or '(custom)'}: {rec.epochs} epochs x "
+                f"{self.steps_per_epoch} steps, global batch {self.global_batch} on {ctx.world_size} "
+                f"{ctx.device.type} process(es), lr {self.peak_lr:.3g}, {self.run_info['precision']}, "
+                f"{self.n_train} train / {self.n_val} val images, {len(self.classes)} classes"
+                + (", data as device tensors" if self.train_t is not None else ""))
+        self.bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
         train_model.train()
-
-        def check_finite(epoch: int) -> None:
-            flag = all_reduce_sum(ctx, bad.to(torch.float32))
-            if flag.item() > 0:
-                last = out_path / ckpt.LATEST if out_path is not None and (out_path / ckpt.LATEST).exists() else None
-                where = f"; the last good checkpoint {last} is intact" if last else ""
-                raise TrainingDiverged(f"loss became NaN or infinite in epoch {epoch} (by step {global_step}); "
-                                       f"stopped without saving{where}. Lower --lr, or set clip_grad in the recipe")
-
-        def save(epoch: int, step: int, is_best: bool) -> None:
-            rngs = all_gather_objects(ctx, ckpt.rng_state())
-            if not ctx.is_main or out_path is None:
-                return
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                     "epoch": epoch, "step_in_epoch": step, "global_step": global_step, "best_top1": best_top1,
-                     "epoch_loss": epoch_loss.cpu(), "history": history, "rng": rngs,
-                     "arch": arch_cfg.to_dict() if arch_cfg is not None else {"timm": arch_name},
-                     "recipe": rec.to_dict(), "run": run_info, "classes": classes}
-            ckpt.save_atomic(state, out_path / ckpt.LATEST)
-            if is_best:
-                ckpt.save_atomic(state, out_path / ckpt.BEST)
-
-        for epoch in range(start_epoch, rec.epochs):
-            res = rec.resolution_at(epoch)
-            if train_t is not None:
-                loader = tensor_batches(epoch, step_in_epoch)
-            else:
-                sampler.set_epoch(epoch, step_in_epoch)
-                loader = train_loader(res)
-            progress_bar.start_epoch(f"epoch {epoch + 1}/{rec.epochs} @{res}", steps_per_epoch, step_in_epoch,
-                                     global_step)
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            t0 = time.perf_counter()
-            steps_this_run = 0
-            for images, labels in loader:
-                scheduler.step_update(global_step)
-                x = normalize(images)
-                y = labels.to(ctx.device, non_blocking=True)
-                size = _step_resolution(rec, seed, epoch, step_in_epoch)
-                if size is not None and size != x.shape[-1]:
-                    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-                if mixup is not None:
-                    x, y = mixup(x, y)
-                loss = step_fn(x, y)
-                bad |= ~torch.isfinite(loss)
-                epoch_loss[0] += loss.double()
-                epoch_loss[1] += 1
-                step_in_epoch += 1
-                global_step += 1
-                steps_this_run += 1
-                if profiler is not None:
-                    profiler.step()
-                if on_step_end is not None:
-                    on_step_end(global_step, float(loss))
-                info = None
-                if global_step % log_every == 0 or step_in_epoch == steps_per_epoch:
-                    check_finite(epoch)
-                    lr_now = optimizer.param_groups[0]["lr"]
-                    mean_loss = (epoch_loss[0] / epoch_loss[1].clamp(min=1)).item()
-                    img_s = steps_this_run * global_batch / max(time.perf_counter() - t0, 1e-9)  # synced by .item()
-                    info = f"loss {mean_loss:.4f} lr {lr_now:.2e} {img_s:.0f} img/s"
-                    writer.scalars({"train/loss": mean_loss, "train/lr": lr_now, "train/img_s": img_s}, global_step)
-                progress_bar.advance(info)
-                if checkpoint_every and global_step % checkpoint_every == 0 and step_in_epoch < steps_per_epoch:
-                    check_finite(epoch)
-                    save(epoch, step_in_epoch, False)
-                if max_steps is not None and global_step >= max_steps:
-                    stop = True
-                    break
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize(ctx.device)
-            train_time = time.perf_counter() - t0
-            check_finite(epoch)
-            if stop and step_in_epoch < steps_per_epoch:  # max_steps mid-epoch: resumable, evaluated, not in history
-                save(epoch, step_in_epoch, False)
-                partial = {"epoch": epoch + step_in_epoch / steps_per_epoch, "global_step": global_step,
-                           "partial": True, **evaluate(model, val_loader, normalize, ctx, dtype)}
+        for epoch in range(self.start_epoch, rec.epochs):
+            if self.run_epoch(epoch):
                 break
-            reduced = all_reduce_sum(ctx, epoch_loss) / ctx.world_size
-            metrics: dict[str, Any] = {
-                "epoch": epoch + 1, "global_step": global_step,
-                "train_loss": (reduced[0] / reduced[1].clamp(min=1)).item(),
-                "lr": optimizer.param_groups[0]["lr"], "resolution": res,
-                "img_s": steps_this_run * global_batch / max(train_time, 1e-9), "epoch_time_s": train_time,
-            }
-            if (epoch + 1) % eval_every == 0 or epoch + 1 == rec.epochs:
-                broadcast_buffers(ctx, model)  # every rank evaluates (and rank 0 saves) the same BN statistics
-                metrics.update(evaluate(model, val_loader, normalize, ctx, dtype))
-            history.append(metrics)
-            is_best = metrics.get("top1", -1.0) > best_top1
-            best_top1 = max(best_top1, metrics.get("top1", -1.0))
-            step_in_epoch = 0
-            epoch_loss.zero_()
-            save(epoch + 1, 0, is_best)
-            writer.scalars({f"epoch/{k}": float(v) for k, v in metrics.items()
-                            if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, global_step)
-            writer.metrics({"run": run_info, "recipe": rec.to_dict(), "best_top1": best_top1, "history": history})
-            progress_bar.log(_epoch_line(metrics, rec.epochs))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, metrics)
-            if stop:
-                break
-        if profiler is not None:
-            profiler.stop()
+        if self.profiler is not None:
+            self.profiler.stop()
         barrier(ctx)
-        return {"history": history, "best_top1": best_top1 if best_top1 >= 0 else None, "final": partial or (history[-1] if history else {}),
-                "global_step": global_step, "run": run_info, "recipe": rec.to_dict(), "is_main": ctx.is_main,
-                "out_dir": str(out_path) if out_path is not None else None}
-    finally:
-        if progress_bar is not None:
-            progress_bar.close()
-        if writer is not None:
-            writer.close()
-        cleanup(ctx)
+        return self.result()
+
+    def _setup_loaders(self) -> None:
+        o, ctx, rec = self.opts, self.ctx, self.rec
+        if self.train_t is not None:
+            self.val_loader: Any = _TensorEval(self.val_t, shard_indices(self.n_val, ctx),
+                                               max(self.local_batch, 1024) if ctx.device.type == "cuda"
+                                               else self.local_batch)
+            return
+        pin = ctx.device.type == "cuda"
+        self.loader_kw: dict[str, Any] = {"num_workers": self.num_workers, "collate_fn": collate_uint8,
+                                          "pin_memory": pin}
+        if self.num_workers > 0:
+            self.loader_kw.update(persistent_workers=True, prefetch_factor=4)
+        self.sampler = ShardedBatchSampler(self.n_train, self.local_batch, rank=ctx.rank,
+                                           world_size=ctx.world_size, seed=o.seed)
+        self.train_loaders: dict[int, torch.utils.data.DataLoader] = {}
+        self.val_loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(TransformedDataset(self.val_base, eval_transform(rec)),
+                                    shard_indices(self.n_val, ctx)),
+            batch_size=self.local_batch, generator=torch.Generator().manual_seed(o.seed), **self.loader_kw)
+
+    def _train_batches(self, epoch: int, res: int) -> Any:
+        """The epoch's (remaining) training batches, from the step the run is at."""
+        if self.train_t is not None:
+            return _tensor_batches(self.train_t, self.rec, self.opts.seed, epoch, self.step_in_epoch,
+                                   self.steps_per_epoch, self.global_batch, self.local_batch, self.ctx)
+        self.sampler.set_epoch(epoch, self.step_in_epoch)
+        if res not in self.train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
+            self.train_loaders.clear()
+            self.train_loaders[res] = torch.utils.data.DataLoader(
+                TransformedDataset(self.train_base, train_transform(self.rec, res)), batch_sampler=self.sampler,
+                generator=torch.Generator().manual_seed(self.opts.seed), **self.loader_kw)
+        return self.train_loaders[res]
+
+    def run_epoch(self, epoch: int) -> bool:
+        """Train (the rest of) ``epoch``, evaluate and save; True when the run stops here (``max_steps``)."""
+        o, ctx, rec = self.opts, self.ctx, self.rec
+        steps_per_epoch, global_batch = self.steps_per_epoch, self.global_batch
+        res = rec.resolution_at(epoch)
+        loader = self._train_batches(epoch, res)
+        self.progress.start_epoch(f"epoch {epoch + 1}/{rec.epochs} @{res}", steps_per_epoch, self.step_in_epoch,
+                                  self.global_step)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        t0 = time.perf_counter()
+        steps_this_run = 0
+        stop = False
+        for images, labels in loader:
+            self.scheduler.step_update(self.global_step)
+            x = self.normalize(images)
+            y = labels.to(ctx.device, non_blocking=True)
+            size = _step_resolution(rec, o.seed, epoch, self.step_in_epoch)
+            if size is not None and size != x.shape[-1]:
+                x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+            if self.mixup is not None:
+                x, y = self.mixup(x, y)
+            loss = self.step_fn(x, y)
+            self.bad |= ~torch.isfinite(loss)
+            self.epoch_loss[0] += loss.double()
+            self.epoch_loss[1] += 1
+            self.step_in_epoch += 1
+            self.global_step += 1
+            steps_this_run += 1
+            if self.profiler is not None:
+                self.profiler.step()
+            if self.on_step_end is not None:
+                self.on_step_end(self.global_step, float(loss))
+            info = None
+            if self.global_step % o.log_every == 0 or self.step_in_epoch == steps_per_epoch:
+                self._check_finite(epoch)
+                lr_now = self.optimizer.param_groups[0]["lr"]
+                mean_loss = (self.epoch_loss[0] / self.epoch_loss[1].clamp(min=1)).item()
+                img_s = steps_this_run * global_batch / max(time.perf_counter() - t0, 1e-9)  # synced by .item()
+                info = f"loss {mean_loss:.4f} lr {lr_now:.2e} {img_s:.0f} img/s"
+                self.writer.scalars({"train/loss": mean_loss, "train/lr": lr_now, "train/img_s": img_s},
+                                    self.global_step)
+            self.progress.advance(info)
+            if (o.checkpoint_every and self.global_step % o.checkpoint_every == 0
+                    and self.step_in_epoch < steps_per_epoch):
+                self._check_finite(epoch)
+                self.save(epoch, self.step_in_epoch, False)
+            if o.max_steps is not None and self.global_step >= o.max_steps:
+                stop = True
+                break
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        train_time = time.perf_counter() - t0
+        self._check_finite(epoch)
+        if stop and self.step_in_epoch < steps_per_epoch:  # max_steps mid-epoch: resumable, evaluated, not in history
+            self.save(epoch, self.step_in_epoch, False)
+            self.partial = {"epoch": epoch + self.step_in_epoch / steps_per_epoch, "global_step": self.global_step,
+                            "partial": True, **self.evaluate()}
+            return True
+        reduced = all_reduce_sum(ctx, self.epoch_loss) / ctx.world_size
+        metrics: dict[str, Any] = {
+            "epoch": epoch + 1, "global_step": self.global_step,
+            "train_loss": (reduced[0] / reduced[1].clamp(min=1)).item(),
+            "lr": self.optimizer.param_groups[0]["lr"], "resolution": res,
+            "img_s": steps_this_run * global_batch / max(train_time, 1e-9), "epoch_time_s": train_time,
+        }
+        if (epoch + 1) % o.eval_every == 0 or epoch + 1 == rec.epochs:
+            broadcast_buffers(ctx, self.model)  # every rank evaluates (and rank 0 saves) the same BN statistics
+            metrics.update(self.evaluate())
+        self.history.append(metrics)
+        is_best = metrics.get("top1", -1.0) > self.best_top1
+        self.best_top1 = max(self.best_top1, metrics.get("top1", -1.0))
+        self.step_in_epoch = 0
+        self.epoch_loss.zero_()
+        self.save(epoch + 1, 0, is_best)
+        self.writer.scalars({f"epoch/{k}": float(v) for k, v in metrics.items()
+                             if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, self.global_step)
+        self.writer.metrics({"run": self.run_info, "recipe": rec.to_dict(), "best_top1": self.best_top1,
+                             "history": self.history})
+        self.progress.log(_epoch_line(metrics, rec.epochs))
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch + 1, metrics)
+        return stop
+
+    def evaluate(self) -> dict[str, float]:
+        """Top-1, top-5 and loss of the current weights on this rank's share of the validation set."""
+        return evaluate(self.model, self.val_loader, self.normalize, self.ctx, self.dtype)
+
+    def _check_finite(self, epoch: int) -> None:
+        flag = all_reduce_sum(self.ctx, self.bad.to(torch.float32))
+        if flag.item() > 0:
+            out_path = self.out_path
+            last = out_path / ckpt.LATEST if out_path is not None and (out_path / ckpt.LATEST).exists() else None
+            where = f"; the last good checkpoint {last} is intact" if last else ""
+            raise TrainingDiverged(f"loss became NaN or infinite in epoch {epoch} (by step {self.global_step}); "
+                                   f"stopped without saving{where}. Lower --lr, or set clip_grad in the recipe")
+
+    def save(self, epoch: int, step: int, is_best: bool) -> None:
+        """``latest.pt`` (and ``best.pt``) at (epoch, step): everything an exact resume needs (rank 0 writes)."""
+        rngs = all_gather_objects(self.ctx, ckpt.rng_state())
+        if not self.ctx.is_main or self.out_path is None:
+            return
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
+                 "epoch": epoch, "step_in_epoch": step, "global_step": self.global_step,
+                 "best_top1": self.best_top1, "epoch_loss": self.epoch_loss.cpu(), "history": self.history,
+                 "rng": rngs,
+                 "arch": self.arch_cfg.to_dict() if self.arch_cfg is not None else {"timm": self.arch_name},
+                 "recipe": self.rec.to_dict(), "run": self.run_info, "classes": self.classes}
+        ckpt.save_atomic(state, self.out_path / ckpt.LATEST)
+        if is_best:
+            ckpt.save_atomic(state, self.out_path / ckpt.BEST)
+
+    def result(self) -> dict[str, Any]:
+        return {"history": self.history, "best_top1": self.best_top1 if self.best_top1 >= 0 else None,
+                "final": self.partial or (self.history[-1] if self.history else {}),
+                "global_step": self.global_step, "run": self.run_info, "recipe": self.rec.to_dict(),
+                "is_main": self.ctx.is_main, "out_dir": str(self.out_path) if self.out_path is not None else None}
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.writer is not None:
+            self.writer.close()
+        cleanup(self.ctx)
 
 
 def describe_precision(dtype: torch.dtype | None, amp: bool, device: torch.device) -> str:

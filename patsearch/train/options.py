@@ -1,0 +1,173 @@
+"""``TrainOptions``: everything one training run takes, validated once, frozen, and loadable from YAML.
+
+The library API of the trainer (``Trainer(TrainOptions(...)).fit()``; :func:`patsearch.train.train` builds one from
+keyword arguments) and what ``patsearch train --options run.yaml`` reads (``yaml.safe_load``; flags override it)::
+
+    arch: patnet_t2
+    recipe: patnet_t2
+    data: /data/imagenet
+    out_dir: runs/t2
+    batch_size: 1024
+
+Callbacks (``on_epoch_end``, ``on_step_end``) are not options: they are code, passed to the :class:`Trainer`.
+Validation errors are one line naming the CLI flag (``--batch-size must be a positive integer ...``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import yaml
+
+from patsearch.arch import ArchConfig, is_int, is_number
+from patsearch.config import dataclass_from_mapping, read_yaml
+from patsearch.data.datasets import DEFAULT_SYNTHETIC
+from patsearch.errors import UserError
+from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe
+
+DEFAULT_BATCH = 256
+CACHE_MODES = ("auto", "memory", "none")
+
+
+class TrainOptionsError(UserError, ValueError):
+    """A training option (flag, keyword or options-file field) is invalid."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """One training run. ``arch`` and ``recipe`` say what and how (see :mod:`patsearch.train.loop`); the rest is
+    where, how long and how the run behaves. Paths are kept as strings so that :meth:`to_yaml` round-trips."""
+
+    arch: ArchConfig | str | Mapping[str, Any]
+    recipe: str | Recipe | Mapping[str, Any] | None = None  # None or "auto": the recipe that fits ``arch``
+    data: str | None = None  # None: the built-in synthetic set
+    out_dir: str | None = None  # None: write nothing (in-process proxy training)
+    # recipe overrides
+    epochs: int | None = None
+    batch_size: int = DEFAULT_BATCH  # global, split across processes
+    lr: float | None = None  # None: the recipe's, scaled from its batch to ``batch_size``
+    resolution: int | None = None
+    multi_scale: str | None = None
+    amp: bool | None = None
+    # where and how
+    device: str = "auto"
+    workers: int | None = None
+    cache: str = "auto"
+    synthetic: tuple[int, int] = DEFAULT_SYNTHETIC  # (train, val) images of the synthetic set
+    seed: int = 0
+    resume: str | None = None  # "auto" or a checkpoint path
+    checkpoint_every: int = 0
+    max_steps: int | None = None
+    eval_every: int = 1
+    channels_last: bool = True
+    compile: bool = False
+    sync_bn: bool = False
+    deterministic: bool = False
+    profile_steps: int = 0
+    log_every: int = 50
+    progress: bool = True
+    tensorboard: bool = True
+    tensor_cache_dir: str | None = None  # where ``crop: pad`` recipes keep decoded data (None: this process only)
+
+    def __post_init__(self) -> None:
+        for name in ("data", "out_dir", "resume", "tensor_cache_dir"):  # PathLike -> str: YAML-safe, comparable
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+        if isinstance(self.arch, os.PathLike):
+            object.__setattr__(self, "arch", os.fspath(self.arch))
+        if isinstance(self.recipe, os.PathLike):
+            object.__setattr__(self, "recipe", os.fspath(self.recipe))
+        if isinstance(self.device, torch.device):  # the search proxy passes its resolved device
+            object.__setattr__(self, "device", str(self.device))
+        if isinstance(self.synthetic, list):
+            object.__setattr__(self, "synthetic", tuple(self.synthetic))
+        _validate(self)
+
+    @property
+    def auto_recipe(self) -> bool:
+        return self.recipe is None or self.recipe == "auto"
+
+    # --- construction and serialisation ---------------------------------------------------------------------
+    def replace(self, **changes: Any) -> TrainOptions:
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise TrainOptionsError(str(exc)) from None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "train options") -> TrainOptions:
+        return dataclass_from_mapping(cls, data, error=TrainOptionsError, source=source, what="train options")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainOptions:
+        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
+        data = read_yaml(path, TrainOptionsError, "train options file")
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise TrainOptionsError(f"{path}: expected a mapping of train options, got {type(data).__name__}")
+        return cls.from_dict({**data, **overrides}, source=os.fspath(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (what :meth:`from_dict` takes back): ArchConfig and Recipe become mappings."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.arch, ArchConfig):
+            out["arch"] = self.arch.to_dict()
+        elif isinstance(self.arch, Mapping):
+            out["arch"] = dict(self.arch)
+        if isinstance(self.recipe, Recipe):
+            out["recipe"] = self.recipe.to_dict()
+        elif isinstance(self.recipe, Mapping):
+            out["recipe"] = dict(self.recipe)
+        out["synthetic"] = list(self.synthetic)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _validate(o: TrainOptions) -> None:
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise TrainOptionsError(f"{_flag(name)} must be {what}, got {getattr(o, name)!r}")
+
+    def optional(name: str, ok: bool, what: str) -> None:
+        need(getattr(o, name) is None or ok, name, what)
+
+    need(isinstance(o.arch, (ArchConfig, str, Mapping)) and bool(o.arch), "arch",
+         "a variant name, an architecture YAML path, a mapping of ArchConfig fields or a timm peer name")
+    need(o.recipe is None or isinstance(o.recipe, (str, Recipe, Mapping)), "recipe",
+         "a recipe name, a YAML path, a mapping of recipe fields, 'auto' or null")
+    need(is_int(o.batch_size) and o.batch_size >= 1, "batch_size", "a positive integer (the global batch)")
+    optional("epochs", is_int(o.epochs) and o.epochs >= 1, "a positive integer or unset")
+    optional("lr", is_number(o.lr) and o.lr > 0, "a positive number or unset")
+    optional("resolution", is_int(o.resolution) and o.resolution >= 32 and o.resolution % 32 == 0,
+             "a multiple of 32 (at least 32), e.g. 224")
+    optional("multi_scale", o.multi_scale in MULTI_SCALE_MODES, f"one of {', '.join(MULTI_SCALE_MODES)}")
+    optional("amp", isinstance(o.amp, bool), "true, false or unset")
+    need(isinstance(o.device, str) and bool(o.device), "device", "auto, cpu, cuda or cuda:N")
+    optional("workers", is_int(o.workers) and o.workers >= 0, "a non-negative integer or unset")
+    need(o.cache in CACHE_MODES, "cache", f"one of {', '.join(CACHE_MODES)}")
+    need(isinstance(o.synthetic, tuple) and len(o.synthetic) == 2 and all(is_int(n) and n >= 1 for n in o.synthetic),
+         "synthetic", "two positive integers (training and validation images)")
+    need(is_int(o.seed), "seed", "an integer")
+    optional("resume", isinstance(o.resume, str) and bool(o.resume), "'auto' or a checkpoint path")
+    need(is_int(o.checkpoint_every) and o.checkpoint_every >= 0, "checkpoint_every",
+         "a non-negative integer (0: save at epoch ends only)")
+    optional("max_steps", is_int(o.max_steps) and o.max_steps >= 1, "a positive integer or unset")
+    need(is_int(o.eval_every) and o.eval_every >= 1, "eval_every", "a positive integer")
+    need(is_int(o.profile_steps) and o.profile_steps >= 0, "profile_steps", "a non-negative integer")
+    need(is_int(o.log_every) and o.log_every >= 1, "log_every", "a positive integer")
+    for name in ("channels_last", "compile", "sync_bn", "deterministic", "progress", "tensorboard"):
+        need(isinstance(getattr(o, name), bool), name, "true or false")
+    for name in ("data", "out_dir", "tensor_cache_dir"):
+        optional(name, isinstance(getattr(o, name), str) and bool(getattr(o, name)), "a folder path or unset")
