@@ -214,3 +214,27 @@ def test_fast_blocks_cover_the_paper_mixers():
     assert kinds["pat_sf"] is FastAttentionBlock
     assert not {kinds[m] for m in ("pconv", "conv", "dwconv", "pat_sf_full", "pat_ch_full", "pat_ch_se")} \
         & {FastChannelBlock, FastAttentionBlock}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_cuda_fast_path_equals_trained(mixer):
+    """On a GPU: the real CUDA kernels (cuDNN conv + ReLU, token GEMMs, the pinned SDPA) against the trained
+    model in eval mode, float32 without TF32, NCHW and channels-last."""
+    generator = torch.Generator().manual_seed(zlib.crc32(mixer.encode()))
+    model = create_model(_one_mixer_config(mixer, "partial")).eval()
+    randomize_statistics(model, generator)
+    x = torch.randn(4, 3, 64, 96, generator=generator)
+    with torch.no_grad():
+        expected = model(x)
+    model = model.cuda()
+    fast = accelerate(model)
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for layout in (torch.contiguous_format, torch.channels_last):
+            with torch.no_grad():
+                actual = fast.to(memory_format=layout)(x.cuda().contiguous(memory_format=layout)).cpu()
+            assert _rel(expected, actual) <= 1e-4, f"{mixer} {layout}"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
