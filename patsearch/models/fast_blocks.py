@@ -235,7 +235,10 @@ class FastChannelBlock(nn.Module):
 
 def _sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """:func:`~patsearch.models.layers.biased_attention`'s function (inference, q pre-scaled) as SDPA pinned to
-    the memory-efficient kernel: with a float mask cuDNN attention is picked by default and is ~1.6x slower."""
+    the memory-efficient kernel: with a float mask cuDNN attention is picked by default and is ~1.6x slower.
+    Under torch.compile the kernel choice is left to Inductor (Dynamo would break the graph at the context)."""
+    if torch.compiler.is_compiling():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
     with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=1.0)
 
@@ -270,7 +273,8 @@ class FastAttentionBlock(nn.Module):
         b, _, h, w = x.shape
         y1 = self.conv(x[:, :cp]).permute(0, 2, 3, 1).reshape(-1, cp)
         t2 = t[:, cp:]
-        attend = _sdpa_attention if on_gpu_path(x) else biased_attention
+        # GPU (compiled or not) and gpu_path(): SDPA; CPU: the reference's own biased_attention.
+        attend = _sdpa_attention if x.is_cuda or _FORCE_GPU_PATH["on"] else biased_attention
         o = self.attn.attend_tokens(t2.view(b, h * w, -1), h, w, attend).reshape(b * h * w, -1)
         if not on_gpu_path(x):
             y = t + torch.cat([y1, o], dim=1)
