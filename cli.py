@@ -277,7 +277,8 @@ def bench(
     models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
     forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "
-                                                   "path; FasterNet gets the same generic tricks), comma-separated."),
+                                                   "path; FasterNet gets the same generic tricks), slicing "
+                                                   "(FasterNet's eager inference mode), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),
     batch: int | None = typer.Option(None, help="Override the device's batch size."),
     dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),

@@ -1,13 +1,15 @@
 """Shared pieces of the issue-6 speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
 
-Both scripts build, for each size X, the deployment forms being compared:
+Both scripts build, for each size X, the deployment forms being compared; each is a network and a form of
+the registry :mod:`patsearch.models.forms`:
 
-- ``patnet-deploy``: :func:`patsearch.models.fuse_model` of PATNet-X (the baseline deployment path);
-- ``patnet-fast``: :func:`patsearch.models.fast.accelerate` of it (same function, fewer memory passes);
-- ``fasternet-fx``: FasterNet-X with torch.fx conv-BN folding (what ``patsearch bench`` deploys);
-- ``fasternet-slicing``: the same folding kept eager, with FasterNet's own inference mode for the partial conv;
-- ``fasternet-fast``: that, plus the generic GEMM-epilogue tricks PATNet's fast path also uses
-  (:func:`patsearch.models.fast.fasternet_fast`).
+- ``patnet-deploy``: PATNet-X, form ``fused`` (the baseline deployment path);
+- ``patnet-fast``: PATNet-X, form ``fast`` (same function, fewer memory passes);
+- ``fasternet-fx``: FasterNet-X, form ``fused`` (torch.fx conv-BN folding, what ``patsearch bench`` deploys);
+- ``fasternet-slicing``: FasterNet-X, form ``slicing`` (the same folding kept eager, with FasterNet's own
+  inference mode for the partial conv);
+- ``fasternet-fast``: FasterNet-X, form ``fast`` (that, plus the generic GEMM-epilogue tricks PATNet's fast
+  path also uses).
 
 Ratios are taken against the faster FasterNet form, so the peer is given its best eager deployment path.
 """
@@ -17,7 +19,11 @@ import torch
 import torch.nn as nn
 
 SIZES = ("t0", "t1", "t2", "s", "m", "l")
-FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-slicing", "fasternet-fast")
+# Column name -> (network family, registry form).
+COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast"),
+           "fasternet-fx": ("fasternet", "fused"), "fasternet-slicing": ("fasternet", "slicing"),
+           "fasternet-fast": ("fasternet", "fast")}
+FORMS = tuple(COLUMNS)
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -38,26 +44,19 @@ def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
 def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
     """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode, with
     trained-like BN statistics (:func:`trained_like`)."""
-    import timm
+    from patsearch.models import create_model
+    from patsearch.models.forms import build_form
 
-    from patsearch.models import create_model, fuse_model
-    from patsearch.models.fast import accelerate, fasternet_fast, fuse_fasternet
-
+    unknown = [f for f in forms if f not in COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown form {unknown[0]!r}; choose from {', '.join(COLUMNS)}")
     out: dict[str, nn.Module] = {}
-    if any(f.startswith("patnet") for f in forms):
-        deploy = fuse_model(trained_like(create_model(f"patnet_{size}", num_classes=num_classes)))
-        if "patnet-deploy" in forms:
-            out["patnet-deploy"] = deploy
-        if "patnet-fast" in forms:
-            out["patnet-fast"] = accelerate(deploy)
-    if any(f.startswith("fasternet") for f in forms):
-        peer = trained_like(timm.create_model(f"fasternet_{size}", num_classes=num_classes))
-        if "fasternet-fx" in forms:
-            out["fasternet-fx"] = fuse_model(peer)
-        if "fasternet-slicing" in forms:
-            out["fasternet-slicing"] = fuse_fasternet(peer, "slicing")
-        if "fasternet-fast" in forms:
-            out["fasternet-fast"] = fasternet_fast(peer, "slicing")
+    for family in ("patnet", "fasternet"):
+        wanted = [f for f in forms if COLUMNS[f][0] == family]
+        if wanted:
+            base = trained_like(create_model(f"{family}_{size}", num_classes=num_classes))
+            for f in wanted:
+                out[f] = build_form(base, COLUMNS[f][1])
     return out
 
 

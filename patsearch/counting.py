@@ -1,6 +1,6 @@
 """Parameter and FLOP counts (fvcore; one multiply-add = one FLOP, batch 1), with thop as a cross-check.
 
-Three forms are counted:
+Any form of :mod:`patsearch.models.forms` is counted; the ones reports use:
 
 - ``trained``: the network as trained, in eval mode (BN and LayerNorm counted as fvcore counts them).
 - ``table6``: the paper's convention for Table 6: the trained form with PAT_sp's 1x1 conv and its BN merged into
@@ -16,7 +16,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-FORMS = ("trained", "table6", "fused")
+from patsearch.models.forms import build_form, form_names, get_form
+
+FORMS = form_names()  # every registered form can be counted
 # Modules that the PAT_sp merge removes (their rows already exist in the MLP's second 1x1 conv).
 _SP_MERGED_SUFFIXES = (".mlp.sp_conv", ".mlp.sp_norm")
 
@@ -63,22 +65,24 @@ def _quiet_total(analysis) -> int:
         return int(analysis.total())
 
 
+def _in_form(model: nn.Module, form: str) -> nn.Module:
+    """``model`` in ``form`` for counting; a model that is already deployed counts as its fused form."""
+    if form == "fused" and getattr(model, "deployed", False):
+        return model
+    return build_form(model, form)
+
+
 def count_flops(model: nn.Module, resolution: int | tuple[int, int] = 224, *, form: str = "trained") -> int:
     """fvcore FLOPs of one image at ``resolution`` for ``form`` in :data:`FORMS`.
 
     ``form="fused"`` counts a deployment copy (the model itself is not changed); a model that is already fused is
     counted as it is.
     """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    get_form(form)
     was_training = model.training
     model.eval()
     try:
-        if form == "fused":
-            from patsearch.models import fuse_model
-
-            if not getattr(model, "deployed", False):
-                model = fuse_model(model)
+        model = _in_form(model, form)
         analysis = flop_analysis(model, resolution)
         total = _quiet_total(analysis)
         if form == "table6":
@@ -91,11 +95,8 @@ def count_flops(model: nn.Module, resolution: int | tuple[int, int] = 224, *, fo
 
 def flops_by_stage(model: nn.Module, resolution: int | tuple[int, int] = 224, *, form: str = "trained") -> dict[str, int]:
     """FLOPs of the stem, each stage (merging layer included) and the head."""
-    if form == "fused":
-        from patsearch.models import fuse_model
-
-        model = fuse_model(model)
-    model.eval()
+    get_form(form)
+    model = _in_form(model.eval(), form)
     analysis = flop_analysis(model, resolution)
     _quiet_total(analysis)
     by_module = analysis.by_module()

@@ -53,7 +53,8 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
                 dynamic_batch: bool = True) -> Path:
     """Write the fused model as ONNX to ``out`` (atomically) and return the path."""
     from patsearch.arch import check_resolution
-    from patsearch.models import create_model, fuse_model
+    from patsearch.models import create_model
+    from patsearch.models.forms import build_form
 
     if opset < MIN_OPSET:
         raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or newer")
@@ -67,7 +68,7 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
     model = create_model(arch, num_classes=num_classes)
     if ckpt is not None:
         load_weights(model, ckpt)
-    fused = fuse_model(model)
+    fused = build_form(model, "fused")  # the registry's deployment form
     x = torch.randn(1, 3, resolution, resolution)
     with atomic_open(out, "wb") as fh, warnings.catch_warnings():
         # GaussianSE picks the std correction from the map size (1x1 maps have no unbiased std). The graph's

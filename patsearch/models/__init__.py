@@ -1,4 +1,9 @@
-"""PATNet models. Importing this package registers ``patnet_t0`` ... ``patnet_l`` in timm's model registry."""
+"""PATNet models. Importing this package registers ``patnet_t0`` ... ``patnet_l`` in timm's model registry.
+
+``layers`` (trained and deployment blocks), ``patnet`` (the network, :func:`fuse_model`), ``forms`` (the one
+registry of forms: trained, table6, fused, fast, slicing), ``fast_blocks`` (PATNet's fast inference blocks),
+``peers`` (FasterNet surgery), ``inference`` (channels-last, compile, CUDA graphs); ``fast`` keeps old names.
+"""
 from __future__ import annotations
 
 import os

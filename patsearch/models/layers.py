@@ -11,6 +11,7 @@ into its MLP's first 1x1 instead. Deployment modules share parameters with the t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -98,6 +99,22 @@ class Head(nn.Module):
 # --- channel attention for the untouched part ---------------------------------------------------------------
 
 
+def channel_stats(x: torch.Tensor, two_pass: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel spatial mean and unbiased standard deviation of (B, C, H, W), each (B, C).
+
+    A 1x1 map (stage 4 of a 32 px input) has no spread: it counts as 0 instead of NaN. ``two_pass`` takes the
+    mean, then the norm of the centred values: on the CPU that vectorises over a (C, H*W) slice where
+    ``torch.std_mean``'s Welford loop does not (~15x faster there), with the textbook two-pass accuracy.
+    """
+    n = x.shape[2] * x.shape[3]
+    if not two_pass:
+        std, mean = torch.std_mean(x, dim=(2, 3), correction=1 if n > 1 else 0)
+        return mean, std
+    mean = x.mean((2, 3), keepdim=True)
+    std = torch.linalg.vector_norm(x - mean, dim=(2, 3)) / math.sqrt(max(n - 1, 1))
+    return mean.flatten(1), std
+
+
 class GaussianSE(nn.Module):
     """Channel gate from per-channel spatial statistics.
 
@@ -121,11 +138,12 @@ class GaussianSE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "se":
             return F.hardsigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
-        # Unbiased std; a 1x1 map (stage 4 of a 32 px input) has none, so its spread counts as 0 instead of NaN.
-        correction = 1 if x.shape[2] * x.shape[3] > 1 else 0
-        std, mean = torch.std_mean(x, dim=(2, 3), keepdim=True, correction=correction)
-        logits = self.conv(torch.cat([mean, std], dim=3))  # (B, C, 1, 2) -> (B, C, 1, 1)
-        return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits)
+        return self.gate_from_stats(*channel_stats(x))[:, :, None, None]
+
+    def gate_from_stats(self, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """The (B, C) gate of the ``gauss``/``srm`` kinds from :func:`channel_stats` (the fast path reuses it)."""
+        logits = self.conv(torch.stack([mean, std], dim=2)[:, :, None, :])  # (B, C, 1, 2) -> (B, C, 1, 1)
+        return F.hardsigmoid(self.bn(logits) if hasattr(self, "bn") else logits).flatten(1)
 
     def deploy(self) -> GaussianSE:
         fused = GaussianSE.__new__(GaussianSE)
@@ -397,11 +415,17 @@ class SelfAttentionDeploy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (self.dim,), eps=self.eps)
-        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        out = biased_attention(q, k, v, self.position_bias(h, w, self.table.dtype))
-        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        return self.attend_tokens(x.flatten(2).transpose(1, 2), h, w).transpose(1, 2).reshape(b, c, h, w)
+
+    def attend_tokens(self, tokens: torch.Tensor, h: int, w: int,
+                      attend: Callable[..., torch.Tensor] = biased_attention) -> torch.Tensor:
+        """The attention on (B, H*W, C) tokens (any strides, e.g. a channels-last slice), as (B, H*W, C).
+        ``attend`` computes :func:`biased_attention`'s function; the fast path passes a fused kernel."""
+        b, n, c = tokens.shape
+        a = F.layer_norm(tokens, (self.dim,), eps=self.eps)
+        q, k, v = self.qkv(a).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        out = attend(q, k, v, self.position_bias(h, w, self.table.dtype))
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
 class PartialSelfAttention(nn.Module):

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.arch import VARIANTS
-from patsearch.profiler.devices import check_hardware, environment, get_device
+from patsearch.models.forms import FORMS as FORMS_REGISTRY
+from patsearch.models.forms import FormError, build_form, form_names, get_form
+from patsearch.profiler.devices import DeviceError, check_hardware, environment, get_device
 from patsearch.profiler.table import _now, _progress
 
 FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
@@ -24,10 +26,8 @@ FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
 PEERS = ("mobilenetv2_100", "efficientnet_b0", "ghostnet_130", "mobilevit_xxs", "efficientvit_b1",
          "poolformer_s12", "resnet50", "convnext_tiny")
 DEFAULT_MODELS = tuple(VARIANTS) + FASTERNET + PEERS
-FORMS = ("trained", "fused")
-# Opt-in forms (not in the default): "fast" = patsearch.models.fast.deployment_fast, the issue-6 inference path
-# for PATNet and the same generic tricks for FasterNet (other peers: their fused form).
-EXTRA_FORMS = ("fast",)
+FORMS = ("trained", "fused")  # the default; any measurable form of patsearch.models.forms may be asked for
+EXTRA_FORMS = tuple(f for f in form_names(measurable_only=True) if f not in FORMS)
 
 
 @dataclass
@@ -102,7 +102,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     import torch
 
     from patsearch.counting import count_flops, count_params
-    from patsearch.models import create_model, fuse_model
+    from patsearch.models import create_model
     from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
     dev = get_device(device)
@@ -112,10 +112,10 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     configure(dev, protocol)
     models = list(models or DEFAULT_MODELS)
     for form in forms:
-        if form not in FORMS + EXTRA_FORMS:
-            from patsearch.profiler.devices import DeviceError
-
-            raise DeviceError(f"--forms: unknown form {form!r}; choose from {', '.join(FORMS + EXTRA_FORMS)}")
+        try:
+            get_form(form, among=FORMS + EXTRA_FORMS, what="--forms")
+        except FormError as exc:
+            raise DeviceError(str(exc)) from None
     budget = budget or (NETWORK_BUDGET_CPU if dev.backend == "cpu" else NETWORK_BUDGET_GPU)
     gpu = dev.backend != "cpu"
 
@@ -127,12 +127,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
         for form in forms:
             note = ""
             try:
-                if form == "fast":
-                    from patsearch.models.fast import deployment_fast
-
-                    model = deployment_fast(base)
-                else:
-                    model = fuse_model(base) if form == "fused" else base
+                model = build_form(base, form)
             except Exception as exc:  # noqa: BLE001 - a peer fx cannot trace is reported, not fatal
                 rows[(name, form)] = BenchRow(name, _family(name), form, None, None, None, None,
                                               note=f"cannot fuse: {type(exc).__name__}")
@@ -170,7 +165,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     env = environment(dev)
     env.update(date=_now(), command=command or " ".join(sys.argv))
     if "fast" in forms:  # tables measured with the improved path say so
-        env["fast_path"] = "form 'fast' = patsearch.models.fast.deployment_fast"
+        env["fast_path"] = f"form 'fast' = {FORMS_REGISTRY['fast'].description}"
     ordered = [rows[(n, f)] for n in models for f in forms if (n, f) in rows]
     return BenchResult(dev.name, protocol.metric, protocol.slug(), resolution, env, ordered)
 

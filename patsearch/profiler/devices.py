@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.models.forms import FormError, get_form
 
 DTYPES = ("float32", "bfloat16", "float16")
 METRICS = ("latency_ms", "throughput")
-FORMS = ("fused", "trained")
+FORMS = ("fused", "trained")  # the registry's forms (patsearch.models.forms) the per-layer tables are built in
 CLOCKS = ("wall", "cpu")
 
 
@@ -50,8 +51,10 @@ class Protocol:
             raise DeviceError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise DeviceError(f"--threads must be a positive integer, got {self.threads!r}")
-        if self.form not in FORMS:
-            raise DeviceError(f"--form must be one of {', '.join(FORMS)}, got {self.form!r}")
+        try:
+            get_form(self.form, among=FORMS, what="--form")
+        except FormError as exc:
+            raise DeviceError(str(exc)) from None
         if self.clock not in CLOCKS:
             raise DeviceError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
@@ -308,11 +309,10 @@ LayerFactory = Callable[[Any, str], Any]
 
 
 def default_layer_factory(spec: Any, form: str) -> Any:
-    """One layer of the PATNet family, in deployment (fused) or trained form."""
-    from patsearch.models import build_layer, fuse_model
+    """One layer of the PATNet family, in a form of :mod:`patsearch.models.forms` (deployment or trained)."""
+    from patsearch.models import build_layer
 
-    layer = build_layer(spec)
-    return fuse_model(layer) if form == "fused" else layer.eval()
+    return build_form(build_layer(spec), form)
 
 
 def open_for_build(path: Path, device: Device, protocol: Protocol, *, fresh: bool = False,

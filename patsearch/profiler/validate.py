@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from patsearch.arch import ArchConfig
+from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
 from patsearch.profiler.table import Profile, _now, _progress
@@ -32,7 +33,7 @@ def network_key(arch: ArchConfig, resolution: int) -> str:
 def default_model_factory(arch: ArchConfig, form: str) -> Any:
     from patsearch.models import create_model
 
-    return create_model(arch, fused=form == "fused").eval()
+    return build_form(create_model(arch), form)
 
 
 UNSTABLE_SPREAD = 0.10   # p10-p90 spread above which an end-to-end measurement is taken again (once)

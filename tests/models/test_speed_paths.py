@@ -1,21 +1,29 @@
-"""The fast inference path (patsearch.models.fast) computes what the trained model computes in eval mode."""
+"""The fast inference path (patsearch.models.fast_blocks, peers, inference) computes what the trained model
+computes in eval mode, on the CPU path and, through ``gpu_path()``, on the GPU path's formulation."""
+import zlib
+
 import pytest
 import timm
 import torch
 import torch.nn as nn
 from test_fuse import CONFIGS, randomize_statistics
 
-from patsearch.arch import ArchConfig
+from patsearch.arch import MIXERS, SPATIAL_ATTENTION, ArchConfig
 from patsearch.models import create_model, fuse_model
-from patsearch.models.fast import (
+from patsearch.models.fast_blocks import (
     FastAttentionBlock,
     FastChannelBlock,
+    PatchifyConv,
     accelerate,
-    channel_stats,
-    fuse_fasternet,
+    gpu_path,
     is_accelerated,
-    prepare_inference,
+    on_gpu_path,
+    tokens,
 )
+from patsearch.models.forms import deployment_fast
+from patsearch.models.inference import prepare_inference
+from patsearch.models.layers import channel_stats
+from patsearch.models.peers import fasternet_fast, fuse_fasternet
 
 
 def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:
@@ -64,7 +72,7 @@ def test_zero_gate_scale_is_not_divided_into_the_gate():
 
 def test_channel_stats_match_std_mean():
     x = torch.randn(3, 40, 9, 7, dtype=torch.float64) * 3 + 5  # a large mean stresses cancellation
-    mean, std = channel_stats(x[:, 8:])
+    mean, std = channel_stats(x[:, 8:], two_pass=True)
     ref_std, ref_mean = torch.std_mean(x[:, 8:], dim=(2, 3))
     torch.testing.assert_close(mean, ref_mean)
     torch.testing.assert_close(std, ref_std)
@@ -102,30 +110,24 @@ def test_bad_input_is_refused():
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
-def test_token_gemm_path_equals_trained(monkeypatch, dtype, tolerance):
+def test_token_gemm_path_equals_trained(dtype, tolerance):
     """The channels-last GEMM path (bias and ReLU in the epilogue; CUDA only by default) run on the CPU."""
-    import patsearch.models.fast as fast
-
-    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu", "cuda"})
     for name in ("patnet", "attention_everywhere"):
         model = create_model(CONFIGS[name].replace(act="relu")).to(dtype).eval()
         randomize_statistics(model, torch.Generator().manual_seed(6))
         x = torch.randn(2, 3, 64, 96, dtype=dtype)
         fn, x_cl = prepare_inference(model, x.contiguous(memory_format=torch.channels_last), fast_path=True)
-        assert fast.tokens(x_cl) is not None
-        with torch.no_grad():
+        with gpu_path(), torch.no_grad():
+            assert tokens(x_cl) is not None
             assert _rel(model(x), fn(x_cl)) <= tolerance, name
 
 
-def test_fasternet_with_the_same_generic_tricks(monkeypatch):
-    import patsearch.models.fast as fast
-
-    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu", "cuda"})
+def test_fasternet_with_the_same_generic_tricks():
     peer = timm.create_model("fasternet_t0", num_classes=10).eval()
     randomize_statistics(peer, torch.Generator().manual_seed(8))
-    quick = fast.fasternet_fast(peer).to(memory_format=torch.channels_last)
+    quick = fasternet_fast(peer).to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
+    with gpu_path(), torch.no_grad():
         assert _rel(peer(x), quick(x.contiguous(memory_format=torch.channels_last))) <= 1e-4
         assert _rel(peer(x), quick(x)) <= 1e-4  # NCHW input: the plain path
 
@@ -133,7 +135,6 @@ def test_fasternet_with_the_same_generic_tricks(monkeypatch):
 def test_fast_form_has_the_deployment_form_size_and_flops():
     """What `patsearch bench --forms fast` counts: the same parameters and FLOPs as the deployment form."""
     from patsearch.counting import count_flops, count_params
-    from patsearch.models.fast import deployment_fast
 
     for name in ("patnet_t0", "fasternet_t0"):
         model = create_model(name, num_classes=10).eval()
@@ -143,17 +144,15 @@ def test_fast_form_has_the_deployment_form_size_and_flops():
         assert not any(p.requires_grad for p in quick.parameters())
 
 
-def test_patchified_stem_equals_the_conv(monkeypatch):
-    import patsearch.models.fast as fast
-
-    monkeypatch.setattr(fast, "GEMM_DEVICES", {"cpu"})
+def test_patchified_stem_equals_the_conv():
     conv = nn.Conv2d(3, 8, 4, 4).double()
-    stem = fast.PatchifyConv(conv)
+    stem = PatchifyConv(conv)
     for h, w in ((32, 48), (34, 37)):  # the second leaves a ragged border
         x = torch.randn(2, 3, h, w, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(stem(x), conv(x))
+        with gpu_path():
+            torch.testing.assert_close(stem(x), conv(x))
     with pytest.raises(ValueError, match="stride == kernel"):
-        fast.PatchifyConv(nn.Conv2d(3, 8, 3, 1))
+        PatchifyConv(nn.Conv2d(3, 8, 3, 1))
 
 
 def test_one_by_one_stage_has_zero_spread_like_the_trained_model():
@@ -166,3 +165,76 @@ def test_one_by_one_stage_has_zero_spread_like_the_trained_model():
         expected, actual = model(x), accelerate(model)(x)
     assert torch.isfinite(actual).all()
     torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_gpu_path_switch_is_scoped():
+    x = torch.zeros(1, 4, 2, 2).contiguous(memory_format=torch.channels_last)
+    assert not on_gpu_path(x) and tokens(x) is None
+    with gpu_path():
+        assert on_gpu_path(x) and tokens(x).shape == (4, 4)
+        with gpu_path(False):
+            assert not on_gpu_path(x)
+        assert on_gpu_path(x)
+    assert not on_gpu_path(x)
+
+
+def _one_mixer_config(mixer: str, spatial: str) -> ArchConfig:
+    return ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), mixers=(mixer,) * 4, spatial=(spatial,) * 4, n_div=2,
+                      num_heads=2, act="relu", num_classes=10)
+
+
+@pytest.mark.parametrize("spatial", list(SPATIAL_ATTENTION))
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_every_mixer_fast_form_equals_trained_on_both_paths(mixer, spatial):
+    """Every mixer and spatial attention: fast == trained (eval), on the CPU path and on the GPU path's
+    formulation (``gpu_path()``), NCHW and channels-last, including a 1x1 last stage (32 px)."""
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{mixer}/{spatial}".encode()))
+    model = create_model(_one_mixer_config(mixer, spatial)).double().eval()
+    randomize_statistics(model, generator)
+    fast = accelerate(model)
+    for resolution in ((64, 96), (32, 32)):
+        x = torch.randn(2, 3, *resolution, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            expected = model(x)
+            for forced in (False, True):
+                with gpu_path(forced):
+                    for layout in (torch.contiguous_format, torch.channels_last):
+                        actual = fast(x.contiguous(memory_format=layout))
+                        torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-9,
+                                                   msg=f"{mixer}/{spatial} gpu_path={forced} {layout}")
+
+
+def test_fast_blocks_cover_the_paper_mixers():
+    """PAT_ch (gauss, srm) and PAT_sf get fast blocks; the rest stay deployment modules."""
+    kinds = {}
+    for mixer in MIXERS:
+        fast = accelerate(create_model(_one_mixer_config(mixer, "partial")).eval())
+        kinds[mixer] = type(fast.stages[0][0])
+    assert kinds["pat_ch"] is FastChannelBlock and kinds["pat_ch_srm"] is FastChannelBlock
+    assert kinds["pat_sf"] is FastAttentionBlock
+    assert not {kinds[m] for m in ("pconv", "conv", "dwconv", "pat_sf_full", "pat_ch_full", "pat_ch_se")} \
+        & {FastChannelBlock, FastAttentionBlock}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mixer", list(MIXERS))
+def test_cuda_fast_path_equals_trained(mixer):
+    """On a GPU: the real CUDA kernels (cuDNN conv + ReLU, token GEMMs, the pinned SDPA) against the trained
+    model in eval mode, float32 without TF32, NCHW and channels-last."""
+    generator = torch.Generator().manual_seed(zlib.crc32(mixer.encode()))
+    model = create_model(_one_mixer_config(mixer, "partial")).eval()
+    randomize_statistics(model, generator)
+    x = torch.randn(4, 3, 64, 96, generator=generator)
+    with torch.no_grad():
+        expected = model(x)
+    model = model.cuda()
+    fast = accelerate(model)
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for layout in (torch.contiguous_format, torch.channels_last):
+            with torch.no_grad():
+                actual = fast.to(memory_format=layout)(x.cuda().contiguous(memory_format=layout)).cpu()
+            assert _rel(expected, actual) <= 1e-4, f"{mixer} {layout}"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

@@ -1,0 +1,85 @@
+"""The one registry of model forms: what "form" means to counting, the profiler, bench, eval and export.
+
+Each :class:`Form` is a name, a one-line description and a builder that turns a model (PATNet, one of its
+layers, or a timm peer; trained form, the original untouched) into that form. Users of a subset of the forms
+(counting knows ``table6``, the profiler only ``fused`` and ``trained``) check names with :func:`get_form`, whose
+error lists the registry's names.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from patsearch.errors import UserError
+from patsearch.models.fast_blocks import accelerate
+from patsearch.models.patnet import PATNet, fuse_model
+from patsearch.models.peers import fasternet_fast, fuse_fasternet, is_fasternet
+
+__all__ = ["FORMS", "Form", "FormError", "build_form", "deployment_fast", "form_names", "get_form"]
+
+
+class FormError(UserError, ValueError):
+    """An unknown form name, or one the caller does not support."""
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    description: str
+    build: Callable[[nn.Module], nn.Module]
+    measurable: bool = True   # False: a counting convention, not a network to time
+
+
+def _trained(model: nn.Module) -> nn.Module:
+    return model.eval()
+
+
+def deployment_fast(model: nn.Module) -> nn.Module:
+    """The fast deployment form of any model: :func:`~patsearch.models.fast_blocks.accelerate` for a PATNet,
+    :func:`~patsearch.models.peers.fasternet_fast` for a timm FasterNet (the same generic tricks, so ratios
+    stay fair), :func:`~patsearch.models.fuse_model` for anything else. The original is untouched."""
+    if isinstance(model, PATNet):
+        return accelerate(model)
+    if is_fasternet(model):
+        return fasternet_fast(model)
+    return fuse_model(model)
+
+
+def _slicing(model: nn.Module) -> nn.Module:
+    return fuse_fasternet(model, "slicing") if is_fasternet(model) else fuse_model(model)
+
+
+_ALL = (
+    Form("trained", "as built or trained, in eval mode (BNs and PAT_sp's z2 branch as separate layers)", _trained),
+    Form("table6", "the trained form counted with the paper's Table 6 convention (PAT_sp's 1x1 conv and its BN "
+         "merged into the MLP's second 1x1); counting only", _trained, measurable=False),
+    Form("fused", "deployment form: every BN folded, PAT_sp merged (patsearch.models.fuse_model; torch.fx "
+         "conv-BN folding for timm peers)", fuse_model),
+    Form("fast", "the fused form's function with fewer memory passes (issue 6): accelerate() for PATNet, the "
+         "same generic tricks for FasterNet, fused for other peers", deployment_fast),
+    Form("slicing", "FasterNet's eager deployment form with its own inference-mode partial conv "
+         "(peers.fuse_fasternet); fused for other networks", _slicing),
+)
+FORMS: dict[str, Form] = {f.name: f for f in _ALL}
+
+
+def form_names(measurable_only: bool = False) -> tuple[str, ...]:
+    return tuple(name for name, f in FORMS.items() if f.measurable or not measurable_only)
+
+
+def get_form(name: str, among: Sequence[str] | None = None, what: str = "form") -> Form:
+    """The registered form ``name``; ``among`` restricts it to the forms a caller supports. The error names the
+    choices (``what`` is how the caller spells the option, e.g. ``--forms``)."""
+    allowed = tuple(among) if among is not None else tuple(FORMS)
+    if name not in FORMS:
+        raise FormError(f"{what}: unknown form {name!r}; choose from {', '.join(allowed)}")
+    if name not in allowed:
+        raise FormError(f"{what}: form {name!r} is not available here; choose from {', '.join(allowed)}")
+    return FORMS[name]
+
+
+def build_form(model: nn.Module, name: str) -> nn.Module:
+    """``model`` in form ``name`` (a copy wherever the form changes anything)."""
+    return get_form(name).build(model)

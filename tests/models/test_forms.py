@@ -1,0 +1,76 @@
+"""The one registry of forms: every user (counting, profiler protocol, bench, the speed scripts) takes its names
+from it, each form builds the function it names, and unknown names are refused with the registry's names."""
+import pytest
+import timm
+import torch
+from test_fuse import CONFIGS, randomize_statistics
+
+from patsearch.counting import count_flops
+from patsearch.models import create_model, fuse_model
+from patsearch.models.fast_blocks import is_accelerated
+from patsearch.models.forms import FORMS, FormError, build_form, form_names, get_form
+from patsearch.profiler.bench import EXTRA_FORMS
+from patsearch.profiler.bench import FORMS as BENCH_FORMS
+from patsearch.profiler.devices import FORMS as PROFILER_FORMS
+from patsearch.profiler.devices import DeviceError, Protocol
+
+
+def test_every_vocabulary_is_a_subset_of_the_registry():
+    assert set(BENCH_FORMS + EXTRA_FORMS) == set(form_names(measurable_only=True))
+    assert set(PROFILER_FORMS) <= set(FORMS)
+    assert "table6" in FORMS and not FORMS["table6"].measurable
+    assert all(f.description for f in FORMS.values())
+
+
+@pytest.mark.parametrize("name", [n for n in FORMS if n != "table6"])
+def test_every_form_computes_the_trained_function(name):
+    generator = torch.Generator().manual_seed(11)
+    for model in (create_model(CONFIGS["patnet"]).double().eval(),
+                  timm.create_model("fasternet_t0", num_classes=10).double().eval()):
+        randomize_statistics(model, generator)
+        built = build_form(model, name)
+        x = torch.randn(2, 3, 64, 64, generator=generator, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(built(x), model(x), rtol=1e-8, atol=1e-8)
+        assert is_accelerated(built) == (name == "fast")
+
+
+def test_fast_form_counts_like_the_fused_form():
+    model = create_model(CONFIGS["patnet"]).eval()
+    assert count_flops(model, 64, form="fast") == count_flops(model, 64, form="fused") \
+        == count_flops(fuse_model(model), 64, form="fused")
+
+
+def test_unknown_forms_are_refused_with_the_registry_names():
+    names = ", ".join(FORMS)
+    with pytest.raises(FormError, match=f"unknown form 'deploy'; choose from {names}$"):
+        get_form("deploy")
+    with pytest.raises(ValueError, match="unknown form 'deploy'; choose from trained"):
+        count_flops(create_model(CONFIGS["patnet"]), 64, form="deploy")
+    with pytest.raises(DeviceError, match=r"--form: form 'fast' is not available here; choose from fused, trained"):
+        Protocol("throughput", 1, form="fast")
+    with pytest.raises(DeviceError, match=r"--form: unknown form 'x'"):
+        Protocol("throughput", 1, form="x")
+
+
+def test_bench_refuses_an_unknown_form_before_building_anything():
+    from patsearch.profiler.bench import run_bench
+
+    with pytest.raises(DeviceError, match="--forms: .*'table6' is not available here; choose from trained, fused"):
+        run_bench("cpu", models=["patnet_t0"], forms=["table6"], progress=False)
+    with pytest.raises(DeviceError, match="--forms: unknown form 'nope'"):
+        run_bench("cpu", models=["patnet_t0"], forms=["nope"], progress=False)
+
+
+def test_speed_scripts_columns_are_registry_forms():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import speed_common
+    finally:
+        sys.path.pop(0)
+    assert all(form in FORMS for _, form in speed_common.COLUMNS.values())
+    with pytest.raises(ValueError, match="unknown form 'patnet-x'; choose from patnet-deploy"):
+        speed_common.build_forms("t0", ("patnet-x",))
