@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from patsearch.data.folder import DataError, load_image, scan_split, split_dir
+from patsearch.io import atomic_open
 
 FORMAT_VERSION = 1
 DEFAULT_BUDGET = 4 * 1024 ** 3  # decoded bytes (both splits) a tensor cache may hold
@@ -154,25 +155,6 @@ def decode(source: TensorSource, resolution: int, test_resolution: int, test_cro
             _to_split(_decode_folder_split(val, test_resolution, test_crop_pct, workers), val_labels, classes))
 
 
-def _save_atomic(payload: dict, path: Path) -> None:
-    """torch.save under a temp name, fsync the file, rename, fsync the folder: readers see all of it or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _read(path: Path, key: str) -> tuple[TensorSplit, TensorSplit] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -223,10 +205,12 @@ def load_or_build(source: TensorSource, resolution: int, test_resolution: int, t
                 if result is None:
                     result = decode(source, resolution, test_resolution, test_crop_pct, workers)
                     train, val = result
-                    _save_atomic({"version": FORMAT_VERSION, "key": key, "classes": list(train.classes),
-                                  "train_images": train.images, "train_labels": train.labels,
-                                  "val_images": val.images, "val_labels": val.labels,
-                                  "resolution": resolution, "test_resolution": test_resolution}, path)
+                    payload = {"version": FORMAT_VERSION, "key": key, "classes": list(train.classes),
+                               "train_images": train.images, "train_labels": train.labels,
+                               "val_images": val.images, "val_labels": val.labels,
+                               "resolution": resolution, "test_resolution": test_resolution}
+                    with atomic_open(path, "wb") as fh:  # readers see all of it or nothing
+                        torch.save(payload, fh)
     _MEMO.clear()
     _MEMO[key] = result
     return result

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.arch import VARIANTS
+from patsearch.io import atomic_write_text
 from patsearch.models.forms import FORMS as FORMS_REGISTRY
 from patsearch.models.forms import FormError, build_form, form_names, get_form
 from patsearch.profiler.devices import DeviceError, check_hardware, environment, get_device
@@ -173,8 +174,4 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
 def write_result(result: BenchResult, path: str | Path, fmt: str | None = None) -> Path:
     path = Path(path)
     fmt = fmt or {".md": "md", ".csv": "csv", ".json": "json"}.get(path.suffix, "md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(result.render(fmt))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, result.render(fmt))

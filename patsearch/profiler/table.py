@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.io import atomic_open
 from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
@@ -122,14 +123,9 @@ class Profile:
         path = Path(path or self.path)
         self.path = path
         self.data["provenance"]["updated"] = _now()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "w") as fh:
+        with atomic_open(path, "w") as fh:
             json.dump(self.data, fh, indent=1, sort_keys=False)
             fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
         return path
 
     # --- accessors -----------------------------------------------------------------------------------------

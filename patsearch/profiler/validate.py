@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from patsearch.arch import ArchConfig
+from patsearch.io import atomic_open
 from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
@@ -321,9 +322,7 @@ def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

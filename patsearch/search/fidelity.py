@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.io import atomic_open, atomic_write_json, atomic_write_text
 from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 
@@ -327,12 +328,7 @@ def _count_by(records, key: str) -> dict[str, int]:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, report, indent=2)
 
 
 def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
@@ -373,11 +369,9 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
                  fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -402,10 +396,8 @@ def _load_or_plan(opts: FidelityOptions, load_profile) -> list[dict[str, Any]]:
                             "differ); rerun with the original options to resume it, or pass another --out")
         return stored["plan"]
     plan = plan_networks(opts, load_profile=load_profile)
-    opts.records_dir.mkdir(parents=True, exist_ok=True)
-    tmp = plan_path.with_name(f".plan.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint(settings), "settings": settings, "plan": plan}, indent=1))
-    os.replace(tmp, plan_path)
+    atomic_write_text(plan_path, json.dumps({"fingerprint": fingerprint(settings), "settings": settings, "plan": plan},
+                                            indent=1))
     return plan
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,7 @@ class RecordStore:
     def write(self, record: dict[str, Any]) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(record["key"])
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(record, sort_keys=True) + "\n")
         return path
 
     def load(self, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -24,6 +24,7 @@ import yaml
 
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
+from patsearch.io import atomic_open, atomic_write_text
 from patsearch.ranking import binomial_se, kendall_tau
 from patsearch.search.objective import (
     ATTR_ARCH,
@@ -155,17 +156,6 @@ def pareto_front(rs: Sequence[Row], key: str, kind: str) -> list[Row]:
 
 
 # --- best.yaml -------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes | str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    if isinstance(data, str):
-        tmp.write_text(data)
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
                     constraints: Sequence[ConstraintInfo]) -> Path:
     arch = ArchConfig.from_dict(row.arch or {})
@@ -185,14 +175,14 @@ def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
             "flops": row.flops,
         },
     }
-    return _atomic_write(Path(path), yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
 
 def write_front_yaml(path: str | os.PathLike, front: Sequence[Row], *, study_name: str) -> Path:
     doc = {"study": study_name, "front": [
         {"trial": r.number, "proxy_top1": round(float(r.top1), 4), "predicted": r.predicted,
          "resolution": r.resolution, "baseline": r.baseline, "arch": r.arch} for r in front]}
-    return _atomic_write(Path(path), yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
 
 # --- the summary table -----------------------------------------------------------------------------------------
@@ -483,8 +473,8 @@ def write_summary(study, out_dir: str | os.PathLike, fidelity=None) -> list[Path
     """``summary.json`` and ``summary.md`` in ``out_dir``."""
     summary = summary_dict(study, fidelity)
     out = Path(out_dir)
-    return [_atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
-            _atomic_write(out / "summary.md", summary_markdown(summary))]
+    return [atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
+            atomic_write_text(out / "summary.md", summary_markdown(summary))]
 
 
 # --- plots -----------------------------------------------------------------------------------------------------
@@ -508,11 +498,9 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
     def save(ax, name: str) -> None:
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         fig.set_size_inches(8, 5.5)
-        tmp = out / f".{name}.tmp{os.getpid()}.png"
-        out.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        with atomic_open(out / name, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        os.replace(tmp, out / name)
         written.append(out / name)
 
     plots = [

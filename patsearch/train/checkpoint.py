@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from patsearch.errors import UserError
+from patsearch.io import atomic_open
 
 LATEST = "latest.pt"
 BEST = "best.pt"
@@ -28,17 +29,8 @@ class CheckpointError(UserError):
 def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp name in the same folder, fsync, then rename: a kill never leaves half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
     return path
 
 

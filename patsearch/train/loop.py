@@ -62,6 +62,7 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
+from patsearch.io import atomic_write_text
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
     DistContext,
@@ -138,10 +139,7 @@ class _Writer:
     def metrics(self, payload: dict[str, Any]) -> None:
         if self.out_dir is None:
             return
-        path = self.out_dir / "metrics.json"
-        tmp = path.with_name(f".metrics.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, path)
+        atomic_write_text(self.out_dir / "metrics.json", json.dumps(payload, indent=1))
 
     def close(self) -> None:
         if self.tb is not None:
