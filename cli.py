@@ -273,7 +273,12 @@ def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int,
 
 @app.command()
 def bench(
-    device: str = typer.Option(..., "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda."),
+    ctx: typer.Context,
+    device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
+                                                             "(required unless --options gives it)."),
+    options: Path | None = typer.Option(None, "--options", help="BenchOptions YAML (fields named like the flags, "
+                                                                "format for --format); flags given here override "
+                                                                "it."),
     models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
     forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "
@@ -286,22 +291,24 @@ def bench(
                                                  help="Override the memory format."),
     threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
     clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    group: int = typer.Option(4, help="Models measured interleaved in one group."),
     fmt: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
 ) -> None:
     """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
-    from patsearch.profiler.bench import run_bench, write_result
+    from patsearch.errors import UserError
+    from patsearch.profiler import BenchOptions, build_bench
+    from patsearch.profiler.bench import write_result
 
-    if fmt not in ("md", "csv", "json"):
-        from patsearch.errors import UserError
-
-        raise UserError(f"--format must be md, csv or json, got {fmt!r}")
-    result = run_bench(device, models=[m.strip() for m in models.split(",")] if models else None,
-                       forms=[f.strip() for f in forms.split(",")], resolution=resolution, batch=batch,
-                       dtype=dtype, channels_last=channels_last, threads=threads, clock=clock)
-    typer.echo(result.render(fmt))
-    if out is not None:
-        typer.echo(f"wrote {write_result(result, out)}")
+    if device is None and options is None:
+        raise UserError("--device is required (or an --options file that sets device)")
+    values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
+                  channels_last=channels_last, threads=threads, clock=clock, group=group, format=fmt, out=out)
+    opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
+    result = build_bench(opts)
+    typer.echo(result.render(opts.format))
+    if opts.out is not None:
+        typer.echo(f"wrote {write_result(result, opts.out)}")
 
 @app.command()
 def search(

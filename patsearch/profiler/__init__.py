@@ -16,8 +16,10 @@ Public API (the search consumes this)::
 ``load_profile`` checks freshness on load (``check=False`` skips, ``allow_stale=True`` downgrades a hardware
 mismatch to a warning) and raises a ProfileError naming the command to run when no profile exists.
 Building: :func:`build_profile` over a :class:`ProfileOptions` (what ``patsearch profile`` runs; :func:`profile_device`
-takes the same as keywords); benchmarking: :func:`run_bench`.
+takes the same as keywords); benchmarking: :func:`build_bench` over a :class:`BenchOptions` (:func:`run_bench`
+takes the same as keywords).
 """
+from patsearch.profiler.bench_options import BenchOptions, BenchOptionsError
 from patsearch.profiler.devices import DEVICES, Device, DeviceError, Protocol, check_hardware, get_device
 from patsearch.profiler.options import ProfileOptions, ProfileOptionsError
 from patsearch.profiler.table import (
@@ -51,7 +53,15 @@ def run_bench(*args, **kwargs):
     return _impl(*args, **kwargs)
 
 
+def build_bench(*args, **kwargs):
+    """:func:`run_bench` over a :class:`BenchOptions`; see :mod:`patsearch.profiler.bench`."""
+    from patsearch.profiler.bench import build_bench as _impl
+
+    return _impl(*args, **kwargs)
+
+
 __all__ = ["load_profile", "find_profile", "Profile", "ProfileError", "StaleProfileWarning", "DEVICES", "Device",
            "DeviceError", "Protocol", "get_device", "check_hardware", "profile_device", "run_bench",
            "ProfileOptions", "ProfileOptionsError", "build_profile",
+           "BenchOptions", "BenchOptionsError", "build_bench",
            "PROFILES_DIR"]

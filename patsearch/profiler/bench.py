@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ from typing import Any
 from patsearch.arch import VARIANTS
 from patsearch.io import atomic_write_text
 from patsearch.models.forms import FORMS as FORMS_REGISTRY
-from patsearch.models.forms import FormError, build_form, form_names, get_form
-from patsearch.profiler.devices import DeviceError, check_hardware, environment, get_device
+from patsearch.models.forms import build_form
+from patsearch.profiler.bench_options import EXTRA_FORMS, FORMS, BenchOptions, BenchOptionsError  # noqa: F401 (re-exported)
+from patsearch.profiler.devices import check_hardware, environment, get_device
 from patsearch.profiler.table import _now, _progress
 
 FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
@@ -27,8 +27,6 @@ FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
 PEERS = ("mobilenetv2_100", "efficientnet_b0", "ghostnet_130", "mobilevit_xxs", "efficientvit_b1",
          "poolformer_s12", "resnet50", "convnext_tiny")
 DEFAULT_MODELS = tuple(VARIANTS) + FASTERNET + PEERS
-FORMS = ("trained", "fused")  # the default; any measurable form of patsearch.models.forms may be asked for
-EXTRA_FORMS = tuple(f for f in form_names(measurable_only=True) if f not in FORMS)
 
 
 @dataclass
@@ -92,11 +90,19 @@ def _family(name: str) -> str:
     return "patnet" if name in VARIANTS else "fasternet" if name.startswith("fasternet") else "peer"
 
 
-def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequence[str] = FORMS,
-              resolution: int = 224, batch: int | None = None, dtype: str | None = None,
-              channels_last: bool | None = None, threads: int | None = None, clock: str | None = None,
-              group: int = 4,
-              progress: bool = True, command: str | None = None, budget: Any = None) -> BenchResult:
+def run_bench(device: str, *, budget: Any = None, **options: Any) -> BenchResult:
+    """The keyword front door of :func:`build_bench`: ``device`` and ``options`` become a
+    :class:`~patsearch.profiler.bench_options.BenchOptions` (``models``, ``forms``, ``resolution``, ``batch``,
+    ``dtype``, ``channels_last``, ``threads``, ``clock``, ``group``, ``format``, ``out``, ``progress``,
+    ``command``). It measures only; :func:`write_result` saves the table."""
+    try:
+        opts = BenchOptions(device, **options)
+    except TypeError as exc:  # an unknown keyword: the same one-line error as an unknown options-file field
+        raise BenchOptionsError(str(exc)) from None
+    return build_bench(opts, budget=budget)
+
+
+def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
     """Measure params, FLOPs and the device's metric for each model in each form, side by side."""
     import sys
 
@@ -106,17 +112,12 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
     from patsearch.models import create_model
     from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
-    dev = get_device(device)
-    protocol = dev.protocol_with(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
-                                 clock=clock)
+    dev = get_device(options.device)
+    protocol = options.protocol()
     check_hardware(dev)
     configure(dev, protocol)
-    models = list(models or DEFAULT_MODELS)
-    for form in forms:
-        try:
-            get_form(form, among=FORMS + EXTRA_FORMS, what="--forms")
-        except FormError as exc:
-            raise DeviceError(str(exc)) from None
+    models = list(options.models or DEFAULT_MODELS)
+    forms, resolution, group, command = options.forms, options.resolution, options.group, options.command
     budget = budget or (NETWORK_BUDGET_CPU if dev.backend == "cpu" else NETWORK_BUDGET_GPU)
     gpu = dev.backend != "cpu"
 
@@ -141,7 +142,7 @@ def run_bench(device: str, *, models: Sequence[str] | None = None, forms: Sequen
                                           None if flops is None else round(flops, 4), None, None, note=note)
             jobs.append((name, form, model))
 
-    with _progress(progress, total=len(jobs), description=f"bench {dev.name}") as advance:
+    with _progress(options.progress, total=len(jobs), description=f"bench {dev.name}") as advance:
         for start in range(0, len(jobs), group):
             chunk = jobs[start:start + group]
             prepared = [prepare(m, (3, resolution, resolution), dev, protocol) for _, _, m in chunk]

@@ -1,0 +1,130 @@
+"""``BenchOptions``: what ``patsearch bench`` measures and how, validated once, frozen, loadable from YAML.
+
+The library API of the benchmark (``build_bench(BenchOptions("h200", forms=("fused", "fast")))``;
+:func:`patsearch.profiler.bench.run_bench` builds one from keyword arguments). The protocol overrides (``batch``,
+``dtype``, ``channels_last``, ``threads``, ``clock``) are checked by the device's
+:class:`~patsearch.profiler.devices.Protocol`, their one definition, when the options are made; the forms by the
+form registry. The measurement budget is a test hook (code, not an option): :func:`build_bench` takes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from patsearch.arch import is_int
+from patsearch.config import dataclass_from_mapping, read_yaml
+from patsearch.models.forms import FormError, form_names, get_form
+from patsearch.profiler.devices import DeviceError, Protocol, get_device
+
+FORMS = ("trained", "fused")  # the default; any measurable form of patsearch.models.forms may be asked for
+EXTRA_FORMS = tuple(f for f in form_names(measurable_only=True) if f not in FORMS)
+FORMATS = ("md", "csv", "json")
+
+
+class BenchOptionsError(DeviceError, ValueError):
+    """A bench option (flag, keyword or options-file field) is invalid."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """One ``patsearch bench`` run: the device and its protocol overrides, the models and forms side by side,
+    and how the table is printed (``format``) and saved (``out``, format from its suffix)."""
+
+    device: str
+    models: tuple[str, ...] | None = None  # None: PATNet T0-L, FasterNet T0-L and the paper's timm peers
+    forms: tuple[str, ...] = FORMS
+    resolution: int = 224
+    # protocol overrides (None: the device's own)
+    batch: int | None = None
+    dtype: str | None = None
+    channels_last: bool | None = None
+    threads: int | None = None
+    clock: str | None = None
+    group: int = 4  # models measured interleaved in one group
+    format: str = "md"
+    out: str | None = None
+    progress: bool = True
+    command: str | None = None  # recorded in the table (None: this process's command line)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.out, os.PathLike):  # PathLike -> str: YAML-safe, comparable
+            object.__setattr__(self, "out", os.fspath(self.out))
+        for name in ("models", "forms"):  # a list (YAML, keywords) or "a,b" (a flag) -> a tuple: frozen, hashable
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",")]
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(value))
+        _validate(self)
+
+    def protocol(self) -> Protocol:
+        """The device's protocol with this run's overrides (validated there)."""
+        return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
+                                                     channels_last=self.channels_last, threads=self.threads,
+                                                     clock=self.clock)
+
+    def replace(self, **changes: Any) -> BenchOptions:
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise BenchOptionsError(str(exc)) from None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "bench options") -> BenchOptions:
+        return dataclass_from_mapping(cls, data, error=BenchOptionsError, source=source, what="bench options")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> BenchOptions:
+        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
+        data = read_yaml(path, BenchOptionsError, "bench options file")
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise BenchOptionsError(f"{path}: expected a mapping of bench options, got {type(data).__name__}")
+        return cls.from_dict({**data, **overrides}, source=os.fspath(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for name in ("models", "forms"):  # safe_dump writes lists, not tuples
+            if data[name] is not None:
+                data[name] = list(data[name])
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _validate(o: BenchOptions) -> None:
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise BenchOptionsError(f"--{name.replace('_', '-')} must be {what}, got {getattr(o, name)!r}")
+
+    def names(value: Any) -> bool:
+        return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) and v for v in value)
+
+    need(isinstance(o.device, str) and bool(o.device), "device", "a device name such as cpu, epyc or h200")
+    need(o.models is None or names(o.models), "models", "a non-empty list of model names (or unset)")
+    need(names(o.forms), "forms", f"a non-empty list of forms from {', '.join(FORMS + EXTRA_FORMS)}")
+    # the networks downsample 32x: a smaller input has no last stage
+    need(is_int(o.resolution) and o.resolution >= 32, "resolution", "an integer of at least 32")
+    need(is_int(o.group) and o.group >= 1, "group", "at least 1")
+    need(o.format in FORMATS, "format", ", ".join(FORMATS[:-1]) + f" or {FORMATS[-1]}")
+    need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
+    need(isinstance(o.progress, bool), "progress", "true or false")
+    for name in ("out", "command"):
+        value = getattr(o, name)
+        need(value is None or (isinstance(value, str) and bool(value)), name, "a non-empty string or unset")
+    for form in o.forms:
+        try:
+            get_form(form, among=FORMS + EXTRA_FORMS, what="--forms")
+        except FormError as exc:
+            raise BenchOptionsError(str(exc)) from None
+    o.protocol()  # the device name and the protocol overrides, checked by their one definition
+
+
+__all__ = ["BenchOptions", "BenchOptionsError", "EXTRA_FORMS", "FORMATS", "FORMS"]

@@ -1,0 +1,132 @@
+"""BenchOptions: YAML round trip, one-line validation errors naming the flag, the CLI's flags onto the options."""
+import dataclasses
+import sys
+
+import pytest
+
+import patsearch.profiler as profiler
+from patsearch.errors import UserError
+from patsearch.profiler import BenchOptions, BenchOptionsError, DeviceError
+from patsearch.profiler.bench import BenchResult, BenchRow, run_bench
+
+
+def test_yaml_round_trip_gives_equal_options(tmp_path):
+    opts = BenchOptions("cpu", models=["patnet_t0", "fasternet_t0"], forms=["fused"], resolution=64, batch=2,
+                        dtype="bfloat16", channels_last=True, threads=2, clock="wall", group=2, format="json",
+                        out=tmp_path / "bench.json", progress=False, command="pytest")
+    assert opts.models == ("patnet_t0", "fasternet_t0") and opts.forms == ("fused",)  # lists frozen as tuples
+    assert opts.out == str(tmp_path / "bench.json")
+    path = tmp_path / "bench.yaml"
+    path.write_text(opts.to_yaml())
+    assert "models:\n- patnet_t0\n- fasternet_t0\n" in path.read_text()  # plain YAML lists, no python tags
+    assert BenchOptions.from_yaml(path) == opts
+    protocol = opts.protocol()
+    assert (protocol.batch, protocol.dtype, protocol.channels_last, protocol.threads, protocol.clock) == \
+        (2, "bfloat16", True, 2, "wall")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.group = 3  # type: ignore[misc]
+    assert BenchOptions("cpu", models="patnet_t0, fasternet_t0").models == ("patnet_t0", "fasternet_t0")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"group": 0}, "--group must be at least 1, got 0"),
+    ({"resolution": 16}, "--resolution must be an integer of at least 32, got 16"),
+    ({"resolution": 224.0}, "--resolution must be an integer of at least 32, got 224.0"),
+    ({"format": "html"}, "--format must be md, csv or json, got 'html'"),
+    ({"models": []}, "--models must be a non-empty list of model names (or unset), got ()"),
+    ({"forms": ["fused", ""]}, "--forms must be a non-empty list of forms from trained, fused"),
+    ({"forms": ["nope"]}, "--forms: unknown form 'nope'; choose from trained, fused"),
+    ({"forms": ["table6"]}, "--forms: form 'table6' is not available here; choose from trained, fused"),
+    ({"progress": "yes"}, "--progress must be true or false, got 'yes'"),
+    ({"dtype": "float64"}, "--dtype must be one of float32, bfloat16, float16, got 'float64'"),  # the Protocol's
+    ({"batch": 0}, "--batch must be a positive integer, got 0"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+])
+def test_bad_values_are_one_line_errors_naming_the_flag(changes, message):
+    with pytest.raises(DeviceError) as exc:
+        BenchOptions(**{"device": "cpu", **changes})
+    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
+    assert isinstance(exc.value, UserError)
+
+
+def test_options_file_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text("device: cpu\nbatch_size: 4\n")
+    with pytest.raises(BenchOptionsError, match=r"bench.yaml: unknown field\(s\) batch_size; known fields: "):
+        BenchOptions.from_yaml(path)
+    path.write_text("device: cpu\ngroup: 0\n")
+    with pytest.raises(BenchOptionsError, match=r"bench.yaml: --group must be at least 1, got 0"):
+        BenchOptions.from_yaml(path)
+    path.write_text("- cpu\n")
+    with pytest.raises(BenchOptionsError, match="expected a mapping of bench options, got list"):
+        BenchOptions.from_yaml(path)
+
+
+def test_run_bench_keywords_are_the_options():
+    # the keyword call still works and is validated before any model is built
+    with pytest.raises(BenchOptionsError, match="unexpected keyword argument 'batch_size'"):
+        run_bench("cpu", batch_size=4)
+    with pytest.raises(BenchOptionsError, match="--group must be at least 1, got 0"):
+        run_bench("cpu", models=["patnet_t0"], group=0, progress=False)
+
+
+def _fake_result() -> BenchResult:
+    row = BenchRow("patnet_t0", "PATNet", "fused", 4.0, 0.5, 123.0, 1.0)
+    return BenchResult("cpu", "throughput", "b1", 64, {"hardware": "here", "date": "today"}, [row])
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    calls = []
+    monkeypatch.setattr(profiler, "build_bench", lambda opts: calls.append(opts) or _fake_result())
+    return calls
+
+
+def _run_cli(monkeypatch, argv):
+    import cli
+
+    monkeypatch.setattr(sys, "argv", ["patsearch", "bench", *argv])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code
+
+
+def test_cli_flags_map_onto_the_options(tmp_path, monkeypatch, capsys, seen):
+    out = tmp_path / "t.json"
+    code = _run_cli(monkeypatch, ["--device", "cpu", "--models", "patnet_t0,fasternet_t0", "--forms", "fused",
+                                  "--resolution", "64", "--batch", "2", "--dtype", "bfloat16", "--channels-last",
+                                  "--threads", "2", "--clock", "wall", "--group", "3", "--format", "csv",
+                                  "--out", str(out)])
+    assert code == 0
+    (opts,) = seen
+    assert opts == BenchOptions("cpu", models=("patnet_t0", "fasternet_t0"), forms=("fused",), resolution=64,
+                                batch=2, dtype="bfloat16", channels_last=True, threads=2, clock="wall", group=3,
+                                format="csv", out=str(out))
+    printed = capsys.readouterr().out
+    assert printed.startswith("model,family,form") and f"wrote {out}" in printed  # --format csv to stdout
+    assert out.read_text().startswith('{\n "device": "cpu"')  # the file's format comes from its suffix
+
+
+def test_cli_defaults_are_the_options_defaults(monkeypatch, seen):
+    assert _run_cli(monkeypatch, ["--device", "cpu"]) == 0
+    assert seen == [BenchOptions("cpu")]
+
+
+def test_cli_flags_given_override_the_file_and_defaults_do_not(tmp_path, monkeypatch, seen):
+    path = tmp_path / "bench.yaml"
+    path.write_text("device: cpu\nmodels: [patnet_t0]\nresolution: 96\ngroup: 2\nformat: json\n")
+    assert _run_cli(monkeypatch, ["--options", str(path), "--group", "5", "--format", "md"]) == 0
+    (opts,) = seen
+    assert (opts.group, opts.format) == (5, "md")                                       # flags given
+    assert (opts.device, opts.models, opts.resolution) == ("cpu", ("patnet_t0",), 96)  # file, not defaults
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--group", "0", "--device", "cpu"], "error: --group must be at least 1, got 0"),
+    (["--device", "cpu", "--format", "html"], "error: --format must be md, csv or json, got 'html'"),
+    ([], "error: --device is required (or an --options file that sets device)"),
+])
+def test_cli_errors_are_one_line(monkeypatch, capsys, seen, argv, message):
+    assert _run_cli(monkeypatch, argv) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert seen == []
