@@ -174,7 +174,9 @@ def evaluate(
     batch_size: int = typer.Option(256),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
     workers: int | None = typer.Option(None),
-    fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model."),
+    fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model (= --form fused)."),
+    form: str | None = typer.Option(None, "--form", help="Form of the registry to evaluate: trained (default), "
+                                                        "fused, fast, slicing."),
 ) -> None:
     """Top-1 / top-5 of a trained checkpoint."""
     import json
@@ -182,7 +184,7 @@ def evaluate(
     from patsearch.train import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
-                                  device=device, workers=workers, fused=fused)
+                                  device=device, workers=workers, fused=fused, form=form)
     typer.echo(json.dumps(metrics))
 
 

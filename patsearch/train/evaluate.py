@@ -43,20 +43,25 @@ def evaluate(model: nn.Module, loader: Iterable, normalize: Any, ctx: DistContex
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data: str | os.PathLike | None = None,
                         resolution: int | None = None, batch_size: int = 256, device: str = "auto",
-                        workers: int | None = None, fused: bool = False, amp: bool = True,
+                        workers: int | None = None, fused: bool = False, form: str | None = None, amp: bool = True,
                         synthetic_val: int | None = None, cache: str = "auto") -> dict[str, Any]:
     """Accuracy of a trained checkpoint on ``data``'s val split (or the built-in synthetic val split).
 
-    ``arch`` defaults to the one stored in the checkpoint; ``fused=True`` evaluates the deployment form. Without
+    ``arch`` defaults to the one stored in the checkpoint; ``form`` is any form of the registry
+    (:mod:`patsearch.models.forms`: ``trained``, ``fused``, ``fast``, ...), ``fused=True`` is ``form="fused"``. Without
     ``data``, the synthetic validation split the run trained with (its size and seed are in the checkpoint).
     """
     from patsearch.data.datasets import make_datasets
     from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform
+    from patsearch.models.forms import build_form, form_names, get_form
     from patsearch.train import checkpoint as ckpt
     from patsearch.train.distributed import init_distributed, shard_indices
     from patsearch.train.engine import amp_dtype, build_model
     from patsearch.train.recipe import Recipe
 
+    if form is None:
+        form = "fused" if fused else "trained"
+    get_form(form, among=form_names(measurable_only=True), what="--form")  # before any data is read
     state = ckpt.load(checkpoint)
     stored_arch = state.get("arch")
     if arch is None:
@@ -80,16 +85,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
     num_classes = len(val_base.classes)
     model = build_model(arch, num_classes)
     ckpt.load_model_weights(model, checkpoint)
-    if fused:
-        from patsearch.models import fuse_model
-
-        model = fuse_model(model)
-    model = model.to(ctx.device).eval()
+    model = build_form(model.eval(), form).to(ctx.device).eval()
     val = TransformedDataset(val_base, eval_transform(recipe))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val, shard_indices(len(val), ctx)),
                                          batch_size=batch_size, num_workers=workers or 0, collate_fn=collate_uint8,
                                          pin_memory=ctx.device.type == "cuda")
     metrics = evaluate(model, loader, DeviceNormalizer(ctx.device), ctx, amp_dtype(ctx.device, amp))
-    metrics.update(checkpoint=str(checkpoint), fused=fused, resolution=recipe.test_resolution,
+    metrics.update(checkpoint=str(checkpoint), form=form, fused=form == "fused", resolution=recipe.test_resolution,
                    epoch=state.get("epoch"))
     return metrics

@@ -5,6 +5,7 @@ import pytest
 import torch
 from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 
+from patsearch.errors import UserError
 from patsearch.train import TrainingDiverged, evaluate_checkpoint, train
 from patsearch.train import checkpoint as ckpt
 
@@ -85,6 +86,11 @@ def test_eval_matches_training_and_fused_model_gives_the_same_accuracy(tmp_path)
     assert plain["val_samples"] == 32
     assert (fused["top1"], fused["top5"]) == (plain["top1"], plain["top5"])
     assert fused["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-4)
+    # the registry's forms: "fast" is the same function again; an unknown name is refused before any work
+    fast = evaluate_checkpoint(out / "latest.pt", device="cpu", batch_size=16, form="fast")
+    assert (fast["top1"], fast["form"]) == (plain["top1"], "fast") and fused["form"] == "fused"
+    with pytest.raises(UserError, match=r"^--form: unknown form 'folded'; choose from .*fused"):
+        evaluate_checkpoint(out / "latest.pt", device="cpu", form="folded")
 
 
 def run_cli(monkeypatch, capsys, *args):
