@@ -440,18 +440,10 @@ class _progress:
         if not sys.stderr.isatty():
             return self._plain()
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                             console=Console(stderr=True))
+        from patsearch.progress import progress_bar
+
+        self._bar = progress_bar(console=Console(stderr=True))
         self._bar.__enter__()
         task = self._bar.add_task(self.description, total=self.total, completed=self.done)
         return lambda: self._bar.advance(task)

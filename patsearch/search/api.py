@@ -378,23 +378,15 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                        constraints) -> int:
     from optuna.trial import TrialState
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from patsearch.progress import progress_bar
 
     def done_count() -> int:
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not study_mod.is_infeasible(t)
                    for t in main_study.get_trials(deepcopy=False))
 
     primary = constraints[0]
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                  transient=False) as progress:
+    with progress_bar(console=console, transient=False) as progress:
         task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
 
         def on_trial_end(trial) -> None:

@@ -415,14 +415,8 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     from functools import partial
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from patsearch.progress import progress_bar
 
     console = console or Console()
     make_runner = make_runner or make_proxy_runner
@@ -443,8 +437,7 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
                   f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}; running in {where}")
     start = time.time()
     deadline = None if opts.stop_after is None else start + opts.stop_after
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as progress:
+    with progress_bar(console=console) as progress:
         task = progress.add_task("trainings", total=len(jobs), completed=already)
 
         def record_done(record: dict[str, Any]) -> None:

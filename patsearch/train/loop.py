@@ -163,18 +163,11 @@ class _Progress:
         self.started = self.last_print = time.perf_counter()
         self.start_done = 0
         if enabled and not self.plain:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import TextColumn
 
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                TimeRemainingColumn())
+            from patsearch.progress import progress_bar
+
+            self.bar = progress_bar(TextColumn("{task.fields[info]}"))
             self.bar.start()
         self.task = None
 
