@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_figure"]
 
 # mkstemp creates files readable by the owner only; give the result the mode a plain open() would have.
 _UMASK = os.umask(0o022)
@@ -74,3 +74,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2, **kwargs: Any) -> Path:
     """``json.dump`` atomically; the text is built first, so an unserialisable value never touches the disk."""
     return atomic_write_text(path, json.dumps(data, indent=indent, **kwargs) + "\n")
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Write a matplotlib figure as a PNG atomically, then close it (figures stay open in pyplot's registry)."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", **savefig_kwargs)
+    plt.close(fig)
+    return path

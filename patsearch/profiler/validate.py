@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from patsearch.arch import ArchConfig
-from patsearch.io import atomic_open
+from patsearch.io import atomic_save_figure
 from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
@@ -321,8 +321,4 @@ def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
                  f"{len(evaluation)} held-out random architectures", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return atomic_save_figure(fig, path)

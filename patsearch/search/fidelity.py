@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
-from patsearch.io import atomic_open, atomic_write_json, atomic_write_text
+from patsearch.io import atomic_save_figure, atomic_write_json, atomic_write_text
 from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 
@@ -368,11 +368,7 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
     fig.suptitle(f"proxy fidelity on {s['proxy']['data_id']} ({'complete' if report['complete'] else 'partial'})",
                  fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return atomic_save_figure(fig, path)
 
 
 # --- the command ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import yaml
 
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
-from patsearch.io import atomic_open, atomic_write_text
+from patsearch.io import atomic_save_figure, atomic_write_text
 from patsearch.ranking import binomial_se, kendall_tau
 from patsearch.search.objective import (
     ATTR_ARCH,
@@ -498,10 +498,7 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
     def save(ax, name: str) -> None:
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         fig.set_size_inches(8, 5.5)
-        with atomic_open(out / name, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(out / name)
+        written.append(atomic_save_figure(fig, out / name, dpi=110, bbox_inches="tight"))
 
     plots = [
         ("pareto.png", lambda: _front_plot(study, rs, cons, multi)),
