@@ -223,6 +223,8 @@ def profile(
                                        "(shared or noisy hosts)."),
     refit: bool = typer.Option(False, "--refit", help="Measure nothing: refit the calibration and fidelity report "
                                "from the networks the profile (--out, or the device's) already holds (any host)."),
+    partial: bool = typer.Option(False, "--partial", help="With --refit: score a validation that was cut short "
+                                                          "over the networks it measured (the report lists the rest)."),
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
     import json
@@ -239,8 +241,10 @@ def profile(
     opts = _options_from_flags(ctx, ProfileOptions, values, options)
     if refit:
         _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
-                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None)
+                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None, partial=partial)
         return
+    if partial:
+        raise UserError("--partial goes with --refit (scoring a validation that was cut short)")
     started = time.perf_counter()
     result = build_profile(opts)
     summary = result.summary()
@@ -254,22 +258,25 @@ def profile(
         typer.echo(json.dumps({k: result.fidelity[k] for k in keys if k in result.fidelity}))
 
 
-def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int, seed: int,
-                   plot: Path | None) -> None:
+def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int | None, seed: int,
+                   plot: Path | None, partial: bool = False) -> None:
     import json
 
     from patsearch.errors import UserError
     from patsearch.profiler import load_profile
-    from patsearch.profiler.validate import refit
+    from patsearch.profiler.validate import DEFAULT_CALIBRATE, refit
     from patsearch.space import load_space
 
+    calibrate = DEFAULT_CALIBRATE if calibrate is None else calibrate
     if validate < 1 or calibrate < 1:
         raise UserError("--refit needs --validate N and --calibrate N (> 0): the held-out and calibration networks "
                         "the profile was validated with")
     prof = load_profile(profile_ref, check=False)  # a refit measures nothing, so other hardware is fine
     report = refit(prof, load_space(space), n_evaluate=validate, n_calibrate=calibrate, seed=seed,
-                   plot=plot or prof.path.with_suffix(".fidelity.png"))
-    typer.echo(f"refit {prof.path}: {calibrate} calibration + {validate} evaluation networks, seed {seed}")
+                   plot=plot or prof.path.with_suffix(".fidelity.png"), partial=partial)
+    missing = report.get("missing_networks") or []
+    typer.echo(f"refit {prof.path}: {calibrate} calibration + {validate} evaluation networks, seed {seed}"
+               + (f"; {len(missing)} not measured, scored over the rest" if missing else ""))
     typer.echo(json.dumps({k: report[k] for k in ("calibration_model", "raw_sum", "calibrated") if k in report}))
 
 
@@ -332,6 +339,10 @@ def search(
                                                   "cuda | cuda:N."),
     gpus: str | None = typer.Option(None, help="One worker process per GPU on the same study: all | N (the "
                                                   "first N) | 0,1 (default: one worker)."),
+    workers_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (small proxies are "
+                                                "launch-bound; 3 per H200 trained about 1.5x the images per hour)."),
+    proxy_lr: float | None = typer.Option(None, help="Proxy peak lr (default: 2e-3 at the GPU batch of 512, else "
+                                                     "the recipe's sqrt(batch/256) rule)."),
     proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
                                                                       "proxies only: compiling takes ~1 min)."),
     proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
@@ -373,10 +384,10 @@ def search(
     opts = SearchOptions(
         latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
         proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
-                            batch_size=proxy_batch_size, train_samples=proxy_train_samples,
+                            batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
                             val_samples=proxy_val_samples, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
                             device=proxy_device, compile=proxy_compile),
-        gpus=gpus,
+        gpus=gpus, workers_per_gpu=workers_per_gpu,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
@@ -401,8 +412,10 @@ def proxy_check(
     seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once."),
     proxy_epochs: int = typer.Option(4, help="Proxy training epochs."),
     proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
-    proxy_batch_size: int = typer.Option(64, help="Proxy (and reference) batch size."),
-    proxy_lr: float | None = typer.Option(None, help="Peak lr (default: the recipe's, batch-scaled)."),
+    proxy_batch_size: int | None = typer.Option(None, help="Proxy (and reference) batch size (default: the "
+                                                              "search's, 512 on a GPU, 64 on a CPU)."),
+    proxy_lr: float | None = typer.Option(None, help="Peak lr (default: the search's: 2e-3 at the GPU batch of 512, "
+                                                     "else the recipe's sqrt(batch/256) rule)."),
     proxy_train_samples: int | None = typer.Option(None, help="Training images (class-balanced subset)."),
     proxy_val_samples: int | None = typer.Option(None, help="Validation images."),
     proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
@@ -411,7 +424,13 @@ def proxy_check(
                                                               "that)."),
     reference_resolution: int | None = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
                                                                   "at most 64)."),
+    reference: str | None = typer.Option(None, help="More reference settings as key=value pairs, e.g. "
+                                                    "train_samples=all,val_samples=all (the full splits)."),
+    also_proxy: list[str] = typer.Option([], help="Another proxy to measure against the same reference, as "
+                                                  "changes to the proxy (e.g. epochs=2,resolution=64); repeatable."),
     gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | 0,1."),
+    workers_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (small proxies are "
+                                                "launch-bound)."),
     stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "
                                                           "covers what finished, a rerun continues."),
     sample_seed: int = typer.Option(0, help="Seed of the random networks."),
@@ -425,7 +444,7 @@ def proxy_check(
 
     from patsearch.errors import UserError
     from patsearch.search import ProxySettings
-    from patsearch.search.fidelity import FidelityOptions, default_reference, run_fidelity
+    from patsearch.search.fidelity import FidelityOptions, apply_overrides, default_reference, run_fidelity
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -435,10 +454,14 @@ def proxy_check(
                           batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
                           val_samples=proxy_val_samples, seed=seed_list[0] if seed_list else 0, device=proxy_device,
                           workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"))
-    reference = default_reference(proxy)
+    reference_settings = default_reference(proxy)
     changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
-    reference = dataclasses.replace(reference, **changes)
-    opts = FidelityOptions(proxy=proxy, reference=reference, n=n, seeds=seed_list, budget=budget,
+    reference_settings = dataclasses.replace(reference_settings, **changes)
+    if reference:
+        reference_settings = apply_overrides(reference_settings, reference, "--reference")
+    alternatives = tuple(apply_overrides(proxy, text) for text in also_proxy)
+    opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
+                           budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
                            out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile)
     try:

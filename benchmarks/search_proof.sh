@@ -4,20 +4,20 @@
 #   OUT=$OUT bash benchmarks/search_proof.sh search      # TPE and random search, one GPU each, W workers per GPU
 #   OUT=$OUT bash benchmarks/search_proof.sh reference   # TPE winner, random winner, T1: reference recipe, 3 seeds
 #
-# The budget is PATNet-T1's predicted latency on the shipped epyc table (1 thread, batch 1, 224 px: 27.03 ms), so
-# the winners' latency can be measured on that CPU afterwards (benchmarks/search_cifar.py --phase measure). Both
+# The budget ($BUDGET) is PATNet-T1's predicted latency on a CPU table of a host we can measure on (the shipped
+# epyc table), so the winners' latency can be measured there afterwards (benchmarks/search_cifar.py --phase measure). Both
 # studies get the same proxy, trial count and time; TPE has T0 and T1 enqueued first (they count as its trials),
 # random search none. Small networks train launch-bound on a GPU, so W search processes share each GPU (one
-# Optuna study per sampler, exact trial counts across workers). Phase `reference` needs the `runs/` of phase
+# Optuna study per sampler, exact trial counts across workers; --workers-per-gpu). Phase `reference` needs the `runs/` of phase
 # `search` (carried back as $RUNS_IN) and trains each network with the proxy recipe for longer at a higher
 # resolution on the full training split, evaluating on the full test split.
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-PHASE=${1:?search or reference}
+PHASE=${1:?search, reference or both}
 OUT=${OUT:-/tmp/search_proof}
 DATA=${DATA:-.devcarry/cifar10}
-BUDGET=${BUDGET:-27.1ms}
+BUDGET=${BUDGET:?the latency budget with its table, e.g. epyc=27.1ms (PATNet-T1 on that table)}
 TRIALS=${TRIALS:-40}
 WORKERS_PER_GPU=${WORKERS_PER_GPU:-3}
 SEARCH_TIMEOUT=${SEARCH_TIMEOUT:-330}
@@ -51,17 +51,17 @@ search() {
   for sampler in tpe random; do
     local gpu=$(( i % n_gpus )); i=$((i + 1))
     local extra=""; [ "$sampler" = random ] && extra="--baselines none"
-    for w in $(seq 1 "$WORKERS_PER_GPU"); do
-      CUDA_VISIBLE_DEVICES=$gpu python3 -m patsearch search --latency-budget "epyc=$BUDGET" --allow-stale-profile \
-        --data "$DATA" $PROXY --proxy-device "$PROXY_DEVICE" --trials "$TRIALS" --sampler "$sampler" \
-        --seed "$w" --pruner none --timeout "$SEARCH_TIMEOUT" --study-name "proof-$sampler" --runs-dir "$RUNS" \
-        --no-plots $extra > "$OUT/search-$sampler-$w.log" 2>&1 &
-    done
+    # One GPU per sampler; the search's own --gpus/--workers-per-gpu starts W worker processes on it (each pins
+    # its GPU through the inherited CUDA_VISIBLE_DEVICES).
+    CUDA_VISIBLE_DEVICES=$gpu python3 -m patsearch search --latency-budget "$BUDGET" --allow-stale-profile \
+      --data "$DATA" $PROXY --proxy-device "$PROXY_DEVICE" --gpus all --workers-per-gpu "$WORKERS_PER_GPU" \
+      --trials "$TRIALS" --sampler "$sampler" --seed 1 --pruner none --timeout "$SEARCH_TIMEOUT" \
+      --study-name "proof-$sampler" --runs-dir "$RUNS" --no-plots $extra > "$OUT/search-$sampler.log" 2>&1 &
   done
   wait
   for sampler in tpe random; do
     python3 -m patsearch search --show "proof-$sampler" --runs-dir "$RUNS" > "$OUT/summary-$sampler.txt" 2>&1
-    tail -25 "$OUT/summary-$sampler.txt"
+    tail -30 "$OUT/summary-$sampler.txt"
   done
 }
 
@@ -100,11 +100,13 @@ EOF
 
 setup
 stamp "phase $PHASE"
+# RUNS_IN: the runs/ of an earlier call (carried back); a search continues its studies up to $TRIALS, the
+# reference phase trains their winners.
+if [ -n "${RUNS_IN:-}" ]; then cp -r "$RUNS_IN"/. "$RUNS"/; fi
 case "$PHASE" in
   search) search ;;
-  reference)
-    if [ -n "${RUNS_IN:-}" ]; then cp -r "$RUNS_IN"/. "$RUNS"/; fi
-    reference ;;
-  *) echo "unknown phase $PHASE (search or reference)"; exit 2 ;;
+  reference) reference ;;
+  both) search && reference ;;
+  *) echo "unknown phase $PHASE (search, reference or both)"; exit 2 ;;
 esac
 stamp done

@@ -69,7 +69,9 @@ def build_profile(options: ProfileOptions, *, layer_factory: LayerFactory | None
         return _adapt(dev, protocol, search_space, path, validate=o.validate, calibrate=o.calibrate, seed=o.seed,
                       adapt_from=o.adapt_from, plot=o.plot, fresh=o.fresh, command=command,
                       model_factory=model_factory, network_budget=network_budget, progress=o.progress)
-    calibrate = 40 if o.calibrate is None else o.calibrate
+    from patsearch.profiler.validate import DEFAULT_CALIBRATE
+
+    calibrate = DEFAULT_CALIBRATE if o.calibrate is None else o.calibrate
     profile = open_for_build(path, dev, protocol, fresh=o.fresh, command=command)
     layers = search_space.layer_inputs()
     source = Path(search_space.source)

@@ -37,6 +37,7 @@ def default_model_factory(arch: ArchConfig, form: str) -> Any:
     return build_form(create_model(arch), form)
 
 
+DEFAULT_CALIBRATE = 40  # random networks the calibration is fitted on, when --calibrate is not given
 UNSTABLE_SPREAD = 0.10   # p10-p90 spread above which an end-to-end measurement is taken again (once)
 
 
@@ -122,10 +123,12 @@ def assign_roles(profile: Profile, items: list[tuple[str, ArchConfig, int, str]]
 
 
 def _score_and_store(profile: Profile, items: list[tuple[str, ArchConfig, int, str]], space: Any, seed: int,
-                     plot: str | Path | None) -> dict[str, Any]:
+                     plot: str | Path | None, missing: Sequence[str] = ()) -> dict[str, Any]:
     """Fit the calibration on this validation's networks, score it, plot it, and store the report."""
     report = fit_and_score(profile, items)
     report.update(space=space.name, seed=seed, date=_now())
+    if missing:  # a validation cut short: say so in the report itself
+        report["missing_networks"] = list(missing)
     if plot is not None:
         report["plot"] = Path(plot).name
         plot_fidelity(profile, items, plot)
@@ -134,7 +137,7 @@ def _score_and_store(profile: Profile, items: list[tuple[str, ArchConfig, int, s
     return report
 
 
-def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = 40,
+def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n_calibrate: int = DEFAULT_CALIBRATE,
              seed: int = 0, model_factory: ModelFactory | None = None, plot: str | Path | None = None,
              progress: bool = True, budget: Any = None) -> dict[str, Any]:
     """Measure, calibrate on one set, score on the other; store calibration and fidelity in the profile."""
@@ -147,23 +150,30 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
     return report
 
 
-def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = 40, seed: int = 0,
-          plot: str | Path | None = None) -> dict[str, Any]:
-    """Fit and score again from the networks a profile already holds (no measuring; any host)."""
+def refit(profile: Profile, space: Any, *, n_evaluate: int, n_calibrate: int = DEFAULT_CALIBRATE, seed: int = 0,
+          plot: str | Path | None = None, partial: bool = False) -> dict[str, Any]:
+    """Fit and score again from the networks a profile already holds (no measuring; any host).
+
+    ``partial``: a validation that was cut short (a lease ended) is scored over the networks it measured; the
+    report lists the missing ones. Otherwise a missing network is an error.
+    """
     items = split_samples(space, n_calibrate, n_evaluate, seed)
     missing = [key for key, *_ in items if key not in profile.networks]
-    if missing:
+    if missing and not partial:
         from patsearch.profiler.table import ProfileError
 
         raise ProfileError(f"profile lacks {len(missing)} of the {len(items)} networks of this validation; "
-                           f"run `patsearch profile --device {profile.device} --validate {n_evaluate}` on it")
+                           f"run `patsearch profile --device {profile.device} --validate {n_evaluate}` on it, or "
+                           "add --partial to score over the networks it has")
+    items = [item for item in items if item[0] in profile.networks]
     assign_roles(profile, items)
     import sys
 
     profile.provenance.setdefault("history", []).append(
         {"date": _now(), "command": " ".join(sys.argv), "refit": f"{n_calibrate} calibration + {n_evaluate} "
-                                                                  f"evaluation networks, seed {seed}"})
-    report = _score_and_store(profile, items, space, seed, plot)
+                                                                  f"evaluation networks, seed {seed}"
+                                                                  + (f", {len(missing)} missing" if missing else "")})
+    report = _score_and_store(profile, items, space, seed, plot, missing=missing)
     return report
 
 

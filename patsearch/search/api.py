@@ -59,6 +59,9 @@ class SearchOptions:
     pruner: str = "median"
     n_jobs: int = 1
     gpus: str | None = None  # all | N | 0,1: one worker process per GPU on the same study (None: one worker)
+    # Worker processes per GPU: a small proxy is launch-bound and leaves the GPU idle between kernels, so several
+    # processes per GPU raise its throughput (3 per H200 gave about 1.5x the images per hour; docs/BENCHMARKS.md).
+    workers_per_gpu: int = 1
     baselines: str = "auto"
     runs_dir: str = "runs"
     heartbeat_interval: int = study_mod.DEFAULT_HEARTBEAT_INTERVAL
@@ -109,6 +112,10 @@ def _check_options(opts: SearchOptions) -> None:
         raise UserError(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(study_mod.SAMPLERS)}")
     if opts.heartbeat_interval < 1:
         raise UserError("--heartbeat-interval must be at least 1 second")
+    if not isinstance(opts.workers_per_gpu, int) or opts.workers_per_gpu < 1:
+        raise UserError(f"--workers-per-gpu must be a positive integer, got {opts.workers_per_gpu!r}")
+    if opts.workers_per_gpu > 1 and not opts.gpus:
+        raise UserError("--workers-per-gpu needs --gpus (for example --gpus all --workers-per-gpu 3)")
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
         raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
                         "(it names the folder under runs/)")
@@ -127,6 +134,8 @@ def _worker_gpus(opts: SearchOptions) -> list[int] | None:
                         "--proxy-device auto or cuda, or drop --gpus")
     if gpus is not None and opts.n_jobs > 1:
         raise UserError("--gpus already runs one worker per GPU; drop --n-jobs (or use --n-jobs without --gpus)")
+    if gpus is not None:
+        gpus = [g for g in gpus for _ in range(opts.workers_per_gpu)]  # each GPU's workers side by side
     return gpus
 
 
@@ -274,7 +283,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 
 def _where(opts: SearchOptions, gpus: list[int] | None, run_proxy: Any) -> str:
     if gpus is not None and len(gpus) > 1:
-        return f"{len(gpus)} GPUs ({', '.join(f'cuda:{g}' for g in gpus)}), one worker process each"
+        distinct = sorted(set(gpus))
+        return (f"{len(distinct)} GPU(s) ({', '.join(f'cuda:{g}' for g in distinct)}), "
+                f"{len(gpus) // len(distinct)} worker process(es) each")
     device = getattr(run_proxy, "device", None)
     return str(device) if device is not None else opts.proxy.device
 
@@ -285,7 +296,9 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
     ``gpu=None`` runs the same code on the CPU (tests exercise the process plumbing that way).
     """
     if gpu is not None:  # before CUDA initialises in this fresh (spawned) interpreter: it sees one GPU, cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        from patsearch.train.distributed import pin_visible_gpu
+
+        pin_visible_gpu(gpu)
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device="cuda"))
     from rich.console import Console
 

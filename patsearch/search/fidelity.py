@@ -2,11 +2,13 @@
 
 ``patsearch proxy-check`` (:func:`run_fidelity`) samples N random networks of the space that meet a latency budget
 on a lookup table (the search's own constraint code), adds the named PATNet variants within the budget, and trains
-each with the proxy (every seed in ``seeds``) and once with the reference settings (>= 5x the epochs, at the same
-or a higher resolution, on the same images). It reports Kendall's tau and Spearman's rho of the proxy's mean top-1
-against the reference top-1, the proxy's seed-to-seed standard deviation in points, and the same correlations for
-scores that cost no training: parameters, FLOPs (fvcore) and synflow (:mod:`patsearch.search.zerocost`). A proxy
-is worth its GPU time only where it ranks better than these.
+each with the proxy (every seed in ``seeds``) and once with the reference settings (>= 5x the training images,
+epochs x set size, at the same or a higher resolution, on the same data). It reports Kendall's tau and Spearman's
+rho of the proxy's mean top-1 against the reference top-1, the proxy's seed-to-seed standard deviation in points,
+and the same correlations for scores that cost no training: parameters, FLOPs (fvcore) and synflow
+(:mod:`patsearch.search.zerocost`). A proxy is worth its GPU time only where it ranks better than these.
+Alternative proxies (``--also-proxy``) are trained on the same networks and scored against the same reference, so
+one report compares proxy settings.
 
 Every training is a job of :mod:`patsearch.search.jobs`: recorded atomically when it finishes, so a killed run
 continues where it stopped; ``gpus="all"`` runs one worker process per GPU. The report (JSON, with top-level
@@ -32,9 +34,10 @@ from patsearch.io import atomic_save_figure, atomic_write_json, atomic_write_tex
 from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 
-REFERENCE_FACTOR = 5  # the reference trains at least this many times more epochs than the proxy
+REFERENCE_FACTOR = 5  # the reference trains on at least this many times the proxy's images (epochs x set size)
 MAX_REFERENCE_RESOLUTION = 64  # the default reference doubles the proxy's resolution up to this
 PROXY, REFERENCE, FREE = "proxy", "reference", "free"
+ALTERNATIVE = "alt"  # job kind prefix of the alternative proxies: alt1, alt2, ...
 FREE_SCORES = ("params", "flops", "synflow")
 REPORT_VERSION = 1
 
@@ -51,6 +54,9 @@ class FidelityOptions:
 
     proxy: ProxySettings = field(default_factory=ProxySettings)
     reference: ProxySettings | None = None  # None: default_reference(proxy)
+    # Other proxies measured against the same reference in the same run (their seeds are ``seeds`` too), so that
+    # the default proxy can be picked from one report: each gets its own tau, rho, seed std and cost.
+    alternatives: tuple[ProxySettings, ...] = ()
     n: int = 24  # random networks (the variants within budget come on top)
     seeds: tuple[int, ...] = (0, 1)  # proxy seeds; the reference runs once, with the proxy's first seed
     budget: str = "35ms"
@@ -60,6 +66,7 @@ class FidelityOptions:
     sample_seed: int = 0
     out: str = "docs/search/proxy-fidelity.json"
     gpus: str = "none"  # none | all | 0,1 | cpu:N (see jobs.parse_devices)
+    workers_per_gpu: int = 1  # launch-bound proxies: several worker processes share each GPU
     stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
     allow_stale_profile: bool = False
 
@@ -67,20 +74,37 @@ class FidelityOptions:
         if self.reference is None:
             object.__setattr__(self, "reference", default_reference(self.proxy))
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "alternatives", tuple(self.alternatives))
         ref, proxy = self.reference, self.proxy
+        if (ref.data is None) != (proxy.data is None) or (
+                ref.data is not None and Path(ref.data).resolve() != Path(proxy.data).resolve()):
+            raise UserError("the proxy and the reference must train on the same --data")
+        if ref.resolution < proxy.resolution:
+            raise UserError(f"--reference-resolution {ref.resolution} is below the proxy's {proxy.resolution}; the "
+                            "reference must train at the same or a higher resolution")
+        for i, alt in enumerate(self.alternatives, 1):
+            if (alt.data is None) != (proxy.data is None) or (
+                    alt.data is not None and Path(alt.data).resolve() != Path(proxy.data).resolve()):
+                raise UserError("--also-proxy must train on the proxy's --data")
+            if _settings_dict(alt) == _settings_dict(proxy):
+                raise UserError(f"--also-proxy {i} is the same as the proxy; change at least one setting")
+            if alt.resolution > ref.resolution:
+                raise UserError(f"--also-proxy {i} trains at {alt.resolution} px, above the reference's "
+                                f"{ref.resolution} px; the reference must train at the same or a higher resolution")
+        ref_images = ref.epochs * ref.train_images()
+        for name, p in (("the proxy", proxy), *((f"--also-proxy {i}", a) for i, a in enumerate(self.alternatives, 1))):
+            images = p.epochs * p.train_images()
+            if ref_images < REFERENCE_FACTOR * images:
+                need = math.ceil(REFERENCE_FACTOR * images / ref.train_images())
+                raise UserError(f"the reference trains on {ref_images:,} images ({ref.epochs} epochs x "
+                                f"{ref.train_images():,}), less than {REFERENCE_FACTOR}x {name}'s {images:,} "
+                                f"({p.epochs} x {p.train_images():,}); give --reference-epochs {need} or more")
+        if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
+            raise UserError(f"--workers-per-gpu must be a positive integer, got {self.workers_per_gpu!r}")
         if not isinstance(self.n, int) or self.n < 3:
             raise UserError(f"--n must be at least 3 networks (a rank correlation needs them), got {self.n!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"--seeds must list distinct integers, got {list(self.seeds)}")
-        if ref.epochs < REFERENCE_FACTOR * proxy.epochs:
-            raise UserError(f"--reference-epochs {ref.epochs} is less than {REFERENCE_FACTOR}x the proxy's "
-                            f"{proxy.epochs}; give at least {REFERENCE_FACTOR * proxy.epochs}")
-        if ref.resolution < proxy.resolution:
-            raise UserError(f"--reference-resolution {ref.resolution} is below the proxy's {proxy.resolution}; the "
-                            "reference must train at the same or a higher resolution")
-        if (ref.data is None) != (proxy.data is None) or (
-                ref.data is not None and Path(ref.data).resolve() != Path(proxy.data).resolve()):
-            raise UserError("the proxy and the reference must train on the same --data")
         if self.stop_after is not None and self.stop_after <= 0:
             raise UserError(f"--stop-after must be a positive number of seconds, got {self.stop_after}")
         if not str(self.out).endswith(".json"):
@@ -97,9 +121,22 @@ class FidelityOptions:
 
     def settings(self) -> dict[str, Any]:
         """What defines the measurement (stored in the report and compared when a run resumes)."""
-        return {"proxy": _settings_dict(self.proxy), "reference": _settings_dict(self.reference),
+        out = {"proxy": _settings_dict(self.proxy), "reference": _settings_dict(self.reference),
                 "seeds": list(self.seeds), "n": self.n, "budget": self.budget, "device_table": self.device_table,
                 "space": self.space, "variants": self.variants, "sample_seed": self.sample_seed}
+        if self.alternatives:  # absent when there are none: reports and records of earlier runs stay resumable
+            out["alternatives"] = [_settings_dict(a) for a in self.alternatives]
+        return out
+
+    def proxy_for(self, kind: str) -> ProxySettings:
+        """The settings a job kind trains with: the proxy, an alternative (``alt1``...) or the reference."""
+        if kind == PROXY:
+            return self.proxy
+        if kind == REFERENCE:
+            return self.reference
+        if kind.startswith(ALTERNATIVE) and kind[len(ALTERNATIVE):].isdigit():
+            return self.alternatives[int(kind[len(ALTERNATIVE):]) - 1]
+        raise ValueError(f"no proxy settings for job kind {kind!r}")
 
 
 def _settings_dict(s: ProxySettings) -> dict[str, Any]:
@@ -111,6 +148,39 @@ def _settings_dict(s: ProxySettings) -> dict[str, Any]:
 
 def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+OVERRIDABLE = {"epochs": int, "resolution": int, "train_samples": int, "val_samples": int, "batch_size": int,
+               "lr": float}
+
+
+def apply_overrides(base: ProxySettings, text: str, what: str = "--also-proxy") -> ProxySettings:
+    """``base`` with ``key=value`` pairs applied, e.g. ``epochs=2,resolution=64,train_samples=all``.
+
+    Keys are the fields of :data:`OVERRIDABLE`; ``all`` (sample counts) and ``default`` (batch, lr) clear a field.
+    """
+    changes: dict[str, Any] = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip().replace("-", "_"), value.strip()
+        if not sep or key not in OVERRIDABLE:
+            raise UserError(f"{what} {text!r}: write key=value pairs separated by commas, keys "
+                            f"{', '.join(OVERRIDABLE)} (e.g. epochs=2,resolution=64)")
+        if value.lower() in ("all", "default", "none"):
+            if key in ("epochs", "resolution"):
+                raise UserError(f"{what} {text!r}: {key} needs a number")
+            changes[key] = None
+            continue
+        try:
+            changes[key] = OVERRIDABLE[key](value)
+        except ValueError:
+            kind = "an integer" if OVERRIDABLE[key] is int else "a number"
+            raise UserError(f"{what} {text!r}: {key}={value} is not {kind}") from None
+    if not changes:
+        raise UserError(f"{what} {text!r}: give at least one key=value pair (e.g. epochs=2,resolution=64)")
+    return dataclasses.replace(base, **changes)
 
 
 # --- the networks --------------------------------------------------------------------------------------------
@@ -164,13 +234,19 @@ def plan_networks(opts: FidelityOptions, *, load_profile: Callable[[str], Any] |
     return rows
 
 
-def make_jobs(plan: Sequence[dict[str, Any]], seeds: Sequence[int]) -> list[Job]:
+def proxy_kinds(n_alternatives: int) -> list[str]:
+    """The job kinds of the proxies: the proxy, then ``alt1`` ... ``altN``."""
+    return [PROXY] + [f"{ALTERNATIVE}{i}" for i in range(1, n_alternatives + 1)]
+
+
+def make_jobs(plan: Sequence[dict[str, Any]], seeds: Sequence[int], n_alternatives: int = 0) -> list[Job]:
     """Per network: the reference first (longest: it balances best across GPUs when taken first), then the proxy
-    seeds; the free scores last (CPU seconds each)."""
+    seeds (and the alternatives'); the free scores last (CPU seconds each)."""
     jobs: list[Job] = []
     for row in plan:
         jobs.append(Job(f"{row['id']}.reference", row["id"], REFERENCE, seeds[0]))
-        jobs += [Job(f"{row['id']}.proxy.s{s}", row["id"], PROXY, s) for s in seeds]
+        for kind in proxy_kinds(n_alternatives):
+            jobs += [Job(f"{row['id']}.{kind}.s{s}", row["id"], kind, s) for s in seeds]
     jobs += [Job(f"{row['id']}.free", row["id"], FREE) for row in plan]
     return jobs
 
@@ -205,8 +281,7 @@ class Executor:
             num_classes = getattr(self.runner(self.opts.proxy), "num_classes", arch.num_classes)
             record.update(self.score_free(arch.replace(num_classes=num_classes), self.opts.reference.resolution))
         else:
-            base = self.opts.proxy if job.kind == PROXY else self.opts.reference
-            settings = dataclasses.replace(base, seed=job.seed)
+            settings = dataclasses.replace(self.opts.proxy_for(job.kind), seed=job.seed)
             try:
                 record["top1"] = float(self.runner(settings)(arch))
             except ProxyDiverged as exc:  # a measured outcome, not a crash: kept out of the correlations
@@ -243,33 +318,59 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
 
     from patsearch.ranking import average_ranks, kendall_tau, spearman
 
-    rows, complete = [], []
+    kinds = proxy_kinds(len(opts.alternatives))
+    rows = []
     for item in plan:
         rid = item["id"]
-        proxy = [records.get(f"{rid}.proxy.s{s}", {}).get("top1") for s in opts.seeds]
+        by_kind = {kind: [records.get(f"{rid}.{kind}.s{s}", {}).get("top1") for s in opts.seeds] for kind in kinds}
         ref_rec = records.get(f"{rid}.reference", {})
         free = records.get(f"{rid}.free", {})
-        diverged = [r["key"] for r in (records.get(f"{rid}.proxy.s{s}") for s in opts.seeds) if r and
-                    r.get("diverged")] + ([ref_rec["key"]] if ref_rec.get("diverged") else [])
+        diverged = sorted(r["key"] for r in (records.get(f"{rid}.{kind}.s{s}") for kind in kinds for s in opts.seeds)
+                          if r and r.get("diverged")) + ([ref_rec["key"]] if ref_rec.get("diverged") else [])
         row = {"id": rid, "source": item["source"], "resolution": item["resolution"],
                "predicted": item["predicted"], "budget": item.get("budget"),
-               "proxy_top1": proxy, "proxy_mean": None, "reference_top1": ref_rec.get("top1"),
+               "proxy_top1": by_kind[PROXY], "proxy_mean": _mean_or_none(by_kind[PROXY]),
+               "reference_top1": ref_rec.get("top1"),
                "params": free.get("params"), "flops": free.get("flops"), "synflow": free.get("synflow"),
                "synflow_overflow": free.get("synflow_overflow", False), "diverged": diverged,
                "seconds": {k: records[k]["seconds"] for k in records if k.startswith(rid + ".")},
                "arch": item["arch"]}
-        if all(p is not None for p in proxy):
-            row["proxy_mean"] = float(np.mean(proxy))
-        if row["proxy_mean"] is not None and row["reference_top1"] is not None and (f"{rid}.free" in records):
-            complete.append(row)
+        if opts.alternatives:
+            row["alternatives_top1"] = {kind: by_kind[kind] for kind in kinds[1:]}
+        row["_free_done"] = f"{rid}.free" in records
         rows.append(row)
+    complete = [r for r in rows if r["proxy_mean"] is not None and r["reference_top1"] is not None
+                and r["_free_done"]]
 
     def corr(fn, xs, ys) -> float | None:
         value = fn(xs, ys) if len(xs) >= 2 else float("nan")
         return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
+    def stats(kind: str, scored: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rank agreement with the reference, seed noise, size bias and cost of one proxy over ``scored`` rows."""
+        tops = [r["proxy_top1"] if kind == PROXY else r["alternatives_top1"][kind] for r in scored]
+        ref = [r["reference_top1"] for r in scored]
+        mean = [float(np.mean(t)) for t in tops]
+        seed_std = None
+        if len(opts.seeds) >= 2 and scored:
+            seed_std = round(100 * math.sqrt(float(np.mean([np.var(t, ddof=1) for t in tops]))), 3)
+        seconds = [r["seconds"].get(f"{r['id']}.{kind}.s{s}") for r in scored for s in opts.seeds]
+        seconds = [x for x in seconds if x is not None]
+        return {
+            "n": len(scored),
+            "kendall_tau": corr(kendall_tau, mean, ref),
+            "spearman": corr(spearman, mean, ref),
+            "seed_std": seed_std,
+            "single_seed_kendall_tau": {str(s): corr(kendall_tau, [t[i] for t in tops], ref)
+                                        for i, s in enumerate(opts.seeds)},
+            # Item 5's question: does the proxy reward size less than the longer training does (favouring small
+            # networks that merely learn fastest)? Both taus are against parameter counts.
+            "size_bias": {"proxy_vs_params": corr(kendall_tau, mean, [r["params"] for r in scored]),
+                          "reference_vs_params": corr(kendall_tau, ref, [r["params"] for r in scored])},
+            "mean_seconds": round(float(np.mean(seconds)), 2) if seconds else None,
+        }
+
     ref = [r["reference_top1"] for r in complete]
-    mean = [r["proxy_mean"] for r in complete]
     baselines, baselines_rho = {}, {}
     for name in FREE_SCORES:
         # Ranks, not values: an overflowed synflow (inf) ranks above every finite one and ties with the others.
@@ -280,43 +381,46 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         ranks = average_ranks(vals) if vals else []
         baselines[name] = corr(kendall_tau, ranks, ref)
         baselines_rho[name] = corr(spearman, ranks, ref)
-    if len(opts.seeds) >= 2 and complete:
-        variances = [float(np.var(r["proxy_top1"], ddof=1)) for r in complete]
-        seed_std = round(100 * math.sqrt(float(np.mean(variances))), 3)
-    else:
-        seed_std = None
-    single = {str(s): corr(kendall_tau, [r["proxy_top1"][i] for r in complete], ref)
-              for i, s in enumerate(opts.seeds)}
-    params = [r["params"] for r in complete]
-    tau = corr(kendall_tau, mean, ref)
+    main = stats(PROXY, complete)
+    alternatives = []
+    for kind, settings in zip(kinds[1:], opts.alternatives, strict=True):
+        scored = [r for r in rows if r["reference_top1"] is not None and r["params"] is not None
+                  and all(t is not None for t in r["alternatives_top1"][kind])]
+        alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored)})
+    for r in rows:
+        del r["_free_done"]
+    tau = main["kendall_tau"]
     return {
         "version": REPORT_VERSION,
         "n": len(complete),
         "kendall_tau": tau,
-        "spearman": corr(spearman, mean, ref),
-        "seed_std": seed_std,
+        "spearman": main["spearman"],
+        "seed_std": main["seed_std"],
         "baselines": baselines,
         "baselines_spearman": baselines_rho,
-        "single_seed_kendall_tau": single,
-        # Item 5's question: does the proxy reward size less than the longer training does (favouring small
-        # networks that merely learn fastest)? Both taus are against parameter counts.
-        "size_bias": {"proxy_vs_params": corr(kendall_tau, mean, params),
-                      "reference_vs_params": corr(kendall_tau, ref, params)},
+        "single_seed_kendall_tau": main["single_seed_kendall_tau"],
+        "size_bias": main["size_bias"],
+        "proxy_mean_seconds": main["mean_seconds"],
         "beats_free_scores": None if tau is None else all(v is None or tau > v for v in baselines.values()),
+        "alternatives": alternatives,
         "complete": len(complete) == len(plan),
         "networks": len(plan),
-        "jobs": {"done": len(records), "total": len(make_jobs(plan, opts.seeds))},
+        "jobs": {"done": len(records), "total": len(make_jobs(plan, opts.seeds, len(opts.alternatives)))},
         "diverged": sorted({k for r in rows for k in r["diverged"]}),
         # Jobs per GPU (CUDA_VISIBLE_DEVICES of the worker that ran them): shows that every GPU took work.
         "jobs_by_device": _count_by(records.values(), "cuda_visible_devices"),
         "training_seconds": {kind: round(sum(r.get("seconds", 0.0) for r in records.values() if r.get("kind") == kind),
-                                         1) for kind in (PROXY, REFERENCE, FREE)},
+                                         1) for kind in (*kinds, REFERENCE, FREE)},
         "settings": opts.settings(),
         "fingerprint": fingerprint(opts.settings()),
         "elapsed_seconds": None if elapsed is None else round(elapsed, 1),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "rows": rows,
     }
+
+
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    return float(sum(values) / len(values)) if values and all(v is not None for v in values) else None
 
 
 def _count_by(records, key: str) -> dict[str, int]:
@@ -420,11 +524,13 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     if devices and devices[0] != "cpu" and "cpu" in (opts.proxy.device, opts.reference.device):
         raise UserError("--gpus runs the trainings on GPUs: use --proxy-device auto or cuda with it")
     plan = _load_or_plan(opts, load_profile)
-    jobs = make_jobs(plan, opts.seeds)
+    jobs = make_jobs(plan, opts.seeds, len(opts.alternatives))
+    devices = [d for d in devices for _ in range(opts.workers_per_gpu)]
     if devices and opts.proxy.data is not None and make_runner is make_proxy_runner:
         from patsearch.search.proxy import prepare_folder
 
-        prepare_folder(opts.proxy)  # the linked subset, built once here rather than raced for by every worker
+        for settings in (opts.proxy, opts.reference, *opts.alternatives):
+            prepare_folder(settings)  # the linked subsets, built once here rather than raced for by every worker
     store = RecordStore(opts.records_dir)
     already = len(store.load(j.key for j in jobs))
     where = f"{len(devices)} worker process(es) on {'GPUs ' + ','.join(devices) if devices[0] != 'cpu' else 'CPU'}" \
@@ -455,9 +561,14 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}, Spearman "
                   f"{report['spearman']}, proxy seed std {report['seed_std']} points; free scores (tau): "
                   + ", ".join(f"{k} {v}" for k, v in report["baselines"].items()) + f" [{state}]")
+    for alt in report["alternatives"]:
+        st = alt["settings"]
+        console.print(f"  {alt['kind']} ({st['epochs']} ep at {st['resolution']} px, {st['train_samples'] or 'all'} "
+                      f"images) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}, Spearman "
+                      f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training")
     console.print(f"wrote {json_path}" + (f" and {png}" if png else ""))
     return FidelityResult(report, json_path, png, ran)
 
 
-__all__ = ["FidelityOptions", "FidelityResult", "build_report", "default_reference", "free_scores", "make_jobs",
-           "plan_networks", "run_fidelity"]
+__all__ = ["FidelityOptions", "FidelityResult", "apply_overrides", "build_report", "default_reference",
+           "free_scores", "make_jobs", "plan_networks", "proxy_kinds", "run_fidelity"]

@@ -157,7 +157,9 @@ def _run_in_workers(pending: list[Job], make_executor, store: RecordStore, devic
 def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jobs_q, results_q,
             deadline: float | None) -> None:
     if device != "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = device  # before this process starts CUDA
+        from patsearch.train.distributed import pin_visible_gpu
+
+        pin_visible_gpu(device)  # before this process starts CUDA
     import torch
 
     torch.set_num_threads(threads)

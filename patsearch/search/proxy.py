@@ -83,6 +83,15 @@ class ProxySettings:
     def synthetic_sizes(self) -> tuple[int, int]:
         return (self.train_samples or DEFAULT_SYNTHETIC[0], self.val_samples or DEFAULT_SYNTHETIC[1])
 
+    def train_images(self) -> int:
+        """Images in one epoch: the subset size, the synthetic set's, or the folder's whole train split (counted)."""
+        if self.data is None:
+            return self.synthetic_sizes()[0]
+        from patsearch.data.folder import scan_split, split_dir
+
+        total = len(scan_split(split_dir(Path(self.data).expanduser(), "train"))[1])
+        return total if self.train_samples is None else min(self.train_samples, total)
+
     def torch_device(self):
         """The device proxies train on (``auto`` resolved here, the one place); a one-line error for ``cuda``
         without a GPU."""

@@ -225,11 +225,22 @@ def validation_size(study) -> int | None:
     return int(match.group(2)) if match else None
 
 
-def _fidelity_matches(report: dict[str, Any], config: dict[str, Any]) -> bool:
-    proxy = (report.get("settings") or {}).get("proxy") or {}
+def _proxy_matches(proxy: dict[str, Any], config: dict[str, Any]) -> bool:
     return (proxy.get("data_id") == config.get("data") and proxy.get("epochs") == config.get("proxy_epochs")
             and proxy.get("resolution") == config.get("proxy_resolution")
             and proxy.get("recipe", "proxy") == config.get("recipe", "proxy"))
+
+
+def _fidelity_view(report: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+    """The report's figures for the study's proxy: the main proxy's, or an alternative's lifted to the top level
+    (the free scores are the report's either way); None when neither proxy is the study's."""
+    if _proxy_matches((report.get("settings") or {}).get("proxy") or {}, config):
+        return report
+    for alt in report.get("alternatives") or []:
+        if isinstance(alt, dict) and _proxy_matches(alt.get("settings") or {}, config):
+            return {**report, **{k: alt.get(k) for k in ("n", "kendall_tau", "spearman", "seed_std")},
+                    "proxy_kind": alt.get("kind")}
+    return None
 
 
 def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]] | None:
@@ -258,8 +269,9 @@ def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, d
                 report = json.loads(candidate.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(report, dict) and _fidelity_matches(report, config):
-                return candidate, report
+            view = _fidelity_view(report, config) if isinstance(report, dict) else None
+            if view is not None:
+                return candidate, view
     return None
 
 

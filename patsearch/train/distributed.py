@@ -38,6 +38,19 @@ class DistContext:
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def pin_visible_gpu(index: int | str) -> str:
+    """Make GPU ``index`` (counted among the GPUs this process sees) the only one it sees, before CUDA starts.
+
+    The index goes through an inherited ``CUDA_VISIBLE_DEVICES``: under ``CUDA_VISIBLE_DEVICES=1``, index 0 is
+    physical GPU 1, not GPU 0. Returns the value set.
+    """
+    inherited = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    i = int(index)
+    value = inherited[i] if inherited and i < len(inherited) else str(i)
+    os.environ["CUDA_VISIBLE_DEVICES"] = value
+    return value
+
+
 def check_device_name(device: str, flag: str = "--device") -> str:
     """The normalised name (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), or a one-line error for anything else."""
     text = str(device).strip().lower()

@@ -4,7 +4,8 @@ Issue 10/11: "compiled train-mode PATNet-T0 differs from eager by 3.7%" was drop
 different random numbers (Inductor's RNG is not eager's), not ill-conditioning: with the RNG made comparable the
 two agree. The compiled backward also failed on the attention's dropout layout; these tests pin both.
 CPU tests use the ``aot_eager`` backend (Dynamo + AOTAutograd graphs, eager kernels: identical random draws);
-Inductor's code generation is checked on the GPU by ``benchmarks/bf16_check.py`` (fallback_random=True).
+Inductor's code generation is checked on the GPU by ``benchmarks/compile_equivalence.py`` (fallback_random, TF32
+off, float64 as the ground truth), and conditioning (float32 vs float64 per mixer) by ``test_conditioning.py``.
 """
 import copy
 

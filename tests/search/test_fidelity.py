@@ -174,7 +174,9 @@ def test_jobs_and_report_from_records():
 @pytest.mark.parametrize("kw,fragment", [
     (dict(n=2), "--n must be at least 3"),
     (dict(seeds=(1, 1)), "--seeds must list distinct"),
-    (dict(reference=ProxySettings(epochs=4, resolution=64)), "less than 5x the proxy's 1; give at least 5"),
+    (dict(reference=ProxySettings(epochs=4, resolution=64, train_samples=64, val_samples=32)),
+     "the reference trains on 256 images (4 epochs x 64), less than 5x the proxy's 64 (1 x 64); give "
+     "--reference-epochs 5 or more"),
     (dict(reference=ProxySettings(epochs=5, resolution=32), proxy=ProxySettings(epochs=1, resolution=64)),
      "below the proxy's 64"),
     (dict(reference=ProxySettings(data="/x", epochs=5, resolution=64)), "same --data"),
@@ -203,3 +205,93 @@ def test_cli_proxy_check_runs_and_reports(tmp_path, tiny_profile, monkeypatch):
     assert "Kendall tau" in result.output and out.exists() and out.with_suffix(".png").exists()
     bad = CliRunner().invoke(cli.app, args[:-2] + ["--out", str(tmp_path / "b.json"), "--reference-epochs", "2"])
     assert bad.exit_code != 0 and "less than 5x" in str(bad.exception)
+
+
+def test_alternative_proxies_are_measured_against_the_same_reference():
+    """One reference per network; each alternative proxy gets its own tau, seed std and cost."""
+    plan = [{"id": f"r{i}", "source": "random", "resolution": 64, "predicted": {}, "arch": {}} for i in range(4)]
+    alt = dataclasses.replace(PROXY, resolution=64)
+    opts = FidelityOptions(proxy=PROXY, alternatives=(alt,), n=4, seeds=(0, 1))
+    jobs = make_jobs(plan, opts.seeds, len(opts.alternatives))
+    assert [j.key for j in jobs[:5]] == ["r0.reference", "r0.proxy.s0", "r0.proxy.s1", "r0.alt1.s0", "r0.alt1.s1"]
+    assert len(jobs) == 4 * 6
+    assert opts.proxy_for("alt1") == alt and opts.proxy_for("proxy") == PROXY
+    ref = {"r0": 0.6, "r1": 0.5, "r2": 0.7, "r3": 0.4}
+    main = {"r0": 0.1, "r1": 0.2, "r2": 0.3, "r3": 0.4}  # ranks r3 first, the reference last: tau -2/6
+    records = {}
+    for rid in ref:
+        records[f"{rid}.reference"] = {"key": f"{rid}.reference", "top1": ref[rid], "seconds": 5.0}
+        records[f"{rid}.free"] = {"key": f"{rid}.free", "params": 1, "flops": 1, "synflow": 1.0, "seconds": 0.1}
+        for s in (0, 1):
+            records[f"{rid}.proxy.s{s}"] = {"key": f"{rid}.proxy.s{s}", "top1": main[rid], "seconds": 1.0}
+            # the alternative agrees with the reference exactly and costs 3 s
+            records[f"{rid}.alt1.s{s}"] = {"key": f"{rid}.alt1.s{s}", "top1": ref[rid] - 0.1 + 0.01 * s,
+                                           "seconds": 3.0}
+    report = build_report(opts, plan, records)
+    assert report["kendall_tau"] == pytest.approx(-2 / 6, abs=1e-4) and report["proxy_mean_seconds"] == 1.0
+    (a,) = report["alternatives"]
+    assert a["kind"] == "alt1" and a["n"] == 4 and a["kendall_tau"] == 1.0 and a["mean_seconds"] == 3.0
+    assert a["seed_std"] == pytest.approx(100 * math.sqrt(0.01 ** 2 / 2), abs=1e-3)
+    assert a["settings"]["resolution"] == 64
+    assert report["rows"][0]["alternatives_top1"]["alt1"] == [pytest.approx(0.5), pytest.approx(0.51)]
+    del records["r1.alt1.s1"]  # an alternative missing a seed leaves that network out of its figures only
+    partial = build_report(opts, plan, records)
+    assert partial["alternatives"][0]["n"] == 3 and partial["n"] == 4
+
+
+def test_apply_overrides_parses_and_refuses():
+    from patsearch.search.fidelity import apply_overrides
+
+    changed = apply_overrides(PROXY, "epochs=2, resolution=64,train_samples=all,lr=0.002")
+    assert (changed.epochs, changed.resolution, changed.train_samples, changed.lr) == (2, 64, None, 0.002)
+    assert changed.val_samples == PROXY.val_samples
+    for text, fragment in (("epochs", "key=value pairs"), ("depth=3", "key=value pairs"), ("", "at least one"),
+                           ("epochs=two", "not an integer"), ("resolution=all", "needs a number")):
+        with pytest.raises(UserError) as info:
+            apply_overrides(PROXY, text)
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    (dict(alternatives=(dataclasses.replace(PROXY, epochs=2),)), "less than 5x --also-proxy 1's 128 (2 x 64)"),
+    (dict(alternatives=(dataclasses.replace(PROXY, resolution=128),)), "above the reference's 64 px"),
+    (dict(alternatives=(PROXY,)), "is the same as the proxy"),
+    (dict(alternatives=(dataclasses.replace(PROXY, data="/x"),)), "must train on the proxy's --data"),
+    (dict(workers_per_gpu=0), "--workers-per-gpu must be a positive integer"),
+])
+def test_bad_alternatives_are_one_line_errors(kw, fragment):
+    with pytest.raises(UserError) as info:
+        FidelityOptions(proxy=PROXY, **kw)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_workers_per_gpu_runs_that_many_processes_per_device(tmp_path, tiny_profile, monkeypatch):
+    """cpu:1 with two workers per device: both spawned processes take jobs (the rendezvous needs two)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv("PATSEARCH_TEST_MARKERS", str(markers))
+    opts = _opts(tmp_path, tiny_profile, gpus="cpu:1", workers_per_gpu=2)
+    result = run_fidelity(opts, make_runner=rendezvous_runner_factory, load_profile=_load,
+                          score_free=cheap_free_scores)
+    assert result.ran == 12
+    records = [json.loads(p.read_text()) for p in opts.records_dir.glob("r*.json")]
+    assert len({r["pid"] for r in records}) == 2
+
+
+def test_cli_also_proxy_and_reference_overrides(tmp_path, tiny_profile, monkeypatch):
+    import cli
+    import patsearch.search.fidelity as fidelity
+
+    monkeypatch.setattr(fidelity, "make_proxy_runner", fake_runner_factory)
+    monkeypatch.setattr(fidelity, "free_scores", cheap_free_scores)
+    monkeypatch.setattr("patsearch.profiler.load_profile", lambda device, **kw: _load(device))
+    out = tmp_path / "r.json"
+    args = ["proxy-check", "--n", "3", "--budget", f"{tiny_profile}=5ms", "--space", "tiny", "--proxy-epochs", "1",
+            "--proxy-device", "cpu", "--proxy-train-samples", "64", "--out", str(out), "--reference-epochs", "10",
+            "--reference", "train_samples=all", "--also-proxy", "epochs=2,resolution=64"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["reference"]["train_samples"] is None
+    assert report["alternatives"][0]["settings"]["epochs"] == 2 and report["alternatives"][0]["n"] == 3
+    assert "alt1 (2 ep at 64 px" in result.output

@@ -139,3 +139,23 @@ def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, ti
     printed = capsys.readouterr().out
     assert sum(line.startswith("trial ") for line in printed.splitlines()) == len(trials) == out.ran
     assert [p.suffix for p in (tmp_path / "proxy-data").iterdir() if p.suffix == ".pt"] == [".pt"]  # one decode
+
+
+def test_workers_per_gpu_repeats_each_gpu(monkeypatch):
+    from patsearch.search import api
+
+    gpus(monkeypatch, 2)
+    opts = api.SearchOptions(gpus="all", workers_per_gpu=3, proxy=ProxySettings(device="auto"))
+    assert api._worker_gpus(opts) == [0, 0, 0, 1, 1, 1]
+    assert api._where(opts, [0, 0, 0, 1, 1, 1], None) == "2 GPU(s) (cuda:0, cuda:1), 3 worker process(es) each"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers-per-gpu", "2"], "error: --workers-per-gpu needs --gpus"),
+    (["--gpus", "all", "--workers-per-gpu", "0"], "error: --workers-per-gpu must be a positive integer, got 0"),
+])
+def test_workers_per_gpu_errors(monkeypatch, capsys, tmp_path, args, message):
+    gpus(monkeypatch, 1)
+    code, err = run_search_cli(monkeypatch, capsys, tmp_path, *args)
+    assert code == 2 and err.startswith(message) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()

@@ -158,6 +158,23 @@ def test_a_matching_fidelity_report_is_found_stated_and_sets_the_noise(tmp_path,
         find_fidelity(out.study, tmp_path / "missing.json")
 
 
+def test_a_report_whose_alternative_proxy_is_the_studys_states_that_proxys_figures(tmp_path, monkeypatch):
+    out = _with_baseline(tmp_path, 0.51)
+    config = out.study.user_attrs["patsearch_config"]
+    docs = tmp_path / "docs" / "search"
+    docs.mkdir(parents=True)
+    report = _fidelity_report(config, epochs=99)  # the main proxy is another one
+    alt_settings = _fidelity_report(config)["settings"]["proxy"]
+    report["alternatives"] = [{"kind": "alt1", "settings": alt_settings, "n": 20, "kendall_tau": 0.75,
+                               "spearman": 0.9, "seed_std": 0.8}]
+    (docs / "proxy-fidelity-cifar10.json").write_text(json.dumps(report))
+    monkeypatch.chdir(tmp_path)
+    found = find_fidelity(out.study)
+    assert found is not None and found[1]["proxy_kind"] == "alt1"
+    assert (found[1]["n"], found[1]["kendall_tau"], found[1]["seed_std"]) == (20, 0.75, 0.8)
+    assert found[1]["baselines"] == report["baselines"]
+
+
 def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
     def run_proxy(arch, on_epoch_end=None):
         final = 0.1 + 0.01 * arch.embed_dim + 0.05 * arch.depths[2]
