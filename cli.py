@@ -348,6 +348,8 @@ def search(
     proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
                                                                  "2000; folder: all, or a class-balanced subset)."),
     proxy_val_samples: int | None = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
+    proxy_holdout: int | None = typer.Option(None, help="Validate on this many images held out of the training "
+                                                        "split (class-balanced) instead of the val/test split."),
     trials: int = typer.Option(8, help="Candidates to proxy-train (baselines included; infeasible proposals are "
                                        "recorded, not counted); a rerun completes the study up to this count."),
     timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
@@ -385,8 +387,8 @@ def search(
         latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
         proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
                             batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
-                            val_samples=proxy_val_samples, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
-                            device=proxy_device, compile=proxy_compile),
+                            val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed,
+                            subset_dir=str(runs_dir / ".proxy-data"), device=proxy_device, compile=proxy_compile),
         gpus=gpus, workers_per_gpu=workers_per_gpu,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
@@ -418,6 +420,8 @@ def proxy_check(
                                                      "else the recipe's sqrt(batch/256) rule)."),
     proxy_train_samples: int | None = typer.Option(None, help="Training images (class-balanced subset)."),
     proxy_val_samples: int | None = typer.Option(None, help="Validation images."),
+    proxy_holdout: int | None = typer.Option(None, help="Validate the proxy on this many images held out of the "
+                                                        "training split instead of the val/test split."),
     proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
     proxy_workers: int = typer.Option(0, help="Data loader processes per training."),
     reference_epochs: int | None = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
@@ -452,7 +456,8 @@ def proxy_check(
         raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
     proxy = ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
                           batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
-                          val_samples=proxy_val_samples, seed=seed_list[0] if seed_list else 0, device=proxy_device,
+                          val_samples=proxy_val_samples, holdout=proxy_holdout,
+                          seed=seed_list[0] if seed_list else 0, device=proxy_device,
                           workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"))
     reference_settings = default_reference(proxy)
     changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}

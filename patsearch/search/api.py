@@ -447,11 +447,14 @@ def _val_images(proxy: ProxySettings) -> int | None:
         _, val = scan_split(split_dir(root, "val"), classes)
     except Exception:  # the trainer reports a bad folder with its own message
         return None
-    if proxy.val_samples is None:
+    wanted = proxy.holdout if proxy.holdout is not None else proxy.val_samples
+    if proxy.holdout is not None:
+        val = samples  # held out of the training split
+    if wanted is None:
         return len(val)
     per_class = [sum(1 for _, label in val if label == k) for k in range(len(classes))]
-    quota = max(1, proxy.val_samples // len(classes))  # what the class-balanced subset keeps
-    return len(val) if proxy.val_samples >= len(val) else sum(min(quota, n) for n in per_class)
+    quota = max(1, wanted // len(classes))  # what the class-balanced subset keeps
+    return len(val) if wanted >= len(val) else sum(min(quota, n) for n in per_class)
 
 
 def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True, fidelity=None) -> Written:

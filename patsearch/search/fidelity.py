@@ -150,8 +150,8 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-OVERRIDABLE = {"epochs": int, "resolution": int, "train_samples": int, "val_samples": int, "batch_size": int,
-               "lr": float}
+OVERRIDABLE = {"epochs": int, "resolution": int, "train_samples": int, "val_samples": int, "holdout": int,
+               "batch_size": int, "lr": float}
 
 
 def apply_overrides(base: ProxySettings, text: str, what: str = "--also-proxy") -> ProxySettings:

@@ -50,6 +50,10 @@ class ProxySettings:
     lr: float | None = None
     train_samples: int | None = None  # synthetic: set size; folder: class-balanced subset (None: all)
     val_samples: int | None = None
+    # Folder data: validate on this many images held out of the training split (class-balanced), so that choosing
+    # networks never looks at the val/test split a final training reports on. The training subset is drawn from
+    # the rest. Replaces val_samples.
+    holdout: int | None = None
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: the GPU when there is one)
     workers: int = 0
@@ -62,10 +66,15 @@ class ProxySettings:
             raise UserError(f"--proxy-epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.resolution, int) or self.resolution < 32 or self.resolution % 32:
             raise UserError(f"--proxy-resolution must be a multiple of 32 (at least 32), got {self.resolution!r}")
-        for name in ("train_samples", "val_samples"):
+        for name in ("train_samples", "val_samples", "holdout"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"--proxy-{name.replace('_', '-')} must be positive, got {value}")
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"--proxy-{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.holdout is not None and self.data is None:
+            raise UserError("--proxy-holdout needs --data (the built-in synthetic set has its own validation images)")
+        if self.holdout is not None and self.val_samples is not None:
+            raise UserError("--proxy-holdout replaces --proxy-val-samples (validation comes from the training split); "
+                            "give one of them")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
             raise UserError(f"--proxy-batch-size must be an integer of at least 2, got {self.batch_size!r}")
         from patsearch.train.distributed import check_device_name
@@ -77,7 +86,8 @@ class ProxySettings:
         if self.data is None:
             n_train, n_val = self.synthetic_sizes()
             return f"synthetic:{n_train}/{n_val}"
-        tail = f":{self.train_samples or 'all'}/{self.val_samples or 'all'}"
+        val = f"holdout{self.holdout}" if self.holdout else (self.val_samples or "all")
+        tail = f":{self.train_samples or 'all'}/{val}"
         return f"folder:{Path(self.data).resolve().name}{tail}"
 
     def synthetic_sizes(self) -> tuple[int, int]:
@@ -89,7 +99,7 @@ class ProxySettings:
             return self.synthetic_sizes()[0]
         from patsearch.data.folder import scan_split, split_dir
 
-        total = len(scan_split(split_dir(Path(self.data).expanduser(), "train"))[1])
+        total = len(scan_split(split_dir(Path(self.data).expanduser(), "train"))[1]) - (self.holdout or 0)
         return total if self.train_samples is None else min(self.train_samples, total)
 
     def torch_device(self):
@@ -204,16 +214,25 @@ def prepare_folder(settings: ProxySettings) -> tuple[str, int]:
     val_dir = split_dir(root, "val")
     classes, train_samples = scan_split(train_dir)
     _, val_samples = scan_split(val_dir, classes)
-    if settings.train_samples is None and settings.val_samples is None:
+    if settings.train_samples is None and settings.val_samples is None and settings.holdout is None:
         return str(root), len(classes)
-    key = hashlib.sha256(f"{root.resolve()}|{settings.train_samples}|{settings.val_samples}".encode()).hexdigest()[:12]
+    val_n = settings.val_samples
+    if settings.holdout is not None:
+        if settings.holdout >= len(train_samples):
+            raise UserError(f"--proxy-holdout {settings.holdout} leaves no training images ({root} has "
+                            f"{len(train_samples)}); hold out fewer")
+        val_samples = _balanced(train_samples, len(classes), settings.holdout)
+        val_n = None
+        held = set(val_samples)
+        train_samples = [s for s in train_samples if s not in held]
+    key = hashlib.sha256(f"{root.resolve()}|{settings.train_samples}|{settings.val_samples}|"
+                         f"{settings.holdout}".encode()).hexdigest()[:12]
     base = Path(settings.cache_dir())
     target = base / f"{root.resolve().name}-{key}"
     if (target / ".complete").exists():
         return str(target), len(classes)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    for split, samples, n in (("train", train_samples, settings.train_samples),
-                              ("val", val_samples, settings.val_samples)):
+    for split, samples, n in (("train", train_samples, settings.train_samples), ("val", val_samples, val_n)):
         for path, label in _balanced(samples, len(classes), n):
             dest = tmp / split / classes[label] / Path(path).name
             dest.parent.mkdir(parents=True, exist_ok=True)

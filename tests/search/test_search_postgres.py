@@ -28,12 +28,14 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
     runs = tmp_path / "runs"
     marker = tmp_path / "victim.started"
     victim = _worker(postgres_url, tiny_profile, runs, "pg", 12, marker=marker)
-    others = [_worker(postgres_url, tiny_profile, runs, "pg", 12, sleep=0.15) for _ in range(3)]
     deadline = time.time() + 120
     while not marker.exists():
         assert time.time() < deadline, "the victim never started training"
         assert victim.poll() is None, victim.communicate()[1][-2000:]
         time.sleep(0.05)
+    # The others start once the victim holds a trial: started together, they could fill the study before the
+    # victim's interpreter came up (it then exits 0 having trained nothing, a race seen on a loaded 2-core VM).
+    others = [_worker(postgres_url, tiny_profile, runs, "pg", 12, sleep=0.15) for _ in range(3)]
     os.kill(victim.pid, signal.SIGKILL)  # mid-trial: after creating the marker it waits in its first trial
     victim_out, victim_err = victim.communicate(timeout=30)
     assert victim.returncode == -signal.SIGKILL
