@@ -44,6 +44,9 @@ N_ADAPT = 14          # networks the scales are fitted on
 N_HELD_OUT = 8        # networks only used to score the adapted table
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1e6)   # relative ridge strengths tried (1e6 = one common scale)
 SCALED_STATS = ("ms", "p10", "p90", "min_p10", "graph_ms", "graph_p10")
+SPOT_CHECK_NETWORKS = 3    # networks measured to check a table made with another torch release
+SPOT_CHECK_TOLERANCE = 0.15  # their median time may differ this much from the table's predictions
+SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: each table is checked once per host
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
 ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
 
@@ -258,7 +261,9 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
     hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
     (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it)
-    and ``note`` says so with the command for a full table. Other names and paths load as :func:`load_profile` does.
+    and ``note`` says so with the command for a full table. A table that fits by hardware name but was measured
+    with another torch release is spot-checked first (:func:`spot_check`, once per host) and adapted the same way
+    when its predictions are off here. Other names and paths load as :func:`load_profile` does.
     """
     text = os.fspath(device)
     if text.endswith(".json") or os.sep in text:
@@ -274,7 +279,25 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
             continue
         profile = Profile.load(path)
         if _fits_here(profile) or allow_stale:
-            return load_profile(path, allow_stale=allow_stale)
+            loaded = load_profile(path, allow_stale=allow_stale)
+            if not (adapt and _fits_here(profile) and needs_spot_check(loaded)):
+                return loaded
+            ratio, fresh = _checked_ratio(loaded, space, dev, measure)
+            if abs(ratio - 1.0) <= SPOT_CHECK_TOLERANCE:
+                if fresh:
+                    note(f"spot check: {path.name} was measured with torch {loaded.provenance.get('torch')}; "
+                         f"{SPOT_CHECK_NETWORKS} networks measured here run {ratio:.2f}x its predictions, within "
+                         f"+-{100 * SPOT_CHECK_TOLERANCE:.0f}%: using it")
+                return loaded
+            target = profile_path(dev.name, dev.protocol)
+            if target.exists() and not is_adapted(Profile.load(target)):
+                return loaded  # never overwrite a full table; the stale-release warning has been given
+            import torch
+
+            reason = (f"{path.name} fits this host by name but was measured with torch "
+                      f"{loaded.provenance.get('torch')}; here (torch {torch.__version__}) {SPOT_CHECK_NETWORKS} "
+                      f"networks run {ratio:.2f}x its predictions")
+            return _adapt_here(loaded, dev, space, target, measure, note, reason)
         if first_error is None:
             try:
                 profile.check_fresh()
@@ -288,17 +311,82 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     if target.exists() and not is_adapted(Profile.load(target)):
         raise first_error  # a full table measured elsewhere: the user decides, adaptation never overwrites it
     base = nearest_base(dev, protocol, space)
+    reason = f"no {dev.name} table fits this host ({hardware_name(dev.backend)})"
+    return _adapt_here(base, dev, space, target, measure, note, reason)
+
+
+def _adapt_here(base: Profile, dev: Device, space: Any, target: Path, measure: Measure | None,
+                note: Callable[[str], None], reason: str) -> Profile:
     kind = "CPU" if dev.backend == "cpu" else "GPU"
-    note(f"no {dev.name} table fits this host ({hardware_name(dev.backend)}): adapting {base.path.name} to it from "
-         f"{N_ADAPT + N_HELD_OUT} networks measured here ({ADAPT_HINT[dev.backend]}), saved to {target}; for a full "
-         f"{kind} table run `patsearch profile --device {dev.name} --validate 60` "
-         f"({FULL_TABLE_HINT[dev.backend]})")
-    profile = adapt_profile(base, space, dev, protocol, target, measure=measure,
+    note(f"{reason}: adapting {base.path.name} to it from {N_ADAPT + N_HELD_OUT} networks measured here "
+         f"({ADAPT_HINT[dev.backend]}), saved to {target}; for a full {kind} table run `patsearch profile --device "
+         f"{dev.name} --validate 60` ({FULL_TABLE_HINT[dev.backend]})")
+    profile = adapt_profile(base, space, dev, dev.protocol, target, measure=measure,
                             command=f"(automatic) patsearch profile --device {dev.name} --adapt")
     cal = profile.fidelity["calibrated"]
     note(f"adapted {dev.name} table: {cal['within_10pct']:.0f}% of {cal['n']} held-out networks within +-10%, "
          f"Kendall tau {cal['kendall_tau']:.2f}")
     return profile
+
+
+def needs_spot_check(profile: Profile) -> bool:
+    """Measured with another torch release than this host's (kernels, and so speeds, change between releases)."""
+    import torch
+
+    made_with = profile.provenance.get("torch")
+    return made_with is not None and made_with != torch.__version__
+
+
+def spot_check(profile: Profile, space: Any, device: Device, *, measure: Measure | None = None,
+               k: int = SPOT_CHECK_NETWORKS, seed: int = 7) -> dict[str, Any]:
+    """Measure ``k`` random networks of ``space`` here and compare them with ``profile``'s predictions.
+
+    Returns the median ratio measured / predicted (1.0: the table holds here) and the per-network ratios. Takes
+    seconds on a CPU (batch 1).
+    """
+    import tempfile
+
+    from patsearch.profiler.validate import split_samples
+
+    items = split_samples(space, k, 0, seed)
+    with tempfile.TemporaryDirectory(prefix="patsearch-spot-") as folder:
+        scratch = Profile.new(device, profile.protocol, command="spot check", path=Path(folder) / "spot.json")
+        (measure or _quiet_measure)(scratch, items, device)
+        ratios = [float(scratch.networks[key]["ms"]) / profile.predict_ms(arch, res) for key, arch, res, _ in items]
+    return {"ratio": float(np.median(ratios)), "ratios": [round(r, 4) for r in ratios]}
+
+
+def _quiet_measure(profile: Profile, items: list, device: Device) -> None:
+    default_measure(profile, items, device, progress=False)
+
+
+def _checked_ratio(profile: Profile, space: Any, device: Device, measure: Measure | None) -> tuple[float, bool]:
+    """The spot check's ratio for this table on this host, and whether it was measured just now: remembered in the
+    user's profile folder (keyed by the table's content, this hardware and torch release), so each host checks a
+    table once."""
+    import hashlib
+    import json
+
+    import torch
+
+    from patsearch.io import atomic_write_json
+    from patsearch.resources import user_profiles_dir
+
+    digest = hashlib.sha1(Path(profile.path).read_bytes()).hexdigest()[:12] if profile.path else profile.device
+    key = f"{Path(profile.path).name if profile.path else profile.device}|{digest}|" \
+          f"{hardware_name(profile.backend)}|{torch.__version__}"
+    store = user_profiles_dir() / SPOT_CHECK_FILE
+    try:
+        verdicts = json.loads(store.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    if key in verdicts and isinstance(verdicts[key], dict) and "ratio" in verdicts[key]:
+        return float(verdicts[key]["ratio"]), False
+    result = spot_check(profile, space, device, measure=measure)
+    verdicts[key] = {**result, "date": _now()}
+    store.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(store, verdicts, indent=1)
+    return result["ratio"], True
 
 
 def _cpu_devices() -> dict[str, Device]:

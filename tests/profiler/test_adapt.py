@@ -7,6 +7,7 @@ import pytest
 from adapt_helpers import FACTORS, OFFSET_MS, FakeMeasure, make_base, true_ms
 
 import patsearch.profiler.adapt as adapt_mod
+from patsearch.arch import ArchConfig
 from patsearch.profiler import devices, table
 from patsearch.profiler.adapt import (
     adapt_profile,
@@ -281,3 +282,62 @@ def test_nearest_base_of_an_h200_is_the_shipped_h100_table():
     dev = get_device("h200")
     base = nearest_base(dev, dev.protocol, load_space())
     assert base.device == "h100" and base.protocol == dev.protocol
+
+
+def _other_release(profile: Profile) -> Profile:
+    profile.provenance["torch"] = "0.0.0-another-release"
+    profile.save()
+    return profile
+
+
+class ScaledMeasure:
+    """The table's own predictions times ``factor``: a host where the table holds up to a constant."""
+
+    def __init__(self, base: Profile, factor: float) -> None:
+        self.base, self.factor, self.measured = base, factor, []
+
+    def __call__(self, profile, items, device) -> None:
+        for key, arch, res, role in items:
+            ms = self.factor * self.base.predict_ms(arch, res)
+            profile.networks[key] = {"arch": arch.to_dict(), "resolution": res, "role": role, "ms": ms,
+                                     "p10": ms, "p90": ms, "n": 9, "inner": 1}
+            self.measured.append(key)
+
+
+def test_a_table_from_another_torch_release_is_spot_checked_once_and_kept_when_it_holds(tmp_path, tiny_space,
+                                                                                         shipped, monkeypatch):
+    base = _other_release(make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
+                                    hardware=devices.cpu_name()))
+    measure = ScaledMeasure(base, 1.08)
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda p, items, d, **k: measure(p, items, d))
+    notes = []
+    profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert profile.device == "epyc" and not adapt_mod.is_adapted(profile)
+    assert len(measure.measured) == adapt_mod.SPOT_CHECK_NETWORKS
+    assert len(notes) == 1 and notes[0].startswith("spot check: epyc-") and "run 1.08x its predictions" in notes[0]
+    # the verdict is remembered: the next search measures nothing and says nothing
+    load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert len(measure.measured) == adapt_mod.SPOT_CHECK_NETWORKS and len(notes) == 1
+
+
+def test_a_table_that_fits_by_name_but_runs_off_here_is_adapted(tmp_path, tiny_space, shipped, monkeypatch,
+                                                                _user_home):
+    base = _other_release(make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
+                                    hardware=devices.cpu_name()))
+    slow = ScaledMeasure(base, 1.75)  # the case seen on this VM: the shipped epyc table predicted 1.75x too fast
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda p, items, d, **k: slow(p, items, d))
+    notes = []
+    profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert profile.provenance["adapted"]["from"] == base.path.name
+    assert profile.path == _user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
+    assert notes[0].startswith(f"{base.path.name} fits this host by name but was measured with torch "
+                               "0.0.0-another-release") and "run 1.75x its predictions: adapting" in notes[0]
+    # the adapted table predicts what this host measures (a constant factor is exactly what adaptation fits)
+    for key, net in profile.networks.items():
+        predicted = profile.predict_ms(ArchConfig.from_dict(net["arch"]), net["resolution"])
+        assert predicted == pytest.approx(net["ms"], rel=0.05), key
+    # and the next search takes the adapted table without checking or measuring again
+    count = len(slow.measured)
+    again = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert again.path == profile.path and len(slow.measured) == count
+
