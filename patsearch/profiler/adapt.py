@@ -279,9 +279,15 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
             continue
         profile = Profile.load(path)
         if _fits_here(profile) or allow_stale:
-            loaded = load_profile(path, allow_stale=allow_stale)
-            if not (adapt and _fits_here(profile) and needs_spot_check(loaded)):
-                return loaded
+            if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
+                return load_profile(path, allow_stale=allow_stale)
+            import warnings
+
+            from patsearch.profiler.table import StaleProfileWarning
+
+            with warnings.catch_warnings():  # the spot check's note says which release, and what it measured
+                warnings.simplefilter("ignore", StaleProfileWarning)
+                loaded = load_profile(path, allow_stale=allow_stale)
             ratio, fresh = _checked_ratio(loaded, space, dev, measure)
             if abs(ratio - 1.0) <= SPOT_CHECK_TOLERANCE:
                 if fresh:
