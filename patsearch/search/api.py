@@ -284,7 +284,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 def _where(opts: SearchOptions, gpus: list[int] | None, run_proxy: Any) -> str:
     if gpus is not None and len(gpus) > 1:
         distinct = sorted(set(gpus))
-        return (f"{len(distinct)} GPU(s) ({', '.join(f'cuda:{g}' for g in distinct)}), "
+        return (f"{len(distinct)} GPU(s) ({', '.join(_gpu_label(g) for g in distinct)}), "
                 f"{len(gpus) // len(distinct)} worker process(es) each")
     device = getattr(run_proxy, "device", None)
     return str(device) if device is not None else opts.proxy.device
@@ -311,6 +311,14 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
     except BaseException as exc:  # one line to the parent; the worker's traceback goes to its stderr
         errors.put(scrub(f"{type(exc).__name__}: {exc}", opts.storage or "").splitlines()[0])
         raise
+
+
+def _gpu_label(index: int | None) -> str:
+    """``cuda:I``, plus the GPU it is under an inherited ``CUDA_VISIBLE_DEVICES`` (where its workers will run)."""
+    inherited = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if index is None or not inherited or index >= len(inherited) or inherited[index] == str(index):
+        return f"cuda:{index}"
+    return f"cuda:{index} = CUDA_VISIBLE_DEVICES {inherited[index]}"
 
 
 def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | None], console, constraints) -> int:

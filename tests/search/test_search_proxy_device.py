@@ -148,7 +148,10 @@ def test_workers_per_gpu_repeats_each_gpu(monkeypatch):
     gpus(monkeypatch, 2)
     opts = api.SearchOptions(gpus="all", workers_per_gpu=3, proxy=ProxySettings(device="auto"))
     assert api._worker_gpus(opts) == [0, 0, 0, 1, 1, 1]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert api._where(opts, [0, 0, 0, 1, 1, 1], None) == "2 GPU(s) (cuda:0, cuda:1), 3 worker process(es) each"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the summary line names the GPU the workers will use
+    assert api._where(opts, [0, 0], None) == "1 GPU(s) (cuda:0 = CUDA_VISIBLE_DEVICES 1), 2 worker process(es) each"
 
 
 @pytest.mark.parametrize("args, message", [
