@@ -432,7 +432,8 @@ def proxy_check(
                                                     "train_samples=all,val_samples=all (the full splits)."),
     also_proxy: list[str] = typer.Option([], help="Another proxy to measure against the same reference, as "
                                                   "changes to the proxy (e.g. epochs=2,resolution=64); repeatable."),
-    gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | 0,1."),
+    gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | N (the first N) | "
+                                          "0,1 (as for search)."),
     workers_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (small proxies are "
                                                 "launch-bound)."),
     stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "

@@ -65,7 +65,7 @@ class FidelityOptions:
     variants: str = "auto"  # auto (every named variant within budget) | none | names
     sample_seed: int = 0
     out: str = "docs/search/proxy-fidelity.json"
-    gpus: str = "none"  # none | all | 0,1 | cpu:N (see jobs.parse_devices)
+    gpus: str = "none"  # none | all | N | 0,1 | cpu:N (see jobs.parse_devices: the search's meaning)
     workers_per_gpu: int = 1  # launch-bound proxies: several worker processes share each GPU
     stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
     allow_stale_profile: bool = False

@@ -61,24 +61,26 @@ class RecordStore:
 
 
 def parse_devices(spec: str | None) -> list[str]:
-    """``--gpus``: ``none`` (this process), ``all`` (every visible GPU), ``0,1`` (those GPUs) or ``cpu:N`` (N CPU
-    processes, to exercise the multi-process path without a GPU). ``all`` on a host without GPUs is ``none``."""
+    """``--gpus`` for job lists: the GPUs of :func:`patsearch.search.proxy.parse_gpus` (``all``, a count ``N``
+    meaning the first N, or indices ``0,1``; the same meaning as the search's flag) as strings, ``none`` for this
+    process, plus ``cpu:N`` (N CPU processes, to exercise the multi-process path without a GPU). ``all`` on a host
+    without GPUs is ``none``."""
     text = (spec or "none").strip().lower()
     if text in ("", "none", "0gpus"):
         return []
-    if text == "all":
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
     if text.startswith("cpu:"):
         count = text[4:]
         if not count.isdigit() or int(count) < 1:
             raise UserError(f"--gpus {spec!r}: write cpu:N with N >= 1 worker processes")
         return ["cpu"] * int(count)
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
-        raise UserError(f"--gpus {spec!r}: use none, all, a comma-separated list of GPU indices (0,1) or cpu:N")
-    return parts
+    import torch
+
+    from patsearch.search.proxy import parse_gpus
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if text == "all" and available == 0:
+        return []
+    return [str(i) for i in parse_gpus(text, available) or []]
 
 
 def run_jobs(jobs: Sequence[Job], make_executor: Callable[[], Callable[[Job], dict[str, Any]]],

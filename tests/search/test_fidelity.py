@@ -295,3 +295,22 @@ def test_cli_also_proxy_and_reference_overrides(tmp_path, tiny_profile, monkeypa
     assert report["settings"]["reference"]["train_samples"] is None
     assert report["alternatives"][0]["settings"]["epochs"] == 2 and report["alternatives"][0]["n"] == 3
     assert "alt1 (2 ep at 64 px" in result.output
+
+
+def test_gpus_means_what_the_search_means(monkeypatch):
+    """One reading of --gpus for search and proxy-check: a count is the first N GPUs, a list names them."""
+    import torch
+
+    from patsearch.search.jobs import parse_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert parse_devices("all") == ["0", "1"]
+    assert parse_devices("1") == ["0"]            # the first GPU, as `patsearch search --gpus 1`
+    assert parse_devices("1,") == ["1"] and parse_devices("0,1") == ["0", "1"]
+    assert parse_devices("none") == [] and parse_devices("cpu:2") == ["cpu", "cpu"]
+    with pytest.raises(UserError, match="pass distinct indices from 0 to 1"):
+        parse_devices("0,2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert parse_devices("all") == []             # no GPU: this process
