@@ -16,7 +16,7 @@ from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
-from patsearch.search.proxy import ProxySettings, make_proxy_runner
+from patsearch.search.proxy import ProxySettings, balanced_subset, make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
 from patsearch.search.results import (
     best_row,
@@ -315,10 +315,11 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
 
 def _gpu_label(index: int | None) -> str:
     """``cuda:I``, plus the GPU it is under an inherited ``CUDA_VISIBLE_DEVICES`` (where its workers will run)."""
-    inherited = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if index is None or not inherited or index >= len(inherited) or inherited[index] == str(index):
+    from patsearch.train.distributed import visible_gpu
+
+    if index is None or visible_gpu(index) == str(index):
         return f"cuda:{index}"
-    return f"cuda:{index} = CUDA_VISIBLE_DEVICES {inherited[index]}"
+    return f"cuda:{index} = CUDA_VISIBLE_DEVICES {visible_gpu(index)}"
 
 
 def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | None], console, constraints) -> int:
@@ -455,14 +456,9 @@ def _val_images(proxy: ProxySettings) -> int | None:
         _, val = scan_split(split_dir(root, "val"), classes)
     except Exception:  # the trainer reports a bad folder with its own message
         return None
-    wanted = proxy.holdout if proxy.holdout is not None else proxy.val_samples
-    if proxy.holdout is not None:
-        val = samples  # held out of the training split
-    if wanted is None:
-        return len(val)
-    per_class = [sum(1 for _, label in val if label == k) for k in range(len(classes))]
-    quota = max(1, wanted // len(classes))  # what the class-balanced subset keeps
-    return len(val) if wanted >= len(val) else sum(min(quota, n) for n in per_class)
+    if proxy.holdout is not None:  # held out of the training split
+        return len(balanced_subset(samples, len(classes), proxy.holdout))
+    return len(balanced_subset(val, len(classes), proxy.val_samples))  # what the class-balanced subset keeps
 
 
 def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True, fidelity=None) -> Written:

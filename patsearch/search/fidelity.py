@@ -76,29 +76,29 @@ class FidelityOptions:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "alternatives", tuple(self.alternatives))
         ref, proxy = self.reference, self.proxy
-        if (ref.data is None) != (proxy.data is None) or (
-                ref.data is not None and Path(ref.data).resolve() != Path(proxy.data).resolve()):
+        if not _same_data(ref, proxy):
             raise UserError("the proxy and the reference must train on the same --data")
         if ref.resolution < proxy.resolution:
             raise UserError(f"--reference-resolution {ref.resolution} is below the proxy's {proxy.resolution}; the "
                             "reference must train at the same or a higher resolution")
         for i, alt in enumerate(self.alternatives, 1):
-            if (alt.data is None) != (proxy.data is None) or (
-                    alt.data is not None and Path(alt.data).resolve() != Path(proxy.data).resolve()):
+            if not _same_data(alt, proxy):
                 raise UserError("--also-proxy must train on the proxy's --data")
             if _settings_dict(alt) == _settings_dict(proxy):
                 raise UserError(f"--also-proxy {i} is the same as the proxy; change at least one setting")
             if alt.resolution > ref.resolution:
                 raise UserError(f"--also-proxy {i} trains at {alt.resolution} px, above the reference's "
                                 f"{ref.resolution} px; the reference must train at the same or a higher resolution")
-        ref_images = ref.epochs * ref.train_images()
+        ref_per_epoch = ref.train_images()  # each call counts a folder's files: once per settings
+        ref_images = ref.epochs * ref_per_epoch
         for name, p in (("the proxy", proxy), *((f"--also-proxy {i}", a) for i, a in enumerate(self.alternatives, 1))):
-            images = p.epochs * p.train_images()
+            per_epoch = p.train_images()
+            images = p.epochs * per_epoch
             if ref_images < REFERENCE_FACTOR * images:
-                need = math.ceil(REFERENCE_FACTOR * images / ref.train_images())
+                need = math.ceil(REFERENCE_FACTOR * images / ref_per_epoch)
                 raise UserError(f"the reference trains on {ref_images:,} images ({ref.epochs} epochs x "
-                                f"{ref.train_images():,}), less than {REFERENCE_FACTOR}x {name}'s {images:,} "
-                                f"({p.epochs} x {p.train_images():,}); give --reference-epochs {need} or more")
+                                f"{ref_per_epoch:,}), less than {REFERENCE_FACTOR}x {name}'s {images:,} "
+                                f"({p.epochs} x {per_epoch:,}); give --reference-epochs {need} or more")
         if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
             raise UserError(f"--workers-per-gpu must be a positive integer, got {self.workers_per_gpu!r}")
         if not isinstance(self.n, int) or self.n < 3:
@@ -137,6 +137,13 @@ class FidelityOptions:
         if kind.startswith(ALTERNATIVE) and kind[len(ALTERNATIVE):].isdigit():
             return self.alternatives[int(kind[len(ALTERNATIVE):]) - 1]
         raise ValueError(f"no proxy settings for job kind {kind!r}")
+
+
+def _same_data(a: ProxySettings, b: ProxySettings) -> bool:
+    """Both on the synthetic set, or both on the same folder."""
+    if a.data is None or b.data is None:
+        return a.data is None and b.data is None
+    return Path(a.data).resolve() == Path(b.data).resolve()
 
 
 def _settings_dict(s: ProxySettings) -> dict[str, Any]:
@@ -337,10 +344,9 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
                "arch": item["arch"]}
         if opts.alternatives:
             row["alternatives_top1"] = {kind: by_kind[kind] for kind in kinds[1:]}
-        row["_free_done"] = f"{rid}.free" in records
         rows.append(row)
     complete = [r for r in rows if r["proxy_mean"] is not None and r["reference_top1"] is not None
-                and r["_free_done"]]
+                and f"{r['id']}.free" in records]
 
     def corr(fn, xs, ys) -> float | None:
         value = fn(xs, ys) if len(xs) >= 2 else float("nan")
@@ -384,11 +390,9 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     main = stats(PROXY, complete)
     alternatives = []
     for kind, settings in zip(kinds[1:], opts.alternatives, strict=True):
-        scored = [r for r in rows if r["reference_top1"] is not None and r["params"] is not None
+        scored = [r for r in rows if r["reference_top1"] is not None and f"{r['id']}.free" in records
                   and all(t is not None for t in r["alternatives_top1"][kind])]
         alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored)})
-    for r in rows:
-        del r["_free_done"]
     tau = main["kendall_tau"]
     return {
         "version": REPORT_VERSION,

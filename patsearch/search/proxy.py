@@ -221,7 +221,7 @@ def prepare_folder(settings: ProxySettings) -> tuple[str, int]:
         if settings.holdout >= len(train_samples):
             raise UserError(f"--proxy-holdout {settings.holdout} leaves no training images ({root} has "
                             f"{len(train_samples)}); hold out fewer")
-        val_samples = _balanced(train_samples, len(classes), settings.holdout)
+        val_samples = balanced_subset(train_samples, len(classes), settings.holdout)
         val_n = None
         held = set(val_samples)
         train_samples = [s for s in train_samples if s not in held]
@@ -233,7 +233,7 @@ def prepare_folder(settings: ProxySettings) -> tuple[str, int]:
         return str(target), len(classes)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     for split, samples, n in (("train", train_samples, settings.train_samples), ("val", val_samples, val_n)):
-        for path, label in _balanced(samples, len(classes), n):
+        for path, label in balanced_subset(samples, len(classes), n):
             dest = tmp / split / classes[label] / Path(path).name
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(os.path.abspath(path), dest)
@@ -247,7 +247,9 @@ def prepare_folder(settings: ProxySettings) -> tuple[str, int]:
     return str(target), len(classes)
 
 
-def _balanced(samples: list[tuple[str, int]], num_classes: int, n: int | None) -> list[tuple[str, int]]:
+def balanced_subset(samples: list[tuple[str, int]], num_classes: int, n: int | None) -> list[tuple[str, int]]:
+    """About ``n`` of ``samples`` (``(path, label)``), the same share of each class, every k-th in order (all of
+    them for ``n=None``): the deterministic subset the proxy trains and validates on."""
     if n is None or n >= len(samples):
         return samples
     per_class: dict[int, list[tuple[str, int]]] = {}
@@ -262,4 +264,4 @@ def _balanced(samples: list[tuple[str, int]], num_classes: int, n: int | None) -
     return out
 
 
-__all__ = ["DEFAULT_BATCH", "ProxySettings", "make_proxy_runner", "parse_gpus", "prepare_folder"]
+__all__ = ["DEFAULT_BATCH", "ProxySettings", "balanced_subset", "make_proxy_runner", "parse_gpus", "prepare_folder"]

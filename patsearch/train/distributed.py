@@ -38,15 +38,18 @@ class DistContext:
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
-def pin_visible_gpu(index: int | str) -> str:
-    """Make GPU ``index`` (counted among the GPUs this process sees) the only one it sees, before CUDA starts.
-
-    The index goes through an inherited ``CUDA_VISIBLE_DEVICES``: under ``CUDA_VISIBLE_DEVICES=1``, index 0 is
-    physical GPU 1, not GPU 0. Returns the value set.
-    """
+def visible_gpu(index: int | str) -> str:
+    """What GPU ``index`` (counted among the GPUs this process sees) is under an inherited ``CUDA_VISIBLE_DEVICES``:
+    under ``CUDA_VISIBLE_DEVICES=1``, index 0 is GPU 1, not GPU 0 (the index itself when nothing is inherited)."""
     inherited = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     i = int(index)
-    value = inherited[i] if inherited and i < len(inherited) else str(i)
+    return inherited[i] if i < len(inherited) else str(i)
+
+
+def pin_visible_gpu(index: int | str) -> str:
+    """Make GPU ``index`` (see :func:`visible_gpu`) the only one this process sees, before CUDA starts. Returns
+    the value set."""
+    value = visible_gpu(index)
     os.environ["CUDA_VISIBLE_DEVICES"] = value
     return value
 

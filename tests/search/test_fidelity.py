@@ -190,13 +190,19 @@ def test_bad_options_are_one_line_errors(kw, fragment):
     assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
-def test_cli_proxy_check_runs_and_reports(tmp_path, tiny_profile, monkeypatch):
+def _cli_with_fake_trainings(monkeypatch):
+    """The CLI module, its proxy-check running stand-in trainings and free scores on the tiny profile."""
     import cli
     import patsearch.search.fidelity as fidelity
 
     monkeypatch.setattr(fidelity, "make_proxy_runner", fake_runner_factory)
     monkeypatch.setattr(fidelity, "free_scores", cheap_free_scores)
     monkeypatch.setattr("patsearch.profiler.load_profile", lambda device, **kw: _load(device))
+    return cli
+
+
+def test_cli_proxy_check_runs_and_reports(tmp_path, tiny_profile, monkeypatch):
+    cli = _cli_with_fake_trainings(monkeypatch)
     out = tmp_path / "r.json"
     args = ["proxy-check", "--n", "3", "--budget", f"{tiny_profile}=5ms", "--space", "tiny", "--proxy-epochs", "1",
             "--proxy-device", "cpu", "--out", str(out)]
@@ -279,12 +285,7 @@ def test_workers_per_gpu_runs_that_many_processes_per_device(tmp_path, tiny_prof
 
 
 def test_cli_also_proxy_and_reference_overrides(tmp_path, tiny_profile, monkeypatch):
-    import cli
-    import patsearch.search.fidelity as fidelity
-
-    monkeypatch.setattr(fidelity, "make_proxy_runner", fake_runner_factory)
-    monkeypatch.setattr(fidelity, "free_scores", cheap_free_scores)
-    monkeypatch.setattr("patsearch.profiler.load_profile", lambda device, **kw: _load(device))
+    cli = _cli_with_fake_trainings(monkeypatch)
     out = tmp_path / "r.json"
     args = ["proxy-check", "--n", "3", "--budget", f"{tiny_profile}=5ms", "--space", "tiny", "--proxy-epochs", "1",
             "--proxy-device", "cpu", "--proxy-train-samples", "64", "--out", str(out), "--reference-epochs", "10",
