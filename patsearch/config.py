@@ -13,6 +13,7 @@ import yaml
 from patsearch.errors import UserError
 
 T = TypeVar("T")
+OptionsT = TypeVar("OptionsT", bound="OptionsMixin")
 
 
 def parse_yaml(text: str, error: type[UserError], source: str) -> Any:
@@ -46,3 +47,33 @@ def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], s
         return cls(**data)
     except (error, TypeError) as exc:
         raise error(f"{source}: {exc}") from None
+
+
+class OptionsMixin:
+    """``replace``, ``from_dict`` and ``from_yaml`` of a frozen options dataclass validated in ``__post_init__``
+    (``TrainOptions``, ``ProfileOptions``, ``BenchOptions``): each sets ``options_error`` (its one-line error
+    class) and ``options_what`` (how messages name it, e.g. "train options")."""
+
+    options_error: type[UserError]
+    options_what: str
+
+    def replace(self: OptionsT, **changes: Any) -> OptionsT:
+        try:
+            return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        except TypeError as exc:
+            raise self.options_error(str(exc)) from None
+
+    @classmethod
+    def from_dict(cls: type[OptionsT], data: Any, *, source: str | None = None) -> OptionsT:
+        return dataclass_from_mapping(cls, data, error=cls.options_error, source=source or cls.options_what,
+                                      what=cls.options_what)
+
+    @classmethod
+    def from_yaml(cls: type[OptionsT], path: str | os.PathLike, **overrides: Any) -> OptionsT:
+        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
+        data = read_yaml(path, cls.options_error, f"{cls.options_what} file")
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise cls.options_error(f"{path}: expected a mapping of {cls.options_what}, got {type(data).__name__}")
+        return cls.from_dict({**data, **overrides}, source=os.fspath(path))

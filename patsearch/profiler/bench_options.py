@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from patsearch.arch import is_int
-from patsearch.config import dataclass_from_mapping, read_yaml
+from patsearch.config import OptionsMixin
 from patsearch.models.forms import FormError, form_names, get_form
 from patsearch.profiler.devices import DeviceError, Protocol, get_device
 
@@ -31,9 +30,12 @@ class BenchOptionsError(DeviceError, ValueError):
 
 
 @dataclass(frozen=True)
-class BenchOptions:
+class BenchOptions(OptionsMixin):
     """One ``patsearch bench`` run: the device and its protocol overrides, the models and forms side by side,
     and how the table is printed (``format``) and saved (``out``, format from its suffix)."""
+
+    options_error = BenchOptionsError
+    options_what = "bench options"
 
     device: str
     models: tuple[str, ...] | None = None  # None: PATNet T0-L, FasterNet T0-L and the paper's timm peers
@@ -67,26 +69,6 @@ class BenchOptions:
         return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
                                                      channels_last=self.channels_last, threads=self.threads,
                                                      clock=self.clock)
-
-    def replace(self, **changes: Any) -> BenchOptions:
-        try:
-            return dataclasses.replace(self, **changes)
-        except TypeError as exc:
-            raise BenchOptionsError(str(exc)) from None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "bench options") -> BenchOptions:
-        return dataclass_from_mapping(cls, data, error=BenchOptionsError, source=source, what="bench options")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> BenchOptions:
-        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
-        data = read_yaml(path, BenchOptionsError, "bench options file")
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise BenchOptionsError(f"{path}: expected a mapping of bench options, got {type(data).__name__}")
-        return cls.from_dict({**data, **overrides}, source=os.fspath(path))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from patsearch.arch import is_int
-from patsearch.config import dataclass_from_mapping, read_yaml
+from patsearch.config import OptionsMixin
 from patsearch.profiler.devices import DeviceError, Protocol, get_device
 
 
@@ -26,9 +25,12 @@ class ProfileOptionsError(DeviceError, ValueError):
 
 
 @dataclass(frozen=True)
-class ProfileOptions:
+class ProfileOptions(OptionsMixin):
     """One ``patsearch profile`` run: the device and its protocol overrides, the space, where the table goes,
     and the optional trace / validation / adaptation steps (see :func:`patsearch.profiler.run.build_profile`)."""
+
+    options_error = ProfileOptionsError
+    options_what = "profile options"
 
     device: str
     space: str | None = None  # search-space YAML or name (None: patnet)
@@ -65,26 +67,6 @@ class ProfileOptions:
         return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
                                                      channels_last=self.channels_last, threads=self.threads,
                                                      form=self.form, clock=self.clock)
-
-    def replace(self, **changes: Any) -> ProfileOptions:
-        try:
-            return dataclasses.replace(self, **changes)
-        except TypeError as exc:
-            raise ProfileOptionsError(str(exc)) from None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "profile options") -> ProfileOptions:
-        return dataclass_from_mapping(cls, data, error=ProfileOptionsError, source=source, what="profile options")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> ProfileOptions:
-        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
-        data = read_yaml(path, ProfileOptionsError, "profile options file")
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ProfileOptionsError(f"{path}: expected a mapping of profile options, got {type(data).__name__}")
-        return cls.from_dict({**data, **overrides}, source=os.fspath(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from patsearch.arch import ArchConfig, is_int, is_number
-from patsearch.config import dataclass_from_mapping, read_yaml
+from patsearch.config import OptionsMixin
 from patsearch.data.datasets import DEFAULT_SYNTHETIC
 from patsearch.errors import UserError
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe
@@ -42,9 +42,12 @@ def _flag(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(OptionsMixin):
     """One training run. ``arch`` and ``recipe`` say what and how (see :mod:`patsearch.train.loop`); the rest is
     where, how long and how the run behaves. Paths are kept as strings so that :meth:`to_yaml` round-trips."""
+
+    options_error = TrainOptionsError
+    options_what = "train options"
 
     arch: ArchConfig | str | Mapping[str, Any]
     recipe: str | Recipe | Mapping[str, Any] | None = None  # None or "auto": the recipe that fits ``arch``
@@ -97,26 +100,6 @@ class TrainOptions:
         return self.recipe is None or self.recipe == "auto"
 
     # --- construction and serialisation ---------------------------------------------------------------------
-    def replace(self, **changes: Any) -> TrainOptions:
-        try:
-            return dataclasses.replace(self, **changes)
-        except TypeError as exc:
-            raise TrainOptionsError(str(exc)) from None
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "train options") -> TrainOptions:
-        return dataclass_from_mapping(cls, data, error=TrainOptionsError, source=source, what="train options")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainOptions:
-        """Options from a YAML file (``safe_load``); ``overrides`` (e.g. the CLI's explicit flags) win."""
-        data = read_yaml(path, TrainOptionsError, "train options file")
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise TrainOptionsError(f"{path}: expected a mapping of train options, got {type(data).__name__}")
-        return cls.from_dict({**data, **overrides}, source=os.fspath(path))
-
     def to_dict(self) -> dict[str, Any]:
         """Plain data (what :meth:`from_dict` takes back): ArchConfig and Recipe become mappings."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
