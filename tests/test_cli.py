@@ -61,6 +61,45 @@ def test_profile_refit_reproduces_a_shipped_fidelity_report_without_measuring(tm
     assert after["entries"] == json.loads(shipped.read_text())["entries"]  # nothing measured
 
 
+def test_profile_refit_partial_scores_a_validation_cut_short(tmp_path):
+    """A lease ended mid-validation: --refit refuses and names --partial; --refit --partial scores the rest and
+    lists what is missing; --partial alone is a one-line error."""
+    import json
+
+    from patsearch.profiler import load_profile
+    from patsearch.profiler.validate import split_samples
+    from patsearch.resources import bundled_dir
+    from patsearch.space import load_space
+
+    shipped = bundled_dir("profiles") / "h100-b256-bfloat16-cl-fused.json"
+    fidelity = json.loads(shipped.read_text())["fidelity"]
+    sizes = ["--validate", str(fidelity["n_evaluation"]), "--calibrate", str(fidelity["n_calibration"]),
+             "--seed", str(fidelity["seed"])]
+    items = split_samples(load_space(None), fidelity["n_calibration"], fidelity["n_evaluation"], fidelity["seed"])
+    gone = [items[-1][0], items[-2][0]]  # the last two held-out networks were never measured
+    data = json.loads(shipped.read_text())
+    for key in gone:
+        del data["networks"][key]
+    copy = tmp_path / shipped.name
+    copy.write_text(json.dumps(data))
+    before = copy.read_bytes()
+
+    refused = run_cli("profile", "--device", "h100", "--out", str(copy), "--refit", *sizes)
+    assert refused.returncode == 2 and "lacks 2 of the" in refused.stderr and "add --partial" in refused.stderr
+    assert copy.read_bytes() == before  # nothing written
+
+    scored = run_cli("profile", "--device", "h100", "--out", str(copy), "--refit", "--partial", *sizes)
+    assert scored.returncode == 0, scored.stderr
+    assert "2 not measured, scored over the rest" in scored.stdout
+    report = load_profile(copy, check=False).fidelity
+    assert sorted(report["missing_networks"]) == sorted(gone)
+    assert report["calibrated"]["n"] == fidelity["n_evaluation"] - 2
+
+    alone = run_cli("profile", "--device", "h100", "--out", str(copy), "--partial")
+    assert alone.returncode == 2 and alone.stderr.strip() == ("error: --partial goes with --refit (scoring a "
+                                                              "validation that was cut short)")
+
+
 def test_profile_refit_needs_the_validation_sizes(tmp_path):
     result = run_cli("profile", "--device", "h100", "--refit")
     assert result.returncode == 2 and "--refit needs --validate N" in result.stderr

@@ -75,6 +75,9 @@ class ProxySettings:
         if self.holdout is not None and self.val_samples is not None:
             raise UserError("--proxy-holdout replaces --proxy-val-samples (validation comes from the training split); "
                             "give one of them")
+        if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
+                                    or not 0 < self.lr < float("inf")):
+            raise UserError(f"--proxy-lr must be a positive number, got {self.lr!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
             raise UserError(f"--proxy-batch-size must be an integer of at least 2, got {self.batch_size!r}")
         from patsearch.train.distributed import check_device_name

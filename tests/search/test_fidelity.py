@@ -252,7 +252,8 @@ def test_apply_overrides_parses_and_refuses():
     assert (changed.epochs, changed.resolution, changed.train_samples, changed.lr) == (2, 64, None, 0.002)
     assert changed.val_samples == PROXY.val_samples
     for text, fragment in (("epochs", "key=value pairs"), ("depth=3", "key=value pairs"), ("", "at least one"),
-                           ("epochs=two", "not an integer"), ("resolution=all", "needs a number")):
+                           ("epochs=two", "not an integer"), ("resolution=all", "needs a number"),
+                           ("lr=-1", "--proxy-lr must be a positive number, got -1.0")):
         with pytest.raises(UserError) as info:
             apply_overrides(PROXY, text)
         assert fragment in str(info.value) and "\n" not in str(info.value)

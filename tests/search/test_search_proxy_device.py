@@ -100,6 +100,7 @@ def run_search_cli(monkeypatch, capsys, tmp_path, *args):
     (["--proxy-device", "gpu"], "error: --proxy-device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     (["--gpus", "all"], "error: --gpus all: no CUDA GPU is visible on this machine; drop --gpus"),
     (["--proxy-holdout", "5"], "error: --proxy-holdout needs --data"),
+    (["--proxy-lr", "0"], "error: --proxy-lr must be a positive number, got 0.0"),
 ])
 def test_cli_refuses_before_any_work(monkeypatch, capsys, tmp_path, args, message):
     no_gpu(monkeypatch)
