@@ -118,6 +118,8 @@ def train(
     seed: int = typer.Option(0),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
+                                                                "(GPU, one resolution, one process)."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
     checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
@@ -142,8 +144,8 @@ def train(
                   resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
                   cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
                   checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-                  channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
-                  profile_steps=profile_steps, progress=progress)
+                  channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
+                  deterministic=deterministic, profile_steps=profile_steps, progress=progress)
     synthetic_flags = ("synthetic_train", "synthetic_val")
     if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
         # one of the two sizes on the command line: the other keeps the file's value
@@ -345,6 +347,9 @@ def search(
                                                      "the recipe's sqrt(batch/256) rule)."),
     proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
                                                                       "proxies only: compiling takes ~1 min)."),
+    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
+                                                 help="Replay each proxy step from a CUDA graph (default: on a GPU "
+                                                      "without --proxy-compile)."),
     proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
                                                                  "2000; folder: all, or a class-balanced subset)."),
     proxy_val_samples: int | None = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
@@ -388,7 +393,8 @@ def search(
         proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
                             batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
                             val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed,
-                            subset_dir=str(runs_dir / ".proxy-data"), device=proxy_device, compile=proxy_compile),
+                            subset_dir=str(runs_dir / ".proxy-data"), device=proxy_device, compile=proxy_compile,
+                            cuda_graph=proxy_cuda_graph),
         gpus=gpus, workers_per_gpu=workers_per_gpu,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
@@ -424,6 +430,9 @@ def proxy_check(
                                                         "training split instead of the val/test split."),
     proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
     proxy_workers: int = typer.Option(0, help="Data loader processes per training."),
+    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
+                                                 help="Replay each training step from a CUDA graph (default: on a "
+                                                      "GPU)."),
     reference_epochs: int | None = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
                                                               "that)."),
     reference_resolution: int | None = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
@@ -459,7 +468,8 @@ def proxy_check(
                           batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
                           val_samples=proxy_val_samples, holdout=proxy_holdout,
                           seed=seed_list[0] if seed_list else 0, device=proxy_device,
-                          workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"))
+                          workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"),
+                          cuda_graph=proxy_cuda_graph)
     reference_settings = default_reference(proxy)
     changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
     reference_settings = dataclasses.replace(reference_settings, **changes)

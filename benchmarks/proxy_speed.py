@@ -3,7 +3,9 @@
 Measures, on one device:
 - the one-off decode of the data into the tensor cache (``runs/.proxy-data``) and a reload from the file;
 - a 10-epoch proxy of PATNet-T0 and of timm's FasterNet-T0 on the full training split at 32 px (target on one
-  H200: <= 20 s for PATNet-T0), each ``--repeats`` times (the first includes CUDA/cuDNN warm-up);
+  H200: <= 20 s for PATNet-T0), each ``--repeats`` times (the first includes CUDA/cuDNN warm-up), in each of
+  ``--step-modes``: ``eager`` (one launch per kernel) and ``graph`` (each step replayed from a CUDA graph, the
+  GPU default), side by side in one run so that both networks get the same tricks;
 - one proxy at the search's default settings (``ProxySettings`` defaults, the given data), as proxies per GPU-hour
   (target >= 150).
 Every proxy's final top-1 is recorded too, so a fast proxy that does not learn is visible.
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: the proxy recipe's, sqrt-scaled")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="torch.compile each candidate")
+    ap.add_argument("--step-modes", default=None, help="eager,graph (default on a GPU) or eager (default on a CPU)")
     ap.add_argument("--no-amp", action="store_true", help="float32 instead of the recipe's bf16 autocast")
     ap.add_argument("--tiny", action="store_true", help="CPU check: 200 train / 100 val images, 1 epoch, batch 32")
     args = ap.parse_args()
@@ -86,6 +89,11 @@ def main() -> None:
                                  "batch_size": batch or base.batch_for(device.type), "lr": args.lr,
                                  "compile": args.compile, "amp": not args.no_amp, "tiny": args.tiny,
                                  "device": str(device)}}
+    modes = [m.strip() for m in (args.step_modes or ("eager,graph" if device.type == "cuda" else "eager")).split(",")
+             if m.strip()]
+    if not set(modes) <= {"eager", "graph"} or ("graph" in modes and device.type != "cuda"):
+        ap.error(f"--step-modes takes eager and graph (graph on a GPU only), got {args.step_modes!r}")
+    result["settings"]["step_modes"] = modes
 
     # 1. the one-off decode into the tensor cache, then a reload from the file (what every later process does)
     folder, _ = prepare_folder(base)
@@ -105,15 +113,19 @@ def main() -> None:
           f"reload {reload:.2f} s", flush=True)
 
     # 2. fixed-length proxies (10 epochs) of each model
-    fixed = dataclasses.replace(base, epochs=epochs, batch_size=batch, lr=args.lr)
     result["models"] = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         arch = resolve_arch(name) if name.startswith("patnet") else name
-        runs = [timed_proxy(fixed, arch, f"{name} {epochs} epochs, run {i + 1}") for i in range(args.repeats)]
-        best = min(r["seconds"] for r in runs)
-        result["models"][name] = {"runs": runs, "best_s": best,
-                                  "img_per_s": round(epochs * len(train) / best),
-                                  "meets_20s": best <= 20.0 if not args.tiny else None}
+        per_mode = result["models"][name] = {}
+        for mode in modes:
+            fixed = dataclasses.replace(base, epochs=epochs, batch_size=batch, lr=args.lr, cuda_graph=mode == "graph")
+            runs = [timed_proxy(fixed, arch, f"{name} {mode} {epochs} epochs, run {i + 1}")
+                    for i in range(args.repeats)]
+            best = min(r["seconds"] for r in runs)
+            per_mode[mode] = {"runs": runs, "best_s": best, "img_per_s": round(epochs * len(train) / best),
+                              "meets_20s": best <= 20.0 if not args.tiny else None}
+        if len(per_mode) == 2:
+            per_mode["graph_speedup"] = round(per_mode["eager"]["best_s"] / per_mode["graph"]["best_s"], 2)
 
     # 3. the search's default proxy (default epochs and batch for this device), as proxies per GPU-hour
     default = base

@@ -308,6 +308,12 @@ def _bucket_index(height: int, width: int, device: torch.device) -> torch.Tensor
     # lru_cache's integer arguments and recompile for every resolution); eager code reads the cache.
     if torch.compiler.is_compiling():
         return irpe_index(height, width, device)
+    return _device_buckets(height, width, torch.device(device))
+
+
+@lru_cache(maxsize=64)
+def _device_buckets(height: int, width: int, device: torch.device) -> torch.Tensor:
+    # Kept on the device: a host-to-device copy every forward costs a launch and cannot be captured in a CUDA graph.
     return irpe_buckets(height, width).to(device)
 
 

@@ -147,8 +147,10 @@ def _same_data(a: ProxySettings, b: ProxySettings) -> bool:
 
 
 def _settings_dict(s: ProxySettings) -> dict[str, Any]:
-    # Where and how fast it runs (device, loader workers, subset folder) does not change what is measured.
-    d = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("device", "workers", "subset_dir", "data")}
+    # Where and how fast it runs (device, loader workers, subset folder, CUDA graphs) does not change what is
+    # measured.
+    d = {k: v for k, v in dataclasses.asdict(s).items()
+         if k not in ("device", "workers", "subset_dir", "data", "cuda_graph")}
     d["data_id"] = s.data_id()
     return d
 

@@ -60,6 +60,8 @@ class ProxySettings:
     subset_dir: str | None = None  # folder subsets and tensor caches (default: runs/.proxy-data)
     compile: bool = False  # torch.compile each candidate (pays off only for long proxies: compiling takes ~1 min)
     amp: bool | None = None  # None: the recipe's (bf16 autocast on GPUs); False: float32
+    # None: on a GPU without torch.compile, replay each step from a CUDA graph (a 32 px proxy is launch-bound)
+    cuda_graph: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -78,6 +80,8 @@ class ProxySettings:
         if self.lr is not None and (isinstance(self.lr, bool) or not isinstance(self.lr, (int, float))
                                     or not 0 < self.lr < float("inf")):
             raise UserError(f"--proxy-lr must be a positive number, got {self.lr!r}")
+        if self.cuda_graph is not None and not isinstance(self.cuda_graph, bool):
+            raise UserError(f"--proxy-cuda-graph must be true or false, got {self.cuda_graph!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 2):
             raise UserError(f"--proxy-batch-size must be an integer of at least 2, got {self.batch_size!r}")
         from patsearch.train.distributed import check_device_name
@@ -114,6 +118,17 @@ class ProxySettings:
 
     def batch_for(self, device_type: str) -> int:
         return self.batch_size if self.batch_size is not None else DEFAULT_BATCH.get(device_type, DEFAULT_BATCH["cpu"])
+
+    def cuda_graph_for(self, device_type: str) -> bool:
+        """Whether proxies replay their steps from a CUDA graph: asked for, or by default on a GPU with bf16 (or
+        amp off) and no torch.compile."""
+        if self.cuda_graph is not None:
+            return self.cuda_graph
+        if device_type != "cuda" or self.compile:
+            return False
+        import torch
+
+        return self.amp is False or torch.cuda.is_bf16_supported()
 
     def lr_for(self, device_type: str) -> float | None:
         """The absolute lr, or None for the recipe's batch-scaled one: DEFAULT_GPU_LR at the GPU default batch."""
@@ -191,6 +206,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,
                            tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,
+                           cuda_graph=settings.cuda_graph_for(device.type),
                            tensor_cache_dir=settings.cache_dir())
         except TrainingDiverged as exc:
             raise ProxyDiverged(str(exc).split(";")[0]) from None

@@ -75,7 +75,15 @@ from patsearch.train.distributed import (
     init_distributed,
     shard_indices,
 )
-from patsearch.train.engine import TrainStep, amp_dtype, build_criterion, build_model, build_optimizer, describe_arch
+from patsearch.train.engine import (
+    GraphedTrainStep,
+    TrainStep,
+    amp_dtype,
+    build_criterion,
+    build_model,
+    build_optimizer,
+    describe_arch,
+)
 from patsearch.train.evaluate import evaluate
 from patsearch.train.options import DEFAULT_BATCH, TrainOptions
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
@@ -216,7 +224,8 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           device: str | torch.device = "auto", workers: int | None = None, cache: str = "auto",
           synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, resume: str | os.PathLike | None = None,
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
-          channels_last: bool = True, compile: bool = False, sync_bn: bool = False, deterministic: bool = False,
+          channels_last: bool = True, compile: bool = False, cuda_graph: bool = False, sync_bn: bool = False,
+          deterministic: bool = False,
           profile_steps: int = 0, log_every: int = 50, progress: bool = True, tensorboard: bool = True,
           tensor_cache_dir: str | os.PathLike | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -233,7 +242,7 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
         batch_size=DEFAULT_BATCH if batch_size is None else batch_size, lr=lr, resolution=resolution,
         multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, synthetic=tuple(synthetic),
         seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-        channels_last=channels_last, compile=compile, sync_bn=sync_bn, deterministic=deterministic,
+        channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn, deterministic=deterministic,
         profile_steps=profile_steps, log_every=log_every, progress=progress, tensorboard=tensorboard,
         tensor_cache_dir=tensor_cache_dir)
     return Trainer(options, on_epoch_end=on_epoch_end, on_step_end=on_step_end).fit()
@@ -306,8 +315,10 @@ class Trainer:
                 raise UserError("--sync-bn needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop it on CPUs")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
-        self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device)
         self.dtype = amp_dtype(ctx.device, rec.amp)
+        if o.cuda_graph:
+            _check_cuda_graph(o, ctx, rec, self.dtype)
+        self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device, capturable=o.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
         self.steps_per_epoch = self.n_train // global_batch
@@ -331,7 +342,7 @@ class Trainer:
             "precision": describe_precision(self.dtype, rec.amp, ctx.device),
             "data_path": "tensor-cache" if self.train_t is not None else "loader",
             "device": str(ctx.device), "steps_per_epoch": self.steps_per_epoch, "epochs": rec.epochs,
-            "channels_last": o.channels_last, "compile": o.compile}
+            "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph}
         self.start_epoch = self.step_in_epoch = self.global_step = 0
         self.best_top1 = -1.0
         self.history: list[dict[str, Any]] = []
@@ -394,8 +405,10 @@ class Trainer:
         if o.compile:
             train_model = torch.compile(train_model)
         self.train_model = train_model
-        self.step_fn = TrainStep(train_model, self.optimizer, self.criterion, ctx.device, self.dtype, rec.clip_grad,
-                                 self.scaler)
+        self.step_fn: TrainStep | GraphedTrainStep = TrainStep(train_model, self.optimizer, self.criterion, ctx.device,
+                                                               self.dtype, rec.clip_grad, self.scaler)
+        if o.cuda_graph:
+            self.step_fn = GraphedTrainStep(self.step_fn)
         self.normalize = DeviceNormalizer(ctx.device, o.channels_last)
         self._setup_loaders()
         self.writer = _Writer(self.out_path, ctx.is_main, o.tensorboard)
@@ -577,6 +590,24 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         cleanup(self.ctx)
+
+
+def _check_cuda_graph(o: TrainOptions, ctx: DistContext, rec: Recipe, dtype: torch.dtype | None) -> None:
+    """What a CUDA-graphed step needs, as one-line errors naming the option to drop."""
+    if ctx.device.type != "cuda":
+        raise UserError(f"--cuda-graph needs a CUDA GPU and this run is on {ctx.device.type}; drop --cuda-graph")
+    if o.compile:
+        raise UserError("--cuda-graph and --compile are alternatives (compile's mode='reduce-overhead' graphs "
+                        "compiled code); pass one of them")
+    if ctx.enabled:
+        raise UserError("--cuda-graph runs a single process; drop it under torchrun")
+    if dtype == torch.float16:
+        raise UserError("--cuda-graph needs bf16 or float32 (this GPU has no bf16, and fp16's GradScaler syncs "
+                        "with the host every step); drop --cuda-graph")
+    sizes = {rec.resolution_at(epoch) for epoch in range(rec.epochs)}
+    if rec.multi_scale != "none" or len(sizes) > 1:
+        raise UserError(f"--cuda-graph needs one training resolution, and recipe {rec.name or '(custom)'} trains "
+                        f"at several ({rec.multi_scale}); pass --multi-scale none or drop --cuda-graph")
 
 
 def describe_precision(dtype: torch.dtype | None, amp: bool, device: torch.device) -> str:
