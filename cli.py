@@ -378,6 +378,10 @@ def search(
                                        help="Reprint the summary of an existing study and exit."),
     fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
                                                        "docs/search/proxy-fidelity*.json matching the proxy)."),
+    confirm_top: int = typer.Option(0, help="After the study, train the best N searched networks and every "
+                                            "baseline on more proxy seeds and rank by the mean (0: off)."),
+    confirm_seeds: int = typer.Option(3, help="With --confirm-top: proxy seeds per confirmed network, the "
+                                              "search's own included."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
     if show is not None:
@@ -399,7 +403,7 @@ def search(
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
-        fidelity=str(fidelity) if fidelity else None)
+        fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds)
     try:
         run_search(opts, console=console())
     except KeyboardInterrupt:

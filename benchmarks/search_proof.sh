@@ -27,9 +27,11 @@ REF_EPOCHS=${REF_EPOCHS:-10}
 REF_RES=${REF_RES:-64}
 REF_BATCH=${REF_BATCH:-512}
 REF_LR=${REF_LR:-0.002}  # absolute; the proxy recipe's sqrt-scaled 7.1e-3 at batch 512 made PATNet-T1 diverge
-EXTRA_REFS=${EXTRA_REFS:-patnet_t0}
+EXTRA_REFS=${EXTRA_REFS-patnet_t0}  # EXTRA_REFS="" trains no extra network
+CONFIRM=${CONFIRM:-}  # e.g. "--confirm-top 3 --confirm-seeds 3": rank the leaders by their mean over proxy seeds
+REF_FLAGS=${REF_FLAGS:---cuda-graph}  # each reference step replayed from a CUDA graph (same function, fewer launches)
 SEEDS=${SEEDS:-0 1 2}
-RUNS=$OUT/runs
+RUNS=${RUNS:-$OUT/runs}  # studies and their proxy data (tar what you bring back: the tensor caches are large)
 mkdir -p "$OUT" "$RUNS"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 gpus() { python3 -c "import torch; print(max(1, torch.cuda.device_count()))"; }
@@ -56,7 +58,7 @@ search() {
     CUDA_VISIBLE_DEVICES=$gpu python3 -m patsearch search --latency-budget "$BUDGET" --allow-stale-profile \
       --data "$DATA" $PROXY --proxy-device "$PROXY_DEVICE" --gpus all --workers-per-gpu "$WORKERS_PER_GPU" \
       --trials "$TRIALS" --sampler "$sampler" --seed 1 --pruner none --timeout "$SEARCH_TIMEOUT" \
-      --study-name "proof-$sampler" --runs-dir "$RUNS" --no-plots $extra > "$OUT/search-$sampler.log" 2>&1 &
+      --study-name "proof-$sampler" --runs-dir "$RUNS" --no-plots $CONFIRM $extra > "$OUT/search-$sampler.log" 2>&1 &
   done
   wait
   for sampler in tpe random; do
@@ -79,7 +81,7 @@ reference() {
       # --resume auto: a rerun after a kill continues each training where it stopped
       CUDA_VISIBLE_DEVICES=$gpu python3 -m patsearch train --arch "$arch" --data "$DATA" --recipe proxy \
         --epochs "$REF_EPOCHS" --resolution "$REF_RES" --batch-size "$REF_BATCH" --lr "$REF_LR" --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
-        --out "$OUT/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
+        $REF_FLAGS --out "$OUT/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
     done
   done
   wait

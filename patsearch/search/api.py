@@ -69,6 +69,10 @@ class SearchOptions:
     count_costs: bool = True
     plots: bool = True
     fidelity: str | None = None  # proxy-check report to state (default: a matching docs/search/proxy-fidelity*.json)
+    # After the study: train the best ``confirm_top`` searched networks and every baseline with
+    # ``confirm_seeds - 1`` more proxy seeds and rank them by the mean (patsearch.search.confirm). 0: off.
+    confirm_top: int = 0
+    confirm_seeds: int = 3
 
 
 @dataclass
@@ -116,6 +120,13 @@ def _check_options(opts: SearchOptions) -> None:
         raise UserError(f"--workers-per-gpu must be a positive integer, got {opts.workers_per_gpu!r}")
     if opts.workers_per_gpu > 1 and not opts.gpus:
         raise UserError("--workers-per-gpu needs --gpus (for example --gpus all --workers-per-gpu 3)")
+    if not isinstance(opts.confirm_top, int) or opts.confirm_top < 0:
+        raise UserError(f"--confirm-top must be a non-negative integer (0: off), got {opts.confirm_top!r}")
+    if not isinstance(opts.confirm_seeds, int) or opts.confirm_seeds < 2:
+        raise UserError(f"--confirm-seeds must be an integer of at least 2 (the search's seed and one more), got "
+                        f"{opts.confirm_seeds!r}")
+    if opts.confirm_top and opts.objective == PARETO:
+        raise UserError("--confirm-top ranks one score by its mean over seeds; drop it for --objective pareto")
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
         raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
                         "(it names the folder under runs/)")
@@ -264,6 +275,11 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
 
     final = main_study
+    if opts.confirm_top:
+        from patsearch.search.confirm import run_confirmation
+
+        ran += run_confirmation(final, run_proxy, top=opts.confirm_top, seeds=opts.confirm_seeds,
+                                base_seed=opts.proxy.seed, chance=1.0 / max(2, num_classes), console=console)
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
         fill_costs(final, _count_costs)
     fidelity = find_fidelity(final, opts.fidelity)

@@ -173,7 +173,9 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
 
 def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
                       threads: int | None = None) -> Callable[..., float]:
-    """``run_proxy(arch, on_epoch_end=None) -> final top-1 in [0, 1]`` for :class:`~patsearch.search.objective.Objective`.
+    """``run_proxy(arch, on_epoch_end=None, seed=None) -> final top-1 in [0, 1]`` for
+    :class:`~patsearch.search.objective.Objective`; ``seed`` overrides the settings' (the search's confirmation
+    runs).
 
     ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
     ``device`` and ``num_classes`` attributes say where and on what it trains.
@@ -185,7 +187,8 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
     if data is not None:
         data, num_classes = prepare_folder(settings)
 
-    def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None) -> float:
+    def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None,
+                  seed: int | None = None) -> float:
         import torch
 
         from patsearch.search.objective import ProxyDiverged
@@ -204,7 +207,8 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
             result = train(target, settings.recipe, data=data, out_dir=None,
                            epochs=settings.epochs, batch_size=batch, lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
-                           synthetic=settings.synthetic_sizes(), seed=settings.seed, progress=False,
+                           synthetic=settings.synthetic_sizes(), seed=settings.seed if seed is None else seed,
+                           progress=False,
                            tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,
                            cuda_graph=settings.cuda_graph_for(device.type),
                            tensor_cache_dir=settings.cache_dir())

@@ -83,15 +83,33 @@ class Row:
     resolution: int | None
     stopped_early: bool = False
     duplicate_of: int | None = None
+    seed_scores: tuple[float, ...] = ()  # the confirmation runs' top-1 (other proxy seeds), in seed order
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        """Every proxy top-1 of this network: the trial's own, then its confirmation seeds'."""
+        return ((self.top1,) if self.top1 is not None else ()) + self.seed_scores
+
+    @property
+    def confirmed(self) -> bool:
+        return bool(self.seed_scores) and self.top1 is not None
+
+    @property
+    def score(self) -> float | None:
+        """What ranks the row: the mean over seeds once confirmed, else the trial's single proxy top-1."""
+        return sum(self.scores) / len(self.scores) if self.confirmed else self.top1
 
 
 COSTS_ATTR = "costs"  # study user attr: {trial number: [params, flops]}, filled for the rows a summary shows
+# study user attr: {trial number: {seed: top1}}, the confirmation runs of ``patsearch search --confirm-top``
+CONFIRM_ATTR = "confirm"
 
 
 def rows(study) -> list[Row]:
     """One row per trial that got as far as a prediction (FAIL trials without one are left out)."""
     out = []
     costs = study.user_attrs.get(COSTS_ATTR) or {}
+    confirm = study.user_attrs.get(CONFIRM_ATTR) or {}
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
         if ATTR_ARCH not in ua:
@@ -104,7 +122,9 @@ def rows(study) -> list[Row]:
         out.append(Row(t.number, t.state.name, ua.get(ATTR_BASELINE), top1, predicted,
                        bool(ua.get(ATTR_FEASIBLE, all(v <= 0 for v in t.constraints.values()))),
                        params, flops, ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
-                       bool(ua.get(ATTR_STOPPED, False)), ua.get(ATTR_DUPLICATE)))
+                       bool(ua.get(ATTR_STOPPED, False)), ua.get(ATTR_DUPLICATE),
+                       tuple(float(v) for _, v in sorted((confirm.get(str(t.number)) or {}).items(),
+                                                         key=lambda kv: int(kv[0])))))
     return out
 
 
@@ -131,9 +151,10 @@ def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: 
 
 
 def finished(rs: Sequence[Row]) -> list[Row]:
-    """Feasible, completed, trained trials, best proxy top-1 first."""
+    """Feasible, completed, trained trials, best first: confirmed ones (several seeds) by their mean ahead of the
+    rest, which keep their single proxy top-1 (a winner is only chosen among networks scored on every seed)."""
     done = [r for r in rs if r.state == "COMPLETE" and r.feasible and r.top1 is not None]
-    return sorted(done, key=lambda r: (-r.top1, r.number))
+    return sorted(done, key=lambda r: (not r.confirmed, -r.score, r.number))
 
 
 def best_row(rs: Sequence[Row], *, include_baselines: bool = True) -> Row | None:
@@ -168,6 +189,8 @@ def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
             "trial": row.number,
             "resolution": row.resolution,
             "proxy_top1": None if row.top1 is None else round(float(row.top1), 4),
+            **({"proxy_seed_scores": [round(float(v), 4) for v in row.scores],
+                "proxy_mean_top1": round(float(row.score), 4)} if row.confirmed else {}),
             "predicted": {k: round(v, 4) for k, v in row.predicted.items()},
             "constraints": [c.describe() for c in constraints],
             "baseline": row.baseline,
@@ -281,6 +304,7 @@ class Noise:
 
     n_val: int | None
     seed_std: float | None  # points, measured by proxy-check
+    confirm_std: float | None = None  # points: the pooled seed-to-seed std of this study's confirmed rows
 
     def of(self, top1: float | None) -> float | None:
         if top1 is None:
@@ -289,17 +313,40 @@ class Noise:
             return self.seed_std
         return None if self.n_val is None else 100 * binomial_se(top1, self.n_val)
 
+    def of_row(self, row: Row) -> float | None:
+        """The standard error of what ranks ``row``: a confirmed mean's is the seed std over sqrt(seeds)."""
+        if row.confirmed and self.confirm_std is not None:
+            return self.confirm_std / math.sqrt(len(row.scores))
+        return self.of(row.top1)
+
     def source(self) -> str:
         if self.seed_std is not None:
-            return "the proxy's measured seed-to-seed std"
-        if self.n_val is not None:
-            return f"binomial, {self.n_val} validation images"
-        return "unknown (validation set size not recorded)"
+            text = "the proxy's measured seed-to-seed std"
+        elif self.n_val is not None:
+            text = f"binomial, {self.n_val} validation images"
+        else:
+            text = "unknown (validation set size not recorded)"
+        if self.confirm_std is not None:
+            text += (f"; means over seeds: their seed-to-seed std, {self.confirm_std:.2f} points pooled over the "
+                     "confirmed networks, over sqrt(seeds)")
+        return text
+
+
+def pooled_seed_std(rs: Sequence[Row]) -> float | None:
+    """Seed-to-seed std (points) pooled over the rows scored on several seeds: sqrt of the mean within-row
+    variance, weighted by degrees of freedom."""
+    groups = [r.scores for r in rs if r.confirmed]
+    dof = sum(len(g) - 1 for g in groups)
+    if dof < 1:
+        return None
+    ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups)
+    return 100 * math.sqrt(ss / dof)
 
 
 def noise_of(study, fidelity: tuple[Path, dict[str, Any]] | None) -> Noise:
     seed_std = fidelity[1].get("seed_std") if fidelity else None
-    return Noise(validation_size(study), float(seed_std) if seed_std is not None else None)
+    return Noise(validation_size(study), float(seed_std) if seed_std is not None else None,
+                 pooled_seed_std(rows(study)))
 
 
 def budget_use(row: Row, c: ConstraintInfo) -> float | None:
@@ -310,10 +357,11 @@ def budget_use(row: Row, c: ConstraintInfo) -> float | None:
     return value / c.limit if c.kind == "latency" else c.limit / value
 
 
-def _fmt_top1(top1: float | None, se: float | None) -> str:
+def _fmt_top1(top1: float | None, se: float | None, seeds: int = 1) -> str:
     if top1 is None:
         return "-"
-    return f"{100 * top1:.2f}%" + ("" if se is None else f" ± {se:.2f}")
+    return (f"{100 * top1:.2f}%" + ("" if se is None else f" ± {se:.2f}")
+            + (f" ({seeds} seeds)" if seeds > 1 else ""))
 
 
 def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=None):
@@ -345,7 +393,8 @@ def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=Non
             if cons:
                 use = budget_use(r, cons[0])
                 preds.append("-" if use is None else f"{100 * use:.0f}%")
-            table.add_row(str(r.number), r.baseline or "search", _fmt_top1(r.top1, noise.of(r.top1)), *preds,
+            table.add_row(str(r.number), r.baseline or "search", _fmt_top1(r.score, noise.of_row(r), len(r.scores)),
+                          *preds,
                           _fmt_count(r.params), _fmt_count(r.flops), str(r.resolution or "-"), _state(r),
                           style=style)
         if group is shown and shown and baselines:
@@ -370,10 +419,11 @@ def lead(study, fidelity=None) -> dict[str, Any] | None:
     if search is None or base is None:
         return None
     noise = noise_of(study, fidelity)
-    s1, s2 = noise.of(search.top1), noise.of(base.top1)
-    delta = 100 * (search.top1 - base.top1)
+    s1, s2 = noise.of_row(search), noise.of_row(base)
+    delta = 100 * (search.score - base.score)
     se = None if s1 is None or s2 is None else math.sqrt(s1 ** 2 + s2 ** 2)
-    return {"trial": search.number, "top1": search.top1, "baseline": base.baseline, "baseline_top1": base.top1,
+    return {"trial": search.number, "top1": search.score, "baseline": base.baseline, "baseline_top1": base.score,
+            "seeds": len(search.scores), "baseline_seeds": len(base.scores),
             "delta_points": round(delta, 3), "se_points": None if se is None else round(se, 3),
             "inside_noise": None if se is None else abs(delta) < 2 * se, "noise": noise.source()}
 
@@ -387,15 +437,19 @@ def comparison(study, fidelity=None) -> str:
         return "no feasible candidate finished yet"
     if base is None:
         why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
-        return f"best: trial {search.number}, proxy top-1 {100 * search.top1:.2f}% ({why})"
+        return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{_seeds(search)} ({why})"
     info = lead(study, fidelity)
-    line = (f"best searched (trial {search.number}) {100 * search.top1:.2f}% vs {base.baseline} "
-            f"{100 * base.top1:.2f}% proxy top-1: {info['delta_points']:+.2f} points")
+    line = (f"best searched (trial {search.number}) {100 * search.score:.2f}%{_seeds(search)} vs {base.baseline} "
+            f"{100 * base.score:.2f}%{_seeds(base)} proxy top-1: {info['delta_points']:+.2f} points")
     if info["se_points"] is None:
         return line + " (noise unknown: the validation set size is not recorded)"
     verdict = ("inside the noise: not evidence that either is better" if info["inside_noise"]
                else f"{abs(info['delta_points']) / info['se_points']:.1f} standard errors")
     return line + f", standard error of the difference {info['se_points']:.2f} points ({info['noise']}): {verdict}"
+
+
+def _seeds(r: Row) -> str:
+    return f" (mean of {len(r.scores)} seeds)" if r.confirmed else ""
 
 
 def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
@@ -445,8 +499,8 @@ def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:
     config = study.user_attrs.get("patsearch_config") or {}
 
     def row(r: Row) -> dict[str, Any]:
-        return {"trial": r.number, "source": r.baseline or "search", "proxy_top1": r.top1,
-                "se_points": noise.of(r.top1), "predicted": r.predicted,
+        return {"trial": r.number, "source": r.baseline or "search", "proxy_top1": r.score,
+                "se_points": noise.of_row(r), "seed_scores": list(r.scores), "predicted": r.predicted,
                 "budget_use": {c.key: budget_use(r, c) for c in cons}, "params": r.params, "flops": r.flops,
                 "resolution": r.resolution, "state": _state(r), "arch": r.arch}
 
@@ -471,7 +525,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
              "|---:|---|---:|---|---:|---:|---:|---|"]
     for r in summary["top"] + summary["baselines"]:
         top1 = "-" if r["proxy_top1"] is None else f"{100 * r['proxy_top1']:.2f}" + (
-            "" if r["se_points"] is None else f" ± {r['se_points']:.2f}")
+            "" if r["se_points"] is None else f" ± {r['se_points']:.2f}") + (
+            f" ({len(r['seed_scores'])} seeds)" if len(r["seed_scores"]) > 1 else "")
         pred = ", ".join(f"{k} {v:.3g}" for k, v in r["predicted"].items())
         use = ", ".join("-" if v is None else f"{100 * v:.0f}%" for v in r["budget_use"].values())
         lines.append(f"| {r['trial']} | {r['source']} | {top1} | {pred} | {use} | {_fmt_count(r['params'])} | "

@@ -12,8 +12,11 @@ from patsearch.train.distributed import pin_visible_gpu
     ("GPU-abc,GPU-def", "0", "GPU-abc"),  # UUIDs pass through
 ])
 def test_index_maps_through_the_inherited_list(monkeypatch, inherited, index, expected):
+    # setenv first, so that monkeypatch records the variable and restores it afterwards even when it was unset
+    # (delenv of an unset variable records nothing, and pin_visible_gpu's write would leak into later tests)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     if inherited is None:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", inherited)
     assert pin_visible_gpu(index) == expected
