@@ -378,8 +378,9 @@ def search(
                                        help="Reprint the summary of an existing study and exit."),
     fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
                                                        "docs/search/proxy-fidelity*.json matching the proxy)."),
-    confirm_top: int = typer.Option(0, help="After the study, train the best N searched networks and every "
-                                            "baseline on more proxy seeds and rank by the mean (0: off)."),
+    confirm_top: int | None = typer.Option(None, help="After the study, train the best N searched networks and "
+                                                      "every baseline on more proxy seeds and rank by the mean (0: "
+                                                      "off; default 3 when proxies train on a GPU, 0 on a CPU)."),
     confirm_seeds: int = typer.Option(3, help="With --confirm-top: proxy seeds per confirmed network, the "
                                               "search's own included."),
 ) -> None:

@@ -91,9 +91,10 @@ def measure(args) -> None:
         t = timing.to_dict()
         pred = r.predicted[f"{args.device}:latency_ms"]
         counts = f"{trained} / {proposals}" if trained is not None else "-"
+        seeds = f" (mean of {len(r.scores)} seeds)" if r.confirmed else ""
         print(f"| {label}: embed {arch.embed_dim}, depths {list(arch.depths)}, mixers {'/'.join(arch.mixers)}, "
               f"PAT_sp {'/'.join(arch.spatial)}, {arch.act}, n_div {arch.n_div}, mlp {arch.mlp_ratio:g} "
-              f"| {100 * r.top1:.2f}% | {pred:.1f} ms | {t['ms']:.1f} ms ({t['p10']:.1f}-{t['p90']:.1f}) "
+              f"| {100 * r.score:.2f}%{seeds} | {pred:.1f} ms | {t['ms']:.1f} ms ({t['p10']:.1f}-{t['p90']:.1f}) "
               f"| {params / 1e6:.2f}M | {flops / 1e6:.0f}M | {counts} |")
 
 

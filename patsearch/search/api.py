@@ -70,8 +70,9 @@ class SearchOptions:
     plots: bool = True
     fidelity: str | None = None  # proxy-check report to state (default: a matching docs/search/proxy-fidelity*.json)
     # After the study: train the best ``confirm_top`` searched networks and every baseline with
-    # ``confirm_seeds - 1`` more proxy seeds and rank them by the mean (patsearch.search.confirm). 0: off.
-    confirm_top: int = 0
+    # ``confirm_seeds - 1`` more proxy seeds and rank them by the mean (patsearch.search.confirm). 0: off;
+    # None: 3 when proxies train on a GPU (seconds each), off on a CPU (minutes each).
+    confirm_top: int | None = None
     confirm_seeds: int = 3
 
 
@@ -120,12 +121,12 @@ def _check_options(opts: SearchOptions) -> None:
         raise UserError(f"--workers-per-gpu must be a positive integer, got {opts.workers_per_gpu!r}")
     if opts.workers_per_gpu > 1 and not opts.gpus:
         raise UserError("--workers-per-gpu needs --gpus (for example --gpus all --workers-per-gpu 3)")
-    if not isinstance(opts.confirm_top, int) or opts.confirm_top < 0:
+    if opts.confirm_top is not None and (not isinstance(opts.confirm_top, int) or opts.confirm_top < 0):
         raise UserError(f"--confirm-top must be a non-negative integer (0: off), got {opts.confirm_top!r}")
     if not isinstance(opts.confirm_seeds, int) or opts.confirm_seeds < 2:
         raise UserError(f"--confirm-seeds must be an integer of at least 2 (the search's seed and one more), got "
                         f"{opts.confirm_seeds!r}")
-    if opts.confirm_top and opts.objective == PARETO:
+    if opts.confirm_top and opts.objective == PARETO:  # auto (None) is simply off for Pareto studies
         raise UserError("--confirm-top ranks one score by its mean over seeds; drop it for --objective pareto")
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
         raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
@@ -275,10 +276,11 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
 
     final = main_study
-    if opts.confirm_top:
+    confirm_top = _confirm_top(opts, run_proxy)
+    if confirm_top:
         from patsearch.search.confirm import run_confirmation
 
-        ran += run_confirmation(final, run_proxy, top=opts.confirm_top, seeds=opts.confirm_seeds,
+        ran += run_confirmation(final, run_proxy, top=confirm_top, seeds=opts.confirm_seeds,
                                 base_seed=opts.proxy.seed, chance=1.0 / max(2, num_classes), console=console)
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
         fill_costs(final, _count_costs)
@@ -295,6 +297,18 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
     return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
                          ran, final)
+
+
+DEFAULT_CONFIRM_TOP_GPU = 3
+
+
+def _confirm_top(opts: SearchOptions, run_proxy: Any) -> int:
+    """``--confirm-top`` as given, else 3 when proxies train on a GPU and 0 on a CPU or for Pareto studies."""
+    if opts.confirm_top is not None:
+        return opts.confirm_top
+    device = getattr(run_proxy, "device", None)
+    on_gpu = getattr(device, "type", None) == "cuda"
+    return DEFAULT_CONFIRM_TOP_GPU if on_gpu and opts.objective != PARETO else 0
 
 
 def _where(opts: SearchOptions, gpus: list[int] | None, run_proxy: Any) -> str:

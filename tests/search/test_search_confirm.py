@@ -131,3 +131,22 @@ def test_pooled_seed_std_and_the_standard_error_of_a_mean():
 def test_bad_confirmation_options_are_one_line_errors(tmp_path, tiny_profile, change, message):
     with pytest.raises(UserError, match=message):
         run_search(_opts(tmp_path, tiny_profile, **change), run_proxy=seeded_proxy([]), load_profile=_load)
+
+
+def test_confirmation_is_on_by_default_for_gpu_proxies_only(tmp_path, tiny_profile):
+    import torch
+
+    from patsearch.search.api import _confirm_top
+
+    def runner(device):
+        run = seeded_proxy([])
+        run.device = torch.device(device)
+        return run
+
+    assert _confirm_top(_opts(tmp_path, tiny_profile, confirm_top=None), runner("cuda")) == 3
+    assert _confirm_top(_opts(tmp_path, tiny_profile, confirm_top=None), runner("cpu")) == 0
+    assert _confirm_top(_opts(tmp_path, tiny_profile, confirm_top=None, objective="pareto"), runner("cuda")) == 0
+    assert _confirm_top(_opts(tmp_path, tiny_profile, confirm_top=0), runner("cuda")) == 0
+    calls: list = []
+    run_search(_opts(tmp_path, tiny_profile, confirm_top=None), run_proxy=seeded_proxy(calls), load_profile=_load)
+    assert all(seed == 0 for _, seed in calls)  # a stand-in without a device: treated as a CPU, no confirmation
