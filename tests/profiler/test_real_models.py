@@ -120,9 +120,32 @@ def test_unstable_network_measurements_are_retried_once(tmp_path, tiny_space):
     profile = open_for_build(tmp_path / "p.json", dev, dev.protocol)
     items = split_samples(tiny_space, 3, 2, seed=0)
     measure_networks(profile, items, dev, model_factory=factory, budget=QUICK, progress=False,
-                     unstable_spread=-1.0)  # every measurement counts as unstable
+                     unstable_spread=-1.0, host_factor=0.0)  # every measurement counts as unstable
     assert len(built) == 2 * len(items)
     assert all(n["retried"] for n in profile.networks.values())
     measure_networks(profile, items, dev, model_factory=factory, budget=QUICK, progress=False,
-                     unstable_spread=-1.0)
+                     unstable_spread=-1.0, host_factor=0.0)
     assert len(built) == 2 * len(items)  # retried ones are never measured a third time
+
+
+@pytest.mark.parametrize("spreads, retried", [
+    ([0.30, 0.25, 0.35, 0.28, 0.90], [4]),   # a noisy VM: only the outlier (over 2x the median 0.30) again
+    ([0.02, 0.03, 0.15, 0.02, 0.04], [2]),   # a quiet host: anything over 10%
+    ([0.30, 0.25, 0.35, 0.28, 0.50], []),    # noisy alike: a retry would be as noisy, none
+])
+def test_retries_are_judged_against_the_hosts_own_spread(tmp_path, tiny_space, monkeypatch, spreads, retried):
+    from patsearch.profiler import timing
+    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.validate import measure_networks, split_samples
+
+    order = iter(spreads + [0.01] * 5)  # first pass in item order, then the retries measure steady
+    monkeypatch.setattr(timing, "time_interleaved", lambda prepared, **kw: [
+        timing.Timing(10.0, 10.0, 10.0 * (1 + next(order)), 9, 1) for _ in prepared])
+    dev = get_device("cpu")
+    profile = open_for_build(tmp_path / "p.json", dev, dev.protocol)
+    items = split_samples(tiny_space, 3, 2, seed=0)
+    measure_networks(profile, items, dev, model_factory=lambda arch, form: torch.nn.Identity(), budget=QUICK,
+                     progress=False)
+    assert [i for i, (key, *_) in enumerate(items) if profile.networks[key].get("retried")] == retried
+    for i in retried:  # the steadier of the two is kept
+        assert profile.networks[items[i][0]]["p90"] == pytest.approx(10.1)
