@@ -28,6 +28,23 @@ def make_profile(path: Path, space, *, device: str = "cpu", scale: float = 1.0) 
     return profile.save(path)
 
 
+def variant_space(tmp_path: Path):
+    """A small space that contains PATNet-T0 (so that it can be enqueued as a baseline by its parameters) and a
+    CPU table for it: ``(space YAML path, space, table path)``."""
+    import yaml
+
+    from patsearch.space import load_space
+
+    path = tmp_path / "t0space.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "t0space", "embed_dim": [16, 32], "depths": [[1], [1, 2], [2, 6], [2, 4]],
+        "partial_ratio": [0.25], "mlp_ratio": [2], "mixers": [["pconv", "pat_ch"]] * 3 + [["pat_ch", "pat_sf"]],
+        "spatial": ["partial"], "act": ["gelu"], "num_heads": [4], "resolution": [64],
+        "fixed": {"num_classes": 1000, "head_width": 1280}}))
+    space = load_space(path)
+    return path, space, make_profile(tmp_path / "cpu-t0space.json", space)
+
+
 def fake_proxy(score=None, epochs: int = 2, calls: list | None = None):
     """A stand-in for proxy training: top-1 grows with width and depth (deterministic), reported per epoch."""
 

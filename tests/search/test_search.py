@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
-from search_helpers import HEARTBEAT_S, fake_proxy, make_profile
+from search_helpers import HEARTBEAT_S, fake_proxy, variant_space
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
 from patsearch.profiler import load_profile
@@ -83,22 +83,8 @@ def test_best_yaml_round_trips_into_the_model_builder(tmp_path, tiny_profile):
         assert model(torch.randn(1, 3, res, res)).shape == (1, arch.num_classes)
 
 
-def _variant_space(tmp_path):
-    """A small space that contains PATNet-T0 (so it can be enqueued by its parameters) and a table for it."""
-    path = tmp_path / "t0space.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "t0space", "embed_dim": [16, 32], "depths": [[1], [1, 2], [2, 6], [2, 4]],
-        "partial_ratio": [0.25], "mlp_ratio": [2], "mixers": [["pconv", "pat_ch"]] * 3 + [["pat_ch", "pat_sf"]],
-        "spatial": ["partial"], "act": ["gelu"], "num_heads": [4], "resolution": [64],
-        "fixed": {"num_classes": 1000, "head_width": 1280}}))
-    from patsearch.space import load_space
-
-    space = load_space(path)
-    return path, space, make_profile(tmp_path / "cpu-t0space.json", space)
-
-
 def test_baselines_within_budget_are_enqueued_first(tmp_path, capsys):
-    space_path, space, profile_path = _variant_space(tmp_path)
+    space_path, space, profile_path = variant_space(tmp_path)
     t0 = _load(profile_path).predict(VARIANTS["patnet_t0"], 64)
     out = _run(tmp_path, profile_path, f"{t0 * 1.2:.4f}ms", space=str(space_path), trials=4, baselines="auto")
     first = out.study.trials[0]

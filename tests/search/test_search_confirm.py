@@ -8,6 +8,7 @@ import math
 
 import pytest
 import yaml
+from search_helpers import variant_space
 
 from patsearch.arch import VARIANTS, ArchConfig
 from patsearch.errors import UserError
@@ -89,9 +90,7 @@ def test_confirmation_resumes_after_a_kill_without_retraining(tmp_path, tiny_pro
 
 
 def test_baselines_are_confirmed_too_and_the_lead_compares_means(tmp_path):
-    from test_search_summary import _variant_space  # a space that holds PATNet-T0's layers
-
-    space_path, profile = _variant_space(tmp_path)
+    space_path, _, profile = variant_space(tmp_path)  # a space that holds PATNet-T0's layers
     budget = _load(profile).predict(VARIANTS["patnet_t0"], 64) * 1.2
     calls: list = []
     opts = _opts(tmp_path, profile, latency_budgets=[f"{profile}={budget:.4f}ms"], space=str(space_path),

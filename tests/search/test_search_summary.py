@@ -5,9 +5,8 @@ import json
 import math
 
 import pytest
-import yaml
 from optuna.trial import TrialState
-from search_helpers import fake_proxy, make_profile
+from search_helpers import fake_proxy, variant_space
 
 from patsearch.arch import VARIANTS
 from patsearch.profiler import load_profile
@@ -87,20 +86,8 @@ def test_synthetic_data_is_warned_about_and_real_data_is_not(tmp_path, tiny_prof
     assert any(n.startswith("proxy fidelity: not measured for these settings (folder:cifar10:all/all") for n in notes)
 
 
-def _variant_space(tmp_path):
-    path = tmp_path / "t0space.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "t0space", "embed_dim": [16, 32], "depths": [[1], [1, 2], [2, 6], [2, 4]],
-        "partial_ratio": [0.25], "mlp_ratio": [2], "mixers": [["pconv", "pat_ch"]] * 3 + [["pat_ch", "pat_sf"]],
-        "spatial": ["partial"], "act": ["gelu"], "num_heads": [4], "resolution": [64],
-        "fixed": {"num_classes": 1000, "head_width": 1280}}))
-    from patsearch.space import load_space
-
-    return path, make_profile(tmp_path / "cpu-t0space.json", load_space(path))
-
-
 def _with_baseline(tmp_path, searched_top1, **kw):
-    space_path, profile = _variant_space(tmp_path)
+    space_path, _, profile = variant_space(tmp_path)
     budget = _load(profile).predict(VARIANTS["patnet_t0"], 64) * 1.2
     proxy = fake_proxy(score=lambda a: 0.50 if a.name == "patnet_t0" else searched_top1)
     return _run(tmp_path, profile, f"{budget:.4f}ms", space=str(space_path), trials=3, baselines="auto",
