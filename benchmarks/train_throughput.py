@@ -26,13 +26,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both models)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     rounds: dict[str, list[dict]] = {a: [] for a in args.archs}
     for r in range(args.rounds):
         for arch in args.archs:
             res = measure_train_throughput(arch, batch_size=args.batch_size, resolution=args.resolution,
-                                           steps=args.steps, device=args.device, compile=args.compile)
+                                           steps=args.steps, device=args.device, compile=args.compile,
+                                           cuda_graph=args.cuda_graph)
             rounds[arch].append(res)
             print(f"round {r + 1} {arch}: {res['img_s']:.0f} img/s ({res['step_ms']:.1f} ms/step, "
                   f"{res['dtype']}, peak {res['peak_mem_gib'] or 0:.1f} GiB)", flush=True)

@@ -8,26 +8,33 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from patsearch.errors import UserError
 from patsearch.train.distributed import resolve_device
-from patsearch.train.engine import TrainStep, amp_dtype, build_model, build_optimizer
+from patsearch.train.engine import GraphedTrainStep, TrainStep, amp_dtype, build_model, build_optimizer
 from patsearch.train.recipe import load_recipe
 
 
 def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: int = 224, steps: int = 30,
                              warmup: int = 10, device: str = "auto", amp: bool = True, channels_last: bool = True,
-                             compile: bool = False, num_classes: int = 1000, recipe: str = "patnet_t0") -> dict[str, Any]:
-    """Images per second of full training steps (median of per-step times after ``warmup`` steps)."""
+                             compile: bool = False, cuda_graph: bool = False, num_classes: int = 1000,
+                             recipe: str = "patnet_t0") -> dict[str, Any]:
+    """Images per second of full training steps (median of per-step times after ``warmup`` steps); ``cuda_graph``
+    replays each step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`)."""
     dev = resolve_device(device)
+    if cuda_graph and (dev.type != "cuda" or compile):
+        raise UserError(f"cuda_graph needs a CUDA device and no compile (device {dev.type}, compile {compile})")
     torch.manual_seed(0)
     model = build_model(arch, num_classes).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format).train()
     rec = load_recipe(recipe)
-    optimizer = build_optimizer(model, rec, rec.scaled_lr(batch_size), dev)
+    optimizer = build_optimizer(model, rec, rec.scaled_lr(batch_size), dev, capturable=cuda_graph)
     dtype = amp_dtype(dev, amp)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     net = torch.compile(model) if compile else model
-    step = TrainStep(net, optimizer, nn.CrossEntropyLoss(label_smoothing=0.1), dev, dtype, rec.clip_grad, scaler)
+    step: Any = TrainStep(net, optimizer, nn.CrossEntropyLoss(label_smoothing=0.1), dev, dtype, rec.clip_grad, scaler)
+    if cuda_graph:
+        step = GraphedTrainStep(step)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(dev)
@@ -46,7 +53,7 @@ def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: in
     times.sort()
     median = times[len(times) // 2]
     return {"arch": str(arch), "batch_size": batch_size, "resolution": resolution, "dtype": str(dtype or torch.float32),
-            "channels_last": channels_last, "compile": compile, "steps": steps, "step_ms": 1e3 * median,
+            "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph, "steps": steps, "step_ms": 1e3 * median,
             "img_s": batch_size / median, "peak_mem_gib": (torch.cuda.max_memory_allocated(dev) / 2**30
                                                           if dev.type == "cuda" else None),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

@@ -127,3 +127,11 @@ def test_graphed_proxy_training_learns_under_bf16(tmp_path):
                    tensor_cache_dir=tmp_path / "cache", cuda_graph=True)
     assert result["run"]["cuda_graph"] and result["run"]["precision"] == "bfloat16 autocast"
     assert result["history"][-1]["top1"] >= 90.0, result["history"]
+
+
+def test_throughput_harness_refuses_graphs_off_a_gpu():
+    from patsearch.train.throughput import measure_train_throughput
+
+    with pytest.raises(UserError, match=r"cuda_graph needs a CUDA device and no compile \(device cpu"):
+        measure_train_throughput(TINY_ARCH, batch_size=2, resolution=32, steps=1, warmup=0, device="cpu",
+                                 cuda_graph=True)
