@@ -444,6 +444,9 @@ def proxy_check(
                                                                   "at most 64)."),
     reference: str | None = typer.Option(None, help="More reference settings as key=value pairs, e.g. "
                                                     "train_samples=all,val_samples=all (the full splits)."),
+    reference_seeds: int = typer.Option(1, help="Train each reference this many times (seeds: the first proxy "
+                                                "seed, +1, ...) and correlate with the mean: one reference's own "
+                                                "seed noise caps the tau a proxy can show."),
     also_proxy: list[str] = typer.Option([], help="Another proxy to measure against the same reference, as "
                                                   "changes to the proxy (e.g. epochs=2,resolution=64); repeatable."),
     gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | N (the first N) | "
@@ -482,7 +485,7 @@ def proxy_check(
         reference_settings = apply_overrides(reference_settings, reference, "--reference")
     alternatives = tuple(apply_overrides(proxy, text) for text in also_proxy)
     opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
-                           budget=budget, workers_per_gpu=workers_per_gpu,
+                           reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
                            out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile)
     try:

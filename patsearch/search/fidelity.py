@@ -58,7 +58,10 @@ class FidelityOptions:
     # the default proxy can be picked from one report: each gets its own tau, rho, seed std and cost.
     alternatives: tuple[ProxySettings, ...] = ()
     n: int = 24  # random networks (the variants within budget come on top)
-    seeds: tuple[int, ...] = (0, 1)  # proxy seeds; the reference runs once, with the proxy's first seed
+    seeds: tuple[int, ...] = (0, 1)  # proxy seeds; the reference runs with the proxy's first seed ...
+    # ... and, with reference_seeds > 1, also with the next seeds (first + 1, ...), averaged: one reference
+    # training's own seed noise (about 0.6 points on CIFAR-10) caps the tau any proxy can show against it
+    reference_seeds: int = 1
     budget: str = "35ms"
     device_table: str | None = None  # profile for the budget (default: the search's, this machine's CPU table)
     space: str | None = None
@@ -103,6 +106,8 @@ class FidelityOptions:
             raise UserError(f"--workers-per-gpu must be a positive integer, got {self.workers_per_gpu!r}")
         if not isinstance(self.n, int) or self.n < 3:
             raise UserError(f"--n must be at least 3 networks (a rank correlation needs them), got {self.n!r}")
+        if not isinstance(self.reference_seeds, int) or self.reference_seeds < 1:
+            raise UserError(f"--reference-seeds must be a positive integer, got {self.reference_seeds!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"--seeds must list distinct integers, got {list(self.seeds)}")
         if self.stop_after is not None and self.stop_after <= 0:
@@ -126,7 +131,12 @@ class FidelityOptions:
                 "space": self.space, "variants": self.variants, "sample_seed": self.sample_seed}
         if self.alternatives:  # absent when there are none: reports and records of earlier runs stay resumable
             out["alternatives"] = [_settings_dict(a) for a in self.alternatives]
+        if self.reference_seeds > 1:  # likewise
+            out["reference_seeds"] = self.reference_seeds
         return out
+
+    def reference_seed_list(self) -> list[int]:
+        return [self.seeds[0] + k for k in range(self.reference_seeds)]
 
     def proxy_for(self, kind: str) -> ProxySettings:
         """The settings a job kind trains with: the proxy, an alternative (``alt1``...) or the reference."""
@@ -248,12 +258,19 @@ def proxy_kinds(n_alternatives: int) -> list[str]:
     return [PROXY] + [f"{ALTERNATIVE}{i}" for i in range(1, n_alternatives + 1)]
 
 
-def make_jobs(plan: Sequence[dict[str, Any]], seeds: Sequence[int], n_alternatives: int = 0) -> list[Job]:
-    """Per network: the reference first (longest: it balances best across GPUs when taken first), then the proxy
-    seeds (and the alternatives'); the free scores last (CPU seconds each)."""
+def reference_key(arch_id: str, index: int, seed: int) -> str:
+    """The record key of a reference training: the first seed keeps the plain key of single-seed reports."""
+    return f"{arch_id}.reference" if index == 0 else f"{arch_id}.reference.s{seed}"
+
+
+def make_jobs(plan: Sequence[dict[str, Any]], seeds: Sequence[int], n_alternatives: int = 0,
+              reference_seeds: int = 1) -> list[Job]:
+    """Per network: the reference seeds first (longest: they balance best across GPUs when taken first), then the
+    proxy seeds (and the alternatives'); the free scores last (CPU seconds each)."""
     jobs: list[Job] = []
     for row in plan:
-        jobs.append(Job(f"{row['id']}.reference", row["id"], REFERENCE, seeds[0]))
+        jobs += [Job(reference_key(row["id"], k, seeds[0] + k), row["id"], REFERENCE, seeds[0] + k)
+                 for k in range(reference_seeds)]
         for kind in proxy_kinds(n_alternatives):
             jobs += [Job(f"{row['id']}.{kind}.s{s}", row["id"], kind, s) for s in seeds]
     jobs += [Job(f"{row['id']}.free", row["id"], FREE) for row in plan]
@@ -332,20 +349,23 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     for item in plan:
         rid = item["id"]
         by_kind = {kind: [records.get(f"{rid}.{kind}.s{s}", {}).get("top1") for s in opts.seeds] for kind in kinds}
-        ref_rec = records.get(f"{rid}.reference", {})
+        ref_recs = [records.get(reference_key(rid, k, s), {}) for k, s in enumerate(opts.reference_seed_list())]
+        ref_tops = [r.get("top1") for r in ref_recs]
         free = records.get(f"{rid}.free", {})
         diverged = sorted(r["key"] for r in (records.get(f"{rid}.{kind}.s{s}") for kind in kinds for s in opts.seeds)
-                          if r and r.get("diverged")) + ([ref_rec["key"]] if ref_rec.get("diverged") else [])
+                          if r and r.get("diverged")) + [r["key"] for r in ref_recs if r.get("diverged")]
         row = {"id": rid, "source": item["source"], "resolution": item["resolution"],
                "predicted": item["predicted"], "budget": item.get("budget"),
                "proxy_top1": by_kind[PROXY], "proxy_mean": _mean_or_none(by_kind[PROXY]),
-               "reference_top1": ref_rec.get("top1"),
+               "reference_top1": _mean_or_none(ref_tops),  # the mean over the reference seeds
                "params": free.get("params"), "flops": free.get("flops"), "synflow": free.get("synflow"),
                "synflow_overflow": free.get("synflow_overflow", False), "diverged": diverged,
                "seconds": {k: records[k]["seconds"] for k in records if k.startswith(rid + ".")},
                "arch": item["arch"]}
         if opts.alternatives:
             row["alternatives_top1"] = {kind: by_kind[kind] for kind in kinds[1:]}
+        if opts.reference_seeds > 1:
+            row["reference_seeds_top1"] = ref_tops
         rows.append(row)
     complete = [r for r in rows if r["proxy_mean"] is not None and r["reference_top1"] is not None
                 and f"{r['id']}.free" in records]
@@ -396,6 +416,11 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
                   and all(t is not None for t in r["alternatives_top1"][kind])]
         alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored)})
     tau = main["kendall_tau"]
+    extra: dict[str, Any] = {}
+    if opts.reference_seeds > 1:
+        groups = [r["reference_seeds_top1"] for r in complete]
+        extra["reference_seed_std"] = (round(100 * math.sqrt(float(np.mean([np.var(g, ddof=1) for g in groups]))), 3)
+                                       if groups else None)
     return {
         "version": REPORT_VERSION,
         "n": len(complete),
@@ -411,7 +436,9 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         "alternatives": alternatives,
         "complete": len(complete) == len(plan),
         "networks": len(plan),
-        "jobs": {"done": len(records), "total": len(make_jobs(plan, opts.seeds, len(opts.alternatives)))},
+        **extra,
+        "jobs": {"done": len(records),
+                 "total": len(make_jobs(plan, opts.seeds, len(opts.alternatives), opts.reference_seeds))},
         "diverged": sorted({k for r in rows for k in r["diverged"]}),
         # Jobs per GPU (CUDA_VISIBLE_DEVICES of the worker that ran them): shows that every GPU took work.
         "jobs_by_device": _count_by(records.values(), "cuda_visible_devices"),
@@ -530,7 +557,7 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     if devices and devices[0] != "cpu" and "cpu" in (opts.proxy.device, opts.reference.device):
         raise UserError("--gpus runs the trainings on GPUs: use --proxy-device auto or cuda with it")
     plan = _load_or_plan(opts, load_profile)
-    jobs = make_jobs(plan, opts.seeds, len(opts.alternatives))
+    jobs = make_jobs(plan, opts.seeds, len(opts.alternatives), opts.reference_seeds)
     devices = [d for d in devices for _ in range(opts.workers_per_gpu)]
     if devices and opts.proxy.data is not None and make_runner is make_proxy_runner:
         from patsearch.search.proxy import prepare_folder

@@ -171,8 +171,38 @@ def test_jobs_and_report_from_records():
     assert partial["n"] == 3 and partial["complete"] is False
 
 
+def test_a_multi_seed_reference_is_averaged_and_its_noise_reported():
+    plan = [{"id": f"r{i}", "source": "random", "resolution": 64, "predicted": {}, "arch": {}} for i in range(3)]
+    opts = FidelityOptions(proxy=PROXY, n=3, seeds=(4, 5), reference_seeds=3)
+    assert opts.reference_seed_list() == [4, 5, 6]
+    assert opts.settings()["reference_seeds"] == 3
+    assert "reference_seeds" not in FidelityOptions(proxy=PROXY, n=3).settings()  # old reports stay resumable
+    jobs = make_jobs(plan, opts.seeds, reference_seeds=3)
+    assert [(j.key, j.seed) for j in jobs[:5]] == [("r0.reference", 4), ("r0.reference.s5", 5),
+                                                   ("r0.reference.s6", 6), ("r0.proxy.s4", 4), ("r0.proxy.s5", 5)]
+    assert len(jobs) == 3 * (3 + 2 + 1)
+    refs = {"r0": (0.60, 0.62, 0.64), "r1": (0.50, 0.50, 0.56), "r2": (0.70, 0.70, 0.70)}
+    records = {}
+    for rid, tops in refs.items():
+        for k, (seed, top1) in enumerate(zip((4, 5, 6), tops)):
+            key = f"{rid}.reference" if k == 0 else f"{rid}.reference.s{seed}"
+            records[key] = {"key": key, "top1": top1, "seconds": 5.0}
+        for seed in (4, 5):
+            records[f"{rid}.proxy.s{seed}"] = {"key": f"{rid}.proxy.s{seed}", "top1": tops[0] / 2, "seconds": 1.0}
+        records[f"{rid}.free"] = {"key": f"{rid}.free", "params": 1, "flops": 1, "synflow": 1.0, "seconds": 0.1}
+    report = build_report(opts, plan, records)
+    row = {r["id"]: r for r in report["rows"]}
+    assert row["r1"]["reference_top1"] == pytest.approx(0.52) and row["r1"]["reference_seeds_top1"] == [0.5, 0.5, 0.56]
+    # within-network variances 0.0004, 0.0012, 0 (ddof 1): pooled sqrt(0.0016 / 3) = 2.309 points
+    assert report["reference_seed_std"] == pytest.approx(2.3094, abs=1e-3)
+    assert report["jobs"]["total"] == 18 and report["n"] == 3
+    del records["r2.reference.s6"]  # a missing reference seed leaves that network out, not half-averaged
+    assert build_report(opts, plan, records)["n"] == 2
+
+
 @pytest.mark.parametrize("kw,fragment", [
     (dict(n=2), "--n must be at least 3"),
+    (dict(reference_seeds=0), "--reference-seeds must be a positive integer, got 0"),
     (dict(seeds=(1, 1)), "--seeds must list distinct"),
     (dict(reference=ProxySettings(epochs=4, resolution=64, train_samples=64, val_samples=32)),
      "the reference trains on 256 images (4 epochs x 64), less than 5x the proxy's 64 (1 x 64); give "
