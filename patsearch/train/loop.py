@@ -29,6 +29,9 @@ API (small on purpose)::
   recipe's Mixup). Same loop, optimiser, schedule, precision, checkpoints and resume; only where batches come from
   differs. The paper's recipes keep timm's file pipeline, which suits any data size.
 - Under torchrun the same call runs DDP (NCCL on GPUs, gloo on CPUs) with the global batch split across ranks.
+- ``cuda_graph=True`` replays each optimiser step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`;
+  one GPU process, one resolution, bf16 or float32): the same step for launch-bound runs such as the search's
+  proxies, which take it by default on a GPU.
 
 Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
 sampler position; augmentation is seeded per sample, so ``resume="auto"`` continues with the same next step an
