@@ -101,6 +101,9 @@ def run_search_cli(monkeypatch, capsys, tmp_path, *args):
     (["--gpus", "all"], "error: --gpus all: no CUDA GPU is visible on this machine; drop --gpus"),
     (["--proxy-holdout", "5"], "error: --proxy-holdout needs --data"),
     (["--proxy-lr", "0"], "error: --proxy-lr must be a positive number, got 0.0"),
+    (["--confirm-top", "-2"], "error: --confirm-top must be a non-negative integer (0: off), got -2"),
+    (["--confirm-top", "2", "--confirm-seeds", "1"], "error: --confirm-seeds must be an integer of at least 2"),
+    (["--confirm-top", "2", "--objective", "pareto"], "error: --confirm-top ranks one score by its mean over seeds"),
 ])
 def test_cli_refuses_before_any_work(monkeypatch, capsys, tmp_path, args, message):
     no_gpu(monkeypatch)
