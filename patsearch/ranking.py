@@ -86,4 +86,15 @@ def binomial_se(p: float, n: int) -> float:
     return math.sqrt(p * (1.0 - p) / n)
 
 
-__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se"]
+def pooled_std(groups: Sequence[Sequence[float]]) -> float | None:
+    """The within-group standard deviation pooled over groups (e.g. one network's scores over seeds): sqrt of
+    the within-group sums of squares over their degrees of freedom; groups of one value add nothing. None
+    without a degree of freedom."""
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if dof < 1:
+        return None
+    ss = sum(float(((np.asarray(g, dtype=float) - np.mean(g)) ** 2).sum()) for g in groups if len(g) > 1)
+    return math.sqrt(ss / dof)
+
+
+__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se", "pooled_std"]

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from patsearch.ranking import average_ranks, binomial_se, kendall_tau, spearman
+from patsearch.ranking import average_ranks, binomial_se, kendall_tau, pooled_std, spearman
 
 
 @pytest.mark.parametrize("use_scipy", [False, True])  # without scipy installed both run the numpy fallback
@@ -51,3 +51,11 @@ def test_binomial_standard_error():
     assert binomial_se(0.0, 50) == 0.0
     with pytest.raises(ValueError, match="at least one image"):
         binomial_se(0.5, 0)
+
+
+def test_pooled_std_weights_groups_by_degrees_of_freedom():
+    # sums of squares 8 (dof 2) and 2 (dof 1), a single value adds nothing: sqrt(10 / 3)
+    assert pooled_std([[1.0, 3.0, 5.0], [4.0, 6.0], [9.0]]) == pytest.approx(math.sqrt(10 / 3))
+    # equal group sizes: the square root of the mean of the sample variances
+    assert pooled_std([[1.0, 2.0], [3.0, 6.0]]) == pytest.approx(math.sqrt((0.5 + 4.5) / 2))
+    assert pooled_std([[1.0], [2.0]]) is None and pooled_std([]) is None

@@ -223,8 +223,7 @@ def fit_and_score(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
     eval_ms = np.array([profile.networks[key]["ms"] for key, *_ in evaluation])
     raw_ms = eval_feats[:, :len(GROUPS)].sum(axis=1)
     cal_ms = np.array([calibrated.predict_ms(arch, res) for _, arch, res, _ in evaluation])
-    spreads = [profile.networks[key]["p90"] / profile.networks[key]["p10"] - 1 for key, *_ in items
-               if profile.networks[key]["p10"] > 0]
+    spreads = [spread(profile.networks[key]) for key, *_ in items if profile.networks[key]["p10"] > 0]
     return {
         "metric": profile.metric,
         "n_calibration": len(calib), "n_evaluation": len(evaluation),

@@ -14,13 +14,13 @@ from typing import Any
 
 from patsearch.arch import ArchConfig
 from patsearch.search.objective import ProxyDiverged
-from patsearch.search.results import CONFIRM_ATTR, Row, rows
+from patsearch.search.results import CONFIRM_ATTR, Row, finished, rows
 
 
 def confirmation_rows(study, top: int) -> list[Row]:
     """The rows to confirm: the ``top`` best searched networks by their single proxy score, then every finished
     baseline (so the comparison with the hand-designed networks is mean against mean)."""
-    done = [r for r in rows(study) if r.state == "COMPLETE" and r.feasible and r.top1 is not None]
+    done = finished(rows(study))
     searched = sorted((r for r in done if not r.baseline and r.duplicate_of is None), key=lambda r: (-r.top1, r.number))
     baselines = sorted((r for r in done if r.baseline), key=lambda r: r.number)
     return searched[:top] + baselines

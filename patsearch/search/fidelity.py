@@ -342,7 +342,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     """The JSON report from the records so far (rows missing a training are listed but not correlated)."""
     import numpy as np
 
-    from patsearch.ranking import average_ranks, kendall_tau, spearman
+    from patsearch.ranking import average_ranks, kendall_tau, pooled_std, spearman
 
     kinds = proxy_kinds(len(opts.alternatives))
     rows = []
@@ -381,7 +381,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         mean = [float(np.mean(t)) for t in tops]
         seed_std = None
         if len(opts.seeds) >= 2 and scored:
-            seed_std = round(100 * math.sqrt(float(np.mean([np.var(t, ddof=1) for t in tops]))), 3)
+            seed_std = round(100 * pooled_std(tops), 3)  # every row has all seeds: the mean of the variances
         seconds = [r["seconds"].get(f"{r['id']}.{kind}.s{s}") for r in scored for s in opts.seeds]
         seconds = [x for x in seconds if x is not None]
         return {
@@ -418,9 +418,8 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     tau = main["kendall_tau"]
     extra: dict[str, Any] = {}
     if opts.reference_seeds > 1:
-        groups = [r["reference_seeds_top1"] for r in complete]
-        extra["reference_seed_std"] = (round(100 * math.sqrt(float(np.mean([np.var(g, ddof=1) for g in groups]))), 3)
-                                       if groups else None)
+        std = pooled_std([r["reference_seeds_top1"] for r in complete])
+        extra["reference_seed_std"] = None if std is None else round(100 * std, 3)
     return {
         "version": REPORT_VERSION,
         "n": len(complete),

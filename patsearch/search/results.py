@@ -25,7 +25,7 @@ import yaml
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.io import atomic_save_figure, atomic_write_text
-from patsearch.ranking import binomial_se, kendall_tau
+from patsearch.ranking import binomial_se, kendall_tau, pooled_std
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -335,18 +335,15 @@ class Noise:
 def pooled_seed_std(rs: Sequence[Row]) -> float | None:
     """Seed-to-seed std (points) pooled over the rows scored on several seeds: sqrt of the mean within-row
     variance, weighted by degrees of freedom."""
-    groups = [r.scores for r in rs if r.confirmed]
-    dof = sum(len(g) - 1 for g in groups)
-    if dof < 1:
-        return None
-    ss = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups)
-    return 100 * math.sqrt(ss / dof)
+    std = pooled_std([r.scores for r in rs if r.confirmed])
+    return None if std is None else 100 * std
 
 
-def noise_of(study, fidelity: tuple[Path, dict[str, Any]] | None) -> Noise:
+def noise_of(study, fidelity: tuple[Path, dict[str, Any]] | None, rs: Sequence[Row] | None = None) -> Noise:
+    """The noise of the study's scores; ``rs`` are its :func:`rows` when the caller has them already."""
     seed_std = fidelity[1].get("seed_std") if fidelity else None
     return Noise(validation_size(study), float(seed_std) if seed_std is not None else None,
-                 pooled_seed_std(rows(study)))
+                 pooled_seed_std(rows(study) if rs is None else rs))
 
 
 def budget_use(row: Row, c: ConstraintInfo) -> float | None:
@@ -372,7 +369,7 @@ def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=Non
     cons = constraints_of(study)
     rs = rows(study)
     shown, baselines = shown_rows(rs, top)
-    noise = noise_of(study, fidelity)
+    noise = noise_of(study, fidelity, rs)
     table = Table(title=title or f"study {study.study_name}: " + " AND ".join(c.describe() for c in cons),
                   caption=describe_counts(state_counts(study)) + f"; ± = 1 standard error ({noise.source()})")
     table.add_column("trial", justify="right")
@@ -418,7 +415,7 @@ def lead(study, fidelity=None) -> dict[str, Any] | None:
     base = best_row([r for r in rs if r.baseline])
     if search is None or base is None:
         return None
-    noise = noise_of(study, fidelity)
+    noise = noise_of(study, fidelity, rs)
     s1, s2 = noise.of_row(search), noise.of_row(base)
     delta = 100 * (search.score - base.score)
     se = None if s1 is None or s2 is None else math.sqrt(s1 ** 2 + s2 ** 2)
@@ -495,7 +492,7 @@ def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:
     cons = constraints_of(study)
     rs = rows(study)
     shown, baselines = shown_rows(rs, top)
-    noise = noise_of(study, fidelity)
+    noise = noise_of(study, fidelity, rs)
     config = study.user_attrs.get("patsearch_config") or {}
 
     def row(r: Row) -> dict[str, Any]:
