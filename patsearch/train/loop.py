@@ -29,9 +29,9 @@ API (small on purpose)::
   recipe's Mixup). Same loop, optimiser, schedule, precision, checkpoints and resume; only where batches come from
   differs. The paper's recipes keep timm's file pipeline, which suits any data size.
 - Under torchrun the same call runs DDP (NCCL on GPUs, gloo on CPUs) with the global batch split across ranks.
-- ``cuda_graph=True`` replays each optimiser step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`;
-  one GPU process, one resolution, bf16 or float32): the same step for launch-bound runs such as the search's
-  proxies, which take it by default on a GPU.
+- ``cuda_graph=True`` replays each optimiser step from one CUDA graph
+  (:class:`~patsearch.train.engine.GraphedTrainStep`; one GPU process, one resolution, bf16 or float32): the same
+  step for launch-bound runs such as the search's proxies, which take it by default on a GPU.
 
 Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
 sampler position; augmentation is seeded per sample, so ``resume="auto"`` continues with the same next step an
@@ -245,7 +245,8 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
         batch_size=DEFAULT_BATCH if batch_size is None else batch_size, lr=lr, resolution=resolution,
         multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, synthetic=tuple(synthetic),
         seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-        channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn, deterministic=deterministic,
+        channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
+        deterministic=deterministic,
         profile_steps=profile_steps, log_every=log_every, progress=progress, tensorboard=tensorboard,
         tensor_cache_dir=tensor_cache_dir)
     return Trainer(options, on_epoch_end=on_epoch_end, on_step_end=on_step_end).fit()

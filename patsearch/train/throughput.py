@@ -53,7 +53,8 @@ def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: in
     times.sort()
     median = times[len(times) // 2]
     return {"arch": str(arch), "batch_size": batch_size, "resolution": resolution, "dtype": str(dtype or torch.float32),
-            "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph, "steps": steps, "step_ms": 1e3 * median,
+            "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph, "steps": steps,
+            "step_ms": 1e3 * median,
             "img_s": batch_size / median, "peak_mem_gib": (torch.cuda.max_memory_allocated(dev) / 2**30
                                                           if dev.type == "cuda" else None),
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
