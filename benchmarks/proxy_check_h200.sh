@@ -20,7 +20,9 @@ WORKERS_PER_GPU=${WORKERS_PER_GPU:-3}
 REF_EPOCHS=${REF_EPOCHS:-10}  # 25 for the proof's 5-epoch 64 px proxy (5x its training images)
 REF_SEEDS=${REF_SEEDS:-1}     # 3: average the reference over seeds (its own noise caps the measurable tau)
 PROXY=${PROXY:---proxy-epochs 3 --proxy-resolution 32 --proxy-train-samples 20000 --proxy-val-samples 2000}
-ALSO=${ALSO:---also-proxy epochs=2,resolution=64}
+ALSO=${ALSO---also-proxy epochs=2,resolution=64}  # ALSO= (empty): no alternative proxy
+# The reference trains on the whole training split and scores the whole test split, whatever the proxy holds out.
+REFERENCE=${REFERENCE:-train_samples=all,val_samples=all,holdout=none}
 mkdir -p "$OUT"
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
 {
@@ -36,7 +38,7 @@ stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
   # shellcheck disable=SC2086
   timeout "${TIMEOUT:-540}" python3 -m patsearch proxy-check --data "$DATA" --gpus all --workers-per-gpu "$WORKERS_PER_GPU" \
     --proxy-device cuda --n "$N" --seeds 0,1 $PROXY $ALSO \
-    --reference-epochs "$REF_EPOCHS" --reference-resolution 64 --reference train_samples=all,val_samples=all \
+    --reference-epochs "$REF_EPOCHS" --reference-resolution 64 --reference "$REFERENCE" \
     --reference-seeds "$REF_SEEDS" \
     --budget "$BUDGET" --allow-stale-profile --stop-after "$STOP_AFTER" \
     --out "$OUT/proxy-fidelity-cifar10.json"
