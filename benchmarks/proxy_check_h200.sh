@@ -16,6 +16,7 @@ DATA=${DATA:-.devcarry/cifar10}
 STOP_AFTER=${STOP_AFTER:-420}   # start no training after this many seconds (the longest job then still ends in time)
 BUDGET=${BUDGET:?the latency budget, e.g. epyc=27.1ms (PATNet-T1 on that table)}
 N=${N:-12}
+SEEDS=${SEEDS:-0,1}   # proxy seeds; a resumed check may add networks (N) and seeds (SEEDS, REF_SEEDS)
 WORKERS_PER_GPU=${WORKERS_PER_GPU:-3}
 REF_EPOCHS=${REF_EPOCHS:-10}  # 25 for the proof's 5-epoch 64 px proxy (5x its training images)
 REF_SEEDS=${REF_SEEDS:-1}     # 3: average the reference over seeds (its own noise caps the measurable tau)
@@ -37,7 +38,7 @@ stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
   if [ -n "${1:-}" ]; then cp -r "$1"/*.records "$OUT"/ && stamp "resuming from $1: $(ls "$OUT"/*.records | wc -l) files"; fi
   # shellcheck disable=SC2086
   timeout "${TIMEOUT:-540}" python3 -m patsearch proxy-check --data "$DATA" --gpus all --workers-per-gpu "$WORKERS_PER_GPU" \
-    --proxy-device cuda --n "$N" --seeds 0,1 $PROXY $ALSO \
+    --proxy-device cuda --n "$N" --seeds "$SEEDS" $PROXY $ALSO \
     --reference-epochs "$REF_EPOCHS" --reference-resolution 64 --reference "$REFERENCE" \
     --reference-seeds "$REF_SEEDS" \
     --budget "$BUDGET" --allow-stale-profile --stop-after "$STOP_AFTER" \

@@ -516,21 +516,49 @@ class FidelityResult:
     ran: int
 
 
+# A check grows in place: more networks (the sampler draws the same first ones), more proxy or reference seeds.
+GROWABLE = ("n", "seeds", "reference_seeds")
+
+
+def _fixed(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in GROWABLE}
+
+
 def _load_or_plan(opts: FidelityOptions, load_profile) -> list[dict[str, Any]]:
-    """The stored plan of a run being resumed (same settings), else a new one (stored before any training)."""
+    """The stored plan of a run being resumed, else a new one (stored before any training).
+
+    A resumed run may ask for more networks or seeds than the stored one (its records are reused); anything else
+    that defines the measurement must match."""
     plan_path = opts.records_dir / "plan.json"
     settings = opts.settings()
     if plan_path.exists():
         stored = json.loads(plan_path.read_text())
-        if stored.get("fingerprint") != fingerprint(settings):
-            diff = [k for k in settings if stored.get("settings", {}).get(k) != settings[k]]
+        stored_settings = stored.get("settings", {})
+        if _fixed(stored_settings) != _fixed(settings):
+            diff = [k for k in _fixed(settings) if stored_settings.get(k) != settings[k]]
             raise UserError(f"{opts.records_dir} holds a proxy check with other settings ({', '.join(diff)} "
                             "differ); rerun with the original options to resume it, or pass another --out")
-        return stored["plan"]
+        if stored_settings.get("n") == opts.n:
+            plan = stored["plan"]
+        else:
+            plan = plan_networks(opts, load_profile=load_profile)
+            ids = {row["id"]: row["arch"] for row in plan}
+            lost = [row["id"] for row in stored["plan"] if ids.get(row["id"]) != row["arch"]]
+            if lost:  # fewer networks than recorded, or a sampler that no longer draws the same ones
+                raise UserError(f"{opts.records_dir} holds a proxy check of {stored_settings.get('n')} networks "
+                                f"and --n {opts.n} would drop {', '.join(lost[:3])}; rerun with --n "
+                                f"{stored_settings.get('n')} or more, or pass another --out")
+        if plan != stored["plan"] or stored_settings != settings:
+            _store_plan(plan_path, settings, plan)
+        return plan
     plan = plan_networks(opts, load_profile=load_profile)
-    atomic_write_text(plan_path, json.dumps({"fingerprint": fingerprint(settings), "settings": settings, "plan": plan},
-                                            indent=1))
+    _store_plan(plan_path, settings, plan)
     return plan
+
+
+def _store_plan(path: Path, settings: dict[str, Any], plan: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, json.dumps({"fingerprint": fingerprint(settings), "settings": settings, "plan": plan},
+                                       indent=1))
 
 
 def run_fidelity(opts: FidelityOptions, *, console=None,

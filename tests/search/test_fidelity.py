@@ -102,6 +102,29 @@ def test_resuming_with_other_settings_is_refused(tmp_path, tiny_profile):
                           score_free=cheap_free_scores)
 
 
+def test_a_check_grows_by_networks_and_seeds_reusing_its_records(tmp_path, tiny_profile):
+    """More networks, proxy seeds and reference seeds on resume: only the new jobs train; the first networks are
+    the same draws; fewer networks than recorded are refused."""
+    calls: list = []
+    small = run_fidelity(_opts(tmp_path, tiny_profile), make_runner=_counting(calls), load_profile=_load,
+                         score_free=cheap_free_scores)
+    assert small.ran == 12 and len(calls) == 9
+    first_ids = [row["id"] for row in small.report["rows"]]
+    grown_opts = _opts(tmp_path, tiny_profile, n=4, seeds=(0, 1, 2), reference_seeds=2)
+    grown = run_fidelity(grown_opts, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    # 4 networks x (2 references + 3 proxy seeds + free scores) = 24 jobs, 12 recorded before.
+    assert grown.ran == 12 and grown.report["complete"] and grown.report["n"] == 4
+    assert len(calls) == 9 + 12 - 1  # the new network's free scores train nothing
+    rows = {row["id"]: row for row in grown.report["rows"]}
+    assert all(rows[i]["arch"] == r["arch"] for i, r in zip(first_ids, small.report["rows"], strict=True))
+    assert all(len(row["proxy_top1"]) == 3 and len(row["reference_seeds_top1"]) == 2 for row in rows.values())
+    assert json.loads((grown_opts.records_dir / "plan.json").read_text())["settings"]["n"] == 4
+    with pytest.raises(UserError, match=r"holds a proxy check of 4 networks and --n 3 would drop r03; "
+                                        r"rerun with --n 4 or more"):
+        run_fidelity(_opts(tmp_path, tiny_profile, n=3), make_runner=_counting(calls), load_profile=_load,
+                     score_free=cheap_free_scores)
+
+
 def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch):
     """The --gpus path with CPU processes: every job runs once, and both spawned workers take jobs (each job waits
     for a marker from the other worker, so one worker alone cannot finish the list)."""
