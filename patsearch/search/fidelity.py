@@ -516,8 +516,9 @@ class FidelityResult:
     ran: int
 
 
-# A check grows in place: more networks (the sampler draws the same first ones), more proxy or reference seeds.
-GROWABLE = ("n", "seeds", "reference_seeds")
+# A check grows in place: more networks (the sampler draws the same first ones), more proxy or reference seeds,
+# more alternative proxies after the recorded ones (their records are keyed alt1, alt2, ... in order).
+GROWABLE = ("n", "seeds", "reference_seeds", "alternatives")
 
 
 def _fixed(settings: dict[str, Any]) -> dict[str, Any]:
@@ -534,8 +535,10 @@ def _load_or_plan(opts: FidelityOptions, load_profile) -> list[dict[str, Any]]:
     if plan_path.exists():
         stored = json.loads(plan_path.read_text())
         stored_settings = stored.get("settings", {})
-        if _fixed(stored_settings) != _fixed(settings):
+        stored_alts, alts = stored_settings.get("alternatives", []), settings.get("alternatives", [])
+        if _fixed(stored_settings) != _fixed(settings) or alts[:len(stored_alts)] != stored_alts:
             diff = [k for k in _fixed(settings) if stored_settings.get(k) != settings[k]]
+            diff += ["alternatives"] if alts[:len(stored_alts)] != stored_alts else []
             raise UserError(f"{opts.records_dir} holds a proxy check with other settings ({', '.join(diff)} "
                             "differ); rerun with the original options to resume it, or pass another --out")
         if stored_settings.get("n") == opts.n:

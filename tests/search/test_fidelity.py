@@ -125,6 +125,23 @@ def test_a_check_grows_by_networks_and_seeds_reusing_its_records(tmp_path, tiny_
                      score_free=cheap_free_scores)
 
 
+def test_alternatives_are_added_after_the_recorded_ones_only(tmp_path, tiny_profile):
+    calls: list = []
+    one = (dataclasses.replace(PROXY, batch_size=8),)
+    first = run_fidelity(_opts(tmp_path, tiny_profile, alternatives=one), make_runner=_counting(calls),
+                         load_profile=_load, score_free=cheap_free_scores)
+    assert first.ran == 3 * 6
+    two = one + (dataclasses.replace(PROXY, resolution=64),)
+    grown = run_fidelity(_opts(tmp_path, tiny_profile, alternatives=two), make_runner=_counting(calls),
+                         load_profile=_load, score_free=cheap_free_scores)
+    assert grown.ran == 3 * 2 and len(calls) == 3 * 5 + 3 * 2  # only alt2's trainings are new
+    assert [a["kind"] for a in grown.report["alternatives"]] == ["alt1", "alt2"]
+    swapped = tuple(reversed(two))
+    with pytest.raises(UserError, match=r"other settings \(alternatives differ\)"):
+        run_fidelity(_opts(tmp_path, tiny_profile, alternatives=swapped), make_runner=_counting(calls),
+                     load_profile=_load, score_free=cheap_free_scores)
+
+
 def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch):
     """The --gpus path with CPU processes: every job runs once, and both spawned workers take jobs (each job waits
     for a marker from the other worker, so one worker alone cannot finish the list)."""
