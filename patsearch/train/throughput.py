@@ -14,12 +14,10 @@ from patsearch.train.engine import GraphedTrainStep, TrainStep, amp_dtype, build
 from patsearch.train.recipe import load_recipe
 
 
-def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: int = 224, steps: int = 30,
-                             warmup: int = 10, device: str = "auto", amp: bool = True, channels_last: bool = True,
-                             compile: bool = False, cuda_graph: bool = False, num_classes: int = 1000,
-                             recipe: str = "patnet_t0") -> dict[str, Any]:
-    """Images per second of full training steps (median of per-step times after ``warmup`` steps); ``cuda_graph``
-    replays each step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`)."""
+def benchmark_step(arch: Any, *, batch_size: int = 256, resolution: int = 224, device: str = "auto",
+                   amp: bool = True, channels_last: bool = True, compile: bool = False, cuda_graph: bool = False,
+                   num_classes: int = 1000, recipe: str = "patnet_t0") -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The trainer's step for ``arch`` and one device-resident random batch: ``step(x, y)`` is one training step."""
     dev = resolve_device(device)
     if cuda_graph and (dev.type != "cuda" or compile):
         raise UserError(f"cuda_graph needs a CUDA device and no compile (device {dev.type}, compile {compile})")
@@ -37,9 +35,23 @@ def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: in
         step = GraphedTrainStep(step)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.cuda.reset_peak_memory_stats(dev)
     x = torch.randn(batch_size, 3, resolution, resolution, device=dev).to(memory_format=memory_format)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)
+    return step, x, y
+
+
+def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: int = 224, steps: int = 30,
+                             warmup: int = 10, device: str = "auto", amp: bool = True, channels_last: bool = True,
+                             compile: bool = False, cuda_graph: bool = False, num_classes: int = 1000,
+                             recipe: str = "patnet_t0") -> dict[str, Any]:
+    """Images per second of full training steps (median of per-step times after ``warmup`` steps); ``cuda_graph``
+    replays each step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`)."""
+    step, x, y = benchmark_step(arch, batch_size=batch_size, resolution=resolution, device=device, amp=amp,
+                                channels_last=channels_last, compile=compile, cuda_graph=cuda_graph,
+                                num_classes=num_classes, recipe=recipe)
+    dev = x.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     times = []
     for i in range(warmup + steps):
         if dev.type == "cuda":
@@ -52,6 +64,7 @@ def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: in
             times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
+    dtype = amp_dtype(dev, amp)
     return {"arch": str(arch), "batch_size": batch_size, "resolution": resolution, "dtype": str(dtype or torch.float32),
             "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph, "steps": steps,
             "step_ms": 1e3 * median,

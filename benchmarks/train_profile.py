@@ -1,0 +1,135 @@
+"""Where a training step's time goes (issue 11): kernel-level profile, launches per step, GPU busy fraction, and
+activation bytes per image against the device's measured copy bandwidth, for PATNet and its FasterNet peer.
+
+    python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --out prof.json
+
+Per model, on the trainer's own step (:func:`patsearch.train.throughput.benchmark_step`: bf16 autocast on GPUs,
+channels_last, fused AdamW, device-resident random images):
+- ``kernels_per_step``: device kernels one step launches; ``busy_fraction``: summed kernel time / step wall time
+  (well below 1: the step waits on the CPU launching work, so fewer, larger kernels or CUDA graphs help; near 1:
+  the kernels themselves are the cost).
+- ``activation_bytes_per_image``: bytes every leaf module writes in the forward pass, per image. A training step
+  moves at least about 4x this (written forward, read backward, gradient written and read), so
+  ``traffic_bound_img_s`` = bandwidth / (4 x activation bytes) is an upper bound on img/s for a memory-bound step.
+- ``top_kernels``: the kernels with the most device time per step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from patsearch.train.throughput import benchmark_step  # noqa: E402
+
+
+def copy_bandwidth_gb_s(device: torch.device, gib: float = 2.0, repeats: int = 10) -> float:
+    """Device-to-device copy bandwidth (read + write bytes per second), the practical ceiling of a memory-bound op."""
+    n = int(gib * 2**30) // 4
+    src = torch.empty(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        dst.copy_(src)
+    _sync(device)
+    return 2 * src.numel() * 4 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def activation_bytes_per_image(step, x: torch.Tensor) -> int:
+    """Bytes written by the forward outputs of every leaf module, per image, under the step's autocast."""
+    model = step.model
+    total = 0
+
+    def hook(_module, _inputs, output):
+        nonlocal total
+        outs = output if isinstance(output, (tuple, list)) else (output,)
+        total += sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=step.dtype, enabled=step.dtype is not None):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total // x.shape[0]
+
+
+def profile_arch(arch: str, args: argparse.Namespace) -> dict:
+    step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device)
+    dev = x.device
+    for _ in range(args.warmup):
+        step(x, y)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step(x, y)
+    _sync(dev)
+    step_s = (time.perf_counter() - t0) / args.steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step(x, y)
+        _sync(dev)
+    device_events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    kernel_us = sum(e.device_time for e in device_events) if device_events else 0.0
+    per_kernel: dict[str, list[float]] = {}
+    for e in device_events:
+        per_kernel.setdefault(e.name, []).append(e.device_time)
+    top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
+    act = activation_bytes_per_image(step, x)
+    out = {"arch": arch, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+           "batch_size": args.batch_size, "resolution": args.resolution, "step_ms": 1e3 * step_s,
+           "img_s": args.batch_size / step_s, "kernels_per_step": len(device_events) / args.steps,
+           "kernel_ms_per_step": kernel_us / 1e3 / args.steps,
+           "busy_fraction": (kernel_us / 1e6 / args.steps) / step_s if device_events else None,
+           "activation_bytes_per_image": act,
+           "top_kernels": [{"name": name[:120], "ms_per_step": sum(ts) / 1e3 / args.steps,
+                            "calls_per_step": len(ts) / args.steps} for name, ts in top]}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--archs", nargs="+", default=["patnet_t2", "fasternet_t2"])
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    results = [profile_arch(a, args) for a in args.archs]
+    dev = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    bandwidth = copy_bandwidth_gb_s(dev, gib=2.0 if dev.type == "cuda" else 0.25)
+    for r in results:
+        r["copy_bandwidth_gb_s"] = bandwidth
+        r["traffic_bound_img_s"] = bandwidth * 1e9 / (4 * r["activation_bytes_per_image"])
+        print(f"{r['arch']}: {r['img_s']:.0f} img/s, {r['kernels_per_step']:.0f} kernels/step, busy "
+              f"{r['busy_fraction'] if r['busy_fraction'] is None else round(r['busy_fraction'], 2)}, "
+              f"{r['activation_bytes_per_image'] / 2**20:.1f} MiB activations/image, traffic bound "
+              f"{r['traffic_bound_img_s']:.0f} img/s at {bandwidth:.0f} GB/s", flush=True)
+        for k in r["top_kernels"]:
+            print(f"   {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['name']}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"bandwidth_gb_s": bandwidth, "results": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
