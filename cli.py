@@ -333,8 +333,10 @@ def search(
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
                                                    "training (default: the built-in synthetic set)."),
-    proxy_epochs: int = typer.Option(4, help="Proxy training epochs per candidate."),
-    proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
+    proxy_epochs: int | None = typer.Option(None, help="Proxy training epochs per candidate (default: 5 on a GPU, "
+                                                       "4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, help="Proxy training resolution, a multiple of 32 (default: "
+                                                           "64 on a GPU, 32 on a CPU)."),
     proxy_batch_size: int | None = typer.Option(None, help="Proxy training batch size (default: 512 on a GPU, "
                                                               "64 on a CPU; lr scaled by sqrt(batch/256))."),
     proxy_device: str = typer.Option("auto", help="Where proxies train: auto (the GPU when there is one) | cpu | "
@@ -395,11 +397,11 @@ def search(
 
     opts = SearchOptions(
         latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
-        proxy=ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
-                            batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
-                            val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed,
-                            subset_dir=str(runs_dir / ".proxy-data"), device=proxy_device, compile=proxy_compile,
-                            cuda_graph=proxy_cuda_graph),
+        proxy=ProxySettings.for_device(
+            data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+            batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
+            val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
+            device=proxy_device, compile=proxy_compile, cuda_graph=proxy_cuda_graph),
         gpus=gpus, workers_per_gpu=workers_per_gpu,
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
@@ -423,8 +425,10 @@ def proxy_check(
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     variants: str = typer.Option("auto", help="Named variants to add: auto (those within budget), none, or names."),
     seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once."),
-    proxy_epochs: int = typer.Option(4, help="Proxy training epochs."),
-    proxy_resolution: int = typer.Option(32, help="Proxy training resolution (multiple of 32)."),
+    proxy_epochs: int | None = typer.Option(None, help="Proxy training epochs (default: the search's, 5 on a GPU, "
+                                                       "4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, help="Proxy training resolution, a multiple of 32 (default: "
+                                                           "the search's, 64 on a GPU, 32 on a CPU)."),
     proxy_batch_size: int | None = typer.Option(None, help="Proxy (and reference) batch size (default: the "
                                                               "search's, 512 on a GPU, 64 on a CPU)."),
     proxy_lr: float | None = typer.Option(None, help="Peak lr (default: the search's: 2e-3 at the GPU batch of 512, "
@@ -472,12 +476,11 @@ def proxy_check(
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
         raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
-    proxy = ProxySettings(data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
-                          batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
-                          val_samples=proxy_val_samples, holdout=proxy_holdout,
-                          seed=seed_list[0] if seed_list else 0, device=proxy_device,
-                          workers=proxy_workers, subset_dir=str(runs_dir / ".proxy-data"),
-                          cuda_graph=proxy_cuda_graph)
+    proxy = ProxySettings.for_device(
+        data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+        batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples, val_samples=proxy_val_samples,
+        holdout=proxy_holdout, seed=seed_list[0] if seed_list else 0, device=proxy_device, workers=proxy_workers,
+        subset_dir=str(runs_dir / ".proxy-data"), cuda_graph=proxy_cuda_graph)
     reference_settings = default_reference(proxy)
     changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
     reference_settings = dataclasses.replace(reference_settings, **changes)

@@ -6,7 +6,6 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/train_speed_out}
-T=${T:-train_throughput.py}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 pair() { python3 benchmarks/train_throughput.py --archs "patnet_$1" "fasternet_$1" --resolution 224 --batch-size 256 "${@:2}"; }

@@ -26,6 +26,11 @@ from patsearch.errors import UserError
 # batch-scaled lr stayed at chance (10%); 4 epochs on 2,000 images at 32 px, batch 64, lr 3e-3 reached 30% in ~30 s.
 DEFAULT_EPOCHS = 4
 DEFAULT_RESOLUTION = 32
+# On a GPU the default is the proxy the fidelity check ranked best (docs/search/proxy-fidelity-cifar10.json: 20
+# networks within one budget against a 3-seed, 25-epoch, 64 px reference): 5 epochs at 64 px gave Kendall tau 0.58,
+# the same 5 epochs at 32 px 0.31, batch 256 at 64 px 0.43; ~16 s a candidate with 3 per H200. A CPU keeps 4
+# epochs at 32 px: 64 px costs 4x there.
+DEFAULT_SHAPE = {"cuda": (5, 64), "cpu": (DEFAULT_EPOCHS, DEFAULT_RESOLUTION)}
 DEFAULT_SYNTHETIC = (2000, 400)
 # Batch when none is given: large on a GPU, where the whole set lives in memory and a 32 px network is launch-bound
 # (fewer, larger steps; the proxy recipe scales the lr by sqrt(batch / 256)); small on a CPU, where 4 epochs of
@@ -62,6 +67,15 @@ class ProxySettings:
     amp: bool | None = None  # None: the recipe's (bf16 autocast on GPUs); False: float32
     # None: on a GPU without torch.compile, replay each step from a CUDA graph (a 32 px proxy is launch-bound)
     cuda_graph: bool | None = None
+
+    @classmethod
+    def for_device(cls, *, epochs: int | None = None, resolution: int | None = None, **fields: Any) -> ProxySettings:
+        """Settings whose epochs and resolution, where not given, are :data:`DEFAULT_SHAPE`'s for the device the
+        proxies will train on (``device`` resolved as :meth:`torch_device` does)."""
+        default_epochs, default_resolution = DEFAULT_SHAPE.get(
+            cls(device=fields.get("device", "auto")).torch_device().type, DEFAULT_SHAPE["cpu"])
+        return cls(epochs=default_epochs if epochs is None else epochs,
+                   resolution=default_resolution if resolution is None else resolution, **fields)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:

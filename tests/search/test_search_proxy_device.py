@@ -36,6 +36,23 @@ def test_auto_picks_the_gpu_when_there_is_one(monkeypatch):
         ProxySettings(device="cuda:2").torch_device()
 
 
+def test_epochs_and_resolution_default_to_the_devices_measured_proxy(monkeypatch):
+    """The GPU default is the proxy the fidelity report ranked best (5 epochs, 64 px); a CPU keeps 4 at 32 px;
+    given values and an explicit CPU device on a GPU machine win."""
+    gpus(monkeypatch, 1)
+    assert (ProxySettings.for_device().epochs, ProxySettings.for_device().resolution) == (5, 64)
+    cpu = ProxySettings.for_device(device="cpu")
+    assert (cpu.epochs, cpu.resolution, cpu.device) == (4, 32, "cpu")
+    given = ProxySettings.for_device(epochs=2, resolution=96, data=None)
+    assert (given.epochs, given.resolution) == (2, 96)
+    no_gpu(monkeypatch)
+    assert (ProxySettings.for_device().epochs, ProxySettings.for_device().resolution) == (4, 32)
+    with pytest.raises(UserError, match=r"^--proxy-device cuda: no CUDA GPU"):
+        ProxySettings.for_device(device="cuda")
+    with pytest.raises(UserError, match=r"^--proxy-epochs must be a positive integer, got 0$"):
+        ProxySettings.for_device(epochs=0)
+
+
 def test_gpu_default_lr_is_the_measured_one_and_yields_to_explicit_settings():
     from patsearch.search.proxy import DEFAULT_GPU_LR
     from patsearch.train.recipe import load_recipe
