@@ -127,6 +127,10 @@ def train(
     eval_every: int = typer.Option(1, help="Evaluate every N epochs (and after the last)."),
     profile_steps: int = typer.Option(0, help="Write a torch.profiler trace of N steps to OUT/profile."),
     cache: str = typer.Option("auto", help="auto | memory | none: decode small images into memory once."),
+    data_loader: str = typer.Option("auto", help="files (timm's pipeline in loader processes) | device (the set "
+                                                 "decoded once into uint8 tensors on the GPU and augmented there: "
+                                                 "sets that fit, several GPUs) | auto (device for the proxy "
+                                                 "recipe, else files)."),
     synthetic_train: int = typer.Option(10_000, help="Synthetic set: training images."),
     synthetic_val: int = typer.Option(2_000, help="Synthetic set: validation images."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
@@ -142,7 +146,8 @@ def train(
         raise UserError("--arch is required (or an --options file that sets arch)")
     values = dict(arch=arch, recipe=recipe, data=data, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
                   resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
-                  cache=cache, synthetic=(synthetic_train, synthetic_val), seed=seed, resume=resume,
+                  cache=cache, data_loader=data_loader, synthetic=(synthetic_train, synthetic_val), seed=seed,
+                  resume=resume,
                   checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
                   channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
                   deterministic=deterministic, profile_steps=profile_steps, progress=progress)

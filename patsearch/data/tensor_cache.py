@@ -58,13 +58,28 @@ class TensorSource:
     synthetic_image_size: int = 64
     seed: int = 0
 
-    def count(self) -> int:
-        """Images in both splits (for the memory budget), without decoding anything."""
+    def counts(self) -> tuple[int, int]:
+        """Images in the train and val splits (for the memory budget), without decoding anything."""
         if self.root is None:
-            return sum(self.synthetic or (0, 0))
+            n_train, n_val = self.synthetic or (0, 0)
+            return n_train, n_val
         classes, train = scan_split(split_dir(self.root, "train"))
         _, val = scan_split(split_dir(self.root, "val"), classes)
-        return len(train) + len(val)
+        return len(train), len(val)
+
+    def native_size(self, probe: int = 16) -> int:
+        """The largest shorter side among the first ``probe`` training images (headers only): the size above
+        which storing the set gains nothing."""
+        if self.root is None:
+            return self.synthetic_image_size
+        _, train = scan_split(split_dir(self.root, "train"))
+        sizes = []
+        for path, _ in train[:probe]:
+            with Image.open(path) as img:
+                sizes.append(min(img.size))
+        if not sizes:
+            raise DataError(f"{self.root}: the train split has no images")
+        return max(sizes)
 
 
 def cache_key(source: TensorSource, resolution: int, test_resolution: int, test_crop_pct: float = 1.0) -> str:
@@ -87,8 +102,9 @@ def cache_key(source: TensorSource, resolution: int, test_resolution: int, test_
 
 
 def decoded_bytes(source: TensorSource, resolution: int, test_resolution: int) -> int:
-    """Bytes the decoded cache needs (an upper bound: every image at the larger of the two resolutions)."""
-    return source.count() * 3 * max(resolution, test_resolution) ** 2
+    """Bytes the decoded cache needs: the train split at ``resolution``, the val split at ``test_resolution``."""
+    n_train, n_val = source.counts()
+    return 3 * (n_train * resolution ** 2 + n_val * test_resolution ** 2)
 
 
 def fit_image(img: Image.Image, size: int, crop_pct: float = 1.0) -> np.ndarray:
@@ -186,9 +202,9 @@ def load_or_build(source: TensorSource, resolution: int, test_resolution: int, t
     """
     need = decoded_bytes(source, resolution, test_resolution)
     if need > budget:
-        raise DataError(f"the data decoded at {max(resolution, test_resolution)} px needs {need / 1e9:.1f} GB, more "
-                        f"than the in-memory tensor budget ({budget / 1e9:.1f} GB); use a smaller --resolution or "
-                        "subset, or a recipe with the file-loader pipeline")
+        raise DataError(f"the data decoded at {resolution} px (train) and {test_resolution} px (val) needs "
+                        f"{need / 1e9:.1f} GB, more than the in-memory tensor budget ({budget / 1e9:.1f} GB); use a "
+                        "smaller --resolution or subset, or --data-loader files")
     key = cache_key(source, resolution, test_resolution, test_crop_pct)
     if key in _MEMO:
         return _MEMO[key]

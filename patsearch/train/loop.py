@@ -27,7 +27,9 @@ API (small on purpose)::
   resolution into uint8 tensors (:mod:`patsearch.data.tensor_cache`; a file under ``tensor_cache_dir``, reused by
   later runs and other processes), held on the device, and augmented there (pad by resolution/8 + crop, flip, the
   recipe's Mixup). Same loop, optimiser, schedule, precision, checkpoints and resume; only where batches come from
-  differs. The paper's recipes keep timm's file pipeline, which suits any data size.
+  differs. The paper's recipes use timm's file pipeline, which suits any data size, or with
+  ``data_loader="device"`` the same tensor cache (stored at most at the images' own size) with random-resized
+  crop, flip and RandAugment on the device: no loader processes, so several GPUs are not held back by the host.
 - Under torchrun the same call runs DDP (NCCL on GPUs, gloo on CPUs) with the global batch split across ranks.
 - ``cuda_graph=True`` replays each optimiser step from one CUDA graph
   (:class:`~patsearch.train.engine.GraphedTrainStep`; one GPU process, one resolution, bf16 or float32): the same
@@ -55,7 +57,15 @@ import torch.nn.functional as F
 
 from patsearch.arch import ArchConfig
 from patsearch.data.datasets import DEFAULT_SYNTHETIC, SYNTHETIC_IMAGE_SIZE, make_datasets
-from patsearch.data.device_augment import epoch_permutation, pad_crop_flip, step_generator
+from patsearch.data.device_augment import (
+    epoch_permutation,
+    pad_crop_flip,
+    parse_rand_augment,
+    rand_augment,
+    random_resized_boxes,
+    resized_crop_flip,
+    step_generator,
+)
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.data.transforms import (
     DeviceNormalizer,
@@ -225,7 +235,7 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
           resolution: int | None = None, multi_scale: str | None = None, amp: bool | None = None,
           device: str | torch.device = "auto", workers: int | None = None, cache: str = "auto",
-          synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, resume: str | os.PathLike | None = None,
+          data_loader: str = "auto", synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0, resume: str | os.PathLike | None = None,
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
           channels_last: bool = True, compile: bool = False, cuda_graph: bool = False, sync_bn: bool = False,
           deterministic: bool = False,
@@ -243,7 +253,8 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
     options = TrainOptions(
         arch=arch, recipe=recipe, data=data, out_dir=out_dir, epochs=epochs,
         batch_size=DEFAULT_BATCH if batch_size is None else batch_size, lr=lr, resolution=resolution,
-        multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, synthetic=tuple(synthetic),
+        multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, data_loader=data_loader,
+        synthetic=tuple(synthetic),
         seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
         channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
         deterministic=deterministic,
@@ -357,10 +368,13 @@ class Trainer:
         """The datasets: device tensors for ``crop: pad`` recipes, else timm-style file datasets."""
         o, ctx, rec = self.opts, self.ctx, self.rec
         self.train_t = self.val_t = None
-        if rec.uses_tensor_cache:
+        if uses_device_data(rec, o.data_loader):
             source = TensorSource(root=o.data, synthetic=None if o.data is not None else tuple(o.synthetic),
                                   synthetic_image_size=SYNTHETIC_IMAGE_SIZE, seed=o.seed)
-            train_t, val_t = load_or_build(source, rec.resolution, rec.test_resolution, rec.test_crop_pct,
+            # Pad-and-crop needs the images at the training size; a random-resized crop resamples anyway, so the
+            # set is stored at most at its own size (CIFAR: 32 px, 150 MB) and only ever upsampled on the device.
+            store = rec.resolution if rec.uses_tensor_cache else min(largest_resolution(rec), source.native_size())
+            train_t, val_t = load_or_build(source, store, rec.test_resolution, rec.test_crop_pct,
                                            cache_dir=o.tensor_cache_dir,
                                            workers=max(self.num_workers, os.cpu_count() or 1))
             self.train_t, self.val_t = train_t.to(ctx.device), val_t.to(ctx.device)  # the whole set on the device
@@ -625,19 +639,62 @@ def describe_precision(dtype: torch.dtype | None, amp: bool, device: torch.devic
     return "float32 (amp off)"
 
 
+def uses_device_data(rec: Recipe, data_loader: str) -> bool:
+    """Whether a run keeps its data as device tensors: ``crop: pad`` recipes always (only the device does that
+    crop), others with ``data_loader="device"`` when their augmentation has a device form."""
+    if rec.uses_tensor_cache:
+        if data_loader == "files":
+            raise UserError(f"recipe {rec.name or '(custom)'} crops by padding, which only the device loader does; "
+                            "drop --data-loader files")
+        return True
+    if data_loader != "device":
+        return False
+    if rec.color_jitter:
+        raise UserError(f"recipe {rec.name or '(custom)'} has colour jitter, which the device loader does not do; "
+                        "use --data-loader files")
+    if rec.rand_augment:
+        try:
+            parse_rand_augment(rec.rand_augment)
+        except ValueError as exc:
+            raise UserError(f"recipe {rec.name or '(custom)'}: {exc}") from None
+    return True
+
+
+def largest_resolution(rec: Recipe) -> int:
+    """The largest size the recipe trains at in any epoch or step."""
+    if rec.multi_scale == "random":
+        return max(rec.multi_scale_sizes)
+    if rec.multi_scale == "schedule":
+        return max(size for _, size in rec.multi_scale_schedule)
+    return rec.resolution
+
+
 def _tensor_batches(data: TensorSplit, rec: Recipe, seed: int, epoch: int, first_step: int, steps: int,
                     global_batch: int, local_batch: int, ctx: DistContext):
-    """The epoch's batches from device tensors: this rank's share of each global batch, augmented on the device.
+    """The epoch's batches from device tensors: this rank's share of each global batch, augmented on the device
+    (pad-and-crop + flip for ``crop: pad`` recipes; else random-resized crop + flip + the recipe's RandAugment).
 
     Order and augmentation are functions of (seed, epoch, step), so a resumed run sees the same batches.
     """
     perm = epoch_permutation(len(data), seed, epoch, data.images.device)
     padding = rec.resolution // 8  # the classic CIFAR pad of 4 at 32 px
+    size = rec.resolution_at(epoch)
+    height, width = data.images.shape[-2:]
+    mode = "bilinear" if rec.interpolation == "bilinear" else "bicubic"
     for step in range(first_step, steps):
         start = step * global_batch + ctx.rank * local_batch
         idx = perm[start:start + local_batch]
         gen = step_generator(data.images.device, seed, epoch, step, ctx.rank)
-        yield pad_crop_flip(data.images[idx], padding, gen, rec.hflip), data.labels[idx]
+        if rec.uses_tensor_cache:
+            yield pad_crop_flip(data.images[idx], padding, gen, rec.hflip), data.labels[idx]
+            continue
+        boxes = random_resized_boxes(len(idx), height, width, gen)
+        flip = torch.rand(len(idx), device=gen.device, generator=gen) < rec.hflip
+        images = resized_crop_flip(data.images[idx], boxes, size, flip, mode)
+        if rec.rand_augment:
+            step_seed = (seed * 1_000_003 + epoch * 10_007 + step * 101 + ctx.rank * 7 + 54321) % (2 ** 63 - 1)
+            images = rand_augment(images, rec.rand_augment, step_seed)
+        yield images, data.labels[idx]
 
 
 class _TensorEval:

@@ -30,6 +30,7 @@ from patsearch.errors import UserError
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe
 
 DEFAULT_BATCH = 256
+DATA_LOADERS = ("auto", "files", "device")
 CACHE_MODES = ("auto", "memory", "none")
 
 
@@ -79,7 +80,10 @@ class TrainOptions(OptionsMixin):
     log_every: int = 50
     progress: bool = True
     tensorboard: bool = True
-    tensor_cache_dir: str | None = None  # where ``crop: pad`` recipes keep decoded data (None: this process only)
+    tensor_cache_dir: str | None = None  # where device-loaded data is kept decoded (None: this process only)
+    # files: timm's pipeline in loader processes; device: the set decoded once into uint8 tensors on the device and
+    # augmented there (sets that fit; needed for several GPUs to scale); auto: device for ``crop: pad`` recipes
+    data_loader: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("data", "out_dir", "resume", "tensor_cache_dir"):  # PathLike -> str: YAML-safe, comparable
@@ -141,6 +145,7 @@ def _validate(o: TrainOptions) -> None:
     need(isinstance(o.device, str) and bool(o.device), "device", "auto, cpu, cuda or cuda:N")
     optional("workers", is_int(o.workers) and o.workers >= 0, "a non-negative integer or unset")
     need(o.cache in CACHE_MODES, "cache", f"one of {', '.join(CACHE_MODES)}")
+    need(o.data_loader in DATA_LOADERS, "data_loader", f"one of {', '.join(DATA_LOADERS)}")
     need(isinstance(o.synthetic, tuple) and len(o.synthetic) == 2 and all(is_int(n) and n >= 1 for n in o.synthetic),
          "synthetic", "two positive integers (training and validation images)")
     need(is_int(o.seed), "seed", "an integer")

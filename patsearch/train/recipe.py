@@ -27,7 +27,8 @@ MULTI_SCALE_MODES = {
 }
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 CROPS = {
-    "random-resized": "timm's RandomResizedCrop on the host (the paper's recipes; any data size)",
+    "random-resized": "RandomResizedCrop: timm's on the host (the paper's recipes; any data size), or on the device "
+                      "from a uint8 tensor cache with data_loader='device'",
     "pad": "pad by resolution/8 and crop back, on the device, from an in-memory uint8 tensor cache (proxies)",
 }
 LR_SCALINGS = ("linear", "sqrt")

@@ -145,3 +145,64 @@ def test_mixup_runs_on_the_tensor_path():
     result = train(TINY_ARCH, **{**TINY_RUN, "recipe": rec}, epochs=1, batch_size=16, synthetic=(32, 16))
     assert result["run"]["data_path"] == "tensor-cache" and result["global_step"] == 2
     assert result["final"]["val_samples"] == 16
+
+
+# --- the paper recipes from device tensors (--data-loader device) --------------------------------------------
+def test_paper_recipe_learns_from_device_tensors_stored_at_the_images_size(tmp_path):
+    """patnet_t0's recipe (random-resized crop, flip, RandAugment m7, Mixup/CutMix) at 64 px from 32 px images: the
+    cache keeps them at 32 px (train) and the eval crop at 64 px (val), and the network learns."""
+    tensor_cache.clear_memo()
+    data = colour_folder(tmp_path / "data")
+    result = train(TINY_ARCH, **{**TINY_RUN, "recipe": "patnet_t0", "resolution": 64}, data=data, epochs=6,
+                   batch_size=16, lr=3e-3, data_loader="device", tensor_cache_dir=tmp_path / "cache")
+    assert result["run"]["data_path"] == "tensor-cache"
+    (cache_file,) = [p for p in (tmp_path / "cache").iterdir() if p.suffix == ".pt"]
+    stored = torch.load(cache_file, weights_only=True)
+    assert stored["train_images"].shape[1:] == (3, 32, 32) and stored["val_images"].shape[1:] == (3, 64, 64)
+    hist = result["history"]
+    assert [h["resolution"] for h in hist] == [64] * 6
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"], hist
+    assert hist[-1]["top1"] >= 80.0, hist  # chance is 50%
+
+
+def test_device_batches_of_a_paper_recipe_are_seeded_and_shared_by_ranks():
+    from patsearch.data.tensor_cache import TensorSplit
+    from patsearch.train.distributed import DistContext
+    from patsearch.train.loop import _tensor_batches
+    from patsearch.train.recipe import load_recipe
+
+    n = 32
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = TensorSplit(images, torch.arange(n), tuple("ab"))
+    rec = load_recipe("patnet_t1").replace(resolution=64, multi_scale="none")
+
+    def batches(rank, world, seed=3):
+        ctx = DistContext(rank=rank, world_size=world)
+        return list(_tensor_batches(data, rec, seed, 0, 0, 2, 8, 8 // world, ctx))
+
+    single = batches(0, 1)
+    assert all(x.shape == (8, 3, 64, 64) and x.dtype == torch.uint8 for x, _ in single)
+    again = batches(0, 1)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(single, again, strict=True))
+    assert not torch.equal(single[0][0], batches(0, 1, seed=4)[0][0])
+    halves = list(zip(batches(0, 2), batches(1, 2), strict=True))
+    assert [torch.cat([a[1], b[1]]).tolist() for a, b in halves] == [y.tolist() for _, y in single]
+
+
+def test_device_loader_refuses_colour_jitter(tmp_path):
+    from patsearch.train.recipe import load_recipe
+
+    rec = load_recipe("patnet_t0").replace(color_jitter=0.4)
+    with pytest.raises(UserError, match=r"^recipe patnet_t0 has colour jitter, which the device loader does not "
+                                        r"do; use --data-loader files$"):
+        train(TINY_ARCH, **{**TINY_RUN, "recipe": rec}, epochs=1, batch_size=16, synthetic=(32, 16),
+              data_loader="device", out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_proxy_recipe_has_no_file_loader_and_bad_loaders_are_named(tmp_path):
+    with pytest.raises(UserError, match=r"^recipe proxy crops by padding, which only the device loader does; drop "
+                                        r"--data-loader files$"):
+        train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), data_loader="files")
+    with pytest.raises(UserError, match=r"^--data-loader must be one of auto, files, device, got 'gpu'$"):
+        train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), data_loader="gpu")
