@@ -7,6 +7,7 @@ fallbacks compute the same statistics (tau-b with ties, rho as Pearson's r of av
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,18 +20,24 @@ def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
+def _scipy_statistic(name: str, x: np.ndarray, y: np.ndarray) -> float | None:
+    """``scipy.stats.<name>(x, y).statistic``, or None when scipy is not installed."""
+    try:
+        from scipy import stats
+    except ImportError:
+        return None
+    with warnings.catch_warnings():  # constant input: scipy warns and returns NaN, as the fallbacks do
+        warnings.simplefilter("ignore")
+        return float(getattr(stats, name)(x, y).statistic)
+
+
 def kendall_tau(a: Sequence[float], b: Sequence[float], *, use_scipy: bool = True) -> float:
     """Kendall's tau-b (ties handled); NaN when either sequence is constant or shorter than 2."""
     x, y = _pair(a, b)
     if len(x) < 2:
         return float("nan")
-    if use_scipy:
-        try:
-            from scipy.stats import kendalltau
-        except ImportError:
-            pass
-        else:
-            return float(kendalltau(x, y).statistic)
+    if use_scipy and (value := _scipy_statistic("kendalltau", x, y)) is not None:
+        return value
     iu = np.triu_indices(len(x), k=1)
     dx = np.sign(x[:, None] - x[None, :])[iu]
     dy = np.sign(y[:, None] - y[None, :])[iu]
@@ -61,17 +68,8 @@ def spearman(a: Sequence[float], b: Sequence[float], *, use_scipy: bool = True) 
     x, y = _pair(a, b)
     if len(x) < 2:
         return float("nan")
-    if use_scipy:
-        try:
-            from scipy.stats import spearmanr
-        except ImportError:
-            pass
-        else:
-            import warnings
-
-            with warnings.catch_warnings():  # constant input: scipy warns and returns NaN, as we do
-                warnings.simplefilter("ignore")
-                return float(spearmanr(x, y).statistic)
+    if use_scipy and (value := _scipy_statistic("spearmanr", x, y)) is not None:
+        return value
     rx, ry = average_ranks(x), average_ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = math.sqrt(float((rx * rx).sum()) * float((ry * ry).sum()))

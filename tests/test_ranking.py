@@ -59,3 +59,16 @@ def test_pooled_std_weights_groups_by_degrees_of_freedom():
     # equal group sizes: the square root of the mean of the sample variances
     assert pooled_std([[1.0, 2.0], [3.0, 6.0]]) == pytest.approx(math.sqrt((0.5 + 4.5) / 2))
     assert pooled_std([[1.0], [2.0]]) is None and pooled_std([]) is None
+
+
+def test_scipy_is_used_when_installed(monkeypatch):
+    """The dispatch to scipy.stats (installed on the GPU machine, not here), with a stand-in module."""
+    import sys
+    import types
+
+    stats = types.SimpleNamespace(kendalltau=lambda x, y: types.SimpleNamespace(statistic=0.25),
+                                  spearmanr=lambda x, y: types.SimpleNamespace(statistic=0.75))
+    monkeypatch.setitem(sys.modules, "scipy", types.SimpleNamespace(stats=stats))
+    monkeypatch.setitem(sys.modules, "scipy.stats", stats)
+    assert kendall_tau([1, 2, 3], [1, 2, 3]) == 0.25 and spearman([1, 2, 3], [1, 2, 3]) == 0.75
+    assert kendall_tau([1, 2, 3], [1, 2, 3], use_scipy=False) == pytest.approx(1.0)
