@@ -308,11 +308,14 @@ class Executor:
             record.update(self.score_free(arch.replace(num_classes=num_classes), self.opts.reference.resolution))
         else:
             settings = dataclasses.replace(self.opts.proxy_for(job.kind), seed=job.seed)
+            curve: list[float] = []  # top-1 after each epoch: learning-curve scores can be studied from records
             try:
-                record["top1"] = float(self.runner(settings)(arch))
+                record["top1"] = float(self.runner(settings)(
+                    arch, on_epoch_end=lambda _epoch, top1: curve.append(round(float(top1), 6))))
             except ProxyDiverged as exc:  # a measured outcome, not a crash: kept out of the correlations
                 record["top1"] = None
                 record["diverged"] = str(exc)
+            record["curve"] = curve
         record["seconds"] = round(time.perf_counter() - start, 2)
         record["host"] = platform.node()
         record["pid"] = os.getpid()

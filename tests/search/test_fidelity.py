@@ -63,6 +63,10 @@ def test_report_fields_and_types_with_the_real_trainer(tmp_path, tiny_profile):
     assert report["settings"]["reference"]["epochs"] == 5 and report["settings"]["reference"]["resolution"] == 32
     assert result.png_path.read_bytes()[:4] == b"\x89PNG"
     assert result.png_path == result.json_path.with_suffix(".png")
+    # every training's record keeps its per-epoch top-1, ending at the score it reports
+    reference = json.loads((opts.records_dir / "r00.reference.json").read_text())
+    assert len(reference["curve"]) == 5 and reference["curve"][-1] == pytest.approx(reference["top1"], abs=1e-6)
+    assert len(json.loads((opts.records_dir / "r00.proxy.s1.json").read_text())["curve"]) == 1
 
 
 def test_a_killed_run_resumes_without_retraining(tmp_path, tiny_profile):
