@@ -93,7 +93,8 @@ def count_flops(model: nn.Module, resolution: int | tuple[int, int] = 224, *, fo
         model.train(was_training)
 
 
-def flops_by_stage(model: nn.Module, resolution: int | tuple[int, int] = 224, *, form: str = "trained") -> dict[str, int]:
+def flops_by_stage(model: nn.Module, resolution: int | tuple[int, int] = 224, *,
+                   form: str = "trained") -> dict[str, int]:
     """FLOPs of the stem, each stage (merging layer included) and the head."""
     get_form(form)
     model = _in_form(model.eval(), form)

@@ -76,7 +76,8 @@ class DeviceNormalizer:
     """uint8 (B, 3, H, W) on the host -> normalised float on the device, optionally channels_last."""
 
     def __init__(self, device: torch.device, channels_last: bool = False,
-                 mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN, std: tuple[float, ...] = IMAGENET_DEFAULT_STD) -> None:
+                 mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+                 std: tuple[float, ...] = IMAGENET_DEFAULT_STD) -> None:
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.mean = torch.tensor([m * 255 for m in mean], device=device).view(1, 3, 1, 1)

@@ -134,7 +134,8 @@ def fit_calibration(features: np.ndarray, measured_ms: np.ndarray,
             "loo_mape": {m: round(s, 3) for m, s in scores.items()}}
 
 
-def layer_groups(arch: ArchConfig, resolution: int | tuple[int, int]) -> list[tuple[int, LayerSpec, tuple[int, int], int]]:
+def layer_groups(arch: ArchConfig,
+                 resolution: int | tuple[int, int]) -> list[tuple[int, LayerSpec, tuple[int, int], int]]:
     """The network as ``(group, spec, (H, W), count)``: the same layers as ``ArchConfig.layer_inputs`` with
     each stage's repeated block collapsed into one row (what makes prediction cheap)."""
     h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)

@@ -1,9 +1,9 @@
 """The measurement harness: warm-up, many repetitions, medians and spread, synchronised timers.
 
 CPU: ``time.perf_counter`` (or, with the ``cpu`` clock, the process's CPU time) around each call (inner loops
-only for calls under ~0.5 ms), fixed thread count, denormals flushed. GPU: CUDA events around a loop of calls sized to ~2 ms per sample, after a warm-up that also
-lets cuDNN's autotuner pick its kernels. Every result is a :class:`Timing` with the median and the 10th/90th
-percentiles of per-call time.
+only for calls under ~0.5 ms), fixed thread count, denormals flushed. GPU: CUDA events around a loop of calls sized
+to ~2 ms per sample, after a warm-up that also lets cuDNN's autotuner pick its kernels. Every result is a
+:class:`Timing` with the median and the 10th/90th percentiles of per-call time.
 """
 from __future__ import annotations
 

@@ -159,7 +159,8 @@ class ShardedBatchSampler:
     def __init__(self, num_samples: int, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0,
                  shuffle: bool = True) -> None:
         if batch_size * world_size > num_samples:
-            raise ValueError(f"global batch {batch_size * world_size} is larger than the dataset ({num_samples} samples)")
+            raise ValueError(f"global batch {batch_size * world_size} is larger than the dataset "
+                             f"({num_samples} samples)")
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.rank = rank

@@ -161,7 +161,8 @@ def _validate(r: Recipe) -> None:
 
     need(isinstance(r.epochs, int) and not isinstance(r.epochs, bool) and r.epochs >= 1,
          f"epochs must be a positive integer, got {r.epochs!r}")
-    need(isinstance(r.batch_size, int) and r.batch_size >= 1, f"batch_size must be a positive integer, got {r.batch_size!r}")
+    need(isinstance(r.batch_size, int) and r.batch_size >= 1,
+         f"batch_size must be a positive integer, got {r.batch_size!r}")
     for name in ("lr", "warmup_lr", "min_lr", "eps", "weight_decay", "warmup_epochs", "label_smoothing",
                  "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob", "hflip", "color_jitter"):
         value = getattr(r, name)
@@ -180,8 +181,10 @@ def _validate(r: Recipe) -> None:
          f"drop_path must be in [0, 1) or null, got {r.drop_path!r}")
     if r.rand_augment is not None:
         need(isinstance(r.rand_augment, str) and r.rand_augment.startswith("rand-"),
-             f"rand_augment must be a timm RandAugment string such as 'rand-m5-mstd0.5-inc1' or null, got {r.rand_augment!r}")
-    need(r.interpolation in INTERPOLATIONS, f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {r.interpolation!r}")
+             "rand_augment must be a timm RandAugment string such as 'rand-m5-mstd0.5-inc1' or null, "
+             f"got {r.rand_augment!r}")
+    need(r.interpolation in INTERPOLATIONS,
+         f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {r.interpolation!r}")
     need(isinstance(r.amp, bool), f"amp must be true or false, got {r.amp!r}")
     need(r.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {r.lr_scaling!r}")
     need(r.crop in CROPS, f"crop must be one of {', '.join(CROPS)}, got {r.crop!r}")
@@ -191,7 +194,8 @@ def _validate(r: Recipe) -> None:
              "color_jitter 0 and multi_scale none, or use crop: random-resized")
     need(r.multi_scale in MULTI_SCALE_MODES,
          f"multi_scale must be one of {', '.join(MULTI_SCALE_MODES)}, got {r.multi_scale!r}")
-    sizes = [r.resolution, r.test_resolution, *r.multi_scale_sizes, *(p[1] for p in r.multi_scale_schedule if len(p) == 2)]
+    sizes = [r.resolution, r.test_resolution, *r.multi_scale_sizes,
+             *(p[1] for p in r.multi_scale_schedule if len(p) == 2)]
     for size in sizes:
         need(isinstance(size, int) and size >= 32 and size % 32 == 0,
              f"resolutions must be multiples of 32 and at least 32 (e.g. 224), got {size!r}")
@@ -199,8 +203,10 @@ def _validate(r: Recipe) -> None:
     need(len(r.multi_scale_schedule) >= 1 and all(len(p) == 2 for p in r.multi_scale_schedule),
          "multi_scale_schedule must list [first_epoch, resolution] pairs")
     firsts = [p[0] for p in r.multi_scale_schedule]
-    need(firsts[0] == 0 and firsts == sorted(firsts), "multi_scale_schedule must start at epoch 0 and be sorted by epoch")
-    need(_number(r.test_crop_pct) and 0 < r.test_crop_pct <= 1, f"test_crop_pct must be in (0, 1], got {r.test_crop_pct!r}")
+    need(firsts[0] == 0 and firsts == sorted(firsts),
+         "multi_scale_schedule must start at epoch 0 and be sorted by epoch")
+    need(_number(r.test_crop_pct) and 0 < r.test_crop_pct <= 1,
+         f"test_crop_pct must be in (0, 1], got {r.test_crop_pct!r}")
 
 
 # --- the shipped recipes --------------------------------------------------------------------------------------
@@ -223,7 +229,8 @@ def load_recipe(ref: str | os.PathLike | Recipe | Mapping[str, Any]) -> Recipe:
     else:
         path = Path(text)
         if not path.is_file():
-            raise RecipeError(f"unknown recipe {text!r}: not a file; pass a YAML path or one of: {', '.join(recipe_names())}")
+            raise RecipeError(f"unknown recipe {text!r}: not a file; pass a YAML path or one of: "
+                              f"{', '.join(recipe_names())}")
         source, body = str(path), None
     data = parse_yaml(body, RecipeError, source) if body is not None else read_yaml(path, RecipeError, "recipe file")
     data = dict(data) if isinstance(data, Mapping) else data

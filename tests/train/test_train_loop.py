@@ -70,7 +70,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(loop, "build_criterion", poisoned)
     out = tmp_path / "run"
-    with pytest.raises(TrainingDiverged, match=r"loss became NaN or infinite in epoch 1 .*last good checkpoint .*latest.pt is intact"):
+    with pytest.raises(TrainingDiverged,
+                       match=r"loss became NaN or infinite in epoch 1 .*last good checkpoint .*latest.pt is intact"):
         train(TINY_ARCH, **TINY_RUN, epochs=3, batch_size=16, synthetic=(32, 16), out_dir=out)
     state = ckpt.load(out / "latest.pt")
     assert state["epoch"] == 1 and state["global_step"] == 2
