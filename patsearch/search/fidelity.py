@@ -387,6 +387,14 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
             seed_std = round(100 * pooled_std(tops), 3)  # every row has all seeds: the mean of the variances
         seconds = [r["seconds"].get(f"{r['id']}.{kind}.s{s}") for r in scored for s in opts.seeds]
         seconds = [x for x in seconds if x is not None]
+        extra: dict[str, Any] = {}
+        curves = [[records.get(f"{r['id']}.{kind}.s{s}", {}).get("curve") for s in opts.seeds] for r in scored]
+        if scored and all(c and len(c) >= 2 for per_seed in curves for c in per_seed):
+            # Learning-curve scores from the same trainings: the mean of the last two epochs (less end noise) and
+            # the mean over all epochs (the area under the curve, which rewards early learners more).
+            extra["curve_kendall_tau"] = {
+                name: corr(kendall_tau, [float(np.mean([fn(c) for c in per_seed])) for per_seed in curves], ref)
+                for name, fn in (("last2", lambda c: np.mean(c[-2:])), ("area", np.mean))}
         return {
             "n": len(scored),
             "kendall_tau": corr(kendall_tau, mean, ref),
@@ -399,6 +407,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
             "size_bias": {"proxy_vs_params": corr(kendall_tau, mean, [r["params"] for r in scored]),
                           "reference_vs_params": corr(kendall_tau, ref, [r["params"] for r in scored])},
             "mean_seconds": round(float(np.mean(seconds)), 2) if seconds else None,
+            **extra,
         }
 
     ref = [r["reference_top1"] for r in complete]
@@ -434,6 +443,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         "single_seed_kendall_tau": main["single_seed_kendall_tau"],
         "size_bias": main["size_bias"],
         "proxy_mean_seconds": main["mean_seconds"],
+        **({"curve_kendall_tau": main["curve_kendall_tau"]} if "curve_kendall_tau" in main else {}),
         "beats_free_scores": None if tau is None else all(v is None or tau > v for v in baselines.values()),
         "alternatives": alternatives,
         "complete": len(complete) == len(plan),

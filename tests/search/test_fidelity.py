@@ -146,6 +146,33 @@ def test_alternatives_are_added_after_the_recorded_ones_only(tmp_path, tiny_prof
                      load_profile=_load, score_free=cheap_free_scores)
 
 
+def test_learning_curve_scores_come_from_the_recorded_curves(tmp_path, tiny_profile):
+    """Proxies of 2+ epochs also get Kendall taus of curve scores, computed from the per-epoch top-1: here the
+    curves fall where the final scores rise, so the curve scores rank the networks backwards."""
+    def make_runner(settings):
+        inner = fake_runner_factory(settings)
+
+        def run_proxy(arch, on_epoch_end=None):
+            final = inner(arch)
+            if on_epoch_end is not None and settings.epochs == 2:  # the proxy; the reference keeps no curve here
+                on_epoch_end(0, 1 - 3 * final)
+                on_epoch_end(1, final)
+            return final
+
+        run_proxy.num_classes = 10
+        return run_proxy
+
+    two = _opts(tmp_path, tiny_profile, proxy=dataclasses.replace(PROXY, epochs=2))
+    report = run_fidelity(two, make_runner=make_runner, load_profile=_load, score_free=cheap_free_scores).report
+    assert report["kendall_tau"] == pytest.approx(1.0)
+    assert report["curve_kendall_tau"] == {"last2": pytest.approx(-1.0), "area": pytest.approx(-1.0)}
+    curves = [json.loads(p.read_text())["curve"] for p in two.records_dir.glob("r*.proxy.s*.json")]
+    assert len(curves) == 6 and all(len(c) == 2 and c[1] > c[0] for c in curves)
+    one = run_fidelity(_opts(tmp_path / "one", tiny_profile), make_runner=fake_runner_factory, load_profile=_load,
+                       score_free=cheap_free_scores)
+    assert "curve_kendall_tau" not in one.report  # one epoch: no curve to score
+
+
 def test_two_worker_processes_share_the_jobs(tmp_path, tiny_profile, monkeypatch):
     """The --gpus path with CPU processes: every job runs once, and both spawned workers take jobs (each job waits
     for a marker from the other worker, so one worker alone cannot finish the list)."""
