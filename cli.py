@@ -423,13 +423,16 @@ def search(
 def proxy_check(
     data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/); default: the "
                                                    "built-in synthetic set."),
-    n: int = typer.Option(24, "--n", help="Random networks within the budget (the named variants within it too)."),
+    n: int = typer.Option(24, "--n", help="Random networks within the budget (the named variants within it too); "
+                                          "rerun with a larger --n, more --seeds, --reference-seeds or "
+                                          "--also-proxy to grow a check."),
     budget: str = typer.Option("35ms", help="Latency budget the sampled networks meet, e.g. 35ms."),
     device_table: str | None = typer.Option(None, help="Profile (device name or JSON path) for the budget "
                                                           "(default: the search's, this machine's CPU table)."),
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     variants: str = typer.Option("auto", help="Named variants to add: auto (those within budget), none, or names."),
-    seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once."),
+    seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once unless "
+                                          "--reference-seeds says otherwise."),
     proxy_epochs: int | None = typer.Option(None, help="Proxy training epochs (default: the search's, 5 on a GPU, "
                                                        "4 on a CPU)."),
     proxy_resolution: int | None = typer.Option(None, help="Proxy training resolution, a multiple of 32 (default: "
