@@ -374,6 +374,7 @@ class Trainer:
                                   synthetic_image_size=SYNTHETIC_IMAGE_SIZE, seed=o.seed)
             # Pad-and-crop needs the images at the training size; a random-resized crop resamples anyway, so the
             # set is stored at most at its own size (CIFAR: 32 px, 150 MB) and only ever upsampled on the device.
+            # Stored images are squares (the centre square of a non-square image).
             store = rec.resolution if rec.uses_tensor_cache else min(largest_resolution(rec), source.native_size())
             train_t, val_t = load_or_build(source, store, rec.test_resolution, rec.test_crop_pct,
                                            cache_dir=o.tensor_cache_dir,
