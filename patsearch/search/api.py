@@ -48,7 +48,7 @@ class SearchOptions:
     min_throughputs: Sequence[str] = ()
     device: str | None = None  # default profile for constraints without their own (None: the local CPU's)
     space: str | None = None
-    proxy: ProxySettings = field(default_factory=ProxySettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings.for_device)  # the measured default for the device
     trials: int = DEFAULT_TRIALS
     timeout: float | None = None
     seed: int | None = 0  # sampler seed (None: nondeterministic); proxy training uses ProxySettings.seed

@@ -52,7 +52,7 @@ def default_reference(proxy: ProxySettings) -> ProxySettings:
 class FidelityOptions:
     """What ``patsearch proxy-check`` accepts (see the CLI for the flags)."""
 
-    proxy: ProxySettings = field(default_factory=ProxySettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings.for_device)  # the measured default for the device
     reference: ProxySettings | None = None  # None: default_reference(proxy)
     # Other proxies measured against the same reference in the same run (their seeds are ``seeds`` too), so that
     # the default proxy can be picked from one report: each gets its own tau, rho, seed std and cost.

@@ -184,3 +184,14 @@ def test_workers_per_gpu_errors(monkeypatch, capsys, tmp_path, args, message):
     code, err = run_search_cli(monkeypatch, capsys, tmp_path, *args)
     assert code == 2 and err.startswith(message) and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_library_options_take_the_devices_default_proxy_too(monkeypatch):
+    from patsearch.search.api import SearchOptions
+    from patsearch.search.fidelity import FidelityOptions
+
+    gpus(monkeypatch, 1)
+    assert (SearchOptions().proxy.epochs, SearchOptions().proxy.resolution) == (5, 64)
+    assert (FidelityOptions().proxy.epochs, FidelityOptions().proxy.resolution) == (5, 64)
+    no_gpu(monkeypatch)
+    assert (SearchOptions().proxy.epochs, SearchOptions().proxy.resolution) == (4, 32)
