@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from patsearch.train.distributed import resolve_device  # noqa: E402
 from patsearch.train.throughput import benchmark_step  # noqa: E402
 
 
@@ -115,7 +116,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     results = [profile_arch(a, args) for a in args.archs]
-    dev = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    dev = resolve_device(args.device)
     bandwidth = copy_bandwidth_gb_s(dev, gib=2.0 if dev.type == "cuda" else 0.25)
     for r in results:
         r["copy_bandwidth_gb_s"] = bandwidth

@@ -21,10 +21,16 @@ import torch
 import torch.nn.functional as F
 
 
+def step_seed(seed: int, epoch: int, step: int, rank: int = 0, stream: int = 12345) -> int:
+    """A seed from a step's coordinates (no Python ``hash``: stable across runs); ``stream`` tells apart the
+    random streams one step draws from."""
+    return (seed * 1_000_003 + epoch * 10_007 + step * 101 + rank * 7 + stream) % (2 ** 63 - 1)
+
+
 def step_generator(device: torch.device, seed: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
-    """A generator on ``device`` seeded from the step's coordinates (no Python ``hash``: stable across runs)."""
+    """A generator on ``device`` seeded by :func:`step_seed`."""
     gen = torch.Generator(device=device)
-    gen.manual_seed((seed * 1_000_003 + epoch * 10_007 + step * 101 + rank * 7 + 12345) % (2 ** 63 - 1))
+    gen.manual_seed(step_seed(seed, epoch, step, rank))
     return gen
 
 
@@ -133,4 +139,4 @@ def rand_augment(images: torch.Tensor, spec: str, seed: int, group: int = 8) -> 
 
 
 __all__ = ["epoch_permutation", "pad_crop_flip", "parse_rand_augment", "rand_augment", "random_resized_boxes",
-           "resized_crop_flip", "step_generator"]
+           "resized_crop_flip", "step_generator", "step_seed"]

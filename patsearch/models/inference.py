@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from patsearch.models.fast_blocks import accelerate
+from patsearch.models.layers import dense_format
 from patsearch.models.patnet import PATNet
 
 __all__ = ["prepare_inference"]
@@ -51,8 +52,7 @@ def prepare_inference(model: nn.Module, example: torch.Tensor, *, fast_path: boo
     if fast_path and isinstance(model, PATNet):
         model = accelerate(model)
     model = model.eval().to(device=example.device, dtype=example.dtype)
-    if example.dim() == 4 and example.is_contiguous(memory_format=torch.channels_last) \
-            and not example.is_contiguous():
+    if dense_format(example) == torch.channels_last:
         model = model.to(memory_format=torch.channels_last)
     fn: Callable[[torch.Tensor], Any] = model
     if compile_mode is not None:

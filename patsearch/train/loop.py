@@ -65,6 +65,7 @@ from patsearch.data.device_augment import (
     random_resized_boxes,
     resized_crop_flip,
     step_generator,
+    step_seed,
 )
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.data.transforms import (
@@ -694,8 +695,7 @@ def _tensor_batches(data: TensorSplit, rec: Recipe, seed: int, epoch: int, first
         flip = torch.rand(len(idx), device=gen.device, generator=gen) < rec.hflip
         images = resized_crop_flip(data.images[idx], boxes, size, flip, mode)
         if rec.rand_augment:
-            step_seed = (seed * 1_000_003 + epoch * 10_007 + step * 101 + ctx.rank * 7 + 54321) % (2 ** 63 - 1)
-            images = rand_augment(images, rec.rand_augment, step_seed)
+            images = rand_augment(images, rec.rand_augment, step_seed(seed, epoch, step, ctx.rank, stream=54321))
         yield images, data.labels[idx]
 
 
