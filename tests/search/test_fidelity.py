@@ -314,6 +314,25 @@ def test_cli_proxy_check_runs_and_reports(tmp_path, tiny_profile, monkeypatch):
     assert bad.exit_code != 0 and "less than 5x" in str(bad.exception)
 
 
+def test_cli_refuses_to_shrink_a_recorded_check_in_one_line(tmp_path, tiny_profile, monkeypatch, capsys):
+    """Growing is allowed, shrinking is not: a one-line error, exit 2, and the recorded plan and report untouched."""
+    import sys
+
+    cli = _cli_with_fake_trainings(monkeypatch)
+    out = tmp_path / "r.json"
+    args = ["proxy-check", "--budget", f"{tiny_profile}=5ms", "--space", "tiny", "--proxy-epochs", "1",
+            "--proxy-device", "cpu", "--out", str(out)]
+    assert CliRunner().invoke(cli.app, args + ["--n", "4"]).exit_code == 0
+    plan, report = (out.parent / "r.records" / "plan.json").read_bytes(), out.read_bytes()
+    monkeypatch.setattr(sys, "argv", ["patsearch", *args, "--n", "3"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err
+    assert err.startswith("error: ") and "holds a proxy check of 4 networks and --n 3 would drop r03" in err
+    assert (out.parent / "r.records" / "plan.json").read_bytes() == plan and out.read_bytes() == report
+
+
 def test_alternative_proxies_are_measured_against_the_same_reference():
     """One reference per network; each alternative proxy gets its own tau, seed std and cost."""
     plan = [{"id": f"r{i}", "source": "random", "resolution": 64, "predicted": {}, "arch": {}} for i in range(4)]

@@ -206,3 +206,16 @@ def test_the_proxy_recipe_has_no_file_loader_and_bad_loaders_are_named(tmp_path)
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), data_loader="files")
     with pytest.raises(UserError, match=r"^--data-loader must be one of auto, files, device, got 'gpu'$"):
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), data_loader="gpu")
+
+
+def test_cli_bad_data_loader_is_one_line(tmp_path, monkeypatch, capsys):
+    import cli
+
+    arch = write_tiny_arch(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--arch", str(arch), "--device", "cpu", "--no-progress",
+                                      "--out", str(tmp_path / "run"), "--data-loader", "gpu"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err == "error: --data-loader must be one of auto, files, device, got 'gpu'"
+    assert not (tmp_path / "run").exists()
