@@ -214,6 +214,9 @@ def profile(
     threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
     form: str | None = typer.Option(None, help="fused (deployment, default) | trained."),
     clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                            help="GPU devices: time CUDA graph replays (h200's default) or "
+                                                 "eager calls."),
     validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
                                          "(with --adapt: default 8)."),
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
@@ -243,8 +246,9 @@ def profile(
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
     values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                  threads=threads, form=form, clock=clock, validate=validate, calibrate=calibrate, seed=seed,
-                  trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, validate=validate,
+                  calibrate=calibrate, seed=seed, trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt,
+                  adapt_from=adapt_from)
     opts = _options_from_flags(ctx, ProfileOptions, values, options)
     if refit:
         _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
@@ -307,6 +311,9 @@ def bench(
                                                  help="Override the memory format."),
     threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
     clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                            help="GPU devices: time CUDA graph replays (h200's default) or "
+                                                 "eager calls."),
     group: int = typer.Option(4, help="Models measured interleaved in one group."),
     fmt: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
@@ -319,7 +326,8 @@ def bench(
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
     values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
-                  channels_last=channels_last, threads=threads, clock=clock, group=group, format=fmt, out=out)
+                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, group=group,
+                  format=fmt, out=out)
     opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
     result = build_bench(opts)
     typer.echo(result.render(opts.format))

@@ -87,7 +87,8 @@ def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | No
 
 
 def nearest_base(device: Device, protocol: Protocol, space: Any, *, exclude: Path | None = None) -> Profile:
-    """The table closest to this device: same protocol fields first, then the most end-to-end networks."""
+    """The table closest to this device: same protocol fields first, then the same device name (a table of this
+    GPU model from another host or release), then the most end-to-end networks."""
     bases = candidate_bases(device.backend, protocol.metric, space, exclude=exclude)
     if not bases:
         raise ProfileError(f"no {device.backend.upper()} {protocol.metric} table covering space {space.name!r} to "
@@ -95,9 +96,10 @@ def nearest_base(device: Device, protocol: Protocol, space: Any, *, exclude: Pat
                            f"--validate 60`")
     wanted = protocol.to_dict()
 
-    def distance(profile: Profile) -> tuple[int, int, str]:
+    def distance(profile: Profile) -> tuple[int, bool, int, str]:
         have = profile.protocol.to_dict()
-        return (sum(have[k] != wanted[k] for k in wanted), -len(profile.networks), str(profile.path))
+        return (sum(have[k] != wanted[k] for k in wanted), profile.device != device.name, -len(profile.networks),
+                str(profile.path))
 
     return min(bases, key=distance)
 

@@ -110,7 +110,7 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
 
     from patsearch.counting import count_flops, count_params
     from patsearch.models import create_model
-    from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
+    from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare
 
     dev = get_device(options.device)
     protocol = options.protocol()
@@ -146,9 +146,13 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
         for start in range(0, len(jobs), group):
             chunk = jobs[start:start + group]
             prepared = [prepare(m, (3, resolution, resolution), dev, protocol) for _, _, m in chunk]
-            timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock)
+            timings = _time_chunk(prepared, gpu=gpu, budget=budget, protocol=protocol)
             del prepared
             for (name, form, _), timing in zip(chunk, timings):
+                if timing is None:  # a peer that CUDA graphs cannot capture: reported, not fatal
+                    rows[(name, form)].note = "cannot capture in a CUDA graph (--no-cuda-graphs times it)"
+                    advance()
+                    continue
                 value = (timing.median_ms if protocol.metric == "latency_ms"
                          else protocol.batch * 1000.0 / timing.median_ms)
                 rows[(name, form)].value = round(value, 3)
@@ -170,6 +174,23 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
         env["fast_path"] = f"form 'fast' = {FORMS_REGISTRY['fast'].description}"
     ordered = [rows[(n, f)] for n in models for f in forms if (n, f) in rows]
     return BenchResult(dev.name, protocol.metric, protocol.slug(), resolution, env, ordered)
+
+
+def _time_chunk(prepared: list, *, gpu: bool, budget: Any, protocol: Any) -> list:
+    """Time a group interleaved; under CUDA graphs, a group with a network that cannot be captured is timed one
+    by one instead, that network's timing being None."""
+    from patsearch.profiler.timing import GraphCaptureError, time_interleaved
+
+    try:
+        return time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock, graphs=protocol.cuda_graphs)
+    except GraphCaptureError:
+        timings = []
+        for item in prepared:
+            try:
+                timings += time_interleaved([item], gpu=gpu, budget=budget, clock=protocol.clock, graphs=True)
+            except GraphCaptureError:
+                timings.append(None)
+        return timings
 
 
 def write_result(result: BenchResult, path: str | Path, fmt: str | None = None) -> Path:

@@ -41,6 +41,10 @@ class Protocol:
     # "wall": elapsed time (CUDA events on GPUs). "cpu": the process's CPU time, for single-thread CPU latency on
     # a shared host: it leaves out the time other processes hold the core, and equals wall time on an idle one.
     clock: str = "wall"
+    # GPUs: time every network (and read every layer) as a CUDA graph replay, as a fixed-shape deployment runs it.
+    # Eager timing of a small network at batch 256 is bound by the host launching kernels, and on a shared host
+    # that spreads by up to 80% between runs: no table can predict it (issue 12).
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -57,6 +61,8 @@ class Protocol:
             raise DeviceError(str(exc)) from None
         if self.clock not in CLOCKS:
             raise DeviceError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        if not isinstance(self.cuda_graphs, bool):
+            raise DeviceError(f"--cuda-graphs must be true or false, got {self.cuda_graphs!r}")
 
     def slug(self) -> str:
         """A file-name-safe summary, e.g. ``b1-float32-nchw-t1-fused``."""
@@ -65,6 +71,8 @@ class Protocol:
             parts.append(f"t{self.threads}")
         if self.clock == "cpu":
             parts.append("cputime")
+        if self.cuda_graphs:
+            parts.append("graphs")
         parts.append(self.form)
         return "-".join(parts)
 
@@ -90,14 +98,18 @@ class Device:
 
     def protocol_with(self, *, batch: int | None = None, dtype: str | None = None,
                       channels_last: bool | None = None, threads: int | None = None,
-                      form: str | None = None, clock: str | None = None) -> Protocol:
+                      form: str | None = None, clock: str | None = None,
+                      cuda_graphs: bool | None = None) -> Protocol:
         changes = {k: v for k, v in dict(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
-                                         form=form, clock=clock).items() if v is not None}
+                                         form=form, clock=clock, cuda_graphs=cuda_graphs).items() if v is not None}
         protocol = dataclasses.replace(self.protocol, **changes)
         if self.backend == "cpu" and protocol.dtype == "float16":
             raise DeviceError("--dtype float16 is not a CPU inference dtype; use float32 or bfloat16")
         if self.backend != "cpu" and protocol.clock == "cpu":
             raise DeviceError("--clock cpu measures CPU time; GPU devices are timed with CUDA events (wall)")
+        if self.backend == "cpu" and protocol.cuda_graphs:
+            raise DeviceError(f"--cuda-graphs needs a GPU device; {self.name} is a CPU (drop the flag, or use "
+                              "--no-cuda-graphs)")
         return protocol
 
 
@@ -115,11 +127,14 @@ DEVICES: dict[str, Device] = {
                     rocm=True),
     # The paper does not state a GPU precision; on Hopper the deployment precision is bf16 with channels-last
     # tensors (tensor cores), so that is the h100 default. --dtype float32 gives the paper-style protocol.
+    # h200 also times CUDA graph replays (--no-cuda-graphs: eager): its fresh eager validation missed +-10% only
+    # on launch-bound networks whose own measurements spread 14-84% (docs/BENCHMARKS.md). The shipped h100
+    # table predates the option and stays eager.
     "h100": Device("h100", "cuda", "NVIDIA H100, batch 256 throughput, bf16 + channels-last",
                    dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True),
                    expect=r"H100", expect_label="an NVIDIA H100 GPU", rocm=False),
-    "h200": Device("h200", "cuda", "NVIDIA H200, batch 256 throughput, bf16 + channels-last",
-                   dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True),
+    "h200": Device("h200", "cuda", "NVIDIA H200, batch 256 throughput, bf16 + channels-last, CUDA graphs",
+                   dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True, cuda_graphs=True),
                    expect=r"H200", expect_label="an NVIDIA H200 GPU", rocm=False),
     "cuda": Device("cuda", "cuda", "any CUDA/ROCm GPU visible to torch, batch 256 throughput", _GPU_THROUGHPUT),
 }

@@ -2,7 +2,7 @@
 
 The library API of the profiler (``build_profile(ProfileOptions("h200", validate=20))``;
 :func:`patsearch.profiler.profile_device` builds one from keyword arguments). The protocol overrides (``batch``,
-``dtype``, ``channels_last``, ``threads``, ``form``, ``clock``) are checked by the device's
+``dtype``, ``channels_last``, ``threads``, ``form``, ``clock``, ``cuda_graphs``) are checked by the device's
 :class:`~patsearch.profiler.devices.Protocol`, their one definition, when the options are made. Test hooks (layer
 and model factories, measurement budgets) are code, not options: :func:`build_profile` takes them as keywords.
 """
@@ -42,6 +42,7 @@ class ProfileOptions(OptionsMixin):
     threads: int | None = None
     form: str | None = None
     clock: str | None = None
+    cuda_graphs: bool | None = None
     # steps after the layer table
     validate: int = 0
     calibrate: int | None = None
@@ -66,7 +67,8 @@ class ProfileOptions(OptionsMixin):
         """The device's protocol with this run's overrides (validated there)."""
         return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
                                                      channels_last=self.channels_last, threads=self.threads,
-                                                     form=self.form, clock=self.clock)
+                                                     form=self.form, clock=self.clock,
+                                                     cuda_graphs=self.cuda_graphs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,6 +89,7 @@ def _validate(o: ProfileOptions) -> None:
     need(is_int(o.passes) and o.passes >= 1, "passes", "at least 1")
     need(is_int(o.seed), "seed", "an integer")
     need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
+    need(o.cuda_graphs is None or isinstance(o.cuda_graphs, bool), "cuda_graphs", "true, false or unset")
     for name in ("adapt", "fresh", "progress"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
     for name in ("space", "out", "adapt_from", "trace", "plot", "command"):

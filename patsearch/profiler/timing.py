@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from patsearch.profiler.devices import Device, Protocol
+from patsearch.profiler.devices import Device, DeviceError, Protocol
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,19 @@ def _no_grad_call(module: Any, x: Any) -> Callable[[], Any]:
     return call
 
 
+class GraphCaptureError(DeviceError):
+    """A network could not be captured in a CUDA graph, so the ``cuda_graphs`` protocol cannot time it."""
+
+
+def _graph_call(module: Any, x: Any) -> Callable[[], Any]:
+    try:
+        return capture_graph(module, x)
+    except Exception as exc:  # noqa: BLE001 - re-raised with what to do about it
+        cause = (str(exc).strip().splitlines() or [""])[0]   # CUDA errors run to several lines
+        raise GraphCaptureError(f"{type(module).__name__} cannot be captured in a CUDA graph ({type(exc).__name__}: "
+                                f"{cause}); measure it eagerly with --no-cuda-graphs") from exc
+
+
 def time_call(fn: Callable[[], Any], *, gpu: bool, budget: Budget, clock: str = "wall") -> Timing:
     """Time one callable: warm up, then take samples until the budget is met."""
     runner = _Runner(fn, gpu, clock)
@@ -192,6 +205,27 @@ def time_module(module: Any, x: Any, *, gpu: bool, budget: Budget, clock: str = 
         return time_call(_no_grad_call(module, x), gpu=gpu, budget=budget, clock=clock)
 
 
+def capture_graph(module: Any, x: Any) -> Callable[[], Any]:
+    """One inference forward of ``module`` on ``x`` captured in a CUDA graph; returns its replay.
+
+    Warmed up on a side stream first (cuDNN picks its kernels and lazy buffers exist before capture), as torch's
+    CUDA-graph notes require. Raises whatever capture raises; the graph lives as long as the returned callable.
+    """
+    import torch
+
+    with torch.inference_mode():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                module(x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            module(x)
+    return graph.replay
+
+
 def time_graph(module: Any, x: Any, *, budget: Budget) -> Timing | None:
     """GPU execution time alone: capture one forward in a CUDA graph and time its replays.
 
@@ -202,18 +236,9 @@ def time_graph(module: Any, x: Any, *, budget: Budget) -> Timing | None:
     import torch
 
     try:
-        with torch.inference_mode():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    module(x)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                module(x)
-        timing = time_call(graph.replay, gpu=True, budget=budget)
-        del graph
+        replay = capture_graph(module, x)
+        timing = time_call(replay, gpu=True, budget=budget)
+        del replay
         return timing
     except Exception:  # noqa: BLE001 - capture is an optimisation of the measurement, not a requirement
         torch.cuda.synchronize()
@@ -221,13 +246,15 @@ def time_graph(module: Any, x: Any, *, budget: Budget) -> Timing | None:
 
 
 def time_interleaved(items: Sequence[tuple[Any, Any]], *, gpu: bool, budget: Budget,
-                     clock: str = "wall") -> list[Timing]:
+                     clock: str = "wall", graphs: bool = False) -> list[Timing]:
     """Time several (module, input) pairs round-robin, one sample each per round, so that a burst of
-    background load hits all of them alike instead of skewing one."""
+    background load hits all of them alike instead of skewing one. ``graphs``: time CUDA graph replays of each
+    forward (the ``cuda_graphs`` protocol); a network that cannot be captured raises :class:`GraphCaptureError`."""
     import torch
 
     with torch.inference_mode():
-        runners = [_Runner(_no_grad_call(m, x), gpu, clock) for m, x in items]
+        calls = [_graph_call(m, x) if graphs else _no_grad_call(m, x) for m, x in items]
+        runners = [_Runner(call, gpu, clock) for call in calls]
         for runner in runners:
             runner.warmup(budget)
         while not all(r.done(budget) for r in runners):

@@ -75,7 +75,8 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
                 chunk = queue[position:position + group]
                 prepared = [prepare(factory(arch, protocol.form), (3, res, res), device, protocol)
                             for _, arch, res, _ in chunk]
-                timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock)
+                timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock,
+                                           graphs=protocol.cuda_graphs)
                 del prepared
                 for (key, arch, res, role), timing in zip(chunk, timings):
                     entry = {"arch": arch.to_dict(), "resolution": res, "role": role, **timing.to_dict()}

@@ -309,13 +309,18 @@ class Executor:
         else:
             settings = dataclasses.replace(self.opts.proxy_for(job.kind), seed=job.seed)
             curve: list[float] = []  # top-1 after each epoch: learning-curve scores can be studied from records
+            runner = self.runner(settings)
             try:
-                record["top1"] = float(self.runner(settings)(
-                    arch, on_epoch_end=lambda _epoch, top1: curve.append(round(float(top1), 6))))
+                record["top1"] = float(runner(arch, on_epoch_end=lambda _epoch, top1: curve.append(
+                    round(float(top1), 6))))
             except ProxyDiverged as exc:  # a measured outcome, not a crash: kept out of the correlations
                 record["top1"] = None
                 record["diverged"] = str(exc)
             record["curve"] = curve
+            history = getattr(runner, "last_history", None) or []  # losses too, where the runner keeps them
+            for name in ("val_loss", "train_loss"):
+                if history and all(h.get(name) is not None for h in history):
+                    record[f"curve_{name}"] = [round(float(h[name]), 6) for h in history]
         record["seconds"] = round(time.perf_counter() - start, 2)
         record["host"] = platform.node()
         record["pid"] = os.getpid()
@@ -395,6 +400,12 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
             extra["curve_kendall_tau"] = {
                 name: corr(kendall_tau, [float(np.mean([fn(c) for c in per_seed])) for per_seed in curves], ref)
                 for name, fn in (("last2", lambda c: np.mean(c[-2:])), ("area", np.mean))}
+        losses = [[records.get(f"{r['id']}.{kind}.s{s}", {}).get("curve_val_loss") for s in opts.seeds]
+                  for r in scored]
+        if scored and all(c for per_seed in losses for c in per_seed):
+            # the final validation loss, negated: graded where top-1 counts only the arg-max
+            extra.setdefault("curve_kendall_tau", {})["val_loss"] = corr(
+                kendall_tau, [-float(np.mean([c[-1] for c in per_seed])) for per_seed in losses], ref)
         return {
             "n": len(scored),
             "kendall_tau": corr(kendall_tau, mean, ref),

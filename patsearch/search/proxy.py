@@ -210,6 +210,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
 
         if threads and device.type == "cpu":
             torch.set_num_threads(threads)
+        run_proxy.last_history = []  # type: ignore[attr-defined]  # never the previous training's
 
         def forward(epoch: int, metrics: dict[str, Any]) -> None:
             if on_epoch_end is not None and metrics.get("top1") is not None:
@@ -231,9 +232,12 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
         final = result.get("final") or {}
         if final.get("top1") is None:
             raise RuntimeError("proxy training returned no validation top-1")
+        # the last training's per-epoch metrics, for studies of other scores than the final top-1 (proxy-check)
+        run_proxy.last_history = list(result.get("history") or [])  # type: ignore[attr-defined]
         return float(final["top1"]) / 100.0
 
     run_proxy.num_classes = num_classes  # type: ignore[attr-defined]
+    run_proxy.last_history = []  # type: ignore[attr-defined]
     run_proxy.device = device  # type: ignore[attr-defined]
     return run_proxy
 

@@ -9,7 +9,7 @@ from adapt_helpers import FACTORS, OFFSET_MS, FakeMeasure, make_base, true_ms
 
 import patsearch.profiler.adapt as adapt_mod
 from patsearch.arch import ArchConfig
-from patsearch.profiler import devices, table
+from patsearch.profiler import PROFILES_DIR, devices, table
 from patsearch.profiler.adapt import (
     adapt_profile,
     fit_type_scales,
@@ -201,7 +201,7 @@ def test_h200_is_named_with_bf16_channels_last_and_checked(monkeypatch):
     import torch
 
     dev = get_device("h200")
-    assert dev.protocol.slug() == "b256-bfloat16-cl-fused" and dev.protocol.metric == "throughput"
+    assert dev.protocol.slug() == "b256-bfloat16-cl-graphs-fused" and dev.protocol.metric == "throughput"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "hip", None, raising=False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
@@ -277,12 +277,18 @@ def test_gpu_adaptation_path_on_cpu_tensors(tmp_path, tiny_space):
         assert adapted.predict(arch, res) == pytest.approx(256e3 / true_ms(graph_base, arch, res), rel=0.05)
 
 
-def test_nearest_base_of_an_h200_is_the_shipped_h100_table():
+def test_nearest_base_prefers_the_same_protocol_then_the_same_device():
+    import dataclasses
+
     from patsearch.space import load_space
 
-    dev = get_device("h200")
-    base = nearest_base(dev, dev.protocol, load_space())
-    assert base.device == "h100" and base.protocol == dev.protocol
+    space = load_space()
+    h200, h100 = get_device("h200"), get_device("h100")
+    eager = dataclasses.replace(h200.protocol, cuda_graphs=False)
+    assert nearest_base(h200, eager, space).path.name == "h200-b256-bfloat16-cl-fused.json"   # same protocol too
+    # without a table of its own, an H200 adapts the H100's table of the same protocol
+    base = nearest_base(h200, eager, space, exclude=PROFILES_DIR / "h200-b256-bfloat16-cl-fused.json")
+    assert base.device == "h100" and base.protocol == eager == h100.protocol
 
 
 def _other_release(profile: Profile) -> Profile:

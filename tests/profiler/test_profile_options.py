@@ -33,6 +33,8 @@ def test_yaml_round_trip_gives_equal_options(tmp_path):
     ({"dtype": "float64"}, "--dtype must be one of float32, bfloat16, float16, got 'float64'"),  # the Protocol's
     ({"batch": 0}, "--batch must be a positive integer, got 0"),
     ({"device": "tpu"}, "unknown device 'tpu'"),
+    ({"cuda_graphs": "yes"}, "--cuda-graphs must be true, false or unset, got 'yes'"),
+    ({"cuda_graphs": True}, "--cuda-graphs needs a GPU device; cpu is a CPU (drop the flag, or use --no-cuda-graphs)"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_flag(changes, message):
     with pytest.raises(DeviceError) as exc:
@@ -84,3 +86,16 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         cli.main()
     assert exc.value.code == 2 and capsys.readouterr().err.strip() == message
+
+
+def test_cuda_graphs_is_part_of_the_protocol_and_names_its_own_file():
+    h200 = ProfileOptions("h200").protocol()
+    eager = ProfileOptions("h200", cuda_graphs=False).protocol()
+    assert h200.cuda_graphs and not eager.cuda_graphs and h200 != eager
+    assert h200.slug() == "b256-bfloat16-cl-graphs-fused" and eager.slug() == "b256-bfloat16-cl-fused"
+    assert ProfileOptions("cuda", cuda_graphs=True).protocol().slug() == "b256-float32-nchw-graphs-fused"
+    # a table written before the option existed reads as eager
+    from patsearch.profiler.devices import Protocol
+
+    stored = {k: v for k, v in eager.to_dict().items() if k != "cuda_graphs"}
+    assert Protocol.from_dict(stored) == eager

@@ -149,3 +149,53 @@ def test_retries_are_judged_against_the_hosts_own_spread(tmp_path, tiny_space, m
     assert [i for i, (key, *_) in enumerate(items) if profile.networks[key].get("retried")] == retried
     for i in retried:  # the steadier of the two is kept
         assert profile.networks[items[i][0]]["p90"] == pytest.approx(10.1)
+
+
+def test_cuda_graph_protocol_times_graph_replays(tmp_path, tiny_space, monkeypatch):
+    # The GPU timing is faked (this host has none): the network measurements of a cuda_graphs protocol ask the
+    # timer for graph replays, an eager protocol for eager calls.
+    import dataclasses
+
+    from patsearch.profiler import timing
+    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.validate import measure_networks, split_samples
+
+    asked = []
+    monkeypatch.setattr(timing, "prepare", lambda module, shape, device, protocol: (module, None))
+    monkeypatch.setattr(timing, "configure", lambda device, protocol: None)
+    monkeypatch.setattr(timing, "time_interleaved", lambda prepared, **kw: (
+        asked.append(kw["graphs"]) or [timing.Timing(5.0, 5.0, 5.0, 9, 1) for _ in prepared]))
+    dev = get_device("h200")
+    items = split_samples(tiny_space, 2, 1, seed=0)
+    for graphs in (True, False):
+        protocol = dataclasses.replace(dev.protocol, cuda_graphs=graphs)
+        profile = open_for_build(tmp_path / f"{graphs}.json", dev, protocol)
+        measure_networks(profile, items, dev, model_factory=lambda arch, form: torch.nn.Identity(), budget=QUICK,
+                         progress=False)
+        assert asked and set(asked) == {graphs} and len(profile.networks) == 3
+        asked.clear()
+
+
+def test_a_network_cuda_graphs_cannot_capture_is_a_one_line_error_naming_the_eager_flag():
+    from patsearch.profiler.timing import GraphCaptureError, time_interleaved
+
+    with pytest.raises(GraphCaptureError) as exc:   # no GPU here: capture fails like an uncapturable network
+        time_interleaved([(torch.nn.Identity(), torch.zeros(1))], gpu=True, budget=QUICK, graphs=True)
+    assert "cannot be captured in a CUDA graph" in str(exc.value) and "--no-cuda-graphs" in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_bench_reports_a_model_graphs_cannot_capture_and_times_the_rest(monkeypatch):
+    from patsearch.profiler import bench, timing
+    from patsearch.profiler.devices import Protocol
+
+    def fake(items, **kw):
+        if any(module == "uncapturable" for module, _ in items):
+            raise timing.GraphCaptureError("no")
+        return [timing.Timing(2.0, 2.0, 2.0, 9, 1) for _ in items]
+
+    monkeypatch.setattr(timing, "time_interleaved", fake)
+    protocol = Protocol(metric="throughput", batch=256, cuda_graphs=True)
+    got = bench._time_chunk([("a", None), ("uncapturable", None), ("b", None)], gpu=True, budget=QUICK,
+                            protocol=protocol)
+    assert got[0].median_ms == 2.0 and got[1] is None and got[2].median_ms == 2.0

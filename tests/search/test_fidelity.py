@@ -67,6 +67,10 @@ def test_report_fields_and_types_with_the_real_trainer(tmp_path, tiny_profile):
     reference = json.loads((opts.records_dir / "r00.reference.json").read_text())
     assert len(reference["curve"]) == 5 and reference["curve"][-1] == pytest.approx(reference["top1"], abs=1e-6)
     assert len(json.loads((opts.records_dir / "r00.proxy.s1.json").read_text())["curve"]) == 1
+    # ... and its losses, one per epoch, from this training's own history (the runner is reused across jobs)
+    assert len(reference["curve_val_loss"]) == 5 and len(reference["curve_train_loss"]) == 5
+    assert all(math.isfinite(v) and v > 0 for v in reference["curve_val_loss"])
+    assert report["curve_kendall_tau"].keys() == {"val_loss"}  # 1 epoch: no top-1 curve, but a final loss
 
 
 def test_a_killed_run_resumes_without_retraining(tmp_path, tiny_profile):
@@ -157,6 +161,9 @@ def test_learning_curve_scores_come_from_the_recorded_curves(tmp_path, tiny_prof
             if on_epoch_end is not None and settings.epochs == 2:  # the proxy; the reference keeps no curve here
                 on_epoch_end(0, 1 - 3 * final)
                 on_epoch_end(1, final)
+                # the runner's history: here the validation loss ranks like the final top-1
+                run_proxy.last_history = [{"val_loss": 3.0, "train_loss": 3.0}, {"val_loss": 2 - final,
+                                                                                    "train_loss": 2.0}]
             return final
 
         run_proxy.num_classes = 10
@@ -165,9 +172,11 @@ def test_learning_curve_scores_come_from_the_recorded_curves(tmp_path, tiny_prof
     two = _opts(tmp_path, tiny_profile, proxy=dataclasses.replace(PROXY, epochs=2))
     report = run_fidelity(two, make_runner=make_runner, load_profile=_load, score_free=cheap_free_scores).report
     assert report["kendall_tau"] == pytest.approx(1.0)
-    assert report["curve_kendall_tau"] == {"last2": pytest.approx(-1.0), "area": pytest.approx(-1.0)}
-    curves = [json.loads(p.read_text())["curve"] for p in two.records_dir.glob("r*.proxy.s*.json")]
-    assert len(curves) == 6 and all(len(c) == 2 and c[1] > c[0] for c in curves)
+    assert report["curve_kendall_tau"] == {"last2": pytest.approx(-1.0), "area": pytest.approx(-1.0),
+                                           "val_loss": pytest.approx(1.0)}
+    records = [json.loads(p.read_text()) for p in two.records_dir.glob("r*.proxy.s*.json")]
+    assert len(records) == 6 and all(len(r["curve"]) == 2 and r["curve"][1] > r["curve"][0] for r in records)
+    assert all(len(r["curve_val_loss"]) == 2 and r["curve_train_loss"] == [3.0, 2.0] for r in records)
     one = run_fidelity(_opts(tmp_path / "one", tiny_profile), make_runner=fake_runner_factory, load_profile=_load,
                        score_free=cheap_free_scores)
     assert "curve_kendall_tau" not in one.report  # one epoch: no curve to score
