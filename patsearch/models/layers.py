@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -73,7 +74,7 @@ class ConvBN(nn.Sequential):
     def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_dim, out_dim, kernel, stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_dim)
+        self.bn = BatchNorm2d(out_dim)
 
     def deploy(self) -> nn.Module:
         return fold_bn_into_conv(self.conv, self.bn)
@@ -105,6 +106,35 @@ def dense_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+class _ChannelsLastGradient(torch.autograd.Function):
+    """Identity whose backward hands on its gradient as a dense channels-last tensor."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose gradient arrives dense channels-last when its output is channels-last.
+
+    CUDA's BN backward runs its channels-last kernels only when the gradient is dense channels-last too. In PATNet
+    25 of T2's 66 BNs got a slice of ``torch.cat``'s gradient or an NCHW gradient from the attention's token
+    reshape, and ran the generic kernels: 7 ms of a 46 ms eager training step on an H200 (docs/BENCHMARKS.md). The guard
+    copies such a gradient once. Under torch.compile, inductor lays BN out itself: no guard.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if (self.training and out.requires_grad and not torch.compiler.is_compiling()
+                and dense_format(out) is torch.channels_last):
+            return _ChannelsLastGradient.apply(out)
+        return out
+
+
 def channel_stats(x: torch.Tensor, two_pass: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel spatial mean and unbiased standard deviation of (B, C, H, W), each (B, C).
 
@@ -133,7 +163,7 @@ class GaussianSE(nn.Module):
         self.kind = kind
         if kind in ("gauss", "srm"):
             self.conv = nn.Conv2d(dim, dim, (1, 2), groups=1 if kind == "gauss" else dim, bias=False)
-            self.bn = nn.BatchNorm2d(dim)
+            self.bn = BatchNorm2d(dim)
         elif kind == "se":
             hidden = max(dim // 4, 1)
             self.fc1 = nn.Conv2d(dim, hidden, 1)
@@ -212,7 +242,7 @@ class PartialChannelAttention(nn.Module):
         self.dim_untouched = dim - self.dim_conv
         self.conv = nn.Conv2d(self.dim_conv, self.dim_conv, 3, 1, 1, bias=False)
         self.attn = GaussianSE(self.dim_untouched, kind)
-        self.norm = nn.BatchNorm2d(self.dim_untouched)
+        self.norm = BatchNorm2d(self.dim_untouched)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
@@ -254,7 +284,7 @@ class FullChannelAttention(nn.Module):
         super().__init__()
         self.pconv = PartialConv(dim, n_div)
         self.attn = GaussianSE(dim, "gauss")
-        self.norm = nn.BatchNorm2d(dim)
+        self.norm = BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pconv(x)
@@ -497,17 +527,17 @@ class Mlp(nn.Module):
         super().__init__()
         self.spatial = spatial
         self.fc1 = nn.Conv2d(dim, hidden, 1, bias=False)
-        self.norm = nn.BatchNorm2d(hidden)
+        self.norm = BatchNorm2d(hidden)
         self.act = _act(act)
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=False)
         if spatial != "none":
             half = dim // 2
             self.half = half
-            self.sp_norm = nn.BatchNorm2d(dim - half)  # BN of z2, before its 1x1
+            self.sp_norm = BatchNorm2d(dim - half)  # BN of z2, before its 1x1
             self.sp_conv = nn.Conv2d(dim - half, dim - half, 1, bias=False)
             gate_in = half if spatial == "partial" else dim
             self.gate = nn.Conv2d(gate_in, 1, 1, bias=False)
-            self.gate_norm = nn.BatchNorm2d(gate_in)  # BN after gating
+            self.gate_norm = BatchNorm2d(gate_in)  # BN after gating
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.fc2(self.act(self.norm(self.fc1(x))))

@@ -273,3 +273,31 @@ def test_repeated_passes_average_and_resume(tmp_path, tiny_space):
     third = CountingFactory()
     _build(path, tiny_space, third, passes=3)
     assert len(third.built) == total
+
+
+def test_a_cuda_graph_protocol_times_layers_by_graph_replay_only(tmp_path, tiny_space, monkeypatch):
+    # GPU timing faked (no GPU here): each layer's entry is its graph replay time, with no eager timing, except
+    # a layer that cannot be captured, which is timed eagerly and marked.
+    from patsearch.profiler import timing
+
+    layers = tiny_space.layer_inputs()
+    uncapturable = sorted(layers)[0]
+    eager_calls = []
+    monkeypatch.setattr(timing, "configure", lambda device, protocol: None)
+    monkeypatch.setattr(timing, "prepare", lambda module, shape, device, protocol: (module, shape))
+    monkeypatch.setattr(timing, "time_graph", lambda module, x, budget: (
+        None if x == layers[uncapturable][1] else timing.Timing(2.0, 1.9, 2.1, 7, 1)))
+    monkeypatch.setattr(timing, "time_module", lambda module, x, **kw: (
+        eager_calls.append(x) or timing.Timing(5.0, 4.8, 5.2, 7, 1)))
+    dev = get_device("h200")
+    assert dev.protocol.cuda_graphs
+    profile = open_for_build(tmp_path / "h200.json", dev, dev.protocol, command="pytest")
+    build_table(profile, layers, dev, layer_factory=lambda spec, form: torch.nn.Identity(), budget=QUICK,
+                progress=False)
+    same_shape = [k for k in layers if layers[k][1] == layers[uncapturable][1]]
+    assert len(eager_calls) == len(same_shape)   # only the uncapturable shape was timed eagerly
+    for key, entry in profile.entries.items():
+        if key in same_shape:
+            assert entry["ms"] == 5.0 and entry["graph_failed"] and "graph_ms" not in entry
+        else:
+            assert entry["ms"] == entry["graph_ms"] == 2.0 and entry["graph_p10"] == 1.9
