@@ -166,14 +166,25 @@ def _(x: Tensor, gate: Tensor, scale: Tensor | None = None, shift: Tensor | None
 def scale_channels_backward(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None
                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dx, dgate, dscale, dshift); dscale and dshift are computed as if the affine were present."""
-    if uses_triton(x):
-        return _triton().scale_channels_backward(grad, _readable(x), gate, scale)
-    dx, dgate, dscale, dshift = reference.scale_channels_backward(grad, x, gate, scale)
-    return _dense_like(dx, x), dgate, dscale, dshift
+    return _gated_affine_backward("scale_channels_backward", grad, x, gate, scale)
 
 
 @scale_channels_backward.register_fake
 def _(grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return _empty_gated_affine_grads(x, gate, scale)
+
+
+def _gated_affine_backward(name: str, grad: Tensor, x: Tensor, gate: Tensor, scale: Tensor | None
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The backward of a gate-times-input-then-affine op (``scale_channels``, ``spatial_gate``): the kernel or
+    reference function of that ``name``, the input's gradient dense in the input's layout."""
+    if uses_triton(x):
+        return getattr(_triton(), name)(grad, _readable(x), gate, scale)
+    dx, dgate, dscale, dshift = getattr(reference, name)(grad, x, gate, scale)
+    return _dense_like(dx, x), dgate, dscale, dshift
+
+
+def _empty_gated_affine_grads(x: Tensor, gate: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     wdtype = scale.dtype if scale is not None else x.dtype
     c = x.shape[1]
     return (_empty_dense_like(x), torch.empty_like(gate, memory_format=torch.contiguous_format),
@@ -239,18 +250,12 @@ def _(z: Tensor, weight: Tensor, scale: Tensor | None = None, shift: Tensor | No
 def spatial_gate_backward(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(dz, dweight, dscale, dshift); dscale and dshift are computed as if the affine were present."""
-    if uses_triton(z):
-        return _triton().spatial_gate_backward(grad, _readable(z), weight, scale)
-    dz, dweight, dscale, dshift = reference.spatial_gate_backward(grad, z, weight, scale)
-    return _dense_like(dz, z), dweight, dscale, dshift
+    return _gated_affine_backward("spatial_gate_backward", grad, z, weight, scale)
 
 
 @spatial_gate_backward.register_fake
 def _(grad: Tensor, z: Tensor, weight: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    wdtype = scale.dtype if scale is not None else z.dtype
-    c = z.shape[1]
-    return (_empty_dense_like(z), torch.empty_like(weight, memory_format=torch.contiguous_format),
-            z.new_empty((c,), dtype=wdtype), z.new_empty((c,), dtype=wdtype))
+    return _empty_gated_affine_grads(z, weight, scale)
 
 
 def _spatial_gate_setup(ctx, inputs, output) -> None:
