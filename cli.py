@@ -480,6 +480,9 @@ def proxy_check(
                                                                            "records go beside it)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where folder subsets are linked (runs/.proxy-data)."),
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
+    exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives",
+                                                  help="Let --also-proxy train on more than 1/5 of the reference's "
+                                                       "images (e.g. a longer proxy); the report marks each."),
 ) -> None:
     """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
     import dataclasses
@@ -506,7 +509,8 @@ def proxy_check(
     opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
                            reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
-                           out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile)
+                           out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile,
+                           exploratory_alternatives=exploratory_alternatives)
     try:
         run_fidelity(opts, console=console())
     except KeyboardInterrupt:

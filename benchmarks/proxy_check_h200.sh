@@ -22,6 +22,8 @@ REF_EPOCHS=${REF_EPOCHS:-10}  # 25 for the proof's 5-epoch 64 px proxy (5x its t
 REF_SEEDS=${REF_SEEDS:-1}     # 3: average the reference over seeds (its own noise caps the measurable tau)
 PROXY=${PROXY:---proxy-epochs 3 --proxy-resolution 32 --proxy-train-samples 20000 --proxy-val-samples 2000}
 ALSO=${ALSO---also-proxy epochs=2,resolution=64}  # ALSO= (empty): no alternative proxy
+# ALSO may add --exploratory-alternatives: an alternative longer than 1/5 of the reference (e.g. epochs=10 against the
+# 25-epoch reference), marked in the report, as a cheap look before paying for a longer reference
 # The reference trains on the whole training split and scores the whole test split, whatever the proxy holds out.
 REFERENCE=${REFERENCE:-train_samples=all,val_samples=all,holdout=none}
 mkdir -p "$OUT"

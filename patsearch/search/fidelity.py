@@ -72,6 +72,11 @@ class FidelityOptions:
     workers_per_gpu: int = 1  # launch-bound proxies: several worker processes share each GPU
     stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
     allow_stale_profile: bool = False
+    # Alternatives may train on more than 1/REFERENCE_FACTOR of the reference's images (e.g. a 10-epoch proxy
+    # against a 25-epoch reference): a cheap look at whether a longer proxy is worth a longer reference. The
+    # report gives each alternative its ``reference_factor`` and ``meets_reference_rule``; the proxy itself
+    # always keeps the rule.
+    exploratory_alternatives: bool = False
 
     def __post_init__(self) -> None:
         if self.reference is None:
@@ -94,14 +99,19 @@ class FidelityOptions:
                                 f"{ref.resolution} px; the reference must train at the same or a higher resolution")
         ref_per_epoch = ref.train_images()  # each call counts a folder's files: once per settings
         ref_images = ref.epochs * ref_per_epoch
-        for name, p in (("the proxy", proxy), *((f"--also-proxy {i}", a) for i, a in enumerate(self.alternatives, 1))):
+        checked = [("the proxy", proxy)]
+        if not self.exploratory_alternatives:
+            checked += [(f"--also-proxy {i}", a) for i, a in enumerate(self.alternatives, 1)]
+        for name, p in checked:
             per_epoch = p.train_images()
             images = p.epochs * per_epoch
             if ref_images < REFERENCE_FACTOR * images:
                 need = math.ceil(REFERENCE_FACTOR * images / ref_per_epoch)
                 raise UserError(f"the reference trains on {ref_images:,} images ({ref.epochs} epochs x "
                                 f"{ref_per_epoch:,}), less than {REFERENCE_FACTOR}x {name}'s {images:,} "
-                                f"({p.epochs} x {per_epoch:,}); give --reference-epochs {need} or more")
+                                f"({p.epochs} x {per_epoch:,}); give --reference-epochs {need} or more"
+                                + ("" if name == "the proxy" else ", or --exploratory-alternatives to measure it "
+                                   "anyway (the report marks it)"))
         if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
             raise UserError(f"--workers-per-gpu must be a positive integer, got {self.workers_per_gpu!r}")
         if not isinstance(self.n, int) or self.n < 3:
@@ -147,6 +157,11 @@ class FidelityOptions:
         if kind.startswith(ALTERNATIVE) and kind[len(ALTERNATIVE):].isdigit():
             return self.alternatives[int(kind[len(ALTERNATIVE):]) - 1]
         raise ValueError(f"no proxy settings for job kind {kind!r}")
+
+
+def reference_factor(reference: ProxySettings, proxy: ProxySettings) -> float:
+    """How many times the proxy's training images (epochs x set size) the reference trains on."""
+    return reference.epochs * reference.train_images() / max(1, proxy.epochs * proxy.train_images())
 
 
 def _same_data(a: ProxySettings, b: ProxySettings) -> bool:
@@ -437,7 +452,10 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     for kind, settings in zip(kinds[1:], opts.alternatives, strict=True):
         scored = [r for r in rows if r["reference_top1"] is not None and f"{r['id']}.free" in records
                   and all(t is not None for t in r["alternatives_top1"][kind])]
-        alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored)})
+        factor = reference_factor(opts.reference, settings)
+        alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored),
+                             "reference_factor": round(factor, 2),
+                             "meets_reference_rule": factor >= REFERENCE_FACTOR})
     tau = main["kendall_tau"]
     extra: dict[str, Any] = {}
     if opts.reference_seeds > 1:
@@ -652,7 +670,9 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
         st = alt["settings"]
         console.print(f"  {alt['kind']} ({st['epochs']} ep at {st['resolution']} px, {st['train_samples'] or 'all'} "
                       f"images) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}, Spearman "
-                      f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training")
+                      f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training"
+                      + ("" if alt["meets_reference_rule"] else f" (exploratory: the reference trains on only "
+                                                                  f"{alt['reference_factor']}x its images)"))
     console.print(f"wrote {json_path}" + (f" and {png}" if png else ""))
     return FidelityResult(report, json_path, png, ran)
 

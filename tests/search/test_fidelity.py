@@ -368,6 +368,7 @@ def test_alternative_proxies_are_measured_against_the_same_reference():
     assert a["kind"] == "alt1" and a["n"] == 4 and a["kendall_tau"] == 1.0 and a["mean_seconds"] == 3.0
     assert a["seed_std"] == pytest.approx(100 * math.sqrt(0.01 ** 2 / 2), abs=1e-3)
     assert a["settings"]["resolution"] == 64
+    assert a["reference_factor"] == 5.0 and a["meets_reference_rule"] is True   # the default reference: 5x epochs
     assert report["rows"][0]["alternatives_top1"]["alt1"] == [pytest.approx(0.5), pytest.approx(0.51)]
     del records["r1.alt1.s1"]  # an alternative missing a seed leaves that network out of its figures only
     partial = build_report(opts, plan, records)
@@ -389,7 +390,8 @@ def test_apply_overrides_parses_and_refuses():
 
 
 @pytest.mark.parametrize("kw,fragment", [
-    (dict(alternatives=(dataclasses.replace(PROXY, epochs=2),)), "less than 5x --also-proxy 1's 128 (2 x 64)"),
+    (dict(alternatives=(dataclasses.replace(PROXY, epochs=2),)), "less than 5x --also-proxy 1's 128 (2 x 64); give "
+     "--reference-epochs 10 or more, or --exploratory-alternatives to measure it anyway (the report marks it)"),
     (dict(alternatives=(dataclasses.replace(PROXY, resolution=128),)), "above the reference's 64 px"),
     (dict(alternatives=(PROXY,)), "is the same as the proxy"),
     (dict(alternatives=(dataclasses.replace(PROXY, data="/x"),)), "must train on the proxy's --data"),
@@ -445,3 +447,21 @@ def test_gpus_means_what_the_search_means(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert parse_devices("all") == []             # no GPU: this process
+
+
+def test_an_exploratory_alternative_may_be_longer_and_is_marked_so():
+    """--exploratory-alternatives lets an alternative train on more than 1/5 of the reference's images (a longer
+    proxy against the existing reference); the proxy itself keeps the rule, and the report marks the alternative."""
+    longer = dataclasses.replace(PROXY, epochs=2)
+    opts = FidelityOptions(proxy=PROXY, alternatives=(longer,), n=4, seeds=(0,), exploratory_alternatives=True)
+    plan = [{"id": f"r{i}", "source": "random", "resolution": 32, "predicted": {}, "arch": {}} for i in range(4)]
+    records = {}
+    for i in range(4):
+        records[f"r{i}.reference"] = {"key": f"r{i}.reference", "top1": 0.1 * i, "seconds": 1.0}
+        records[f"r{i}.free"] = {"key": f"r{i}.free", "params": 1, "flops": 1, "synflow": 1.0, "seconds": 0.1}
+        for kind in ("proxy", "alt1"):
+            records[f"r{i}.{kind}.s0"] = {"key": f"r{i}.{kind}.s0", "top1": 0.1 * i, "seconds": 1.0}
+    (alt,) = build_report(opts, plan, records)["alternatives"]
+    assert alt["reference_factor"] == 2.5 and alt["meets_reference_rule"] is False and alt["kendall_tau"] == 1.0
+    with pytest.raises(UserError, match="less than 5x the proxy's"):   # never for the proxy itself
+        FidelityOptions(proxy=longer, reference=dataclasses.replace(PROXY, epochs=5), exploratory_alternatives=True)
