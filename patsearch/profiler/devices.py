@@ -128,7 +128,7 @@ DEVICES: dict[str, Device] = {
     # The paper does not state a GPU precision; on Hopper the deployment precision is bf16 with channels-last
     # tensors (tensor cores), so that is the h100 default. --dtype float32 gives the paper-style protocol.
     # h200 also times CUDA graph replays (--no-cuda-graphs: eager): its fresh eager validation missed +-10% only
-    # on launch-bound networks whose own measurements spread 14-84% (docs/BENCHMARKS.md). The shipped h100
+    # on launch-bound networks whose own measurements spread 6.6-84% (docs/BENCHMARKS.md). The shipped h100
     # table predates the option and stays eager.
     "h100": Device("h100", "cuda", "NVIDIA H100, batch 256 throughput, bf16 + channels-last",
                    dataclasses.replace(_GPU_THROUGHPUT, dtype="bfloat16", channels_last=True),
