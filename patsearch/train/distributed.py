@@ -99,6 +99,20 @@ def init_distributed(device: str | torch.device = "auto") -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
+def wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """``model`` under DistributedDataParallel when ``ctx`` runs several processes, else ``model`` itself.
+
+    DDP may warn once that "grad strides do not match bucket view strides" for a channels-last 1x1 conv weight:
+    autograd's gradient is contiguous, the same bytes with other strides in the size-1 dims. It costs nothing here:
+    without ``gradient_as_bucket_view`` every gradient is copied into its bucket each step anyway, and with it the
+    ``set_to_none`` zeroing of the step would make the gradient anew each step all the same.
+    """
+    if not ctx.enabled:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
 def cleanup(ctx: DistContext) -> None:
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -88,6 +88,7 @@ from patsearch.train.distributed import (
     cleanup,
     init_distributed,
     shard_indices,
+    wrap_ddp,
 )
 from patsearch.train.engine import (
     GraphedTrainStep,
@@ -419,10 +420,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train from the current state to the recipe's last epoch (or ``max_steps``); returns :meth:`result`."""
         o, ctx, rec = self.opts, self.ctx, self.rec
-        train_model: nn.Module = self.model
-        if ctx.enabled:
-            train_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        train_model: nn.Module = wrap_ddp(self.model, ctx)
         if o.compile:
             train_model = torch.compile(train_model)
         self.train_model = train_model

@@ -10,7 +10,7 @@ import torch
 from train_helpers import TINY_ARCH
 
 from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, train_transform
-from patsearch.train.distributed import ShardedBatchSampler, cleanup, init_distributed
+from patsearch.train.distributed import ShardedBatchSampler, cleanup, init_distributed, wrap_ddp
 from patsearch.train.engine import TrainStep, build_criterion, build_model
 from patsearch.train.loop import make_datasets
 from patsearch.train.recipe import load_recipe
@@ -28,7 +28,7 @@ def one_step_gradients(ctx) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     model = build_model(TINY_ARCH, 10)
     model.eval()
-    wrapped = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+    wrapped = wrap_ddp(model, ctx)   # the trainer's own wrapping
     criterion, _ = build_criterion(recipe, 10)
     step = TrainStep(wrapped, torch.optim.SGD(model.parameters(), lr=0.0), criterion, ctx.device)
     step(DeviceNormalizer(ctx.device)(images), labels)
