@@ -388,14 +388,12 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
                     # predictor then uses: no eager timing; a layer that cannot be captured is timed eagerly, marked
                     graph = (time_graph(module, x, budget=budget)
                              if protocol.cuda_graphs and not (entry or {}).get("graph_failed") else None)
+                    timing = graph or time_module(module, x, gpu=gpu, budget=budget, clock=protocol.clock)
+                    entry = _add_pass(entry, timing.to_dict(), shape)
                     if graph is not None:
-                        entry = _add_pass(entry, graph.to_dict(), shape)
                         entry.update(graph_ms=entry["ms"], graph_p10=entry["p10"])
-                    else:
-                        timing = time_module(module, x, gpu=gpu, budget=budget, clock=protocol.clock).to_dict()
-                        entry = _add_pass(entry, timing, shape)
-                        if protocol.cuda_graphs:
-                            entry["graph_failed"] = True
+                    elif protocol.cuda_graphs:
+                        entry["graph_failed"] = True
                 if gpu and "graph_ms" not in entry and not entry.get("graph_failed"):
                     graph = time_graph(module, x, budget=budget)
                     if graph is None:

@@ -99,19 +99,22 @@ class FidelityOptions:
                                 f"{ref.resolution} px; the reference must train at the same or a higher resolution")
         ref_per_epoch = ref.train_images()  # each call counts a folder's files: once per settings
         ref_images = ref.epochs * ref_per_epoch
-        checked = [("the proxy", proxy)]
-        if not self.exploratory_alternatives:
-            checked += [(f"--also-proxy {i}", a) for i, a in enumerate(self.alternatives, 1)]
-        for name, p in checked:
+        factors = []
+        for i, p in enumerate((proxy, *self.alternatives)):
             per_epoch = p.train_images()
             images = p.epochs * per_epoch
-            if ref_images < REFERENCE_FACTOR * images:
+            factors.append(ref_images / max(1, images))
+            if ref_images < REFERENCE_FACTOR * images and (i == 0 or not self.exploratory_alternatives):
                 need = math.ceil(REFERENCE_FACTOR * images / ref_per_epoch)
+                name = "the proxy" if i == 0 else f"--also-proxy {i}"
                 raise UserError(f"the reference trains on {ref_images:,} images ({ref.epochs} epochs x "
                                 f"{ref_per_epoch:,}), less than {REFERENCE_FACTOR}x {name}'s {images:,} "
                                 f"({p.epochs} x {per_epoch:,}); give --reference-epochs {need} or more"
-                                + ("" if name == "the proxy" else ", or --exploratory-alternatives to measure it "
-                                   "anyway (the report marks it)"))
+                                + ("" if i == 0 else ", or --exploratory-alternatives to measure it anyway (the "
+                                   "report marks it)"))
+        # How many times each alternative's training images the reference trains on: counted here once (each
+        # count lists a folder), reported by build_report.
+        object.__setattr__(self, "_alternative_factors", tuple(factors[1:]))
         if not isinstance(self.workers_per_gpu, int) or self.workers_per_gpu < 1:
             raise UserError(f"--workers-per-gpu must be a positive integer, got {self.workers_per_gpu!r}")
         if not isinstance(self.n, int) or self.n < 3:
@@ -124,6 +127,11 @@ class FidelityOptions:
             raise UserError(f"--stop-after must be a positive number of seconds, got {self.stop_after}")
         if not str(self.out).endswith(".json"):
             raise UserError(f"--out must name a .json file (the PNG goes beside it), got {self.out!r}")
+
+    @property
+    def alternative_reference_factors(self) -> tuple[float, ...]:
+        """How many times each alternative's training images (epochs x set size) the reference trains on."""
+        return self._alternative_factors
 
     @property
     def records_dir(self) -> Path:
@@ -157,11 +165,6 @@ class FidelityOptions:
         if kind.startswith(ALTERNATIVE) and kind[len(ALTERNATIVE):].isdigit():
             return self.alternatives[int(kind[len(ALTERNATIVE):]) - 1]
         raise ValueError(f"no proxy settings for job kind {kind!r}")
-
-
-def reference_factor(reference: ProxySettings, proxy: ProxySettings) -> float:
-    """How many times the proxy's training images (epochs x set size) the reference trains on."""
-    return reference.epochs * reference.train_images() / max(1, proxy.epochs * proxy.train_images())
 
 
 def _same_data(a: ProxySettings, b: ProxySettings) -> bool:
@@ -449,10 +452,10 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         baselines_rho[name] = corr(spearman, ranks, ref)
     main = stats(PROXY, complete)
     alternatives = []
-    for kind, settings in zip(kinds[1:], opts.alternatives, strict=True):
+    for kind, settings, factor in zip(kinds[1:], opts.alternatives, opts.alternative_reference_factors,
+                                     strict=True):
         scored = [r for r in rows if r["reference_top1"] is not None and f"{r['id']}.free" in records
                   and all(t is not None for t in r["alternatives_top1"][kind])]
-        factor = reference_factor(opts.reference, settings)
         alternatives.append({"kind": kind, "settings": _settings_dict(settings), **stats(kind, scored),
                              "reference_factor": round(factor, 2),
                              "meets_reference_rule": factor >= REFERENCE_FACTOR})

@@ -239,7 +239,6 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
         return float(final["top1"]) / 100.0
 
     run_proxy.num_classes = num_classes  # type: ignore[attr-defined]
-    run_proxy.last_history = []  # type: ignore[attr-defined]
     run_proxy.device = device  # type: ignore[attr-defined]
     return run_proxy
 
