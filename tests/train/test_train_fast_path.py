@@ -70,16 +70,21 @@ def test_batch_size_below_one_is_refused_before_any_work(batch, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_cli_batch_size_zero_is_one_line(tmp_path, monkeypatch, capsys):
+def _cli_train_error(tmp_path, monkeypatch, capsys, *flags: str) -> tuple[int, str]:
+    """Exit code and stderr of ``patsearch train`` on a tiny arch with these extra flags (a bad-input run)."""
     import cli
 
     arch = write_tiny_arch(tmp_path)
     monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--arch", str(arch), "--device", "cpu", "--no-progress",
-                                      "--out", str(tmp_path / "run"), "--batch-size", "0"])
+                                      "--out", str(tmp_path / "run"), *flags])
     with pytest.raises(SystemExit) as exc:
         cli.main()
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and err == "error: --batch-size must be a positive integer (the global batch), got 0"
+    return exc.value.code, capsys.readouterr().err.strip()
+
+
+def test_cli_batch_size_zero_is_one_line(tmp_path, monkeypatch, capsys):
+    code, err = _cli_train_error(tmp_path, monkeypatch, capsys, "--batch-size", "0")
+    assert code == 2 and err == "error: --batch-size must be a positive integer (the global batch), got 0"
     assert not (tmp_path / "run").exists()
 
 
@@ -209,13 +214,6 @@ def test_the_proxy_recipe_has_no_file_loader_and_bad_loaders_are_named(tmp_path)
 
 
 def test_cli_bad_data_loader_is_one_line(tmp_path, monkeypatch, capsys):
-    import cli
-
-    arch = write_tiny_arch(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--arch", str(arch), "--device", "cpu", "--no-progress",
-                                      "--out", str(tmp_path / "run"), "--data-loader", "gpu"])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and err == "error: --data-loader must be one of auto, files, device, got 'gpu'"
+    code, err = _cli_train_error(tmp_path, monkeypatch, capsys, "--data-loader", "gpu")
+    assert code == 2 and err == "error: --data-loader must be one of auto, files, device, got 'gpu'"
     assert not (tmp_path / "run").exists()
