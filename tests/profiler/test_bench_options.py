@@ -30,6 +30,7 @@ def test_yaml_round_trip_gives_equal_options(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"group": 0}, "--group must be at least 1, got 0"),
+    ({"cuda_graphs": "yes"}, "--cuda-graphs must be true, false or unset, got 'yes'"),
     ({"resolution": 16}, "--resolution must be an integer of at least 32, got 16"),
     ({"resolution": 224.0}, "--resolution must be an integer of at least 32, got 224.0"),
     ({"format": "html"}, "--format must be md, csv or json, got 'html'"),
@@ -124,6 +125,8 @@ def test_cli_flags_given_override_the_file_and_defaults_do_not(tmp_path, monkeyp
 @pytest.mark.parametrize("argv, message", [
     (["--group", "0", "--device", "cpu"], "error: --group must be at least 1, got 0"),
     (["--device", "cpu", "--format", "html"], "error: --format must be md, csv or json, got 'html'"),
+    (["--device", "epyc", "--cuda-graphs"], "error: --cuda-graphs needs a GPU device; epyc is a CPU (drop the flag, "
+                                            "or use --no-cuda-graphs)"),
     ([], "error: --device is required (or an --options file that sets device)"),
 ])
 def test_cli_errors_are_one_line(monkeypatch, capsys, seen, argv, message):

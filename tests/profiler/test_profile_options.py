@@ -78,6 +78,8 @@ def test_cli_flags_given_override_the_file_and_defaults_do_not(tmp_path, monkeyp
 @pytest.mark.parametrize("argv, message", [
     (["--passes", "0", "--device", "cpu"], "error: --passes must be at least 1, got 0"),
     ([], "error: --device is required (or an --options file that sets device)"),
+    (["--device", "cpu", "--cuda-graphs"], "error: --cuda-graphs needs a GPU device; cpu is a CPU (drop the flag, "
+                                           "or use --no-cuda-graphs)"),
 ])
 def test_cli_errors_are_one_line(monkeypatch, capsys, argv, message):
     import cli
