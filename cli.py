@@ -483,6 +483,10 @@ def proxy_check(
     exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives",
                                                   help="Let --also-proxy train on more than 1/5 of the reference's "
                                                        "images (e.g. a longer proxy); the report marks each."),
+    reuse_records: Path | None = typer.Option(None, help="The .records folder of an earlier check: its trainings "
+                                                         "with the same network, settings and seed are copied in "
+                                                         "instead of retrained (e.g. when only the reference "
+                                                         "changes)."),
 ) -> None:
     """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
     import dataclasses
@@ -510,7 +514,8 @@ def proxy_check(
                            reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
                            out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile,
-                           exploratory_alternatives=exploratory_alternatives)
+                           exploratory_alternatives=exploratory_alternatives,
+                           reuse_records=str(reuse_records) if reuse_records else None)
     try:
         run_fidelity(opts, console=console())
     except KeyboardInterrupt:

@@ -95,4 +95,30 @@ def pooled_std(groups: Sequence[Sequence[float]]) -> float | None:
     return math.sqrt(ss / dof)
 
 
-__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se", "pooled_std"]
+def bootstrap_interval(a: Sequence[float], b: Sequence[float], statistic=None, *, resamples: int = 2000,
+                       level: float = 0.95, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of a rank statistic (default Kendall's tau-b) over the paired items.
+
+    With 20 networks one tau moves by about 0.1 when a few networks are swapped for others like them: the
+    interval says how far a measured tau can be trusted. Resamples whose statistic is undefined (all ties) are
+    dropped. None with fewer than 3 pairs."""
+    x, y = _pair(a, b)
+    if len(x) < 3:
+        return None
+    if not 0 < level < 1 or resamples < 10:
+        raise ValueError(f"need 0 < level < 1 and resamples >= 10, got {level} and {resamples}")
+    statistic = statistic or (lambda u, v: kendall_tau(u, v, use_scipy=False))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        v = statistic(x[idx], y[idx])
+        if math.isfinite(v):
+            values.append(v)
+    if not values:
+        return None
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se", "bootstrap_interval", "pooled_std"]

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from patsearch.ranking import average_ranks, binomial_se, kendall_tau, pooled_std, spearman
+from patsearch.ranking import average_ranks, binomial_se, bootstrap_interval, kendall_tau, pooled_std, spearman
 
 
 @pytest.mark.parametrize("use_scipy", [False, True])  # without scipy installed both run the numpy fallback
@@ -72,3 +72,19 @@ def test_scipy_is_used_when_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.stats", stats)
     assert kendall_tau([1, 2, 3], [1, 2, 3]) == 0.25 and spearman([1, 2, 3], [1, 2, 3]) == 0.75
     assert kendall_tau([1, 2, 3], [1, 2, 3], use_scipy=False) == pytest.approx(1.0)
+
+
+def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_more_items():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=200)
+    noisy = truth + rng.normal(scale=1.0, size=200)
+    small = bootstrap_interval(truth[:20], noisy[:20])
+    large = bootstrap_interval(truth, noisy)
+    for (lo, hi), n in ((small, 20), (large, 200)):
+        assert lo < kendall_tau(truth[:n], noisy[:n]) < hi
+    assert large[1] - large[0] < 0.6 * (small[1] - small[0])  # about 1/sqrt(10) as wide
+    assert bootstrap_interval(truth[:20], noisy[:20]) == small  # seeded: the same interval each time
+    assert bootstrap_interval(truth[:20], truth[:20]) == (1.0, 1.0)
+    assert bootstrap_interval([1, 2], [2, 1]) is None
+    with pytest.raises(ValueError, match="0 < level < 1"):
+        bootstrap_interval(truth, noisy, level=95)

@@ -77,6 +77,9 @@ class FidelityOptions:
     # report gives each alternative its ``reference_factor`` and ``meets_reference_rule``; the proxy itself
     # always keeps the rule.
     exploratory_alternatives: bool = False
+    # The records folder of another check: its trainings whose settings (and network) match one of this check's
+    # jobs are copied in instead of retrained, e.g. the proxies of a check when only the reference grows longer.
+    reuse_records: str | None = None
 
     def __post_init__(self) -> None:
         if self.reference is None:
@@ -181,6 +184,50 @@ def _settings_dict(s: ProxySettings) -> dict[str, Any]:
          if k not in ("device", "workers", "subset_dir", "data", "cuda_graph")}
     d["data_id"] = s.data_id()
     return d
+
+
+def _job_settings(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The training settings of each job kind of a check's stored settings, without the seed (each job has its own)."""
+    kinds = {PROXY: settings["proxy"], REFERENCE: settings["reference"]}
+    kinds.update({f"{ALTERNATIVE}{i}": alt for i, alt in enumerate(settings.get("alternatives", []), 1)})
+    return {kind: {k: v for k, v in d.items() if k != "seed"} for kind, d in kinds.items()}
+
+
+def _arch_key(arch: dict[str, Any]) -> str:
+    return json.dumps(arch, sort_keys=True)
+
+
+def import_records(opts: FidelityOptions, plan: Sequence[dict[str, Any]], jobs: Sequence[Job],
+                   store: RecordStore) -> int:
+    """Copy into ``store`` the trainings of the check at ``opts.reuse_records`` that one of ``jobs`` would repeat:
+    the same network, training settings and seed (free scores: the same network and reference resolution).
+    Returns how many records were copied; each keeps a ``reused_from`` field."""
+    source = Path(str(opts.reuse_records))
+    plan_path = source / "plan.json"
+    if not plan_path.is_file():
+        raise UserError(f"--reuse-records {source}: no plan.json there; give the .records folder of an earlier "
+                        "proxy-check (it sits beside that check's report)")
+    other = json.loads(plan_path.read_text())
+    their_kinds = _job_settings(other["settings"])
+    my_kinds = _job_settings(opts.settings())
+    same_kinds = {mine: [theirs for theirs, t in their_kinds.items() if t == m] for mine, m in my_kinds.items()}
+    same_kinds[FREE] = [FREE] if their_kinds[REFERENCE]["resolution"] == my_kinds[REFERENCE]["resolution"] else []
+    their_id = {_arch_key(row["arch"]): row["id"] for row in other["plan"]}
+    theirs = {(r.get("arch_id"), r.get("kind"), r.get("seed", 0)): r for r in RecordStore(source).load().values()}
+    rows = {row["id"]: row for row in plan}
+    have = store.load(j.key for j in jobs)
+    copied = 0
+    for job in jobs:
+        arch_id = their_id.get(_arch_key(rows[job.arch_id]["arch"]))
+        if job.key in have or arch_id is None:
+            continue
+        for kind in same_kinds.get(job.kind, []):
+            record = theirs.get((arch_id, kind, job.seed))
+            if record is not None:
+                store.write(dict(record, key=job.key, arch_id=job.arch_id, kind=job.kind, reused_from=str(source)))
+                copied += 1
+                break
+    return copied
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -368,7 +415,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
     """The JSON report from the records so far (rows missing a training are listed but not correlated)."""
     import numpy as np
 
-    from patsearch.ranking import average_ranks, kendall_tau, pooled_std, spearman
+    from patsearch.ranking import average_ranks, bootstrap_interval, kendall_tau, pooled_std, spearman
 
     kinds = proxy_kinds(len(opts.alternatives))
     rows = []
@@ -424,9 +471,12 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
             # the final validation loss, negated: graded where top-1 counts only the arg-max
             extra.setdefault("curve_kendall_tau", {})["val_loss"] = corr(
                 kendall_tau, [-float(np.mean([c[-1] for c in per_seed])) for per_seed in losses], ref)
+        interval = bootstrap_interval(mean, ref)
         return {
             "n": len(scored),
             "kendall_tau": corr(kendall_tau, mean, ref),
+            # over networks like these: a 95% bootstrap interval (20 networks leave about +-0.15)
+            "kendall_tau_ci95": None if interval is None else [round(v, 4) for v in interval],
             "spearman": corr(spearman, mean, ref),
             "seed_std": seed_std,
             "single_seed_kendall_tau": {str(s): corr(kendall_tau, [t[i] for t in tops], ref)
@@ -468,6 +518,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         "version": REPORT_VERSION,
         "n": len(complete),
         "kendall_tau": tau,
+        "kendall_tau_ci95": main["kendall_tau_ci95"],
         "spearman": main["spearman"],
         "seed_std": main["seed_std"],
         "baselines": baselines,
@@ -640,11 +691,13 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
         for settings in (opts.proxy, opts.reference, *opts.alternatives):
             prepare_folder(settings)  # the linked subsets, built once here rather than raced for by every worker
     store = RecordStore(opts.records_dir)
+    reused = 0 if opts.reuse_records is None else import_records(opts, plan, jobs, store)
     already = len(store.load(j.key for j in jobs))
     where = f"{len(devices)} worker process(es) on {'GPUs ' + ','.join(devices) if devices[0] != 'cpu' else 'CPU'}" \
         if devices else "this process"
     console.print(f"[bold]proxy-check[/bold] {len(plan)} networks ({sum(r['source'] == 'variant' for r in plan)} "
-                  f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}; running in {where}")
+                  f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}"
+                  + (f" ({reused} copied from {opts.reuse_records})" if reused else "") + f"; running in {where}")
     start = time.time()
     deadline = None if opts.stop_after is None else start + opts.stop_after
     with progress_bar(console=console) as progress:
@@ -666,13 +719,20 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     png = plot_report(report, opts.png)
     state = "complete" if report["complete"] else f"partial ({report['jobs']['done']}/{report['jobs']['total']} " \
                                                   "jobs; rerun the same command to continue)"
-    console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}, Spearman "
+    def interval(ci) -> str:
+        return "" if ci is None else f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})"
+
+    console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}"
+                  f"{interval(report['kendall_tau_ci95'])}, Spearman "
                   f"{report['spearman']}, proxy seed std {report['seed_std']} points; free scores (tau): "
                   + ", ".join(f"{k} {v}" for k, v in report["baselines"].items()) + f" [{state}]")
     for alt in report["alternatives"]:
         st = alt["settings"]
+        shape = "".join(f", {name} {st[key]}" for key, name in (("batch_size", "batch"), ("lr", "lr"))
+                        if st[key] is not None)
         console.print(f"  {alt['kind']} ({st['epochs']} ep at {st['resolution']} px, {st['train_samples'] or 'all'} "
-                      f"images) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}, Spearman "
+                      f"images{shape}) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}"
+                      f"{interval(alt['kendall_tau_ci95'])}, Spearman "
                       f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training"
                       + ("" if alt["meets_reference_rule"] else f" (exploratory: the reference trains on only "
                                                                   f"{alt['reference_factor']}x its images)"))
@@ -681,4 +741,4 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
 
 
 __all__ = ["FidelityOptions", "FidelityResult", "apply_overrides", "build_report", "default_reference",
-           "free_scores", "make_jobs", "plan_networks", "proxy_kinds", "run_fidelity"]
+           "free_scores", "import_records", "make_jobs", "plan_networks", "proxy_kinds", "run_fidelity"]

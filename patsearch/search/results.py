@@ -261,7 +261,8 @@ def _fidelity_view(report: dict[str, Any], config: dict[str, Any]) -> dict[str, 
         return report
     for alt in report.get("alternatives") or []:
         if isinstance(alt, dict) and _proxy_matches(alt.get("settings") or {}, config):
-            return {**report, **{k: alt.get(k) for k in ("n", "kendall_tau", "spearman", "seed_std")},
+            return {**report, **{k: alt.get(k) for k in ("n", "kendall_tau", "kendall_tau_ci95", "spearman",
+                                                          "seed_std")},
                     "proxy_kind": alt.get("kind")}
     return None
 
@@ -459,7 +460,9 @@ def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
     if fidelity is not None:
         path, rep = fidelity
         ref = (rep.get("settings") or {}).get("reference") or {}
-        notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}, Spearman "
+        ci = rep.get("kendall_tau_ci95")
+        interval = f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if isinstance(ci, list) and len(ci) == 2 else ""
+        notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}{interval}, Spearman "
                      f"{rep.get('spearman')} against {ref.get('epochs')} epochs at {ref.get('resolution')} px over "
                      f"{rep.get('n')} networks; seed-to-seed std {rep.get('seed_std')} points; free scores (tau): "
                      + ", ".join(f"{k} {v}" for k, v in (rep.get("baselines") or {}).items()))

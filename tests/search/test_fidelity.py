@@ -52,6 +52,9 @@ def test_report_fields_and_types_with_the_real_trainer(tmp_path, tiny_profile):
     assert report["jobs"] == {"done": 12, "total": 12}  # 3 x (reference + 2 proxy seeds + free scores)
     for key in ("kendall_tau", "spearman"):
         assert report[key] is None or -1.0 <= report[key] <= 1.0
+    if report["kendall_tau"] is not None and report["kendall_tau_ci95"] is not None:
+        lo, hi = report["kendall_tau_ci95"]
+        assert -1.0 <= lo <= hi <= 1.0
     assert isinstance(report["seed_std"], float) and report["seed_std"] >= 0
     assert set(report["baselines"]) == {"params", "flops", "synflow"}
     assert all(v is None or isinstance(v, float) for v in report["baselines"].values())
@@ -94,6 +97,7 @@ def test_a_killed_run_resumes_without_retraining(tmp_path, tiny_profile):
     assert result.report["complete"] and result.report["n"] == 3
     # The fake proxy ranks by size, as the reference does: perfect agreement, and seeds 0/1 differ by 0.4 points.
     assert result.report["kendall_tau"] == pytest.approx(1.0)
+    assert result.report["kendall_tau_ci95"] == [1.0, 1.0]  # every resample of a perfect ranking is perfect
     assert result.report["seed_std"] == pytest.approx(100 * 0.004 / math.sqrt(2), abs=1e-3)
     again = run_fidelity(opts, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
     assert again.ran == 0 and len(calls) == 9
@@ -465,3 +469,36 @@ def test_an_exploratory_alternative_may_be_longer_and_is_marked_so():
     assert alt["reference_factor"] == 2.5 and alt["meets_reference_rule"] is False and alt["kendall_tau"] == 1.0
     with pytest.raises(UserError, match="less than 5x the proxy's"):   # never for the proxy itself
         FidelityOptions(proxy=longer, reference=dataclasses.replace(PROXY, epochs=5), exploratory_alternatives=True)
+
+
+def test_reuse_records_copies_matching_trainings_and_retrains_only_the_rest(tmp_path, tiny_profile):
+    """A longer reference for the same proxies: only the reference is trained again."""
+    longer = dataclasses.replace(PROXY, epochs=2)
+    calls: list = []
+    first = run_fidelity(_opts(tmp_path / "a", tiny_profile, alternatives=(longer,), exploratory_alternatives=True),
+                         make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert len(calls) == 3 * (1 + 2 + 2)  # per network: reference, 2 proxy seeds, 2 alternative seeds
+    calls.clear()
+    # The roles swap: the longer proxy is the proxy now, the short one its alternative, against a 10-epoch reference.
+    swapped = _opts(tmp_path / "b", tiny_profile, proxy=longer, alternatives=(PROXY,),
+                    reference=dataclasses.replace(default_reference(PROXY), epochs=10),
+                    reuse_records=str(first.json_path.with_name("report.records")))
+    second = run_fidelity(swapped, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert len(calls) == 3 and {c[0] for c in calls} == {10}
+    assert second.report["complete"] is True
+    old = {r["id"]: r for r in first.report["rows"]}
+    for row in second.report["rows"]:  # the same trainings under their new roles
+        assert row["proxy_top1"] == old[row["id"]]["alternatives_top1"]["alt1"]
+        assert row["alternatives_top1"]["alt1"] == old[row["id"]]["proxy_top1"]
+    record = json.loads((swapped.records_dir / "r00.alt1.s1.json").read_text())
+    assert record["key"] == "r00.alt1.s1" and record["kind"] == "alt1" and record["reused_from"].endswith("records")
+    # Resuming copies nothing twice and trains nothing.
+    calls.clear()
+    run_fidelity(swapped, make_runner=_counting(calls), load_profile=_load, score_free=cheap_free_scores)
+    assert calls == []
+
+
+def test_reuse_records_needs_a_check_folder(tmp_path, tiny_profile):
+    opts = _opts(tmp_path, tiny_profile, reuse_records=str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="no plan.json there"):
+        run_fidelity(opts, make_runner=_counting([]), load_profile=_load, score_free=cheap_free_scores)

@@ -153,13 +153,16 @@ def test_a_report_whose_alternative_proxy_is_the_studys_states_that_proxys_figur
     report = _fidelity_report(config, epochs=99)  # the main proxy is another one
     alt_settings = _fidelity_report(config)["settings"]["proxy"]
     report["alternatives"] = [{"kind": "alt1", "settings": alt_settings, "n": 20, "kendall_tau": 0.75,
-                               "spearman": 0.9, "seed_std": 0.8}]
+                               "kendall_tau_ci95": [0.52, 0.89], "spearman": 0.9, "seed_std": 0.8}]
     (docs / "proxy-fidelity-cifar10.json").write_text(json.dumps(report))
     monkeypatch.chdir(tmp_path)
     found = find_fidelity(out.study)
     assert found is not None and found[1]["proxy_kind"] == "alt1"
     assert (found[1]["n"], found[1]["kendall_tau"], found[1]["seed_std"]) == (20, 0.75, 0.8)
     assert found[1]["baselines"] == report["baselines"]
+    notes = summary_notes(out.study, found)  # the alternative's interval, not the main proxy's (it has none)
+    assert any(n.startswith("proxy fidelity (proxy-fidelity-cifar10.json): Kendall tau 0.75 (95% interval 0.52 "
+                            "to 0.89), Spearman 0.9 ") for n in notes)
 
 
 def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
