@@ -589,13 +589,15 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
     ax.set_xlabel(f"proxy top-1 (%), mean of {len(s['seeds'])} seeds (bars: seed range); "
                   f"{s['proxy']['epochs']} ep at {s['proxy']['resolution']} px")
     ax.set_ylabel(f"reference top-1 (%), {s['reference']['epochs']} ep at {s['reference']['resolution']} px")
-    ax.set_title(f"proxy vs reference: tau {report['kendall_tau']}, rho {report['spearman']}, "
+    ci = report.get("kendall_tau_ci95")
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+    ax.set_title(f"proxy vs reference: tau {report['kendall_tau']}{interval}, rho {report['spearman']},\n"
                  f"seed std {report['seed_std']} pt (n={report['n']})", fontsize=9)
     ax2.set_xscale("log")
     ax2.set_xlabel("parameters (M)")
     ax2.set_ylabel("reference top-1 (%)")
     b = report["baselines"]
-    ax2.set_title("free scores, Kendall tau vs reference: " + ", ".join(f"{k} {v}" for k, v in b.items()),
+    ax2.set_title("free scores, Kendall tau vs reference:\n" + ", ".join(f"{k} {v}" for k, v in b.items()),
                   fontsize=9)
     fig.suptitle(f"proxy fidelity on {s['proxy']['data_id']} ({'complete' if report['complete'] else 'partial'})",
                  fontsize=10)
