@@ -1,5 +1,6 @@
 """Where a training step's kernel launches come from, counted on any device: the aten ops one training step
-dispatches (forward under bf16 autocast, backward), views left out, for PATNet and its FasterNet peer.
+dispatches (forward under bf16 autocast, backward; after one warm-up step), views left out, for PATNet and its
+FasterNet peer.
 
     PYTHONPATH=$PWD python benchmarks/op_count.py --archs patnet_t2 fasternet_t2 [--resolution 64] [--out F.json]
 
@@ -55,6 +56,11 @@ def count(arch: str, resolution: int, batch: int) -> dict:
             module.register_forward_pre_hook(lambda _m, _i, kind=kind: owner.append(kind))
             module.register_forward_hook(lambda _m, _i, _o: owner.pop() and None)
     x = torch.randn(batch, 3, resolution, resolution).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a warm-up step: per-resolution caches filled, as in training
+        warm = model(x)
+    warm.float().logsumexp(1).mean().backward()
+    model.zero_grad(set_to_none=True)  # as the optimiser step leaves it: no accumulation into old gradients
+    owner.clear()
     with _Counter(owner) as counter:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(x)
