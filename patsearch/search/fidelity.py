@@ -128,6 +128,9 @@ class FidelityOptions:
             raise UserError(f"--seeds must list distinct integers, got {list(self.seeds)}")
         if self.stop_after is not None and self.stop_after <= 0:
             raise UserError(f"--stop-after must be a positive number of seconds, got {self.stop_after}")
+        if self.reuse_records is not None and not (Path(str(self.reuse_records)) / "plan.json").is_file():
+            raise UserError(f"--reuse-records {self.reuse_records}: no plan.json there; give the .records folder of "
+                            "an earlier proxy-check (it sits beside that check's report)")
         if not str(self.out).endswith(".json"):
             raise UserError(f"--out must name a .json file (the PNG goes beside it), got {self.out!r}")
 
@@ -204,11 +207,12 @@ def import_records(opts: FidelityOptions, plan: Sequence[dict[str, Any]], jobs: 
     Returns how many records were copied; each keeps a ``reused_from`` field."""
     source = Path(str(opts.reuse_records))
     plan_path = source / "plan.json"
-    if not plan_path.is_file():
-        raise UserError(f"--reuse-records {source}: no plan.json there; give the .records folder of an earlier "
-                        "proxy-check (it sits beside that check's report)")
-    other = json.loads(plan_path.read_text())
-    their_kinds = _job_settings(other["settings"])
+    try:
+        other = json.loads(plan_path.read_text())
+        their_kinds = _job_settings(other["settings"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--reuse-records {source}: its plan.json is not a proxy-check plan; give the .records "
+                        "folder of an earlier proxy-check") from None
     my_kinds = _job_settings(opts.settings())
     same_kinds = {mine: [theirs for theirs, t in their_kinds.items() if t == m] for mine, m in my_kinds.items()}
     same_kinds[FREE] = [FREE] if their_kinds[REFERENCE]["resolution"] == my_kinds[REFERENCE]["resolution"] else []
@@ -475,7 +479,7 @@ def build_report(opts: FidelityOptions, plan: Sequence[dict[str, Any]], records:
         return {
             "n": len(scored),
             "kendall_tau": corr(kendall_tau, mean, ref),
-            # over networks like these: a 95% bootstrap interval (20 networks leave about +-0.15)
+            # over networks like these: a 95% bootstrap interval (20 networks leave about +-0.2)
             "kendall_tau_ci95": None if interval is None else [round(v, 4) for v in interval],
             "spearman": corr(spearman, mean, ref),
             "seed_std": seed_std,

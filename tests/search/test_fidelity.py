@@ -499,6 +499,11 @@ def test_reuse_records_copies_matching_trainings_and_retrains_only_the_rest(tmp_
 
 
 def test_reuse_records_needs_a_check_folder(tmp_path, tiny_profile):
-    opts = _opts(tmp_path, tiny_profile, reuse_records=str(tmp_path / "nowhere"))
-    with pytest.raises(UserError, match="no plan.json there"):
-        run_fidelity(opts, make_runner=_counting([]), load_profile=_load, score_free=cheap_free_scores)
+    with pytest.raises(UserError, match="no plan.json there"):  # refused before anything is written
+        _opts(tmp_path, tiny_profile, reuse_records=str(tmp_path / "nowhere"))
+    assert not (tmp_path / "fid").exists()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "plan.json").write_text("{not json")
+    bad = _opts(tmp_path, tiny_profile, reuse_records=str(tmp_path / "bad"))
+    with pytest.raises(UserError, match="is not a proxy-check plan"):
+        run_fidelity(bad, make_runner=_counting([]), load_profile=_load, score_free=cheap_free_scores)
