@@ -56,9 +56,12 @@ def _schema_ready(path: Path) -> bool:
 
 
 def _cli(runs: Path, profile: Path) -> list[str]:
-    """The real `patsearch search` with real (tiny) proxy training: 1 epoch on 64 synthetic images."""
+    """The real `patsearch search` with real (tiny) proxy training on 64 synthetic images. 50 epochs, so that a
+    trial trains for seconds (25 epochs: 2.2-2.6 s on the 2-core VM): at 1 epoch both trials and the exit often fell
+    between two of the test's looks at the study (every 0.3 s), and the search ended before it could be killed
+    (2 runs in 3)."""
     return [sys.executable, str(ROOT / "cli.py"), "search", "--latency-budget", f"{profile}=5ms", "--space", "tiny",
-            "--trials", "2", "--proxy-epochs", "1", "--proxy-train-samples", "64", "--proxy-val-samples", "32",
+            "--trials", "2", "--proxy-epochs", "50", "--proxy-train-samples", "64", "--proxy-val-samples", "32",
             "--proxy-batch-size", "32", "--runs-dir", str(runs), "--study-name", "killed", "--heartbeat-interval",
             str(HEARTBEAT_S), "--baselines", "none", "--no-plots", "--seed", "0"]
 
@@ -104,3 +107,4 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
     assert retries[0].system_attrs["failed_trial"] == victim.number
     assert retries[0].params == victim.params and retries[0] in counted  # the same candidate, trained again
     assert (runs / "killed" / "best.yaml").exists()
+
