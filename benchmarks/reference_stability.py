@@ -24,21 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.ranking import bootstrap_interval, kendall_tau, pooled_std  # noqa: E402
+from patsearch.search.fidelity import arch_key, job_settings  # noqa: E402
 from patsearch.search.jobs import RecordStore  # noqa: E402
 
 
 def load_scores(folder: Path, label: str) -> tuple[dict[str, dict[str, list[float]]], dict[str, str]]:
     """{kind label: {architecture json: [top-1 per seed]}} of one check's records, and its settings per kind."""
     plan = json.loads((folder / "plan.json").read_text())
-    arch_of = {row["id"]: json.dumps(row["arch"], sort_keys=True) for row in plan["plan"]}
+    arch_of = {row["id"]: arch_key(row["arch"]) for row in plan["plan"]}
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in RecordStore(folder).load().values():
         if record.get("top1") is not None and record.get("arch_id") in arch_of:
             scores[f"{label}:{record['kind']}"][arch_of[record["arch_id"]]].append(100 * record["top1"])
-    settings = plan["settings"]
-    described = {f"{label}:proxy": settings["proxy"], f"{label}:reference": settings["reference"]}
-    described.update({f"{label}:alt{i}": alt for i, alt in enumerate(settings.get("alternatives", []), 1)})
-    return scores, {k: f"{v['epochs']} ep, {v['resolution']} px" for k, v in described.items()}
+    described = {f"{label}:{kind}": f"{v['epochs']} ep, {v['resolution']} px"
+                 for kind, v in job_settings(plan["settings"]).items()}
+    return scores, described
 
 
 def main(argv: list[str] | None = None) -> int:

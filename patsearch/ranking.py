@@ -121,4 +121,13 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float], statistic=None, *
     return float(lo), float(hi)
 
 
-__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se", "bootstrap_interval", "pooled_std"]
+def describe_interval(interval: Sequence[float] | None, level: int = 95) -> str:
+    """`` (95% interval 0.34 to 0.78)`` for a (low, high) pair, e.g. a report's ``kendall_tau_ci95``; empty for
+    None or anything that is not a pair (reports written before the interval existed)."""
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
+        return ""
+    return f" ({level}% interval {interval[0]:.2f} to {interval[1]:.2f})"
+
+
+__all__ = ["kendall_tau", "spearman", "average_ranks", "binomial_se", "bootstrap_interval", "describe_interval",
+           "pooled_std"]

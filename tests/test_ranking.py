@@ -4,7 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from patsearch.ranking import average_ranks, binomial_se, bootstrap_interval, kendall_tau, pooled_std, spearman
+from patsearch.ranking import (
+    average_ranks,
+    binomial_se,
+    bootstrap_interval,
+    describe_interval,
+    kendall_tau,
+    pooled_std,
+    spearman,
+)
 
 
 @pytest.mark.parametrize("use_scipy", [False, True])  # without scipy installed both run the numpy fallback
@@ -88,3 +96,9 @@ def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_more_items()
     assert bootstrap_interval([1, 2], [2, 1]) is None
     with pytest.raises(ValueError, match="0 < level < 1"):
         bootstrap_interval(truth, noisy, level=95)
+
+
+def test_describe_interval_states_a_pair_and_nothing_else():
+    assert describe_interval((0.341, 0.779)) == " (95% interval 0.34 to 0.78)"
+    assert describe_interval([0.1, 0.7], level=90) == " (90% interval 0.10 to 0.70)"
+    assert describe_interval(None) == describe_interval([0.5]) == describe_interval("0.1-0.7") == ""

@@ -189,14 +189,15 @@ def _settings_dict(s: ProxySettings) -> dict[str, Any]:
     return d
 
 
-def _job_settings(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def job_settings(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The training settings of each job kind of a check's stored settings, without the seed (each job has its own)."""
     kinds = {PROXY: settings["proxy"], REFERENCE: settings["reference"]}
     kinds.update({f"{ALTERNATIVE}{i}": alt for i, alt in enumerate(settings.get("alternatives", []), 1)})
     return {kind: {k: v for k, v in d.items() if k != "seed"} for kind, d in kinds.items()}
 
 
-def _arch_key(arch: dict[str, Any]) -> str:
+def arch_key(arch: dict[str, Any]) -> str:
+    """A network's identity across checks (their ids, r00 ..., are per check): its architecture as canonical JSON."""
     return json.dumps(arch, sort_keys=True)
 
 
@@ -209,20 +210,20 @@ def import_records(opts: FidelityOptions, plan: Sequence[dict[str, Any]], jobs: 
     plan_path = source / "plan.json"
     try:
         other = json.loads(plan_path.read_text())
-        their_kinds = _job_settings(other["settings"])
+        their_kinds = job_settings(other["settings"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"--reuse-records {source}: its plan.json is not a proxy-check plan; give the .records "
                         "folder of an earlier proxy-check") from None
-    my_kinds = _job_settings(opts.settings())
+    my_kinds = job_settings(opts.settings())
     same_kinds = {mine: [theirs for theirs, t in their_kinds.items() if t == m] for mine, m in my_kinds.items()}
     same_kinds[FREE] = [FREE] if their_kinds[REFERENCE]["resolution"] == my_kinds[REFERENCE]["resolution"] else []
-    their_id = {_arch_key(row["arch"]): row["id"] for row in other["plan"]}
+    their_id = {arch_key(row["arch"]): row["id"] for row in other["plan"]}
     theirs = {(r.get("arch_id"), r.get("kind"), r.get("seed", 0)): r for r in RecordStore(source).load().values()}
     rows = {row["id"]: row for row in plan}
     have = store.load(j.key for j in jobs)
     copied = 0
     for job in jobs:
-        arch_id = their_id.get(_arch_key(rows[job.arch_id]["arch"]))
+        arch_id = their_id.get(arch_key(rows[job.arch_id]["arch"]))
         if job.key in have or arch_id is None:
             continue
         for kind in same_kinds.get(job.kind, []):
@@ -682,6 +683,7 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     from rich.console import Console
 
     from patsearch.progress import progress_bar
+    from patsearch.ranking import describe_interval
 
     console = console or Console()
     make_runner = make_runner or make_proxy_runner
@@ -725,11 +727,8 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     png = plot_report(report, opts.png)
     state = "complete" if report["complete"] else f"partial ({report['jobs']['done']}/{report['jobs']['total']} " \
                                                   "jobs; rerun the same command to continue)"
-    def interval(ci) -> str:
-        return "" if ci is None else f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})"
-
     console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}"
-                  f"{interval(report['kendall_tau_ci95'])}, Spearman "
+                  f"{describe_interval(report['kendall_tau_ci95'])}, Spearman "
                   f"{report['spearman']}, proxy seed std {report['seed_std']} points; free scores (tau): "
                   + ", ".join(f"{k} {v}" for k, v in report["baselines"].items()) + f" [{state}]")
     for alt in report["alternatives"]:
@@ -738,7 +737,7 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
                         if st[key] is not None)
         console.print(f"  {alt['kind']} ({st['epochs']} ep at {st['resolution']} px, {st['train_samples'] or 'all'} "
                       f"images{shape}) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}"
-                      f"{interval(alt['kendall_tau_ci95'])}, Spearman "
+                      f"{describe_interval(alt['kendall_tau_ci95'])}, Spearman "
                       f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training"
                       + ("" if alt["meets_reference_rule"] else f" (exploratory: the reference trains on only "
                                                                   f"{alt['reference_factor']}x its images)"))
@@ -746,5 +745,6 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     return FidelityResult(report, json_path, png, ran)
 
 
-__all__ = ["FidelityOptions", "FidelityResult", "apply_overrides", "build_report", "default_reference",
-           "free_scores", "import_records", "make_jobs", "plan_networks", "proxy_kinds", "run_fidelity"]
+__all__ = ["FidelityOptions", "FidelityResult", "apply_overrides", "arch_key", "build_report", "default_reference",
+           "free_scores", "import_records", "job_settings", "make_jobs", "plan_networks", "proxy_kinds",
+           "run_fidelity"]

@@ -25,7 +25,7 @@ import yaml
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.io import atomic_save_figure, atomic_write_text
-from patsearch.ranking import binomial_se, kendall_tau, pooled_std
+from patsearch.ranking import binomial_se, describe_interval, kendall_tau, pooled_std
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -460,8 +460,7 @@ def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
     if fidelity is not None:
         path, rep = fidelity
         ref = (rep.get("settings") or {}).get("reference") or {}
-        ci = rep.get("kendall_tau_ci95")
-        interval = f" (95% interval {ci[0]:.2f} to {ci[1]:.2f})" if isinstance(ci, list) and len(ci) == 2 else ""
+        interval = describe_interval(rep.get("kendall_tau_ci95"))
         notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}{interval}, Spearman "
                      f"{rep.get('spearman')} against {ref.get('epochs')} epochs at {ref.get('resolution')} px over "
                      f"{rep.get('n')} networks; seed-to-seed std {rep.get('seed_std')} points; free scores (tau): "

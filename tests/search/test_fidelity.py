@@ -507,3 +507,20 @@ def test_reuse_records_needs_a_check_folder(tmp_path, tiny_profile):
     bad = _opts(tmp_path, tiny_profile, reuse_records=str(tmp_path / "bad"))
     with pytest.raises(UserError, match="is not a proxy-check plan"):
         run_fidelity(bad, make_runner=_counting([]), load_profile=_load, score_free=cheap_free_scores)
+
+
+def test_cli_reuse_records_without_a_check_is_one_line_and_writes_nothing(tmp_path, tiny_profile, monkeypatch, capsys):
+    import sys
+
+    cli = _cli_with_fake_trainings(monkeypatch)
+    out = tmp_path / "r.json"
+    monkeypatch.setattr(sys, "argv", ["patsearch", "proxy-check", "--n", "3", "--budget", f"{tiny_profile}=5ms",
+                                      "--space", "tiny", "--proxy-epochs", "1", "--proxy-device", "cpu",
+                                      "--reuse-records", str(tmp_path / "nowhere"), "--out", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err
+    assert err == (f"error: --reuse-records {tmp_path / 'nowhere'}: no plan.json there; give the .records folder of "
+                   "an earlier proxy-check (it sits beside that check's report)")
+    assert list(tmp_path.iterdir()) == []  # no records folder, report or plot
