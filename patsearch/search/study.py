@@ -138,7 +138,6 @@ def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBE
     if spec.kind == "sqlite":
         assert spec.path is not None
         spec.path.parent.mkdir(parents=True, exist_ok=True)
-        _sqlite_wal(spec.path)
         # Writers from several processes queue on SQLite's file lock; wait for it instead of failing at 5 s.
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
@@ -147,6 +146,9 @@ def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBE
     lock = ClaimLock(spec, "__schema__")
     try:
         with lock:
+            if spec.kind == "sqlite":
+                assert spec.path is not None
+                _sqlite_wal(spec.path)
             return optuna.storages.RDBStorage(
                 spec.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
@@ -166,12 +168,29 @@ def _first_line(exc: BaseException, spec: StorageSpec) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _sqlite_wal(path: Path) -> None:
-    """Switch the file to write-ahead logging once: readers then never block the writer (several workers)."""
+def _sqlite_wal(path: Path, *, attempts: int = 60) -> None:
+    """Switch the file to write-ahead logging once: readers then never block the writer (several workers).
+
+    Called under the schema lock, so workers never race each other here. The switch needs an exclusive lock, and
+    SQLite answers BUSY at once, without waiting, when two connections would deadlock upgrading; a process outside
+    the lock (a dashboard reading the file, say) can still cause that, so retry a bounded number of times.
+    """
     import sqlite3
 
-    with contextlib.closing(sqlite3.connect(str(path), timeout=120)) as con:
-        con.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(attempts):
+        try:
+            with contextlib.closing(sqlite3.connect(str(path), timeout=120)) as con:
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    return
+                con.execute("PRAGMA journal_mode=WAL")
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == attempts - 1:
+                raise StorageError(f"study file {path} stayed locked while switching it to WAL; stop the other "
+                                   "process using it and run again") from None
+            time.sleep(min(2.0, 0.05 * 2 ** attempt))
 
 
 # --- samplers and pruners --------------------------------------------------------------------------------------
