@@ -121,6 +121,9 @@ def train(
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
                                                                 "(GPU, one resolution, one process)."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
+    fused_kernels: bool = typer.Option(False, "--fused-kernels", help="PATNet's Gaussian SE, gated BNs and PAT_sp "
+                                                                      "gates as fused ops (Triton kernels on GPUs; "
+                                                                      "the same function)."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
     checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimiser steps."),
@@ -149,8 +152,8 @@ def train(
                   cache=cache, data_loader=data_loader, synthetic=(synthetic_train, synthetic_val), seed=seed,
                   resume=resume,
                   checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-                  channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
-                  deterministic=deterministic, profile_steps=profile_steps, progress=progress)
+                  channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, fused_kernels=fused_kernels,
+                  sync_bn=sync_bn, deterministic=deterministic, profile_steps=profile_steps, progress=progress)
     synthetic_flags = ("synthetic_train", "synthetic_val")
     if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
         # one of the two sizes on the command line: the other keeps the file's value

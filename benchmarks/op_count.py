@@ -1,11 +1,20 @@
-"""Where a training step's kernel launches come from, counted on any device: the aten ops one training step
-dispatches (forward under bf16 autocast, backward; after one warm-up step), views left out, for PATNet and its
-FasterNet peer.
+"""Where a training step's kernel launches and memory traffic come from, counted on any device: the aten ops one
+training step dispatches (forward under bf16 autocast, backward; after one warm-up step), views left out, and the
+bytes each reads and writes, for PATNet and its FasterNet peer.
 
-    PYTHONPATH=$PWD python benchmarks/op_count.py --archs patnet_t2 fasternet_t2 [--resolution 64] [--out F.json]
+    PYTHONPATH=$PWD python benchmarks/op_count.py --archs patnet_t2 fasternet_t2 [--resolution 64] [--fused] \
+        [--out F.json]
 
 On a GPU almost every non-view op is one kernel launch (a few launch two), so the counts say how launch-bound an
 eager step is before any GPU is lent; the forward ops are also split by the module that dispatched them.
+
+Bytes: each op's tensor arguments count as read once and its outputs as written once (a broadcast argument by
+its distinct elements). That is the traffic of the op sequence if every op streamed its operands exactly once: a
+lower bound for unfused kernels (a train-mode BN reads its input twice, for example; caches are ignored). The
+step is counted at ``--batch`` and twice that, and the difference gives the bytes per image, free of the
+batch-independent traffic (weights, their casts and gradients). ``--fused`` adds each PATNet with
+:func:`patsearch.models.use_fused_kernels` (label ``<arch>+fused``): the fused ops count as one op each, with
+the traffic of their kernels.
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from patsearch.io import atomic_write_json  # noqa: E402
-from patsearch.models import create_model  # noqa: E402
+from patsearch.models import create_model, is_patnet_ref, use_fused_kernels  # noqa: E402
 
 VIEWS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "split",
          "split_with_sizes", "slice", "select", "as_strided", "detach", "alias", "reshape", "flatten", "unbind",
@@ -30,25 +39,56 @@ ATTRIBUTED = ("Mlp", "SelfAttention", "PartialSelfAttention", "PartialChannelAtt
               "Block", "MLPBlock", "Partial_conv3")
 
 
+def distinct_bytes(t: torch.Tensor) -> int:
+    """Bytes of the distinct elements of ``t``: a broadcast (stride-0) dimension is stored once."""
+    elements = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            elements *= size
+    return elements * t.element_size()
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
 class _Counter(TorchDispatchMode):
     def __init__(self, owner: list[str]) -> None:
         super().__init__()
         self.owner = owner
         self.ops: collections.Counter[str] = collections.Counter()
         self.by_module: collections.Counter[str] = collections.Counter()
+        self.bytes: collections.Counter[str] = collections.Counter()  # "<phase>:read" / "<phase>:write"
+        self.bytes_by_module: collections.Counter[str] = collections.Counter()
         self.phase = "forward"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
         if name not in VIEWS:
+            read = sum(distinct_bytes(t) for t in _tensors((args, kwargs or {})))
+            written = sum(distinct_bytes(t) for t in _tensors(out))
             self.ops[f"{self.phase}:{name}"] += 1
+            self.bytes[f"{self.phase}:read"] += read
+            self.bytes[f"{self.phase}:write"] += written
             if self.phase == "forward":
-                self.by_module[self.owner[-1] if self.owner else "other"] += 1
-        return func(*args, **(kwargs or {}))
+                module = self.owner[-1] if self.owner else "other"
+                self.by_module[module] += 1
+                self.bytes_by_module[module] += read + written
+        return out
 
 
-def count(arch: str, resolution: int, batch: int) -> dict:
+def count(arch: str, resolution: int, batch: int, fused: bool = False) -> dict:
+    torch.manual_seed(0)
     model = create_model(arch, num_classes=10).train().to(memory_format=torch.channels_last)
+    if fused:
+        use_fused_kernels(model)
     owner: list[str] = []
     for module in model.modules():
         kind = type(module).__name__
@@ -68,10 +108,25 @@ def count(arch: str, resolution: int, batch: int) -> dict:
         out.float().logsumexp(1).mean().backward()
     forward = sum(v for k, v in counter.ops.items() if k.startswith("forward:"))
     backward = sum(v for k, v in counter.ops.items() if k.startswith("backward:"))
-    return {"arch": arch, "ops": forward + backward, "forward": forward, "backward": backward,
+    return {"arch": arch + ("+fused" if fused else ""), "ops": forward + backward, "forward": forward,
+            "backward": backward,
             "batch_norms": counter.ops["forward:native_batch_norm"], "convs": counter.ops["forward:convolution"],
             "forward_by_module": dict(counter.by_module.most_common()),
-            "top_ops": dict(counter.ops.most_common(25))}
+            "top_ops": dict(counter.ops.most_common(25)),
+            "bytes": dict(counter.bytes), "forward_bytes_by_module": dict(counter.bytes_by_module.most_common())}
+
+
+def with_bytes_per_image(arch: str, resolution: int, batch: int, fused: bool = False) -> dict:
+    """:func:`count` at ``batch``, plus the traffic per image from the difference to a step at twice the batch."""
+    result = count(arch, resolution, batch, fused)
+    double = count(arch, resolution, 2 * batch, fused)
+    per_image = {key: (double["bytes"][key] - result["bytes"][key]) / batch for key in result["bytes"]}
+    result["bytes_per_image"] = per_image
+    result["mib_per_image"] = {
+        phase: (per_image[f"{phase}:read"] + per_image[f"{phase}:write"]) / 2**20 for phase in ("forward", "backward")}
+    result["mib_per_image"]["step"] = result["mib_per_image"]["forward"] + result["mib_per_image"]["backward"]
+    result["fixed_mib"] = (sum(result["bytes"].values()) - batch * sum(per_image.values())) / 2**20
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", nargs="+", default=["patnet_t2", "fasternet_t2"])
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--fused", action="store_true", help="also each PATNet with the fused ops (<arch>+fused)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    results = [count(a, args.resolution, args.batch) for a in args.archs]
+    runs = [(a, False) for a in args.archs]
+    if args.fused:
+        runs = [run for a in args.archs for run in [(a, False)] + ([(a, True)] if is_patnet_ref(a) else [])]
+    results = [with_bytes_per_image(a, args.resolution, args.batch, fused) for a, fused in runs]
     for r in results:
+        mib = r["mib_per_image"]
         print(f"{r['arch']}: {r['ops']} ops per training step ({r['forward']} forward, {r['backward']} backward), "
-              f"{r['convs']} convolutions, {r['batch_norms']} batch norms; forward by module: "
+              f"{r['convs']} convolutions, {r['batch_norms']} batch norms; {mib['step']:.2f} MiB per image moved "
+              f"({mib['forward']:.2f} forward, {mib['backward']:.2f} backward); forward by module: "
               + ", ".join(f"{k} {v}" for k, v in r["forward_by_module"].items()))
     if args.out:
         atomic_write_json(args.out, {"resolution": args.resolution, "batch": args.batch, "results": results},

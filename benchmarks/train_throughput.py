@@ -4,6 +4,8 @@
 
 Both models run the trainer's own step (bf16 autocast on GPUs, channels_last, fused AdamW) on device-resident random
 images, alternating over several rounds; the median per round is reported and the best round per model is kept.
+``--fused-kernels both`` measures each PATNet twice a round, plain and with patsearch.kernels' fused ops (reported
+as ``<arch>+fused``), so the three columns come from one process on one GPU.
 """
 from __future__ import annotations
 
@@ -14,7 +16,20 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from patsearch.models import is_patnet_ref  # noqa: E402
 from patsearch.train.throughput import measure_train_throughput  # noqa: E402
+
+
+def measured_runs(archs: list[str], fused_kernels: str) -> list[tuple[str, str, bool]]:
+    """(label, arch, fused) per measurement of a round; only PATNets have fused variants."""
+    runs = []
+    for arch in archs:
+        patnet = is_patnet_ref(arch)
+        if fused_kernels in ("off", "both") or not patnet:
+            runs.append((arch, arch, False))
+        if fused_kernels in ("on", "both") and patnet:
+            runs.append((arch + "+fused", arch, True))
+    return runs
 
 
 def main() -> None:
@@ -27,21 +42,25 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both models)")
+    p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
+                   help="PATNet's gates through patsearch.kernels (Triton): off, on, or both side by side "
+                        "(FasterNet has no such parts: always plain)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    rounds: dict[str, list[dict]] = {a: [] for a in args.archs}
+    runs = measured_runs(args.archs, args.fused_kernels)
+    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
     for r in range(args.rounds):
-        for arch in args.archs:
+        for label, arch, fused in runs:
             res = measure_train_throughput(arch, batch_size=args.batch_size, resolution=args.resolution,
                                            steps=args.steps, device=args.device, compile=args.compile,
-                                           cuda_graph=args.cuda_graph)
-            rounds[arch].append(res)
-            print(f"round {r + 1} {arch}: {res['img_s']:.0f} img/s ({res['step_ms']:.1f} ms/step, "
+                                           cuda_graph=args.cuda_graph, fused_kernels=fused)
+            rounds[label].append(res)
+            print(f"round {r + 1} {label}: {res['img_s']:.0f} img/s ({res['step_ms']:.1f} ms/step, "
                   f"{res['dtype']}, peak {res['peak_mem_gib'] or 0:.1f} GiB)", flush=True)
     best = {a: max(rs, key=lambda x: x["img_s"]) for a, rs in rounds.items()}
-    ref = args.archs[-1]
+    ref = runs[-1][0]
     summary = {"best": best, "rounds": rounds,
-               "ratio_vs_" + ref: {a: best[a]["img_s"] / best[ref]["img_s"] for a in args.archs}}
+               "ratio_vs_" + ref: {a: best[a]["img_s"] / best[ref]["img_s"] for a in rounds}}
     print(json.dumps(summary["ratio_vs_" + ref]))
     if args.out:
         with open(args.out, "w") as fh:

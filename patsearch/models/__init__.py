@@ -14,10 +14,10 @@ import torch.nn as nn
 
 from patsearch.arch import VARIANTS, ArchConfig, ArchError, resolve_arch
 from patsearch.arch import is_arch_ref as is_patnet_ref  # one definition of "is a PATNet": patsearch.arch
-from patsearch.models.layers import build_layer
+from patsearch.models.layers import build_layer, use_fused_kernels
 from patsearch.models.patnet import PATNet, fuse_model
 
-__all__ = ["PATNet", "build_layer", "create_model", "fuse_model", "is_patnet_ref"]
+__all__ = ["PATNet", "build_layer", "create_model", "fuse_model", "is_patnet_ref", "use_fused_kernels"]
 
 
 def create_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], *, num_classes: int | None = None,

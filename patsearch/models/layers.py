@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, get_act_layer, trunc_normal_
 
+from patsearch import kernels
 from patsearch.arch import ATTENTION_MIXERS, LayerSpec
 
 # --- BN folding ---------------------------------------------------------------------------------------------
@@ -192,6 +193,22 @@ class GaussianSE(nn.Module):
         return fused
 
 
+def gated_norm(x: torch.Tensor, attn: GaussianSE, norm: nn.BatchNorm2d, fused: bool) -> torch.Tensor:
+    """``norm(x * attn(x))``, the gated part of PAT_ch and of the full channel attention.
+
+    ``fused``: through :mod:`patsearch.kernels` (Triton on CUDA): one read of ``x`` for the statistics, one
+    read and one write for the gate with the BN folded in (its batch statistics follow from the gate and the
+    per-channel statistics), and one kernel each back. Only the statistics kinds (``gauss``, ``srm``) and a
+    local BN: a SyncBatchNorm needs its statistics reduced across processes, which the fused form does not do.
+    """
+    if not (fused and attn.kind in ("gauss", "srm") and not isinstance(norm, nn.SyncBatchNorm)):
+        return norm(x * attn(x))
+    mean, std = kernels.channel_stats(x, float32=True)
+    # The gate from statistics in x's dtype, as the unfused form computes them; BN's statistics stay float32.
+    gate = attn.gate_from_stats(mean.to(x.dtype), std.to(x.dtype))
+    return kernels.gated_batch_norm(x, gate, mean, std, norm)
+
+
 # --- token mixers -------------------------------------------------------------------------------------------
 
 
@@ -236,6 +253,8 @@ class DenseConv(nn.Module):
 class PartialChannelAttention(nn.Module):
     """PAT_ch: concat[3x3 conv(x1), BN(x2 * gate(x2))], convolved part first."""
 
+    fused_kernels = False  # set by use_fused_kernels()
+
     def __init__(self, dim: int, n_div: int, kind: str = "gauss") -> None:
         super().__init__()
         self.dim_conv = dim // n_div
@@ -246,7 +265,7 @@ class PartialChannelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
-        return torch.cat([self.conv(x1), self.norm(x2 * self.attn(x2))], dim=1)
+        return torch.cat([self.conv(x1), gated_norm(x2, self.attn, self.norm, self.fused_kernels)], dim=1)
 
     def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The post-gate BN as an affine over all output channels (identity on the convolved part)."""
@@ -280,6 +299,8 @@ class PartialChannelAttentionDeploy(nn.Module):
 class FullChannelAttention(nn.Module):
     """Table 3's full channel attention: PConv, then BN(y * gate(y)) over all channels."""
 
+    fused_kernels = False  # set by use_fused_kernels()
+
     def __init__(self, dim: int, n_div: int) -> None:
         super().__init__()
         self.pconv = PartialConv(dim, n_div)
@@ -287,8 +308,7 @@ class FullChannelAttention(nn.Module):
         self.norm = BatchNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pconv(x)
-        return self.norm(y * self.attn(y))
+        return gated_norm(self.pconv(x), self.attn, self.norm, self.fused_kernels)
 
     def output_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         return bn_scale_shift(self.norm)
@@ -523,6 +543,8 @@ class Mlp(nn.Module):
     ``full``: z2 as above, then the gate is computed from and applied to all C channels, with BN after.
     """
 
+    fused_kernels = False  # set by use_fused_kernels(): the gate as one kernel (patsearch.kernels.spatial_gate)
+
     def __init__(self, dim: int, hidden: int, act: str, spatial: str) -> None:
         super().__init__()
         self.spatial = spatial
@@ -548,9 +570,14 @@ class Mlp(nn.Module):
         # took ~12 of the 64 ms of a PATNet-T2 step on the H200 (issue 11 profile). One dense copy costs far less.
         z2 = self.sp_conv(self.sp_norm(z2.contiguous(memory_format=dense_format(z))))
         if self.spatial == "partial":
-            return torch.cat([self.gate_norm(z1 * F.hardsigmoid(self.gate(z1))), z2], dim=1)
-        z = torch.cat([z1, z2], dim=1)
-        return self.gate_norm(z * F.hardsigmoid(self.gate(z)))
+            return torch.cat([self.gate_norm(self._spatially_gated(z1)), z2], dim=1)
+        return self.gate_norm(self._spatially_gated(torch.cat([z1, z2], dim=1)))
+
+    def _spatially_gated(self, z: torch.Tensor) -> torch.Tensor:
+        """``z * hardsigmoid(conv1x1(z))`` with a one-channel 1x1 conv: one pass over z, fused."""
+        if self.fused_kernels:
+            return kernels.spatial_gate(z, self.gate.weight)
+        return z * F.hardsigmoid(self.gate(z))
 
     def deploy(self, in_scale: torch.Tensor | None = None, in_shift: torch.Tensor | None = None) -> MlpDeploy:
         """Deployment MLP. ``in_scale``/``in_shift`` is an affine on the MLP's input (the mixer's trailing BN),
@@ -635,6 +662,17 @@ class BlockDeploy(nn.Module):
             x = x + self.mixer(x)
             return x + self.mlp(x)
         return x + self.mlp(self.mixer(x))
+
+
+def use_fused_kernels(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Run the trained form's memory-bound parts (Gaussian SE statistics, gate and BN of PAT_ch and the full
+    channel attention; PAT_sp's gate) as :mod:`patsearch.kernels`' fused ops, or (``enabled=False``) as plain
+    PyTorch again. Same function, in train and eval mode; Triton on CUDA, the ops' reference elsewhere. Returns
+    ``model``. Deployment forms are unaffected (they fuse differently: :mod:`patsearch.models.fast_blocks`)."""
+    for module in model.modules():
+        if isinstance(module, (PartialChannelAttention, FullChannelAttention, Mlp)):
+            module.fused_kernels = enabled
+    return model
 
 
 def build_layer(spec: LayerSpec, *, drop_path: float = 0.0) -> nn.Module:

@@ -31,12 +31,14 @@ def describe_arch(arch: ArchConfig | str | os.PathLike | Mapping[str, Any]) -> t
 
 
 def build_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], num_classes: int,
-                drop_path: float | None = None) -> nn.Module:
-    """The trainable network; ``drop_path`` (the recipe's stochastic depth) overrides the architecture's rate."""
-    from patsearch.models import create_model
+                drop_path: float | None = None, fused_kernels: bool = False) -> nn.Module:
+    """The trainable network; ``drop_path`` (the recipe's stochastic depth) overrides the architecture's rate;
+    ``fused_kernels`` runs PATNet's gates through :mod:`patsearch.kernels` (no effect on other networks)."""
+    from patsearch.models import create_model, use_fused_kernels
 
     extra = {"drop_path_rate": drop_path} if drop_path is not None else {}
-    return create_model(arch, num_classes=num_classes, **extra)
+    model = create_model(arch, num_classes=num_classes, **extra)
+    return use_fused_kernels(model) if fused_kernels else model
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe, lr: float, device: torch.device,

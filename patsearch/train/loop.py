@@ -34,6 +34,8 @@ API (small on purpose)::
 - ``cuda_graph=True`` replays each optimiser step from one CUDA graph
   (:class:`~patsearch.train.engine.GraphedTrainStep`; one GPU process, one resolution, bf16 or float32): the same
   step for launch-bound runs such as the search's proxies, which take it by default on a GPU.
+- ``fused_kernels=True`` runs PATNet's Gaussian SE statistics, gated BNs and PAT_sp gates as
+  :mod:`patsearch.kernels`' fused ops (:func:`~patsearch.models.use_fused_kernels`; Triton on CUDA): same function.
 
 Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
 sampler position; augmentation is seeded per sample, so ``resume="auto"`` continues with the same next step an
@@ -240,8 +242,8 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           data_loader: str = "auto", synthetic: tuple[int, int] = DEFAULT_SYNTHETIC, seed: int = 0,
           resume: str | os.PathLike | None = None,
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
-          channels_last: bool = True, compile: bool = False, cuda_graph: bool = False, sync_bn: bool = False,
-          deterministic: bool = False,
+          channels_last: bool = True, compile: bool = False, cuda_graph: bool = False, fused_kernels: bool = False,
+          sync_bn: bool = False, deterministic: bool = False,
           profile_steps: int = 0, log_every: int = 50, progress: bool = True, tensorboard: bool = True,
           tensor_cache_dir: str | os.PathLike | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None,
@@ -259,8 +261,8 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
         multi_scale=multi_scale, amp=amp, device=device, workers=workers, cache=cache, data_loader=data_loader,
         synthetic=tuple(synthetic),
         seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-        channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, sync_bn=sync_bn,
-        deterministic=deterministic,
+        channels_last=channels_last, compile=compile, cuda_graph=cuda_graph, fused_kernels=fused_kernels,
+        sync_bn=sync_bn, deterministic=deterministic,
         profile_steps=profile_steps, log_every=log_every, progress=progress, tensorboard=tensorboard,
         tensor_cache_dir=tensor_cache_dir)
     return Trainer(options, on_epoch_end=on_epoch_end, on_step_end=on_step_end).fit()
@@ -324,7 +326,7 @@ class Trainer:
         num_classes = len(self.classes)
         self.arch_cfg, self.arch_name = describe_arch(o.arch)
         model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
-                            rec.drop_path)
+                            rec.drop_path, fused_kernels=o.fused_kernels)
         model.to(ctx.device)
         if o.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -360,7 +362,8 @@ class Trainer:
             "precision": describe_precision(self.dtype, rec.amp, ctx.device),
             "data_path": "tensor-cache" if self.train_t is not None else "loader",
             "device": str(ctx.device), "steps_per_epoch": self.steps_per_epoch, "epochs": rec.epochs,
-            "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph}
+            "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph,
+            "fused_kernels": o.fused_kernels}
         self.start_epoch = self.step_in_epoch = self.global_step = 0
         self.best_top1 = -1.0
         self.history: list[dict[str, Any]] = []

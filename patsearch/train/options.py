@@ -74,6 +74,7 @@ class TrainOptions(OptionsMixin):
     channels_last: bool = True
     compile: bool = False
     cuda_graph: bool = False  # replay each training step from one CUDA graph (GPU, fixed resolution, no DDP)
+    fused_kernels: bool = False  # PATNet's gates and gated BNs as patsearch.kernels' fused ops (Triton on CUDA)
     sync_bn: bool = False
     deterministic: bool = False
     profile_steps: int = 0
@@ -156,7 +157,8 @@ def _validate(o: TrainOptions) -> None:
     need(is_int(o.eval_every) and o.eval_every >= 1, "eval_every", "a positive integer")
     need(is_int(o.profile_steps) and o.profile_steps >= 0, "profile_steps", "a non-negative integer")
     need(is_int(o.log_every) and o.log_every >= 1, "log_every", "a positive integer")
-    for name in ("channels_last", "compile", "cuda_graph", "sync_bn", "deterministic", "progress", "tensorboard"):
+    for name in ("channels_last", "compile", "cuda_graph", "fused_kernels", "sync_bn", "deterministic", "progress",
+                 "tensorboard"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
     for name in ("data", "out_dir", "tensor_cache_dir"):
         optional(name, isinstance(getattr(o, name), str) and bool(getattr(o, name)), "a folder path or unset")

@@ -16,13 +16,14 @@ from patsearch.train.recipe import load_recipe
 
 def benchmark_step(arch: Any, *, batch_size: int = 256, resolution: int = 224, device: str = "auto",
                    amp: bool = True, channels_last: bool = True, compile: bool = False, cuda_graph: bool = False,
-                   num_classes: int = 1000, recipe: str = "patnet_t0") -> tuple[Any, torch.Tensor, torch.Tensor]:
+                   fused_kernels: bool = False, num_classes: int = 1000, recipe: str = "patnet_t0"
+                   ) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """The trainer's step for ``arch`` and one device-resident random batch: ``step(x, y)`` is one training step."""
     dev = resolve_device(device)
     if cuda_graph and (dev.type != "cuda" or compile):
         raise UserError(f"cuda_graph needs a CUDA device and no compile (device {dev.type}, compile {compile})")
     torch.manual_seed(0)
-    model = build_model(arch, num_classes).to(dev)
+    model = build_model(arch, num_classes, fused_kernels=fused_kernels).to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format).train()
     rec = load_recipe(recipe)
@@ -42,13 +43,13 @@ def benchmark_step(arch: Any, *, batch_size: int = 256, resolution: int = 224, d
 
 def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: int = 224, steps: int = 30,
                              warmup: int = 10, device: str = "auto", amp: bool = True, channels_last: bool = True,
-                             compile: bool = False, cuda_graph: bool = False, num_classes: int = 1000,
-                             recipe: str = "patnet_t0") -> dict[str, Any]:
+                             compile: bool = False, cuda_graph: bool = False, fused_kernels: bool = False,
+                             num_classes: int = 1000, recipe: str = "patnet_t0") -> dict[str, Any]:
     """Images per second of full training steps (median of per-step times after ``warmup`` steps); ``cuda_graph``
     replays each step from one CUDA graph (:class:`~patsearch.train.engine.GraphedTrainStep`)."""
     step, x, y = benchmark_step(arch, batch_size=batch_size, resolution=resolution, device=device, amp=amp,
                                 channels_last=channels_last, compile=compile, cuda_graph=cuda_graph,
-                                num_classes=num_classes, recipe=recipe)
+                                fused_kernels=fused_kernels, num_classes=num_classes, recipe=recipe)
     dev = x.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -66,7 +67,8 @@ def measure_train_throughput(arch: Any, *, batch_size: int = 256, resolution: in
     median = times[len(times) // 2]
     dtype = amp_dtype(dev, amp)
     return {"arch": str(arch), "batch_size": batch_size, "resolution": resolution, "dtype": str(dtype or torch.float32),
-            "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph, "steps": steps,
+            "channels_last": channels_last, "compile": compile, "cuda_graph": cuda_graph,
+            "fused_kernels": fused_kernels, "steps": steps,
             "step_ms": 1e3 * median,
             "img_s": batch_size / median, "peak_mem_gib": (torch.cuda.max_memory_allocated(dev) / 2**30
                                                           if dev.type == "cuda" else None),

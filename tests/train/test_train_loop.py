@@ -20,6 +20,27 @@ def test_a_few_steps_reduce_the_loss_on_a_tiny_set():
     assert 0 <= result["final"]["top1"] <= 100 and result["final"]["val_samples"] == 16
 
 
+def test_fused_kernels_train_as_the_plain_model_does(monkeypatch):
+    """``fused_kernels=True``: the same losses step by step (same seed, same data), so the same training."""
+    from patsearch import kernels
+
+    calls = {"gated_batch_norm": 0, "spatial_gate": 0}
+    for name in calls:
+        def counted(*args, _op=getattr(kernels, name), _name=name, **kwargs):
+            calls[_name] += 1
+            return _op(*args, **kwargs)
+        monkeypatch.setattr(kernels, name, counted)
+    runs = []
+    for fused in (False, True):
+        losses: list[float] = []
+        train(TINY_ARCH, **TINY_RUN, epochs=3, batch_size=16, lr=3e-3, synthetic=(32, 16), fused_kernels=fused,
+              on_step_end=lambda step, loss, seen=losses: seen.append(loss))
+        runs.append(losses)
+    assert len(runs[0]) == 6
+    assert runs[1] == pytest.approx(runs[0], rel=1e-3), runs
+    assert calls["gated_batch_norm"] > 0 and calls["spatial_gate"] > 0  # the second run did take the fused ops
+
+
 def test_in_process_run_writes_nothing_and_callback_can_stop_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = []

@@ -53,6 +53,7 @@ def test_options_are_frozen():
     ("eval_every", 0, "--eval-every must be a positive integer, got 0"),
     ("log_every", 0, "--log-every must be a positive integer, got 0"),
     ("compile", "yes", "--compile must be true or false, got 'yes'"),
+    ("fused_kernels", 1, "--fused-kernels must be true or false, got 1"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_flag(field, value, message):
     with pytest.raises(TrainOptionsError) as exc:
@@ -109,10 +110,11 @@ def test_cli_flags_given_override_the_file_and_defaults_do_not(tmp_path, monkeyp
     _, path = _options_file(tmp_path)
     seen = _capture_fit(monkeypatch)
     monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--options", str(path), "--batch-size", "8",
-                                      "--synthetic-val", "8", "--compile"])
+                                      "--synthetic-val", "8", "--compile", "--fused-kernels"])
     _main_ok()
     (opts,) = seen
     assert opts.batch_size == 8 and opts.compile is True          # given on the command line
+    assert opts.fused_kernels is True
     assert opts.synthetic == (32, 8)                               # one size given, the other from the file
     assert opts.seed == 3 and opts.epochs == 1 and opts.recipe == "proxy"  # the CLI's defaults do not override
     assert opts.out_dir == str(tmp_path / "from-file")

@@ -1,0 +1,35 @@
+"""benchmarks/train_throughput.py: which runs a round measures, and a CPU run that writes every label."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from train_throughput import measured_runs  # noqa: E402
+
+
+def test_fused_variants_only_for_patnets():
+    assert measured_runs(["patnet_t2", "fasternet_t2"], "off") == [
+        ("patnet_t2", "patnet_t2", False), ("fasternet_t2", "fasternet_t2", False)]
+    assert measured_runs(["patnet_t2", "fasternet_t2"], "on") == [
+        ("patnet_t2+fused", "patnet_t2", True), ("fasternet_t2", "fasternet_t2", False)]
+    assert [label for label, _, _ in measured_runs(["patnet_t2", "fasternet_t2"], "both")] == [
+        "patnet_t2", "patnet_t2+fused", "fasternet_t2"]
+
+
+def test_cpu_run_reports_plain_fused_and_peer(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "t.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), "--archs", "patnet_t0",
+                           "fasternet_t0", "--resolution", "32", "--batch-size", "4", "--steps", "1", "--rounds", "1",
+                           "--device", "cpu", "--fused-kernels", "both", "--out", str(out)],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert list(summary["ratio_vs_fasternet_t0"]) == ["patnet_t0", "patnet_t0+fused", "fasternet_t0"]
+    assert summary["best"]["patnet_t0+fused"]["fused_kernels"] is True
+    assert summary["best"]["patnet_t0"]["fused_kernels"] is False
+    assert summary["ratio_vs_fasternet_t0"]["fasternet_t0"] == 1.0
