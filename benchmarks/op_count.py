@@ -112,7 +112,7 @@ def count(arch: str, resolution: int, batch: int, fused: bool = False) -> dict:
             "backward": backward,
             "batch_norms": counter.ops["forward:native_batch_norm"], "convs": counter.ops["forward:convolution"],
             "forward_by_module": dict(counter.by_module.most_common()),
-            "top_ops": dict(counter.ops.most_common(25)),
+            "top_ops": dict(counter.ops.most_common(25)), "op_counts": dict(sorted(counter.ops.items())),
             "bytes": dict(counter.bytes), "forward_bytes_by_module": dict(counter.bytes_by_module.most_common())}
 
 

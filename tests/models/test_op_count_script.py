@@ -35,7 +35,7 @@ def test_counts_are_exact_where_the_structure_fixes_them(tmp_path):
     pat_ch_blocks = sum(d for d, m in zip(arch.depths, arch.mixers) if m == "pat_ch")
     assert fused["convs"] == patnet["convs"] - sum(arch.depths)
     assert fused["batch_norms"] == patnet["batch_norms"] - pat_ch_blocks
-    assert fused["top_ops"]["forward:spatial_gate"] == sum(arch.depths)
+    assert fused["op_counts"]["forward:spatial_gate"] == sum(arch.depths)
     # Traffic: per image, free of the batch-independent part; the fused form moves less, and the step is the sum.
     for r in (patnet, fused, fasternet):
         mib = r["mib_per_image"]
