@@ -28,6 +28,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speed_common import op_traffic  # noqa: E402
+
 from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.models import create_model, is_patnet_ref, use_fused_kernels  # noqa: E402
 
@@ -39,25 +41,6 @@ ATTRIBUTED = ("Mlp", "SelfAttention", "PartialSelfAttention", "PartialChannelAtt
               "Block", "MLPBlock", "Partial_conv3")
 
 
-def distinct_bytes(t: torch.Tensor) -> int:
-    """Bytes of the distinct elements of ``t``: a broadcast (stride-0) dimension is stored once."""
-    elements = 1
-    for size, stride in zip(t.shape, t.stride()):
-        if stride != 0:
-            elements *= size
-    return elements * t.element_size()
-
-
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 class _Counter(TorchDispatchMode):
     def __init__(self, owner: list[str]) -> None:
         super().__init__()
@@ -66,17 +49,19 @@ class _Counter(TorchDispatchMode):
         self.by_module: collections.Counter[str] = collections.Counter()
         self.bytes: collections.Counter[str] = collections.Counter()  # "<phase>:read" / "<phase>:write"
         self.bytes_by_module: collections.Counter[str] = collections.Counter()
+        self.bytes_by_op: collections.Counter[str] = collections.Counter()  # "<phase>:<op>": read + written
         self.phase = "forward"
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         name = func.overloadpacket.__name__
         if name not in VIEWS:
-            read = sum(distinct_bytes(t) for t in _tensors((args, kwargs or {})))
-            written = sum(distinct_bytes(t) for t in _tensors(out))
+            read, written = op_traffic(args, kwargs, out)
             self.ops[f"{self.phase}:{name}"] += 1
             self.bytes[f"{self.phase}:read"] += read
             self.bytes[f"{self.phase}:write"] += written
+            self.bytes_by_op[f"{self.phase}:{name}"] += read + written
             if self.phase == "forward":
                 module = self.owner[-1] if self.owner else "other"
                 self.by_module[module] += 1
@@ -113,7 +98,8 @@ def count(arch: str, resolution: int, batch: int, fused: bool = False) -> dict:
             "batch_norms": counter.ops["forward:native_batch_norm"], "convs": counter.ops["forward:convolution"],
             "forward_by_module": dict(counter.by_module.most_common()),
             "top_ops": dict(counter.ops.most_common(25)), "op_counts": dict(sorted(counter.ops.items())),
-            "bytes": dict(counter.bytes), "forward_bytes_by_module": dict(counter.bytes_by_module.most_common())}
+            "bytes": dict(counter.bytes), "forward_bytes_by_module": dict(counter.bytes_by_module.most_common()),
+            "bytes_by_op": dict(counter.bytes_by_op.most_common())}
 
 
 def with_bytes_per_image(arch: str, resolution: int, batch: int, fused: bool = False) -> dict:
@@ -126,6 +112,13 @@ def with_bytes_per_image(arch: str, resolution: int, batch: int, fused: bool = F
         phase: (per_image[f"{phase}:read"] + per_image[f"{phase}:write"]) / 2**20 for phase in ("forward", "backward")}
     result["mib_per_image"]["step"] = result["mib_per_image"]["forward"] + result["mib_per_image"]["backward"]
     result["fixed_mib"] = (sum(result["bytes"].values()) - batch * sum(per_image.values())) / 2**20
+    result["mib_per_image_by_op"] = {  # ops with a per-image share of at least 0.1 MiB, largest first
+        key: round(per, 3) for key, per in sorted(
+            ((k, (double["bytes_by_op"].get(k, 0) - v) / batch / 2**20) for k, v in result["bytes_by_op"].items()),
+            key=lambda kv: -kv[1]) if per >= 0.1}
+    result["forward_mib_per_image_by_module"] = {
+        key: round((double["forward_bytes_by_module"].get(key, 0) - v) / batch / 2**20, 3)
+        for key, v in result["forward_bytes_by_module"].items()}
     return result
 
 

@@ -73,11 +73,28 @@ def ratios(values: dict[str, float], metric: str) -> dict[str, float]:
     return out
 
 
-class BytesCounter(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts bytes read and written by every non-view aten op (each op a separate kernel, as in eager mode).
+def distinct_bytes(t: torch.Tensor) -> int:
+    """Bytes of the distinct elements of ``t``: a broadcast (stride-0) dimension is stored once."""
+    elements = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            elements *= size
+    return elements * t.element_size()
 
-    An op's reads are its tensor inputs (an in-place or ``out=`` target is read only if it is also an input),
-    its writes are its outputs. Views, metadata ops and empty allocations move nothing and are skipped.
+
+def op_traffic(args: tuple, kwargs: dict, out) -> tuple[int, int]:
+    """(bytes read, bytes written) by one op streaming each operand once: its tensor inputs are read (an ``out=``
+    target only if it is also an input), its outputs written; a broadcast operand counts its distinct elements."""
+    leaves = torch.utils._pytree.tree_leaves
+    out_kw = {id(t) for t in leaves(kwargs.get("out")) if isinstance(t, torch.Tensor)}
+    read = sum(distinct_bytes(t) for t in leaves((args, kwargs)) if isinstance(t, torch.Tensor) and id(t) not in out_kw)
+    written = sum(distinct_bytes(t) for t in leaves(out) if isinstance(t, torch.Tensor))
+    return read, written
+
+
+class BytesCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts bytes read and written (:func:`op_traffic`) by every non-view aten op (each op a separate kernel, as
+    in eager mode). Views, metadata ops and empty allocations move nothing and are skipped.
     """
 
     SKIP = ("aten::empty", "aten::empty_like", "aten::empty_strided", "aten::detach", "aten::lift_fresh",
@@ -93,12 +110,7 @@ class BytesCounter(torch.utils._python_dispatch.TorchDispatchMode):
         name = func._schema.name
         if getattr(func, "is_view", False) or name in self.SKIP or name.startswith("aten::_local_scalar"):
             return out
-        outs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-        out_kw = {id(t) for t in torch.utils._pytree.tree_leaves(kwargs.get("out")) if isinstance(t, torch.Tensor)}
-        ins = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)
-               and id(t) not in out_kw]
-        moved = sum(t.numel() * t.element_size() for t in ins) + sum(t.numel() * t.element_size() for t in outs)
-        self.by_op[name] = self.by_op.get(name, 0) + moved
+        self.by_op[name] = self.by_op.get(name, 0) + sum(op_traffic(args, kwargs, out))
         return out
 
 

@@ -36,18 +36,17 @@ def gated_batch_norm(x: torch.Tensor, gate: torch.Tensor, mean: torch.Tensor, st
     bias = bn.bias.to(acc) if bn.bias is not None else torch.zeros(c, dtype=acc, device=x.device)
     if not bn.training and bn.running_mean is not None:
         scale = weight * torch.rsqrt(bn.running_var.to(acc) + bn.eps)
-        return scale_channels(x, gate, scale, bias - bn.running_mean.to(acc) * scale)
+        return scale_channels(x, gate, scale, torch.addcmul(bias, bn.running_mean.to(acc), scale, value=-1))
     n = h * w
-    m, g = mean.to(acc), gate.to(acc)
-    # std is unbiased over the n pixels; the BN's variance is biased over all B*n values.
-    var_x = std.to(acc).square() * ((n - 1) / n)
-    gm = g * m
-    mean_y = gm.mean(0)
-    var_y = (g.square() * var_x).mean(0) + (gm - mean_y).square().mean(0)
+    g = gate.to(acc)
+    # Few ops on purpose: each is a kernel launch of a (B, C) tensor on the GPU, about as costly as the arithmetic.
+    # var_y = mean_b(g^2 var_x) + var_b(g m), var_x the biased per-sample variance (std is unbiased over n).
+    var_between, mean_y = torch.var_mean(g * mean.to(acc), dim=0, correction=0)
+    var_y = torch.add(var_between, (g * std.to(acc)).square().mean(0), alpha=(n - 1) / n)
     scale = weight * torch.rsqrt(var_y + bn.eps)
     if bn.training and bn.track_running_stats:
         _update_running_stats(bn, mean_y.detach(), var_y.detach(), b * n)
-    return scale_channels(x, gate, scale, bias - mean_y * scale)
+    return scale_channels(x, gate, scale, torch.addcmul(bias, mean_y, scale, value=-1))
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:

@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from op_count import distinct_bytes  # noqa: E402
+from speed_common import distinct_bytes, op_traffic  # noqa: E402
 
 from patsearch.arch import VARIANTS  # noqa: E402
 
@@ -48,3 +48,9 @@ def test_a_broadcast_operand_counts_its_distinct_elements_once():
     assert distinct_bytes(row) == 10
     assert distinct_bytes(row.expand(7, 5)) == 10
     assert distinct_bytes(torch.ones(3, 4)[:, :2]) == 3 * 2 * 4
+
+
+def test_an_out_target_is_written_not_read():
+    a, b, target = torch.ones(4), torch.ones(4), torch.empty(4)
+    assert op_traffic((a, b), {"out": target}, target) == (32, 16)
+    assert op_traffic((a, b), {}, a + b) == (32, 16)
