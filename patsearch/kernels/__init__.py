@@ -3,7 +3,7 @@
 - :func:`channel_stats`: the Gaussian SE's per-channel spatial mean and unbiased std, one read of the input.
 - :func:`scale_channels`: the SE gate applied to its input with the BN after it (as an affine), one pass.
 - :func:`gated_batch_norm`: ``BN(x * gate)`` with a train-mode BN folded into scale_channels, its batch
-  statistics derived from channel_stats' (B, C) output (no extra pass over x).
+  statistics derived from channel_stats' (B, C) output (no extra pass over x) by :func:`gated_bn_affine`.
 - :func:`spatial_gate`: PAT_sp's Hard-Sigmoid spatial gate (1-channel 1x1 conv + gating + affine), one pass.
 
 Triton on CUDA, the pure-PyTorch :mod:`~patsearch.kernels.reference` elsewhere; see :mod:`~patsearch.kernels.ops`.
@@ -24,10 +24,11 @@ from patsearch.kernels.gated_bn import gated_batch_norm
 from patsearch.kernels.ops import (
     backend,
     channel_stats,
+    gated_bn_affine,
     scale_channels,
     spatial_gate,
     uses_triton,
 )
 
-__all__ = ["backend", "channel_stats", "gated_batch_norm", "reference", "scale_channels", "spatial_gate",
-           "uses_triton"]
+__all__ = ["backend", "channel_stats", "gated_batch_norm", "gated_bn_affine", "reference", "scale_channels",
+           "spatial_gate", "uses_triton"]

@@ -428,3 +428,103 @@ def spatial_gate_backward(grad: torch.Tensor, z: torch.Tensor, weight: torch.Ten
     dw, dscale, dshift = (part.sum(0) for part in parts)  # three separate tensors: op outputs must not alias
     wdtype = scale.dtype if scale is not None else z.dtype
     return dz, dw.reshape(weight.shape).to(weight.dtype), dscale.to(wdtype), dshift.to(wdtype)
+
+
+# --- the gated BN's per-channel affine from (B, C) statistics -------------------------------------------------
+
+
+@triton.jit(do_not_specialize=["B", "C"])
+def _gbn_affine_fwd_kernel(g_ptr, m_ptr, s_ptr, w_ptr, b_ptr, scale_ptr, shift_ptr, mean_ptr, var_ptr, B, C, inv_b,
+                           within, eps, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    acc_gm = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
+    acc_within = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
+    for start in range(0, B, BLOCK_B):
+        offs_b = start + tl.arange(0, BLOCK_B)
+        mask = (offs_b < B)[:, None] & mask_c[None, :]
+        idx = offs_b[:, None].to(tl.int64) * C + offs_c[None, :]
+        g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+        gs = g * tl.load(s_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+        acc_gm += g * tl.load(m_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+        acc_within += gs * gs
+    mean_y = tl.sum(acc_gm, axis=0) * inv_b
+    # Second pass for the between-sample variance: centred, so a mean far from zero does not cancel it away.
+    acc_between = tl.zeros([BLOCK_B, BLOCK_C], dtype=tl.float32)
+    for start in range(0, B, BLOCK_B):
+        offs_b = start + tl.arange(0, BLOCK_B)
+        mask = (offs_b < B)[:, None] & mask_c[None, :]
+        idx = offs_b[:, None].to(tl.int64) * C + offs_c[None, :]
+        gm = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32) * \
+            tl.load(m_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+        d = tl.where(mask, gm - mean_y[None, :], 0.0)
+        acc_between += d * d
+    var_y = (tl.sum(acc_between, axis=0) + tl.sum(acc_within, axis=0) * within) * inv_b
+    scale = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32) / tl.sqrt(var_y + eps)
+    shift = tl.load(b_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32) - mean_y * scale
+    tl.store(scale_ptr + offs_c, scale, mask=mask_c)
+    tl.store(shift_ptr + offs_c, shift, mask=mask_c)
+    tl.store(mean_ptr + offs_c, mean_y, mask=mask_c)
+    tl.store(var_ptr + offs_c, var_y, mask=mask_c)
+
+
+def _gbn_tile(b: int, c: int) -> tuple[int, int]:
+    block_c = min(triton.next_power_of_2(c), 128)
+    return max(1, min(triton.next_power_of_2(b), TUNING["max_tile"] // block_c, 32)), block_c
+
+
+def gated_bn_affine(gate: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor, pixels: int, eps: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, c = gate.shape
+    out = [torch.empty(c, dtype=torch.float32, device=gate.device) for _ in range(4)]  # op outputs must not alias
+    block_b, block_c = _gbn_tile(b, c)
+    _gbn_affine_fwd_kernel[(triton.cdiv(c, block_c),)](
+        gate.contiguous(), mean.contiguous(), std.contiguous(), weight.contiguous(), bias.contiguous(), out[0],
+        out[1], out[2], out[3], b, c, 1.0 / b, (pixels - 1) / pixels, eps, BLOCK_B=block_b, BLOCK_C=block_c)
+    return out[0], out[1], out[2], out[3]
+
+
+@triton.jit(do_not_specialize=["B", "C"])
+def _gbn_affine_bwd_kernel(ds_ptr, dt_ptr, g_ptr, m_ptr, s_ptr, w_ptr, mean_ptr, var_ptr, dg_ptr, dm_ptr, dstd_ptr,
+                           dw_ptr, db_ptr, B, C, inv_b, within, eps, BLOCK_B: tl.constexpr, BLOCK_C: tl.constexpr):
+    offs_c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < C
+    w = tl.load(w_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    mean_y = tl.load(mean_ptr + offs_c, mask=mask_c, other=0.0)
+    r = 1.0 / tl.sqrt(tl.load(var_ptr + offs_c, mask=mask_c, other=1.0) + eps)
+    dt = tl.load(dt_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32)
+    ds_total = tl.load(ds_ptr + offs_c, mask=mask_c, other=0.0).to(tl.float32) - dt * mean_y
+    dvar = -0.5 * ds_total * w * r * r * r
+    dmean_y = -dt * w * r
+    first = tl.program_id(1) == 0  # one row of programs writes the per-channel gradients
+    tl.store(dw_ptr + offs_c, (ds_total * r).to(dw_ptr.dtype.element_ty), mask=mask_c & first)
+    tl.store(db_ptr + offs_c, dt.to(db_ptr.dtype.element_ty), mask=mask_c & first)
+    offs_b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    mask = (offs_b < B)[:, None] & mask_c[None, :]
+    idx = offs_b[:, None].to(tl.int64) * C + offs_c[None, :]
+    g = tl.load(g_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    m = tl.load(m_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    s = tl.load(s_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    dgm = (dmean_y[None, :] + 2.0 * dvar[None, :] * (g * m - mean_y[None, :])) * inv_b
+    within_coef = (2.0 * within * inv_b) * dvar[None, :]
+    tl.store(dg_ptr + idx, (dgm * m + within_coef * g * s * s).to(dg_ptr.dtype.element_ty), mask=mask)
+    tl.store(dm_ptr + idx, (dgm * g).to(dm_ptr.dtype.element_ty), mask=mask)
+    tl.store(dstd_ptr + idx, (within_coef * g * g * s).to(dstd_ptr.dtype.element_ty), mask=mask)
+
+
+def gated_bn_affine_backward(grad_scale: torch.Tensor, grad_shift: torch.Tensor, gate: torch.Tensor,
+                             mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, mean_y: torch.Tensor,
+                             var_y: torch.Tensor, pixels: int, eps: float
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, c = gate.shape
+    def dense(t: torch.Tensor) -> torch.Tensor:  # the kernel writes row-major (B, C) / (C,)
+        return torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+    dgate, dmean, dstd, dweight, dbias = dense(gate), dense(mean), dense(std), dense(weight), dense(weight)
+    block_b, block_c = _gbn_tile(b, c)
+    _gbn_affine_bwd_kernel[(triton.cdiv(c, block_c), triton.cdiv(b, block_b))](
+        grad_scale.contiguous(), grad_shift.contiguous(), gate.contiguous(), mean.contiguous(), std.contiguous(),
+        weight.contiguous(), mean_y.contiguous(), var_y.contiguous(), dgate, dmean, dstd, dweight, dbias, b, c,
+        1.0 / b, (pixels - 1) / pixels, eps, BLOCK_B=block_b, BLOCK_C=block_c)
+    return dgate, dmean, dstd, dweight, dbias

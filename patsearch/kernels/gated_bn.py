@@ -8,15 +8,16 @@ those (B, C) numbers alone, by the law of total variance,
     mean_y[c] = mean_b(g m),   var_y[c] = mean_b(g^2 var_x[b, c]) + var_b(g m)   (biased, over B*H*W),
 
 so BN(x * gate) is ``scale_channels(x, gate, w / sqrt(var_y + eps), b - mean_y * that)``: one read and one write
-of x, and autograd through these (B, C)-sized formulas gives exactly BatchNorm's gradient. Running statistics
-are updated as :class:`torch.nn.BatchNorm2d` updates them.
+of x. :func:`~patsearch.kernels.gated_bn_affine` computes those (C,) numbers from the (B, C) ones in one kernel and
+their gradient in one more (written out, exactly BatchNorm's gradient). Running statistics are updated as
+:class:`torch.nn.BatchNorm2d` updates them.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from patsearch.kernels.ops import scale_channels
+from patsearch.kernels.ops import gated_bn_affine, scale_channels
 
 __all__ = ["gated_batch_norm"]
 
@@ -38,15 +39,10 @@ def gated_batch_norm(x: torch.Tensor, gate: torch.Tensor, mean: torch.Tensor, st
         scale = weight * torch.rsqrt(bn.running_var.to(acc) + bn.eps)
         return scale_channels(x, gate, scale, torch.addcmul(bias, bn.running_mean.to(acc), scale, value=-1))
     n = h * w
-    g = gate.to(acc)
-    # Few ops on purpose: each is a kernel launch of a (B, C) tensor on the GPU, about as costly as the arithmetic.
-    # var_y = mean_b(g^2 var_x) + var_b(g m), var_x the biased per-sample variance (std is unbiased over n).
-    var_between, mean_y = torch.var_mean(g * mean.to(acc), dim=0, correction=0)
-    var_y = torch.add(var_between, (g * std.to(acc)).square().mean(0), alpha=(n - 1) / n)
-    scale = weight * torch.rsqrt(var_y + bn.eps)
+    scale, shift, mean_y, var_y = gated_bn_affine(gate, mean, std, weight, bias, n, bn.eps)
     if bn.training and bn.track_running_stats:
         _update_running_stats(bn, mean_y.detach(), var_y.detach(), b * n)
-    return scale_channels(x, gate, scale, torch.addcmul(bias, mean_y, scale, value=-1))
+    return scale_channels(x, gate, scale, shift)
 
 
 def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:

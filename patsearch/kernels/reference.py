@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["channel_stats", "channel_stats_backward", "scale_channels", "scale_channels_backward", "spatial_gate",
-           "spatial_gate_backward"]
+__all__ = ["channel_stats", "channel_stats_backward", "gated_bn_affine", "gated_bn_affine_backward", "scale_channels",
+           "scale_channels_backward", "spatial_gate", "spatial_gate_backward"]
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
@@ -108,3 +108,42 @@ def spatial_gate_backward(grad: torch.Tensor, z: torch.Tensor, weight: torch.Ten
     dshift = g_out.sum((0, 2, 3))
     wdtype = scale.dtype if scale is not None else z.dtype
     return dz.to(z.dtype), dweight.reshape(weight.shape).to(weight.dtype), dscale.to(wdtype), dshift.to(wdtype)
+
+
+def gated_bn_affine(gate: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor, pixels: int, eps: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A train-mode BN of ``y = x * gate`` as the per-channel affine ``y * scale + shift``, from the (B, C) gate and
+    the per-(sample, channel) mean and unbiased std of ``x`` over its ``pixels``: (scale, shift, batch mean of y,
+    biased batch variance of y), each (C,) in the accumulation dtype. By the law of total variance,
+    ``var_y = mean_b((g m - mean_y)^2) + mean_b(g^2 std^2) (pixels - 1) / pixels``."""
+    g, m, s = _acc(gate), _acc(mean), _acc(std)
+    gm = g * m
+    mean_y = gm.mean(0)
+    var_y = (gm - mean_y).square().mean(0) + (g * s).square().mean(0) * ((pixels - 1) / pixels)
+    scale = _acc(weight) * torch.rsqrt(var_y + eps)
+    return scale, _acc(bias) - mean_y * scale, mean_y, var_y
+
+
+def gated_bn_affine_backward(grad_scale: torch.Tensor, grad_shift: torch.Tensor, gate: torch.Tensor,
+                             mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, mean_y: torch.Tensor,
+                             var_y: torch.Tensor, pixels: int, eps: float
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dgate, dmean, dstd, dweight, dbias) from the gradients of scale and shift (the batch statistics are
+    outputs for the running averages only: no gradient flows back through them)."""
+    g, m, s, w = _acc(gate), _acc(mean), _acc(std), _acc(weight)
+    r = torch.rsqrt(var_y + eps)
+    ds, dt = _acc(grad_scale), _acc(grad_shift)
+    ds_total = ds - dt * mean_y  # scale also reaches the loss through shift = bias - mean_y * scale
+    dvar = -0.5 * ds_total * w * r ** 3
+    dmean_y = -dt * w * r
+    batch, within = g.shape[0], (pixels - 1) / pixels
+    # d/d(g m)[b]: the mean's 1/B, and the between-sample variance's 2 (g m - mean_y) / B (its mean_y term sums
+    # to zero over b); the within-sample part depends on g and std only.
+    dgm = (dmean_y + 2 * dvar * (g * m - mean_y)) / batch
+    within_coef = 2 * within / batch * dvar
+    dgate = dgm * m + within_coef * g * s * s
+    dmean = dgm * g
+    dstd = within_coef * g * g * s
+    return (dgate.to(gate.dtype), dmean.to(mean.dtype), dstd.to(std.dtype), (ds_total * r).to(weight.dtype),
+            dt.to(weight.dtype, copy=True))  # a copy: an op's output must not alias its input grad_shift

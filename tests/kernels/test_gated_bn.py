@@ -139,3 +139,78 @@ def test_wiring_recipe_equals_pat_ch_and_pat_sp_in_train_mode():
                                        msg=lambda m, name=name: f"{name}: {m}")
         for (name, a), b in zip(twin.named_buffers(), module.buffers()):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+
+
+# --- gated_bn_affine: the (C,) affine and its written-out gradient ----------------------------------------------
+
+
+def _affine_inputs(b, c, dtype=torch.float64, offset=0.0, gate_dtype=None):
+    torch.manual_seed(b * 100 + c)
+    gate = torch.rand(b, c, dtype=dtype).to(gate_dtype or dtype).requires_grad_()
+    mean = (torch.randn(b, c, dtype=dtype) * 2 + offset).requires_grad_()
+    std = (torch.rand(b, c, dtype=dtype) + 0.1).requires_grad_()
+    weight = (torch.randn(c, dtype=dtype) * 0.3 + 1).requires_grad_()
+    bias = (torch.randn(c, dtype=dtype) * 0.3).requires_grad_()
+    return gate, mean, std, weight, bias
+
+
+def test_gated_bn_affine_gradient_is_the_numerical_one():
+    """float64 gradcheck of scale and shift through the registered (hand-written) backward."""
+    inputs = _affine_inputs(5, 3)
+    with kernels.backend("reference"):
+        torch.autograd.gradcheck(lambda *t: kernels.gated_bn_affine(*t, 7, 1e-5)[:2], inputs)
+
+
+def test_gated_bn_affine_equals_autograd_of_its_formula():
+    """The op's outputs and input gradients against plain autograd of the reference formula."""
+    from patsearch.kernels import reference as ref
+
+    inputs = _affine_inputs(6, 4)
+    grads = (torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64))
+    with kernels.backend("reference"):
+        got = kernels.gated_bn_affine(*inputs, 9, 1e-5)
+        got_grads = torch.autograd.grad(got[:2], inputs, grads)
+    want = ref.gated_bn_affine(*inputs, 9, 1e-5)
+    want_grads = torch.autograd.grad(want[:2], inputs, grads)
+    for a, b in zip(got + got_grads, want + want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("b", "c", "small_tiles"), [(3, 5, False), (37, 130, False), (37, 130, True), (1, 2, True)])
+def test_gated_bn_affine_kernels_equal_reference(b, c, small_tiles, monkeypatch):
+    """Triton (interpreted) against the reference in float32, with a bf16 gate as under autocast, ragged batch and
+    channel blocks, and a mean of 50 against a spread of 2: the two-pass variance must not cancel."""
+    from patsearch.kernels import _triton
+
+    if small_tiles:
+        monkeypatch.setitem(_triton.TUNING, "max_tile", 32)
+    inputs = [t.detach().float().requires_grad_() for t in _affine_inputs(b, c, offset=50.0)]
+    inputs[0] = inputs[0].detach().bfloat16().requires_grad_()
+    grads = (torch.randn(c), torch.randn(c))
+    results = []
+    for backend in ("auto", "reference"):
+        with kernels.backend(backend):
+            assert kernels.uses_triton(inputs[0]) == (backend == "auto")
+            out = kernels.gated_bn_affine(*inputs, 11, 1e-5)
+            results.append(out + torch.autograd.grad(out[:2], inputs, grads))
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        rtol = 1e-2 if got.dtype == torch.bfloat16 else 2e-4  # the bf16 gate's gradient: one ulp of a float32 sum
+        torch.testing.assert_close(got.float(), want.float(), rtol=rtol, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["reference", "auto"])
+def test_gated_bn_affine_opcheck(which):
+    inputs = [t.detach().float().requires_grad_() for t in _affine_inputs(4, 6)]
+    with kernels.backend(which):
+        torch.library.opcheck(torch.ops.patsearch.gated_bn_affine.default, (*inputs, 5, 1e-5))
+
+
+def test_gated_bn_affine_bad_input():
+    gate, mean, std, weight, bias = _affine_inputs(2, 3)
+    with pytest.raises(ValueError, match=r"gate, mean and std must all be \(B, C\); got \(2, 3\), \(2, 4\)"):
+        kernels.gated_bn_affine(gate, torch.zeros(2, 4, dtype=torch.float64), std, weight, bias, 4, 1e-5)
+    with pytest.raises(ValueError, match="bias must have 3 elements"):
+        kernels.gated_bn_affine(gate, mean, std, weight, bias[:2], 4, 1e-5)
+    with pytest.raises(ValueError, match="pixels must be at least 1, got 0"):
+        kernels.gated_bn_affine(gate, mean, std, weight, bias, 0, 1e-5)

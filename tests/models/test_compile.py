@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch._dynamo.testing import CompileCounterWithBackend
 
 from patsearch.arch import ArchConfig
-from patsearch.models import create_model, fuse_model
+from patsearch.models import create_model, fuse_model, use_fused_kernels
 
 # T0-like (GELU, PAT_ch in stages 1-3, PAT_sf in stage 4, drop-path on), smaller so that CPU tracing is quick.
 ARCH = ArchConfig(embed_dim=16, depths=(1, 1, 2, 2), act="gelu", drop_path_rate=0.1, num_classes=10)
@@ -32,11 +32,13 @@ def _step(model, x, y, seed):
     return out
 
 
-@pytest.mark.slow  # ~35 s of tracing on a loaded 2-core CPU
-def test_compiled_training_step_equals_eager():
+@pytest.mark.slow  # ~35 s of tracing on a loaded 2-core CPU, each
+@pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused_kernels"])
+def test_compiled_training_step_equals_eager(fused):
+    """Also with the fused ops: opaque nodes in one graph (fullgraph), the gated BN's running statistics updated."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    eager = create_model(ARCH).train()
+    eager = use_fused_kernels(create_model(ARCH), enabled=fused).train()
     compiled_model = copy.deepcopy(eager)
     compiled = torch.compile(compiled_model, backend="aot_eager", fullgraph=True)
     x, y = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
