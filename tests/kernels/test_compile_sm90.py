@@ -27,7 +27,12 @@ KERNELS = {
                             dict(HAS_SCALE=False, HAS_SHIFT=False, HAS_RESIDUAL=False, BLOCK_C=32, BLOCK_HW=128)],
     "_spatial_bwd_kernel": [dict(HAS_SCALE=True, BLOCK_C=32, BLOCK_HW=128),
                             dict(HAS_SCALE=False, BLOCK_C=512, BLOCK_HW=8)],
+    "_gbn_affine_fwd_kernel": [dict(BLOCK_B=32, BLOCK_C=128)],
+    "_gbn_affine_bwd_kernel": [dict(BLOCK_B=32, BLOCK_C=128)],
 }
+# The gated BN's (B, C) kernels: the gate (and its gradient) bf16 under autocast, every other pointer float32.
+BF16_ONLY = {"_gbn_affine_fwd_kernel": {"g_ptr"}, "_gbn_affine_bwd_kernel": {"g_ptr", "dg_ptr"}}
+FLOAT_SCALARS = {"within", "eps"}
 done = []
 for name, variants in KERNELS.items():
     fn = getattr(K, name)
@@ -40,9 +45,11 @@ for name, variants in KERNELS.items():
             elif p.name in CHANNEL_STRIDES:
                 sig[p.name] = "constexpr"
                 consts[p.name] = 1
+            elif p.name.endswith("_ptr") and name in BF16_ONLY:
+                sig[p.name] = "*bf16" if p.name in BF16_ONLY[name] else "*fp32"
             elif p.name.endswith("_ptr"):
                 sig[p.name] = "*fp32" if p.name in FLOAT_PARTIALS else "*bf16"
-            elif p.name.startswith("inv_"):
+            elif p.name.startswith("inv_") or p.name in FLOAT_SCALARS:
                 sig[p.name] = "fp32"
             else:
                 sig[p.name] = "i32"
@@ -61,6 +68,6 @@ def test_kernels_compile_for_sm90(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(compiled) == 11 and set(compiled) == {
+    assert len(compiled) == 13 and set(compiled) == {
         "_stats_fwd_kernel", "_stats_combine_kernel", "_stats_bwd_kernel", "_scale_fwd_kernel", "_scale_bwd_kernel",
-        "_spatial_fwd_kernel", "_spatial_bwd_kernel"}
+        "_spatial_fwd_kernel", "_spatial_bwd_kernel", "_gbn_affine_fwd_kernel", "_gbn_affine_bwd_kernel"}
