@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# Issue 11 item 2 on one lent H200, one call (about 9 minutes): the fused kernels alone against eager and compiled
-# PyTorch (benchmarks/kernels_gpu.py), then training throughput of PATNet plain, PATNet with the fused ops and
-# FasterNet, side by side in one process per size, eager and under CUDA graphs (train_throughput.py
-# --fused-kernels both). Everything lands in $OUT/fused.tgz.
-#   OUT=$OUT bash benchmarks/fused_kernels_h200.sh
+# Issue 11 item 2 on one lent H200, one call (about 7 minutes, never past DEADLINE seconds): the fused kernels alone
+# against eager and compiled PyTorch (benchmarks/kernels_gpu.py), then training throughput of PATNet plain, PATNet
+# with the fused ops and FasterNet, side by side in one process per size, eager and under CUDA graphs
+# (train_throughput.py --fused-kernels both), and the kernel-level profile of T2 plain, fused and FasterNet
+# (train_profile.py). $OUT/fused.tgz is rewritten after every step, so a call cut short still returns what ran.
+#   OUT=$OUT bash benchmarks/fused_kernels_h200.sh          # DEADLINE=540 by default
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 OUT=${OUT:-/tmp/fused_out}
 RES=$OUT/fused
+DEADLINE=${DEADLINE:-540}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$RES/gpu.txt" 2>&1
+step() {  # step SECONDS COMMAND...: run with at most SECONDS and what is left before DEADLINE, then pack
+  local left=$(( DEADLINE - SECONDS ))
+  if (( left < 30 )); then echo "skipped (deadline): ${*:2}"; return; fi
+  timeout $(( $1 < left ? $1 : left )) "${@:2}"
+  tar czf "$OUT/fused.tgz" -C "$OUT" fused
+}
 {
-  timeout "${KERNELS_TIMEOUT:-150}" python3 benchmarks/kernels_gpu.py --out "$RES/kern" --budget-s 100
-  for mode in eager graph; do
+  step 130 python3 benchmarks/kernels_gpu.py --out "$RES/kern" --budget-s 90
+  for mode in graph eager; do
     flag=""; [ "$mode" = graph ] && flag="--cuda-graph"
     for v in t2 t0 s; do
-      timeout 150 python3 benchmarks/train_throughput.py --archs "patnet_$v" "fasternet_$v" --resolution 224 \
+      step 100 python3 benchmarks/train_throughput.py --archs "patnet_$v" "fasternet_$v" --resolution 224 \
         --batch-size 256 --rounds 2 --fused-kernels both $flag --out "$RES/${mode}_$v.json"
     done
   done
+  # Where the time goes, plain and fused, eager (the issue's kernel-level profile)
+  step 100 python3 benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --fused-kernels both \
+    --out "$RES/profile_t2.json"
 } > "$RES/run.log" 2>&1
 tar czf "$OUT/fused.tgz" -C "$OUT" fused
-grep -h "img/s\|{" "$RES/run.log" | grep -v Warning | tail -40
+grep -h "img/s\|{\|skipped" "$RES/run.log" | grep -v Warning | tail -40

@@ -1,7 +1,7 @@
 """Where a training step's time goes (issue 11): kernel-level profile, launches per step, GPU busy fraction, and
 activation bytes per image against the device's measured copy bandwidth, for PATNet and its FasterNet peer.
 
-    python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --out prof.json
+    python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 [--fused-kernels both] --out prof.json
 
 Per model, on the trainer's own step (:func:`patsearch.train.throughput.benchmark_step`: bf16 autocast on GPUs,
 channels_last, fused AdamW, device-resident random images):
@@ -12,6 +12,9 @@ channels_last, fused AdamW, device-resident random images):
   moves at least about 4x this (written forward, read backward, gradient written and read), so
   ``traffic_bound_img_s`` = bandwidth / (4 x activation bytes) is an upper bound on img/s for a memory-bound step.
 - ``top_kernels``: the kernels with the most device time per step.
+
+``--fused-kernels on|both`` profiles each PATNet with :mod:`patsearch.kernels`' fused ops (``<arch>+fused``), as
+``train_throughput.py`` measures it. The bytes every op of the step moves are counted by ``op_count.py``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from train_throughput import measured_runs  # noqa: E402
 
 from patsearch.train.distributed import resolve_device  # noqa: E402
 from patsearch.train.throughput import benchmark_step  # noqa: E402
@@ -70,8 +74,9 @@ def activation_bytes_per_image(step, x: torch.Tensor) -> int:
     return total // x.shape[0]
 
 
-def profile_arch(arch: str, args: argparse.Namespace) -> dict:
-    step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device)
+def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -> dict:
+    step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device,
+                                fused_kernels=fused)
     dev = x.device
     for _ in range(args.warmup):
         step(x, y)
@@ -93,7 +98,8 @@ def profile_arch(arch: str, args: argparse.Namespace) -> dict:
         per_kernel.setdefault(e.name, []).append(e.device_time)
     top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
     act = activation_bytes_per_image(step, x)
-    out = {"arch": arch, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+    out = {"arch": label, "fused_kernels": fused,
+           "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "batch_size": args.batch_size, "resolution": args.resolution, "step_ms": 1e3 * step_s,
            "img_s": args.batch_size / step_s, "kernels_per_step": len(device_events) / args.steps,
            "kernel_ms_per_step": kernel_us / 1e3 / args.steps,
@@ -113,9 +119,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--device", default="auto")
+    p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
+                   help="PATNet with patsearch.kernels' fused ops: off, on, or both (FasterNet: always plain)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    results = [profile_arch(a, args) for a in args.archs]
+    results = [profile_arch(label, arch, fused, args) for label, arch, fused in
+               measured_runs(args.archs, args.fused_kernels)]
     dev = resolve_device(args.device)
     bandwidth = copy_bandwidth_gb_s(dev, gib=2.0 if dev.type == "cuda" else 0.25)
     for r in results:
