@@ -100,29 +100,39 @@ class BytesCounter(torch.utils._python_dispatch.TorchDispatchMode):
     SKIP = ("aten::empty", "aten::empty_like", "aten::empty_strided", "aten::detach", "aten::lift_fresh",
             "aten::_to_copy")
 
-    def __init__(self) -> None:
+    def __init__(self, also_skip: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.by_op: dict[str, int] = {}
+        self.skip = self.SKIP + also_skip
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = func._schema.name
-        if getattr(func, "is_view", False) or name in self.SKIP or name.startswith("aten::_local_scalar"):
+        if getattr(func, "is_view", False) or name in self.skip or name.startswith("aten::_local_scalar"):
             return out
         self.by_op[name] = self.by_op.get(name, 0) + sum(op_traffic(args, kwargs, out))
         return out
 
 
 def bytes_per_image(model: nn.Module, resolution: int = 224, dtype: torch.dtype = torch.float32,
-                    device: str = "cpu") -> tuple[float, dict[str, float]]:
+                    device: str = "cpu", channels_last: bool = False, gpu_formulation: bool = False
+                    ) -> tuple[float, dict[str, float]]:
     """Activation bytes moved per image by eager kernels: the difference between batch 4 and batch 2, halved,
-    so that weights (read once per batch) drop out."""
+    so that weights (read once per batch) drop out.
+
+    ``gpu_formulation`` counts what a GPU runs, on any device: the fast paths' GPU formulation
+    (:func:`patsearch.models.fast_blocks.gpu_path`), and an in-place ReLU as part of its producer (on a GPU it
+    is cuDNN's or cuBLASLt's epilogue of the conv or GEMM before it; off the GPU it falls back to ``relu_``)."""
+    from patsearch.models.fast_blocks import gpu_path
+
     per_batch = {}
     for batch in (2, 4):
         x = torch.randn(batch, 3, resolution, resolution, dtype=dtype, device=device)
-        counter = BytesCounter()
-        with torch.inference_mode(), counter:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        counter = BytesCounter(also_skip=("aten::relu_",) if gpu_formulation else ())
+        with torch.inference_mode(), gpu_path(gpu_formulation), counter:
             model(x)
         per_batch[batch] = counter.by_op
     ops = set(per_batch[2]) | set(per_batch[4])

@@ -224,7 +224,9 @@ class FastChannelBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cp = self.dim_conv
         x1, x2 = x[:, :cp], x[:, cp:]
-        gate = self.attn.gate_from_stats(*channel_stats(x2, two_pass=not x2.is_cuda))[:, :, None, None]
+        # One Welford pass on the GPU (also inside gpu_path(), which stands for it); two vectorised passes on the CPU.
+        one_pass = x2.is_cuda or _FORCE_GPU_PATH["on"]
+        gate = self.attn.gate_from_stats(*channel_stats(x2, two_pass=not one_pass))[:, :, None, None]
         if not on_gpu_path(x):  # fewer ops beat fewer passes on small CPU tensors
             return self.tail(torch.cat([self.conv(x1), x2 * gate], dim=1), x)
         buf = torch.empty_like(x)
