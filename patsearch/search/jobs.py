@@ -151,9 +151,16 @@ def _run_in_workers(pending: list[Job], make_executor, store: RecordStore, devic
     finally:
         for proc in workers:
             if proc.is_alive():
-                proc.terminate()
+                proc.terminate()  # a worker exits through Python (see _worker): its atomic write cleans up
             proc.join(timeout=10)
+            if proc.is_alive():  # stuck in native code past the grace period
+                proc.kill()
+                proc.join()
     return finished
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jobs_q, results_q,
@@ -162,8 +169,13 @@ def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jo
         from patsearch.train.distributed import pin_visible_gpu
 
         pin_visible_gpu(device)  # before this process starts CUDA
+    import signal
+
     import torch
 
+    # The coordinator terminates the other workers when a job fails. SIGTERM's default ends the process at once, so
+    # a worker inside an atomic write would leave its temp file; as SystemExit it unwinds and the write cleans up.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     torch.set_num_threads(threads)
     store = RecordStore(folder)
     run_one = None
@@ -180,6 +192,8 @@ def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jo
                     run_one = make_executor()
                 record = run_one(job)
                 store.write(record)
+            except SystemExit:  # terminated by the coordinator: nothing to report
+                raise
             except BaseException as exc:  # reported to the coordinator, which stops the run
                 first_line = str(exc).splitlines()[0] if str(exc) else ""
                 results_q.put(("error", (job.key, f"{type(exc).__name__}: {first_line}")))

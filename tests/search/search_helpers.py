@@ -148,3 +148,32 @@ def failing_runner_factory(settings):
 
     run_proxy.num_classes = 10
     return run_proxy
+
+
+def killed_mid_write_executor():
+    """A job executor for :func:`patsearch.search.jobs.run_jobs` with two workers: job kind ``slow`` blocks inside
+    an atomic write into ``$PATSEARCH_TEST_RECORDS`` (and says so with a marker), job kind ``bad`` waits for that
+    marker and fails, so the coordinator terminates the other worker in the middle of its write."""
+    import os
+    import time
+
+    from patsearch.io import atomic_open
+
+    markers = Path(os.environ["PATSEARCH_TEST_MARKERS"])
+    records = Path(os.environ["PATSEARCH_TEST_RECORDS"])
+
+    def run(job):
+        if job.kind == "slow":
+            with atomic_open(records / "partial.json", "w") as fh:
+                fh.write("{")
+                (markers / "inside").touch()
+                while True:  # until the coordinator terminates this worker
+                    time.sleep(0.05)
+        deadline = time.monotonic() + 180
+        while not (markers / "inside").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other worker never started its write")
+            time.sleep(0.02)
+        raise ValueError("boom")
+
+    return run
