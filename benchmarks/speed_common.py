@@ -5,6 +5,8 @@ the registry :mod:`patsearch.models.forms`:
 
 - ``patnet-deploy``: PATNet-X, form ``fused`` (the baseline deployment path);
 - ``patnet-fast``: PATNet-X, form ``fast`` (same function, fewer memory passes);
+- ``patnet-fastk``: PATNet-X, form ``fast_kernels`` (the fast form with PAT_sp's tail and the shortcut in fc2's
+  GEMM epilogue, one Triton kernel per block; GPU and bf16/fp16 only, else the same as ``patnet-fast``);
 - ``fasternet-fx``: FasterNet-X, form ``fused`` (torch.fx conv-BN folding, what ``patsearch bench`` deploys);
 - ``fasternet-slicing``: FasterNet-X, form ``slicing`` (the same folding kept eager, with FasterNet's own
   inference mode for the partial conv);
@@ -21,6 +23,7 @@ import torch.nn as nn
 SIZES = ("t0", "t1", "t2", "s", "m", "l")
 # Column name -> (network family, registry form).
 COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast"),
+           "patnet-fastk": ("patnet", "fast_kernels"),
            "fasternet-fx": ("fasternet", "fused"), "fasternet-slicing": ("fasternet", "slicing"),
            "fasternet-fast": ("fasternet", "fast")}
 FORMS = tuple(COLUMNS)

@@ -135,16 +135,17 @@ class Run:
                 prepared = {k: prepare_inference(m, x)[0] for k, m in models.items()}
                 with torch.inference_mode():
                     ref = prepared["patnet-deploy"](x).float()
-                    got = prepared["patnet-fast"](x).float()
-                    err = ((got - ref).norm() / ref.norm()).item()
+                    err, err_k = (((prepared[f](x).float() - ref).norm() / ref.norm()).item()
+                                  for f in ("patnet-fast", "patnet-fastk"))
                 self.results["checks"][f"{size}/{precision}"] = err
+                self.results["checks"][f"{size}/{precision}/fastk"] = err_k
                 timings = time_interleaved([(m, x) for m in prepared.values()], gpu=self.gpu, budget=BUDGET)
                 values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(prepared, timings)}
                 spread = {k: round(t.spread * 100, 1) for k, t in zip(prepared, timings)}
                 self.results["table"].setdefault(size, {})[precision] = {
                     "img_per_s": values, "spread_pct": spread, "vs_fasternet": ratios(values, "throughput"),
-                    "fast_vs_deploy_rel_err": err}
-                self.log(size, precision, values, ratios(values, "throughput"), f"err {err:.1e}")
+                    "fast_vs_deploy_rel_err": err, "fastk_vs_deploy_rel_err": err_k}
+                self.log(size, precision, values, ratios(values, "throughput"), f"err {err:.1e}, fastk {err_k:.1e}")
                 del prepared
                 torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
                 if self.gpu:
@@ -308,12 +309,13 @@ class Run:
                  f"{env.get('copy_bandwidth_GBps')} GB/s, bf16 matmul {env.get('bf16_matmul_TFLOPs')} TFLOP/s; "
                  f"cuDNN TF32 {env.get('cudnn_tf32')}.", f"Command: `{r['command']}`", "",
                  "| size | precision | " + " | ".join(f"{f} (img/s)" for f in FORMS)
-                 + " | deploy / FN | fast / FN |", "|---" * (len(FORMS) + 4) + "|"]
+                 + " | deploy / FN | fast / FN | fastk / FN |", "|---" * (len(FORMS) + 5) + "|"]
         for size, per in r["table"].items():
             for precision, row in per.items():
                 v, q = row["img_per_s"], row["vs_fasternet"]
                 lines.append(f"| {size} | {precision} | " + " | ".join(str(v.get(f, "-")) for f in FORMS)
-                             + f" | {q.get('patnet-deploy', '-')} | {q.get('patnet-fast', '-')} |")
+                             + f" | {q.get('patnet-deploy', '-')} | {q.get('patnet-fast', '-')} | "
+                             f"{q.get('patnet-fastk', '-')} |")
         for kind in ("graphs", "compile"):
             for size, per in r[kind].items():
                 for precision, row in per.items():

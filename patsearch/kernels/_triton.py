@@ -19,6 +19,7 @@ Importing this module imports triton; the ops import it only when a kernel is ab
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import triton
@@ -528,3 +529,58 @@ def gated_bn_affine_backward(grad_scale: torch.Tensor, grad_shift: torch.Tensor,
         weight.contiguous(), mean_y.contiguous(), var_y.contiguous(), dgate, dmean, dstd, dweight, dbias, b, c,
         1.0 / b, (pixels - 1) / pixels, eps, BLOCK_B=block_b, BLOCK_C=block_c)
     return dgate, dmean, dstd, dweight, dbias
+
+
+# --- inference: fc2 with PAT_sp's gate, its affine and the block's residual in the GEMM's epilogue --------------
+
+
+@triton.jit(do_not_specialize=["M", "s_hm", "s_rm"])
+def _fc2_gate_kernel(h_ptr, w_ptr, bias_ptr, gw_ptr, scale_ptr, shift_ptr, r_ptr, out_ptr, M, K, N, HALF, s_hm,
+                     s_rm, HAS_SCALE: tl.constexpr, HAS_SHIFT: tl.constexpr, DOT_FP32: tl.constexpr,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)  # the whole row: the gate is a dot product over its first HALF channels
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    rows = offs_m.to(tl.int64)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        mask_k = offs_k < K
+        a = tl.load(h_ptr + rows[:, None] * s_hm + offs_k[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+        b = tl.load(w_ptr + offs_n[None, :] * K + offs_k[:, None], mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+        if DOT_FP32:  # Triton's interpreter multiplies bf16 as raw bits; bf16 values are exact in float32
+            a, b = a.to(tl.float32), b.to(tl.float32)
+        acc = tl.dot(a, b, acc)
+    z = acc + tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    first = offs_n < HALF
+    gate_w = tl.load(gw_ptr + offs_n, mask=first, other=0.0).to(tl.float32)
+    gate = _hardsigmoid(tl.sum(z * gate_w[None, :], axis=1))
+    y1 = z * gate[:, None]
+    if HAS_SCALE:
+        y1 = y1 * tl.load(scale_ptr + offs_n, mask=first, other=1.0).to(tl.float32)[None, :]
+    if HAS_SHIFT:
+        y1 = y1 + tl.load(shift_ptr + offs_n, mask=first, other=0.0).to(tl.float32)[None, :]
+    mask = mask_m[:, None] & mask_n[None, :]
+    y = tl.where(first[None, :], y1, z) + tl.load(r_ptr + rows[:, None] * s_rm + offs_n[None, :], mask=mask,
+                                                  other=0.0).to(tl.float32)
+    tl.store(out_ptr + rows[:, None] * N + offs_n[None, :], y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def fc2_gate_residual(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gate_weight: torch.Tensor,
+                      scale: torch.Tensor | None, shift: torch.Tensor | None, residual: torch.Tensor, half: int
+                      ) -> torch.Tensor:
+    m, k = h.shape
+    n = weight.shape[0]
+    out = torch.empty((m, n), dtype=residual.dtype, device=h.device)
+    block_n = max(16, triton.next_power_of_2(n))
+    block_m = 64 if block_n <= 128 else 32
+    block_k = min(64, max(16, triton.next_power_of_2(k)))
+    gw = gate_weight.reshape(-1).contiguous()
+    _fc2_gate_kernel[(triton.cdiv(m, block_m),)](
+        h, weight.contiguous(), bias.contiguous(), gw, gw if scale is None else scale.reshape(-1).contiguous(),
+        gw if shift is None else shift.reshape(-1).contiguous(), residual, out, m, k, n, half, h.stride(0),
+        residual.stride(0), HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None,
+        DOT_FP32=os.environ.get("TRITON_INTERPRET") == "1", BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        num_warps=4 if block_n <= 128 else 8)
+    return out

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from patsearch.kernels import reference
 
-__all__ = ["backend", "channel_stats", "gated_bn_affine", "scale_channels", "spatial_gate", "uses_triton"]
+__all__ = ["FC2_GATE_MAX_CHANNELS", "backend", "channel_stats", "fc2_gate_kernel_applies", "fc2_gate_residual",
+           "gated_bn_affine", "scale_channels", "spatial_gate", "uses_triton"]
 
 BACKENDS = ("auto", "triton", "reference")
 _STATE = {"backend": "auto"}
@@ -348,3 +349,38 @@ def _spatial_gate_grad(ctx, grad: Tensor):
 
 
 spatial_gate.register_autograd(_spatial_gate_grad, setup_context=_spatial_gate_setup)
+
+
+# --- inference: fc2 + PAT_sp gate + affine + residual, one kernel ------------------------------------------------
+
+# The widest row one program holds (the gate is a dot product over the first half of the row): its float32
+# accumulator of 32 x 512 stays in registers. Wider stages (PATNet-S stage 4 and up) take the separate kernels.
+FC2_GATE_MAX_CHANNELS = 512
+
+
+def fc2_gate_kernel_applies(h: Tensor, residual: Tensor, channels: int) -> bool:
+    """Whether :func:`fc2_gate_residual` runs its Triton kernel: bf16/fp16 token matrices with contiguous rows on
+    a device the kernels run on, at most :data:`FC2_GATE_MAX_CHANNELS` output channels."""
+    return (h.dtype in (torch.bfloat16, torch.float16) and h.dim() == 2 and h.stride(1) == 1
+            and residual.stride(1) == 1 and channels <= FC2_GATE_MAX_CHANNELS and uses_triton(h))
+
+
+def fc2_gate_residual(h: Tensor, weight: Tensor, bias: Tensor, gate_weight: Tensor, scale: Tensor | None,
+                      shift: Tensor | None, residual: Tensor, half: int) -> Tensor:
+    """PAT_sp's deployment tail with the block's shortcut, on (tokens, channels) matrices, for inference:
+    ``residual + [(z1 * hardsigmoid(z1 @ gate_weight)) * scale + shift, z2]`` with ``z = h @ weight.T + bias``.
+    One Triton kernel (the GEMM with everything after it in its epilogue) where
+    :func:`fc2_gate_kernel_applies`, else the reference. No autograd: the fast path is an inference form."""
+    m, n = h.shape[0], weight.shape[0]
+    if weight.shape[1] != h.shape[1] or bias.shape != (n,) or residual.shape != (m, n):
+        raise ValueError(f"fc2_gate_residual: h {tuple(h.shape)}, weight {tuple(weight.shape)}, bias "
+                         f"{tuple(bias.shape)} and residual {tuple(residual.shape)} do not fit (M, K), (N, K), (N,), "
+                         "(M, N)")
+    if not 0 < half < n or gate_weight.numel() != half:
+        raise ValueError(f"fc2_gate_residual: the gate covers the first half = {half} of {n} channels and needs "
+                         f"that many weights, got {gate_weight.numel()}")
+    _check_vector("fc2_gate_residual", "scale", scale, half)
+    _check_vector("fc2_gate_residual", "shift", shift, half)
+    if fc2_gate_kernel_applies(h, residual, n):
+        return _triton().fc2_gate_residual(h, weight, bias, gate_weight, scale, shift, residual, half)
+    return reference.fc2_gate_residual(h, weight, bias, gate_weight, scale, shift, residual, half)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["channel_stats", "channel_stats_backward", "gated_bn_affine", "gated_bn_affine_backward", "scale_channels",
-           "scale_channels_backward", "spatial_gate", "spatial_gate_backward"]
+__all__ = ["channel_stats", "channel_stats_backward", "fc2_gate_residual", "gated_bn_affine",
+           "gated_bn_affine_backward", "scale_channels", "scale_channels_backward", "spatial_gate",
+           "spatial_gate_backward"]
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
@@ -147,3 +148,19 @@ def gated_bn_affine_backward(grad_scale: torch.Tensor, grad_shift: torch.Tensor,
     dstd = within_coef * g * g * s
     return (dgate.to(gate.dtype), dmean.to(mean.dtype), dstd.to(std.dtype), (ds_total * r).to(weight.dtype),
             dt.to(weight.dtype, copy=True))  # a copy: an op's output must not alias its input grad_shift
+
+
+def fc2_gate_residual(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gate_weight: torch.Tensor,
+                      scale: torch.Tensor | None, shift: torch.Tensor | None, residual: torch.Tensor, half: int
+                      ) -> torch.Tensor:
+    """``residual + [(z1 * hardsigmoid(z1 @ gate_weight)) * scale + shift, z2]`` with ``z = h @ weight.T + bias``
+    split after ``half`` channels, on (tokens, channels) matrices: PAT_sp's deployment tail and the block's
+    shortcut. In ``residual``'s dtype."""
+    z = _acc(h) @ _acc(weight).t() + _acc(bias)
+    z1 = z[:, :half]
+    y1 = z1 * F.hardsigmoid(z1 @ _acc(gate_weight).reshape(-1, 1))
+    if scale is not None:
+        y1 = y1 * _acc(scale).reshape(-1)
+    if shift is not None:
+        y1 = y1 + _acc(shift).reshape(-1)
+    return (_acc(residual) + torch.cat([y1, z[:, half:]], dim=1)).to(residual.dtype)

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from patsearch import kernels
 from patsearch.models.layers import (
     BlockDeploy,
     MlpDeploy,
@@ -131,7 +132,11 @@ class PatchifyConv(nn.Module):
 
 class _FastMlpTail(nn.Module):
     """:class:`MlpDeploy` plus the block's residual add, writing the block output in place (PAT_sp partial);
-    other MLPs run as the deployment module itself."""
+    other MLPs run as the deployment module itself. ``epilogue_kernel`` (set by ``accelerate(...,
+    epilogue_kernels=True)``): on the GPU path fc2, the gate, its affine and the shortcut run as one kernel
+    (:func:`patsearch.kernels.fc2_gate_residual`) where it applies."""
+
+    epilogue_kernel = False
 
     def __init__(self, mlp: MlpDeploy) -> None:
         super().__init__()
@@ -179,8 +184,12 @@ class _FastMlpTail(nn.Module):
             h = tokens(conv1x1_act(untokens(t_in, like), fc1, act))
         else:
             h = linear_act(t_in, fc1.weight.flatten(1), fc1.bias, act)
-        z = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
         gate_w = self.gate.weight.flatten(1)
+        if self.epilogue_kernel and kernels.fc2_gate_kernel_applies(h, t_res, t_res.shape[1]):
+            return kernels.fc2_gate_residual(h, self.fc2.weight.flatten(1), self.fc2.bias, gate_w,
+                                             None if self.scaled else self.scale.flatten(),
+                                             self.shift.flatten() if self.has_shift else None, t_res, self.half)
+        z = F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
         return self._gate_add(z, t_res, lambda z1: F.linear(z1, gate_w), self.scale.flatten(), self.shift.flatten())
 
     def _gate_add(self, z: torch.Tensor, residual: torch.Tensor, gate: Callable[[torch.Tensor], torch.Tensor],
@@ -303,11 +312,13 @@ def _fast_block(layer: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def accelerate(model: nn.Module) -> nn.Module:
+def accelerate(model: nn.Module, epilogue_kernels: bool = False) -> nn.Module:
     """A fast-path copy of a PATNet (trained or deployment form; the original is untouched), in eval mode.
 
     The result computes the same function as :func:`patsearch.models.fuse_model` (and so as the trained model in
     eval mode) up to floating-point rounding; it carries ``fast_path = True`` for provenance.
+    ``epilogue_kernels``: PAT_sp blocks end in one Triton kernel (fc2 with the gate, its affine and the shortcut
+    in the GEMM's epilogue; bf16/fp16, rows up to :data:`patsearch.kernels.FC2_GATE_MAX_CHANNELS` channels).
     """
     if not isinstance(model, PATNet):
         raise TypeError(f"accelerate() takes a PATNet, got {type(model).__name__}; use prepare_inference() for "
@@ -316,6 +327,9 @@ def accelerate(model: nn.Module) -> nn.Module:
     for stage in model.stages:
         for i, layer in enumerate(stage):
             stage[i] = _fast_block(layer)
+    for module in model.modules():
+        if isinstance(module, _FastMlpTail):
+            module.epilogue_kernel = epilogue_kernels
     if isinstance(model.stem, nn.Conv2d):
         model.stem = PatchifyConv(model.stem)
     model.requires_grad_(False)  # an inference form, like fuse(); also lets tracers run the out= kernels

@@ -17,7 +17,8 @@ from patsearch.models.fast_blocks import accelerate
 from patsearch.models.patnet import PATNet, fuse_model
 from patsearch.models.peers import fasternet_fast, fuse_fasternet, is_fasternet
 
-__all__ = ["FORMS", "Form", "FormError", "build_form", "deployment_fast", "form_names", "get_form"]
+__all__ = ["FORMS", "Form", "FormError", "build_form", "deployment_fast", "deployment_fast_kernels", "form_names",
+           "get_form"]
 
 
 class FormError(UserError, ValueError):
@@ -47,6 +48,15 @@ def deployment_fast(model: nn.Module) -> nn.Module:
     return fuse_model(model)
 
 
+def deployment_fast_kernels(model: nn.Module) -> nn.Module:
+    """:func:`deployment_fast` with PATNet's PAT_sp blocks ending in one Triton kernel each
+    (``accelerate(..., epilogue_kernels=True)``). FasterNet's fast form already adds its shortcut in fc2's GEMM
+    epilogue and has no gate, so it is unchanged: the comparison stays fair."""
+    if isinstance(model, PATNet):
+        return accelerate(model, epilogue_kernels=True)
+    return deployment_fast(model)
+
+
 def _slicing(model: nn.Module) -> nn.Module:
     return fuse_fasternet(model, "slicing") if is_fasternet(model) else fuse_model(model)
 
@@ -59,6 +69,8 @@ _ALL = (
          "conv-BN folding for timm peers)", fuse_model),
     Form("fast", "the fused form's function with fewer memory passes (issue 6): accelerate() for PATNet, the "
          "same generic tricks for FasterNet, fused for other peers", deployment_fast),
+    Form("fast_kernels", "the fast form with PAT_sp's gate, its affine and the shortcut in fc2's GEMM epilogue "
+         "(one Triton kernel per block; bf16/fp16 on GPUs); FasterNet: its fast form", deployment_fast_kernels),
     Form("slicing", "FasterNet's eager deployment form with its own inference-mode partial conv "
          "(peers.fuse_fasternet); fused for other networks", _slicing),
 )

@@ -355,8 +355,11 @@ def irpe_index(height: int, width: int, device: torch.device | str | None = None
 
 @lru_cache(maxsize=64)
 def irpe_buckets(height: int, width: int) -> torch.Tensor:
-    """:func:`irpe_index` on the CPU, cached per grid size for eager use."""
-    return irpe_index(height, width)
+    """:func:`irpe_index` on the CPU, cached per grid size for eager use. Built outside inference mode: a cached
+    inference tensor would break a later training forward at the same grid size ("Inference tensors cannot be
+    saved for backward")."""
+    with torch.inference_mode(False):
+        return irpe_index(height, width)
 
 
 def _bucket_index(height: int, width: int, device: torch.device) -> torch.Tensor:
@@ -370,7 +373,8 @@ def _bucket_index(height: int, width: int, device: torch.device) -> torch.Tensor
 @lru_cache(maxsize=64)
 def _device_buckets(height: int, width: int, device: torch.device) -> torch.Tensor:
     # Kept on the device: a host-to-device copy every forward costs a launch and cannot be captured in a CUDA graph.
-    return irpe_buckets(height, width).to(device)
+    with torch.inference_mode(False):  # cached: see irpe_buckets
+        return irpe_buckets(height, width).to(device)
 
 
 class RelativePositionBias(nn.Module):

@@ -29,6 +29,10 @@ KERNELS = {
                             dict(HAS_SCALE=False, BLOCK_C=512, BLOCK_HW=8)],
     "_gbn_affine_fwd_kernel": [dict(BLOCK_B=32, BLOCK_C=128)],
     "_gbn_affine_bwd_kernel": [dict(BLOCK_B=32, BLOCK_C=128)],
+    # bf16 tensor-core dots (DOT_FP32 is the interpreter's workaround), a 128-wide row and the widest, 512
+    "_fc2_gate_kernel": [dict(HAS_SCALE=True, HAS_SHIFT=True, DOT_FP32=False, BLOCK_M=64, BLOCK_N=128, BLOCK_K=64),
+                         dict(HAS_SCALE=False, HAS_SHIFT=False, DOT_FP32=False, BLOCK_M=32, BLOCK_N=512,
+                              BLOCK_K=64)],
 }
 # The gated BN's (B, C) kernels: the gate (and its gradient) bf16 under autocast, every other pointer float32.
 BF16_ONLY = {"_gbn_affine_fwd_kernel": {"g_ptr"}, "_gbn_affine_bwd_kernel": {"g_ptr", "dg_ptr"}}
@@ -68,6 +72,7 @@ def test_kernels_compile_for_sm90(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     compiled = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(compiled) == 13 and set(compiled) == {
+    assert len(compiled) == 15 and set(compiled) == {
         "_stats_fwd_kernel", "_stats_combine_kernel", "_stats_bwd_kernel", "_scale_fwd_kernel", "_scale_bwd_kernel",
-        "_spatial_fwd_kernel", "_spatial_bwd_kernel", "_gbn_affine_fwd_kernel", "_gbn_affine_bwd_kernel"}
+        "_spatial_fwd_kernel", "_spatial_bwd_kernel", "_gbn_affine_fwd_kernel", "_gbn_affine_bwd_kernel",
+        "_fc2_gate_kernel"}

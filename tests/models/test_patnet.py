@@ -190,3 +190,22 @@ def test_every_batchnorm_gets_a_dense_input_in_training(name, memory_format):
     x = torch.randn(2, 3, 64, 64).to(memory_format=memory_format)
     model(x).sum().backward()
     assert strided == []
+
+
+def test_training_after_inference_mode_at_the_same_grid_size():
+    """The position-bias index is cached per grid size; built inside ``torch.inference_mode()`` (a fast form timed
+    first, as bench or the profiler do) it must still serve a later training step at that size."""
+    from patsearch.models.fast_blocks import accelerate
+    from patsearch.models.layers import RelativePositionBias, _device_buckets, irpe_buckets
+
+    irpe_buckets.cache_clear()
+    _device_buckets.cache_clear()
+    arch = VARIANTS["patnet_t0"].replace(embed_dim=16, depths=(1, 1, 1, 1), num_classes=10)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 96, 96)  # a grid size (3x3 in stage 4) no other test warms the cache with
+    with torch.inference_mode():
+        accelerate(create_model(arch))(x)
+    model = create_model(arch).train()
+    model(x).logsumexp(1).mean().backward()
+    bias = next(m for m in model.modules() if isinstance(m, RelativePositionBias))
+    assert bias.table.grad is not None and bias.table.grad.abs().sum() > 0
