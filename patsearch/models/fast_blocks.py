@@ -63,15 +63,20 @@ def gpu_path(enabled: bool = True) -> Iterator[None]:
         _FORCE_GPU_PATH["on"] = before
 
 
+def _gpu_formulation(x: torch.Tensor) -> bool:
+    """Whether ``x`` is computed as the GPU would: a CUDA tensor, or any tensor inside :func:`gpu_path`."""
+    return x.is_cuda or _FORCE_GPU_PATH["on"]
+
+
 def on_gpu_path(x: torch.Tensor) -> bool:
     """Whether ``x`` takes the GPU path: a CUDA tensor, or any tensor inside :func:`gpu_path`; never while
     compiling (Inductor fuses the plain formulation itself)."""
-    return (x.is_cuda or _FORCE_GPU_PATH["on"]) and not torch.compiler.is_compiling()
+    return _gpu_formulation(x) and not torch.compiler.is_compiling()
 
 
 def tokens(x: torch.Tensor) -> torch.Tensor | None:
     """A channels-last (B, C, H, W) tensor on the GPU path as its (B*H*W, C) token matrix (a view), else None."""
-    if x.dim() != 4 or not (x.is_cuda or _FORCE_GPU_PATH["on"]):
+    if x.dim() != 4 or not _gpu_formulation(x):
         return None
     t = x.permute(0, 2, 3, 1)
     return t.reshape(-1, x.shape[1]) if t.is_contiguous() else None
@@ -234,8 +239,7 @@ class FastChannelBlock(nn.Module):
         cp = self.dim_conv
         x1, x2 = x[:, :cp], x[:, cp:]
         # One Welford pass on the GPU (also inside gpu_path(), which stands for it); two vectorised passes on the CPU.
-        one_pass = x2.is_cuda or _FORCE_GPU_PATH["on"]
-        gate = self.attn.gate_from_stats(*channel_stats(x2, two_pass=not one_pass))[:, :, None, None]
+        gate = self.attn.gate_from_stats(*channel_stats(x2, two_pass=not _gpu_formulation(x2)))[:, :, None, None]
         if not on_gpu_path(x):  # fewer ops beat fewer passes on small CPU tensors
             return self.tail(torch.cat([self.conv(x1), x2 * gate], dim=1), x)
         buf = torch.empty_like(x)
@@ -285,7 +289,7 @@ class FastAttentionBlock(nn.Module):
         y1 = self.conv(x[:, :cp]).permute(0, 2, 3, 1).reshape(-1, cp)
         t2 = t[:, cp:]
         # GPU (compiled or not) and gpu_path(): SDPA; CPU: the reference's own biased_attention.
-        attend = _sdpa_attention if x.is_cuda or _FORCE_GPU_PATH["on"] else biased_attention
+        attend = _sdpa_attention if _gpu_formulation(x) else biased_attention
         o = self.attn.attend_tokens(t2.view(b, h * w, -1), h, w, attend).reshape(b * h * w, -1)
         if not on_gpu_path(x):
             y = t + torch.cat([y1, o], dim=1)
@@ -303,7 +307,7 @@ def _fast_block(layer: nn.Module) -> nn.Module:
         return layer
     mixer = layer.mixer
     if (isinstance(mixer, PartialChannelAttentionDeploy) and not layer.v2 and mixer.affine is None
-            and mixer.attn.kind in ("gauss", "srm")):
+            and mixer.attn.from_statistics):
         return FastChannelBlock(layer)
     if (isinstance(mixer, PartialSelfAttention) and layer.v2 and not mixer.full
             and isinstance(mixer.attn, SelfAttentionDeploy)):

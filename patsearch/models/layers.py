@@ -159,10 +159,16 @@ class GaussianSE(nn.Module):
     ``srm``: the same map applied channel-wise (SRM); ``se``: mean -> FC/4 -> ReLU -> FC -> Hard-Sigmoid (SE).
     """
 
+    STATISTICS_KINDS = ("gauss", "srm")  # the kinds whose gate is :meth:`gate_from_stats` of (mean, std)
+
+    @property
+    def from_statistics(self) -> bool:
+        return self.kind in self.STATISTICS_KINDS
+
     def __init__(self, dim: int, kind: str = "gauss") -> None:
         super().__init__()
         self.kind = kind
-        if kind in ("gauss", "srm"):
+        if kind in self.STATISTICS_KINDS:
             self.conv = nn.Conv2d(dim, dim, (1, 2), groups=1 if kind == "gauss" else dim, bias=False)
             self.bn = BatchNorm2d(dim)
         elif kind == "se":
@@ -201,7 +207,7 @@ def gated_norm(x: torch.Tensor, attn: GaussianSE, norm: nn.BatchNorm2d, fused: b
     per-channel statistics), and one kernel each back. Only the statistics kinds (``gauss``, ``srm``) and a
     local BN: a SyncBatchNorm needs its statistics reduced across processes, which the fused form does not do.
     """
-    if not (fused and attn.kind in ("gauss", "srm") and not isinstance(norm, nn.SyncBatchNorm)):
+    if not (fused and attn.from_statistics and not isinstance(norm, nn.SyncBatchNorm)):
         return norm(x * attn(x))
     mean, std = kernels.channel_stats(x, float32=True)
     # The gate from statistics in x's dtype, as the unfused form computes them; BN's statistics stay float32.
