@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -169,8 +170,6 @@ def _worker(slot: int, device: str, threads: int, make_executor, folder: str, jo
         from patsearch.train.distributed import pin_visible_gpu
 
         pin_visible_gpu(device)  # before this process starts CUDA
-    import signal
-
     import torch
 
     # The coordinator terminates the other workers when a job fails. SIGTERM's default ends the process at once, so
