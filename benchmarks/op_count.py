@@ -29,9 +29,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speed_common import op_traffic  # noqa: E402
+from train_throughput import measured_runs  # noqa: E402
 
 from patsearch.io import atomic_write_json  # noqa: E402
-from patsearch.models import create_model, is_patnet_ref, use_fused_kernels  # noqa: E402
+from patsearch.models import create_model, use_fused_kernels  # noqa: E402
 
 VIEWS = {"view", "_unsafe_view", "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "split",
          "split_with_sizes", "slice", "select", "as_strided", "detach", "alias", "reshape", "flatten", "unbind",
@@ -106,19 +107,21 @@ def with_bytes_per_image(arch: str, resolution: int, batch: int, fused: bool = F
     """:func:`count` at ``batch``, plus the traffic per image from the difference to a step at twice the batch."""
     result = count(arch, resolution, batch, fused)
     double = count(arch, resolution, 2 * batch, fused)
-    per_image = {key: (double["bytes"][key] - result["bytes"][key]) / batch for key in result["bytes"]}
+
+    def per_image_of(field: str) -> dict[str, float]:
+        return {key: (double[field].get(key, 0) - value) / batch for key, value in result[field].items()}
+
+    per_image = per_image_of("bytes")
     result["bytes_per_image"] = per_image
     result["mib_per_image"] = {
         phase: (per_image[f"{phase}:read"] + per_image[f"{phase}:write"]) / 2**20 for phase in ("forward", "backward")}
     result["mib_per_image"]["step"] = result["mib_per_image"]["forward"] + result["mib_per_image"]["backward"]
     result["fixed_mib"] = (sum(result["bytes"].values()) - batch * sum(per_image.values())) / 2**20
+    by_op = sorted(per_image_of("bytes_by_op").items(), key=lambda kv: -kv[1])
     result["mib_per_image_by_op"] = {  # ops with a per-image share of at least 0.1 MiB, largest first
-        key: round(per, 3) for key, per in sorted(
-            ((k, (double["bytes_by_op"].get(k, 0) - v) / batch / 2**20) for k, v in result["bytes_by_op"].items()),
-            key=lambda kv: -kv[1]) if per >= 0.1}
+        key: round(b / 2**20, 3) for key, b in by_op if b / 2**20 >= 0.1}
     result["forward_mib_per_image_by_module"] = {
-        key: round((double["forward_bytes_by_module"].get(key, 0) - v) / batch / 2**20, 3)
-        for key, v in result["forward_bytes_by_module"].items()}
+        key: round(b / 2**20, 3) for key, b in per_image_of("forward_bytes_by_module").items()}
     return result
 
 
@@ -130,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fused", action="store_true", help="also each PATNet with the fused ops (<arch>+fused)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    runs = [(a, False) for a in args.archs]
-    if args.fused:
-        runs = [run for a in args.archs for run in [(a, False)] + ([(a, True)] if is_patnet_ref(a) else [])]
-    results = [with_bytes_per_image(a, args.resolution, args.batch, fused) for a, fused in runs]
+    runs = measured_runs(args.archs, "both" if args.fused else "off")
+    results = [with_bytes_per_image(arch, args.resolution, args.batch, fused) for _, arch, fused in runs]
     for r in results:
         mib = r["mib_per_image"]
         print(f"{r['arch']}: {r['ops']} ops per training step ({r['forward']} forward, {r['backward']} backward), "
