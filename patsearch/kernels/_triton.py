@@ -18,16 +18,36 @@ Importing this module imports triton; the ops import it only when a kernel is ab
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 import torch
 import triton
 import triton.language as tl
 
-# Tile budget (elements of one (BLOCK_HW, BLOCK_C) tile) and how many programs a reduction grid aims for. Tests
-# shrink both so that small tensors still take the multi-tile, multi-split and ragged-block paths.
-TUNING = {"max_tile": 4096, "target_programs": None}
+# Tile budget (elements of one (BLOCK_HW, BLOCK_C) tile), how many programs a reduction grid aims for (a fixed
+# number, or None: ``programs_per_sm`` times the device's SMs) and the warps per program (None: 8 for tiles of 4096
+# elements or more, else 4). Tests shrink the first two so that small tensors still take the multi-tile,
+# multi-split and ragged-block paths. The defaults are the best of benchmarks/kernels_tune.py's sweep on an H200
+# (2026-12-01): PATNet-T2's forward + backward kernel time 2.31 ms against 2.77 ms with the earlier 4096 / 4.
+TUNING = {"max_tile": 1024, "target_programs": None, "programs_per_sm": 16, "num_warps": None}
+
+
+@contextlib.contextmanager
+def tuned(**settings: int | None) -> Iterator[None]:
+    """Run with some :data:`TUNING` entries replaced (benchmarks/kernels_tune.py), restoring them afterwards."""
+    unknown = sorted(set(settings) - set(TUNING))
+    if unknown:
+        raise KeyError(f"unknown tuning keys {unknown}; known: {sorted(TUNING)}")
+    saved = dict(TUNING)
+    TUNING.update(settings)
+    try:
+        yield
+    finally:
+        TUNING.clear()
+        TUNING.update(saved)
 
 
 def flat_strides(t: torch.Tensor) -> tuple[int, int, int] | None:
@@ -53,9 +73,16 @@ def _sm_count(index: int) -> int:
 def _target_programs(device: torch.device) -> int:
     if TUNING["target_programs"] is not None:
         return int(TUNING["target_programs"])
-    if device.type == "cuda":  # ~4 resident programs per SM keeps enough loads in flight to saturate HBM
-        return 4 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    return 4
+    per_sm = int(TUNING["programs_per_sm"])
+    if device.type == "cuda":  # several resident programs per SM keep enough loads in flight to saturate HBM
+        return per_sm * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+    return per_sm
+
+
+def _warps(block_c: int, block_hw: int) -> int:
+    if TUNING["num_warps"] is not None:
+        return int(TUNING["num_warps"])
+    return 8 if block_c * block_hw >= 4096 else 4
 
 
 def _tile(c: int, hw: int, channels_inner: bool) -> tuple[int, int]:
@@ -168,7 +195,8 @@ def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor,
     pmean = mean if final else torch.empty((b, n_split, c), dtype=torch.float32, device=x.device)
     pm2 = std if final else torch.empty_like(pmean)
     _stats_fwd_kernel[(b, c_blocks, n_split)](x, pmean, pm2, mean, std, c, hw, sxb, sxc, sxhw, per_split, n_split,
-                                              inv_nm1, FINAL=final, BLOCK_C=block_c, BLOCK_HW=block_hw)
+                                              inv_nm1, FINAL=final, BLOCK_C=block_c, BLOCK_HW=block_hw,
+                                              num_warps=_warps(block_c, block_hw))
     if not final:
         block = min(triton.next_power_of_2(c), 256)
         _stats_combine_kernel[(b, triton.cdiv(c, block))](pmean, pm2, mean, std, c, hw, per_split, n_split,
@@ -212,7 +240,8 @@ def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: t
     per_split, n_split = _tile_splits(hw, block_hw)
     _stats_bwd_kernel[(b, c_blocks, n_split)](
         x, dx, grad_mean.contiguous(), grad_std.contiguous(), mean.contiguous(), std.contiguous(), c, hw,
-        *flat_strides(x), *flat_strides(dx), per_split, _inv(hw), _inv(hw - 1), BLOCK_C=block_c, BLOCK_HW=block_hw)
+        *flat_strides(x), *flat_strides(dx), per_split, _inv(hw), _inv(hw - 1), BLOCK_C=block_c, BLOCK_HW=block_hw,
+        num_warps=_warps(block_c, block_hw))
     return dx
 
 
@@ -257,7 +286,8 @@ def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | No
     _scale_fwd_kernel[(b, c_blocks, n_split)](
         x, y, gate.contiguous(), dummy if scale is None else scale.contiguous(),
         dummy if shift is None else shift.contiguous(), c, hw, *flat_strides(x), *flat_strides(y), per_split,
-        HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, BLOCK_C=block_c, BLOCK_HW=block_hw)
+        HAS_SCALE=scale is not None, HAS_SHIFT=shift is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
+        num_warps=_warps(block_c, block_hw))
     return y
 
 
@@ -308,7 +338,7 @@ def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Ten
     _scale_bwd_kernel[(b, c_blocks, n_split)](
         grad, x, dx, gate_c, gate_c if scale is None else scale.contiguous(), pgx, pg, c, hw, *flat_strides(grad),
         *flat_strides(x), *flat_strides(dx), per_split, n_split, HAS_SCALE=scale is not None, BLOCK_C=block_c,
-        BLOCK_HW=block_hw)
+        BLOCK_HW=block_hw, num_warps=_warps(block_c, block_hw))
     gx = pgx.sum(1)  # (B, C): sum over pixels of grad * x
     dgate = gx if scale is None else gx * scale.float()
     wdtype = scale.dtype if scale is not None else x.dtype
@@ -365,7 +395,7 @@ def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | No
         z if residual is None else residual, c, hw, *flat_strides(z), *flat_strides(y),
         *flat_strides(z if residual is None else residual), HAS_SCALE=scale is not None,
         HAS_SHIFT=shift is not None, HAS_RESIDUAL=residual is not None, BLOCK_C=block_c, BLOCK_HW=block_hw,
-        num_warps=8 if block_c * block_hw >= 4096 else 4)
+        num_warps=_warps(block_c, block_hw))
     return y
 
 
@@ -425,7 +455,7 @@ def spatial_gate_backward(grad: torch.Tensor, z: torch.Tensor, weight: torch.Ten
     _spatial_bwd_kernel[(b, n_split)](
         grad, z, dz, wt, wt if scale is None else scale.contiguous(), parts[0], parts[1], parts[2], c, hw,
         *flat_strides(grad), *flat_strides(z), *flat_strides(dz), per_split, n_split, HAS_SCALE=scale is not None,
-        BLOCK_C=block_c, BLOCK_HW=block_hw, num_warps=8 if block_c * block_hw >= 4096 else 4)
+        BLOCK_C=block_c, BLOCK_HW=block_hw, num_warps=_warps(block_c, block_hw))
     dw, dscale, dshift = (part.sum(0) for part in parts)  # three separate tensors: op outputs must not alias
     wdtype = scale.dtype if scale is not None else z.dtype
     return dz, dw.reshape(weight.shape).to(weight.dtype), dscale.to(wdtype), dshift.to(wdtype)
