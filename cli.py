@@ -119,11 +119,13 @@ def train(
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
-                                                                "(GPU, one resolution, one process)."),
+                                                                "(GPU, one resolution, one process); with "
+                                                                "--compile, the fastest GPU step."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
     fused_kernels: bool = typer.Option(False, "--fused-kernels", help="PATNet's Gaussian SE, gated BNs and PAT_sp "
                                                                       "gates as fused ops (Triton kernels on GPUs; "
-                                                                      "the same function)."),
+                                                                      "the same function); pays only with "
+                                                                      "--cuda-graph and no --compile."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
     checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimiser steps."),

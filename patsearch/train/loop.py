@@ -444,6 +444,9 @@ class Trainer:
                 f"{ctx.device.type} process(es), lr {self.peak_lr:.3g}, {self.run_info['precision']}, "
                 f"{self.n_train} train / {self.n_val} val images, {len(self.classes)} classes"
                 + (", data as device tensors" if self.train_t is not None else ""))
+            note = fused_kernels_note(o, ctx.device)
+            if note:
+                self.progress.log(note)
         self.bad = torch.zeros((), dtype=torch.bool, device=ctx.device)
         train_model.train()
         for epoch in range(self.start_epoch, rec.epochs):
@@ -614,13 +617,25 @@ class Trainer:
         cleanup(self.ctx)
 
 
+def fused_kernels_note(o: TrainOptions, device: torch.device) -> str | None:
+    """A line for the run header where --fused-kernels will slow the step down rather than speed it up (measured
+    on an H200, docs/BENCHMARKS.md 2026-12-01): eager, each op's host cost outweighs its saved traffic; compiled,
+    the opaque ops keep Inductor from fusing around them. They pay under --cuda-graph without --compile."""
+    if not o.fused_kernels or device.type != "cuda":
+        return None
+    if o.compile:
+        return ("note: --fused-kernels under --compile is slower than --compile alone (Inductor cannot fuse "
+                "through the custom ops); drop --fused-kernels")
+    if not o.cuda_graph:
+        return ("note: --fused-kernels without --cuda-graph is host-bound and slower than plain eager steps; "
+                "add --cuda-graph (or use --compile --cuda-graph without --fused-kernels)")
+    return None
+
+
 def _check_cuda_graph(o: TrainOptions, ctx: DistContext, rec: Recipe, dtype: torch.dtype | None) -> None:
     """What a CUDA-graphed step needs, as one-line errors naming the option to drop."""
     if ctx.device.type != "cuda":
         raise UserError(f"--cuda-graph needs a CUDA GPU and this run is on {ctx.device.type}; drop --cuda-graph")
-    if o.compile:
-        raise UserError("--cuda-graph and --compile are alternatives (compile's mode='reduce-overhead' graphs "
-                        "compiled code); pass one of them")
     if ctx.enabled:
         raise UserError("--cuda-graph runs a single process; drop it under torchrun")
     if dtype == torch.float16:
