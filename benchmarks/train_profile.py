@@ -2,6 +2,7 @@
 activation bytes per image against the device's measured copy bandwidth, for PATNet and its FasterNet peer.
 
     python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 [--fused-kernels both] --out prof.json
+    python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --compile --cuda-graph --out prof.json
 
 Per model, on the trainer's own step (:func:`patsearch.train.throughput.benchmark_step`: bf16 autocast on GPUs,
 channels_last, fused AdamW, device-resident random images):
@@ -13,6 +14,8 @@ channels_last, fused AdamW, device-resident random images):
   ``traffic_bound_img_s`` = bandwidth / (4 x activation bytes) is an upper bound on img/s for a memory-bound step.
 - ``top_kernels``: the kernels with the most device time per step.
 
+``--compile`` and ``--cuda-graph`` profile the step as ``train_throughput.py`` times it with those tricks (both
+together: the compiled step captured whole; the profiler still lists the graph's kernels one by one).
 ``--fused-kernels on|both`` profiles each PATNet with :mod:`patsearch.kernels`' fused ops (``<arch>+fused``), as
 ``train_throughput.py`` measures it. The bytes every op of the step moves are counted by ``op_count.py``.
 """
@@ -55,7 +58,7 @@ def _sync(device: torch.device) -> None:
 
 def activation_bytes_per_image(step, x: torch.Tensor) -> int:
     """Bytes written by the forward outputs of every leaf module, per image, under the step's autocast."""
-    model = step.model
+    model = getattr(step.model, "_orig_mod", step.model)  # a compiled model's hooks belong on the original
     total = 0
 
     def hook(_module, _inputs, output):
@@ -76,7 +79,7 @@ def activation_bytes_per_image(step, x: torch.Tensor) -> int:
 
 def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -> dict:
     step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device,
-                                fused_kernels=fused)
+                                compile=args.compile, cuda_graph=args.cuda_graph, fused_kernels=fused)
     dev = x.device
     for _ in range(args.warmup):
         step(x, y)
@@ -98,7 +101,7 @@ def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -
         per_kernel.setdefault(e.name, []).append(e.device_time)
     top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
     act = activation_bytes_per_image(step, x)
-    out = {"arch": label, "fused_kernels": fused,
+    out = {"arch": label, "fused_kernels": fused, "compile": args.compile, "cuda_graph": args.cuda_graph,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "batch_size": args.batch_size, "resolution": args.resolution, "step_ms": 1e3 * step_s,
            "img_s": args.batch_size / step_s, "kernels_per_step": len(device_events) / args.steps,
@@ -121,6 +124,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
                    help="PATNet with patsearch.kernels' fused ops: off, on, or both (FasterNet: always plain)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (both networks)")
+    p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both networks)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     results = [profile_arch(label, arch, fused, args) for label, arch, fused in
@@ -137,8 +142,10 @@ def main() -> None:
         for k in r["top_kernels"]:
             print(f"   {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['name']}")
     if args.out:
-        with open(args.out, "w") as fh:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as fh:
             json.dump({"bandwidth_gb_s": bandwidth, "results": results}, fh, indent=1)
+        os.replace(tmp, args.out)
 
 
 if __name__ == "__main__":
