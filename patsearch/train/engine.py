@@ -110,7 +110,7 @@ class GraphedTrainStep:
     ``capturable=True`` (:func:`build_optimizer`), no GradScaler (bf16 or float32) and no DDP. A torch.compile'd
     model works: it compiles during the eager warm-up steps, and the graph then holds the compiled kernels and the
     optimiser's together, so the step pays neither Python nor launch overhead (H200, PATNet-T2, 224 px: 21.4 ms
-    a step against 38.8 graphed eager and 32.5 compiled alone; docs/BENCHMARKS.md, 2026-12-01).
+    a step against 38.8 graphed eager and 32.5-43.1 compiled alone; docs/BENCHMARKS.md, 2026-11-30 and 12-01).
     """
 
     def __init__(self, step: TrainStep, warmup: int = 3) -> None:
