@@ -368,8 +368,8 @@ def search(
     proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
                                                                       "proxies only: compiling takes ~1 min)."),
     proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
-                                                 help="Replay each proxy step from a CUDA graph (default: on a GPU "
-                                                      "without --proxy-compile)."),
+                                                 help="Replay each proxy step from a CUDA graph (default: on a GPU, "
+                                                      "compiled or not)."),
     proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
                                                                  "2000; folder: all, or a class-balanced subset)."),
     proxy_val_samples: int | None = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),

@@ -138,10 +138,11 @@ class ProxySettings:
 
     def cuda_graph_for(self, device_type: str) -> bool:
         """Whether proxies replay their steps from a CUDA graph: asked for, or by default on a GPU with bf16 (or
-        amp off) and no torch.compile."""
+        amp off), compiled or not (a compiled step is captured whole: 0.53 vs 0.74 s a proxy epoch of PATNet-T0 on
+        an H200 with graphs, docs/BENCHMARKS.md 2026-12-01)."""
         if self.cuda_graph is not None:
             return self.cuda_graph
-        if device_type != "cuda" or self.compile:
+        if device_type != "cuda":
             return False
         import torch
 

@@ -59,7 +59,7 @@ def test_graphed_step_refuses_what_it_cannot_replay():
 def test_proxy_graphs_by_default_on_gpus_only_and_the_option_does_not_change_what_is_measured():
     assert ProxySettings().cuda_graph_for("cpu") is False
     assert ProxySettings(cuda_graph=False).cuda_graph_for("cuda") is False
-    assert ProxySettings(compile=True).cuda_graph_for("cuda") is False
+    assert ProxySettings(compile=True, amp=False).cuda_graph_for("cuda") is True  # a compiled step is captured whole
     assert ProxySettings(cuda_graph=True).cuda_graph_for("cpu") is True  # asked for: the trainer then refuses it
     with pytest.raises(UserError, match=r"--proxy-cuda-graph must be true or false, got 1"):
         ProxySettings(cuda_graph=1)
