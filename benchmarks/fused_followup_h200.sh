@@ -10,7 +10,8 @@
 #            step: PATNet-T2 plain and fused, FasterNet-T2 (train_throughput.py --compile --cuda-graph);
 #  train_t0s the same for T0 and S, PATNet plain and FasterNet;
 #  infer     inference, every model compiled and its forward captured in a CUDA graph, bf16 channels-last,
-#            T2, S, M, L (speed_gpu.py --steps compile --compile-graphs);
+#            INFER_SIZES (speed_gpu.py --steps compile --compile-graphs);
+#  infer32   the same in float32 (the second inference precision);
 #  fused     training under CUDA graphs (not compiled), T2 plain / fused / FasterNet, with the swept defaults;
 #  profile   the kernel-level profile of the compiled, graphed T2 step, PATNet and FasterNet (train_profile.py).
 # $OUT/followup.tgz is rewritten after every step, so a call cut short still returns what ran.
@@ -27,7 +28,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
-PARTS=${PARTS:-tune learn train_t2 train_t0s infer fused profile}
+PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 DATA=${DATA:-/tmp/data/cifar10}
@@ -69,6 +70,9 @@ export -f pairs
   fi
   want infer && step 260 python3 benchmarks/speed_gpu.py --out "$RES/infer" --steps compile \
     --compile-sizes "$INFER_SIZES" --variant-precisions bfloat16-cl --compile-graphs --deadline 240 --reserve 0
+  want infer32 && step 260 python3 benchmarks/speed_gpu.py --out "$RES/infer32" --steps compile \
+    --compile-sizes "$INFER_SIZES" --precisions float32 --variant-precisions float32 --compile-graphs \
+    --deadline 240 --reserve 0
   want fused && step 100 bash -c 'pairs graph_t2 both --cuda-graph -- patnet_t2 fasternet_t2'
   want profile && step 200 python3 benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --compile \
     --cuda-graph --out "$RES/profile_compile_graph_t2.json"
