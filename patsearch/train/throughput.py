@@ -20,7 +20,7 @@ def benchmark_step(arch: Any, *, batch_size: int = 256, resolution: int = 224, d
                    ) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """The trainer's step for ``arch`` and one device-resident random batch: ``step(x, y)`` is one training step.
     ``compile`` and ``cuda_graph`` together capture the compiled step whole (compiled during the graph's eager
-    warm-up steps): the two generic tricks at once, which the trainer does not offer yet."""
+    warm-up steps): the two generic tricks at once, as ``patsearch train --compile --cuda-graph`` runs them."""
     dev = resolve_device(device)
     if cuda_graph and dev.type != "cuda":
         raise UserError(f"cuda_graph needs a CUDA device (this run is on {dev.type}); drop it")

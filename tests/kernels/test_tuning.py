@@ -46,3 +46,11 @@ def test_sweep_dry_run_starts_from_the_defaults_and_summarises(tmp_path):
     assert len(result["rows"]) + len(result["skipped"]) == 24
     best = result["summary"]["best_total_fwd+bwd"]
     assert best["ms"] <= best["default_ms"]
+
+
+def test_without_cuda_the_sweep_says_so_and_writes_nothing(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernels_tune.py"), "--out", str(tmp_path)],
+                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
