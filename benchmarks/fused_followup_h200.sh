@@ -13,7 +13,10 @@
 #            INFER_SIZES (speed_gpu.py --steps compile --compile-graphs);
 #  infer32   the same in float32 (the issue's second inference precision);
 #  fused     training under CUDA graphs (not compiled), T2 plain / fused / FasterNet, with the swept defaults;
-#  profile   the kernel-level profile of the compiled, graphed T2 step, PATNet and FasterNet (train_profile.py).
+#  profile   the kernel-level profile of the compiled, graphed T2 step, PATNet and FasterNet (train_profile.py);
+#  iprof     the kernel-level profile of the compiled, graphed T2 forward in float32 (PyTorch's defaults: TF32 in
+#            cuDNN's convolutions, not in matmuls), every deployment form (infer_profile.py);
+#  infer32x  infer32 with TF32 allowed everywhere (float32-tf32) and every PATNet and FasterNet form compiled.
 # $OUT/followup.tgz is rewritten after every step, so a call cut short still returns what ran.
 #   OUT=$OUT bash benchmarks/fused_followup_h200.sh
 #   OUT=$OUT PARTS="learn train_t0s infer" bash benchmarks/fused_followup_h200.sh
@@ -28,7 +31,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
-PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile}
+PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 DATA=${DATA:-/tmp/data/cifar10}
@@ -76,6 +79,12 @@ export -f pairs
   want fused && step 100 bash -c 'pairs graph_t2 both --cuda-graph -- patnet_t2 fasternet_t2'
   want profile && step 200 python3 benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --compile \
     --cuda-graph --out "$RES/profile_compile_graph_t2.json"
+  want iprof && step 120 python3 benchmarks/infer_profile.py --size t2 --precision float32 \
+    --out "$RES/infer_profile_t2_float32.json"
+  want infer32x && step 320 python3 benchmarks/speed_gpu.py --out "$RES/infer32x" --steps compile \
+    --compile-sizes "$INFER_SIZES" --precisions float32-tf32 --variant-precisions float32-tf32 --compile-graphs \
+    --compile-forms patnet-deploy,patnet-fast,fasternet-fx,fasternet-fast --deadline 300 --reserve 0 \
+    --compile-min-left 70
 } > "$RES/run.log" 2>&1
 tar czf "$OUT/followup.tgz" -C "$OUT" followup
 python3 - "$RES" <<'PY'

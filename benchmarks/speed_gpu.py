@@ -30,9 +30,11 @@ from patsearch.models.fast import prepare_inference  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
 # name -> (dtype, channels-last, TF32 allowed). "float32" keeps PyTorch's defaults (cuDNN convolutions may use
-# TF32, matmuls not); "float32-strict" turns TF32 off everywhere (the V100-like regime the paper measured in).
+# TF32, matmuls not: a network that computes its 1x1 convs or attention as GEMMs pays full float32 there while its
+# peer's convolutions get TF32); "float32-tf32" allows TF32 everywhere and "float32-strict" nowhere (the
+# V100-like regime the paper measured in), the two regimes where both networks' arithmetic is treated alike.
 PRECISIONS = {"float32": (torch.float32, False, None), "bfloat16-cl": (torch.bfloat16, True, None),
-              "float32-strict": (torch.float32, False, False)}
+              "float32-strict": (torch.float32, False, False), "float32-tf32": (torch.float32, False, True)}
 
 
 def set_tf32(allowed: bool | None) -> tuple[bool, bool]:
@@ -265,40 +267,47 @@ class Run:
     def variants(self, kind: str, sizes: list[str], forms: tuple[str, ...]) -> None:
         for size in sizes:
             for precision in self.args.variant_precisions:
-                if self.left() < (20 if kind == "graphs" else 150):
+                if self.left() < (20 if kind == "graphs" else self.args.compile_min_left):
                     self.log(f"skip {kind} {size} {precision}: {self.left():.0f}s left")
                     return
                 models = build_forms(size, forms)
                 x = self.example(precision)
-                items = {}
-                for name, model in models.items():
-                    try:
-                        start = time.perf_counter()
-                        if kind == "graphs":
-                            fn, _ = prepare_inference(model, x, cuda_graph=True)
-                        else:
-                            fn, _ = prepare_inference(model, x, compile_mode=self.args.compile_mode,
-                                                      cuda_graph=self.args.compile_graphs and self.gpu)
-                            with torch.inference_mode():
-                                fn(x)
-                        items[name] = fn
-                        self.log(f"{kind} {size} {precision} {name}: ready in {time.perf_counter() - start:.0f}s")
-                    except Exception as exc:  # noqa: BLE001 - record and go on
-                        self.log(f"{kind} {size} {precision} {name} failed: {type(exc).__name__}: {exc}")
-                        traceback.print_exc()
-                if not items:
-                    continue
-                timings = time_interleaved([(f, x) for f in items.values()], gpu=self.gpu, budget=BUDGET)
-                values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(items, timings)}
-                self.results[kind].setdefault(size, {})[precision] = {
-                    "img_per_s": values, "vs_fasternet": ratios(values, "throughput"),
-                    **({"mode": self.args.compile_mode, "cuda_graph": self.args.compile_graphs}
-                       if kind == "compile" else {})}
-                self.log(kind, size, precision, values, ratios(values, "throughput"))
-                del items
-                if self.gpu:
-                    torch.cuda.empty_cache()
-                self.save()
+                before = set_tf32(PRECISIONS[precision][2])
+                try:
+                    self._variant(kind, size, precision, models, x)
+                finally:
+                    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+    def _variant(self, kind: str, size: str, precision: str, models: dict, x: torch.Tensor) -> None:
+        items = {}
+        for name, model in models.items():
+            try:
+                start = time.perf_counter()
+                if kind == "graphs":
+                    fn, _ = prepare_inference(model, x, cuda_graph=True)
+                else:
+                    fn, _ = prepare_inference(model, x, compile_mode=self.args.compile_mode,
+                                              cuda_graph=self.args.compile_graphs and self.gpu)
+                    with torch.inference_mode():
+                        fn(x)
+                items[name] = fn
+                self.log(f"{kind} {size} {precision} {name}: ready in {time.perf_counter() - start:.0f}s")
+            except Exception as exc:  # noqa: BLE001 - record and go on
+                self.log(f"{kind} {size} {precision} {name} failed: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+        if not items:
+            return
+        timings = time_interleaved([(f, x) for f in items.values()], gpu=self.gpu, budget=BUDGET)
+        values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(items, timings)}
+        self.results[kind].setdefault(size, {})[precision] = {
+            "img_per_s": values, "vs_fasternet": ratios(values, "throughput"),
+            **({"mode": self.args.compile_mode, "cuda_graph": self.args.compile_graphs}
+               if kind == "compile" else {})}
+        self.log(kind, size, precision, values, ratios(values, "throughput"))
+        del items
+        if self.gpu:
+            torch.cuda.empty_cache()
+        self.save()
 
     # --- markdown ------------------------------------------------------------------------------------------
     def markdown(self) -> str:
@@ -341,6 +350,10 @@ def main() -> None:
     p.add_argument("--graph-sizes", default=",".join(SIZES))
     p.add_argument("--compile-sizes", default="t2")
     p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compile-forms", default="patnet-fast,fasternet-fx,fasternet-fast",
+                   help="forms the compile step compiles (speed_common.COLUMNS)")
+    p.add_argument("--compile-min-left", type=float, default=150.0,
+                   help="seconds before the deadline under which the compile step starts no further size")
     p.add_argument("--compile-graphs", action="store_true", help="also capture the compiled forward in a CUDA graph")
     p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
     p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
@@ -368,7 +381,7 @@ def main() -> None:
                 run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], FORMS)
             elif step == "compile":
                 run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
-                             ("patnet-fast", "fasternet-fx", "fasternet-fast"))
+                             tuple(f for f in args.compile_forms.split(",") if f))
         except Exception:  # noqa: BLE001 - keep what the other steps measure
             run.log(f"step {step} failed")
             traceback.print_exc()

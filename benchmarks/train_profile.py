@@ -59,6 +59,7 @@ def _sync(device: torch.device) -> None:
 def activation_bytes_per_image(step, x: torch.Tensor) -> int:
     """Bytes written by the forward outputs of every leaf module, per image, under the step's autocast."""
     model = getattr(step.model, "_orig_mod", step.model)  # a compiled model's hooks belong on the original
+    dtype = getattr(step, "step", step).dtype  # a GraphedTrainStep wraps the TrainStep that holds the autocast dtype
     total = 0
 
     def hook(_module, _inputs, output):
@@ -69,12 +70,46 @@ def activation_bytes_per_image(step, x: torch.Tensor) -> int:
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
     try:
-        with torch.no_grad(), torch.autocast(x.device.type, dtype=step.dtype, enabled=step.dtype is not None):
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             model(x)
     finally:
         for h in handles:
             h.remove()
     return total // x.shape[0]
+
+
+# Kernel families by name: the question the compiled profile answers is whether PATNet's extra time is many small
+# fused pointwise/reduction kernels (Inductor's triton_poi/red/per) or the convolutions and GEMMs themselves.
+_FAMILIES = (
+    ("triton_reduction", ("triton_red", "triton_per")),
+    ("triton_pointwise", ("triton_poi",)),
+    ("triton_other", ("triton_", "_kernel")),
+    ("attention", ("flash", "fmha", "attention", "efficient")),
+    ("conv_gemm", ("conv", "gemm", "cutlass", "xmma", "sm90", "sm80", "cudnn", "wgrad", "dgrad", "fprop", "nhwc")),
+    ("memcpy_memset", ("memcpy", "memset", "copy")),
+)
+
+
+def kernel_family(name: str) -> str:
+    low = name.lower()
+    for family, keys in _FAMILIES:
+        if any(k in low for k in keys):
+            return family
+    return "other"
+
+
+def family_table(per_kernel: dict[str, list[float]], steps: int) -> dict[str, dict]:
+    """Per family: launches, device ms per step, and how many launches run under 5 and 10 us (small kernels are
+    where a GPU of 132 SMs idles on ramp-up and tail)."""
+    table: dict[str, dict] = {}
+    for name, times in per_kernel.items():
+        row = table.setdefault(kernel_family(name), {"calls_per_step": 0.0, "ms_per_step": 0.0,
+                                                     "under_5us_per_step": 0.0, "under_10us_per_step": 0.0})
+        row["calls_per_step"] += len(times) / steps
+        row["ms_per_step"] += sum(times) / 1e3 / steps
+        row["under_5us_per_step"] += sum(t < 5 for t in times) / steps
+        row["under_10us_per_step"] += sum(t < 10 for t in times) / steps
+    return dict(sorted(table.items(), key=lambda kv: -kv[1]["ms_per_step"]))
 
 
 def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -> dict:
@@ -107,7 +142,7 @@ def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -
            "img_s": args.batch_size / step_s, "kernels_per_step": len(device_events) / args.steps,
            "kernel_ms_per_step": kernel_us / 1e3 / args.steps,
            "busy_fraction": (kernel_us / 1e6 / args.steps) / step_s if device_events else None,
-           "activation_bytes_per_image": act,
+           "activation_bytes_per_image": act, "families": family_table(per_kernel, args.steps),
            "top_kernels": [{"name": name[:120], "ms_per_step": sum(ts) / 1e3 / args.steps,
                             "calls_per_step": len(ts) / args.steps} for name, ts in top]}
     return out
@@ -120,7 +155,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--top", type=int, default=15)
+    p.add_argument("--top", type=int, default=40)
     p.add_argument("--device", default="auto")
     p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
                    help="PATNet with patsearch.kernels' fused ops: off, on, or both (FasterNet: always plain)")
@@ -139,6 +174,9 @@ def main() -> None:
               f"{r['busy_fraction'] if r['busy_fraction'] is None else round(r['busy_fraction'], 2)}, "
               f"{r['activation_bytes_per_image'] / 2**20:.1f} MiB activations/image, traffic bound "
               f"{r['traffic_bound_img_s']:.0f} img/s at {bandwidth:.0f} GB/s", flush=True)
+        for fam, row in r["families"].items():
+            print(f"   {fam:18s} {row['ms_per_step']:8.2f} ms {row['calls_per_step']:6.0f}x "
+                  f"({row['under_5us_per_step']:.0f} under 5 us, {row['under_10us_per_step']:.0f} under 10 us)")
         for k in r["top_kernels"]:
             print(f"   {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['name']}")
     if args.out:

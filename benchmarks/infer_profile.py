@@ -1,0 +1,104 @@
+"""Where a compiled, graphed inference forward's time goes (issue 11): per kernel family (convolution/GEMM, Inductor
+reductions and pointwise kernels, attention, ...) and the top kernels, for PATNet's and FasterNet's deployment forms
+at one size and precision, each prepared as ``speed_gpu.py --steps compile --compile-graphs`` times it.
+
+    python benchmarks/infer_profile.py --size t2 --precision float32 --out prof.json
+    python benchmarks/infer_profile.py --size s --precision bfloat16-cl --forms patnet-fast,fasternet-fx
+
+Precisions are ``speed_gpu.PRECISIONS`` (TF32 set as each names). Without a GPU it profiles the eager forward on
+the CPU (no kernel families: the CPU runs no device kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from speed_common import build_forms  # noqa: E402
+from speed_gpu import PRECISIONS, set_tf32  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from train_profile import family_table  # noqa: E402
+
+from patsearch.models.inference import prepare_inference  # noqa: E402
+
+
+def profile_form(name: str, model: torch.nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict:
+    gpu = x.is_cuda
+    fn, _ = prepare_inference(model, x, compile_mode="default" if gpu else None, cuda_graph=gpu)
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            fn(x)
+        if gpu:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            fn(x)
+        if gpu:
+            torch.cuda.synchronize()
+        call_s = (time.perf_counter() - t0) / args.steps
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+        with profile(activities=activities) as prof:
+            for _ in range(args.steps):
+                fn(x)
+            if gpu:
+                torch.cuda.synchronize()
+    per_kernel: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            per_kernel.setdefault(e.name, []).append(e.device_time)
+    kernel_us = sum(sum(v) for v in per_kernel.values())
+    top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
+    return {"form": name, "call_ms": 1e3 * call_s, "img_s": x.shape[0] / call_s,
+            "kernels_per_call": sum(len(v) for v in per_kernel.values()) / args.steps,
+            "kernel_ms_per_call": kernel_us / 1e3 / args.steps,
+            "families": family_table(per_kernel, args.steps),
+            "top_kernels": [{"name": k[:120], "ms_per_call": sum(v) / 1e3 / args.steps,
+                             "calls": len(v) / args.steps} for k, v in top]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", default="t2")
+    p.add_argument("--precision", default="float32", choices=sorted(PRECISIONS))
+    p.add_argument("--forms", default="patnet-deploy,patnet-fast,fasternet-fx,fasternet-fast")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype, channels_last, tf32 = PRECISIONS[args.precision]
+    x = torch.randn(args.batch, 3, args.resolution, args.resolution, device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    before = set_tf32(tf32)
+    try:
+        results = [profile_form(name, model, x, args)
+                   for name, model in build_forms(args.size, tuple(args.forms.split(","))).items()]
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+    for r in results:
+        print(f"{args.size} {args.precision} {r['form']}: {r['img_s']:.0f} img/s, {r['call_ms']:.2f} ms, "
+              f"{r['kernels_per_call']:.0f} kernels, {r['kernel_ms_per_call']:.2f} ms in kernels", flush=True)
+        for fam, row in r["families"].items():
+            print(f"   {fam:18s} {row['ms_per_step']:8.2f} ms {row['calls_per_step']:6.0f}x")
+        for k in r["top_kernels"][:12]:
+            print(f"   {k['ms_per_call']:8.3f} ms {k['calls']:5.0f}x  {k['name']}")
+    if args.out:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump({"size": args.size, "precision": args.precision, "batch": args.batch,
+                       "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                       "command": " ".join(sys.argv), "results": results}, fh, indent=1)
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
