@@ -16,7 +16,11 @@
 #  profile   the kernel-level profile of the compiled, graphed T2 step, PATNet and FasterNet (train_profile.py);
 #  iprof     the kernel-level profile of the compiled, graphed T2 forward in float32 (PyTorch's defaults: TF32 in
 #            cuDNN's convolutions, not in matmuls), every deployment form (infer_profile.py);
-#  infer32x  infer32 with TF32 allowed everywhere (float32-tf32) and every PATNet and FasterNet form compiled.
+#  infer32x  infer32 with TF32 allowed everywhere (float32-tf32) and every PATNet and FasterNet form compiled;
+#  cdt       train_t2 (PATNet plain, FasterNet) with Inductor's coordinate-descent tuning of its Triton kernels'
+#            block sizes, for both networks (the profile shows the compiled step 98% busy in kernels);
+#  infer32s  compiled + graphed float32 inference of the deployment forms with TF32 off everywhere
+#            (float32-strict, the paper's V100-like regime) at T2 and S, and float32-tf32 at L.
 # $OUT/followup.tgz is rewritten after every step, so a call cut short still returns what ran.
 #   OUT=$OUT bash benchmarks/fused_followup_h200.sh
 #   OUT=$OUT PARTS="learn train_t0s infer" bash benchmarks/fused_followup_h200.sh
@@ -31,7 +35,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
-PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x}
+PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x cdt infer32s}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 DATA=${DATA:-/tmp/data/cifar10}
@@ -85,6 +89,16 @@ export -f pairs
     --compile-sizes "$INFER_SIZES" --precisions float32-tf32 --variant-precisions float32-tf32 --compile-graphs \
     --compile-forms patnet-deploy,patnet-fast,fasternet-fx,fasternet-fast --deadline 300 --reserve 0 \
     --compile-min-left 70
+  want cdt && step 330 bash -c 'pairs compile_graph_cdt_t2 off --compile --cuda-graph \
+    --inductor coordinate_descent_tuning=True -- patnet_t2 fasternet_t2'
+  if want infer32s; then
+    step 150 python3 benchmarks/speed_gpu.py --out "$RES/infer32s" --steps compile --compile-sizes t2,s \
+      --precisions float32-strict --variant-precisions float32-strict --compile-graphs \
+      --compile-forms patnet-deploy,fasternet-fx --deadline 140 --reserve 0 --compile-min-left 40
+    step 100 python3 benchmarks/speed_gpu.py --out "$RES/infer32x_l" --steps compile --compile-sizes l \
+      --precisions float32-tf32 --variant-precisions float32-tf32 --compile-graphs \
+      --compile-forms patnet-deploy,fasternet-fx --deadline 95 --reserve 0 --compile-min-left 20
+  fi
 } > "$RES/run.log" 2>&1
 tar czf "$OUT/followup.tgz" -C "$OUT" followup
 python3 - "$RES" <<'PY'

@@ -5,7 +5,9 @@
 Both models run the trainer's own step (bf16 autocast on GPUs, channels_last, fused AdamW) on device-resident random
 images, alternating over several rounds; the median per round is reported and the best round per model is kept.
 ``--fused-kernels both`` measures each PATNet twice a round, plain and with patsearch.kernels' fused ops (reported
-as ``<arch>+fused``), so the three columns come from one process on one GPU.
+as ``<arch>+fused``), so the three columns come from one process on one GPU. ``--inductor KEY=VALUE`` sets a
+``torch._inductor.config`` option for every model of the run (a generic compile trick, so both sides get it), e.g.
+``--compile --inductor coordinate_descent_tuning=True``.
 """
 from __future__ import annotations
 
@@ -32,6 +34,29 @@ def measured_runs(archs: list[str], fused_kernels: str) -> list[tuple[str, str, 
     return runs
 
 
+def apply_inductor_settings(pairs: list[str]) -> dict[str, object]:
+    """Set ``torch._inductor.config`` options from ``KEY=VALUE`` strings (dotted keys reach sub-configs such as
+    ``triton.persistent_reductions``; values are YAML scalars). Unknown keys are an error, not a silent no-op."""
+    import torch._inductor.config as inductor_config
+    import yaml
+
+    applied: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--inductor takes KEY=VALUE, got {pair!r} (e.g. coordinate_descent_tuning=True)")
+        *parents, leaf = key.split(".")
+        target = inductor_config
+        for part in parents:
+            target = getattr(target, part, None)
+        if target is None or not hasattr(target, leaf):
+            raise SystemExit(f"torch._inductor.config has no option {key!r}; see torch/_inductor/config.py")
+        value = yaml.safe_load(raw)
+        setattr(target, leaf, value)
+        applied[key] = value
+    return applied
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--archs", nargs="+", default=["patnet_t2", "fasternet_t2"])
@@ -45,8 +70,11 @@ def main() -> None:
     p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
                    help="PATNet's gates through patsearch.kernels (Triton): off, on, or both side by side "
                         "(FasterNet has no such parts: always plain)")
+    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                   help="a torch._inductor.config option for every model (repeatable)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    inductor = apply_inductor_settings(args.inductor)
     runs = measured_runs(args.archs, args.fused_kernels)
     rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
     for r in range(args.rounds):
@@ -59,12 +87,13 @@ def main() -> None:
                   f"{res['dtype']}, peak {res['peak_mem_gib'] or 0:.1f} GiB)", flush=True)
     best = {a: max(rs, key=lambda x: x["img_s"]) for a, rs in rounds.items()}
     ref = runs[-1][0]
-    summary = {"best": best, "rounds": rounds,
+    summary = {"inductor": inductor, "best": best, "rounds": rounds,
                "ratio_vs_" + ref: {a: best[a]["img_s"] / best[ref]["img_s"] for a in rounds}}
     print(json.dumps(summary["ratio_vs_" + ref]))
     if args.out:
-        with open(args.out, "w") as fh:
+        with open(f"{args.out}.tmp", "w") as fh:
             json.dump(summary, fh, indent=1)
+        os.replace(f"{args.out}.tmp", args.out)
 
 
 if __name__ == "__main__":
