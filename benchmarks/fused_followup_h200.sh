@@ -19,6 +19,9 @@
 #  infer32x  infer32 with TF32 allowed everywhere (float32-tf32) and every PATNet and FasterNet form compiled;
 #  cdt       train_t2 (PATNet plain, FasterNet) with Inductor's coordinate-descent tuning of its Triton kernels'
 #            block sizes, for both networks (the profile shows the compiled step 98% busy in kernels);
+#  combo     train_t2 (PATNet plain, FasterNet) with Inductor's combo_kernels (horizontal fusion of independent
+#            kernels) for both: PATNet's compiled step is many small reductions (998 Inductor kernels averaging 11 us
+#            against FasterNet's 299 at 23 us), which run side by side when combined;
 #  infer32s  compiled + graphed float32 inference of the deployment forms with TF32 off everywhere
 #            (float32-strict, the paper's V100-like regime) at T2 and S, and float32-tf32 at L.
 # $OUT/followup.tgz is rewritten after every step, so a call cut short still returns what ran.
@@ -35,7 +38,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
-PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x cdt infer32s}
+PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x cdt infer32s combo}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 DATA=${DATA:-/tmp/data/cifar10}
@@ -91,6 +94,8 @@ export -f pairs
     --compile-min-left 70
   want cdt && step 330 bash -c 'pairs compile_graph_cdt_t2 off --compile --cuda-graph \
     --inductor coordinate_descent_tuning=True -- patnet_t2 fasternet_t2'
+  want combo && step 200 bash -c 'pairs compile_graph_combo_t2 off --compile --cuda-graph \
+    --inductor combo_kernels=True -- patnet_t2 fasternet_t2'
   if want infer32s; then
     step 150 python3 benchmarks/speed_gpu.py --out "$RES/infer32s" --steps compile --compile-sizes t2,s \
       --precisions float32-strict --variant-precisions float32-strict --compile-graphs \
