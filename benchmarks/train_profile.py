@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from train_throughput import measured_runs  # noqa: E402
+from train_throughput import apply_inductor_settings, measured_runs  # noqa: E402
 
 from patsearch.train.distributed import resolve_device  # noqa: E402
 from patsearch.train.throughput import benchmark_step  # noqa: E402
@@ -166,8 +166,11 @@ def main() -> None:
                    help="PATNet with patsearch.kernels' fused ops: off, on, or both (FasterNet: always plain)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both networks)")
     p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both networks)")
+    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                   help="a torch._inductor.config option for every model (repeatable; train_throughput.py's)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    inductor = apply_inductor_settings(args.inductor)
     results = [profile_arch(label, arch, fused, args) for label, arch, fused in
                measured_runs(args.archs, args.fused_kernels)]
     dev = resolve_device(args.device)
@@ -187,7 +190,7 @@ def main() -> None:
     if args.out:
         tmp = f"{args.out}.tmp"
         with open(tmp, "w") as fh:
-            json.dump({"bandwidth_gb_s": bandwidth, "results": results}, fh, indent=1)
+            json.dump({"bandwidth_gb_s": bandwidth, "inductor": inductor, "results": results}, fh, indent=1)
         os.replace(tmp, args.out)
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/train_throughput.py: which runs a round measures, and a CPU run that writes every label."""
+"""benchmarks/train_throughput.py: which runs a round measures, its Inductor options, and a CPU run that writes every
+label."""
 import json
 import os
 import subprocess
@@ -8,7 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from train_throughput import measured_runs  # noqa: E402
+import pytest  # noqa: E402
+from train_throughput import apply_inductor_settings, measured_runs  # noqa: E402
 
 
 def test_fused_variants_only_for_patnets():
@@ -33,3 +35,24 @@ def test_cpu_run_reports_plain_fused_and_peer(tmp_path):
     assert summary["best"]["patnet_t0+fused"]["fused_kernels"] is True
     assert summary["best"]["patnet_t0"]["fused_kernels"] is False
     assert summary["ratio_vs_fasternet_t0"]["fasternet_t0"] == 1.0
+    assert summary["inductor"] == {}
+    # the warm-up steps' wall time is recorded (it holds compiling when --compile is given)
+    assert all(r["warmup_s"] > 0 for r in summary["best"].values())
+
+
+def test_inductor_options_set_nested_keys_and_restore(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "combo_kernels", inductor_config.combo_kernels)
+    monkeypatch.setattr(inductor_config.triton, "cooperative_reductions",
+                        inductor_config.triton.cooperative_reductions)
+    applied = apply_inductor_settings(["combo_kernels=true", "triton.cooperative_reductions=True"])
+    assert applied == {"combo_kernels": True, "triton.cooperative_reductions": True}
+    assert inductor_config.combo_kernels is True and inductor_config.triton.cooperative_reductions is True
+
+
+@pytest.mark.parametrize("pair,message", [("combo_kernels", "KEY=VALUE"), ("no_such_option=1", "no option"),
+                                          ("triton.no_such=1", "no option")])
+def test_inductor_options_reject_bad_input(pair, message):
+    with pytest.raises(SystemExit, match=message):
+        apply_inductor_settings([pair])
