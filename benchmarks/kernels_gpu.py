@@ -65,6 +65,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from device_ceilings import copy_bandwidth_gb_s
 
 from patsearch import kernels
 from patsearch.arch import resolve_arch
@@ -138,16 +139,7 @@ def bench(fn: Callable[[], object]) -> dict[str, float | str]:
 
 
 def copy_bandwidth() -> float:
-    if DEVICE["type"] == "cpu":
-        src = torch.empty(1 << 24, dtype=torch.uint8)
-        dst = torch.empty_like(src)
-        ms = _wall_ms(lambda: dst.copy_(src))
-        return 2 * src.numel() / ms / 1e6
-    import triton.testing
-    src = torch.empty(1 << 29, dtype=torch.uint8, device="cuda")  # 512 MiB, far beyond L2
-    dst = torch.empty_like(src)
-    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=5, rep=40, return_mode="median")
-    return 2 * src.numel() / ms / 1e6
+    return copy_bandwidth_gb_s(DEVICE["type"])
 
 
 # --- the references: the arithmetic of layers.py, eager --------------------------------------------------

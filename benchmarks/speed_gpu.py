@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
 from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
@@ -85,29 +86,8 @@ class Run:
                "fast_path": "patsearch.models.fast.accelerate (patnet-fast rows); others: deployment form as built"}
         if self.gpu:
             torch.backends.cudnn.benchmark = True
-            n = 1 << 28  # 1 GiB of float32
-            a = torch.empty(n, device="cuda")
-            b = torch.empty_like(a)
-            b.copy_(a)
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(10):
-                b.copy_(a)
-            end.record()
-            end.synchronize()
-            env["copy_bandwidth_GBps"] = round(2 * 4 * n * 10 / (start.elapsed_time(end) / 1e3) / 1e9, 1)
-            del a, b
-            m = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-            m @ m
-            torch.cuda.synchronize()
-            start.record()
-            for _ in range(5):
-                m @ m
-            end.record()
-            end.synchronize()
-            env["bf16_matmul_TFLOPs"] = round(2 * 8192 ** 3 * 5 / (start.elapsed_time(end) / 1e3) / 1e12, 1)
-            del m
+            env["copy_bandwidth_GBps"] = round(copy_bandwidth_gb_s("cuda"), 1)
+            env["bf16_matmul_TFLOPs"] = round(bf16_matmul_tflops("cuda"), 1)
             torch.cuda.empty_cache()
         self.results["environment"] = env
         self.log("environment", env)

@@ -30,25 +30,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
+from device_ceilings import copy_bandwidth_gb_s  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from train_throughput import apply_inductor_settings, measured_runs  # noqa: E402
 
 from patsearch.train.distributed import resolve_device  # noqa: E402
 from patsearch.train.throughput import benchmark_step  # noqa: E402
-
-
-def copy_bandwidth_gb_s(device: torch.device, gib: float = 2.0, repeats: int = 10) -> float:
-    """Device-to-device copy bandwidth (read + write bytes per second), the practical ceiling of a memory-bound op."""
-    n = int(gib * 2**30) // 4
-    src = torch.empty(n, dtype=torch.float32, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        dst.copy_(src)
-    _sync(device)
-    return 2 * src.numel() * 4 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def _sync(device: torch.device) -> None:
@@ -174,7 +161,7 @@ def main() -> None:
     results = [profile_arch(label, arch, fused, args) for label, arch, fused in
                measured_runs(args.archs, args.fused_kernels)]
     dev = resolve_device(args.device)
-    bandwidth = copy_bandwidth_gb_s(dev, gib=2.0 if dev.type == "cuda" else 0.25)
+    bandwidth = copy_bandwidth_gb_s(dev)
     for r in results:
         r["copy_bandwidth_gb_s"] = bandwidth
         r["traffic_bound_img_s"] = bandwidth * 1e9 / (4 * r["activation_bytes_per_image"])
