@@ -8,8 +8,10 @@
 #   combo   combo_kernels=True: independent kernels fused horizontally into one launch;
 #   coop    triton.cooperative_reductions=True: a split reduction's two stages in one kernel;
 #   both    the two together;
-#   cdt     coordinate_descent_tuning=True at T0 (at T2 its compile did not finish in 330 s).
-# Then the kernel-level profile under the best-ratio option (PROFILE=0 skips it).
+#   cdt     coordinate_descent_tuning=True at T0 (at T2 its compile did not finish in 330 s), run last.
+# Before cdt, the kernel-level profile under the best-ratio option at T2 (PROFILE=0 skips it).
+# The device tool's run carries .devcarry/wheels (optuna, fvcore, thop for the GPU machine, copied from
+# ../shared/wheels-device); $OUT/inductor.tgz is rewritten after every step, so a call cut short returns what ran.
 #   OUT=$OUT bash benchmarks/inductor_options_h200.sh
 #   OUT=$OUT CONFIGS="base combo" bash benchmarks/inductor_options_h200.sh
 set -uo pipefail
@@ -38,11 +40,14 @@ step() {  # step SECONDS COMMAND...: at most SECONDS and what is left before DEA
   tar czf "$OUT/inductor.tgz" -C "$OUT" inductor
 }
 {
-  for config in $CONFIGS; do
-    archs="patnet_t2 fasternet_t2"; [ "$config" = cdt ] && archs="patnet_t0 fasternet_t0"
+  pair() {  # pair CONFIG ARCH...: one train_throughput.py process, both networks under CONFIG's options
+    local config=$1; shift
     # shellcheck disable=SC2046 - options are words
-    step 150 python3 benchmarks/train_throughput.py --archs $archs --resolution 224 --batch-size 256 --rounds 1 \
+    step 150 python3 benchmarks/train_throughput.py --archs "$@" --resolution 224 --batch-size 256 --rounds 1 \
       --steps 20 --compile --cuda-graph $(options "$config") --out "$RES/train_$config.json"
+  }
+  for config in $CONFIGS; do
+    [ "$config" = cdt ] || pair "$config" patnet_t2 fasternet_t2
   done
   best=$(python3 - "$RES" <<'PY'
 import json, sys
@@ -59,6 +64,8 @@ PY
   echo "best config at T2: $best"
   [ "$PROFILE" = 1 ] && step 200 python3 benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --compile \
     --cuda-graph $(options "$best") --out "$RES/profile_$best.json"
+  # last: its compile did not finish in 330 s at T2 (2026-12-01), so T0, and whatever time is left
+  [[ " $CONFIGS " == *" cdt "* ]] && pair cdt patnet_t0 fasternet_t0
 } > "$RES/run.log" 2>&1
 tar czf "$OUT/inductor.tgz" -C "$OUT" inductor
 python3 - "$RES" <<'PY'
