@@ -340,6 +340,9 @@ def main() -> None:
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
     p.add_argument("--steps", default="table,profile,graphs")
     args = p.parse_args()
+    unknown = [f for f in args.compile_forms.split(",") if f and f not in FORMS]
+    if unknown:
+        p.error(f"--compile-forms: unknown form {unknown[0]!r}; choose from {','.join(FORMS)}")
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.precisions = [s for s in args.precisions.split(",") if s]
     args.strict_sizes = [s for s in args.strict_sizes.split(",") if s]
