@@ -222,6 +222,9 @@ def profile(
     cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                             help="GPU devices: time CUDA graph replays (h200's default) or "
                                                  "eager calls."),
+    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
+                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
+                                          "(default: off in both, the paper's float32)."),
     validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
                                          "(with --adapt: default 8)."),
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
@@ -251,7 +254,7 @@ def profile(
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
     values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, validate=validate,
+                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32, validate=validate,
                   calibrate=calibrate, seed=seed, trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt,
                   adapt_from=adapt_from)
     opts = _options_from_flags(ctx, ProfileOptions, values, options)
@@ -319,6 +322,9 @@ def bench(
     cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                             help="GPU devices: time CUDA graph replays (h200's default) or "
                                                  "eager calls."),
+    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
+                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
+                                          "(default: off in both, the paper's float32)."),
     group: int = typer.Option(4, help="Models measured interleaved in one group."),
     fmt: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
@@ -331,8 +337,8 @@ def bench(
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
     values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
-                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, group=group,
-                  format=fmt, out=out)
+                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32,
+                  group=group, format=fmt, out=out)
     opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
     result = build_bench(opts)
     typer.echo(result.render(opts.format))

@@ -20,6 +20,8 @@ def test_info_prints_counts_and_stages():
     (("info", "--arch", "patnet_xxl"), "unknown architecture 'patnet_xxl'; known: patnet_t0"),
     (("info", "--arch", "patnet_t0", "--resolution", "100"), "must be a multiple of 32"),
     (("export", "--arch", "patnet_t0", "--onnx", "out.txt"), "should end in .onnx"),
+    (("profile", "--device", "cpu", "--tf32"), "--tf32 is a GPU setting (TensorFloat-32 tensor cores); cpu is a CPU"),
+    (("bench", "--device", "cpu", "--tf32"), "use --no-tf32"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "patsearch", *args], capture_output=True, text=True,

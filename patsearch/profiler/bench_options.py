@@ -2,7 +2,7 @@
 
 The library API of the benchmark (``build_bench(BenchOptions("h200", forms=("fused", "fast")))``;
 :func:`patsearch.profiler.bench.run_bench` builds one from keyword arguments). The protocol overrides (``batch``,
-``dtype``, ``channels_last``, ``threads``, ``clock``, ``cuda_graphs``) are checked by the device's
+``dtype``, ``channels_last``, ``threads``, ``clock``, ``cuda_graphs``, ``tf32``) are checked by the device's
 :class:`~patsearch.profiler.devices.Protocol`, their one definition, when the options are made; the forms by the
 form registry. The measurement budget is a test hook (code, not an option): :func:`build_bench` takes it.
 """
@@ -48,6 +48,7 @@ class BenchOptions(OptionsMixin):
     threads: int | None = None
     clock: str | None = None
     cuda_graphs: bool | None = None
+    tf32: bool | None = None
     group: int = 4  # models measured interleaved in one group
     format: str = "md"
     out: str | None = None
@@ -70,7 +71,7 @@ class BenchOptions(OptionsMixin):
         return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
                                                      channels_last=self.channels_last, threads=self.threads,
                                                      clock=self.clock,
-                                                     cuda_graphs=self.cuda_graphs)
+                                                     cuda_graphs=self.cuda_graphs, tf32=self.tf32)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -100,6 +101,7 @@ def _validate(o: BenchOptions) -> None:
     need(o.format in FORMATS, "format", ", ".join(FORMATS[:-1]) + f" or {FORMATS[-1]}")
     need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
     need(o.cuda_graphs is None or isinstance(o.cuda_graphs, bool), "cuda_graphs", "true, false or unset")
+    need(o.tf32 is None or isinstance(o.tf32, bool), "tf32", "true, false or unset")
     need(isinstance(o.progress, bool), "progress", "true or false")
     for name in ("out", "command"):
         value = getattr(o, name)

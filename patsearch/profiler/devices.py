@@ -1,8 +1,9 @@
 """Named devices, their measurement protocols, and the check that the hardware present is the one named.
 
 The paper measures CPU latency on one core of an AMD EPYC at batch 1, and GPU throughput on V100 and MI250 at
-batch 256. Each named device carries that protocol; ``--batch``, ``--dtype``, ``--channels-last`` and
-``--threads`` override it, and the resulting protocol names the profile file, so different protocols never mix.
+batch 256. Each named device carries that protocol; ``--batch``, ``--dtype``, ``--channels-last``,
+``--threads`` and ``--tf32`` override it, and the resulting protocol names the profile file, so different
+protocols never mix.
 """
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class Protocol:
     # Eager timing of a small network at batch 256 is bound by the host launching kernels, and on a shared host
     # that spreads by up to 80% between runs: no table can predict it (issue 12).
     cuda_graphs: bool = False
+    # GPUs: float32 matmuls and convolutions on TensorFloat-32 tensor cores (both, or neither). PyTorch's own default
+    # allows TF32 in cuDNN's convolutions but not in matmuls, which times a network whose projections are GEMMs
+    # (PAT_sp's attention) against one of 1x1 convolutions (FasterNet) under different arithmetic: on an H200 that
+    # alone moved PATNet-T2 / FasterNet-T2 in float32 from 0.96 (TF32 in both) to 0.83 (docs/BENCHMARKS.md,
+    # 2026-12-01). So a table names one regime: off (the paper's float32) unless asked.
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -63,6 +70,8 @@ class Protocol:
             raise DeviceError(f"--clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if not isinstance(self.cuda_graphs, bool):
             raise DeviceError(f"--cuda-graphs must be true or false, got {self.cuda_graphs!r}")
+        if not isinstance(self.tf32, bool):
+            raise DeviceError(f"--tf32 must be true or false, got {self.tf32!r}")
 
     def slug(self) -> str:
         """A file-name-safe summary, e.g. ``b1-float32-nchw-t1-fused``."""
@@ -73,6 +82,8 @@ class Protocol:
             parts.append("cputime")
         if self.cuda_graphs:
             parts.append("graphs")
+        if self.tf32:
+            parts.append("tf32")
         parts.append(self.form)
         return "-".join(parts)
 
@@ -99,9 +110,10 @@ class Device:
     def protocol_with(self, *, batch: int | None = None, dtype: str | None = None,
                       channels_last: bool | None = None, threads: int | None = None,
                       form: str | None = None, clock: str | None = None,
-                      cuda_graphs: bool | None = None) -> Protocol:
+                      cuda_graphs: bool | None = None, tf32: bool | None = None) -> Protocol:
         changes = {k: v for k, v in dict(batch=batch, dtype=dtype, channels_last=channels_last, threads=threads,
-                                         form=form, clock=clock, cuda_graphs=cuda_graphs).items() if v is not None}
+                                         form=form, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32).items()
+                   if v is not None}
         protocol = dataclasses.replace(self.protocol, **changes)
         if self.backend == "cpu" and protocol.dtype == "float16":
             raise DeviceError("--dtype float16 is not a CPU inference dtype; use float32 or bfloat16")
@@ -110,6 +122,9 @@ class Device:
         if self.backend == "cpu" and protocol.cuda_graphs:
             raise DeviceError(f"--cuda-graphs needs a GPU device; {self.name} is a CPU (drop the flag, or use "
                               "--no-cuda-graphs)")
+        if self.backend == "cpu" and protocol.tf32:
+            raise DeviceError(f"--tf32 is a GPU setting (TensorFloat-32 tensor cores); {self.name} is a CPU (drop "
+                              "the flag, or use --no-tf32)")
         return protocol
 
 

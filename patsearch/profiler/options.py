@@ -2,7 +2,7 @@
 
 The library API of the profiler (``build_profile(ProfileOptions("h200", validate=20))``;
 :func:`patsearch.profiler.profile_device` builds one from keyword arguments). The protocol overrides (``batch``,
-``dtype``, ``channels_last``, ``threads``, ``form``, ``clock``, ``cuda_graphs``) are checked by the device's
+``dtype``, ``channels_last``, ``threads``, ``form``, ``clock``, ``cuda_graphs``, ``tf32``) are checked by the device's
 :class:`~patsearch.profiler.devices.Protocol`, their one definition, when the options are made. Test hooks (layer
 and model factories, measurement budgets) are code, not options: :func:`build_profile` takes them as keywords.
 """
@@ -43,6 +43,7 @@ class ProfileOptions(OptionsMixin):
     form: str | None = None
     clock: str | None = None
     cuda_graphs: bool | None = None
+    tf32: bool | None = None
     # steps after the layer table
     validate: int = 0
     calibrate: int | None = None
@@ -68,7 +69,7 @@ class ProfileOptions(OptionsMixin):
         return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
                                                      channels_last=self.channels_last, threads=self.threads,
                                                      form=self.form, clock=self.clock,
-                                                     cuda_graphs=self.cuda_graphs)
+                                                     cuda_graphs=self.cuda_graphs, tf32=self.tf32)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -90,6 +91,7 @@ def _validate(o: ProfileOptions) -> None:
     need(is_int(o.seed), "seed", "an integer")
     need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
     need(o.cuda_graphs is None or isinstance(o.cuda_graphs, bool), "cuda_graphs", "true, false or unset")
+    need(o.tf32 is None or isinstance(o.tf32, bool), "tf32", "true, false or unset")
     for name in ("adapt", "fresh", "progress"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
     for name in ("space", "out", "adapt_from", "trace", "plot", "command"):

@@ -91,6 +91,9 @@ def configure(device: Device, protocol: Protocol) -> None:
         torch.set_flush_denormal(True)
     else:
         torch.backends.cudnn.benchmark = True
+        # One TF32 regime for convolutions and matmuls alike (Protocol.tf32), not PyTorch's mixed default.
+        torch.backends.cudnn.allow_tf32 = protocol.tf32
+        torch.backends.cuda.matmul.allow_tf32 = protocol.tf32
 
 
 def prepare(module: Any, input_shape: Sequence[int], device: Device, protocol: Protocol) -> tuple[Any, Any]:

@@ -31,6 +31,7 @@ def test_yaml_round_trip_gives_equal_options(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"group": 0}, "--group must be at least 1, got 0"),
     ({"cuda_graphs": "yes"}, "--cuda-graphs must be true, false or unset, got 'yes'"),
+    ({"tf32": "yes"}, "--tf32 must be true, false or unset, got 'yes'"),
     ({"resolution": 16}, "--resolution must be an integer of at least 32, got 16"),
     ({"resolution": 224.0}, "--resolution must be an integer of at least 32, got 224.0"),
     ({"format": "html"}, "--format must be md, csv or json, got 'html'"),

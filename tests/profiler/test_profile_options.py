@@ -35,6 +35,9 @@ def test_yaml_round_trip_gives_equal_options(tmp_path):
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"cuda_graphs": "yes"}, "--cuda-graphs must be true, false or unset, got 'yes'"),
     ({"cuda_graphs": True}, "--cuda-graphs needs a GPU device; cpu is a CPU (drop the flag, or use --no-cuda-graphs)"),
+    ({"tf32": 1}, "--tf32 must be true, false or unset, got 1"),
+    ({"tf32": True}, "--tf32 is a GPU setting (TensorFloat-32 tensor cores); cpu is a CPU (drop the flag, or use "
+                     "--no-tf32)"),
 ])
 def test_bad_values_are_one_line_errors_naming_the_flag(changes, message):
     with pytest.raises(DeviceError) as exc:
@@ -101,3 +104,36 @@ def test_cuda_graphs_is_part_of_the_protocol_and_names_its_own_file():
 
     stored = {k: v for k, v in eager.to_dict().items() if k != "cuda_graphs"}
     assert Protocol.from_dict(stored) == eager
+
+
+def test_tf32_is_part_of_the_protocol_names_its_own_file_and_defaults_off():
+    from patsearch.profiler.devices import Protocol
+
+    strict = ProfileOptions("cuda").protocol()
+    tf32 = ProfileOptions("cuda", tf32=True).protocol()
+    assert not strict.tf32 and tf32.tf32 and strict != tf32
+    assert strict.slug() == "b256-float32-nchw-fused" and tf32.slug() == "b256-float32-nchw-tf32-fused"
+    assert ProfileOptions("h200", tf32=True).protocol().slug() == "b256-bfloat16-cl-graphs-tf32-fused"
+    # a table written before the option existed reads as TF32 off, the regime its float32 matmuls ran in
+    stored = {k: v for k, v in strict.to_dict().items() if k != "tf32"}
+    assert Protocol.from_dict(stored) == strict
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_configure_sets_one_tf32_regime_for_convolutions_and_matmuls(tf32):
+    import torch
+
+    from patsearch.profiler.devices import get_device
+    from patsearch.profiler.timing import configure
+
+    dev = get_device("cuda")
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    # PyTorch's mixed default (convolutions TF32, matmuls not) must not survive into a GPU measurement
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, False
+    try:
+        configure(dev, dev.protocol_with(tf32=tf32))
+        after = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    finally:
+        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.benchmark) = before
+    assert after == (tf32, tf32)

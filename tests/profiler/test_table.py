@@ -49,7 +49,8 @@ def test_build_writes_every_layer_with_provenance(tmp_path, tiny_space, counting
     assert prov["hardware"] and prov["command"] == "pytest build" and prov["form"] == "fused"
     assert prov["date"].startswith("20") and "tiny" in prov["spaces"]
     assert data["protocol"] == {"metric": "latency_ms", "batch": 1, "dtype": "float32", "channels_last": False,
-                                "threads": 1, "form": "fused", "clock": "cpu", "cuda_graphs": False}
+                                "threads": 1, "form": "fused", "clock": "cpu", "cuda_graphs": False,
+                                "tf32": False}
 
 
 def test_resume_measures_only_missing_entries(tmp_path, tiny_space):
