@@ -16,6 +16,8 @@
 #  profile   the kernel-level profile of the compiled, graphed T2 step, PATNet and FasterNet (train_profile.py);
 #  iprof     the kernel-level profile of the compiled, graphed T2 forward in float32 (PyTorch's defaults: TF32 in
 #            cuDNN's convolutions, not in matmuls), every deployment form (infer_profile.py);
+#  iprof16   the same profile in bf16 channels-last for the forms that are each network's fastest there (PATNet
+#            fast, FasterNet fast), at T2 and S, where bf16 inference misses the goal by 5-9%;
 #  infer32x  infer32 with TF32 allowed everywhere (float32-tf32) and every PATNet and FasterNet form compiled;
 #  cdt       train_t2 (PATNet plain, FasterNet) with Inductor's coordinate-descent tuning of its Triton kernels'
 #            block sizes, for both networks (the profile shows the compiled step 98% busy in kernels);
@@ -38,7 +40,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
-PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof infer32x cdt infer32s combo}
+PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof iprof16 infer32x cdt infer32s combo}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 DATA=${DATA:-/tmp/data/cifar10}
@@ -88,6 +90,12 @@ export -f pairs
     --cuda-graph --out "$RES/profile_compile_graph_t2.json"
   want iprof && step 120 python3 benchmarks/infer_profile.py --size t2 --precision float32 \
     --out "$RES/infer_profile_t2_float32.json"
+  if want iprof16; then
+    for size in t2 s; do
+      step 100 python3 benchmarks/infer_profile.py --size $size --precision bfloat16-cl \
+        --forms patnet-fast,fasternet-fast --out "$RES/infer_profile_${size}_bf16.json"
+    done
+  fi
   want infer32x && step 320 python3 benchmarks/speed_gpu.py --out "$RES/infer32x" --steps compile \
     --compile-sizes "$INFER_SIZES" --precisions float32-tf32 --variant-precisions float32-tf32 --compile-graphs \
     --compile-forms patnet-deploy,patnet-fast,fasternet-fx,fasternet-fast --deadline 300 --reserve 0 \
