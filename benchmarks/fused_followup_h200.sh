@@ -25,7 +25,8 @@
 #            kernels) for both: PATNet's compiled step is many small reductions (998 Inductor kernels averaging 11 us
 #            against FasterNet's 299 at 23 us), which run side by side when combined;
 #  infer32s  compiled + graphed float32 inference of the deployment forms with TF32 off everywhere
-#            (float32-strict, the paper's V100-like regime) at T2 and S, and float32-tf32 at L.
+#            (float32-strict, the paper's V100-like regime) at STRICT_SIZES (default T2 and S), and float32-tf32
+#            at L.
 # $OUT/followup.tgz is rewritten after every step, so a call cut short still returns what ran.
 #   OUT=$OUT bash benchmarks/fused_followup_h200.sh
 #   OUT=$OUT PARTS="learn train_t0s infer" bash benchmarks/fused_followup_h200.sh
@@ -40,6 +41,7 @@ DEADLINE=${DEADLINE:-540}
 LEARN_ARGS=${LEARN_ARGS:---batch-size 512 --lr 2e-3}
 LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
+STRICT_SIZES=${STRICT_SIZES:-t2,s}  # infer32s: measured at t2,s on 2026-12-01; m,l next
 PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof iprof16 infer32x cdt infer32s combo}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
@@ -105,7 +107,7 @@ export -f pairs
   want combo && step 200 bash -c 'pairs compile_graph_combo_t2 off --compile --cuda-graph \
     --inductor combo_kernels=True -- patnet_t2 fasternet_t2'
   if want infer32s; then
-    step 150 python3 benchmarks/speed_gpu.py --out "$RES/infer32s" --steps compile --compile-sizes t2,s \
+    step 150 python3 benchmarks/speed_gpu.py --out "$RES/infer32s" --steps compile --compile-sizes "$STRICT_SIZES" \
       --precisions float32-strict --variant-precisions float32-strict --compile-graphs \
       --compile-forms patnet-deploy,fasternet-fx --deadline 140 --reserve 0 --compile-min-left 40
     step 100 python3 benchmarks/speed_gpu.py --out "$RES/infer32x_l" --steps compile --compile-sizes l \
