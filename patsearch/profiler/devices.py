@@ -48,8 +48,8 @@ class Protocol:
     cuda_graphs: bool = False
     # GPUs: float32 matmuls and convolutions on TensorFloat-32 tensor cores (both, or neither). PyTorch's own default
     # allows TF32 in cuDNN's convolutions but not in matmuls, which times a network whose projections are GEMMs
-    # (PAT_sp's attention) against one of 1x1 convolutions (FasterNet) under different arithmetic: on an H200 that
-    # alone moved PATNet-T2 / FasterNet-T2 in float32 from 0.96 (TF32 in both) to 0.83 (docs/BENCHMARKS.md,
+    # (PAT_sf's self-attention) against one of 1x1 convolutions (FasterNet) under different arithmetic: on an
+    # H200 that alone moved PATNet-T2 / FasterNet-T2 in float32 from 0.96 (TF32 in both) to 0.83 (docs/BENCHMARKS.md,
     # 2026-12-01). So a table names one regime: off (the paper's float32) unless asked.
     tf32: bool = False
 
