@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from speed_common import FORMS, build_forms  # noqa: E402
-from speed_gpu import PRECISIONS, set_tf32  # noqa: E402
+from speed_gpu import PRECISIONS, example_input, tf32_regime  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from train_profile import family_table  # noqa: E402
 
@@ -77,16 +77,10 @@ def main() -> None:
     if unknown:
         p.error(f"--forms: unknown form {unknown[0]!r}; choose from {','.join(FORMS)}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype, channels_last, tf32 = PRECISIONS[args.precision]
-    x = torch.randn(args.batch, 3, args.resolution, args.resolution, device=device, dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    before = set_tf32(tf32)
-    try:
+    x = example_input(args.precision, args.batch, args.resolution, device)
+    with tf32_regime(PRECISIONS[args.precision][2]):
         results = [profile_form(name, model, x, args)
                    for name, model in build_forms(args.size, tuple(args.forms.split(","))).items()]
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     for r in results:
         print(f"{args.size} {args.precision} {r['form']}: {r['img_s']:.0f} img/s, {r['call_ms']:.2f} ms, "
               f"{r['kernels_per_call']:.0f} kernels, {r['kernel_ms_per_call']:.2f} ms in kernels", flush=True)

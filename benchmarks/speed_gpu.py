@@ -13,11 +13,13 @@ after every step, so a run cut short still returns what it measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -38,12 +40,25 @@ PRECISIONS = {"float32": (torch.float32, False, None), "bfloat16-cl": (torch.bfl
               "float32-strict": (torch.float32, False, False), "float32-tf32": (torch.float32, False, True)}
 
 
-def set_tf32(allowed: bool | None) -> tuple[bool, bool]:
+@contextlib.contextmanager
+def tf32_regime(allowed: bool | None) -> Iterator[None]:
+    """TF32 in cuDNN and cuBLAS both allowed, both refused, or (None) left as they are; restored afterwards."""
     before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     if allowed is not None:
         torch.backends.cudnn.allow_tf32 = allowed
         torch.backends.cuda.matmul.allow_tf32 = allowed
-    return before
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def example_input(precision: str, batch: int, resolution: int, device: str) -> torch.Tensor:
+    """A random (batch, 3, resolution, resolution) input in the precision's dtype and memory format."""
+    dtype, channels_last, _ = PRECISIONS[precision]
+    x = torch.randn(batch, 3, resolution, resolution, device=device, dtype=dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
 BUDGET = Budget(warmup_s=0.3, min_samples=10, target_s=0.5, max_samples=40, sample_s=0.005)
 
 
@@ -94,10 +109,7 @@ class Run:
 
     # --- the side-by-side table ----------------------------------------------------------------------------
     def example(self, precision: str) -> torch.Tensor:
-        dtype, channels_last, _ = PRECISIONS[precision]
-        x = torch.randn(self.args.batch, 3, self.args.resolution, self.args.resolution,
-                        device=self.args.device, dtype=dtype)
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        return example_input(precision, self.args.batch, self.args.resolution, self.args.device)
 
     def table(self) -> None:
         for size in self.args.sizes:
@@ -112,24 +124,25 @@ class Run:
             for precision in self.args.precisions:
                 if precision == "float32-strict" and size not in self.args.strict_sizes:
                     continue
-                before = set_tf32(PRECISIONS[precision][2])
-                x = self.example(precision)
-                prepared = {k: prepare_inference(m, x)[0] for k, m in models.items()}
-                with torch.inference_mode():
-                    ref = prepared["patnet-deploy"](x).float()
-                    err, err_k = (((prepared[f](x).float() - ref).norm() / ref.norm()).item()
-                                  for f in ("patnet-fast", "patnet-fastk"))
-                self.results["checks"][f"{size}/{precision}"] = err
-                self.results["checks"][f"{size}/{precision}/fastk"] = err_k
-                timings = time_interleaved([(m, x) for m in prepared.values()], gpu=self.gpu, budget=BUDGET)
-                values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1) for k, t in zip(prepared, timings)}
-                spread = {k: round(t.spread * 100, 1) for k, t in zip(prepared, timings)}
-                self.results["table"].setdefault(size, {})[precision] = {
-                    "img_per_s": values, "spread_pct": spread, "vs_fasternet": ratios(values, "throughput"),
-                    "fast_vs_deploy_rel_err": err, "fastk_vs_deploy_rel_err": err_k}
-                self.log(size, precision, values, ratios(values, "throughput"), f"err {err:.1e}, fastk {err_k:.1e}")
-                del prepared
-                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+                with tf32_regime(PRECISIONS[precision][2]):
+                    x = self.example(precision)
+                    prepared = {k: prepare_inference(m, x)[0] for k, m in models.items()}
+                    with torch.inference_mode():
+                        ref = prepared["patnet-deploy"](x).float()
+                        err, err_k = (((prepared[f](x).float() - ref).norm() / ref.norm()).item()
+                                      for f in ("patnet-fast", "patnet-fastk"))
+                    self.results["checks"][f"{size}/{precision}"] = err
+                    self.results["checks"][f"{size}/{precision}/fastk"] = err_k
+                    timings = time_interleaved([(m, x) for m in prepared.values()], gpu=self.gpu, budget=BUDGET)
+                    values = {k: round(self.args.batch * 1000.0 / t.median_ms, 1)
+                              for k, t in zip(prepared, timings)}
+                    spread = {k: round(t.spread * 100, 1) for k, t in zip(prepared, timings)}
+                    self.results["table"].setdefault(size, {})[precision] = {
+                        "img_per_s": values, "spread_pct": spread, "vs_fasternet": ratios(values, "throughput"),
+                        "fast_vs_deploy_rel_err": err, "fastk_vs_deploy_rel_err": err_k}
+                    self.log(size, precision, values, ratios(values, "throughput"),
+                             f"err {err:.1e}, fastk {err_k:.1e}")
+                    del prepared
                 if self.gpu:
                     torch.cuda.empty_cache()
                 self.save()
@@ -252,11 +265,8 @@ class Run:
                     return
                 models = build_forms(size, forms)
                 x = self.example(precision)
-                before = set_tf32(PRECISIONS[precision][2])
-                try:
+                with tf32_regime(PRECISIONS[precision][2]):
                     self._variant(kind, size, precision, models, x)
-                finally:
-                    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
     def _variant(self, kind: str, size: str, precision: str, models: dict, x: torch.Tensor) -> None:
         items = {}
