@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
-from speed_common import FORMS, build_forms  # noqa: E402
+from speed_common import build_forms, unknown_form_error  # noqa: E402
 from speed_gpu import PRECISIONS, example_input, tf32_regime  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from train_profile import family_table  # noqa: E402
@@ -73,9 +73,9 @@ def main() -> None:
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    unknown = [f for f in args.forms.split(",") if f not in FORMS]
-    if unknown:
-        p.error(f"--forms: unknown form {unknown[0]!r}; choose from {','.join(FORMS)}")
+    error = unknown_form_error(args.forms.split(","))
+    if error:
+        p.error(f"--forms: {error}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = example_input(args.precision, args.batch, args.resolution, device)
     with tf32_regime(PRECISIONS[args.precision][2]):

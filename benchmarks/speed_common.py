@@ -44,15 +44,21 @@ def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def unknown_form_error(forms) -> str | None:
+    """The message for the first name in ``forms`` that is not a column of :data:`COLUMNS`, or None."""
+    unknown = [f for f in forms if f not in COLUMNS]
+    return f"unknown form {unknown[0]!r}; choose from {', '.join(COLUMNS)}" if unknown else None
+
+
 def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
     """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode, with
     trained-like BN statistics (:func:`trained_like`)."""
     from patsearch.models import create_model
     from patsearch.models.forms import build_form
 
-    unknown = [f for f in forms if f not in COLUMNS]
-    if unknown:
-        raise ValueError(f"unknown form {unknown[0]!r}; choose from {', '.join(COLUMNS)}")
+    error = unknown_form_error(forms)
+    if error:
+        raise ValueError(error)
     out: dict[str, nn.Module] = {}
     for family in ("patnet", "fasternet"):
         wanted = [f for f in forms if COLUMNS[f][0] == family]

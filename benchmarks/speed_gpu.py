@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
-from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios  # noqa: E402
+from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
 from patsearch.models.fast import prepare_inference  # noqa: E402
@@ -350,9 +350,9 @@ def main() -> None:
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
     p.add_argument("--steps", default="table,profile,graphs")
     args = p.parse_args()
-    unknown = [f for f in args.compile_forms.split(",") if f and f not in FORMS]
-    if unknown:
-        p.error(f"--compile-forms: unknown form {unknown[0]!r}; choose from {','.join(FORMS)}")
+    error = unknown_form_error(f for f in args.compile_forms.split(",") if f)
+    if error:
+        p.error(f"--compile-forms: {error}")
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.precisions = [s for s in args.precisions.split(",") if s]
     args.strict_sizes = [s for s in args.strict_sizes.split(",") if s]
