@@ -14,15 +14,13 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from speed_common import build_forms, unknown_form_error  # noqa: E402
 from speed_gpu import PRECISIONS, example_input, tf32_regime  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from train_profile import family_table  # noqa: E402
+from train_profile import family_table, timed_and_profiled  # noqa: E402
 
 from patsearch.models.inference import prepare_inference  # noqa: E402
 
@@ -31,26 +29,7 @@ def profile_form(name: str, model: torch.nn.Module, x: torch.Tensor, args: argpa
     gpu = x.is_cuda
     fn, _ = prepare_inference(model, x, compile_mode="default" if gpu else None, cuda_graph=gpu)
     with torch.inference_mode():
-        for _ in range(args.warmup):
-            fn(x)
-        if gpu:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            fn(x)
-        if gpu:
-            torch.cuda.synchronize()
-        call_s = (time.perf_counter() - t0) / args.steps
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
-        with profile(activities=activities) as prof:
-            for _ in range(args.steps):
-                fn(x)
-            if gpu:
-                torch.cuda.synchronize()
-    per_kernel: dict[str, list[float]] = {}
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            per_kernel.setdefault(e.name, []).append(e.device_time)
+        call_s, per_kernel = timed_and_profiled(lambda: fn(x), x.device, args.warmup, args.steps)
     kernel_us = sum(sum(v) for v in per_kernel.values())
     top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
     return {"form": name, "call_ms": 1e3 * call_s, "img_s": x.shape[0] / call_s,

@@ -104,36 +104,45 @@ def family_table(per_kernel: dict[str, list[float]], steps: int) -> dict[str, di
     return dict(sorted(table.items(), key=lambda kv: -kv[1]["ms_per_step"]))
 
 
+def timed_and_profiled(call, device: torch.device, warmup: int, steps: int) -> tuple[float, dict[str, list[float]]]:
+    """Seconds per ``call()`` over ``steps`` calls after ``warmup`` (wall time, synchronised), then the device
+    kernels of ``steps`` more calls under torch.profiler: name -> device microseconds of each launch (empty
+    without a GPU)."""
+    for _ in range(warmup):
+        call()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        call()
+    _sync(device)
+    call_s = (time.perf_counter() - t0) / steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            call()
+        _sync(device)
+    per_kernel: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            per_kernel.setdefault(e.name, []).append(e.device_time)
+    return call_s, per_kernel
+
+
 def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -> dict:
     step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device,
                                 compile=args.compile, cuda_graph=args.cuda_graph, fused_kernels=fused)
     dev = x.device
-    for _ in range(args.warmup):
-        step(x, y)
-    _sync(dev)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step(x, y)
-    _sync(dev)
-    step_s = (time.perf_counter() - t0) / args.steps
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        for _ in range(args.steps):
-            step(x, y)
-        _sync(dev)
-    device_events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    kernel_us = sum(e.device_time for e in device_events) if device_events else 0.0
-    per_kernel: dict[str, list[float]] = {}
-    for e in device_events:
-        per_kernel.setdefault(e.name, []).append(e.device_time)
+    step_s, per_kernel = timed_and_profiled(lambda: step(x, y), dev, args.warmup, args.steps)
+    launches = sum(len(ts) for ts in per_kernel.values())
+    kernel_us = sum(sum(ts) for ts in per_kernel.values())
     top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
     act = activation_bytes_per_image(step, x)
     out = {"arch": label, "fused_kernels": fused, "compile": args.compile, "cuda_graph": args.cuda_graph,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "batch_size": args.batch_size, "resolution": args.resolution, "step_ms": 1e3 * step_s,
-           "img_s": args.batch_size / step_s, "kernels_per_step": len(device_events) / args.steps,
+           "img_s": args.batch_size / step_s, "kernels_per_step": launches / args.steps,
            "kernel_ms_per_step": kernel_us / 1e3 / args.steps,
-           "busy_fraction": (kernel_us / 1e6 / args.steps) / step_s if device_events else None,
+           "busy_fraction": (kernel_us / 1e6 / args.steps) / step_s if launches else None,
            "activation_bytes_per_image": act, "families": family_table(per_kernel, args.steps),
            "top_kernels": [{"name": name[:120], "ms_per_step": sum(ts) / 1e3 / args.steps,
                             "calls_per_step": len(ts) / args.steps} for name, ts in top]}
