@@ -49,12 +49,8 @@ DATA=${DATA:-/tmp/data/cifar10}
 [ -d "$DATA" ] || { mkdir -p /tmp/data && tar xzf .devcarry/cifar10-images.tar.gz -C /tmp/data; }
 export DATA RES LEARN_ARGS
 want() { [[ " $PARTS " == *" $1 "* ]]; }
-step() {  # step SECONDS COMMAND...: run with at most SECONDS and what is left before DEADLINE, then pack
-  local left=$(( DEADLINE - SECONDS ))
-  if (( left < 30 )); then echo "skipped (deadline): ${*:2}"; return; fi
-  timeout $(( $1 < left ? $1 : left )) "${@:2}"
-  tar czf "$OUT/followup.tgz" -C "$OUT" followup
-}
+PACK=followup
+source benchmarks/device_call.sh
 learn() {  # learn NAME SEED [FLAGS]: one proxy training, its metrics.json kept
   python3 -m patsearch train --arch patnet_t0 --recipe proxy --data "$DATA" --epochs 5 $LEARN_ARGS \
     --data-loader device --cuda-graph --no-progress --seed "$2" --out "/tmp/runs/$1-s$2" "${@:3}"
@@ -115,7 +111,7 @@ export -f pairs
       --compile-forms patnet-deploy,fasternet-fx --deadline 95 --reserve 0 --compile-min-left 20
   fi
 } > "$RES/run.log" 2>&1
-tar czf "$OUT/followup.tgz" -C "$OUT" followup
+pack
 python3 - "$RES" <<'PY'
 import json, sys
 from pathlib import Path

@@ -15,12 +15,8 @@ DEADLINE=${DEADLINE:-540}
 mkdir -p "$RES"
 python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$RES/gpu.txt" 2>&1
-step() {  # step SECONDS COMMAND...: run with at most SECONDS and what is left before DEADLINE, then pack
-  local left=$(( DEADLINE - SECONDS ))
-  if (( left < 30 )); then echo "skipped (deadline): ${*:2}"; return; fi
-  timeout $(( $1 < left ? $1 : left )) "${@:2}"
-  tar czf "$OUT/fused.tgz" -C "$OUT" fused
-}
+PACK=fused
+source benchmarks/device_call.sh
 {
   step 130 python3 benchmarks/kernels_gpu.py --out "$RES/kern" --budget-s 90
   train_pairs() {  # train_pairs MODE [FLAG]
@@ -38,5 +34,5 @@ step() {  # step SECONDS COMMAND...: run with at most SECONDS and what is left b
   step 100 python3 benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 --fused-kernels both \
     --out "$RES/profile_t2.json"
 } > "$RES/run.log" 2>&1
-tar czf "$OUT/fused.tgz" -C "$OUT" fused
+pack
 grep -h "img/s\|{\|skipped" "$RES/run.log" | grep -v Warning | tail -40

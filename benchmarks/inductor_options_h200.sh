@@ -33,12 +33,8 @@ options() {
     *) echo "unknown config $1 (base combo coop both cdt)" >&2; exit 2 ;;
   esac
 }
-step() {  # step SECONDS COMMAND...: at most SECONDS and what is left before DEADLINE, then pack
-  local left=$(( DEADLINE - SECONDS ))
-  if (( left < 40 )); then echo "skipped (deadline): ${*:2}"; return; fi
-  timeout $(( $1 < left ? $1 : left )) "${@:2}"
-  tar czf "$OUT/inductor.tgz" -C "$OUT" inductor
-}
+PACK=inductor MIN_LEFT=40
+source benchmarks/device_call.sh
 {
   pair() {  # pair CONFIG ARCH...: one train_throughput.py process, both networks under CONFIG's options
     local config=$1; shift
@@ -67,7 +63,7 @@ PY
   # last: its compile did not finish in 330 s at T2 (2026-12-01), so T0, and whatever time is left
   [[ " $CONFIGS " == *" cdt "* ]] && pair cdt patnet_t0 fasternet_t0
 } > "$RES/run.log" 2>&1
-tar czf "$OUT/inductor.tgz" -C "$OUT" inductor
+pack
 python3 - "$RES" <<'PY'
 import json, sys
 from pathlib import Path
