@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
+from inductor_settings import apply_inductor_settings  # noqa: E402
 from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
@@ -345,6 +346,8 @@ def main() -> None:
     p.add_argument("--compile-min-left", type=float, default=150.0,
                    help="seconds before the deadline under which the compile step starts no further size")
     p.add_argument("--compile-graphs", action="store_true", help="also capture the compiled forward in a CUDA graph")
+    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                   help="a torch._inductor.config option for every compiled model (repeatable)")
     p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
     p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")
@@ -357,8 +360,10 @@ def main() -> None:
     args.precisions = [s for s in args.precisions.split(",") if s]
     args.strict_sizes = [s for s in args.strict_sizes.split(",") if s]
     args.variant_precisions = [s for s in args.variant_precisions.split(",") if s]
+    inductor = apply_inductor_settings(args.inductor)
     run = Run(args)
     run.environment()
+    run.results["environment"]["inductor"] = inductor
     steps = args.steps.split(",")
     for step in steps:
         try:

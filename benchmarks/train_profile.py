@@ -31,11 +31,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from device_ceilings import copy_bandwidth_gb_s  # noqa: E402
+from inductor_settings import apply_inductor_settings  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
-from train_throughput import apply_inductor_settings, measured_runs  # noqa: E402
+from train_throughput import measured_runs  # noqa: E402
 
 from patsearch.train.distributed import resolve_device  # noqa: E402
-from patsearch.train.throughput import benchmark_step  # noqa: E402
+from patsearch.train.throughput import NORM_MODES, benchmark_step  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -130,14 +131,16 @@ def timed_and_profiled(call, device: torch.device, warmup: int, steps: int) -> t
 
 def profile_arch(label: str, arch: str, fused: bool, args: argparse.Namespace) -> dict:
     step, x, y = benchmark_step(arch, batch_size=args.batch_size, resolution=args.resolution, device=args.device,
-                                compile=args.compile, cuda_graph=args.cuda_graph, fused_kernels=fused)
+                                compile=args.compile, cuda_graph=args.cuda_graph, fused_kernels=fused,
+                                norms=args.norms)
     dev = x.device
     step_s, per_kernel = timed_and_profiled(lambda: step(x, y), dev, args.warmup, args.steps)
     launches = sum(len(ts) for ts in per_kernel.values())
     kernel_us = sum(sum(ts) for ts in per_kernel.values())
     top = sorted(per_kernel.items(), key=lambda kv: -sum(kv[1]))[:args.top]
     act = activation_bytes_per_image(step, x)
-    out = {"arch": label, "fused_kernels": fused, "compile": args.compile, "cuda_graph": args.cuda_graph,
+    out = {"arch": label, "fused_kernels": fused, "norms": args.norms, "compile": args.compile,
+           "cuda_graph": args.cuda_graph,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "batch_size": args.batch_size, "resolution": args.resolution, "step_ms": 1e3 * step_s,
            "img_s": args.batch_size / step_s, "kernels_per_step": launches / args.steps,
@@ -164,6 +167,8 @@ def main() -> None:
     p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both networks)")
     p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                    help="a torch._inductor.config option for every model (repeatable; train_throughput.py's)")
+    p.add_argument("--norms", choices=NORM_MODES, default="train",
+                   help="diagnostic for both networks (train_throughput.py's): BatchNorms frozen or fixed")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     inductor = apply_inductor_settings(args.inductor)

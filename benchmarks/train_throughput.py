@@ -7,7 +7,9 @@ images, alternating over several rounds; the median per round is reported and th
 ``--fused-kernels both`` measures each PATNet twice a round, plain and with patsearch.kernels' fused ops (reported
 as ``<arch>+fused``), so the three columns come from one process on one GPU. ``--inductor KEY=VALUE`` sets a
 ``torch._inductor.config`` option for every model of the run (a generic compile trick, so both sides get it), e.g.
-``--compile --inductor coordinate_descent_tuning=True``.
+``--compile --inductor coordinate_descent_tuning=True``. ``--norms frozen|fixed`` is a diagnostic for both networks:
+the step with every BatchNorm on its running statistics (and, ``fixed``, without gradients for its affine), which
+shows what the training-mode normalisations cost (``patsearch.train.throughput.set_norm_mode``).
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from inductor_settings import apply_inductor_settings  # noqa: E402
+
 from patsearch.models import is_patnet_ref  # noqa: E402
-from patsearch.train.throughput import measure_train_throughput  # noqa: E402
+from patsearch.train.throughput import NORM_MODES, measure_train_throughput  # noqa: E402
 
 
 def measured_runs(archs: list[str], fused_kernels: str) -> list[tuple[str, str, bool]]:
@@ -32,29 +36,6 @@ def measured_runs(archs: list[str], fused_kernels: str) -> list[tuple[str, str, 
         if fused_kernels in ("on", "both") and patnet:
             runs.append((arch + "+fused", arch, True))
     return runs
-
-
-def apply_inductor_settings(pairs: list[str]) -> dict[str, object]:
-    """Set ``torch._inductor.config`` options from ``KEY=VALUE`` strings (dotted keys reach sub-configs such as
-    ``triton.persistent_reductions``; values are YAML scalars). Unknown keys are an error, not a silent no-op."""
-    import torch._inductor.config as inductor_config
-    import yaml
-
-    applied: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--inductor takes KEY=VALUE, got {pair!r} (e.g. coordinate_descent_tuning=True)")
-        *parents, leaf = key.split(".")
-        target = inductor_config
-        for part in parents:
-            target = getattr(target, part, None)
-        if target is None or not hasattr(target, leaf):
-            raise SystemExit(f"torch._inductor.config has no option {key!r}; see torch/_inductor/config.py")
-        value = yaml.safe_load(raw)
-        setattr(target, leaf, value)
-        applied[key] = value
-    return applied
 
 
 def main() -> None:
@@ -72,6 +53,8 @@ def main() -> None:
                         "(FasterNet has no such parts: always plain)")
     p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
                    help="a torch._inductor.config option for every model (repeatable)")
+    p.add_argument("--norms", choices=NORM_MODES, default="train",
+                   help="diagnostic: BatchNorms on running statistics (frozen), also without affine gradients (fixed)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     inductor = apply_inductor_settings(args.inductor)
@@ -81,13 +64,13 @@ def main() -> None:
         for label, arch, fused in runs:
             res = measure_train_throughput(arch, batch_size=args.batch_size, resolution=args.resolution,
                                            steps=args.steps, device=args.device, compile=args.compile,
-                                           cuda_graph=args.cuda_graph, fused_kernels=fused)
+                                           cuda_graph=args.cuda_graph, fused_kernels=fused, norms=args.norms)
             rounds[label].append(res)
             print(f"round {r + 1} {label}: {res['img_s']:.0f} img/s ({res['step_ms']:.1f} ms/step, "
                   f"{res['dtype']}, peak {res['peak_mem_gib'] or 0:.1f} GiB)", flush=True)
     best = {a: max(rs, key=lambda x: x["img_s"]) for a, rs in rounds.items()}
     ref = runs[-1][0]
-    summary = {"inductor": inductor, "best": best, "rounds": rounds,
+    summary = {"inductor": inductor, "norms": args.norms, "best": best, "rounds": rounds,
                "ratio_vs_" + ref: {a: best[a]["img_s"] / best[ref]["img_s"] for a in rounds}}
     print(json.dumps(summary["ratio_vs_" + ref]))
     if args.out:

@@ -37,3 +37,12 @@ def test_unknown_compile_form_is_a_one_line_usage_error(tmp_path):
     assert proc.returncode == 2
     assert "unknown form 'nope'" in proc.stderr and "patnet-deploy" in proc.stderr
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_inductor_option_is_refused_before_anything_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed_gpu.py"), "--out", str(tmp_path),
+                           "--device", "cpu", "--inductor", "no_such_option=1"], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode != 0
+    assert "torch._inductor.config has no option 'no_such_option'" in proc.stderr
+    assert not any(tmp_path.iterdir())

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import pytest  # noqa: E402
-from train_throughput import apply_inductor_settings, measured_runs  # noqa: E402
+from inductor_settings import apply_inductor_settings  # noqa: E402
+from train_throughput import measured_runs  # noqa: E402
 
 
 def test_fused_variants_only_for_patnets():
