@@ -425,7 +425,7 @@ class Trainer:
         o, ctx, rec = self.opts, self.ctx, self.rec
         train_model: nn.Module = wrap_ddp(self.model, ctx)
         if o.compile:
-            train_model = torch.compile(train_model)
+            train_model = torch.compile(train_model, options=dict(o.compile_options) or None)
         self.train_model = train_model
         self.step_fn: TrainStep | GraphedTrainStep = TrainStep(train_model, self.optimizer, self.criterion, ctx.device,
                                                                self.dtype, rec.clip_grad, self.scaler)

@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import yaml
 
 from patsearch.arch import ArchConfig, is_int, is_number
+from patsearch.compile_options import check_compile_options
 from patsearch.config import OptionsMixin
 from patsearch.data.datasets import DEFAULT_SYNTHETIC
 from patsearch.errors import UserError
@@ -73,6 +74,8 @@ class TrainOptions(OptionsMixin):
     eval_every: int = 1
     channels_last: bool = True
     compile: bool = False
+    # Inductor options for this run's torch.compile (e.g. {"combo_kernels": True}); only with ``compile``
+    compile_options: Mapping[str, Any] = field(default_factory=dict)
     cuda_graph: bool = False  # replay each training step from one CUDA graph (GPU, fixed resolution, no DDP)
     fused_kernels: bool = False  # PATNet's gates and gated BNs as patsearch.kernels' fused ops (Triton on CUDA)
     sync_bn: bool = False
@@ -118,6 +121,7 @@ class TrainOptions(OptionsMixin):
         elif isinstance(self.recipe, Mapping):
             out["recipe"] = dict(self.recipe)
         out["synthetic"] = list(self.synthetic)
+        out["compile_options"] = dict(self.compile_options)
         return out
 
     def to_yaml(self) -> str:
@@ -160,5 +164,13 @@ def _validate(o: TrainOptions) -> None:
     for name in ("channels_last", "compile", "cuda_graph", "fused_kernels", "sync_bn", "deterministic", "progress",
                  "tensorboard"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
+    try:
+        checked = check_compile_options(o.compile_options if o.compile_options is not None else {})
+    except ValueError as exc:
+        raise TrainOptionsError(f"--compile-option: {exc}") from None
+    object.__setattr__(o, "compile_options", checked)  # a plain dict: YAML-safe, comparable
+    if checked and not o.compile:
+        raise TrainOptionsError(f"--compile-option {next(iter(checked))} needs --compile (it configures "
+                                "torch.compile); add --compile or drop the option")
     for name in ("data", "out_dir", "tensor_cache_dir"):
         optional(name, isinstance(getattr(o, name), str) and bool(getattr(o, name)), "a folder path or unset")

@@ -41,15 +41,15 @@ def test_cpu_run_reports_plain_fused_and_peer(tmp_path):
     assert all(r["warmup_s"] > 0 for r in summary["best"].values())
 
 
-def test_inductor_options_set_nested_keys_and_restore(monkeypatch):
+def test_inductor_options_set_nested_keys_and_restore():
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config, "combo_kernels", inductor_config.combo_kernels)
-    monkeypatch.setattr(inductor_config.triton, "cooperative_reductions",
-                        inductor_config.triton.cooperative_reductions)
-    applied = apply_inductor_settings(["combo_kernels=true", "triton.cooperative_reductions=True"])
-    assert applied == {"combo_kernels": True, "triton.cooperative_reductions": True}
-    assert inductor_config.combo_kernels is True and inductor_config.triton.cooperative_reductions is True
+    # Inductor's own patch restores them (pytest's monkeypatch deletes a config module's attribute on undo)
+    with inductor_config.patch({"combo_kernels": False, "triton.cooperative_reductions": False}):
+        applied = apply_inductor_settings(["combo_kernels=true", "triton.cooperative_reductions=True"])
+        assert applied == {"combo_kernels": True, "triton.cooperative_reductions": True}
+        assert inductor_config.combo_kernels is True and inductor_config.triton.cooperative_reductions is True
+    assert inductor_config.combo_kernels is False
 
 
 @pytest.mark.parametrize("pair,message", [("combo_kernels", "KEY=VALUE"), ("no_such_option=1", "no option"),
