@@ -307,24 +307,34 @@ class Run:
         lines = [f"Device: {env.get('device')}, torch {env.get('torch')}, timm {env.get('timm')}, batch "
                  f"{r['batch']}, {r['resolution']}x{r['resolution']}; copy bandwidth "
                  f"{env.get('copy_bandwidth_GBps')} GB/s, bf16 matmul {env.get('bf16_matmul_TFLOPs')} TFLOP/s; "
-                 f"cuDNN TF32 {env.get('cudnn_tf32')}.", f"Command: `{r['command']}`", "",
-                 "| size | precision | " + " | ".join(f"{f} (img/s)" for f in FORMS)
-                 + " | deploy / FN | fast / FN | fastk / FN |", "|---" * (len(FORMS) + 5) + "|"]
-        for size, per in r["table"].items():
-            for precision, row in per.items():
+                 f"cuDNN TF32 {env.get('cudnn_tf32')}; Inductor options {env.get('inductor') or 'none'}.",
+                 f"Command: `{r['command']}`"]
+        steps = [("table", "eager", r["table"])] + [
+            (kind, self._variant_label(kind), r[kind]) for kind in ("graphs", "compile")]
+        for kind, label, results in steps:
+            rows = [(size, precision, row) for size, per in results.items() for precision, row in per.items()]
+            if not rows:
+                continue
+            forms = [f for f in FORMS if any(f in row["img_per_s"] for _, _, row in rows)]
+            patnets = [f for f in forms if f.startswith("patnet-")]
+            lines += ["", f"{kind} ({label}), img/s; ratios: the PATNet form / the best FasterNet form", "",
+                      "| size | precision | " + " | ".join(forms) + " | " + " | ".join(f"{f} / FN" for f in patnets)
+                      + " |", "|---" * (2 + len(forms) + len(patnets)) + "|"]
+            for size, precision, row in rows:
                 v, q = row["img_per_s"], row["vs_fasternet"]
-                lines.append(f"| {size} | {precision} | " + " | ".join(str(v.get(f, "-")) for f in FORMS)
-                             + f" | {q.get('patnet-deploy', '-')} | {q.get('patnet-fast', '-')} | "
-                             f"{q.get('patnet-fastk', '-')} |")
-        for kind in ("graphs", "compile"):
-            for size, per in r[kind].items():
-                for precision, row in per.items():
-                    lines.append(f"\n{kind} {size} {precision}: {row['img_per_s']} vs FasterNet {row['vs_fasternet']}")
+                lines.append(f"| {size} | {precision} | " + " | ".join(str(v.get(f, "-")) for f in forms) + " | "
+                             + " | ".join(str(q.get(f, "-")) for f in patnets) + " |")
         if r["sdpa"]:
             lines.append(f"\nSDPA {r['sdpa']}")
         if r["bytes_per_image"]:
             lines.append(f"\nMB moved per image (eager kernels, float32): {r['bytes_per_image']}")
         return "\n".join(lines) + "\n"
+
+    def _variant_label(self, kind: str) -> str:
+        if kind == "graphs":
+            return "eager forward captured in a CUDA graph"
+        graphs = " + CUDA graph" if getattr(self.args, "compile_graphs", False) else ""
+        return f"torch.compile mode {getattr(self.args, 'compile_mode', 'default')}{graphs}"
 
 
 def main() -> None:

@@ -46,3 +46,18 @@ def test_unknown_inductor_option_is_refused_before_anything_runs(tmp_path):
     assert proc.returncode != 0
     assert "torch._inductor.config has no option 'no_such_option'" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_markdown_has_a_table_per_step_that_ran_naming_its_mode_and_options(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), batch=256, resolution=224, device="cpu", deadline=1e9,
+                              compile_mode="max-autotune-no-cudagraphs", compile_graphs=True)
+    run = speed_gpu.Run(args)
+    run.results["environment"] = {"device": "NVIDIA H200", "inductor": {"combo_kernels": True}}
+    run.results["compile"] = {"t2": {"bfloat16-cl": {"img_per_s": {"patnet-fast": 67816.7, "fasternet-fast": 71236.5},
+                                                     "vs_fasternet": {"patnet-fast": 0.952}}}}
+    text = run.markdown()
+    assert "Inductor options {'combo_kernels': True}" in text
+    assert "compile (torch.compile mode max-autotune-no-cudagraphs + CUDA graph)" in text
+    assert "| size | precision | patnet-fast | fasternet-fast | patnet-fast / FN |" in text
+    assert "| t2 | bfloat16-cl | 67816.7 | 71236.5 | 0.952 |" in text
+    assert "table (eager)" not in text and "graphs (" not in text  # steps that did not run get no empty table
