@@ -11,7 +11,6 @@ the CPU (no kernel families: the CPU runs no device kernels).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -22,6 +21,7 @@ from speed_common import build_forms, unknown_form_error  # noqa: E402
 from speed_gpu import PRECISIONS, example_input, tf32_regime  # noqa: E402
 from train_profile import family_table, timed_and_profiled  # noqa: E402
 
+from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.models.inference import prepare_inference  # noqa: E402
 
 
@@ -68,12 +68,9 @@ def main() -> None:
         for k in r["top_kernels"][:12]:
             print(f"   {k['ms_per_call']:8.3f} ms {k['calls']:5.0f}x  {k['name']}")
     if args.out:
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"size": args.size, "precision": args.precision, "batch": args.batch,
-                       "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-                       "command": " ".join(sys.argv), "results": results}, fh, indent=1)
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, {"size": args.size, "precision": args.precision, "batch": args.batch,
+                                     "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+                                     "command": " ".join(sys.argv), "results": results}, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
-from inductor_settings import apply_inductor_settings  # noqa: E402
+from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
 from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
@@ -333,8 +333,8 @@ class Run:
     def _variant_label(self, kind: str) -> str:
         if kind == "graphs":
             return "eager forward captured in a CUDA graph"
-        graphs = " + CUDA graph" if getattr(self.args, "compile_graphs", False) else ""
-        return f"torch.compile mode {getattr(self.args, 'compile_mode', 'default')}{graphs}"
+        graphs = " + CUDA graph" if self.args.compile_graphs else ""
+        return f"torch.compile mode {self.args.compile_mode}{graphs}"
 
 
 def main() -> None:
@@ -356,8 +356,7 @@ def main() -> None:
     p.add_argument("--compile-min-left", type=float, default=150.0,
                    help="seconds before the deadline under which the compile step starts no further size")
     p.add_argument("--compile-graphs", action="store_true", help="also capture the compiled forward in a CUDA graph")
-    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
-                   help="a torch._inductor.config option for every compiled model (repeatable)")
+    add_inductor_argument(p)
     p.add_argument("--count-bytes", action="store_true", help="count bytes per image with a dispatch mode")
     p.add_argument("--deadline", type=float, default=540.0, help="seconds; later steps are skipped after it")
     p.add_argument("--reserve", type=float, default=200.0, help="seconds kept for the steps after the table")

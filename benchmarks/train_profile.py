@@ -22,7 +22,6 @@ together: the compiled step captured whole; the profiler still lists the graph's
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,10 +30,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 from device_ceilings import copy_bandwidth_gb_s  # noqa: E402
-from inductor_settings import apply_inductor_settings  # noqa: E402
+from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from train_throughput import measured_runs  # noqa: E402
 
+from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.train.distributed import resolve_device  # noqa: E402
 from patsearch.train.throughput import NORM_MODES, benchmark_step  # noqa: E402
 
@@ -165,8 +165,7 @@ def main() -> None:
                    help="PATNet with patsearch.kernels' fused ops: off, on, or both (FasterNet: always plain)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both networks)")
     p.add_argument("--cuda-graph", action="store_true", help="replay each step from one CUDA graph (both networks)")
-    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
-                   help="a torch._inductor.config option for every model (repeatable; train_throughput.py's)")
+    add_inductor_argument(p)
     p.add_argument("--norms", choices=NORM_MODES, default="train",
                    help="diagnostic for both networks (train_throughput.py's): BatchNorms frozen or fixed")
     p.add_argument("--out", default=None)
@@ -189,10 +188,7 @@ def main() -> None:
         for k in r["top_kernels"]:
             print(f"   {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['name']}")
     if args.out:
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump({"bandwidth_gb_s": bandwidth, "inductor": inductor, "results": results}, fh, indent=1)
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, {"bandwidth_gb_s": bandwidth, "inductor": inductor, "results": results}, indent=1)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from inductor_settings import apply_inductor_settings  # noqa: E402
+from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
 
+from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.models import is_patnet_ref  # noqa: E402
 from patsearch.train.throughput import NORM_MODES, measure_train_throughput  # noqa: E402
 
@@ -51,8 +52,7 @@ def main() -> None:
     p.add_argument("--fused-kernels", choices=["off", "on", "both"], default="off",
                    help="PATNet's gates through patsearch.kernels (Triton): off, on, or both side by side "
                         "(FasterNet has no such parts: always plain)")
-    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
-                   help="a torch._inductor.config option for every model (repeatable)")
+    add_inductor_argument(p)
     p.add_argument("--norms", choices=NORM_MODES, default="train",
                    help="diagnostic: BatchNorms on running statistics (frozen), also without affine gradients (fixed)")
     p.add_argument("--out", default=None)
@@ -74,9 +74,7 @@ def main() -> None:
                "ratio_vs_" + ref: {a: best[a]["img_s"] / best[ref]["img_s"] for a in rounds}}
     print(json.dumps(summary["ratio_vs_" + ref]))
     if args.out:
-        with open(f"{args.out}.tmp", "w") as fh:
-            json.dump(summary, fh, indent=1)
-        os.replace(f"{args.out}.tmp", args.out)
+        atomic_write_json(args.out, summary, indent=1)
 
 
 if __name__ == "__main__":
