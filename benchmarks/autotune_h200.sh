@@ -22,12 +22,10 @@ RES=$OUT/autotune
 DEADLINE=${DEADLINE:-560}
 PARTS=${PARTS:-iauto learn tauto pcombo}
 mkdir -p "$RES"
-python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
-want() { [[ " $PARTS " == *" $1 "* ]]; }
-DATA=${DATA:-/tmp/data/cifar10}
-if want learn && [ ! -d "$DATA" ]; then mkdir -p /tmp/data && tar xzf .devcarry/cifar10-images.tar.gz -C /tmp/data; fi
-PACK=autotune MIN_LEFT=40
 source benchmarks/device_call.sh
+install_wheels
+want learn && unpack_cifar10
+PACK=autotune MIN_LEFT=40
 {
   want iauto && step 300 python3 benchmarks/speed_gpu.py --out "$RES/iauto" --steps compile --compile-sizes t2,s,l \
     --precisions bfloat16-cl --variant-precisions bfloat16-cl --compile-graphs \

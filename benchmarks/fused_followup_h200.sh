@@ -44,13 +44,11 @@ INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
 STRICT_SIZES=${STRICT_SIZES:-t2,s}  # infer32s: measured at t2,s on 2026-12-01; m,l next
 PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof iprof16 infer32x cdt infer32s combo}
 mkdir -p "$RES"
-python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
-DATA=${DATA:-/tmp/data/cifar10}
-[ -d "$DATA" ] || { mkdir -p /tmp/data && tar xzf .devcarry/cifar10-images.tar.gz -C /tmp/data; }
-export DATA RES LEARN_ARGS
-want() { [[ " $PARTS " == *" $1 "* ]]; }
-PACK=followup
 source benchmarks/device_call.sh
+install_wheels
+unpack_cifar10
+export DATA RES LEARN_ARGS
+PACK=followup
 learn() {  # learn NAME SEED [FLAGS]: one proxy training, its metrics.json kept
   python3 -m patsearch train --arch patnet_t0 --recipe proxy --data "$DATA" --epochs 5 $LEARN_ARGS \
     --data-loader device --cuda-graph --no-progress --seed "$2" --out "/tmp/runs/$1-s$2" "${@:3}"

@@ -13,10 +13,10 @@ OUT=${OUT:-/tmp/fused_out}
 RES=$OUT/fused
 DEADLINE=${DEADLINE:-540}
 mkdir -p "$RES"
-python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
+source benchmarks/device_call.sh
+install_wheels
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$RES/gpu.txt" 2>&1
 PACK=fused
-source benchmarks/device_call.sh
 {
   step 130 python3 benchmarks/kernels_gpu.py --out "$RES/kern" --budget-s 90
   train_pairs() {  # train_pairs MODE [FLAG]

@@ -22,7 +22,8 @@ DEADLINE=${DEADLINE:-560}
 CONFIGS=${CONFIGS:-base combo coop both cdt}
 PROFILE=${PROFILE:-1}
 mkdir -p "$RES"
-python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop 2>&1 | tail -2
+source benchmarks/device_call.sh
+install_wheels
 options() {
   case $1 in
     base) ;;
@@ -34,7 +35,6 @@ options() {
   esac
 }
 PACK=inductor MIN_LEFT=40
-source benchmarks/device_call.sh
 {
   pair() {  # pair CONFIG ARCH...: one train_throughput.py process, both networks under CONFIG's options
     local config=$1; shift
