@@ -131,7 +131,9 @@ def train(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     compile_option: list[str] = typer.Option([], "--compile-option", metavar="KEY=VALUE",
                                              help="An Inductor option for --compile (repeatable), e.g. "
-                                                  "combo_kernels=true (3-4% faster PATNet-T0/T2 steps on an H200)."),
+                                                  "max_autotune=true. On CUDA, combo_kernels=true is added "
+                                                  "unless set (3-4% faster PATNet-T0/T2 steps on an H200); "
+                                                  "combo_kernels=false turns it off."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
                                                                 "(GPU, one resolution, one process); with "
                                                                 "--compile, the fastest GPU step."),

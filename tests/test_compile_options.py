@@ -2,7 +2,13 @@
 import pytest
 import torch._inductor.config as inductor_config
 
-from patsearch.compile_options import apply_globally, check_compile_options, parse_compile_option
+from patsearch.compile_options import (
+    CUDA_TRAIN_DEFAULTS,
+    apply_globally,
+    check_compile_options,
+    parse_compile_option,
+    with_device_defaults,
+)
 
 
 @pytest.mark.parametrize("text, parsed", [
@@ -36,3 +42,12 @@ def test_apply_globally_sets_nested_options():
     assert inductor_config.combo_kernels is False
     with pytest.raises(ValueError, match="no option 'nope'"):
         apply_globally({"nope": 1})
+
+
+def test_cuda_training_gets_combo_kernels_unless_the_run_says_otherwise():
+    assert with_device_defaults({}, "cuda") == {"combo_kernels": True}
+    assert with_device_defaults({"max_autotune": True}, "cuda") == {"combo_kernels": True, "max_autotune": True}
+    assert with_device_defaults({"combo_kernels": False}, "cuda") == {"combo_kernels": False}
+    assert with_device_defaults({}, "cpu") == {}
+    assert with_device_defaults({"max_autotune": True}, "cpu") == {"max_autotune": True}
+    check_compile_options(CUDA_TRAIN_DEFAULTS)  # the defaults are real Inductor options of this torch

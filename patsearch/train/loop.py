@@ -58,6 +58,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patsearch.arch import ArchConfig
+from patsearch.compile_options import with_device_defaults
 from patsearch.data.datasets import DEFAULT_SYNTHETIC, SYNTHETIC_IMAGE_SIZE, make_datasets
 from patsearch.data.device_augment import (
     epoch_permutation,
@@ -363,7 +364,8 @@ class Trainer:
             "data_path": "tensor-cache" if self.train_t is not None else "loader",
             "device": str(ctx.device), "steps_per_epoch": self.steps_per_epoch, "epochs": rec.epochs,
             "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph,
-            "fused_kernels": o.fused_kernels}
+            "fused_kernels": o.fused_kernels,
+            "compile_options": with_device_defaults(o.compile_options, ctx.device.type) if o.compile else {}}
         self.start_epoch = self.step_in_epoch = self.global_step = 0
         self.best_top1 = -1.0
         self.history: list[dict[str, Any]] = []
@@ -425,7 +427,7 @@ class Trainer:
         o, ctx, rec = self.opts, self.ctx, self.rec
         train_model: nn.Module = wrap_ddp(self.model, ctx)
         if o.compile:
-            train_model = torch.compile(train_model, options=dict(o.compile_options) or None)
+            train_model = torch.compile(train_model, options=self.run_info["compile_options"] or None)
         self.train_model = train_model
         self.step_fn: TrainStep | GraphedTrainStep = TrainStep(train_model, self.optimizer, self.criterion, ctx.device,
                                                                self.dtype, rec.clip_grad, self.scaler)

@@ -93,7 +93,9 @@ def test_compile_options_round_trip_and_reach_torch_compile(tmp_path, monkeypatc
     monkeypatch.setattr(torch, "compile", fake_compile)
     Trainer(opts).fit()
     Trainer(opts.replace(compile_options={})).fit()
-    assert seen == [{"combo_kernels": True, "triton.max_tiles": 3}, None]
+    assert seen == [{"combo_kernels": True, "triton.max_tiles": 3}, None]  # on the CPU, no CUDA defaults
+    result = Trainer(opts).fit()  # the run's record (and its checkpoints) keep what it compiled with
+    assert result["run"]["compile_options"] == {"combo_kernels": True, "triton.max_tiles": 3}
 
 
 @pytest.mark.parametrize("text, message", [
