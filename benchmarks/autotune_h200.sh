@@ -22,16 +22,11 @@
 #   OUT=$OUT bash benchmarks/autotune_h200.sh
 #   OUT=$OUT PARTS="iauto learn" bash benchmarks/autotune_h200.sh
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/autotune_out}
-RES=$OUT/autotune
-DEADLINE=${DEADLINE:-560}
-PARTS=${PARTS:-iauto gemm learn tauto pcombo}
-mkdir -p "$RES"
 source benchmarks/device_call.sh
-install_wheels
+begin_call autotune 560
+PARTS=${PARTS:-iauto gemm learn tauto pcombo}
 want learn && unpack_cifar10
-PACK=autotune MIN_LEFT=40
+MIN_LEFT=40
 {
   want iauto && step 300 python3 benchmarks/speed_gpu.py --out "$RES/iauto" --steps compile --compile-sizes t2,s,l \
     --precisions bfloat16-cl --variant-precisions bfloat16-cl --compile-graphs \

@@ -19,15 +19,10 @@
 #   OUT=$OUT bash benchmarks/bounds_h200.sh
 #   OUT=$OUT PARTS="fixed iprof16" bash benchmarks/bounds_h200.sh
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/bounds_out}
-RES=$OUT/bounds
-DEADLINE=${DEADLINE:-560}
-PARTS=${PARTS:-fixed iprof16 icombo frozen strict pfixed combo}
-mkdir -p "$RES"
 source benchmarks/device_call.sh
-install_wheels
-PACK=bounds MIN_LEFT=40
+begin_call bounds 560
+PARTS=${PARTS:-fixed iprof16 icombo frozen strict pfixed combo}
+MIN_LEFT=40
 norms() {  # norms MODE: one process, PATNet-T2 then FasterNet-T2, compiled and graphed, BatchNorms in MODE
   step 160 python3 benchmarks/train_throughput.py --archs patnet_t2 fasternet_t2 --resolution 224 --batch-size 256 \
     --rounds 1 --steps 20 --compile --cuda-graph --norms "$1" --out "$RES/train_norms_$1.json"

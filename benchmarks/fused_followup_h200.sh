@@ -31,10 +31,8 @@
 #   OUT=$OUT bash benchmarks/fused_followup_h200.sh
 #   OUT=$OUT PARTS="learn train_t0s infer" bash benchmarks/fused_followup_h200.sh
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/followup_out}
-RES=$OUT/followup
-DEADLINE=${DEADLINE:-540}
+source benchmarks/device_call.sh
+begin_call followup 540
 # The search's GPU proxy setting (patsearch.search.proxy: batch 512, lr 2e-3). The first run of this part
 # (2026-12-01, call 3) used the recipe's batch 256 and lr 5e-3, where the proxy is unstable (loss rising after the
 # warm-up epoch for all three forms).
@@ -43,12 +41,8 @@ LEARN_SEEDS=${LEARN_SEEDS:-0 1}
 INFER_SIZES=${INFER_SIZES:-t2,s,m,l}
 STRICT_SIZES=${STRICT_SIZES:-t2,s}  # infer32s: measured at t2,s on 2026-12-01; m,l next
 PARTS=${PARTS:-tune learn train_t2 train_t0s infer infer32 fused profile iprof iprof16 infer32x cdt infer32s combo}
-mkdir -p "$RES"
-source benchmarks/device_call.sh
-install_wheels
 unpack_cifar10
 export DATA RES LEARN_ARGS
-PACK=followup
 learn() {  # learn NAME SEED [FLAGS]: one proxy training, its metrics.json kept
   python3 -m patsearch train --arch patnet_t0 --recipe proxy --data "$DATA" --epochs 5 $LEARN_ARGS \
     --data-loader device --cuda-graph --no-progress --seed "$2" --out "/tmp/runs/$1-s$2" "${@:3}"

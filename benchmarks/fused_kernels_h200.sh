@@ -8,15 +8,9 @@
 # $OUT/fused.tgz is rewritten after every step, so a call cut short still returns what ran.
 #   OUT=$OUT bash benchmarks/fused_kernels_h200.sh          # DEADLINE=540 by default
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/fused_out}
-RES=$OUT/fused
-DEADLINE=${DEADLINE:-540}
-mkdir -p "$RES"
 source benchmarks/device_call.sh
-install_wheels
+begin_call fused 540
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$RES/gpu.txt" 2>&1
-PACK=fused
 {
   step 130 python3 benchmarks/kernels_gpu.py --out "$RES/kern" --budget-s 90
   train_pairs() {  # train_pairs MODE [FLAG]

@@ -15,15 +15,10 @@
 #   OUT=$OUT bash benchmarks/inductor_options_h200.sh
 #   OUT=$OUT CONFIGS="base combo" bash benchmarks/inductor_options_h200.sh
 set -uo pipefail
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/inductor_out}
-RES=$OUT/inductor
-DEADLINE=${DEADLINE:-560}
+source benchmarks/device_call.sh
+begin_call inductor 560
 CONFIGS=${CONFIGS:-base combo coop both cdt}
 PROFILE=${PROFILE:-1}
-mkdir -p "$RES"
-source benchmarks/device_call.sh
-install_wheels
 options() {
   case $1 in
     base) ;;
@@ -34,7 +29,7 @@ options() {
     *) echo "unknown config $1 (base combo coop both cdt)" >&2; exit 2 ;;
   esac
 }
-PACK=inductor MIN_LEFT=40
+MIN_LEFT=40
 {
   pair() {  # pair CONFIG ARCH...: one train_throughput.py process, both networks under CONFIG's options
     local config=$1; shift
