@@ -428,6 +428,13 @@ def search(
                                                       "off; default 3 when proxies train on a GPU, 0 on a CPU)."),
     confirm_seeds: int = typer.Option(3, help="With --confirm-top: proxy seeds per confirmed network, the "
                                               "search's own included."),
+    rungs: str | None = typer.Option(None, help="Multi-fidelity: epochs of each rung, e.g. 5,15,45 (the first "
+                                                "replaces --proxy-epochs); each rung trains the best share of the "
+                                                "one before again with its own schedule; none: off (default: 1x, "
+                                                "3x, 9x the proxy epochs on a GPU, off on a CPU)."),
+    rung_seeds: int = typer.Option(2, help="Seeds per network at the last rung; the winner is the best mean."),
+    rung_keep: float = typer.Option(1 / 3, help="Share of searched networks each rung trains again (baselines "
+                                                "always go on)."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
     if show is not None:
@@ -449,7 +456,8 @@ def search(
         trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
-        fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds)
+        fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
+        rungs=rungs, rung_seeds=rung_seeds, rung_keep=rung_keep)
     try:
         run_search(opts, console=console())
     except KeyboardInterrupt:

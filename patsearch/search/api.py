@@ -27,6 +27,7 @@ from patsearch.search.results import (
     finished,
     pareto_front,
     rows,
+    rung_table,
     summary_notes,
     summary_table,
     write_best_yaml,
@@ -34,6 +35,7 @@ from patsearch.search.results import (
     write_plots,
     write_summary,
 )
+from patsearch.search.rungs import Rungs
 
 logger = logging.getLogger("patsearch.search")
 
@@ -74,6 +76,13 @@ class SearchOptions:
     # None: 3 when proxies train on a GPU (seconds each), off on a CPU (minutes each).
     confirm_top: int | None = None
     confirm_seeds: int = 3
+    # Multi-fidelity (patsearch.search.rungs): "5,15,45" trains the best third of each rung again for the next
+    # rung's epochs, "none" turns it off; None: three rungs at 1x, 3x and 9x the proxy's epochs when proxies train
+    # on a GPU (seconds each), off on a CPU (minutes each) and for Pareto studies. The first length replaces
+    # the proxy's epochs.
+    rungs: str | None = None
+    rung_seeds: int = 2  # seeds of the last rung (the winner's score is their mean)
+    rung_keep: float = 1 / 3  # share of searched networks each rung trains again
 
 
 @dataclass
@@ -128,9 +137,29 @@ def _check_options(opts: SearchOptions) -> None:
                         f"{opts.confirm_seeds!r}")
     if opts.confirm_top and opts.objective == PARETO:  # auto (None) is simply off for Pareto studies
         raise UserError("--confirm-top ranks one score by its mean over seeds; drop it for --objective pareto")
+    if isinstance(opts.rung_seeds, bool) or not isinstance(opts.rung_seeds, int) or opts.rung_seeds < 1:
+        raise UserError(f"--rung-seeds must be a positive integer, got {opts.rung_seeds!r}")
+    if isinstance(opts.rung_keep, bool) or not isinstance(opts.rung_keep, (int, float)) or not 0 < opts.rung_keep < 1:
+        raise UserError(f"--rung-keep must be a fraction between 0 and 1 (e.g. 0.33), got {opts.rung_keep!r}")
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
         raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
                         "(it names the folder under runs/)")
+
+
+def resolve_rungs(opts: SearchOptions, device_type: str) -> Rungs | None:
+    """The search's rungs: as given, else three (1x, 3x, 9x the proxy's epochs) when proxies train on a GPU and the
+    study has one objective and no explicit ``--confirm-top``; None for a single-fidelity search."""
+    explicit = opts.rungs is not None
+    rungs = (Rungs.parse(opts.rungs, top_seeds=opts.rung_seeds, keep=opts.rung_keep) if explicit
+             else Rungs.scaled(opts.proxy.epochs, top_seeds=opts.rung_seeds, keep=opts.rung_keep)
+             if device_type == "cuda" and opts.objective != PARETO and not opts.confirm_top else None)
+    if rungs is not None and explicit and opts.objective == PARETO:
+        raise UserError("--rungs ranks one score at growing training lengths; drop it for --objective pareto "
+                        "(or pass --rungs none)")
+    if rungs is not None and explicit and opts.confirm_top:
+        raise UserError("--rungs and --confirm-top both retrain the leaders on more seeds; the last rung already "
+                        "trains on --rung-seeds seeds: drop --confirm-top, or pass --rungs none to confirm instead")
+    return rungs
 
 
 def _worker_gpus(opts: SearchOptions) -> list[int] | None:
@@ -176,6 +205,10 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     if gpus is not None and len(gpus) == 1:  # one GPU: this process is its worker
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device=f"cuda:{gpus[0]}"))
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
+    proxy_device = getattr(run_proxy, "device", None) or opts.proxy.torch_device()
+    rungs = resolve_rungs(opts, getattr(proxy_device, "type", str(proxy_device)))
+    if rungs is not None and opts.proxy.epochs != rungs.epochs[0]:  # the first rung is the proxy
+        opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, epochs=rungs.epochs[0]))
 
     from patsearch.space import load_space
 
@@ -221,29 +254,34 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "best_possible": best_possible,
         "baselines": [b.name for b in baselines],
         "val_images": _val_images(opts.proxy),  # what each score's binomial standard error is computed on
+        "rungs": None if rungs is None else rungs.to_dict(),
     }
 
     storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
-    seed = _sampler_seed(opts.seed, storage, study_name)
-    if seed is not None and worker_index:
-        seed = (seed * 1_000_003 + worker_index * 7919) % (2**31 - 1)
-    sampler = study_mod.make_sampler(opts.sampler, seed=seed, n_trials=opts.trials, multi_objective=multi)
+    samplers: list[Any] = []  # the worker's sampler, made once the storage has handed out its identity
 
     def on_create(new_study) -> None:
         enqueue_baselines(new_study, baselines)
 
     def make_study():
         return study_mod.create_or_load_study(
-            spec, study_name, directions=directions(opts.objective, constraints), sampler=sampler, pruner=pruner,
+            spec, study_name, directions=directions(opts.objective, constraints),
+            sampler=samplers[0] if samplers else None, pruner=pruner,
             storage=storage, config=config, on_create=on_create, heartbeat_interval=opts.heartbeat_interval)
 
     try:
         main_study = make_study()
+        identity = study_mod.join_study(main_study, spec)
     except UserError:
         raise
     except Exception as exc:
         raise study_mod.StorageError(f"cannot open study {study_name!r} in {spec.display}: "
                                      f"{scrub(str(exc), spec.url).splitlines()[0]}") from None
+    samplers.append(study_mod.make_sampler(opts.sampler, seed=worker_seed(opts.seed, identity), n_trials=opts.trials,
+                                           multi_objective=multi))
+    main_study.sampler = samplers[0]
+    advance = None if rungs is None else (
+        lambda study, trials: rungs.advance(study, trials, base_seed=opts.proxy.seed))
 
     if run_proxy is None:
         run_proxy = make_proxy_runner(opts.proxy, num_classes_hint=None, threads=_threads_per_job(opts.n_jobs))
@@ -256,7 +294,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         stats = study_mod.run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
                                      deadline=deadline, heartbeats=spec.heartbeats,
                                      heartbeat_interval=opts.heartbeat_interval,
-                                     max_infeasible=max(200, 50 * opts.trials))
+                                     max_infeasible=max(200, 50 * opts.trials), advance=advance)
         return SearchOutcome(study_name, spec.display, out_dir, None, [], notes, stats.ran, main_study)
 
     console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
@@ -269,14 +307,18 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
     for note in notes:
         console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
+    if rungs is not None:
+        console.print(f"  rungs: {rungs.describe()}; {rungs.planned_epochs(opts.trials, len(baselines)):,} training "
+                      f"epochs planned in all ({opts.trials} x {rungs.epochs[0]} at the first rung)")
 
     if gpus is not None and len(gpus) > 1:
         ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
     else:
-        ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints)
+        ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints,
+                                 advance=advance)
 
     final = main_study
-    confirm_top = _confirm_top(opts, run_proxy)
+    confirm_top = 0 if rungs is not None else _confirm_top(opts, run_proxy)
     if confirm_top:
         from patsearch.search.confirm import run_confirmation
 
@@ -287,6 +329,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     fidelity = find_fidelity(final, opts.fidelity)
     result = write_results(final, out_dir, plots=opts.plots, fidelity=fidelity)
     console.print(summary_table(final, fidelity=fidelity))
+    if rungs is not None:
+        console.print(rung_table(final))
     console.print(comparison(final, fidelity))
     for line in summary_notes(final, fidelity):
         console.print(escape(line), style="yellow" if line.startswith("warning") else None)
@@ -400,19 +444,13 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
     return ran
 
 
-def _sampler_seed(seed: int | None, storage, study_name: str) -> int | None:
-    """The seed itself for a fresh study (reproducible); when resuming, a stream that does not replay the first
-    run's proposals (which would come back as duplicates)."""
-    if seed is None:
-        return None
-    import optuna
-
-    try:
-        existing = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
+def worker_seed(seed: int | None, identity: int) -> int | None:
+    """The sampler seed of the ``identity``-th worker to join a study: the seed itself for the first (a fresh
+    study is reproducible), a stream of its own for every later one (other workers, a resumed run), so that
+    workers sharing a study do not propose the same candidates."""
+    if seed is None or identity == 0:
         return seed
-    n = len(existing.get_trials(deepcopy=False))
-    return seed if n == 0 else (seed * 1_000_003 + n * 7919 + os.getpid()) % (2**31 - 1)
+    return (seed * 1_000_003 + identity * 7919) % (2**31 - 1)
 
 
 def _dashboard_url(spec: study_mod.StorageSpec) -> str:
@@ -427,7 +465,7 @@ def _threads_per_job(n_jobs: int) -> int:
 
 
 def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,
-                       constraints) -> int:
+                       constraints, advance=None) -> int:
     from optuna.trial import TrialState
     from rich.markup import escape
 
@@ -461,7 +499,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
         ran = study_mod.run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
                                     n_jobs=opts.n_jobs, timeout=opts.timeout,
                                     heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
-                                    max_infeasible=max(200, 50 * opts.trials))
+                                    max_infeasible=max(200, 50 * opts.trials), advance=advance)
         progress.update(task, completed=min(done_count(), opts.trials))
     logger.info("ran %d trial(s) in %.0f s", ran, time.time() - start)
     return ran
@@ -537,6 +575,8 @@ def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "
                         f"{', '.join(names) or 'none'}") from None
     found = find_fidelity(loaded, fidelity)
     console.print(summary_table(loaded, fidelity=found))
+    if (loaded.user_attrs.get("patsearch_config") or {}).get("rungs"):
+        console.print(rung_table(loaded))
     console.print(comparison(loaded, found))
     for line in summary_notes(loaded, found):
         console.print(line, style="yellow" if line.startswith("warning") else None, markup=False)

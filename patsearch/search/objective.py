@@ -39,6 +39,12 @@ ATTR_SECONDS = "proxy_seconds"
 ATTR_STOPPED = "stopped_early"
 ATTR_DUPLICATE = "duplicate_of"
 ATTR_DIVERGED = "diverged"
+# Re-trainings of a multi-fidelity search (patsearch.search.rungs): the rung, the rung-0 trial whose network is
+# trained again, its seed and its training length.
+ATTR_RUNG = "rung"
+ATTR_RUNG_PARENT = "rung_parent"
+ATTR_RUNG_SEED = "rung_seed"
+ATTR_RUNG_EPOCHS = "rung_epochs"
 PRED_PREFIX = "pred:"
 
 
@@ -70,6 +76,10 @@ class Objective:
 
     def candidate(self, trial) -> tuple[ArchConfig, int]:
         baseline = trial.user_attrs.get(ATTR_BASELINE)
+        if ATTR_RUNG in trial.user_attrs:  # a re-training carries its network; its parameters are recorded too
+            if not trial.user_attrs.get(ATTR_OUTSIDE_SPACE):
+                self.space.suggest(trial)
+            return ArchConfig.from_dict(trial.user_attrs[ATTR_ARCH]), int(trial.user_attrs[ATTR_RESOLUTION])
         if baseline and trial.user_attrs.get(ATTR_OUTSIDE_SPACE):
             # A baseline the space cannot express carries its own description (and no parameters).
             return ArchConfig.from_dict(trial.user_attrs[ATTR_ARCH]), int(trial.user_attrs[ATTR_RESOLUTION])
@@ -94,19 +104,30 @@ class Objective:
                 trial.set_constraint(c.key, c.violation(value))
             feasible &= c.feasible(value)
         trial.set_user_attr(ATTR_FEASIBLE, feasible)
+        retraining = ATTR_RUNG in trial.user_attrs
+        # Under the claim lock still: a proposal identical to a finished or running trial is marked before any
+        # other worker counts it, so the study's target counts distinct networks.
+        duplicate = None
+        if feasible and not retraining and not trial.user_attrs.get(ATTR_BASELINE):
+            duplicate = _find_duplicate(trial, arch, resolution)
+            if duplicate is not None:
+                trial.set_user_attr(ATTR_DUPLICATE, duplicate.number)
         if self.after_constraints is not None:
             self.after_constraints()
         primary = predicted[self.constraints[0].key]
         if not feasible:
             return self._result(0.0, primary)
-        duplicate = None if trial.user_attrs.get(ATTR_BASELINE) else _find_duplicate(trial, arch, resolution)
         if duplicate is not None:
-            # The same network was already trained with the same proxy: reuse its score instead of retraining.
-            trial.set_user_attr(ATTR_DUPLICATE, duplicate.number)
+            # The same network was (or is being) trained with the same proxy: reuse its score, never retrain.
+            done = _wait_for(trial, duplicate)
+            if done is None or ATTR_TOP1 not in done.user_attrs:
+                raise optuna.TrialPruned(f"trial {duplicate.number}, the same network, did not finish")
             for key in (ATTR_PARAMS, ATTR_FLOPS, ATTR_TOP1, ATTR_EPOCHS):
-                if key in duplicate.user_attrs:
-                    trial.set_user_attr(key, duplicate.user_attrs[key])
-            return self._result(float(duplicate.user_attrs.get(ATTR_TOP1, duplicate.values[0])), primary)
+                if key in done.user_attrs:
+                    trial.set_user_attr(key, done.user_attrs[key])
+            return self._result(float(done.user_attrs[ATTR_TOP1]), primary)
+        if retraining:
+            return self._retrain(trial, arch, primary)
         if self.count_costs is not None:
             params, flops = self.count_costs(arch, resolution)
             trial.set_user_attr(ATTR_PARAMS, int(params))
@@ -143,6 +164,24 @@ class Objective:
         trial.set_user_attr(ATTR_TOP1, top1)
         return self._result(top1, primary)
 
+    def _retrain(self, trial, arch: ArchConfig, primary: float) -> float | tuple[float, float]:
+        """A multi-fidelity re-training: the rung's own full schedule and seed, never pruned (the rung's ranking
+        is what decides)."""
+        import optuna
+
+        ua = trial.user_attrs
+        start = time.perf_counter()
+        try:
+            top1 = float(self.run_proxy(arch, seed=int(ua[ATTR_RUNG_SEED]), epochs=int(ua[ATTR_RUNG_EPOCHS])))
+        except ProxyDiverged as exc:
+            trial.set_user_attr(ATTR_DIVERGED, str(exc))
+            raise optuna.TrialPruned(f"proxy training diverged: {exc}") from None
+        finally:
+            trial.set_user_attr(ATTR_SECONDS, round(time.perf_counter() - start, 2))
+        trial.set_user_attr(ATTR_TOP1, top1)
+        trial.set_user_attr(ATTR_EPOCHS, int(ua[ATTR_RUNG_EPOCHS]))
+        return self._result(top1, primary)
+
     def _result(self, top1: float, primary: float) -> float | tuple[float, float]:
         return (top1, primary) if self.objective == PARETO else top1
 
@@ -158,18 +197,43 @@ class _StopEarly(Exception):
 
 
 def _find_duplicate(trial, arch: ArchConfig, resolution: int):
-    """A completed, trained trial of the same network at the same resolution (names aside), if any."""
+    """A first-fidelity trial of the same network at the same resolution (names aside) that was trained or is
+    training now, if any; completed ones first."""
     from optuna.trial import TrialState
 
     study = getattr(trial, "study", None)
     if study is None:
         return None
     wanted = {k: v for k, v in arch.to_dict().items() if k != "name"}
-    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    found = []
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
         ua = other.user_attrs
-        if ATTR_TOP1 not in ua or ua.get(ATTR_RESOLUTION) != resolution:
+        if other.number == trial.number or ATTR_RUNG in ua or ua.get(ATTR_DUPLICATE) is not None:
+            continue
+        if ua.get(ATTR_RESOLUTION) != resolution or ua.get(ATTR_FEASIBLE) is False:
+            continue
+        if other.state == TrialState.COMPLETE and ATTR_TOP1 not in ua:
             continue
         theirs = {k: v for k, v in (ua.get(ATTR_ARCH) or {}).items() if k != "name"}
         if theirs == wanted:
-            return other
-    return None
+            found.append(other)
+    found.sort(key=lambda t: (t.state != TrialState.COMPLETE, t.number))
+    return found[0] if found else None
+
+
+DUPLICATE_POLL_S = 2.0
+
+
+def _wait_for(trial, other):
+    """``other`` once it has finished (at once if it has); None if it ended without a score. A trial still
+    running is polled: its worker trains it, this one only waits for the score."""
+    from optuna.trial import TrialState
+
+    study = trial.study
+    while True:
+        current = study._storage.get_trial(other._trial_id)
+        if current.state == TrialState.COMPLETE:
+            return current
+        if current.state != TrialState.RUNNING:
+            return None
+        time.sleep(DUPLICATE_POLL_S)

@@ -191,9 +191,9 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
 
 def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
                       threads: int | None = None) -> Callable[..., float]:
-    """``run_proxy(arch, on_epoch_end=None, seed=None) -> final top-1 in [0, 1]`` for
-    :class:`~patsearch.search.objective.Objective`; ``seed`` overrides the settings' (the search's confirmation
-    runs).
+    """``run_proxy(arch, on_epoch_end=None, seed=None, epochs=None) -> final top-1 in [0, 1]`` for
+    :class:`~patsearch.search.objective.Objective`; ``seed`` and ``epochs`` override the settings' (confirmation
+    runs, and a multi-fidelity search's re-trainings, each with the full schedule of its length).
 
     ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
     ``device`` and ``num_classes`` attributes say where and on what it trains.
@@ -206,7 +206,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
         data, num_classes = prepare_folder(settings)
 
     def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None,
-                  seed: int | None = None) -> float:
+                  seed: int | None = None, epochs: int | None = None) -> float:
         import torch
 
         from patsearch.search.objective import ProxyDiverged
@@ -224,7 +224,8 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
             # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
             target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
             result = train(target, settings.recipe, data=data, out_dir=None,
-                           epochs=settings.epochs, batch_size=batch, lr=settings.lr_for(device.type),
+                           epochs=settings.epochs if epochs is None else epochs, batch_size=batch,
+                           lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed if seed is None else seed,
                            progress=False,

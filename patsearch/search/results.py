@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,12 @@ from patsearch.search.objective import (
     ATTR_FLOPS,
     ATTR_PARAMS,
     ATTR_RESOLUTION,
+    ATTR_RUNG,
     ATTR_STOPPED,
     ATTR_TOP1,
     PRED_PREFIX,
 )
+from patsearch.search.rungs import rung_report, rung_scores
 
 
 @dataclass(frozen=True)
@@ -84,20 +86,30 @@ class Row:
     stopped_early: bool = False
     duplicate_of: int | None = None
     seed_scores: tuple[float, ...] = ()  # the confirmation runs' top-1 (other proxy seeds), in seed order
+    # A multi-fidelity search's re-trainings of this network: {rung: top-1 by seed} (rung 0 is ``top1``)
+    rung_scores: dict[int, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def top_rung(self) -> int:
+        return max(self.rung_scores, default=0)
 
     @property
     def scores(self) -> tuple[float, ...]:
-        """Every proxy top-1 of this network: the trial's own, then its confirmation seeds'."""
+        """The scores that rank this network: its highest rung's seeds, else the trial's own proxy top-1 and its
+        confirmation seeds'."""
+        if self.rung_scores:
+            return self.rung_scores[self.top_rung]
         return ((self.top1,) if self.top1 is not None else ()) + self.seed_scores
 
     @property
     def confirmed(self) -> bool:
-        return bool(self.seed_scores) and self.top1 is not None
+        """Scored on several seeds (confirmation runs, or a multi-fidelity search's last rung)."""
+        return len(self.scores) > 1 and self.top1 is not None
 
     @property
     def score(self) -> float | None:
-        """What ranks the row: the mean over seeds once confirmed, else the trial's single proxy top-1."""
-        return sum(self.scores) / len(self.scores) if self.confirmed else self.top1
+        """What ranks the row: the mean over its ranking scores (the highest rung's, or the confirmed seeds')."""
+        return sum(self.scores) / len(self.scores) if self.scores else self.top1
 
 
 COSTS_ATTR = "costs"  # study user attr: {trial number: [params, flops]}, filled for the rows a summary shows
@@ -110,9 +122,11 @@ def rows(study) -> list[Row]:
     out = []
     costs = study.user_attrs.get(COSTS_ATTR) or {}
     confirm = study.user_attrs.get(CONFIRM_ATTR) or {}
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retrained = rung_scores(trials)
+    for t in trials:
         ua = t.user_attrs
-        if ATTR_ARCH not in ua:
+        if ATTR_ARCH not in ua or ATTR_RUNG in ua:  # re-trainings join their network's row
             continue
         predicted = {k[len(PRED_PREFIX):]: float(v) for k, v in ua.items() if k.startswith(PRED_PREFIX)}
         top1 = ua.get(ATTR_TOP1)
@@ -124,7 +138,8 @@ def rows(study) -> list[Row]:
                        params, flops, ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
                        bool(ua.get(ATTR_STOPPED, False)), ua.get(ATTR_DUPLICATE),
                        tuple(float(v) for _, v in sorted((confirm.get(str(t.number)) or {}).items(),
-                                                         key=lambda kv: int(kv[0])))))
+                                                         key=lambda kv: int(kv[0]))),
+                       {k: r.scores for k, r in (retrained.get(t.number) or {}).items()}))
     return out
 
 
@@ -151,10 +166,11 @@ def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: 
 
 
 def finished(rs: Sequence[Row]) -> list[Row]:
-    """Feasible, completed, trained trials, best first: confirmed ones (several seeds) by their mean ahead of the
-    rest, which keep their single proxy top-1 (a winner is only chosen among networks scored on every seed)."""
+    """Feasible, completed, trained trials, best first: those trained at the highest rung of a multi-fidelity
+    search ahead of the rest, then confirmed ones (several seeds) by their mean ahead of single scores (a winner is
+    only chosen among networks scored at the longest training and on every seed)."""
     done = [r for r in rs if r.state == "COMPLETE" and r.feasible and r.top1 is not None]
-    return sorted(done, key=lambda r: (not r.confirmed, -r.score, r.number))
+    return sorted(done, key=lambda r: (-r.top_rung, not r.confirmed, -r.score, r.number))
 
 
 def best_row(rs: Sequence[Row], *, include_baselines: bool = True) -> Row | None:
@@ -191,6 +207,8 @@ def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
             "proxy_top1": None if row.top1 is None else round(float(row.top1), 4),
             **({"proxy_seed_scores": [round(float(v), 4) for v in row.scores],
                 "proxy_mean_top1": round(float(row.score), 4)} if row.confirmed else {}),
+            **({"rung_scores": {int(k): [round(float(v), 4) for v in vs] for k, vs in sorted(row.rung_scores.items())}}
+               if row.rung_scores else {}),
             "predicted": {k: round(v, 4) for k, v in row.predicted.items()},
             "constraints": [c.describe() for c in constraints],
             "baseline": row.baseline,
@@ -222,6 +240,9 @@ def state_counts(study) -> dict[str, int]:
     """Trials by what happened to them: infeasible proposals (never trained) apart from complete ones."""
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
+        if ATTR_RUNG in t.user_attrs:
+            counts["re-trained"] = counts.get("re-trained", 0) + 1
+            continue
         infeasible = any(v > 0 for v in t.constraints.values()) or t.user_attrs.get(ATTR_FEASIBLE) is False
         name = "infeasible" if infeasible else t.state.name.lower()
         counts[name] = counts.get(name, 0) + 1
@@ -230,9 +251,13 @@ def state_counts(study) -> dict[str, int]:
 
 def describe_counts(counts: dict[str, int]) -> str:
     order = ("complete", "pruned", "running", "waiting", "fail", "infeasible")
-    parts = [f"{counts[k]} {'infeasible (not trained)' if k == 'infeasible' else 'failed' if k == 'fail' else k}"
-             for k in sorted(counts, key=lambda k: order.index(k) if k in order else len(order)) if counts[k]]
-    return f"{sum(counts.values())} candidates: " + ", ".join(parts)
+    labels = {"infeasible": "infeasible (not trained)", "fail": "failed",
+              "re-trained": "re-trainings at longer rungs"}
+    candidates = {k: v for k, v in counts.items() if k != "re-trained"}
+    parts = [f"{counts[k]} {labels.get(k, k)}"
+             for k in sorted(candidates, key=lambda k: order.index(k) if k in order else len(order)) if counts[k]]
+    text = f"{sum(candidates.values())} candidates: " + ", ".join(parts)
+    return text + (f"; {counts['re-trained']} {labels['re-trained']}" if counts.get("re-trained") else "")
 
 
 # --- noise and fidelity --------------------------------------------------------------------------------------
@@ -400,6 +425,41 @@ def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=Non
     return table
 
 
+def rung_table(study, *, top: int = 5):
+    """A rich table of a multi-fidelity search: per rung its training length, networks, seeds and time, the Kendall
+    tau of its order against the rung before on the networks both trained, and its best networks with 1 standard
+    error (binomial on one seed, the rung's pooled seed-to-seed std over sqrt(seeds) on several)."""
+    from rich.table import Table
+
+    report = rung_report(study)
+    n_val = validation_size(study)
+    table = Table(title=f"rungs of {study.study_name}", caption="tau: Kendall tau of the rung's order against the "
+                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock span)")
+    for name in ("rung", "epochs", "networks", "seeds", "seconds", "tau", f"best {top} (proxy top-1 %)"):
+        table.add_column(name, justify="left" if name.startswith("best") else "right")
+    for r in report:
+        table.add_row(str(r["rung"]), str(r["epochs"]), str(r["networks"]), str(r["seeds"]),
+                      f"{r['training_seconds']:.0f} ({r['wall_seconds']:.0f})",
+                      "-" if r["tau_vs_previous"] is None else f"{r['tau_vs_previous']:+.2f} ({r['tau_networks']})",
+                      "; ".join(f"{e['source'] if e['source'] != 'search' else '#' + str(e['trial'])} "
+                                f"{100 * e['mean']:.2f}" + _se_text(e, r, n_val) for e in r["ranking"][:top]))
+    return table
+
+
+def _se_text(entry: dict[str, Any], rung: dict[str, Any], n_val: int | None) -> str:
+    se = rung_se(entry, rung, n_val)
+    return "" if se is None else f" ± {se:.2f}"
+
+
+def rung_se(entry: dict[str, Any], rung: dict[str, Any], n_val: int | None) -> float | None:
+    """1 standard error (points) of one network's mean at one rung."""
+    seeds = len(entry["scores"])
+    if seeds > 1:
+        std = pooled_std([e["scores"] for e in rung["ranking"] if len(e["scores"]) > 1])
+        return None if std is None else 100 * std / math.sqrt(seeds)
+    return None if n_val is None else 100 * binomial_se(entry["mean"], n_val)
+
+
 def _state(r: Row) -> str:
     return (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
             + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
@@ -512,7 +572,16 @@ def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:
                 k: fidelity[1].get(k) for k in ("n", "kendall_tau", "spearman", "seed_std", "baselines")}},
             "top": [row(r) for r in shown], "baselines": [row(r) for r in baselines],
             "lead": lead(study, fidelity), "comparison": comparison(study, fidelity),
+            "rungs": _rungs_with_se(study, noise.n_val),
             "notes": summary_notes(study, fidelity, top=top)}
+
+
+def _rungs_with_se(study, n_val: int | None) -> list[dict[str, Any]]:
+    report = rung_report(study)
+    for rung in report:
+        for entry in rung["ranking"]:
+            entry["se_points"] = rung_se(entry, rung, n_val)
+    return report
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -530,6 +599,16 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         use = ", ".join("-" if v is None else f"{100 * v:.0f}%" for v in r["budget_use"].values())
         lines.append(f"| {r['trial']} | {r['source']} | {top1} | {pred} | {use} | {_fmt_count(r['params'])} | "
                      f"{_fmt_count(r['flops'])} | {r['state']} |")
+    if summary.get("rungs"):
+        lines += ["", "| rung | epochs | networks | seeds | training s (wall s) | tau vs rung before | best (%) |",
+                  "|---:|---:|---:|---:|---:|---:|---|"]
+        for r in summary["rungs"]:
+            best = "; ".join(f"{e['source'] if e['source'] != 'search' else '#' + str(e['trial'])} "
+                             f"{100 * e['mean']:.2f}" + ("" if e["se_points"] is None else f" ± {e['se_points']:.2f}")
+                             for e in r["ranking"][:5])
+            tau = "-" if r["tau_vs_previous"] is None else f"{r['tau_vs_previous']:+.2f} ({r['tau_networks']})"
+            lines.append(f"| {r['rung']} | {r['epochs']} | {r['networks']} | {r['seeds']} | "
+                         f"{r['training_seconds']:.0f} ({r['wall_seconds']:.0f}) | {tau} | {best} |")
     lines += ["", summary["comparison"], ""]
     lines += [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines) + "\n"

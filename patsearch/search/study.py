@@ -425,6 +425,22 @@ def _check_same_config(study, config: dict[str, Any], spec: StorageSpec) -> None
                             "--study-name")
 
 
+WORKERS_ATTR = "workers_joined"
+
+
+def join_study(study, spec: StorageSpec) -> int:
+    """A worker identity handed out by the study's storage (0, 1, 2, ... in the order workers join, across
+    threads, processes and machines): what gives each worker a sampler stream of its own."""
+    lock = ClaimLock(spec, study.study_name)
+    try:
+        with lock:
+            identity = int(study.user_attrs.get(WORKERS_ATTR, 0))
+            study.set_user_attr(WORKERS_ATTR, identity + 1)
+    finally:
+        lock.close()
+    return identity
+
+
 @dataclass
 class WorkerStats:
     ran: int = 0
@@ -438,12 +454,14 @@ def is_infeasible(trial) -> bool:
 def count_toward_target(trials) -> tuple[int, int, list]:
     """(trials that count toward the target, WAITING trials, RUNNING trials).
 
-    Everything counts except FAIL trials and infeasible ones: those were never trained (they cost a table
-    lookup), so ``n_trials`` is the number of candidates actually scored, whatever the sampler proposes.
+    The target counts the distinct networks scored at the first fidelity: FAIL trials, infeasible ones (never
+    trained, they cost a table lookup), copies of another trial's network (their score is reused) and the
+    re-trainings of a multi-fidelity search do not count, whatever the sampler proposes.
     """
     from optuna.trial import TrialState
 
-    counted = sum(t.state != TrialState.FAIL and not is_infeasible(t) for t in trials)
+    counted = sum(t.state != TrialState.FAIL and not is_infeasible(t) and "duplicate_of" not in t.user_attrs
+                  and "rung" not in t.user_attrs for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     return counted, waiting, running
@@ -452,12 +470,16 @@ def count_toward_target(trials) -> tuple[int, int, list]:
 def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_trials: int,
                deadline: float | None = None, heartbeats: bool = True, heartbeat_interval: int =
                DEFAULT_HEARTBEAT_INTERVAL, on_trial_end: Callable[[Any], None] | None = None,
-               stop_event: threading.Event | None = None, max_infeasible: int | None = None) -> WorkerStats:
+               stop_event: threading.Event | None = None, max_infeasible: int | None = None,
+               advance: Callable[[Any, list], str] | None = None) -> WorkerStats:
     """Claim and run trials until the study holds ``n_trials`` trials that count (see :func:`count_toward_target`).
 
     When nothing is left to claim but trials are still RUNNING, the worker waits up to one grace period: if one
     of them belonged to a dead worker, it is failed, re-enqueued and picked up here; live workers' trials finish
-    on their own.
+    on their own. ``advance(study, trials)`` (a multi-fidelity search's :meth:`Rungs.advance
+    <patsearch.search.rungs.Rungs.advance>`) is asked, under the lock, what comes once the target is met: it may
+    enqueue the next rung's re-trainings ("claim"), ask to wait while a rung still trains elsewhere ("wait"), or
+    say that nothing more will come ("done").
     """
     from optuna.storages import fail_stale_trials
 
@@ -495,6 +517,18 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
                 raise UserError(f"{max_infeasible} candidates proposed so far miss the constraints and only "
                                 f"{counted} fit; the feasible part of the space is tiny: relax the budget or use "
                                 "a smaller space")
+            if max_infeasible is not None and sum("duplicate_of" in t.user_attrs for t in trials) >= max_infeasible:
+                lock.release()
+                raise UserError(f"{max_infeasible} proposals repeated networks already trained and only {counted} "
+                                "distinct ones were found: the feasible space is nearly exhausted; ask for fewer "
+                                "--trials or widen the space or budget")
+            step = advance(study, trials) if advance is not None and waiting == 0 and counted >= n_trials else None
+            if step == "claim":
+                waiting = 1
+            elif step == "wait":
+                lock.release()
+                time.sleep(min(heartbeat_interval, 2.0))
+                continue
             if waiting == 0 and counted >= n_trials:
                 lock.release()
                 if not running or not heartbeats:
@@ -539,7 +573,8 @@ def _requeue_interrupted(study, trial) -> None:
 def run_workers(make_study: Callable[[], Any], objective_factory: Callable[[], Callable[[Any], Any]], *,
                 spec: StorageSpec, n_trials: int, n_jobs: int = 1, timeout: float | None = None,
                 heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL,
-                on_trial_end: Callable[[Any], None] | None = None, max_infeasible: int | None = None) -> int:
+                on_trial_end: Callable[[Any], None] | None = None, max_infeasible: int | None = None,
+                advance: Callable[[Any, list], str] | None = None) -> int:
     """Run ``n_jobs`` worker threads on one study; returns how many trials this process ran."""
     deadline = time.time() + timeout if timeout else None
     heartbeats = spec.heartbeats
@@ -547,7 +582,7 @@ def run_workers(make_study: Callable[[], Any], objective_factory: Callable[[], C
         study = make_study()
         return run_worker(study, objective_factory(), spec=spec, n_trials=n_trials, deadline=deadline,
                           heartbeats=heartbeats, heartbeat_interval=heartbeat_interval,
-                          on_trial_end=on_trial_end, max_infeasible=max_infeasible).ran
+                          on_trial_end=on_trial_end, max_infeasible=max_infeasible, advance=advance).ran
     stop = threading.Event()
     results: list[WorkerStats] = []
     errors: list[BaseException] = []
@@ -557,7 +592,7 @@ def run_workers(make_study: Callable[[], Any], objective_factory: Callable[[], C
             results.append(run_worker(make_study(), objective_factory(), spec=spec, n_trials=n_trials,
                                       deadline=deadline, heartbeats=heartbeats,
                                       heartbeat_interval=heartbeat_interval, on_trial_end=on_trial_end,
-                                      stop_event=stop, max_infeasible=max_infeasible))
+                                      stop_event=stop, max_infeasible=max_infeasible, advance=advance))
         except BaseException as exc:  # surface the first error after all threads stop
             errors.append(exc)
             stop.set()

@@ -1,10 +1,13 @@
 """One search worker process for the multi-process tests: the real search entry point, a stand-in trainer.
 
 Usage: python search_worker.py --storage URL --profile PATH --budget 5ms --trials N --study NAME --runs-dir DIR
-       [--sleep SECONDS_PER_EPOCH] [--n-jobs K] [--marker FILE]
+       [--sleep SECONDS_PER_EPOCH] [--n-jobs K] [--marker FILE [--marker-epochs E]] [--seed S] [--rungs 2,4,8]
+       [--calls FILE]
 
-``--marker`` is created when this process starts training its first candidate, which then never finishes: the
-process waits there until the test kills it, so the kill always lands mid-trial (no timing window).
+``--marker`` is created when this process starts training its first candidate (with ``--marker-epochs``: its first
+training of that length, e.g. a multi-fidelity rung), which then never finishes: the process waits there until
+the test kills it, so the kill always lands mid-trial (no timing window). ``--calls`` appends one line per
+training started: ``epochs seed embed_dim depths``.
 """
 from __future__ import annotations
 
@@ -31,22 +34,33 @@ def main() -> int:
     ap.add_argument("--sleep", type=float, default=0.1)
     ap.add_argument("--n-jobs", type=int, default=1)
     ap.add_argument("--marker")
+    ap.add_argument("--marker-epochs", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--rungs")
+    ap.add_argument("--calls")
     args = ap.parse_args()
 
     from patsearch.errors import UserError
     from patsearch.profiler import load_profile
     from patsearch.search.api import SearchOptions, run_search
 
-    def slow_score(arch):
-        if args.marker:
+    def slow_score(arch, epochs=None, seed=0):
+        if args.marker and (args.marker_epochs is None or epochs == args.marker_epochs):
             Path(args.marker).write_text("training\n")
             threading.Event().wait()  # mid-trial until SIGKILL; heartbeats keep beating meanwhile
         time.sleep(args.sleep)
-        return min(0.95, 0.2 + 0.01 * arch.embed_dim + 0.02 * sum(arch.depths))
+        gain = 0.001 * (epochs or 2) * arch.embed_dim / 16  # longer training favours wider networks
+        return min(0.95, 0.2 + 0.01 * arch.embed_dim + 0.02 * sum(arch.depths) + gain + 0.001 * (seed or 0))
 
     base = fake_proxy(slow_score, epochs=2)
 
-    def run_proxy(arch, on_epoch_end=None):
+    def run_proxy(arch, on_epoch_end=None, seed=None, epochs=None):
+        if args.calls:
+            with open(args.calls, "a") as log:
+                log.write(f"{epochs or 2} {seed or 0} {arch.embed_dim} {list(arch.depths)}\n")
+        if epochs is not None:  # a re-training: one call, the rung's length
+            return slow_score(arch, epochs=epochs, seed=seed)
+
         def slow_epoch(epoch, top1):
             time.sleep(args.sleep)
             if on_epoch_end is not None:
@@ -57,7 +71,7 @@ def main() -> int:
     opts = SearchOptions(latency_budgets=[f"{args.profile}={args.budget}"], space="tiny", trials=args.trials,
                          storage=args.storage, study_name=args.study, n_jobs=args.n_jobs,
                          heartbeat_interval=HEARTBEAT_S, runs_dir=args.runs_dir, count_costs=False, plots=False,
-                         baselines="none", seed=None)
+                         baselines="none", seed=args.seed, rungs=args.rungs, pruner="none")
     try:
         run_search(opts, run_proxy=run_proxy, load_profile=lambda d: load_profile(d, check=False))
     except UserError as exc:
