@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The multi-fidelity proof on CIFAR-10: does the network the search returns beat the hand designs at the length
+# users train? Each phase fits one device call and resumes across calls (GPU time comes in stretches).
+#
+#   OUT=$OUT bash benchmarks/mf_proof.sh search      # the search (rungs, W workers per GPU), stopped cleanly at
+#                                                    # $DEADLINE s and packed as $OUT/runs.tgz; RUNS_IN=... resumes
+#   OUT=$OUT NETS="mf=runs/mf-cpu/best.yaml patnet_t1=patnet_t1" bash benchmarks/mf_proof.sh reference
+#                                                    # each network $REF_EPOCHS epochs on the full training split,
+#                                                    # seeds $SEEDS side by side, top-1 on the test split
+#
+# Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
+set -uo pipefail
+set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+PHASE=${1:?search or reference}
+START=$(date +%s)
+OUT=${OUT:-/tmp/mf_proof}
+DATA=${DATA:-.devcarry/cifar10}
+DEADLINE=${DEADLINE:-540}  # seconds after start: the search is interrupted (its trials queued again) and packed
+STUDY=${STUDY:-mf-cpu}
+BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EPYC table (a host we can measure)
+CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
+TRIALS=${TRIALS:-60}
+RUNGS=${RUNGS:-5,15,45}
+WORKERS_PER_GPU=${WORKERS_PER_GPU:-6}
+GPUS=${GPUS---gpus all --workers-per-gpu $WORKERS_PER_GPU}  # GPUS="" for one worker (a CPU dry run)
+BASELINES=${BASELINES:-patnet_t1,patnet_t0}
+PROXY=${PROXY:---proxy-resolution 64 --proxy-holdout 5000}
+PROXY_DEVICE=${PROXY_DEVICE:-cuda}
+EXTRA=${EXTRA:-}
+REF_EPOCHS=${REF_EPOCHS:-100}
+REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.002 --cuda-graph}
+SEEDS=${SEEDS:-0 1 2}
+NETS=${NETS:-}
+RUNS=${RUNS:-$OUT/runs}
+mkdir -p "$OUT" "$RUNS"
+stamp() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+epochs_done() { python3 -c "import json, sys; print(len(json.load(open(sys.argv[1])).get('history') or []))" "$1" \
+  2>/dev/null || echo 0; }
+
+setup() {
+  if [ -d .devcarry/wheels ]; then
+    python3 -m pip install -q --no-index --find-links .devcarry/wheels optuna fvcore thop torch-tb-profiler 2>&1 | tail -2
+  fi
+  if [ ! -d "$DATA" ] && [ -f .devcarry/cifar10-images.tar.gz ]; then
+    tar xzf .devcarry/cifar10-images.tar.gz -C .devcarry
+  fi
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+  if [ -n "${RUNS_IN:-}" ] && [ -f "$RUNS_IN" ]; then tar xzf "$RUNS_IN" -C "$RUNS"; stamp "resumed from $RUNS_IN"; fi
+  stamp "setup done"
+}
+
+pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds)
+  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data . && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
+}
+
+search() {
+  # Its own process group (set -m), so that one SIGINT reaches the worker processes too: each queues its trial
+  # again.
+  python3 -m patsearch search $CONSTRAINT --allow-stale-profile --data "$DATA" $PROXY \
+    --proxy-device "$PROXY_DEVICE" $GPUS --rungs "$RUNGS" \
+    --trials "$TRIALS" --sampler tpe --seed 1 --pruner none --study-name "$STUDY" --runs-dir "$RUNS" \
+    --baselines "$BASELINES" --no-plots $EXTRA > "$OUT/search-$STUDY.log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null && [ "$(left)" -gt 0 ]; do sleep 2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    stamp "deadline: interrupting the search (its running trials are queued again)"
+    kill -INT -- "-$pid" 2>/dev/null
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$pid" 2>/dev/null
+  fi
+  wait "$pid"; stamp "search exit $?"
+  python3 -m patsearch search --show "$STUDY" --runs-dir "$RUNS" > "$OUT/summary-$STUDY.txt" 2>&1
+  tail -40 "$OUT/summary-$STUDY.txt"
+  pack
+}
+
+reference() {
+  local n_gpus i=0
+  n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
+  for seed in $SEEDS; do
+    for job in $NETS; do
+      local name=${job%%=*} arch=${job#*=}
+      [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] && continue
+      CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
+        --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
+        --out "$RUNS/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
+      i=$((i + 1))
+    done
+  done
+  wait
+  python3 - "$RUNS/ref" <<'EOF' | tee "$OUT/reference.txt"
+import json, pathlib, statistics, sys
+rows = {}
+for metrics in sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.json")):
+    name, seed = metrics.parent.name.rsplit("-s", 1)
+    history = json.loads(metrics.read_text()).get("history") or [{}]
+    rows.setdefault(name, []).append((int(seed), history[-1].get("top1"), len(history)))  # the last epoch's
+for name, runs in rows.items():
+    vals = [t for _, t, _ in runs if t is not None]
+    sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+    print(f"{name}: " + ", ".join(f"s{s} {t} ({e} ep)" for s, t, e in sorted(runs))
+          + (f" | mean {statistics.mean(vals):.2f} sd {sd:.2f}" if vals else ""))
+EOF
+  pack
+}
+
+setup
+case "$PHASE" in
+  search) search ;;
+  reference) reference ;;
+  *) echo "unknown phase $PHASE (search or reference)"; exit 2 ;;
+esac
+stamp done
