@@ -1,9 +1,10 @@
-"""Deployment forms of timm's FasterNet, the paper's main peer, built by surgery on the timm module.
+"""timm's FasterNet, the paper's main peer: its weights in our network, and its deployment forms, by surgery on
+the timm module.
 
 :func:`load_timm_fasternet_weights` copies a timm FasterNet's weights into its point of the PATNet family
-(:data:`patsearch.arch.FASTERNET_POINTS`); :func:`fuse_fasternet` gives FasterNet the same eager deployment form as torch.fx folding but keeps it an
-ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``) can run too;
-:func:`fasternet_fast` adds the generic GEMM-epilogue tricks PATNet's fast path uses
+(:data:`patsearch.arch.FASTERNET_POINTS`). :func:`fuse_fasternet` gives FasterNet the same eager deployment form
+as torch.fx folding but keeps it an ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``)
+can run too; :func:`fasternet_fast` adds the generic GEMM-epilogue tricks PATNet's fast path uses
 (:mod:`patsearch.models.fast_blocks`), so that speed ratios stay fair.
 """
 from __future__ import annotations
@@ -26,17 +27,18 @@ def is_fasternet(model: nn.Module) -> bool:
 
 # timm FasterNet state-dict key -> the PATNet module's key. Stage i > 0 of ours starts with its merging layer, so
 # block j of timm's stage i is layer j + 1 there.
+_BLOCK = r"stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\."
 _FASTERNET_KEYS: tuple[tuple[str, str], ...] = (
-    (r"patch_embed\.proj\.(.+)", "stem.conv.{0}"),
-    (r"patch_embed\.norm\.(.+)", "stem.bn.{0}"),
-    (r"stages\.(\d+)\.downsample\.reduction\.(.+)", "stages.{0}.0.conv.{1}"),
-    (r"stages\.(\d+)\.downsample\.norm\.(.+)", "stages.{0}.0.bn.{1}"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.spatial_mixing\.partial_conv3\.(.+)", "stages.{0}.{1}.mixer.conv.{2}"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.0\.(.+)", "stages.{0}.{1}.mlp.fc1.{2}"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.1\.(.+)", "stages.{0}.{1}.mlp.norm.{2}"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.mlp\.3\.(.+)", "stages.{0}.{1}.mlp.fc2.{2}"),
-    (r"conv_head\.(.+)", "head.proj.{0}"),
-    (r"classifier\.(.+)", "head.fc.{0}"),
+    (r"patch_embed\.proj\.(?P<rest>.+)", "stem.conv.{rest}"),
+    (r"patch_embed\.norm\.(?P<rest>.+)", "stem.bn.{rest}"),
+    (r"stages\.(?P<stage>\d+)\.downsample\.reduction\.(?P<rest>.+)", "stages.{stage}.0.conv.{rest}"),
+    (r"stages\.(?P<stage>\d+)\.downsample\.norm\.(?P<rest>.+)", "stages.{stage}.0.bn.{rest}"),
+    (_BLOCK + r"spatial_mixing\.partial_conv3\.(?P<rest>.+)", "stages.{stage}.{layer}.mixer.conv.{rest}"),
+    (_BLOCK + r"mlp\.0\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.fc1.{rest}"),
+    (_BLOCK + r"mlp\.1\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.norm.{rest}"),
+    (_BLOCK + r"mlp\.3\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.fc2.{rest}"),
+    (r"conv_head\.(?P<rest>.+)", "head.proj.{rest}"),
+    (r"classifier\.(?P<rest>.+)", "head.fc.{rest}"),
 )
 
 
@@ -44,12 +46,13 @@ def _our_key(key: str) -> str:
     for pattern, target in _FASTERNET_KEYS:
         match = re.fullmatch(pattern, key)
         if match:
-            groups = list(match.groups())
-            if "blocks" in pattern:
-                groups[1] = str(int(groups[1]) + (groups[0] != "0"))
-            return target.format(*groups)
+            groups = match.groupdict()
+            if "block" in groups:
+                groups["layer"] = str(int(groups["block"]) + (groups["stage"] != "0"))
+            return target.format(**groups)
     raise ValueError(f"timm FasterNet key {key!r} has no counterpart in a PATNet-family network (layer scale "
-                     "is not supported); build the timm model with its defaults, e.g. timm.create_model('fasternet_t0')")
+                     "is not supported); build the timm model with its defaults, "
+                     "e.g. timm.create_model('fasternet_t0')")
 
 
 @torch.no_grad()
