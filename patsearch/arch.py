@@ -393,6 +393,28 @@ VARIANTS: dict[str, ArchConfig] = {
 }
 
 
+# --- FasterNet as points of the same family ------------------------------------------------------------------
+def _fasternet(name: str, embed_dim: int, depths: tuple[int, ...], act: str, drop_path_rate: float) -> ArchConfig:
+    return ArchConfig(embed_dim=embed_dim, depths=depths, n_div=4, mlp_ratio=2.0, mixers=("pconv",) * NUM_STAGES,
+                      spatial=("none",) * NUM_STAGES, act=act, drop_path_rate=drop_path_rate, head_width=1280,
+                      name=name)
+
+
+# timm's fasternet_t0 ... fasternet_l (widths, depths, activation and drop-path rate of its registry entries) as
+# ArchConfigs: same stem, merging, block (x + DropPath(MLP(PConv(x)))), head and per-block drop-path schedule, so
+# they compute what timm's FasterNet computes (patsearch.models.peers.load_timm_fasternet_weights copies the
+# weights). Kept apart from VARIANTS, which means "PATNet's Table 6". The names equal timm's model names, so
+# create_model("fasternet_t0") still builds timm's module; pass FASTERNET_POINTS["fasternet_t0"] for ours.
+FASTERNET_POINTS: dict[str, ArchConfig] = {
+    "fasternet_t0": _fasternet("fasternet_t0", 40, (1, 2, 8, 2), "gelu", 0.0),
+    "fasternet_t1": _fasternet("fasternet_t1", 64, (1, 2, 8, 2), "gelu", 0.02),
+    "fasternet_t2": _fasternet("fasternet_t2", 96, (1, 2, 8, 2), "relu", 0.05),
+    "fasternet_s": _fasternet("fasternet_s", 128, (1, 2, 13, 2), "relu", 0.1),
+    "fasternet_m": _fasternet("fasternet_m", 144, (3, 4, 18, 3), "relu", 0.2),
+    "fasternet_l": _fasternet("fasternet_l", 192, (3, 4, 18, 3), "relu", 0.3),
+}
+
+
 def is_arch_ref(ref: Any) -> bool:
     """Whether ``ref`` names a PATNet-family network (config, mapping, variant name or YAML path) rather than
     another timm model. The one definition of "is a PATNet" for the model factory, trainer and CLI."""

@@ -1,13 +1,16 @@
-"""Deployment forms of timm's FasterNet, the paper's main peer, built by surgery on the timm module.
+"""timm's FasterNet, the paper's main peer: its weights in our network, and its deployment forms, by surgery on
+the timm module.
 
-:func:`fuse_fasternet` gives FasterNet the same eager deployment form as torch.fx folding but keeps it an
-ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``) can run too;
-:func:`fasternet_fast` adds the generic GEMM-epilogue tricks PATNet's fast path uses
+:func:`load_timm_fasternet_weights` copies a timm FasterNet's weights into its point of the PATNet family
+(:data:`patsearch.arch.FASTERNET_POINTS`). :func:`fuse_fasternet` gives FasterNet the same eager deployment form
+as torch.fx folding but keeps it an ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``)
+can run too; :func:`fasternet_fast` adds the generic GEMM-epilogue tricks PATNet's fast path uses
 (:mod:`patsearch.models.fast_blocks`), so that speed ratios stay fair.
 """
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 import torch.nn as nn
@@ -15,11 +18,68 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from patsearch.models.fast_blocks import PatchifyConv, conv1x1_act, linear_act, tokens, untokens
 
-__all__ = ["fasternet_fast", "fuse_fasternet", "is_fasternet"]
+__all__ = ["fasternet_fast", "fuse_fasternet", "is_fasternet", "load_timm_fasternet_weights"]
 
 
 def is_fasternet(model: nn.Module) -> bool:
     return type(model).__name__ == "FasterNet"
+
+
+# timm FasterNet state-dict key -> the PATNet module's key. Stage i > 0 of ours starts with its merging layer, so
+# block j of timm's stage i is layer j + 1 there.
+_BLOCK = r"stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\."
+_FASTERNET_KEYS: tuple[tuple[str, str], ...] = (
+    (r"patch_embed\.proj\.(?P<rest>.+)", "stem.conv.{rest}"),
+    (r"patch_embed\.norm\.(?P<rest>.+)", "stem.bn.{rest}"),
+    (r"stages\.(?P<stage>\d+)\.downsample\.reduction\.(?P<rest>.+)", "stages.{stage}.0.conv.{rest}"),
+    (r"stages\.(?P<stage>\d+)\.downsample\.norm\.(?P<rest>.+)", "stages.{stage}.0.bn.{rest}"),
+    (_BLOCK + r"spatial_mixing\.partial_conv3\.(?P<rest>.+)", "stages.{stage}.{layer}.mixer.conv.{rest}"),
+    (_BLOCK + r"mlp\.0\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.fc1.{rest}"),
+    (_BLOCK + r"mlp\.1\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.norm.{rest}"),
+    (_BLOCK + r"mlp\.3\.(?P<rest>.+)", "stages.{stage}.{layer}.mlp.fc2.{rest}"),
+    (r"conv_head\.(?P<rest>.+)", "head.proj.{rest}"),
+    (r"classifier\.(?P<rest>.+)", "head.fc.{rest}"),
+)
+
+
+def _our_key(key: str) -> str:
+    for pattern, target in _FASTERNET_KEYS:
+        match = re.fullmatch(pattern, key)
+        if match:
+            groups = match.groupdict()
+            if "block" in groups:
+                groups["layer"] = str(int(groups["block"]) + (groups["stage"] != "0"))
+            return target.format(**groups)
+    raise ValueError(f"timm FasterNet key {key!r} has no counterpart in a PATNet-family network (layer scale "
+                     "is not supported); build the timm model with its defaults, "
+                     "e.g. timm.create_model('fasternet_t0')")
+
+
+@torch.no_grad()
+def load_timm_fasternet_weights(our_model: nn.Module, timm_model: nn.Module) -> nn.Module:
+    """Copy a timm FasterNet's parameters and BN statistics into ``our_model``, the network built from its
+    point of the family (``create_model(FASTERNET_POINTS[name])``, trained form), which then computes what the
+    timm model computes. Raises ValueError if the two differ in structure or activation. Returns ``our_model``."""
+    if not is_fasternet(timm_model):
+        raise ValueError(f"expected a timm FasterNet, got {type(timm_model).__name__}")
+    arch = getattr(our_model, "arch", None)
+    if arch is None or getattr(our_model, "deployed", False):
+        raise ValueError("expected a PATNet-family network in trained form, e.g. "
+                         "create_model(FASTERNET_POINTS['fasternet_t0'])")
+    # The activation is not in the state dict: compare it by name (nn.GELU / timm GELU, nn.ReLU, ...).
+    timm_act = type(timm_model.act).__name__.lower()
+    if timm_act != arch.act:
+        raise ValueError(f"activation differs: timm FasterNet uses {timm_act}, the architecture {arch.act}")
+    state = {_our_key(k): v for k, v in timm_model.state_dict().items()}
+    ours = our_model.state_dict()
+    missing, extra = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    wrong = [k for k in state.keys() & ours.keys() if state[k].shape != ours[k].shape]
+    if missing or extra or wrong:
+        raise ValueError(f"structure differs from the timm FasterNet: missing {missing[:3]}, unexpected "
+                         f"{extra[:3]}, shape mismatch {sorted(wrong)[:3]}; build ours from the matching "
+                         "FASTERNET_POINTS entry (same num_classes)")
+    our_model.load_state_dict(state)
+    return our_model
 
 
 @torch.no_grad()
