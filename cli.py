@@ -328,7 +328,7 @@ def bench(
                                                                 "it."),
     models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
-    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (issue-6 inference "
+    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (the fast inference "
                                                    "path; FasterNet gets the same generic tricks), slicing "
                                                    "(FasterNet's eager inference mode), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),

@@ -1,4 +1,4 @@
-"""GPU check for issue 10/11: PATNet-T0/T1 learn under bf16 autocast as in float32, and a compiled training step
+"""GPU check: PATNet-T0/T1 learn under bf16 autocast as in float32, and a compiled training step
 equals the eager one.
 
     python benchmarks/bf16_check.py --data DIR --out OUT [--train-images 10000 --epochs 2]

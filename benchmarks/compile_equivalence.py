@@ -1,4 +1,4 @@
-"""Issue 11 item 1: does a torch.compile'd (Inductor) PATNet training step compute what eager computes?
+"""Does a torch.compile'd (Inductor) PATNet training step compute what eager computes?
 
     python benchmarks/compile_equivalence.py [--models patnet_t0,fasternet_t0] [--out OUT] [--device cuda]
 

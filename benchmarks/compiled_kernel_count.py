@@ -1,5 +1,5 @@
-"""How many kernels Inductor generates for one compiled training step, PATNet against its FasterNet peer (issue 11:
-what is left of the training gap once compile has fused the elementwise work and a CUDA graph has removed the
+"""How many kernels Inductor generates for one compiled training step, PATNet against its FasterNet peer (what
+is left of the training gap once compile has fused the elementwise work and a CUDA graph has removed the
 launches).
 
     PYTHONPATH=$PWD python benchmarks/compiled_kernel_count.py --archs patnet_t2 fasternet_t2 [--device cuda]

@@ -1,4 +1,4 @@
-"""Host cost of one fused op against the eager ops it replaces, on tiny tensors (issue 11: why ``--fused-kernels``
+"""Host cost of one fused op against the eager ops it replaces, on tiny tensors (why ``--fused-kernels``
 slows an eager training step that the host already bounds).
 
     PYTHONPATH=$PWD python benchmarks/custom_op_overhead.py

@@ -1,4 +1,4 @@
-"""Where a compiled, graphed inference forward's time goes (issue 11): per kernel family (convolution/GEMM, Inductor
+"""Where a compiled, graphed inference forward's time goes: per kernel family (convolution/GEMM, Inductor
 reductions and pointwise kernels, attention, ...) and the top kernels, for PATNet's and FasterNet's deployment forms
 at one size and precision, each prepared as ``speed_gpu.py --steps compile --compile-graphs`` times it.
 

@@ -1,5 +1,5 @@
 """Bytes per image the deployment forms move in inference, PATNet against FasterNet given the same tricks, counted
-on any device (issue 11: what bounds the inference goal).
+on any device (what bounds PATNet's inference speed against FasterNet's).
 
     PYTHONPATH=$PWD python benchmarks/inference_traffic.py [--sizes t2,s,m,l] [--out F.json]
 

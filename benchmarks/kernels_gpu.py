@@ -1,4 +1,4 @@
-"""Issue 11, item 2: the fused PAT kernels (:mod:`patsearch.kernels`) against their PyTorch references on CUDA.
+"""The fused PAT kernels (:mod:`patsearch.kernels`) against their PyTorch references on CUDA.
 
     PYTHONPATH=$PWD python benchmarks/kernels_gpu.py --out $OUT              # H200: < 2 min
     PYTHONPATH=$PWD python benchmarks/kernels_gpu.py --out $OUT --no-compile # skip the compiled references

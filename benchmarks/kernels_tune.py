@@ -1,20 +1,18 @@
-"""Issue 11, item 2: sweep the fused kernels' launch settings (``patsearch.kernels._triton.TUNING``) on a GPU.
+"""Sweep the fused kernels' launch settings (``patsearch.kernels._triton.TUNING``) on a GPU.
 
     PYTHONPATH=$PWD python benchmarks/kernels_tune.py --out $OUT/tune          # H200: about 2 minutes
     PYTHONPATH=$PWD python benchmarks/kernels_tune.py --device cpu --batch 2 --resolution 32 --out /tmp/dry
 
-Why: on the H200 (2026-12-01, benchmarks/kernels_gpu.py) the kernels moved their bytes at 0.4-1.1 TB/s against a
-measured 4.2 TB/s copy; at stage 1 the statistics kernel took 2.4x eager ``std_mean``'s time. Each reduction
-program holds a (BLOCK_HW, BLOCK_C) float32 tile per accumulator, so the tile budget, the number of programs per
-SM and the warps per program set both the registers per thread and the loads in flight: the settings, not the
-arithmetic, decide the bandwidth. Expected: the best setting reaches >= 2 TB/s on the large stage-1/2 cases
-(half the copy bandwidth), and the sum of forward + backward device time over PATNet-T2's cases falls by >= 1.5x.
+Why: on the H200 the kernels moved their bytes well below the copy bandwidth (docs/BENCHMARKS.md, "Kernels"). Each
+reduction program holds a (BLOCK_HW, BLOCK_C) float32 tile per accumulator, so the tile budget, the number of
+programs per SM and the warps per program set both the registers per thread and the loads in flight: the settings,
+not the arithmetic, decide the bandwidth.
 
 For every case of :func:`kernels_gpu.cases` but the composite ``pat_ch_branch`` it times the fused op's forward
 and forward + backward, replayed in a CUDA graph (device time; ``triton.testing.do_bench_cudagraph``), under every
 setting of the grid. The JSON (temp name + rename after every setting) gives each case's times per setting, the
-best setting per case and the setting with the least total time; the grid's first row is the defaults
-(before 2026-12-01's sweep: max_tile 4096, programs_per_sm 4).
+best setting per case and the setting with the least total time; the grid's first row is the current defaults
+(before the sweep they were max_tile 4096, programs_per_sm 4).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Time the predictor on 10,000 random architectures of the default space (issue 3: well under a second).
+"""Time the predictor on 10,000 random architectures of the default space (a search predicts thousands:
+it must take well under a second).
 
 Usage: .venv/bin/python benchmarks/predict_speed.py [PROFILE]   (default: every profile in profiles/)
 Sampling the architectures is not timed; predicting them (table lookups + calibration) is, cold caches first.

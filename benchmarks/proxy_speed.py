@@ -1,4 +1,4 @@
-"""Speed of the search's proxy training (issue 10, item 3): the exact path ``patsearch search`` runs per candidate.
+"""Speed of the search's proxy training: the exact path ``patsearch search`` runs per candidate.
 
 Measures, on one device:
 - the one-off decode of the data into the tensor cache (``runs/.proxy-data``) and a reload from the file;

@@ -1,4 +1,4 @@
-"""Shared pieces of the issue-6 speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
+"""Shared pieces of the speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
 
 Both scripts build, for each size X, the deployment forms being compared; each is a network and a form of
 the registry :mod:`patsearch.models.forms`:

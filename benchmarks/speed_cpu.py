@@ -1,4 +1,4 @@
-"""Issue 6 on this CPU: PATNet-X vs FasterNet-X single-thread batch-1 latency, deployment forms, side by side.
+"""This CPU: PATNet-X vs FasterNet-X single-thread batch-1 latency, deployment forms, side by side.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/speed_cpu.py --sizes t0,t1,t2,s,m --out runs/speed_cpu
     PYTHONPATH=$PWD .venv/bin/python benchmarks/speed_cpu.py --sizes t0 --compile --out runs/speed_cpu_t0c

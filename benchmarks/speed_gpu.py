@@ -1,4 +1,4 @@
-"""Issue 6 on the GPU: PATNet-X vs FasterNet-X throughput, deployment forms, side by side in one process.
+"""The GPU: PATNet-X vs FasterNet-X throughput, deployment forms, side by side in one process.
 
     PYTHONPATH=$PWD python benchmarks/speed_gpu.py --out $OUT            # H100: the full run (~8 min)
     PYTHONPATH=$PWD python benchmarks/speed_gpu.py --device cpu --batch 2 --resolution 64 --sizes t0 \

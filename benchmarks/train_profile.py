@@ -1,4 +1,4 @@
-"""Where a training step's time goes (issue 11): kernel-level profile, launches per step, GPU busy fraction, and
+"""Where a training step's time goes: kernel-level profile, launches per step, GPU busy fraction, and
 activation bytes per image against the device's measured copy bandwidth, for PATNet and its FasterNet peer.
 
     python benchmarks/train_profile.py --archs patnet_t2 fasternet_t2 [--fused-kernels both] --out prof.json

@@ -1,4 +1,4 @@
-"""Training throughput (img/s) of PATNet vs its FasterNet peer in one harness (issue 4).
+"""Training throughput (img/s) of PATNet vs its FasterNet peer in one harness.
 
     python benchmarks/train_throughput.py --archs patnet_t2 fasternet_t2 --resolution 224 --batch-size 256 --out t.json
 

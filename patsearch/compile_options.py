@@ -2,10 +2,9 @@
 --compile-option`` (``TrainOptions.compile_options``, passed as ``torch.compile(..., options=...)``, which scopes them
 to that model) and for the benchmark scripts' ``--inductor`` (set for every model of a run).
 
-Measured on the H200 (docs/BENCHMARKS.md, 2026-12-01): ``combo_kernels=True`` makes PATNet's compiled, graphed
-training step 3-4% faster at T0 and T2 and changes nothing at S or for FasterNet, and PATNet-T0's proxy learns as
-without it (69.68% vs 69.54% top-1, seed 0), so it is on by default for CUDA training (:data:`CUDA_TRAIN_DEFAULTS`);
-``triton.cooperative_reductions=True`` makes both networks 7-15x slower.
+``combo_kernels=True`` is on by default for CUDA training (:data:`CUDA_TRAIN_DEFAULTS`): it speeds up PATNet's
+compiled step a little and the proxy learns as without it; ``triton.cooperative_reductions=True`` slows both
+networks down several times (figures in docs/BENCHMARKS.md, "GPU speed").
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compatibility names for the issue-6 fast path, which now lives in three modules with one job each:
+"""Compatibility names for the fast inference path, which now lives in three modules with one job each:
 :mod:`patsearch.models.fast_blocks` (PATNet's fast blocks, :func:`accelerate`, the :func:`gpu_path` switch),
 :mod:`patsearch.models.peers` (FasterNet surgery) and :mod:`patsearch.models.inference` (channels-last,
 torch.compile, CUDA graphs); :func:`deployment_fast` is the ``fast`` entry of :mod:`patsearch.models.forms`.

@@ -1,4 +1,4 @@
-"""PATNet's fast blocks: the deployment form's function with fewer memory passes (issue 6).
+"""PATNet's fast blocks: the deployment form's function with fewer memory passes.
 
 :func:`accelerate` rewrites the blocks of a deployment-form PATNet (:func:`patsearch.models.fuse_model`) into
 :class:`FastChannelBlock` / :class:`FastAttentionBlock`. They hold the deployment modules themselves and call

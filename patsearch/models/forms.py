@@ -67,7 +67,7 @@ _ALL = (
          "merged into the MLP's second 1x1); counting only", _trained, measurable=False),
     Form("fused", "deployment form: every BN folded, PAT_sp merged (patsearch.models.fuse_model; torch.fx "
          "conv-BN folding for timm peers)", fuse_model),
-    Form("fast", "the fused form's function with fewer memory passes (issue 6): accelerate() for PATNet, the "
+    Form("fast", "the fused form's function with fewer memory passes: accelerate() for PATNet, the "
          "same generic tricks for FasterNet, fused for other peers", deployment_fast),
     Form("fast_kernels", "the fast form with PAT_sp's gate, its affine and the shortcut in fc2's GEMM epilogue "
          "(one Triton kernel per block; bf16/fp16 on GPUs); FasterNet: its fast form", deployment_fast_kernels),

@@ -401,8 +401,8 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
 
     Why not ``F.scaled_dot_product_attention`` with ``attn_mask=bias``: under bf16 autocast on CUDA it runs the
     memory-efficient kernel with a bf16 bias that requires grad and dropout; PATNet-T0/T1 trained that way stay
-    at chance on an H200 (issue 10) while float32 learns, and the compiled backward of that kernel rejects the
-    bias layout Inductor produces ("(*bias): last dimension must be contiguous", issue 11). Here the logits,
+    at chance on an H200 while float32 learns, and the compiled backward of that kernel rejects the bias
+    layout Inductor produces ("(*bias): last dimension must be contiguous"). Here the logits,
     the learnt bias and the softmax are float32 whatever the autocast state, which is what attention
     implementations commonly do; the weighted sum is float32 too and is cast back once. Stage 4 has few tokens
     (49 at 224 px), so the explicit (B, heads, N, N) scores cost little, and Inductor fuses bias + softmax +
@@ -577,7 +577,7 @@ class Mlp(nn.Module):
             return z
         z1, z2 = torch.split(z, [self.half, z.shape[1] - self.half], dim=1)
         # A channel slice is strided; BatchNorm's training kernels for strided input are its generic ones, which
-        # took ~12 of the 64 ms of a PATNet-T2 step on the H200 (issue 11 profile). One dense copy costs far less.
+        # took ~12 of the 64 ms of a PATNet-T2 step on the H200 (docs/BENCHMARKS.md). One dense copy costs far less.
         z2 = self.sp_conv(self.sp_norm(z2.contiguous(memory_format=dense_format(z))))
         if self.spatial == "partial":
             return torch.cat([self.gate_norm(self._spatially_gated(z1)), z2], dim=1)

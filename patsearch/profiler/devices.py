@@ -44,7 +44,7 @@ class Protocol:
     clock: str = "wall"
     # GPUs: time every network (and read every layer) as a CUDA graph replay, as a fixed-shape deployment runs it.
     # Eager timing of a small network at batch 256 is bound by the host launching kernels, and on a shared host
-    # that spreads by up to 80% between runs: no table can predict it (issue 12).
+    # that spreads by up to 80% between runs: no table can predict it.
     cuda_graphs: bool = False
     # GPUs: float32 matmuls and convolutions on TensorFloat-32 tensor cores (both, or neither). PyTorch's own default
     # allows TF32 in cuDNN's convolutions but not in matmuls, which times a network whose projections are GEMMs

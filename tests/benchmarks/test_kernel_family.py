@@ -1,5 +1,5 @@
 """benchmarks/train_profile.py's kernel families: the profile's conclusions rest on them, so real kernel names
-from an H200 profile (docs/train/compiled-gap-2026-12-01) must land in the right family."""
+from an H200 profile (docs/results/gpu-speed/compiled-gap-2026-12-01) must land in the right family."""
 import sys
 from pathlib import Path
 
