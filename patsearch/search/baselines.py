@@ -1,4 +1,5 @@
-"""The hand-designed networks a search must beat: named PATNet variants that meet every constraint.
+"""The hand-designed networks a search must beat: named PATNet variants and FasterNet points (FasterNet as an
+architecture description of this family: pconv mixers, no PAT_sp) that meet every constraint.
 
 They are enqueued as the study's first trials (so every search reports how it compares with PATNet at the same
 budget) and are proxy-trained exactly like search candidates. A variant that is a point of the space is enqueued
@@ -12,12 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from patsearch.arch import VARIANTS, ArchConfig
+from patsearch.arch import FASTERNET_POINTS, VARIANTS, ArchConfig
 from patsearch.errors import UserError
 from patsearch.search.constraints import Constraint
 from patsearch.search.objective import ATTR_ARCH, ATTR_BASELINE, ATTR_OUTSIDE_SPACE, ATTR_RESOLUTION
 
 logger = logging.getLogger("patsearch.search")
+
+
+# Every hand-designed network a search can be compared with, by name.
+NAMED: dict[str, ArchConfig] = {**VARIANTS, **FASTERNET_POINTS}
 
 
 @dataclass(frozen=True)
@@ -33,20 +38,21 @@ def select_baselines(space: Any, constraints: Sequence[Constraint], names: str |
                      max_count: int | None = None) -> tuple[list[Baseline], list[str]]:
     """The variants to enqueue and a note for each variant left out (and why).
 
-    ``names``: ``"auto"`` (every variant that fits, largest first, at most ``max_count``), ``"none"``, or a list
-    of variant names (each must fit). Resolutions are tried from the space's largest down.
+    ``names``: ``"auto"`` (every named network that fits, the largest of each family first, at most
+    ``max_count``), ``"none"``, or a list of names (each must fit). Resolutions are tried from the space's largest
+    down.
     """
     if isinstance(names, str):
         names = names.strip().lower()
         if names == "none":
             return [], []
-        wanted = list(VARIANTS) if names == "auto" else [n.strip() for n in names.split(",") if n.strip()]
+        wanted = list(NAMED) if names == "auto" else [n.strip() for n in names.split(",") if n.strip()]
         explicit = names != "auto"
     else:
         wanted, explicit = list(names), True
-    unknown = [n for n in wanted if n not in VARIANTS]
+    unknown = [n for n in wanted if n not in NAMED]
     if unknown:
-        raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}, 'auto' or "
+        raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(NAMED)}, 'auto' or "
                         "'none'")
     chosen: list[Baseline] = []
     notes: list[str] = []
@@ -58,8 +64,8 @@ def select_baselines(space: Any, constraints: Sequence[Constraint], names: str |
                 raise UserError(f"baseline {name} cannot be used: {why}")
         else:
             chosen.append(baseline)
-    # Largest first: the strongest hand-designed competitor within the budget matters most.
-    chosen.sort(key=lambda b: list(VARIANTS).index(b.name), reverse=True)
+    # Largest first, the two families taking turns: the strongest hand design of each within the budget matters most.
+    chosen.sort(key=_strength_order)
     if max_count is not None and len(chosen) > max_count:
         for b in chosen[max_count:]:
             notes.append(f"{b.name}: fits, but only {max_count} baseline(s) are run in a search this short "
@@ -68,8 +74,13 @@ def select_baselines(space: Any, constraints: Sequence[Constraint], names: str |
     return chosen, notes
 
 
+def _strength_order(b: Baseline) -> tuple[int, int]:
+    family = VARIANTS if b.name in VARIANTS else FASTERNET_POINTS
+    return -list(family).index(b.name), 0 if family is VARIANTS else 1
+
+
 def _fit(space: Any, constraints: Sequence[Constraint], name: str) -> tuple[Baseline | None, str]:
-    variant = VARIANTS[name]
+    variant = NAMED[name]
     fixed = {k: v for k, v in dict(getattr(space, "fixed", {})).items() if k != "drop_path_rate"}
     last_why = "no resolution of the space fits"
     for resolution in sorted(space.resolution, reverse=True):

@@ -1,0 +1,69 @@
+"""Baselines from both hand-designed families: PATNet's variants and FasterNet as points of the space, and the
+GPU throughput floor they are measured against."""
+from __future__ import annotations
+
+import pytest
+
+from patsearch.errors import UserError
+from patsearch.profiler import load_profile
+from patsearch.search.baselines import NAMED, select_baselines
+from patsearch.search.budget import BudgetError
+from patsearch.search.constraints import ConstraintError, check_achievable, load_constraints, parse_constraints
+from patsearch.space import load_space
+
+H200 = "profiles/h200-b256-bfloat16-cl-graphs-fused.json"
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space()
+
+
+def _load(device: str):
+    return load_profile(device, check=False)
+
+
+def _h200(floor: str):
+    from search_helpers import ROOT
+
+    return load_constraints(parse_constraints(min_throughputs=[f"{ROOT / H200}={floor}"]), loader=_load)
+
+
+def test_fasternet_points_of_the_space_are_baselines_by_name_and_by_auto(space):
+    constraints = _h200("1000fps")
+    chosen, notes = select_baselines(space, constraints, "fasternet_t2,fasternet_t1,patnet_t2")
+    assert [b.name for b in chosen] == ["patnet_t2", "fasternet_t2", "fasternet_t1"]  # largest first
+    assert all(b.params is not None for b in chosen)  # points of the space: the sampler learns from them too
+    auto, notes = select_baselines(space, constraints, "auto")
+    names = [b.name for b in auto]
+    assert {"fasternet_t1", "fasternet_t2", "patnet_t1", "patnet_t2"} <= set(names)
+    assert any(n.startswith("fasternet_t0: its layers are not in the lookup table") for n in notes)  # width 40
+
+
+def test_a_throughput_floor_keeps_only_the_networks_fast_enough(space):
+    profile = _load(str(__import__("search_helpers").ROOT / H200))
+    t2 = profile.predict(NAMED["fasternet_t2"], 224)
+    chosen, notes = select_baselines(space, _h200(f"{t2 * 0.999:.0f}fps"), "auto")
+    assert "fasternet_t2" in {b.name for b in chosen}
+    slower = [b for b in chosen if b.predicted[next(iter(b.predicted))] < t2 * 0.999]
+    assert not slower
+    with pytest.raises(UserError, match="baseline patnet_l cannot be used: predicted"):
+        select_baselines(space, _h200(f"{t2:.0f}fps"), "patnet_l")
+    with pytest.raises(UserError, match="unknown baseline"):
+        select_baselines(space, _h200("1000fps"), "fasternet_xl")
+
+
+def test_the_throughput_floor_parses_and_an_unreachable_floor_says_what_is_possible(space):
+    from search_helpers import ROOT
+
+    with pytest.raises(BudgetError, match="missing unit"):
+        parse_constraints(min_throughputs=["h200=20000"])
+    with pytest.raises(BudgetError, match="unknown unit"):
+        parse_constraints(min_throughputs=["h200=20000ms"])
+    [spec] = parse_constraints(min_throughputs=["h200=20kfps"])
+    assert spec.device == "h200" and spec.limit == 20000
+    constraints = _h200("10000000fps")
+    with pytest.raises(ConstraintError, match="img/s") as info:
+        check_achievable(space, constraints)
+    assert "out of reach" in str(info.value) and "lower the floor to at most" in str(info.value)
+    assert (ROOT / H200).exists()
