@@ -328,6 +328,9 @@ def bench(
                                                                 "it."),
     models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
+    arch: Path | None = typer.Option(None, "--arch", help="One architecture file to measure instead of --models; a "
+                                                          "search's best.yaml gets the measurement recorded in it "
+                                                          "(search.measured), next to the prediction."),
     forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (the fast inference "
                                                    "path; FasterNet gets the same generic tricks), slicing "
                                                    "(FasterNet's eager inference mode), comma-separated."),
@@ -355,6 +358,12 @@ def bench(
 
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
+    if arch is not None:
+        if models is not None:
+            raise UserError("give --arch FILE or --models, not both")
+        if not arch.is_file():
+            raise UserError(f"--arch {arch}: no such file; pass a search's best.yaml or an architecture YAML")
+        models = str(arch)
     values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
                   channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32,
                   group=group, format=fmt, out=out)
@@ -363,6 +372,11 @@ def bench(
     typer.echo(result.render(opts.format))
     if opts.out is not None:
         typer.echo(f"wrote {write_result(result, opts.out)}")
+    if arch is not None:
+        from patsearch.search.results import record_measured
+
+        if record_measured(arch, result) is not None:
+            typer.echo(f"recorded the measurement in {arch} (search.measured)")
 
 @app.command()
 def search(

@@ -105,3 +105,26 @@ def test_profile_refit_partial_scores_a_validation_cut_short(tmp_path):
 def test_profile_refit_needs_the_validation_sizes(tmp_path):
     result = run_cli("profile", "--device", "h100", "--refit")
     assert result.returncode == 2 and "--refit needs --validate N" in result.stderr
+
+
+def test_bench_arch_records_the_measurement_in_a_search_best_yaml(tmp_path):
+    import yaml
+
+    arch = {"embed_dim": 16, "depths": [1, 1, 1, 1], "mixers": ["pconv", "pat_ch", "pat_ch", "pat_sf"],
+            "num_classes": 10, "head_width": 64, "name": "tiny"}
+    best = tmp_path / "best.yaml"
+    best.write_text(yaml.safe_dump({"arch": arch, "search": {"study": "s", "trial": 3,
+                                                             "predicted": {"cpu:latency_ms": 1.0}}}))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(arch))
+    for path in (best, plain):
+        result = run_cli("bench", "--device", "cpu", "--arch", str(path), "--forms", "fused", "--resolution", "64",
+                         "--threads", "1")
+        assert result.returncode == 0, result.stderr
+    measured = yaml.safe_load(best.read_text())["search"]["measured"]
+    [(key, entry)] = measured.items()
+    assert key.startswith("cpu (") and entry["metric"] == "latency_ms" and entry["fused"] > 0
+    assert yaml.safe_load(best.read_text())["search"]["predicted"] == {"cpu:latency_ms": 1.0}  # kept beside it
+    assert "search" not in yaml.safe_load(plain.read_text())  # a plain architecture file is left alone
+    bad = run_cli("bench", "--device", "cpu", "--arch", str(tmp_path / "nope.yaml"))
+    assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr

@@ -219,6 +219,24 @@ def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
     return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
 
+def record_measured(path: str | os.PathLike, result: Any) -> dict[str, Any] | None:
+    """Add what ``patsearch bench --arch best.yaml`` measured to that file's ``search:`` block (``measured``, keyed
+    by device and protocol, next to the table's ``predicted``); None, and the file untouched, when it is a plain
+    architecture file. ``result`` is a :class:`~patsearch.profiler.bench.BenchResult`."""
+    p = Path(path)
+    doc = yaml.safe_load(p.read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("search"), dict):
+        return None
+    entry = {"metric": result.metric, "resolution": result.resolution, "hardware": result.provenance.get("hardware"),
+             "date": result.provenance.get("date"),
+             **{row.form: None if row.value is None else round(float(row.value), 3) for row in result.rows}}
+    measured = dict(doc["search"].get("measured") or {})
+    measured[f"{result.device} ({result.protocol})"] = entry
+    doc["search"]["measured"] = measured
+    atomic_write_text(p, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+    return entry
+
+
 def write_front_yaml(path: str | os.PathLike, front: Sequence[Row], *, study_name: str) -> Path:
     doc = {"study": study_name, "front": [
         {"trial": r.number, "proxy_top1": round(float(r.top1), 4), "predicted": r.predicted,
