@@ -103,13 +103,25 @@ def _default_device() -> str:
     return "cpu"
 
 
-def default_study_name(space_name: str, constraints, objective: str) -> str:
+def default_study_name(space_name: str, constraints, objective: str, proxy: ProxySettings | None = None,
+                       rungs: Rungs | None = None) -> str:
+    """Space, constraints, data and proxy shape, readable (``patnet-cpu-lat35ms-synthetic-4ep32px``), plus a short
+    digest of the rest of what makes a study different (set sizes, recipe, rungs): a command with other settings
+    starts its own study instead of refusing to resume another's."""
+    import hashlib
+
     parts = [space_name]
     for c in constraints:
         dev = re.sub(r"[^A-Za-z0-9]+", "", Path(c.device).stem) or "dev"
         parts.append(f"{dev}-{'lat' if c.kind == LATENCY else 'fps'}{c.limit:g}{'ms' if c.kind == LATENCY else ''}")
     if objective == PARETO:
         parts.append("pareto")
+    if proxy is not None:
+        data = proxy.data_id()
+        parts.append(data.split(":")[1] if data.startswith("folder:") else "synthetic")
+        parts.append(f"{proxy.epochs}ep{proxy.resolution}px")
+        identity = f"{data}|{proxy.recipe}|{None if rungs is None else rungs.to_dict()}"
+        parts.append(hashlib.sha256(identity.encode()).hexdigest()[:6])
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
 
 
@@ -231,7 +243,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     constraints = load_constraints(specs, default_device=opts.device or _default_device(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
 
-    study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective)
+    study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective, opts.proxy, rungs)
     spec = study_mod.parse_storage(opts.storage, study_name, opts.runs_dir)
     install_log_redaction(spec.url)
     out_dir = Path(opts.runs_dir) / study_name

@@ -60,3 +60,24 @@ def test_cli_reports_a_bad_budget_on_one_line_with_exit_code_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: latency budget '35': missing unit; write it like 35ms (units: s, sec, ms, us, µs, ns)"]
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_default_study_names_tell_data_and_proxy_settings_apart(tmp_path):
+    from patsearch.search.api import default_study_name
+    from patsearch.search.constraints import Constraint
+    from patsearch.search.proxy import ProxySettings
+    from patsearch.search.rungs import Rungs
+
+    (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    budget = [Constraint("cpu", "latency", 35.0, None)]
+    synthetic = ProxySettings(epochs=4, resolution=32, device="cpu")
+    folder = ProxySettings(data=str(tmp_path / "cifar10"), train_samples=500, val_samples=200, epochs=4,
+                           resolution=32, device="cpu")
+    names = {default_study_name("patnet", budget, "single", p, r)
+             for p in (synthetic, folder, ProxySettings(epochs=5, resolution=64, device="cpu"))
+             for r in (None, Rungs((4, 12)))}
+    assert len(names) == 6  # each data/proxy/rung setting its own study
+    name = default_study_name("patnet", budget, "single", synthetic)
+    assert name.startswith("patnet-cpu-lat35ms-synthetic-4ep32px-")
+    assert default_study_name("patnet", budget, "single", folder).startswith("patnet-cpu-lat35ms-cifar10-4ep32px-")
+    assert name == default_study_name("patnet", budget, "single", ProxySettings(epochs=4, resolution=32, device="cpu"))
