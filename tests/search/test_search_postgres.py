@@ -53,7 +53,8 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
 
     study = optuna.load_study(study_name="pg", storage=parse_storage(postgres_url, "pg").url)
     trials = study.get_trials()
-    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)]
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)
+               and "duplicate_of" not in t.user_attrs]  # a repeated network reuses a score and is not counted
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert len(counted) == 12
     assert len(failed) == 1  # the killed worker's trial ...
@@ -74,3 +75,22 @@ def test_show_and_errors_never_print_the_password(tmp_path, postgres_url):
                            postgres_url], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "no study 'missing'" in proc.stderr
     assert PG_PASSWORD not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_workers_on_postgres_train_distinct_networks_through_every_rung(tmp_path, postgres_url, tiny_profile):
+    from test_rungs import distinct_networks
+
+    from patsearch.search.rungs import rung_of
+
+    procs = [_worker(postgres_url, tiny_profile, tmp_path / "runs", "pgmf", 6, sleep=0.02, seed=0, rungs="2,4,8")
+             for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name="pgmf", storage=parse_storage(postgres_url, "pgmf").url)
+    trials = study.get_trials()
+    assert len(distinct_networks(trials)) == 6  # one seed, three workers: six different networks
+    assert sum(rung_of(t) == 1 and t.state == TrialState.COMPLETE for t in trials) == 2  # ceil(6 / 3)
+    assert sum(rung_of(t) == 2 and t.state == TrialState.COMPLETE for t in trials) == 2  # one network, two seeds
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)]
