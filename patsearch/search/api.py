@@ -120,7 +120,7 @@ def default_study_name(space_name: str, constraints, objective: str, proxy: Prox
         data = proxy.data_id()
         parts.append(data.split(":")[1] if data.startswith("folder:") else "synthetic")
         parts.append(f"{proxy.epochs}ep{proxy.resolution}px")
-        identity = f"{data}|{proxy.recipe}|{None if rungs is None else rungs.to_dict()}"
+        identity = f"{data}|{proxy.recipe_for()}|{None if rungs is None else rungs.to_dict()}"
         parts.append(hashlib.sha256(identity.encode()).hexdigest()[:6])
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
 
@@ -219,8 +219,10 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
     proxy_device = getattr(run_proxy, "device", None) or opts.proxy.torch_device()
     rungs = resolve_rungs(opts, getattr(proxy_device, "type", str(proxy_device)))
-    if rungs is not None and opts.proxy.epochs != rungs.epochs[0]:  # the first rung is the proxy
-        opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, epochs=rungs.epochs[0]))
+    # The first rung is the proxy; the recipe is named once here, so the study records which one trained.
+    opts = dataclasses.replace(opts, proxy=dataclasses.replace(
+        opts.proxy, epochs=opts.proxy.epochs if rungs is None else rungs.epochs[0],
+        recipe=opts.proxy.recipe_for(getattr(proxy_device, "type", str(proxy_device)))))
 
     from patsearch.space import load_space
 

@@ -186,6 +186,7 @@ def _settings_dict(s: ProxySettings) -> dict[str, Any]:
     d = {k: v for k, v in dataclasses.asdict(s).items()
          if k not in ("device", "workers", "subset_dir", "data", "cuda_graph")}
     d["data_id"] = s.data_id()
+    d["recipe"] = s.recipe_for()
     return d
 
 

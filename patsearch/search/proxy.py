@@ -22,28 +22,10 @@ from typing import Any
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 
-# Measured on the synthetic set (patnet_t0, 2026-11-24, 2-core VM): 2 epochs on 1,000 images at 64 px with the
-# batch-scaled lr stayed at chance (10%); 4 epochs on 2,000 images at 32 px, batch 64, lr 3e-3 reached 30% in ~30 s.
-DEFAULT_EPOCHS = 4
-DEFAULT_RESOLUTION = 32
-# On a GPU the default is the proxy the fidelity check ranked best (docs/search/proxy-fidelity-cifar10.json: 20
-# networks within one budget against a 3-seed, 25-epoch, 64 px reference): 5 epochs at 64 px gave Kendall tau 0.58,
-# the same 5 epochs at 32 px 0.31, batch 256 at 64 px 0.43; ~16 s a candidate with 3 per H200. Against a 2-seed
-# 50-epoch reference (docs/search/proxy-fidelity-cifar10-reference50.json) 10 epochs rank no better than 5 (0.43 vs
-# 0.47) at twice the cost, so 5 stays. A CPU keeps 4 epochs at 32 px: 64 px costs 4x there.
-DEFAULT_SHAPE = {"cuda": (5, 64), "cpu": (DEFAULT_EPOCHS, DEFAULT_RESOLUTION)}
+# The proxy recipes (patsearch/recipes/): ``proxy`` on a GPU, ``proxy_cpu`` on a CPU, each stating its epochs,
+# resolution, batch and lr; their measurements are in docs/BENCHMARKS.md.
+PROXY_RECIPES = {"cuda": "proxy", "cpu": "proxy_cpu"}
 DEFAULT_SYNTHETIC = (2000, 400)
-# Batch when none is given: large on a GPU, where the whole set lives in memory and a 32 px network is launch-bound
-# (fewer, larger steps; the proxy recipe scales the lr by sqrt(batch / 256)); small on a CPU, where 4 epochs of
-# 2,000 synthetic images need enough optimiser steps to learn (64 was measured to; 512 gives 12 steps in all).
-DEFAULT_BATCH = {"cuda": 512, "cpu": 64}
-# Learning rate at the GPU default batch, when neither is given. The recipe's sqrt rule gives 7.1e-3 at 512, which
-# made PATNet-T1 unstable on an H200 (CIFAR-10, 3 epochs, 20k images: 42.7% / 32.1% over two seeds, and a 10-epoch
-# 64 px training diverged to chance in 2 of 3 seeds); at 2e-3, T1 scored 49.3% / 51.0% and T0 51.4% / 50.6%
-# (docs/BENCHMARKS.md, issue 10). Its fidelity against the 25-epoch reference peaks there too: Kendall tau 0.20 at
-# 4e-3, 0.58 at 2e-3, 0.55 at 1e-3 (same 20 networks, 3 seeds each). The CPU default keeps the recipe's rule
-# (2.5e-3 at 64, measured to learn).
-DEFAULT_GPU_LR = 2e-3
 
 
 @dataclass(frozen=True)
@@ -51,11 +33,11 @@ class ProxySettings:
     """How candidates are scored. ``data=None`` uses the trainer's built-in synthetic set."""
 
     data: str | None = None
-    epochs: int = DEFAULT_EPOCHS
-    resolution: int = DEFAULT_RESOLUTION
-    recipe: str = "proxy"
-    batch_size: int | None = None  # None: DEFAULT_BATCH for the device
-    lr: float | None = None
+    epochs: int = 4
+    resolution: int = 32
+    recipe: str | None = None  # None: the device's proxy recipe (PROXY_RECIPES)
+    batch_size: int | None = None  # None: the recipe's
+    lr: float | None = None  # None: the recipe's, scaled from its batch to batch_size
     train_samples: int | None = None  # synthetic: set size; folder: class-balanced subset (None: all)
     val_samples: int | None = None
     # Folder data: validate on this many images held out of the training split (class-balanced), so that choosing
@@ -73,12 +55,14 @@ class ProxySettings:
 
     @classmethod
     def for_device(cls, *, epochs: int | None = None, resolution: int | None = None, **fields: Any) -> ProxySettings:
-        """Settings whose epochs and resolution, where not given, are :data:`DEFAULT_SHAPE`'s for the device the
+        """Settings whose recipe, epochs and resolution, where not given, are the proxy recipe's of the device the
         proxies will train on (``device`` resolved as :meth:`torch_device` does)."""
-        default_epochs, default_resolution = DEFAULT_SHAPE.get(
-            cls(device=fields.get("device", "auto")).torch_device().type, DEFAULT_SHAPE["cpu"])
-        return cls(epochs=default_epochs if epochs is None else epochs,
-                   resolution=default_resolution if resolution is None else resolution, **fields)
+        from patsearch.train.recipe import load_recipe
+
+        recipe_name = fields.pop("recipe", None) or cls(device=fields.get("device", "auto")).recipe_for()
+        recipe = load_recipe(recipe_name)
+        return cls(epochs=recipe.epochs if epochs is None else epochs,
+                   resolution=recipe.resolution if resolution is None else resolution, recipe=recipe_name, **fields)
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -133,8 +117,19 @@ class ProxySettings:
 
         return resolve_device(self.device, flag="--proxy-device")
 
+    def recipe_for(self, device_type: str | None = None) -> str:
+        """The recipe proxies train with: the one given, else the proxy recipe of the device."""
+        if self.recipe is not None:
+            return self.recipe
+        device_type = device_type or self.torch_device().type
+        return PROXY_RECIPES.get(device_type, PROXY_RECIPES["cpu"])
+
     def batch_for(self, device_type: str) -> int:
-        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH.get(device_type, DEFAULT_BATCH["cpu"])
+        if self.batch_size is not None:
+            return self.batch_size
+        from patsearch.train.recipe import load_recipe
+
+        return load_recipe(self.recipe_for(device_type)).batch_size
 
     def cuda_graph_for(self, device_type: str) -> bool:
         """Whether proxies replay their steps from a CUDA graph: asked for, or by default on a GPU with bf16 (or
@@ -149,10 +144,8 @@ class ProxySettings:
         return self.amp is False or torch.cuda.is_bf16_supported()
 
     def lr_for(self, device_type: str) -> float | None:
-        """The absolute lr, or None for the recipe's batch-scaled one: DEFAULT_GPU_LR at the GPU default batch."""
-        if self.lr is not None:
-            return self.lr
-        return DEFAULT_GPU_LR if device_type == "cuda" and self.batch_size is None else None
+        """The absolute lr given, or None for the recipe's (stated at its batch, scaled to another)."""
+        return self.lr
 
     def cache_dir(self) -> str:
         return self.subset_dir or str(Path("runs") / ".proxy-data")
@@ -223,7 +216,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
         try:
             # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
             target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
-            result = train(target, settings.recipe, data=data, out_dir=None,
+            result = train(target, settings.recipe_for(device.type), data=data, out_dir=None,
                            epochs=settings.epochs if epochs is None else epochs, batch_size=batch,
                            lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
@@ -309,4 +302,4 @@ def balanced_subset(samples: list[tuple[str, int]], num_classes: int, n: int | N
     return out
 
 
-__all__ = ["DEFAULT_BATCH", "ProxySettings", "balanced_subset", "make_proxy_runner", "parse_gpus", "prepare_folder"]
+__all__ = ["PROXY_RECIPES", "ProxySettings", "balanced_subset", "make_proxy_runner", "parse_gpus", "prepare_folder"]

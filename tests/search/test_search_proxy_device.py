@@ -53,17 +53,22 @@ def test_epochs_and_resolution_default_to_the_devices_measured_proxy(monkeypatch
         ProxySettings.for_device(epochs=0)
 
 
-def test_gpu_default_lr_is_the_measured_one_and_yields_to_explicit_settings():
-    from patsearch.search.proxy import DEFAULT_GPU_LR
+def test_the_proxy_is_a_recipe_per_device_and_yields_to_explicit_settings(monkeypatch):
+    """The GPU proxy recipe states the measured lr at its batch (2e-3 at 512); the CPU recipe 2.5e-3 at 64; an
+    explicit lr wins, and an explicit batch scales the recipe's lr by the square root of the ratio."""
     from patsearch.train.recipe import load_recipe
 
-    assert ProxySettings().lr_for("cuda") == DEFAULT_GPU_LR == 2e-3
-    # an explicit lr wins; an explicit batch keeps the recipe's sqrt rule (None: the trainer scales it)
-    assert ProxySettings(lr=1e-3).lr_for("cuda") == 1e-3
-    assert ProxySettings(batch_size=256).lr_for("cuda") is None
-    assert ProxySettings().lr_for("cpu") is None
-    # the rule it replaces at batch 512 is the one that destabilised PATNet-T1 (7.1e-3)
-    assert load_recipe("proxy").scaled_lr(512) == pytest.approx(7.07e-3, rel=1e-3)
+    gpu, cpu = load_recipe("proxy"), load_recipe("proxy_cpu")
+    assert (gpu.epochs, gpu.resolution, gpu.batch_size, gpu.lr) == (5, 64, 512, 2e-3)
+    assert (cpu.epochs, cpu.resolution, cpu.batch_size, cpu.lr) == (4, 32, 64, 2.5e-3)
+    assert ProxySettings().recipe_for("cuda") == "proxy" and ProxySettings().recipe_for("cpu") == "proxy_cpu"
+    assert ProxySettings(recipe="patnet_t0").recipe_for("cuda") == "patnet_t0"
+    assert gpu.scaled_lr(ProxySettings().batch_for("cuda")) == 2e-3
+    assert cpu.scaled_lr(ProxySettings().batch_for("cpu")) == 2.5e-3
+    assert ProxySettings(lr=1e-3).lr_for("cuda") == 1e-3 and ProxySettings().lr_for("cuda") is None
+    assert gpu.scaled_lr(ProxySettings(batch_size=2048).batch_for("cuda")) == pytest.approx(4e-3)
+    no_gpu(monkeypatch)
+    assert ProxySettings.for_device().recipe == "proxy_cpu"
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):

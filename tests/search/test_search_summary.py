@@ -34,7 +34,8 @@ def _load(path):
 def _run(tmp_path, profile, budget, **kw):
     proxy = kw.pop("proxy", None) or fake_proxy()
     base = dict(latency_budgets=[f"{profile}={budget}"], space="tiny", trials=4, runs_dir=str(tmp_path / "runs"),
-                count_costs=False, plots=False, baselines="none", heartbeat_interval=1, study_name="s")
+                count_costs=False, plots=False, baselines="none", heartbeat_interval=1, study_name="s",
+                pruner="none")
     base.update(kw)
     return run_search(SearchOptions(**base), run_proxy=proxy, load_profile=_load)
 
@@ -44,16 +45,17 @@ def test_infeasible_trials_are_counted_apart_and_kept_out_of_importances(tmp_pat
     trials = out.study.get_trials()
     infeasible = sum(is_infeasible(t) for t in trials)
     trained = sum(t.state == TrialState.COMPLETE and not is_infeasible(t) for t in trials)
-    assert infeasible >= 1 and trained == 4
-    assert state_counts(out.study) == {"complete": 4, "infeasible": infeasible}
+    repeats = sum("duplicate_of" in t.user_attrs for t in trials)  # reuse a score; counted as complete, not trained
+    assert infeasible >= 1 and trained == 4 + repeats
+    assert state_counts(out.study) == {"complete": 4 + repeats, "infeasible": infeasible}
     assert describe_counts(state_counts(out.study)) == \
-        f"{4 + infeasible} candidates: 4 complete, {infeasible} infeasible (not trained)"
+        f"{4 + repeats + infeasible} candidates: {4 + repeats} complete, {infeasible} infeasible (not trained)"
     # Optuna itself calls the infeasible ones COMPLETE (with a placeholder 0.0); importances must not see them.
-    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4 + infeasible
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4 + repeats + infeasible
     copy = trained_study(out.study)
-    assert len(copy.get_trials()) == 4 and all(t.value > 0 for t in copy.get_trials())
+    assert len(copy.get_trials()) == 4 + repeats and all(t.value > 0 for t in copy.get_trials())
     saved = json.loads((out.out_dir / "summary.json").read_text())
-    assert saved["counts"] == {"complete": 4, "infeasible": infeasible}
+    assert saved["counts"] == {"complete": 4 + repeats, "infeasible": infeasible}
 
 
 def test_summary_files_are_written_with_budget_use(tmp_path, tiny_profile):
@@ -61,8 +63,7 @@ def test_summary_files_are_written_with_budget_use(tmp_path, tiny_profile):
     assert {"summary.json", "summary.md"} <= {p.name for p in out.files}
     summary = json.loads((out.out_dir / "summary.json").read_text())
     assert summary["study"] == "s" and summary["validation_images"] == 400  # the default synthetic set: 2000/400
-    duplicates = sum("duplicate_of" in t.user_attrs for t in out.study.get_trials())
-    assert len(summary["top"]) == 4 - duplicates and summary["baselines"] == []  # a duplicate is listed once
+    assert len(summary["top"]) == 4 and summary["baselines"] == []  # four distinct networks; a repeat is listed once
     for r in summary["top"]:
         predicted = r["predicted"]["cpu:latency_ms"]
         assert r["budget_use"]["cpu:latency_ms"] == pytest.approx(predicted / 5.0)
@@ -173,7 +174,8 @@ def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
         return final
 
     run_proxy.num_classes = 10
-    out = _run(tmp_path, tiny_profile, "5ms", proxy=run_proxy, trials=10, seed=0, sampler="random")
+    out = _run(tmp_path, tiny_profile, "5ms", proxy=run_proxy, trials=10, seed=0, sampler="random",
+               pruner="median")
     pruned = [t for t in out.study.get_trials() if t.state == TrialState.PRUNED]
     assert pruned
     assert state_counts(out.study)["pruned"] == len(pruned)
