@@ -8,6 +8,7 @@ small interleaved groups so that background load hits calibration and evaluation
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from patsearch.profiler.table import Profile, _now, _progress
 from patsearch.ranking import kendall_tau, spearman
 
 ModelFactory = Callable[[ArchConfig, str], Any]
+logger = logging.getLogger(__name__)
 
 
 def network_key(arch: ArchConfig, resolution: int) -> str:
@@ -40,12 +42,17 @@ def default_model_factory(arch: ArchConfig, form: str) -> Any:
 DEFAULT_CALIBRATE = 40  # random networks the calibration is fitted on, when --calibrate is not given
 UNSTABLE_SPREAD = 0.10   # p10-p90 spread above which an end-to-end measurement is taken again (once) ...
 HOST_SPREAD_FACTOR = 2.0  # ... if it is also this many times the host's median spread (a noisy VM spreads 20-40%)
+# A network timed while other processes kept the host busy is measured again up to this many times (on a busy
+# 2-core VM an adapted table came out 30% fast), each time after waiting up to QUIET_WAIT_S for the load to drop.
+BUSY_RETRIES = 2
+QUIET_WAIT_S = 15.0
 
 
 def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]], device: Device, *,
                      model_factory: ModelFactory | None = None, budget: Any = None, group: int = 4,
                      progress: bool = True, save_every_s: float = 5.0,
-                     unstable_spread: float = UNSTABLE_SPREAD, host_factor: float = HOST_SPREAD_FACTOR) -> None:
+                     unstable_spread: float = UNSTABLE_SPREAD, host_factor: float = HOST_SPREAD_FACTOR,
+                     busy_retries: int = BUSY_RETRIES, quiet_wait_s: float = QUIET_WAIT_S) -> dict[str, Any]:
     """Measure (key, arch, resolution, role) networks end to end that the profile lacks, interleaved in groups.
 
     A network whose samples spread (p10 to p90) by more than ``unstable_spread`` and by more than ``host_factor``
@@ -53,7 +60,13 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
     first pass it is measured once more and the steadier of the two measurements is kept. Relative to the host,
     because on a noisy VM every network spreads by 20-40% and retrying them all doubled the time for nothing
     (a retry is as noisy as the first try); an outlier there, or any spread above 10% on a quiet host, is retried.
+
+    Other processes' load is measured while each group is timed (:class:`patsearch.host.LoadMonitor`, stored as
+    ``host_others_cores``): a network timed on a busy host is measured again, up to ``busy_retries`` times, each
+    after waiting up to ``quiet_wait_s`` for the host to quieten, keeping its least-loaded measurement. Returns
+    the load summary, also stored as the profile's ``provenance["host_load"]``.
     """
+    from patsearch import host
     from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
     protocol = profile.protocol
@@ -65,6 +78,12 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
         if key in profile.networks:
             profile.networks[key]["role"] = role
 
+    cores = host.usable_cores()
+    needed = 1 if gpu else (protocol.threads or cores)   # a GPU measurement keeps one thread launching
+
+    def was_busy(entry: dict[str, Any]) -> bool:
+        return host.busy(entry.get("host_others_cores", 0.0), cores=cores, needed=needed)
+
     todo = [item for item in items if item[0] not in profile.networks]
     last_save = time.perf_counter()
     with _progress(progress, total=len(items), done=len(items) - len(todo),
@@ -75,13 +94,16 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
                 chunk = queue[position:position + group]
                 prepared = [prepare(factory(arch, protocol.form), (3, res, res), device, protocol)
                             for _, arch, res, _ in chunk]
-                timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock,
-                                           graphs=protocol.cuda_graphs)
+                with host.LoadMonitor() as monitor:
+                    timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock,
+                                               graphs=protocol.cuda_graphs)
                 del prepared
+                others = round(monitor.load.others_cores, 3) if monitor.load else 0.0
                 for (key, arch, res, role), timing in zip(chunk, timings):
-                    entry = {"arch": arch.to_dict(), "resolution": res, "role": role, **timing.to_dict()}
-                    if retry:  # keep the steadier measurement, never retry again
-                        entry = min(profile.networks[key], entry, key=spread)
+                    entry = {"arch": arch.to_dict(), "resolution": res, "role": role, **timing.to_dict(),
+                             "host_others_cores": others}
+                    if retry:  # keep the least-loaded, then the steadier, measurement
+                        entry = min(profile.networks[key], entry, key=lambda e: (was_busy(e), spread(e)))
                         entry["retried"] = True
                     else:
                         advance()
@@ -97,13 +119,46 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
         try:
             measure(todo, retry=False)
             measured = [profile.networks[key] for key, *_ in items if key in profile.networks]
-            host = float(np.median([spread(e) for e in measured])) if measured else 0.0
-            limit = max(unstable_spread, host_factor * host)
+            typical = float(np.median([spread(e) for e in measured])) if measured else 0.0
+            limit = max(unstable_spread, host_factor * typical)
             measure([item for item in items
                      if spread(profile.networks[item[0]]) > limit and not profile.networks[item[0]].get("retried")],
                     retry=True)
+            for _ in range(busy_retries):  # kept ones too: a rerun on a quieter host replaces disturbed times
+                again = [item for item in items if was_busy(profile.networks[item[0]])]
+                if not again:
+                    break
+                host.wait_until_quiet(quiet_wait_s, needed=needed)
+                measure(again, retry=True)
         finally:
+            summary = load_summary([profile.networks[key] for key, *_ in items if key in profile.networks],
+                                   cores=cores, needed=needed)
+            profile.provenance["host_load"] = summary
             profile.save()
+    return summary
+
+
+def load_summary(entries: Sequence[dict[str, Any]], *, cores: int, needed: int) -> dict[str, Any]:
+    """Other processes' load while these networks were timed: median and maximum in cores, and how many of them
+    were timed on a busy host (:func:`patsearch.host.busy`) even after their retries."""
+    from patsearch import host
+
+    loads = [float(e.get("host_others_cores", 0.0)) for e in entries]
+    busy = sum(host.busy(v, cores=cores, needed=needed) for v in loads)
+    return {"cores": cores, "threads": needed, "others_cores_median": round(float(np.median(loads)), 2) if loads
+            else None, "others_cores_max": round(max(loads), 2) if loads else None, "networks": len(loads),
+            "busy_networks": busy}
+
+
+def busy_warning(summary: dict[str, Any] | None, what: str, rerun: str) -> str | None:
+    """One line naming the load ``what`` was measured under and the command to measure again, or None when the
+    host was quiet enough."""
+    if not summary or not summary.get("busy_networks"):
+        return None
+    return (f"{what} was measured on a busy host: other processes used {summary['others_cores_median']:.1f} of "
+            f"{summary['cores']} cores (up to {summary['others_cores_max']:.1f}) and {summary['busy_networks']} of "
+            f"{summary['networks']} networks stayed disturbed after {BUSY_RETRIES} retries, so its times may be "
+            f"off by tens of percent; run `{rerun}` when the host is quieter (see `uptime`)")
 
 
 def spread(entry: dict[str, Any]) -> float:
@@ -151,9 +206,14 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
     items = split_samples(space, n_calibrate, n_evaluate, seed)
     shuffled = list(items)
     random.Random(seed).shuffle(shuffled)  # mix roles in time
-    measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress, budget=budget)
+    load = measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress,
+                            budget=budget)
     assign_roles(profile, items)
     report = _score_and_store(profile, items, space, seed, plot)
+    line = busy_warning(load, f"the validation of {profile.path.name if profile.path else profile.device}",
+                        f"patsearch profile --device {profile.device} --validate {n_evaluate}")
+    if line:
+        logger.warning(line)
     return report
 
 
