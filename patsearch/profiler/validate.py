@@ -363,10 +363,37 @@ def _steady_scores(profile: Profile, evaluation: Sequence[tuple[str, ArchConfig,
 def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]],
                   path: str | Path) -> Path:
     """Predicted-vs-measured scatter (evaluation set; raw sum and calibrated) with +-10% bands, as a PNG."""
+    return atomic_save_figure(fidelity_figure(profile, items), path)
+
+
+def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
+    """Round tick values for a log axis from ``lo`` to ``hi``: the coarsest of 1, 1-2-5, 1-2-3-5-7 and every
+    digit (with 1.5) per decade that gives at least 3 ticks, thinned to at most ``most``. Matplotlib's own log
+    ticks label a range under a decade with crowded minor labels ("3x10^1 4x10^1")."""
+    import math
+
+    ticks: list[float] = []
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [float(f"{m * 10.0 ** e:.6g}") for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                 for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            break
+    step = math.ceil(len(ticks) / most)
+    return ticks[::step]
+
+
+def tick_label(value: float, _position: Any = None) -> str:
+    """``30``, ``1.5``, ``20,000``: plain numbers, no powers of ten."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:g}"
+
+
+def fidelity_figure(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]]) -> Any:
+    """The figure :func:`plot_fidelity` saves (a matplotlib Figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     pred = profile.predictor
     evaluation = [i for i in items if i[3] == "evaluation"]
@@ -390,11 +417,16 @@ def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
                label=f"calibrated: {f_cal['within_10pct']:.0f}% in +-10%, tau {f_cal['kendall_tau']:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"measured {profile.metric} ({unit})")
-    ax.set_ylabel(f"predicted ({unit})")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator(log_ticks(lo, hi)))
+        axis.set_major_formatter(FuncFormatter(tick_label))
+        axis.set_minor_formatter(NullFormatter())
+    quantity = "latency" if profile.metric == "latency_ms" else "throughput"
+    ax.set_xlabel(f"measured {quantity} ({unit})")
+    ax.set_ylabel(f"predicted {quantity} ({unit})")
     hw = profile.provenance.get("hardware", "")
     ax.set_title(f"{profile.device} ({hw[:40]}), {profile.protocol.slug()}\n"
                  f"{len(evaluation)} held-out random architectures", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    return atomic_save_figure(fig, path)
+    return fig
