@@ -339,6 +339,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
                     note(f"spot check: {path.name} was measured with torch {loaded.provenance.get('torch')}; "
                          f"{SPOT_CHECK_NETWORKS} networks measured here run {ratio:.2f}x its predictions, within "
                          f"+-{100 * SPOT_CHECK_TOLERANCE:.0f}%: using it")
+                busy_note(loaded, note)
                 return loaded
             target = profile_path(dev.name, dev.protocol)
             if target.exists() and not is_adapted(Profile.load(target)):

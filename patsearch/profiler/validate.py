@@ -63,8 +63,9 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
 
     Other processes' load is measured while each group is timed (:class:`patsearch.host.LoadMonitor`, stored as
     ``host_others_cores``): a network timed on a busy host is measured again, up to ``busy_retries`` times, each
-    after waiting up to ``quiet_wait_s`` for the host to quieten, keeping its least-loaded measurement. Returns
-    the load summary, also stored as the profile's ``provenance["host_load"]``.
+    once the host has quietened (waiting up to ``quiet_wait_s``; still busy: no more retries, which would be as
+    disturbed), keeping its least-loaded measurement. Returns the load summary, also stored as the profile's
+    ``provenance["host_load"]``.
     """
     from patsearch import host
     from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
@@ -124,11 +125,18 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
             measure([item for item in items
                      if spread(profile.networks[item[0]]) > limit and not profile.networks[item[0]].get("retried")],
                     retry=True)
-            for _ in range(busy_retries):  # kept ones too: a rerun on a quieter host replaces disturbed times
+            for attempt in range(busy_retries):  # kept ones too: a rerun on a quieter host replaces disturbed times
                 again = [item for item in items if was_busy(profile.networks[item[0]])]
                 if not again:
                     break
-                host.wait_until_quiet(quiet_wait_s, needed=needed)
+                worst = max(profile.networks[key].get("host_others_cores", 0.0) for key, *_ in again)
+                logger.warning(f"{len(again)} of {len(items)} networks were timed while other processes used up to "
+                               f"{worst:.1f} of {cores} cores: waiting up to {quiet_wait_s:.0f} s for the host to "
+                               f"quieten to measure them again (retry {attempt + 1} of {busy_retries})")
+                load = host.wait_until_quiet(quiet_wait_s, needed=needed)
+                if load is not None and load.busy(needed):  # measured again now, they would be as disturbed
+                    logger.warning(f"the host stayed busy ({host.describe(load)}): keeping these measurements")
+                    break
                 measure(again, retry=True)
         finally:
             summary = load_summary([profile.networks[key] for key, *_ in items if key in profile.networks],
@@ -136,6 +144,41 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
             profile.provenance["host_load"] = summary
             profile.save()
     return summary
+
+
+def fidelity_lines(report: dict[str, Any]) -> list[str]:
+    """A fidelity report as a few readable lines (what ``patsearch profile`` prints)."""
+    def score(f: dict[str, Any]) -> str:
+        return (f"{f['within_10pct']:.0f}% within +-10% ({f['within_5pct']:.0f}% within +-5%), MAPE "
+                f"{f['mape']:.1f}%, max error {f['max_error_pct']:.1f}%, Kendall tau {f['kendall_tau']:.3f}")
+
+    cal = report["calibrated"]
+    lines = [f"fidelity on {cal['n']} held-out networks ({report['n_calibration']} fitted the calibration, "
+             f"{report['calibration_model']} on {report['calibration_statistic']}): {score(cal)}",
+             f"  uncalibrated table sum: {score(report['raw_sum'])}"]
+    ranks = report.get("rank_correlation")
+    if ranks:
+        names = {"predictor": "predictor", "table_sum": "table sum", "flops": "FLOPs", "params": "params"}
+        lines.append("  ranking the measured times (Kendall tau): " + ", ".join(
+            f"{names.get(k, k)} {v['kendall_tau']:.3f}" for k, v in ranks.items()))
+    return lines
+
+
+def host_line(provenance: dict[str, Any]) -> str | None:
+    """``host: 2 cores at 2445 MHz, load average 0.6 at the start; other processes used 0.1 cores while it
+    measured (up to 0.4)``, from a table's provenance; None for tables made before it was recorded."""
+    snap = provenance.get("host")
+    if not snap:
+        return None
+    freq = (snap.get("cpu_freq_mhz") or {}).get("current")
+    avg = snap.get("load_average")
+    line = (f"host: {snap['cores']} cores" + (f" at {freq:.0f} MHz" if freq else "")
+            + (f", load average {avg[0]:g} at the start" if avg else ""))
+    load = provenance.get("host_load") or {}
+    if load.get("others_cores_median") is not None:
+        line += (f"; other processes used {load['others_cores_median']:.1f} cores while it measured "
+                 f"(up to {load['others_cores_max']:.1f})")
+    return line
 
 
 def load_summary(entries: Sequence[dict[str, Any]], *, cores: int, needed: int) -> dict[str, Any]:
@@ -156,9 +199,9 @@ def busy_warning(summary: dict[str, Any] | None, what: str, rerun: str) -> str |
     if not summary or not summary.get("busy_networks"):
         return None
     return (f"{what} was measured on a busy host: other processes used {summary['others_cores_median']:.1f} of "
-            f"{summary['cores']} cores (up to {summary['others_cores_max']:.1f}) and {summary['busy_networks']} of "
-            f"{summary['networks']} networks stayed disturbed after {BUSY_RETRIES} retries, so its times may be "
-            f"off by tens of percent; run `{rerun}` when the host is quieter (see `uptime`)")
+            f"{summary['cores']} cores (up to {summary['others_cores_max']:.1f}) while {summary['busy_networks']} of "
+            f"its {summary['networks']} networks were timed, even after retries, so its times may be off by tens of "
+            f"percent; run `{rerun}` when the host is quieter (see `uptime`)")
 
 
 def spread(entry: dict[str, Any]) -> float:
