@@ -264,7 +264,6 @@ def profile(
                                                           "over the networks it measured (the report lists the rest)."),
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
-    import json
     import time
 
     from patsearch.errors import UserError
@@ -291,9 +290,11 @@ def profile(
     typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
                f"{summary['hardware']}, protocol {summary['protocol']}, {what}; "
                f"this command took {time.perf_counter() - started:.0f} s in all")
-    if result.fidelity:
-        keys = ("calibration_model", "raw_sum", "calibrated", "rank_correlation")
-        typer.echo(json.dumps({k: result.fidelity[k] for k in keys if k in result.fidelity}))
+    from patsearch.profiler.validate import fidelity_lines, host_line
+
+    for line in (fidelity_lines(result.fidelity) if result.fidelity else []) + [host_line(result.provenance)]:
+        if line:
+            typer.echo(line)
 
 
 def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int | None, seed: int,

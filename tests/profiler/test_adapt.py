@@ -230,9 +230,14 @@ def test_cli_profile_adapt_writes_an_adapted_table_and_says_how_long_it_took(tmp
     first = proc.stdout.splitlines()[0]
     assert first.startswith(f"wrote {out}: ") and "adapted from base.json" in first
     assert "this command took" in first and first.endswith("s in all")
-    report = json.loads(proc.stdout.splitlines()[1])
-    assert report["calibrated"]["n"] == 3 and set(report["rank_correlation"]) == {"predictor", "table_sum",
-                                                                                  "flops", "params"}
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("fidelity on 3 held-out networks (5 fitted the calibration, ")
+    assert "% within +-10% (" in lines[1] and "Kendall tau" in lines[1]
+    assert lines[2].startswith("  uncalibrated table sum: ")
+    assert lines[3].startswith("  ranking the measured times (Kendall tau): predictor ")
+    assert all(name in lines[3] for name in ("table sum", "FLOPs", "params"))
+    assert lines[4].startswith("host: ") and "cores" in lines[4] and "other processes used" in lines[4]
+    assert len(lines) == 5 and not any(line.lstrip().startswith("{") for line in lines)   # no raw JSON
     saved = Profile.load(out)
     assert saved.provenance["adapted"]["networks"] == 5 and len(saved.networks) == 8
     assert (tmp_path / "out" / "adapted.fidelity.png").exists()
