@@ -135,7 +135,7 @@ def free_cores(window_s: float = 0.5, *, load: Load | None = None) -> int:
 
 
 def describe(load: Load) -> str:
-    """``other processes used 1.8 of 2 cores (load average 5.2)``: the figure a busy-host warning gives."""
+    """``other processes used 1.8 of 2 cores; load average 5.2``: the figure a busy-host warning gives."""
     avg = load_average()
     return (f"other processes used {load.others_cores:.1f} of {load.cores} cores"
-            + (f" (load average {avg[0]:g})" if avg else ""))
+            + (f"; load average {avg[0]:g}" if avg else ""))

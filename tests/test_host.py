@@ -79,7 +79,7 @@ def test_snapshot_has_cores_frequency_and_load(monkeypatch):
     monkeypatch.setattr(host.psutil, "cpu_freq", lambda: None)   # VMs that do not say
     assert host.snapshot()["cpu_freq_mhz"] is None
     text = host.describe(Load(1.0, others_cores=1.84, own_cores=1.0, cores=2))
-    assert text == "other processes used 1.8 of 2 cores (load average 5.21)"
+    assert text == "other processes used 1.8 of 2 cores; load average 5.21"
 
 
 def test_real_counters_give_a_sane_reading():

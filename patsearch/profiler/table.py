@@ -424,7 +424,7 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
                                                           "busy": monitor.load.busy(needed)}
                 if monitor.load.busy(needed):
                     logger.warning(f"the layers of {profile.path.name if profile.path else profile.device} were "
-                                   f"timed on a busy host: {host.describe(monitor.load)} on average, so their times "
+                                   f"timed on a busy host: on average {host.describe(monitor.load)}, so their times "
                                    f"may be off; measure again with `patsearch profile --device {profile.device} "
                                    f"--fresh` when the host is quieter (see `uptime`)")
             profile.save()
