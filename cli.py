@@ -249,7 +249,8 @@ def profile(
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
                                                        "--validate; default 40, with --adapt 14)."),
     adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
-                                                      "device from 14 + 8 networks measured here (a few minutes)."),
+                                                      "device from 14 + 8 networks measured here (CPU: about a minute "
+                                                      "on an idle core, 3-4 beside other work)."),
     adapt_from: str | None = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
                                                         "default: the nearest one)."),
     seed: int = typer.Option(0, help="Seed of the validation samples."),

@@ -51,7 +51,8 @@ SPOT_CHECK_NETWORKS = 3    # networks measured to check a table made with anothe
 SPOT_CHECK_TOLERANCE = 0.15  # their median time may differ this much from the table's predictions
 SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: each table is checked once per host
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
-ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
+# CPU: 58 s of CPU time in all; 196 s wall on a 2-core AMD EPYC VM at load average 8 (timing counts CPU time)
+ADAPT_HINT = {"cpu": "about a minute of one idle core, 3-4 beside other work", "cuda": "about a minute"}
 
 
 def layer_type(key: str) -> str:
@@ -299,7 +300,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
     hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
-    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it)
+    (:data:`ADAPT_HINT`), saved in the user's profile folder (so the next search reuses it)
     and ``note`` says so with the command for a full table. A table that fits by hardware name but was measured
     with another torch release is spot-checked first (:func:`spot_check`, once per host) and adapted the same way
     when its predictions are off here. A device that is not this host (``h100`` on a host without one) is
