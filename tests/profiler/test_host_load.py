@@ -123,7 +123,9 @@ def test_layer_table_records_the_load_and_warns_when_busy(tmp_path, tiny_space, 
     with caplog.at_level(logging.WARNING, logger="patsearch"):
         build_table(quiet, tiny_space.layer_inputs(), dev, layer_factory=counting_factory, budget=QUICK,
                     progress=False)
-    assert Profile.load(quiet.path).provenance["host_load_layers"]["busy"] is False and not caplog.records
+    prov = Profile.load(quiet.path).provenance
+    assert prov["host_load_layers"]["busy"] is False and not caplog.records
+    assert prov["host"]["cores"] == 2 and {"cpu_freq_mhz", "load_average", "logical_cpus"} <= set(prov["host"])
     monkeypatch.setattr(host, "LoadMonitor", ScriptedMonitor([1.6]))
     busy = open_for_build(tmp_path / "busy.json", dev, dev.protocol)
     with caplog.at_level(logging.WARNING, logger="patsearch"):
