@@ -429,3 +429,16 @@ def test_search_with_a_gpu_floor_on_a_host_without_a_gpu(tmp_path, tiny_space, s
     text = (tmp_path / "console.txt").read_text()
     assert out.ran == 2
     assert text.count("note: h100 is not this host (no GPU here)") == 1 and "without a spot check" in text
+
+
+def test_the_paper_cpu_named_on_another_cpu_is_a_prediction_too(tiny_space, shipped, monkeypatch):
+    # `--latency-budget epyc=20ms` on an Intel host: the EPYC table predicts the EPYC; `cpu` still means this host
+    epyc = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, hardware="AMD EPYC 73F3")
+    monkeypatch.setattr(devices, "cpu_name", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(epyc))
+    notes = []
+    assert load_or_adapt("epyc", space=tiny_space, note=notes.append).path == epyc.path
+    assert notes == ["epyc is not this host (this host has Intel(R) Xeon(R) Processor): its table "
+                     "epyc-b1-float32-nchw-t1-cputime-fused.json (measured on AMD EPYC 73F3 with torch "
+                     f"{epyc.provenance['torch']}) is used as a prediction, without a spot check"]
+    assert adapt_mod.is_adapted(load_or_adapt("cpu", space=tiny_space, note=notes.append))   # this host: adapted
