@@ -303,7 +303,8 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     (:data:`ADAPT_HINT`), saved in the user's profile folder (so the next search reuses it)
     and ``note`` says so with the command for a full table. A table that fits by hardware name but was measured
     with another torch release is spot-checked first (:func:`spot_check`, once per host) and adapted the same way
-    when its predictions are off here. A device that is not this host (``h100`` on a host without one) is
+    when its predictions are off here; an adapted table that was measured on a busy host is adapted again once a
+    search finds the host quiet. A device that is not this host (``h100`` on a host without one) is
     predicted by its table as it is, with one ``note`` saying so: nothing is measured or spot-checked. Other
     names and paths load as :func:`load_profile` does.
     """
@@ -325,6 +326,14 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
         if _fits_here(profile) or allow_stale:
             if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
                 loaded = load_profile(path, allow_stale=allow_stale)
+                target = profile_path(dev.name, dev.protocol)
+                if adapt and is_adapted(loaded) and path == target and _busy_then_quiet_now(loaded):
+                    load = loaded.provenance["host_load"]
+                    reason = (f"{path.name} was adapted on a busy host (other processes used "
+                              f"{load['others_cores_median']:.1f} of {load['cores']} cores) and this host is quiet "
+                              f"now")
+                    base = nearest_base(dev, dev.protocol, space, exclude=target)
+                    return _adapt_here(base, dev, space, target, measure, note, reason)
                 busy_note(loaded, note)
                 return loaded
             import warnings
@@ -366,6 +375,16 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     base = nearest_base(dev, protocol, space)
     reason = f"no {dev.name} table fits this host ({hardware_name(dev.backend)})"
     return _adapt_here(base, dev, space, target, measure, note, reason)
+
+
+def _busy_then_quiet_now(profile: Profile) -> bool:
+    """``profile`` was measured on a busy host, and this host is quiet now: measuring again would do better."""
+    from patsearch import host
+
+    load = profile.provenance.get("host_load") or {}
+    if not load.get("busy_networks"):
+        return False
+    return not host.current_load(1.0).busy(load.get("threads") or 1)
 
 
 def _prediction(dev: Device, note: Callable[[str], None]) -> Profile:

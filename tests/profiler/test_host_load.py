@@ -99,7 +99,9 @@ def test_adapted_table_records_the_host_and_says_when_it_replaces_a_table_or_was
     assert Profile.load(out).provenance["host_load"]["busy_networks"] == 9   # kept, with its load on record
 
 
-def test_the_search_says_each_time_it_uses_a_table_adapted_on_a_busy_host(tmp_path, tiny_space, monkeypatch):
+@pytest.fixture
+def busy_adapted(tmp_path, tiny_space, monkeypatch):
+    """A search adapted the cpu table on a busy host: (the fake measurement, the notes so far)."""
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     monkeypatch.setattr(table, "PROFILES_DIR", shipped)
@@ -110,10 +112,38 @@ def test_the_search_says_each_time_it_uses_a_table_adapted_on_a_busy_host(tmp_pa
     notes = []
     load_or_adapt("cpu", space=tiny_space, note=notes.append)
     assert [n for n in notes if "measured on a busy host" in n]
+    return measure, notes
+
+
+def _host_now(monkeypatch, others):
+    monkeypatch.setattr(host, "current_load", lambda window_s=0.5: host.Load(window_s, others, 0.0, 2))
+
+
+def test_the_search_says_each_time_it_uses_a_table_adapted_on_a_busy_host(tiny_space, monkeypatch, busy_adapted):
+    measure, notes = busy_adapted
+    _host_now(monkeypatch, 1.5)                              # still busy
     count, before = len(measure.measured), len(notes)
     load_or_adapt("cpu", space=tiny_space, note=notes.append)
     assert len(measure.measured) == count                    # reused, not measured again ...
     assert len(notes) == before + 1 and "measured on a busy host: other processes used 1.8 of 2" in notes[-1]
+
+
+def test_a_table_adapted_on_a_busy_host_is_adapted_again_once_the_host_is_quiet(tiny_space, monkeypatch,
+                                                                                busy_adapted):
+    measure, notes = busy_adapted
+    _host_now(monkeypatch, 0.1)
+    quiet = FakeMeasure(measure.base)
+    monkeypatch.setattr(adapt_mod, "default_measure", quiet)
+    before = len(notes)
+    profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
+    assert len(quiet.measured) == adapt_mod.N_ADAPT + adapt_mod.N_HELD_OUT
+    new = notes[before:]
+    assert new[0].startswith("cpu-b1-float32-nchw-t1-cputime-fused.json was adapted on a busy host (other processes "
+                             "used 1.8 of 2 cores) and this host is quiet now: adapting epyc-")
+    assert any("exists (an adapted table of" in n and "replaces it" in n for n in new)   # said, not silent
+    assert not profile.provenance.get("host_load") and not [n for n in new if "busy host:" in n]
+    load_or_adapt("cpu", space=tiny_space, note=notes.append)   # and now it is simply reused
+    assert len(quiet.measured) == adapt_mod.N_ADAPT + adapt_mod.N_HELD_OUT
 
 
 def test_layer_table_records_the_load_and_warns_when_busy(tmp_path, tiny_space, counting_factory, monkeypatch,
