@@ -258,7 +258,7 @@ def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol,
 
 
 def _describe_table(path: Path) -> str:
-    """``an adapted table of 2026-12-06 from epyc-....json`` / ``a measured table of ...``: what a replace loses."""
+    """``an adapted table of YYYY-MM-DD from epyc-....json`` / ``a measured table of ...``: what a replace loses."""
     try:
         old = Profile.load(path)
     except ProfileError:
