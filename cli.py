@@ -249,7 +249,8 @@ def profile(
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
                                                        "--validate; default 40, with --adapt 14)."),
     adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
-                                                      "device from 14 + 8 networks measured here (a few minutes)."),
+                                                      "device from 14 + 8 networks measured here (CPU: about a minute "
+                                                      "on an idle core, 3-4 beside other work)."),
     adapt_from: str | None = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
                                                         "default: the nearest one)."),
     seed: int = typer.Option(0, help="Seed of the validation samples."),
@@ -264,7 +265,6 @@ def profile(
                                                           "over the networks it measured (the report lists the rest)."),
 ) -> None:
     """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
-    import json
     import time
 
     from patsearch.errors import UserError
@@ -291,9 +291,11 @@ def profile(
     typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
                f"{summary['hardware']}, protocol {summary['protocol']}, {what}; "
                f"this command took {time.perf_counter() - started:.0f} s in all")
-    if result.fidelity:
-        keys = ("calibration_model", "raw_sum", "calibrated", "rank_correlation")
-        typer.echo(json.dumps({k: result.fidelity[k] for k in keys if k in result.fidelity}))
+    from patsearch.profiler.validate import fidelity_lines, host_line
+
+    for line in (fidelity_lines(result.fidelity) if result.fidelity else []) + [host_line(result.provenance)]:
+        if line:
+            typer.echo(line)
 
 
 def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int | None, seed: int,

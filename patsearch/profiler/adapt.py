@@ -11,6 +11,7 @@ scored on networks that took no part in the fit.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -40,6 +41,8 @@ from patsearch.profiler.table import (
     profile_path,
 )
 
+logger = logging.getLogger(__name__)
+
 N_ADAPT = 14          # networks the scales are fitted on
 N_HELD_OUT = 8        # networks only used to score the adapted table
 RIDGE_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 1e6)   # relative ridge strengths tried (1e6 = one common scale)
@@ -48,7 +51,8 @@ SPOT_CHECK_NETWORKS = 3    # networks measured to check a table made with anothe
 SPOT_CHECK_TOLERANCE = 0.15  # their median time may differ this much from the table's predictions
 SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: each table is checked once per host
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
-ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
+# CPU: 58 s of CPU time in all; 196 s wall on a 2-core AMD EPYC VM at load average 8 (timing counts CPU time)
+ADAPT_HINT = {"cpu": "about a minute of one idle core, 3-4 beside other work", "cuda": "about a minute"}
 
 
 def layer_type(key: str) -> str:
@@ -187,9 +191,12 @@ def default_measure(profile: Profile, items: list, device: Device, *, model_fact
 def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol, path: str | os.PathLike, *,
                   n_adapt: int = N_ADAPT, n_evaluate: int = N_HELD_OUT, seed: int = 0,
                   measure: Measure | None = None, command: str | None = None, plot: str | Path | None = None,
-                  progress: bool = True) -> Profile:
+                  progress: bool = True, note: Callable[[str], None] = logger.warning) -> Profile:
     """Measure ``n_adapt + n_evaluate`` networks of ``space`` here, fit per-type scales of ``base`` on the first
-    set, score the adapted table on the second, and save it (flagged ``adapted``) at ``path``."""
+    set, score the adapted table on the second, and save it (flagged ``adapted``) at ``path``.
+
+    ``note`` gets one line before a table already at ``path`` is replaced, and one with the load figures when
+    the host stayed busy while the networks were timed (the table is kept: see :func:`busy_note`)."""
     from patsearch.profiler.validate import fit_and_score, plot_fidelity, split_samples
 
     if n_adapt < 4:
@@ -199,6 +206,8 @@ def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol,
                            f"got {n_evaluate}")
     started = time.perf_counter()
     path = Path(path)
+    if path.exists():
+        note(f"{path} exists ({_describe_table(path)}): this adaptation replaces it when it ends")
     # Measurements go to a hidden partial file first: an interrupted adaptation resumes from it, and nothing that
     # looks like a finished table (a name lookups would find) exists until the fit is done.
     partial = path.with_name(f".{path.name}.partial")
@@ -244,7 +253,36 @@ def adapt_profile(base: Profile, space: Any, device: Device, protocol: Protocol,
     profile.provenance["build_seconds"] = round(time.perf_counter() - started, 2)
     profile.save()
     partial.unlink(missing_ok=True)
+    busy_note(profile, note)
     return profile
+
+
+def _describe_table(path: Path) -> str:
+    """``an adapted table of YYYY-MM-DD from epyc-....json`` / ``a measured table of ...``: what a replace loses."""
+    try:
+        old = Profile.load(path)
+    except ProfileError:
+        return "not a readable table"
+    when = str(old.provenance.get("date", "an unknown date"))[:10]
+    if is_adapted(old):
+        return f"an adapted table of {when} from {old.provenance['adapted'].get('from')}"
+    return f"a measured table of {when}"
+
+
+def busy_note(profile: Profile, note: Callable[[str], None]) -> None:
+    """Say, with the figures, that ``profile`` was measured on a busy host, and the command to measure again.
+
+    The table is kept rather than refused: on a shared VM the host may never be quiet, and a refusal would stop
+    the search itself; the load is in the table's provenance, and this line comes with every use of it."""
+    from patsearch.profiler.validate import busy_warning
+
+    kind = "adapted" if is_adapted(profile) else "measured"
+    name = profile.path.name if profile.path else profile.device
+    rerun = (f"patsearch profile --device {profile.device} --adapt" if is_adapted(profile) else
+             f"patsearch profile --device {profile.device} --fresh --validate 60")
+    line = busy_warning(profile.provenance.get("host_load"), f"the {kind} table {name}", rerun)
+    if line:
+        note(line)
 
 
 # --- the search's entry point ------------------------------------------------------------------------------------
@@ -262,15 +300,20 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
     hardware. When none fits (a fresh clone on a CPU nobody profiled), the nearest shipped table is adapted here
-    (about 2 minutes on one idle CPU core), saved in the user's profile folder (so the next search reuses it)
+    (:data:`ADAPT_HINT`), saved in the user's profile folder (so the next search reuses it)
     and ``note`` says so with the command for a full table. A table that fits by hardware name but was measured
     with another torch release is spot-checked first (:func:`spot_check`, once per host) and adapted the same way
-    when its predictions are off here. Other names and paths load as :func:`load_profile` does.
+    when its predictions are off here; an adapted table that was measured on a busy host is adapted again once a
+    search finds the host quiet. A device that is not this host (``h100`` on a host without one) is
+    predicted by its table as it is, with one ``note`` saying so: nothing is measured or spot-checked. Other
+    names and paths load as :func:`load_profile` does.
     """
     text = os.fspath(device)
     if text.endswith(".json") or os.sep in text:
         return load_profile(text, allow_stale=allow_stale)
     dev = get_device(text)
+    if not _host_is(dev):  # a table of another device predicts it; nothing can be measured or checked here
+        return _prediction(dev, note)
     names = [text] + ([n for n, d in _cpu_devices().items() if n != text] if text == "cpu" else [])
     first_error: ProfileError | None = None
     for name in names:
@@ -282,7 +325,17 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
         profile = Profile.load(path)
         if _fits_here(profile) or allow_stale:
             if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
-                return load_profile(path, allow_stale=allow_stale)
+                loaded = load_profile(path, allow_stale=allow_stale)
+                target = profile_path(dev.name, dev.protocol)
+                if adapt and is_adapted(loaded) and path == target and _busy_then_quiet_now(loaded):
+                    load = loaded.provenance["host_load"]
+                    reason = (f"{path.name} was adapted on a busy host (other processes used "
+                              f"{load['others_cores_median']:.1f} of {load['cores']} cores) and this host is quiet "
+                              f"now")
+                    base = nearest_base(dev, dev.protocol, space, exclude=target)
+                    return _adapt_here(base, dev, space, target, measure, note, reason)
+                busy_note(loaded, note)
+                return loaded
             import warnings
 
             from patsearch.profiler.table import StaleProfileWarning
@@ -296,6 +349,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
                     note(f"spot check: {path.name} was measured with torch {loaded.provenance.get('torch')}; "
                          f"{SPOT_CHECK_NETWORKS} networks measured here run {ratio:.2f}x its predictions, within "
                          f"+-{100 * SPOT_CHECK_TOLERANCE:.0f}%: using it")
+                busy_note(loaded, note)
                 return loaded
             target = profile_path(dev.name, dev.protocol)
             if target.exists() and not is_adapted(Profile.load(target)):
@@ -312,7 +366,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
             except ProfileError as exc:
                 first_error = exc
     assert first_error is not None
-    if not adapt or dev.expect and not _host_is(dev):
+    if not adapt:
         raise first_error
     protocol = dev.protocol
     target = profile_path(dev.name, protocol)
@@ -323,6 +377,36 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     return _adapt_here(base, dev, space, target, measure, note, reason)
 
 
+def _busy_then_quiet_now(profile: Profile) -> bool:
+    """``profile`` was measured on a busy host, and this host is quiet now: measuring again would do better."""
+    from patsearch import host
+
+    load = profile.provenance.get("host_load") or {}
+    if not load.get("busy_networks"):
+        return False
+    return not host.current_load(1.0).busy(load.get("threads") or 1)
+
+
+def _prediction(dev: Device, note: Callable[[str], None]) -> Profile:
+    """``dev``'s table, used as it is: ``dev`` is not this host (no GPU here, or another model)."""
+    from patsearch.profiler.devices import gpu_name
+
+    here = hardware_name(dev.backend) if dev.backend == "cpu" else gpu_name()
+    try:
+        profile = Profile.load(find_profile(dev.name))
+    except ProfileError:
+        from patsearch.resources import user_profiles_dir
+
+        raise ProfileError(f"no {dev.name} table, and {dev.name} is not this host, so none can be measured here: "
+                           f"run `patsearch profile --device {dev.name} --adapt` on {dev.expect_label or 'a GPU'} "
+                           f"host and copy the table into {user_profiles_dir()}") from None
+    prov = profile.provenance
+    note(f"{dev.name} is not this host ({f'this host has {here}' if here else 'no GPU here'}): its table "
+         f"{profile.path.name} (measured on {prov.get('hardware')} with torch {prov.get('torch')}) is used as a "
+         f"prediction, without a spot check")
+    return profile
+
+
 def _adapt_here(base: Profile, dev: Device, space: Any, target: Path, measure: Measure | None,
                 note: Callable[[str], None], reason: str) -> Profile:
     kind = "CPU" if dev.backend == "cpu" else "GPU"
@@ -330,7 +414,7 @@ def _adapt_here(base: Profile, dev: Device, space: Any, target: Path, measure: M
          f"({ADAPT_HINT[dev.backend]}), saved to {target}; for a full {kind} table run `patsearch profile --device "
          f"{dev.name} --validate 60` ({FULL_TABLE_HINT[dev.backend]})")
     profile = adapt_profile(base, space, dev, dev.protocol, target, measure=measure,
-                            command=f"(automatic) patsearch profile --device {dev.name} --adapt")
+                            command=f"(automatic) patsearch profile --device {dev.name} --adapt", note=note)
     cal = profile.fidelity["calibrated"]
     note(f"adapted {dev.name} table: {cal['within_10pct']:.0f}% of {cal['n']} held-out networks within +-10%, "
          f"Kendall tau {cal['kendall_tau']:.2f}")
@@ -356,6 +440,7 @@ def spot_check(profile: Profile, space: Any, device: Device, *, measure: Measure
 
     from patsearch.profiler.validate import split_samples
 
+    check_hardware(device)  # one line, not a driver's traceback, where the device is not this host
     items = split_samples(space, k, 0, seed)
     with tempfile.TemporaryDirectory(prefix="patsearch-spot-") as folder:
         scratch = Profile.new(device, profile.protocol, command="spot check", path=Path(folder) / "spot.json")

@@ -56,12 +56,20 @@ class BenchResult:
                            "resolution": self.resolution, "provenance": self.provenance,
                            "rows": [asdict(r) for r in self.rows]}, indent=1)
 
+    def value_column(self) -> str:
+        """The metric column's name with its unit (a CSV has no other place for it)."""
+        return "latency_ms" if self.metric == "latency_ms" else "throughput_img_per_s"
+
     def to_csv(self) -> str:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(BenchRow.__dataclass_fields__))
+        name = self.value_column()
+        fields = [name if f == "value" else f for f in BenchRow.__dataclass_fields__]
+        writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
         for row in self.rows:
-            writer.writerow(asdict(row))
+            values = asdict(row)
+            values[name] = values.pop("value")
+            writer.writerow(values)
         return buf.getvalue()
 
     def to_markdown(self) -> str:

@@ -214,9 +214,12 @@ def software_versions() -> dict[str, Any]:
 
 
 def environment(device: Device) -> dict[str, Any]:
-    """Provenance of a measurement: the hardware named by the backend plus software versions."""
+    """Provenance of a measurement: the hardware named by the backend, the host's cores, frequency and load, plus
+    software versions."""
+    from patsearch.host import snapshot
+
     env = {"hardware": hardware_name(device.backend), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-           "platform": platform.platform()}
+           "platform": platform.platform(), "host": snapshot()}
     if device.backend != "cpu":
         env["gpu"] = env["hardware"]
     env.update(software_versions())

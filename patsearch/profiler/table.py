@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 import time
@@ -17,12 +18,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from patsearch import host
 from patsearch.errors import UserError
 from patsearch.io import atomic_open
 from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "patsearch-profile"
 FORMAT_VERSION = 1
@@ -377,8 +381,9 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
     total = max(len(layers) * passes, len(missing))
     bar = _progress(progress, total=total, done=total - len(missing),
                     description=f"profiling {profile.device}")
+    monitor = host.LoadMonitor()
     try:
-        with bar as advance:
+        with bar as advance, monitor:
             for key in missing:
                 spec, shape = layers[key]
                 module, x = prepare(factory(spec, protocol.form), shape, device, protocol)
@@ -413,6 +418,15 @@ def build_table(profile: Profile, layers: Mapping[str, tuple[Any, tuple[int, int
     finally:
         if missing:
             profile.provenance["build_seconds"] = round(build_s + time.perf_counter() - started, 2)
+            if monitor.load is not None:  # other processes' mean load over this run's layer timings
+                needed = 1 if gpu else (protocol.threads or monitor.load.cores)
+                profile.provenance["host_load_layers"] = {**monitor.load.to_dict(), "threads": needed,
+                                                          "busy": monitor.load.busy(needed)}
+                if monitor.load.busy(needed):
+                    logger.warning(f"the layers of {profile.path.name if profile.path else profile.device} were "
+                                   f"timed on a busy host: on average {host.describe(monitor.load)}, so their times "
+                                   f"may be off; measure again with `patsearch profile --device {profile.device} "
+                                   f"--fresh` when the host is quieter (see `uptime`)")
             profile.save()
     return profile
 

@@ -8,6 +8,7 @@ small interleaved groups so that background load hits calibration and evaluation
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from patsearch.profiler.table import Profile, _now, _progress
 from patsearch.ranking import kendall_tau, spearman
 
 ModelFactory = Callable[[ArchConfig, str], Any]
+logger = logging.getLogger(__name__)
 
 
 def network_key(arch: ArchConfig, resolution: int) -> str:
@@ -40,12 +42,17 @@ def default_model_factory(arch: ArchConfig, form: str) -> Any:
 DEFAULT_CALIBRATE = 40  # random networks the calibration is fitted on, when --calibrate is not given
 UNSTABLE_SPREAD = 0.10   # p10-p90 spread above which an end-to-end measurement is taken again (once) ...
 HOST_SPREAD_FACTOR = 2.0  # ... if it is also this many times the host's median spread (a noisy VM spreads 20-40%)
+# A network timed while other processes kept the host busy is measured again up to this many times (on a busy
+# 2-core VM an adapted table came out 30% fast), each time after waiting up to QUIET_WAIT_S for the load to drop.
+BUSY_RETRIES = 2
+QUIET_WAIT_S = 15.0
 
 
 def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]], device: Device, *,
                      model_factory: ModelFactory | None = None, budget: Any = None, group: int = 4,
                      progress: bool = True, save_every_s: float = 5.0,
-                     unstable_spread: float = UNSTABLE_SPREAD, host_factor: float = HOST_SPREAD_FACTOR) -> None:
+                     unstable_spread: float = UNSTABLE_SPREAD, host_factor: float = HOST_SPREAD_FACTOR,
+                     busy_retries: int = BUSY_RETRIES, quiet_wait_s: float = QUIET_WAIT_S) -> dict[str, Any]:
     """Measure (key, arch, resolution, role) networks end to end that the profile lacks, interleaved in groups.
 
     A network whose samples spread (p10 to p90) by more than ``unstable_spread`` and by more than ``host_factor``
@@ -53,7 +60,14 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
     first pass it is measured once more and the steadier of the two measurements is kept. Relative to the host,
     because on a noisy VM every network spreads by 20-40% and retrying them all doubled the time for nothing
     (a retry is as noisy as the first try); an outlier there, or any spread above 10% on a quiet host, is retried.
+
+    Other processes' load is measured while each group is timed (:class:`patsearch.host.LoadMonitor`, stored as
+    ``host_others_cores``): a network timed on a busy host is measured again, up to ``busy_retries`` times, each
+    once the host has quietened (waiting up to ``quiet_wait_s``; still busy: no more retries, which would be as
+    disturbed), keeping its least-loaded measurement. Returns the load summary, also stored as the profile's
+    ``provenance["host_load"]``.
     """
+    from patsearch import host
     from patsearch.profiler.timing import NETWORK_BUDGET_CPU, NETWORK_BUDGET_GPU, configure, prepare, time_interleaved
 
     protocol = profile.protocol
@@ -65,6 +79,12 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
         if key in profile.networks:
             profile.networks[key]["role"] = role
 
+    cores = host.usable_cores()
+    needed = 1 if gpu else (protocol.threads or cores)   # a GPU measurement keeps one thread launching
+
+    def was_busy(entry: dict[str, Any]) -> bool:
+        return host.busy(entry.get("host_others_cores", 0.0), cores=cores, needed=needed)
+
     todo = [item for item in items if item[0] not in profile.networks]
     last_save = time.perf_counter()
     with _progress(progress, total=len(items), done=len(items) - len(todo),
@@ -75,13 +95,16 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
                 chunk = queue[position:position + group]
                 prepared = [prepare(factory(arch, protocol.form), (3, res, res), device, protocol)
                             for _, arch, res, _ in chunk]
-                timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock,
-                                           graphs=protocol.cuda_graphs)
+                with host.LoadMonitor() as monitor:
+                    timings = time_interleaved(prepared, gpu=gpu, budget=budget, clock=protocol.clock,
+                                               graphs=protocol.cuda_graphs)
                 del prepared
+                others = round(monitor.load.others_cores, 3) if monitor.load else 0.0
                 for (key, arch, res, role), timing in zip(chunk, timings):
-                    entry = {"arch": arch.to_dict(), "resolution": res, "role": role, **timing.to_dict()}
-                    if retry:  # keep the steadier measurement, never retry again
-                        entry = min(profile.networks[key], entry, key=spread)
+                    entry = {"arch": arch.to_dict(), "resolution": res, "role": role, **timing.to_dict(),
+                             "host_others_cores": others}
+                    if retry:  # keep the least-loaded, then the steadier, measurement
+                        entry = min(profile.networks[key], entry, key=lambda e: (was_busy(e), spread(e)))
                         entry["retried"] = True
                     else:
                         advance()
@@ -97,13 +120,88 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
         try:
             measure(todo, retry=False)
             measured = [profile.networks[key] for key, *_ in items if key in profile.networks]
-            host = float(np.median([spread(e) for e in measured])) if measured else 0.0
-            limit = max(unstable_spread, host_factor * host)
+            typical = float(np.median([spread(e) for e in measured])) if measured else 0.0
+            limit = max(unstable_spread, host_factor * typical)
             measure([item for item in items
                      if spread(profile.networks[item[0]]) > limit and not profile.networks[item[0]].get("retried")],
                     retry=True)
+            for attempt in range(busy_retries):  # kept ones too: a rerun on a quieter host replaces disturbed times
+                again = [item for item in items if was_busy(profile.networks[item[0]])]
+                if not again:
+                    break
+                worst = max(profile.networks[key].get("host_others_cores", 0.0) for key, *_ in again)
+                logger.warning(f"{len(again)} of {len(items)} networks were timed while other processes used up to "
+                               f"{worst:.1f} of {cores} cores: waiting up to {quiet_wait_s:.0f} s for the host to "
+                               f"quieten to measure them again (retry {attempt + 1} of {busy_retries})")
+                load = host.wait_until_quiet(quiet_wait_s, needed=needed)
+                if load is not None and load.busy(needed):  # measured again now, they would be as disturbed
+                    logger.warning(f"the host stayed busy ({host.describe(load)}): keeping these measurements")
+                    break
+                measure(again, retry=True)
         finally:
+            summary = load_summary([profile.networks[key] for key, *_ in items if key in profile.networks],
+                                   cores=cores, needed=needed)
+            profile.provenance["host_load"] = summary
             profile.save()
+    return summary
+
+
+def fidelity_lines(report: dict[str, Any]) -> list[str]:
+    """A fidelity report as a few readable lines (what ``patsearch profile`` prints)."""
+    def score(f: dict[str, Any]) -> str:
+        return (f"{f['within_10pct']:.0f}% within +-10% ({f['within_5pct']:.0f}% within +-5%), MAPE "
+                f"{f['mape']:.1f}%, max error {f['max_error_pct']:.1f}%, Kendall tau {f['kendall_tau']:.3f}")
+
+    cal = report["calibrated"]
+    lines = [f"fidelity on {cal['n']} held-out networks ({report['n_calibration']} fitted the calibration, "
+             f"{report['calibration_model']} on {report['calibration_statistic']}): {score(cal)}",
+             f"  uncalibrated table sum: {score(report['raw_sum'])}"]
+    ranks = report.get("rank_correlation")
+    if ranks:
+        names = {"predictor": "predictor", "table_sum": "table sum", "flops": "FLOPs", "params": "params"}
+        lines.append("  ranking the measured times (Kendall tau): " + ", ".join(
+            f"{names.get(k, k)} {v['kendall_tau']:.3f}" for k, v in ranks.items()))
+    return lines
+
+
+def host_line(provenance: dict[str, Any]) -> str | None:
+    """``host: 2 cores at 2445 MHz, load average 0.6 at the start; other processes used 0.1 cores while it
+    measured (up to 0.4)``, from a table's provenance; None for tables made before it was recorded."""
+    snap = provenance.get("host")
+    if not snap:
+        return None
+    freq = (snap.get("cpu_freq_mhz") or {}).get("current")
+    avg = snap.get("load_average")
+    line = (f"host: {snap['cores']} cores" + (f" at {freq:.0f} MHz" if freq else "")
+            + (f", load average {avg[0]:g} at the start" if avg else ""))
+    load = provenance.get("host_load") or {}
+    if load.get("others_cores_median") is not None:
+        line += (f"; other processes used {load['others_cores_median']:.1f} cores while it measured "
+                 f"(up to {load['others_cores_max']:.1f})")
+    return line
+
+
+def load_summary(entries: Sequence[dict[str, Any]], *, cores: int, needed: int) -> dict[str, Any]:
+    """Other processes' load while these networks were timed: median and maximum in cores, and how many of them
+    were timed on a busy host (:func:`patsearch.host.busy`) even after their retries."""
+    from patsearch import host
+
+    loads = [float(e.get("host_others_cores", 0.0)) for e in entries]
+    busy = sum(host.busy(v, cores=cores, needed=needed) for v in loads)
+    return {"cores": cores, "threads": needed, "others_cores_median": round(float(np.median(loads)), 2) if loads
+            else None, "others_cores_max": round(max(loads), 2) if loads else None, "networks": len(loads),
+            "busy_networks": busy}
+
+
+def busy_warning(summary: dict[str, Any] | None, what: str, rerun: str) -> str | None:
+    """One line naming the load ``what`` was measured under and the command to measure again, or None when the
+    host was quiet enough."""
+    if not summary or not summary.get("busy_networks"):
+        return None
+    return (f"{what} was measured on a busy host: other processes used {summary['others_cores_median']:.1f} of "
+            f"{summary['cores']} cores (up to {summary['others_cores_max']:.1f}) while {summary['busy_networks']} of "
+            f"its {summary['networks']} networks were timed, even after retries, so its times may be off by tens of "
+            f"percent; run `{rerun}` when the host is quieter (see `uptime`)")
 
 
 def spread(entry: dict[str, Any]) -> float:
@@ -151,9 +249,14 @@ def validate(profile: Profile, space: Any, device: Device, *, n_evaluate: int, n
     items = split_samples(space, n_calibrate, n_evaluate, seed)
     shuffled = list(items)
     random.Random(seed).shuffle(shuffled)  # mix roles in time
-    measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress, budget=budget)
+    load = measure_networks(profile, shuffled, device, model_factory=model_factory, progress=progress,
+                            budget=budget)
     assign_roles(profile, items)
     report = _score_and_store(profile, items, space, seed, plot)
+    line = busy_warning(load, f"the validation of {profile.path.name if profile.path else profile.device}",
+                        f"patsearch profile --device {profile.device} --validate {n_evaluate}")
+    if line:
+        logger.warning(line)
     return report
 
 
@@ -303,10 +406,37 @@ def _steady_scores(profile: Profile, evaluation: Sequence[tuple[str, ArchConfig,
 def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]],
                   path: str | Path) -> Path:
     """Predicted-vs-measured scatter (evaluation set; raw sum and calibrated) with +-10% bands, as a PNG."""
+    return atomic_save_figure(fidelity_figure(profile, items), path)
+
+
+def log_ticks(lo: float, hi: float, most: int = 7) -> list[float]:
+    """Round tick values for a log axis from ``lo`` to ``hi``: the coarsest of 1, 1-2-5, 1-2-3-5-7 and every
+    digit (with 1.5) per decade that gives at least 3 ticks, thinned to at most ``most``. Matplotlib's own log
+    ticks label a range under a decade with crowded minor labels ("3x10^1 4x10^1")."""
+    import math
+
+    ticks: list[float] = []
+    for mantissas in ((1,), (1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [float(f"{m * 10.0 ** e:.6g}") for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                 for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= 3:
+            break
+    step = math.ceil(len(ticks) / most)
+    return ticks[::step]
+
+
+def tick_label(value: float, _position: Any = None) -> str:
+    """``30``, ``1.5``, ``20,000``: plain numbers, no powers of ten."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:g}"
+
+
+def fidelity_figure(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, str]]) -> Any:
+    """The figure :func:`plot_fidelity` saves (a matplotlib Figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     pred = profile.predictor
     evaluation = [i for i in items if i[3] == "evaluation"]
@@ -330,11 +460,16 @@ def plot_fidelity(profile: Profile, items: Sequence[tuple[str, ArchConfig, int, 
                label=f"calibrated: {f_cal['within_10pct']:.0f}% in +-10%, tau {f_cal['kendall_tau']:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel(f"measured {profile.metric} ({unit})")
-    ax.set_ylabel(f"predicted ({unit})")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(FixedLocator(log_ticks(lo, hi)))
+        axis.set_major_formatter(FuncFormatter(tick_label))
+        axis.set_minor_formatter(NullFormatter())
+    quantity = "latency" if profile.metric == "latency_ms" else "throughput"
+    ax.set_xlabel(f"measured {quantity} ({unit})")
+    ax.set_ylabel(f"predicted {quantity} ({unit})")
     hw = profile.provenance.get("hardware", "")
     ax.set_title(f"{profile.device} ({hw[:40]}), {profile.protocol.slug()}\n"
                  f"{len(evaluation)} held-out random architectures", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    return atomic_save_figure(fig, path)
+    return fig

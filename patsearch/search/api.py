@@ -474,8 +474,11 @@ def _dashboard_url(spec: study_mod.StorageSpec) -> str:
 
 
 def _threads_per_job(n_jobs: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, n_jobs))
+    # Only the cores other processes leave free: intra-op threads beyond them oversubscribe a shared host (one
+    # FasterNet training step ran at many times its FLOPs' worth beside one busy process).
+    from patsearch.host import free_cores
+
+    return max(1, free_cores() // max(1, n_jobs))
 
 
 def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,

@@ -15,3 +15,24 @@ class CountingFactory:
     def __call__(self, spec, form):
         self.built.append(spec)
         return nn.Identity()
+
+
+class ScriptedMonitor:
+    """Stands in for patsearch.host.LoadMonitor: each window reports the next of ``loads`` (other processes'
+    cores; the last repeats) on a host of ``cores`` cores, so tests never depend on the real host's load."""
+
+    def __init__(self, loads, cores=2):
+        self.loads, self.cores, self.windows = list(loads), cores, 0
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        from patsearch.host import Load
+
+        others = self.loads[min(self.windows, len(self.loads) - 1)]
+        self.windows += 1
+        self.load = Load(seconds=1.0, others_cores=others, own_cores=1.0, cores=self.cores)

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from adapt_helpers import FACTORS, OFFSET_MS, FakeMeasure, make_base, true_ms
+from adapt_helpers import FACTORS, OFFSET_MS, OTHER_HARDWARE, FakeMeasure, make_base, true_ms
 
 import patsearch.profiler.adapt as adapt_mod
 from patsearch.arch import ArchConfig
@@ -51,7 +51,7 @@ def test_adaptation_recovers_a_synthetic_other_device(tmp_path, tiny_space):
     assert len(measure.measured) == 24 and len(set(measure.measured)) == 24
     saved = Profile.load(out)
     info = saved.provenance["adapted"]
-    assert info["from"] == "base.json" and info["from_hardware"] == "Intel(R) Xeon(R) Processor"
+    assert info["from"] == "base.json" and info["from_hardware"] == OTHER_HARDWARE
     assert info["networks"] == 14 and info["held_out"] == 10
     # every type is recovered: within 10% where it carries much of the time, 15% for pconv (one small stage-1
     # block in a few networks of this space)
@@ -230,9 +230,14 @@ def test_cli_profile_adapt_writes_an_adapted_table_and_says_how_long_it_took(tmp
     first = proc.stdout.splitlines()[0]
     assert first.startswith(f"wrote {out}: ") and "adapted from base.json" in first
     assert "this command took" in first and first.endswith("s in all")
-    report = json.loads(proc.stdout.splitlines()[1])
-    assert report["calibrated"]["n"] == 3 and set(report["rank_correlation"]) == {"predictor", "table_sum",
-                                                                                  "flops", "params"}
+    lines = proc.stdout.splitlines()
+    assert lines[1].startswith("fidelity on 3 held-out networks (5 fitted the calibration, ")
+    assert "% within +-10% (" in lines[1] and "Kendall tau" in lines[1]
+    assert lines[2].startswith("  uncalibrated table sum: ")
+    assert lines[3].startswith("  ranking the measured times (Kendall tau): predictor ")
+    assert all(name in lines[3] for name in ("table sum", "FLOPs", "params"))
+    assert lines[4].startswith("host: ") and "cores" in lines[4] and "other processes used" in lines[4]
+    assert len(lines) == 5 and not any(line.lstrip().startswith("{") for line in lines)   # no raw JSON
     saved = Profile.load(out)
     assert saved.provenance["adapted"]["networks"] == 5 and len(saved.networks) == 8
     assert (tmp_path / "out" / "adapted.fidelity.png").exists()
@@ -350,3 +355,90 @@ def test_a_table_that_fits_by_name_but_runs_off_here_is_adapted(tmp_path, tiny_s
     again = load_or_adapt("cpu", space=tiny_space, note=notes.append)
     assert again.path == profile.path and len(slow.measured) == count
 
+
+
+def _no_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _h100_table(folder, tiny_space):
+    return _other_release(make_base(folder / "h100-b256-bfloat16-cl-fused.json", tiny_space, device="h100",
+                                    hardware="NVIDIA H100 80GB HBM3"))
+
+
+def test_a_device_that_is_not_this_host_is_predicted_by_its_table_without_a_spot_check(tmp_path, tiny_space,
+                                                                                        shipped, monkeypatch):
+    _no_gpu(monkeypatch)
+    h100 = _h100_table(shipped, tiny_space)   # another torch release: on an H100 it would be spot-checked
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured a device not here"))
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # the one note replaces the no-GPU and release warnings
+        profile = load_or_adapt("h100", space=tiny_space, note=notes.append)
+    assert profile.device == "h100" and profile.path == h100.path and not adapt_mod.is_adapted(profile)
+    assert notes == ["h100 is not this host (no GPU here): its table h100-b256-bfloat16-cl-fused.json (measured on "
+                     "NVIDIA H100 80GB HBM3 with torch 0.0.0-another-release) is used as a prediction, without a "
+                     "spot check"]
+    assert not (tmp_path / "home" / "profiles" / adapt_mod.SPOT_CHECK_FILE).exists()
+
+
+def test_no_table_of_a_device_that_is_not_this_host_is_one_line_and_never_adapted(tiny_space, shipped, monkeypatch):
+    _no_gpu(monkeypatch)
+    make_base(shipped / "h200-b256-bfloat16-cl-graphs-fused.json", tiny_space, device="h200",
+              hardware="NVIDIA H200")     # a base it could adapt from, if it measured here
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured a device not here"))
+    with pytest.raises(ProfileError) as info:
+        load_or_adapt("h100", space=tiny_space, note=lambda _: None)
+    message = str(info.value)
+    assert message.startswith("no h100 table, and h100 is not this host, so none can be measured here: run "
+                              "`patsearch profile --device h100 --adapt` on an NVIDIA H100 GPU host")
+    assert "\n" not in message
+
+
+def test_spot_check_never_measures_a_device_that_is_not_this_host(tiny_space, shipped, monkeypatch):
+    _no_gpu(monkeypatch)
+    h100 = _h100_table(shipped, tiny_space)
+    with pytest.raises(devices.DeviceError, match="--device h100 expects an NVIDIA H100 GPU, but torch .* sees no "
+                                                  "GPU on this host"):
+        adapt_mod.spot_check(h100, tiny_space, get_device("h100"),
+                             measure=lambda *a: pytest.fail("measured a device not here"))
+
+
+def test_search_with_a_gpu_floor_on_a_host_without_a_gpu(tmp_path, tiny_space, shipped, monkeypatch):
+    # the README's `--latency-budget cpu=35ms --min-throughput h100=20000fps` on a CPU-only host
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from patsearch.search.api import SearchOptions, run_search
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "search"))
+    from search_helpers import fake_proxy
+
+    _no_gpu(monkeypatch)
+    make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, hardware=devices.cpu_name())
+    _h100_table(shipped, tiny_space)
+    monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured"))
+    opts = SearchOptions(latency_budgets=["cpu=1000ms"], min_throughputs=["h100=1fps"], space="tiny", trials=2,
+                         runs_dir=str(tmp_path / "runs"), count_costs=False, plots=False, baselines="none",
+                         heartbeat_interval=1)
+    with open(tmp_path / "console.txt", "w") as fh:
+        out = run_search(opts, console=Console(file=fh, width=300), run_proxy=fake_proxy())
+    text = (tmp_path / "console.txt").read_text()
+    assert out.ran == 2
+    assert text.count("note: h100 is not this host (no GPU here)") == 1 and "without a spot check" in text
+
+
+def test_the_paper_cpu_named_on_another_cpu_is_a_prediction_too(tiny_space, shipped, monkeypatch):
+    # `--latency-budget epyc=20ms` on an Intel host: the EPYC table predicts the EPYC; `cpu` still means this host
+    epyc = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, hardware="AMD EPYC 73F3")
+    monkeypatch.setattr(devices, "cpu_name", lambda: "Intel(R) Xeon(R) Processor")
+    monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(epyc))
+    notes = []
+    assert load_or_adapt("epyc", space=tiny_space, note=notes.append).path == epyc.path
+    assert notes == ["epyc is not this host (this host has Intel(R) Xeon(R) Processor): its table "
+                     "epyc-b1-float32-nchw-t1-cputime-fused.json (measured on AMD EPYC 73F3 with torch "
+                     f"{epyc.provenance['torch']}) is used as a prediction, without a spot check"]
+    assert adapt_mod.is_adapted(load_or_adapt("cpu", space=tiny_space, note=notes.append))   # this host: adapted

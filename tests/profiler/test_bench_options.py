@@ -134,3 +134,15 @@ def test_cli_errors_are_one_line(monkeypatch, capsys, seen, argv, message):
     assert _run_cli(monkeypatch, argv) == 2
     assert capsys.readouterr().err.strip() == message
     assert seen == []
+
+
+@pytest.mark.parametrize("metric, column", [("throughput", "throughput_img_per_s"), ("latency_ms", "latency_ms")])
+def test_csv_names_the_metric_column_with_its_unit(metric, column):
+    import csv
+    import io
+
+    result = _fake_result()
+    result.metric = metric
+    rows = list(csv.DictReader(io.StringIO(result.to_csv())))
+    assert "value" not in rows[0] and rows[0][column] == "123.0"
+    assert list(rows[0])[:6] == ["model", "family", "form", "params_m", "flops_g", column]
