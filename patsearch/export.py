@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from patsearch.errors import UserError
-from patsearch.io import atomic_open
+from patsearch.io import atomic_open, ensure_writable
 
 MIN_OPSET = 17
 
@@ -62,6 +62,7 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserError(f"output {out} should end in .onnx")
+    ensure_writable(out, "--onnx", example=f"./{out.name}")
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     if ckpt is not None and num_classes is None and isinstance(ckpt.get("classes"), list):
         num_classes = len(ckpt["classes"])  # trained checkpoints record their classes

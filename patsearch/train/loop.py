@@ -79,7 +79,7 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
-from patsearch.io import atomic_write_text
+from patsearch.io import atomic_write_text, ensure_writable
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
     DistContext,
@@ -300,6 +300,8 @@ class Trainer:
     def setup(self) -> None:
         """Recipe, seeds, data, model, optimiser, schedule and loss; the run's fresh (not resumed) state."""
         o, ctx = self.opts, self.ctx
+        if o.out_dir is not None:  # before any data is read
+            ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)

@@ -1,0 +1,31 @@
+"""The train, eval and export commands as a user runs them: bad input is one line, rc 2, nothing left behind."""
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "patsearch", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("export", "--arch", "patnet_t0", "--onnx", "/proc/x.onnx"), "cannot write --onnx /proc/x.onnx: /proc: "),
+    (("train", "--arch", "patnet_t0", "--out", "f/run", "--device", "cpu"),
+     "cannot write --out f/run: f is a file, not a folder"),
+    (("search", "--latency-budget", "35ms", "--runs-dir", "f/runs"),
+     "cannot write --runs-dir f/runs: f is a file, not a folder"),
+])
+def test_unwritable_outputs_are_one_line_naming_the_path(tmp_path, args, message):
+    (tmp_path / "f").write_text("a file where a folder is needed")
+    line = one_error_line(run_cli(*args, cwd=tmp_path))
+    assert message in line
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
