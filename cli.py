@@ -61,7 +61,8 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
     checkpoint: Path | None = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
     resolution: int = typer.Option(224, help="Input resolution of the exported graph."),
-    opset: int = typer.Option(17, help="ONNX opset (17 or newer)."),
+    opset: int = typer.Option(18, help="ONNX opset: 18 or newer (torch's dynamo exporter), or 17 (the deprecated "
+                                       "TorchScript exporter)."),
     num_classes: int | None = typer.Option(None, help="Override the number of classes."),
 ) -> None:
     """Export the fused (deployment) model to ONNX."""
