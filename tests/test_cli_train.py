@@ -29,3 +29,22 @@ def test_unwritable_outputs_are_one_line_naming_the_path(tmp_path, args, message
     line = one_error_line(run_cli(*args, cwd=tmp_path))
     assert message in line
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+@pytest.mark.parametrize("command, options", [
+    ("train", ("--seed", "--progress")),
+    ("eval", ("--batch-size", "--workers")),
+    ("export", ("--checkpoint", "--opset")),
+])
+def test_every_option_of_train_eval_and_export_has_a_description(command, options):
+    import typer
+
+    import cli
+
+    group = typer.main.get_command(cli.app)
+    params = {opt: param for param in group.commands[command].params for opt in getattr(param, "opts", [])}
+    for name in options:
+        assert (params[name].help or "").strip(), f"{command} {name} has no help text"
+    missing = [param.name for param in group.commands[command].params
+               if getattr(param, "opts", None) and not (param.help or "").strip()]
+    assert missing == []
