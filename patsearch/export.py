@@ -23,16 +23,9 @@ logger = logging.getLogger("patsearch.export")
 
 def read_checkpoint(checkpoint: str | os.PathLike) -> dict:
     """A checkpoint written by ``patsearch train`` (or a bare state dict), loaded with ``weights_only=True``."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the .pt file written by `patsearch train`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a torch file
-        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); "
-                        "is it a patsearch checkpoint?") from None
-    if not isinstance(state, dict):
-        raise UserError(f"checkpoint {path} holds no state dict")
+    from patsearch.train import checkpoint as ckpt
+
+    state = ckpt.load(checkpoint, fix="pass the .pt file written by `patsearch train` (e.g. runs/<name>/best.pt)")
     if not isinstance(state.get("model"), dict):
         state = {"model": state}
     return state

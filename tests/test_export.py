@@ -67,7 +67,7 @@ def test_export_errors(tmp_path, trained_checkpoint):
         export_onnx("patnet_t0", tmp_path / "m.onnx", checkpoint=ckpt)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="could not be read"):
+    with pytest.raises(UserError, match="is damaged or not a torch checkpoint"):
         export_onnx(str(arch_path), tmp_path / "m.onnx", checkpoint=corrupt)
     assert not (tmp_path / "m.onnx").exists()
 
