@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -797,8 +798,6 @@ def _missing_folders(out_dir: str | os.PathLike | None) -> list[Path]:
 def _remove_unfinished(created: list[Path]) -> None:
     """After a run failed: remove the run folder it created if no checkpoint reached it (only TensorBoard's first
     events or nothing: a folder that looks like a run and cannot be resumed), and the parents it created if empty."""
-    import shutil
-
     if not created or (created[0] / ckpt.LATEST).exists():
         return
     shutil.rmtree(created[0], ignore_errors=True)
