@@ -63,7 +63,7 @@ def resume_fix(path: str | os.PathLike) -> str:
     best = path.parent / BEST
     restart = f"or start over by moving {path} away (or training into a new --out)"
     if path.name != BEST and best.is_file():
-        return f"resume from the best epoch instead with --resume {best}, {restart}"
+        return f"resume from the best checkpoint instead with --resume {best}, {restart}"
     return restart.removeprefix("or ")
 
 
