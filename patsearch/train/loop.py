@@ -468,6 +468,8 @@ class Trainer:
             if self.resumed_from is not None:
                 self.progress.log(resumed_line(self.resumed_from, self.start_epoch, self.step_in_epoch,
                                                rec.epochs, self.steps_per_epoch))
+            elif o.resume == "auto" and self.out_path is not None:
+                self.progress.log(f"--resume auto: no {self.out_path / ckpt.LATEST} yet, starting from the beginning")
             note = fused_kernels_note(o, ctx.device)
             if note:
                 self.progress.log(note)

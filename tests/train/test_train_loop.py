@@ -196,8 +196,9 @@ def test_a_short_run_writes_best_and_metrics_for_eval(tmp_path):
 def test_resume_says_where_it_continues(tmp_path, capsys):
     out = tmp_path / "run"
     run = {**TINY_RUN, "progress": True}
-    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1)
-    assert "resumed from" not in capsys.readouterr().out
+    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1, resume="auto")
+    printed = capsys.readouterr().out
+    assert "resumed from" not in printed and f"no {out / 'latest.pt'} yet, starting from the beginning" in printed
     train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=2, resume="auto")
     assert f"resumed from {out / 'latest.pt'} at epoch 1/2, step 1/4" in capsys.readouterr().out
 
