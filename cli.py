@@ -61,7 +61,8 @@ def export(
     onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
     checkpoint: Path | None = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
     resolution: int = typer.Option(224, help="Input resolution of the exported graph."),
-    opset: int = typer.Option(17, help="ONNX opset (17 or newer)."),
+    opset: int = typer.Option(18, help="ONNX opset: 18 or newer (torch's dynamo exporter), or 17 (the deprecated "
+                                       "TorchScript exporter)."),
     num_classes: int | None = typer.Option(None, help="Override the number of classes."),
 ) -> None:
     """Export the fused (deployment) model to ONNX."""
@@ -126,7 +127,8 @@ def train(
     resume: str | None = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
     workers: int | None = typer.Option(None, help="Data loader processes per GPU process."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the initial weights, data order, augmentation and synthetic set; "
+                                      "--resume needs the run's own."),
     amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     compile_option: list[str] = typer.Option([], "--compile-option", metavar="KEY=VALUE",
@@ -137,7 +139,8 @@ def train(
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
                                                                 "(GPU, one resolution, one process); with "
                                                                 "--compile, the fastest GPU step."),
-    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
+                                       help="Channels-last (NHWC) memory layout, faster on GPUs."),
     fused_kernels: bool = typer.Option(False, "--fused-kernels", help="PATNet's Gaussian SE, gated BNs and PAT_sp "
                                                                       "gates as fused ops (Triton kernels on GPUs; "
                                                                       "the same function); pays only with "
@@ -155,7 +158,9 @@ def train(
     synthetic_train: int = typer.Option(10_000, help="Synthetic set: training images."),
     synthetic_val: int = typer.Option(2_000, help="Synthetic set: validation images."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar with ETA on a terminal, a "
+                                                                         "plain line every 30 s elsewhere; "
+                                                                         "--no-progress prints only the result."),
 ) -> None:
     """Train a network with the paper's recipe (DDP under torchrun; exact resume with --resume auto)."""
     import json
@@ -202,9 +207,10 @@ def evaluate(
     data: Path | None = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
                                                    "built-in synthetic set."),
     resolution: int | None = typer.Option(None, help="Test resolution (default: the recipe's)."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = typer.Option(256, help="Images per evaluation batch (accuracy does not depend on it)."),
     device: str = typer.Option("auto", help="auto | cuda | cpu."),
-    workers: int | None = typer.Option(None),
+    workers: int | None = typer.Option(None, help="Data loader processes (default 0: the images are read in this "
+                                                     "process)."),
     fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model (= --form fused)."),
     form: str | None = typer.Option(None, "--form", help="Form of the registry to evaluate: trained (default), "
                                                         "fused, fast, slicing."),

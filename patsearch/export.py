@@ -1,6 +1,9 @@
 """ONNX export of the deployment (fused) form, optionally from a trained checkpoint."""
 from __future__ import annotations
 
+import importlib.util
+import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -9,23 +12,20 @@ from typing import Any
 import torch
 
 from patsearch.errors import UserError
-from patsearch.io import atomic_open
+from patsearch.io import atomic_write_bytes, ensure_writable
 
-MIN_OPSET = 17
+MIN_OPSET = 17  # the oldest opset export accepts
+DYNAMO_MIN_OPSET = 18  # the oldest opset torch's dynamo exporter writes; older ones take the TorchScript exporter
+DEFAULT_OPSET = DYNAMO_MIN_OPSET
+
+logger = logging.getLogger("patsearch.export")
 
 
 def read_checkpoint(checkpoint: str | os.PathLike) -> dict:
     """A checkpoint written by ``patsearch train`` (or a bare state dict), loaded with ``weights_only=True``."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass the .pt file written by `patsearch train`")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or not a torch file
-        raise UserError(f"checkpoint {path} could not be read ({type(exc).__name__}); "
-                        "is it a patsearch checkpoint?") from None
-    if not isinstance(state, dict):
-        raise UserError(f"checkpoint {path} holds no state dict")
+    from patsearch.train import checkpoint as ckpt
+
+    state = ckpt.load(checkpoint, fix="pass the .pt file written by `patsearch train` (e.g. runs/<name>/best.pt)")
     if not isinstance(state.get("model"), dict):
         state = {"model": state}
     return state
@@ -49,9 +49,14 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike | dict) -
 
 
 def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-                resolution: int = 224, opset: int = MIN_OPSET, num_classes: int | None = None,
+                resolution: int = 224, opset: int = DEFAULT_OPSET, num_classes: int | None = None,
                 dynamic_batch: bool = True) -> Path:
-    """Write the fused model as ONNX to ``out`` (atomically) and return the path."""
+    """Write the fused model as ONNX to ``out`` (atomically) and return the path.
+
+    torch's dynamo exporter (``torch.export`` + onnxscript) writes the graph, with a dynamic batch axis traced from
+    an example batch of 2 (batch 1 would be specialised into the graph). An opset below its
+    :data:`DYNAMO_MIN_OPSET`, or no onnxscript, falls back to the deprecated TorchScript exporter, and says so.
+    """
     from patsearch.arch import check_resolution
     from patsearch.models import create_model
     from patsearch.models.forms import build_form
@@ -62,21 +67,54 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
     out = Path(out)
     if out.suffix != ".onnx":
         raise UserError(f"output {out} should end in .onnx")
+    ensure_writable(out, "--onnx", example=f"./{out.name}")
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     if ckpt is not None and num_classes is None and isinstance(ckpt.get("classes"), list):
         num_classes = len(ckpt["classes"])  # trained checkpoints record their classes
     model = create_model(arch, num_classes=num_classes)
     if ckpt is not None:
         load_weights(model, ckpt)
+    else:
+        logger.warning("note: no --checkpoint: the exported weights are a random initialisation (the graph and its "
+                       "cost, not a trained model); pass --checkpoint runs/<name>/best.pt for trained weights")
     fused = build_form(model, "fused")  # the registry's deployment form
-    x = torch.randn(1, 3, resolution, resolution)
-    with atomic_open(out, "wb") as fh, warnings.catch_warnings():
+    x = torch.randn(2, 3, resolution, resolution)
+    reason = _legacy_reason(opset)
+    if reason is None:
+        data = _dynamo_onnx(fused, x, opset, dynamic_batch)
+    else:
+        logger.warning(f"note: {reason}; using torch's deprecated TorchScript exporter")
+        data = _torchscript_onnx(fused, x, opset, dynamic_batch)
+    atomic_write_bytes(out, data)
+    return out
+
+
+def _legacy_reason(opset: int) -> str | None:
+    """Why the dynamo exporter cannot write this graph (None: it can)."""
+    if opset < DYNAMO_MIN_OPSET:
+        return f"--opset {opset} is older than the {DYNAMO_MIN_OPSET} the dynamo exporter writes"
+    if importlib.util.find_spec("onnxscript") is None:
+        return "onnxscript is not installed (pip install onnxscript, or the [onnx] extra)"
+    return None
+
+
+def _dynamo_onnx(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
+    shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    program = torch.onnx.export(model, (x,), None, dynamo=True, opset_version=opset, input_names=["image"],
+                                output_names=["logits"], dynamic_shapes=shapes, verbose=False)
+    return program.model_proto.SerializeToString()
+
+
+def _torchscript_onnx(model: torch.nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
         # GaussianSE picks the std correction from the map size (1x1 maps have no unbiased std). The graph's
         # resolution is fixed (only the batch is dynamic), so the branch traced is right for every input it takes;
         # the tracer's "treated as a constant" warning is exactly that and nothing to act on.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
                                 category=torch.jit.TracerWarning, module=r"patsearch\.models\.layers")
-        torch.onnx.export(fused, (x,), fh, opset_version=opset, input_names=["image"],
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        torch.onnx.export(model, (x,), buffer, opset_version=opset, input_names=["image"],
                           output_names=["logits"], dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
-    return out
+    return buffer.getvalue()

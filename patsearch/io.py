@@ -1,10 +1,12 @@
 """Atomic file writes: a reader (or a resumed run after a kill) sees the old file or the new one, never half of
 one. Write to a temporary file in the same directory (``os.replace`` is atomic only within one file system),
 fsync it so the data is on disk before the rename makes it visible, rename over the target, then fsync the folder
-so the rename itself survives a power cut."""
+so the rename itself survives a power cut. :func:`ensure_writable` checks an output path up front, so a bad one
+is one line before any work instead of a traceback after it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -12,11 +14,48 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_figure"]
+from patsearch.errors import UserError
+
+__all__ = ["ensure_writable", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "atomic_save_figure"]
 
 # mkstemp creates files readable by the owner only; give the result the mode a plain open() would have.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+
+def ensure_writable(path: str | os.PathLike, flag: str, *, folder: bool = False, example: str | None = None) -> Path:
+    """Check that ``path`` (a file, or a folder with ``folder=True``) can be written, creating nothing.
+
+    Raises a one-line :class:`UserError` naming ``flag``, the path and why (a file where a folder is needed, a
+    read-only or virtual file system, no permission); ``example`` is a working value to suggest. The test writes
+    and removes a probe file in the nearest existing folder, which is what counts (root passes every mode check).
+    """
+    path = Path(path)
+    fix = f"; pass a path in a writable folder, e.g. {flag} {example}" if example else \
+        f"; pass {flag} a path in a writable folder"
+
+    def refuse(reason: str) -> UserError:
+        return UserError(f"cannot write {flag} {path}: {reason}{fix}")
+
+    if path.is_dir() and not folder:
+        raise refuse("it is a folder")
+    existing = path if folder else path.parent
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: creating through it fails
+            raise refuse(f"{existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise refuse(f"{existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".patsearch-write-test.", dir=existing)
+    except OSError as exc:
+        # a virtual file system such as /proc answers "no such file" for a folder that exists
+        why = "accepts no new files" if exc.errno == errno.ENOENT else (exc.strerror or type(exc).__name__).lower()
+        raise refuse(f"{existing}: {why}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
 
 
 @contextlib.contextmanager

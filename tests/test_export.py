@@ -11,6 +11,7 @@ from patsearch.export import export_onnx
 from patsearch.models import create_model, fuse_model
 
 ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 
 @pytest.fixture()
@@ -28,15 +29,32 @@ def trained_checkpoint(tmp_path):
     return model, path, arch_path
 
 
-def test_onnx_matches_pytorch(tmp_path, trained_checkpoint):
+@pytest.mark.parametrize("opset", [18, 17])  # the dynamo exporter; the TorchScript one below its opsets
+def test_onnx_matches_pytorch_at_any_batch(tmp_path, trained_checkpoint, opset, caplog):
+    pytest.importorskip("onnxscript")
     model, ckpt, arch_path = trained_checkpoint
-    out = export_onnx(str(arch_path), tmp_path / "model.onnx", checkpoint=ckpt, resolution=96, opset=17)
-    session = ort.InferenceSession(str(out))
-    x = torch.randn(3, 3, 96, 96)  # batch 3: the batch axis is dynamic
-    expected = fuse_model(model)(x).numpy()
-    actual = session.run(None, {"image": x.numpy()})[0]
-    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    with caplog.at_level("WARNING", logger="patsearch.export"):
+        out = export_onnx(str(arch_path), tmp_path / "model.onnx", checkpoint=ckpt, resolution=96, opset=opset)
+    graph = onnx.load(str(out))
+    assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [opset]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
+    legacy = [m for m in caplog.messages if "TorchScript exporter" in m]
+    assert len(legacy) == (opset < 18) and caplog.messages == legacy  # a trained checkpoint: no other note
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):  # traced at batch 2, neither is specialised into the graph
+        x = torch.randn(batch, 3, 96, 96)
+        expected = fuse_model(model)(x).numpy()
+        actual = session.run(None, {"image": x.numpy()})[0]
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_export_without_a_checkpoint_says_the_weights_are_random(tmp_path, caplog):
+    cfg = ArchConfig(embed_dim=16, depths=(1, 1, 1, 1), num_classes=10)
+    with caplog.at_level("WARNING", logger="patsearch.export"):
+        export_onnx(cfg, tmp_path / "m.onnx", resolution=32)
+    assert len(caplog.messages) == 1 and "no --checkpoint" in caplog.messages[0]
+    assert "random initialisation" in caplog.messages[0] and "--checkpoint runs/<name>/best.pt" in caplog.messages[0]
 
 
 def test_export_errors(tmp_path, trained_checkpoint):
@@ -49,7 +67,7 @@ def test_export_errors(tmp_path, trained_checkpoint):
         export_onnx("patnet_t0", tmp_path / "m.onnx", checkpoint=ckpt)
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="could not be read"):
+    with pytest.raises(UserError, match="is damaged or not a torch checkpoint"):
         export_onnx(str(arch_path), tmp_path / "m.onnx", checkpoint=corrupt)
     assert not (tmp_path / "m.onnx").exists()
 

@@ -87,3 +87,41 @@ def test_atomic_save_figure_writes_a_png_and_closes_the_figure(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plt.fignum_exists(fig.number)
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+def test_ensure_writable_accepts_new_paths_and_creates_nothing(tmp_path):
+    from patsearch.io import ensure_writable
+
+    assert ensure_writable(tmp_path / "a" / "b" / "m.onnx", "--onnx") == tmp_path / "a" / "b" / "m.onnx"
+    assert ensure_writable(tmp_path / "runs" / "t0", "--out", folder=True) == tmp_path / "runs" / "t0"
+    assert list(tmp_path.iterdir()) == []  # neither the missing folders nor the probe file
+
+
+@pytest.mark.parametrize("target, folder, reason", [
+    ("f/run", True, "f is a file, not a folder"),
+    ("f/deeper/m.onnx", False, "f is a file, not a folder"),
+    ("dir", False, "it is a folder"),
+])
+def test_ensure_writable_names_the_path_and_why(tmp_path, target, folder, reason):
+    from patsearch.errors import UserError
+    from patsearch.io import ensure_writable
+
+    (tmp_path / "f").write_text("a file")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(UserError) as info:
+        ensure_writable(tmp_path / target, "--out", folder=folder, example="runs/t0")
+    message = str(info.value)
+    assert message.startswith(f"cannot write --out {tmp_path / target}: ")
+    assert reason in message and message.endswith("e.g. --out runs/t0") and "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "f"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_ensure_writable_refuses_a_virtual_file_system():
+    from patsearch.errors import UserError
+    from patsearch.io import ensure_writable
+
+    # as root the kernel answers "no such file", as a user "permission denied"
+    with pytest.raises(UserError, match=r"cannot write --onnx /proc/x.onnx: /proc: (accepts no new files|permission "
+                                        r"denied); pass --onnx a path in a writable folder$"):
+        ensure_writable("/proc/x.onnx", "--onnx")

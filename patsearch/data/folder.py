@@ -24,7 +24,24 @@ MEMORY_CACHE_BUDGET = 4 * 1024 ** 3   # ... and only if the decoded set fits in 
 
 
 class DataError(UserError):
-    """A dataset path, folder or file is unusable."""
+    """A dataset path, folder or file is unusable.
+
+    Raised in a DataLoader worker process, it reaches the main process rebuilt by torch from one string: the
+    worker's whole traceback after "Caught DataError in DataLoader worker process N". The rebuilt error keeps
+    only the original one-line message, so the user sees what the in-process path shows.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_worker_message(message))
+
+
+def _worker_message(message: str) -> str:
+    """The original message of a DataError that torch re-raised from a loader worker's traceback text."""
+    if not (message.startswith("Caught DataError") and "Traceback" in message):
+        return message
+    marker = f"{DataError.__module__}.{DataError.__qualname__}: "
+    last = [line for line in message.splitlines() if line.startswith(marker)]
+    return last[-1][len(marker):] if last else message
 
 
 def split_dir(root: str | os.PathLike, split: str) -> Path:
@@ -43,9 +60,14 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
                     f"{root}/{names[0]}/<class>/<image>.jpg")
 
 
+def class_folders(folder: Path) -> list[str]:
+    """The class names of one split folder: its visible subfolders, sorted."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def scan_split(folder: Path, classes: list[str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
     """Class names (sorted folder names, or the given ones) and ``(path, label)`` samples of one split folder."""
-    found = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found = class_folders(folder)
     if not found:
         raise DataError(f"{folder} has no class folders; expected {folder}/<class>/<image>.jpg")
     if classes is None:

@@ -28,7 +28,8 @@ class PATNet(nn.Module):
     def __init__(self, arch: ArchConfig | str, num_classes: int | None = None, in_chans: int = 3,
                  drop_path_rate: float | None = None, **kwargs: Any) -> None:
         super().__init__()
-        overrides = {k: v for k, v in (("num_classes", num_classes), ("drop_path_rate", drop_path_rate))
+        # timm's num_classes=0: no classifier, the model returns pooled (pre-logits) features
+        overrides = {k: v for k, v in (("num_classes", num_classes or None), ("drop_path_rate", drop_path_rate))
                      if v is not None}
         arch = resolve_arch(arch, **overrides)
         self.arch = arch
@@ -55,6 +56,8 @@ class PATNet(nn.Module):
         self.feature_info = [dict(num_chs=width, reduction=2 ** (i + 2), module=f"stages.{i}")
                              for i, width in enumerate(arch.widths)]
         self.apply(init_weights)
+        if num_classes == 0:
+            self.reset_classifier(0)
 
     # timm conventions
     def get_classifier(self) -> nn.Module:
@@ -192,9 +195,18 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs({f"{name}.untrained": _cfg() for name in VARIANTS})
 
 
+# Where timm's pretrained_cfg can point at weights (timm.models._builder's list, plus an in-memory state dict).
+_WEIGHT_SOURCES = ("file", "url", "hf_hub_id", "hf_hub_filename", "state_dict")
+
+
 def _create_patnet(variant: str, pretrained: bool = False, **kwargs: Any) -> PATNet:
     if pretrained:
-        raise ValueError(f"no pretrained weights are published for {variant}; train one with `patsearch train`")
+        # No weights are published, but as for any timm model the caller may name some: pretrained_cfg_overlay=
+        # dict(file="runs/t2/best.pt") (timm loads it with weights_only=True and takes a checkpoint's "model").
+        given = {**dict(kwargs.get("pretrained_cfg") or {}), **dict(kwargs.get("pretrained_cfg_overlay") or {})}
+        if not any(given.get(key) for key in _WEIGHT_SOURCES):
+            raise ValueError(f"no pretrained weights are published for {variant}; train one with `patsearch train` "
+                             "and pass pretrained_cfg_overlay=dict(file='runs/<name>/best.pt')")
     return build_model_with_cfg(PATNet, variant, pretrained, arch=VARIANTS[variant],
                                 feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True), **kwargs)
 

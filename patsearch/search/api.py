@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.io import ensure_writable
 from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
@@ -156,6 +157,7 @@ def _check_options(opts: SearchOptions) -> None:
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
         raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
                         "(it names the folder under runs/)")
+    ensure_writable(opts.runs_dir, "--runs-dir", folder=True, example="runs")
 
 
 def resolve_rungs(opts: SearchOptions, device_type: str) -> Rungs | None:

@@ -34,20 +34,37 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no pickled code runs)."""
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+         fix: str = "pass a file written by `patsearch train` (e.g. runs/<name>/best.pt)") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no pickled code runs).
+
+    A file that cannot be read is a one-line :class:`CheckpointError` saying what is wrong with it and ``fix``,
+    what to do instead; torch's own text is left out, as it ends by suggesting ``weights_only=False``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a file written by `patsearch train` "
-                              "(e.g. runs/<name>/best.pt)")
+        raise CheckpointError(f"checkpoint {path} does not exist; {fix}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable; say which file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load checkpoint {path} ({reason[:200]})") from None
+        if "Unsupported global" in str(exc):  # a pickled object, e.g. a whole model: never unpickled here
+            raise CheckpointError(f"checkpoint {path} holds Python objects, not only tensors, and is not loaded "
+                                  f"(that would run code from the file); {fix}") from None
+        raise CheckpointError(f"checkpoint {path} is damaged or not a torch checkpoint (truncated, overwritten or "
+                              f"another kind of file); {fix}") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict; {fix}")
     return obj
+
+
+def resume_fix(path: str | os.PathLike) -> str:
+    """What to do when the checkpoint a run resumes from is unusable: the run's ``best.pt``, or a fresh start."""
+    path = Path(path)
+    best = path.parent / BEST
+    restart = f"or start over by moving {path} away (or training into a new --out)"
+    if path.name != BEST and best.is_file():
+        return f"resume from the best checkpoint instead with --resume {best}, {restart}"
+    return restart.removeprefix("or ")
 
 
 def model_state(obj: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -78,9 +78,20 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
         n_val = synthetic_val if synthetic_val is not None else int(stored[1])
         _, val_base = make_datasets(None, synthetic=(1, n_val), seed=int(run.get("seed", 0)))
     else:  # only the val split: no need to read (or decode) the training set
-        from patsearch.data.folder import ImageFolderDataset, scan_split, split_dir
+        from patsearch.data.folder import ImageFolderDataset, class_folders, scan_split, split_dir
 
-        classes = state.get("classes") or scan_split(split_dir(data, "train"))[0]
+        classes = state.get("classes")
+        if classes:  # the folder must hold the classes the checkpoint was trained on
+            val_dir = split_dir(data, "val")
+            unknown = sorted(set(class_folders(val_dir)) - set(classes))
+            if unknown:
+                raise ckpt.CheckpointError(
+                    f"checkpoint {checkpoint} and --data {data} do not match: {val_dir} has class folder(s) "
+                    f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} the checkpoint was not trained "
+                    f"on (it knows {len(classes)}: {', '.join(list(classes)[:5])}{' ...' if len(classes) > 5 else ''}"
+                    "); evaluate it on the data it was trained with, or pass the checkpoint trained on this folder")
+        else:
+            classes = scan_split(split_dir(data, "train"))[0]
         val_base = ImageFolderDataset(data, "val", classes=list(classes), cache=cache, workers=workers or 4)
     num_classes = len(val_base.classes)
     model = build_model(arch, num_classes)

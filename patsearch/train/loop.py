@@ -44,8 +44,10 @@ uninterrupted run takes (bit-exact on CPU with ``deterministic=True``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -79,7 +81,7 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
-from patsearch.io import atomic_write_text
+from patsearch.io import atomic_write_text, ensure_writable
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
     DistContext,
@@ -105,6 +107,11 @@ from patsearch.train.engine import (
 from patsearch.train.evaluate import evaluate
 from patsearch.train.options import DEFAULT_BATCH, TrainOptions
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
+
+logger = logging.getLogger("patsearch.train")
+
+# A recipe this long is the paper's ImageNet schedule: days on a CPU, so a CPU run says how to shorten it.
+LONG_RECIPE_EPOCHS = 50
 
 
 class TrainingDiverged(UserError):
@@ -289,10 +296,15 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Set up, resume if asked, train to the end (or ``max_steps``); returns :meth:`result`."""
         self.ctx = init_distributed(self.opts.device)
+        created = _missing_folders(self.opts.out_dir) if self.ctx.is_main else []
         try:
             self.setup()
             self.resume()
             return self.run()
+        except BaseException:
+            self.close()
+            _remove_unfinished(created)
+            raise
         finally:
             self.close()
 
@@ -300,9 +312,14 @@ class Trainer:
     def setup(self) -> None:
         """Recipe, seeds, data, model, optimiser, schedule and loss; the run's fresh (not resumed) state."""
         o, ctx = self.opts, self.ctx
+        if o.out_dir is not None:  # before any data is read
+            ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
+        if ctx.is_main and o.out_dir is not None:  # a run of its own (not an in-process search proxy)
+            for note in run_notes(o, rec, ctx.device):
+                logger.warning(note)
         global_batch = self.global_batch = o.batch_size
         if global_batch % ctx.world_size:
             raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "
@@ -367,6 +384,7 @@ class Trainer:
             "fused_kernels": o.fused_kernels,
             "compile_options": with_device_defaults(o.compile_options, ctx.device.type) if o.compile else {}}
         self.start_epoch = self.step_in_epoch = self.global_step = 0
+        self.resumed_from: Path | None = None
         self.best_top1 = -1.0
         self.history: list[dict[str, Any]] = []
         self.partial: dict[str, Any] = {}
@@ -402,7 +420,7 @@ class Trainer:
                        if o.resume and (self.out_path or o.resume != "auto") else None)
         if resume_path is None:
             return False
-        state = ckpt.load(resume_path)
+        state = ckpt.load(resume_path, fix=ckpt.resume_fix(resume_path))
         _check_resumable(state.get("run", {}), self.run_info, resume_path)
         self.model.load_state_dict(ckpt.model_state(state))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -412,6 +430,7 @@ class Trainer:
         self.start_epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
         self.global_step, self.best_top1 = int(state["global_step"]), float(state["best_top1"])
         self.history = list(state.get("history", []))
+        self.resumed_from = resume_path
         self.epoch_loss = state["epoch_loss"].to(ctx.device)
         rng = state.get("rng", [])
         if len(rng) == ctx.world_size:
@@ -446,6 +465,11 @@ class Trainer:
                 f"{ctx.device.type} process(es), lr {self.peak_lr:.3g}, {self.run_info['precision']}, "
                 f"{self.n_train} train / {self.n_val} val images, {len(self.classes)} classes"
                 + (", data as device tensors" if self.train_t is not None else ""))
+            if self.resumed_from is not None:
+                self.progress.log(resumed_line(self.resumed_from, self.start_epoch, self.step_in_epoch,
+                                               rec.epochs, self.steps_per_epoch))
+            elif o.resume == "auto" and self.out_path is not None:
+                self.progress.log(f"--resume auto: no {self.out_path / ckpt.LATEST} yet, starting from the beginning")
             note = fused_kernels_note(o, ctx.device)
             if note:
                 self.progress.log(note)
@@ -547,9 +571,14 @@ class Trainer:
         train_time = time.perf_counter() - t0
         self._check_finite(epoch)
         if stop and self.step_in_epoch < steps_per_epoch:  # max_steps mid-epoch: resumable, evaluated, not in history
-            self.save(epoch, self.step_in_epoch, False)
+            broadcast_buffers(self.ctx, self.model)
+            # evaluation draws from no global RNG stream, so saving after it still resumes exactly
             self.partial = {"epoch": epoch + self.step_in_epoch / steps_per_epoch, "global_step": self.global_step,
                             "partial": True, **self.evaluate()}
+            is_best = self.partial["top1"] > self.best_top1  # a short run leaves a best.pt too, for eval and export
+            self.best_top1 = max(self.best_top1, self.partial["top1"])
+            self.save(epoch, self.step_in_epoch, is_best)
+            self.writer.metrics(self._metrics_payload())
             return True
         reduced = all_reduce_sum(ctx, self.epoch_loss) / ctx.world_size
         metrics: dict[str, Any] = {
@@ -569,12 +598,16 @@ class Trainer:
         self.save(epoch + 1, 0, is_best)
         self.writer.scalars({f"epoch/{k}": float(v) for k, v in metrics.items()
                              if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, self.global_step)
-        self.writer.metrics({"run": self.run_info, "recipe": rec.to_dict(), "best_top1": self.best_top1,
-                             "history": self.history})
+        self.writer.metrics(self._metrics_payload())
         self.progress.log(_epoch_line(metrics, rec.epochs))
         if self.on_epoch_end is not None:
             self.on_epoch_end(epoch + 1, metrics)
         return stop
+
+    def _metrics_payload(self) -> dict[str, Any]:
+        """metrics.json: the run, its recipe, the best top-1 and each epoch; ``partial`` when stopped mid-epoch."""
+        return {"run": self.run_info, "recipe": self.rec.to_dict(), "best_top1": self.best_top1,
+                "history": self.history, **({"partial": self.partial} if self.partial else {})}
 
     def evaluate(self) -> dict[str, float]:
         """Top-1, top-5 and loss of the current weights on this rank's share of the validation set."""
@@ -612,11 +645,35 @@ class Trainer:
                 "is_main": self.ctx.is_main, "out_dir": str(self.out_path) if self.out_path is not None else None}
 
     def close(self) -> None:
+        """Stop the progress bar, flush TensorBoard and leave the process group (idempotent)."""
         if self.progress is not None:
             self.progress.close()
+            self.progress = None
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
         cleanup(self.ctx)
+
+
+def run_notes(o: TrainOptions, rec: Recipe, device: torch.device) -> list[str]:
+    """Lines a run says before it starts where it would otherwise surprise: synthetic data (no ``--data``), and a
+    full-length recipe on a CPU, with what to pass instead."""
+    notes = []
+    if o.data is None:
+        notes.append(f"note: no --data given: training on the built-in synthetic set ({o.synthetic[0]} train / "
+                     f"{o.synthetic[1]} val generated images of shapes), not a real dataset; pass --data DIR, an "
+                     "ImageNet-style folder of train/ and val/ class folders")
+    if device.type == "cpu" and rec.epochs >= LONG_RECIPE_EPOCHS and o.max_steps is None:
+        notes.append(f"note: recipe {rec.name or '(custom)'} trains {rec.epochs} epochs (the paper's ImageNet "
+                     "schedule), which takes many hours on a CPU; pass --epochs N or --max-steps N for a short run")
+    return notes
+
+
+def resumed_line(path: Path, epoch: int, step: int, epochs: int, steps_per_epoch: int) -> str:
+    """The header line of a resumed run: which file, and where in the schedule it continues."""
+    if epoch >= epochs:
+        return f"resumed from {path}: all {epochs} epochs are done"
+    return f"resumed from {path} at epoch {epoch + 1}/{epochs}, step {step}/{steps_per_epoch}"
 
 
 def fused_kernels_note(o: TrainOptions, device: torch.device) -> str | None:
@@ -728,6 +785,29 @@ class _TensorEval:
         for i in range(0, len(self.indices), self.batch):
             idx = self.indices[i:i + self.batch]
             yield self.data.images[idx], self.data.labels[idx]
+
+
+def _missing_folders(out_dir: str | os.PathLike | None) -> list[Path]:
+    """The folders of ``out_dir`` that do not exist yet (the run creates them), deepest first."""
+    missing: list[Path] = []
+    path = Path(out_dir) if out_dir is not None else None
+    while path is not None and not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_unfinished(created: list[Path]) -> None:
+    """After a run failed: remove the run folder it created if no checkpoint reached it (only TensorBoard's first
+    events or nothing: a folder that looks like a run and cannot be resumed), and the parents it created if empty."""
+    if not created or (created[0] / ckpt.LATEST).exists():
+        return
+    shutil.rmtree(created[0], ignore_errors=True)
+    for folder in created[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there now
+            break
 
 
 def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:

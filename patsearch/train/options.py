@@ -1,7 +1,8 @@
 """``TrainOptions``: everything one training run takes, validated once, frozen, and loadable from YAML.
 
 The library API of the trainer (``Trainer(TrainOptions(...)).fit()``; :func:`patsearch.train.train` builds one from
-keyword arguments) and what ``patsearch train --options run.yaml`` reads (``yaml.safe_load``; flags override it)::
+keyword arguments) and what ``patsearch train --options run.yaml`` reads (``yaml.safe_load``; flags override it).
+Fields may also be named like the flags (``out``, ``synthetic_train``, ``compile_option``, ``batch-size``)::
 
     arch: patnet_t2
     recipe: patnet_t2
@@ -24,8 +25,8 @@ import torch
 import yaml
 
 from patsearch.arch import ArchConfig, is_int, is_number
-from patsearch.compile_options import check_compile_options
-from patsearch.config import OptionsMixin
+from patsearch.compile_options import check_compile_options, parse_compile_option
+from patsearch.config import OptionsMixin, read_yaml
 from patsearch.data.datasets import DEFAULT_SYNTHETIC
 from patsearch.errors import UserError
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe
@@ -126,6 +127,54 @@ class TrainOptions(OptionsMixin):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str | None = None) -> TrainOptions:
+        """Options from plain data whose keys are field names or the CLI's flag names (see :func:`flag_names`)."""
+        return super().from_dict(flag_names(data, source or cls.options_what), source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainOptions:
+        """Options from a YAML file (fields or flag names; ``safe_load``); ``overrides`` (field names) win."""
+        data = read_yaml(path, cls.options_error, f"{cls.options_what} file")
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise cls.options_error(f"{path}: expected a mapping of {cls.options_what}, got {type(data).__name__}")
+        return cls.from_dict({**flag_names(data, os.fspath(path)), **overrides}, source=os.fspath(path))
+
+
+# The flags of `patsearch train` whose field has another name; synthetic_train/_val are the two halves of synthetic.
+_FLAG_FIELDS = {"out": "out_dir", "compile_option": "compile_options"}
+_SYNTHETIC_FLAGS = ("synthetic_train", "synthetic_val")
+
+
+def flag_names(data: Any, source: str) -> Any:
+    """``data`` with the CLI's names turned into field names: ``out`` -> ``out_dir``, ``compile_option``
+    (``KEY=VALUE`` strings, or a mapping) -> ``compile_options``, ``synthetic_train``/``synthetic_val`` ->
+    ``synthetic``; dashes read as underscores (``batch-size``). Giving a flag and its field both is an error."""
+    if not isinstance(data, Mapping):
+        return data  # from_dict reports it
+    out: dict[str, Any] = {}
+    given_as: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_") if isinstance(key, str) else key
+        name = _FLAG_FIELDS.get(name, name)
+        if name in out:
+            raise TrainOptionsError(f"{source}: {given_as[name]} and {key} are the same option; give one of them")
+        out[name], given_as[name] = value, key
+    if isinstance(out.get("compile_options"), (list, tuple)):
+        try:
+            out["compile_options"] = dict(parse_compile_option(str(item)) for item in out["compile_options"])
+        except ValueError as exc:
+            raise TrainOptionsError(f"{source}: compile_option: {exc}") from None
+    halves = [name for name in _SYNTHETIC_FLAGS if name in out]
+    if halves:
+        if "synthetic" in out:
+            raise TrainOptionsError(f"{source}: give synthetic or {' and '.join(halves)}, not both")
+        train_n, val_n = (out.pop(name, default) for name, default in zip(_SYNTHETIC_FLAGS, DEFAULT_SYNTHETIC))
+        out["synthetic"] = (train_n, val_n)
+    return out
 
 
 def _validate(o: TrainOptions) -> None:

@@ -103,3 +103,20 @@ def test_corrupt_image_names_the_file(tmp_path, cache):
         ds = ImageFolderDataset(tmp_path, cache=cache)
         [ds[i] for i in range(len(ds))]
     assert "\n" not in str(info.value)
+
+
+def test_a_corrupt_image_found_by_a_loader_worker_is_the_same_one_line(tmp_path):
+    """torch re-raises a worker's error from its traceback text; the user still sees the one-line message."""
+    import torch
+
+    make_folder(tmp_path)
+    (tmp_path / "train" / "dog" / "zz_bad.png").write_bytes(np.random.default_rng(1).bytes(3000))
+    ds = ImageFolderDataset(tmp_path, cache="none")
+    messages = []
+    for workers in (0, 1):
+        loader = torch.utils.data.DataLoader(ds, batch_size=len(ds), num_workers=workers, collate_fn=list)
+        with pytest.raises(DataError) as info:
+            list(loader)
+        messages.append(str(info.value))
+    assert messages[0].startswith("corrupt or unreadable image ") and "zz_bad.png" in messages[0]
+    assert messages[1] == messages[0]

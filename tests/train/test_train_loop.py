@@ -179,3 +179,45 @@ def test_export_accepts_a_trained_checkpoint(tmp_path):
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
     assert not np.allclose(expected, fuse_model(create_model(arch, num_classes=10))(x).detach().numpy(), atol=1e-3)
+
+
+def test_a_short_run_writes_best_and_metrics_for_eval(tmp_path):
+    """README: `train ... --max-steps 20`, then `eval --checkpoint runs/<name>/best.pt`."""
+    out = tmp_path / "run"
+    result = train(TINY_ARCH, **TINY_RUN, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "latest.pt", "metrics.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["history"] == [] and metrics["partial"]["global_step"] == 1
+    assert metrics["best_top1"] == result["best_top1"] == metrics["partial"]["top1"]
+    again = evaluate_checkpoint(out / "best.pt", device="cpu", batch_size=16)
+    assert again["top1"] == pytest.approx(result["final"]["top1"]) and again["val_samples"] == 16
+
+
+def test_resume_says_where_it_continues(tmp_path, capsys):
+    out = tmp_path / "run"
+    run = {**TINY_RUN, "progress": True}
+    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1, resume="auto")
+    printed = capsys.readouterr().out
+    assert "resumed from" not in printed and f"no {out / 'latest.pt'} yet, starting from the beginning" in printed
+    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=2, resume="auto")
+    assert f"resumed from {out / 'latest.pt'} at epoch 1/2, step 1/4" in capsys.readouterr().out
+
+
+def test_a_run_says_up_front_when_its_data_is_synthetic_and_its_recipe_long(tmp_path, caplog):
+    from patsearch.train import TrainOptions
+    from patsearch.train.loop import resolve_recipe, run_notes
+
+    cpu = torch.device("cpu")
+    paper = resolve_recipe("patnet_t2", "patnet_t2")
+    notes = run_notes(TrainOptions("patnet_t2"), paper, cpu)
+    assert len(notes) == 2
+    assert notes[0].startswith("note: no --data given: training on the built-in synthetic set (10000 train / "
+                               "2000 val") and "pass --data DIR" in notes[0]
+    assert "recipe patnet_t2 trains 300 epochs" in notes[1] and "--epochs N or --max-steps N" in notes[1]
+    assert run_notes(TrainOptions("patnet_t2", data="/d", max_steps=20), paper, cpu) == []
+    assert run_notes(TrainOptions("patnet_t2", data="/d"), paper, torch.device("cuda")) == []
+    with caplog.at_level("WARNING", logger="patsearch.train"):
+        train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16))  # in-process (search proxy)
+        assert caplog.messages == []
+        train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), out_dir=tmp_path / "run")
+    assert [m.split(":")[0] for m in caplog.messages] == ["note"] and "synthetic" in caplog.messages[0]

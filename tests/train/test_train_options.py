@@ -211,3 +211,42 @@ def test_cli_bad_options_file_is_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and err == f"error: {path}: --batch-size must be a positive integer (the global " \
                                           "batch), got 0"
+
+
+def test_options_files_take_the_flag_names_too(tmp_path):
+    """README: the file's fields are named like the flags. The flag names (and their dashed spelling) read as the
+    fields they set; the field names keep working."""
+    path = tmp_path / "run.yaml"
+    path.write_text("arch: patnet_t0\nsynthetic_train: 64\nout: runs/x\nbatch-size: 32\ncompile: true\n"
+                    "compile_option: [combo_kernels=false]\n")
+    opts = TrainOptions.from_yaml(path)
+    assert opts.synthetic == (64, 2000) and opts.out_dir == "runs/x" and opts.batch_size == 32
+    assert opts.compile_options == {"combo_kernels": False}
+    path.write_text("arch: patnet_t0\nsynthetic_val: 16\nsynthetic_train: 8\n")
+    assert TrainOptions.from_yaml(path, batch_size=8).synthetic == (8, 16)
+    path.write_text("arch: patnet_t0\nsynthetic: [8, 16]\nout_dir: runs/y\n")
+    assert TrainOptions.from_yaml(path).synthetic == (8, 16) and TrainOptions.from_yaml(path).out_dir == "runs/y"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("arch: patnet_t0\nout: a\nout_dir: b\n", "out and out_dir are the same option; give one of them"),
+    ("arch: patnet_t0\nsynthetic: [8, 8]\nsynthetic_train: 8\n", "give synthetic or synthetic_train, not both"),
+    ("arch: patnet_t0\nsynthetic_train: 0\n", "--synthetic must be two positive integers"),
+])
+def test_flag_names_that_clash_or_are_bad_are_one_line(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(TrainOptionsError) as exc:
+        TrainOptions.from_yaml(path)
+    assert str(exc.value).startswith(str(path)) and message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_reads_an_options_file_with_flag_names(tmp_path, monkeypatch):
+    arch = write_tiny_arch(tmp_path)
+    path = tmp_path / "opts.yaml"
+    path.write_text(yaml.safe_dump({"arch": str(arch), "synthetic_train": 48, "out": str(tmp_path / "o")}))
+    seen = _capture_fit(monkeypatch)
+    monkeypatch.setattr(sys, "argv", ["patsearch", "train", "--options", str(path), "--synthetic-val", "8"])
+    _main_ok()
+    (opts,) = seen
+    assert opts.synthetic == (48, 8) and opts.out_dir == str(tmp_path / "o")
