@@ -450,11 +450,17 @@ def search(
         sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
         fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds)
-    try:
-        run_search(opts, console=console())
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the running trial is queued again; rerun the same command to resume", err=True)
-        raise typer.Exit(130) from None
+    from patsearch.search.api import OPTUNA_TRIAL_LOGGER
+    from patsearch.termination import Terminated, quiet_interruptions, sigterm_as_interrupt
+
+    try:  # a scheduler's stop or `timeout` cleans up like Ctrl-C; Optuna's traceback of the trial is left out
+        with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
+            run_search(opts, console=console())
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Terminated)
+        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: the running trial is queued again; rerun "
+                   "the same command to resume", err=True)
+        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
 
 
 @app.command(name="proxy-check")

@@ -38,6 +38,7 @@ from patsearch.search.results import (
 logger = logging.getLogger("patsearch.search")
 
 DEFAULT_TRIALS = 8
+OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"  # logs each failed trial, an interrupted one with its traceback
 
 
 @dataclass
@@ -332,8 +333,11 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device="cuda"))
     from rich.console import Console
 
-    try:
-        run_search(opts, console=Console(quiet=True), worker_index=index + 1)
+    from patsearch.termination import quiet_interruptions, sigterm_as_interrupt
+
+    try:  # the parent forwards a SIGTERM (a scheduler may send its own); the parent reports the interruption
+        with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
+            run_search(opts, console=Console(quiet=True), worker_index=index + 1)
     except KeyboardInterrupt:
         pass  # run_worker queued the running trial again; the parent reports the interruption
     except UserError as exc:
@@ -389,8 +393,12 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
                 break
             for p in alive:
                 p.join(timeout=2.0 / len(alive))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from patsearch.termination import Terminated
+
         for p in procs:
+            if isinstance(exc, Terminated) and p.is_alive():
+                p.terminate()  # a SIGTERM reaches this process only: pass it on, each worker then cleans up
             p.join(timeout=30)  # they got the same Ctrl-C and queue their running trials again
         raise
     failed = [p for p in procs if p.exitcode not in (0, None)]
