@@ -583,8 +583,8 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
 
 def trained_study(study):
     """An in-memory copy holding only the trained, completed trials: importances computed on it say what made
-    networks score well, not which choices were too slow (infeasible trials carry a placeholder score of 0; they
-    still teach the sampler through the constraint, in the real study)."""
+    networks score well, not which choices were too slow (infeasible trials score -inf, which Optuna's importances
+    skip anyway; older studies gave them a placeholder 0. They teach the sampler through the constraint)."""
     import optuna
 
     copy = optuna.create_study(directions=study.directions, study_name=study.study_name)

@@ -48,8 +48,9 @@ def test_infeasible_trials_are_counted_apart_and_kept_out_of_importances(tmp_pat
     assert state_counts(out.study) == {"complete": 4, "infeasible": infeasible}
     assert describe_counts(state_counts(out.study)) == \
         f"{4 + infeasible} candidates: 4 complete, {infeasible} infeasible (not trained)"
-    # Optuna itself calls the infeasible ones COMPLETE (with a placeholder 0.0); importances must not see them.
+    # Optuna itself calls the infeasible ones COMPLETE (scored -inf); importances must not see them.
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4 + infeasible
+    assert all(t.value == -math.inf for t in trials if is_infeasible(t))
     copy = trained_study(out.study)
     assert len(copy.get_trials()) == 4 and all(t.value > 0 for t in copy.get_trials())
     saved = json.loads((out.out_dir / "summary.json").read_text())
