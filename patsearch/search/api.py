@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,21 @@ def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
     return count_params(model), count_flops(model, resolution)
 
 
+def _counting(missing: list, console) -> Iterator:
+    """The rows to count, with a line saying what happens and progress (a bar on a terminal, else a line each)."""
+    from patsearch.progress import progress_bar
+
+    console.print(f"counting params and FLOPs of {len(missing)} network(s) for the summary (kept in the study: "
+                  "later runs and --show reuse them)")
+    if not console.is_terminal:
+        for i, row in enumerate(missing, 1):
+            yield row
+            console.print(f"  params/FLOPs {i}/{len(missing)}: trial {row.number}")
+        return
+    with progress_bar(console=console, transient=True) as progress:
+        yield from progress.track(missing, description="params/FLOPs")
+
+
 def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., float] | None = None,
                load_profile: Callable[[str], Any] | None = None, worker_index: int = 0) -> SearchOutcome:
     """Run (or resume) a constrained search and write its results under ``<runs_dir>/<study>/``.
@@ -284,7 +299,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         ran += run_confirmation(final, run_proxy, top=confirm_top, seeds=opts.confirm_seeds,
                                 base_seed=opts.proxy.seed, chance=1.0 / max(2, num_classes), console=console)
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
-        fill_costs(final, _count_costs)
+        fill_costs(final, _count_costs, track=lambda missing: _counting(missing, console))
     fidelity = find_fidelity(final, opts.fidelity)
     result = write_results(final, out_dir, plots=opts.plots, fidelity=fidelity)
     console.print(summary_table(final, fidelity=fidelity))

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,19 +135,31 @@ def shown_rows(rs: Sequence[Row], top: int = 5) -> tuple[list[Row], list[Row]]:
     return done, baselines
 
 
-def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: int = 5) -> None:
-    """Count params and FLOPs of the rows the summary shows (and the front), caching them on the study."""
+def missing_costs(study, top: int = 5) -> list[Row]:
+    """The rows the summary shows (and the best one) whose params and FLOPs are not counted yet, each once."""
     rs = rows(study)
     shown, baselines = shown_rows(rs, top)
-    wanted = shown + baselines + [r for r in finished(rs)[:1]]
-    costs = dict(study.user_attrs.get(COSTS_ATTR) or {})
-    missing = [r for r in wanted if r.params is None and r.arch is not None and str(r.number) not in costs]
+    wanted = {r.number: r for r in shown + baselines + finished(rs)[:1]}
+    return [r for r in wanted.values() if r.params is None and r.arch is not None]
+
+
+def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: int = 5,
+               track: Callable[[list[Row]], Iterable[Row]] | None = None) -> int:
+    """Count params and FLOPs of the rows the summary shows (and the front) that lack them; returns how many.
+
+    Each count is stored on the study as soon as it is made (fvcore takes seconds to a minute per network on a
+    busy CPU), so an interrupted count keeps what it did and a rerun never counts a trial again. ``track`` wraps
+    the rows to count, e.g. to show progress.
+    """
+    missing = missing_costs(study, top)
     if not missing:
-        return
-    for r in missing:
+        return 0
+    costs = dict(study.user_attrs.get(COSTS_ATTR) or {})
+    for r in (track(missing) if track is not None else missing):
         params, flops = count(ArchConfig.from_dict(r.arch), int(r.resolution))
         costs[str(r.number)] = [int(params), int(flops)]
-    study.set_user_attr(COSTS_ATTR, costs)
+        study.set_user_attr(COSTS_ATTR, costs)
+    return len(missing)
 
 
 def finished(rs: Sequence[Row]) -> list[Row]:

@@ -203,3 +203,55 @@ def test_validation_size_recorded_for_the_standard_error(tmp_path):
     assert _val_images(ProxySettings(data=data, val_samples=4)) == 2 + 2  # class-balanced: 2 per class
     assert _val_images(ProxySettings(data=data, val_samples=100)) == 8
     assert _val_images(ProxySettings(data=str(tmp_path / "missing"))) is None
+
+
+def test_costs_are_counted_once_stored_as_they_go_and_never_recounted(tmp_path, tiny_profile, monkeypatch):
+    from rich.console import Console
+
+    from patsearch.search import api
+    from patsearch.search.results import COSTS_ATTR, fill_costs, missing_costs
+
+    counted = []
+
+    def count(arch, resolution):
+        counted.append(arch.to_dict())
+        return 1000 + len(counted), 10_000 + len(counted)
+
+    monkeypatch.setattr(api, "_count_costs", count)
+    log = tmp_path / "out.txt"
+    with log.open("w") as fh:  # not a terminal: a plain line per network
+        out = run_search(SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=4, seed=1,
+                                       runs_dir=str(tmp_path / "runs"), plots=False, baselines="none",
+                                       heartbeat_interval=1, study_name="s"),
+                         run_proxy=fake_proxy(), load_profile=_load, console=Console(file=fh, width=200))
+    text = log.read_text()
+    stored = out.study.user_attrs[COSTS_ATTR]
+    assert len(counted) == len(stored) >= 1  # each trial once, though the best is also a shown row
+    assert f"counting params and FLOPs of {len(counted)} network(s)" in text
+    assert f"params/FLOPs {len(counted)}/{len(counted)}" in text
+    assert all(r.params is not None for r in rows(out.study) if str(r.number) in stored)
+    assert missing_costs(out.study) == []
+
+    # The rerun finds the study complete: it counts nothing and says nothing about counting.
+    with log.open("w") as fh:
+        run_search(SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=4, seed=1,
+                                 runs_dir=str(tmp_path / "runs"), plots=False, baselines="none",
+                                 heartbeat_interval=1, study_name="s"),
+                   run_proxy=fake_proxy(), load_profile=_load, console=Console(file=fh, width=200))
+    assert len(counted) == len(stored) and "counting params" not in log.read_text()
+
+    # A count interrupted half-way keeps what it did: the next one counts only the rest.
+    out.study.set_user_attr(COSTS_ATTR, {})
+    todo = len(missing_costs(out.study))
+
+    def interrupted(arch, resolution):
+        if len(counted) > len(stored):
+            raise KeyboardInterrupt
+        return count(arch, resolution)
+
+    assert todo >= 2
+    with pytest.raises(KeyboardInterrupt):
+        fill_costs(out.study, interrupted)
+    assert len(out.study.user_attrs[COSTS_ATTR]) == 1
+    assert fill_costs(out.study, count) == todo - 1
+    assert missing_costs(out.study) == []
