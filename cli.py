@@ -420,7 +420,9 @@ def search(
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
     show: str | None = typer.Option(None, "--show", metavar="STUDY",
-                                       help="Reprint the summary of an existing study and exit."),
+                                       help="Reprint the summary of an existing study and exit (writes nothing)."),
+    rewrite: bool = typer.Option(False, "--rewrite", help="With --show: also rewrite the study's best.yaml, "
+                                                          "summaries and plots under --runs-dir."),
     fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
                                                        "docs/search/proxy-fidelity*.json matching the proxy)."),
     confirm_top: int | None = typer.Option(None, help="After the study, train the best N searched networks and "
@@ -433,9 +435,13 @@ def search(
     if show is not None:
         from patsearch.search import show_study
 
-        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=True,
+        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=rewrite,
                    fidelity=str(fidelity) if fidelity else None)
         return
+    if rewrite:
+        from patsearch.errors import UserError
+
+        raise UserError("--rewrite goes with --show STUDY (a search writes its files anyway)")
     from patsearch.search import ProxySettings, SearchOptions, run_search
 
     opts = SearchOptions(

@@ -255,3 +255,32 @@ def test_costs_are_counted_once_stored_as_they_go_and_never_recounted(tmp_path, 
     assert len(out.study.user_attrs[COSTS_ATTR]) == 1
     assert fill_costs(out.study, count) == todo - 1
     assert missing_costs(out.study) == []
+
+
+def test_show_only_shows_and_rewrite_writes(tmp_path, tiny_profile):
+    import subprocess
+    import sys
+
+    from search_helpers import ROOT
+
+    runs = tmp_path / "runs"
+    out = _run(tmp_path, tiny_profile, "5ms", seed=1)
+    files = sorted(p for p in out.out_dir.iterdir() if p.is_file() and p.suffix in (".yaml", ".json", ".md"))
+    assert {"best.yaml", "summary.json", "summary.md"} <= {p.name for p in files}
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    (out.out_dir / "best.yaml").unlink()  # what --rewrite must bring back and --show must not
+    cmd = [sys.executable, str(ROOT / "cli.py"), "search", "--show", "s", "--runs-dir", str(runs)]
+    shown = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "study s" in shown.stdout and "wrote" not in shown.stdout
+    assert not (out.out_dir / "best.yaml").exists()
+    for p, (mtime, data) in before.items():
+        if p.name != "best.yaml":
+            assert (p.stat().st_mtime_ns, p.read_bytes()) == (mtime, data), p
+    results = {q.name for q in out.out_dir.iterdir() if q.suffix in (".yaml", ".json", ".md", ".png")}
+    assert results == {q.name for q in before if q.name != "best.yaml"}  # nothing new either
+
+    rewritten = subprocess.run(cmd + ["--rewrite"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert rewritten.returncode == 0, rewritten.stderr[-2000:]
+    assert f"wrote {out.out_dir / 'best.yaml'}" in rewritten.stdout
+    assert (out.out_dir / "best.yaml").read_bytes() == before[out.out_dir / "best.yaml"][1]
