@@ -423,8 +423,9 @@ def search(
                                        help="Reprint the summary of an existing study and exit (writes nothing)."),
     rewrite: bool = typer.Option(False, "--rewrite", help="With --show: also rewrite the study's best.yaml, "
                                                           "summaries and plots under --runs-dir."),
-    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
-                                                       "docs/search/proxy-fidelity*.json matching the proxy)."),
+    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: one "
+                                                       "matching the proxy under <runs-dir>/proxy-check/, else a "
+                                                       "shipped one)."),
     confirm_top: int | None = typer.Option(None, help="After the study, train the best N searched networks and "
                                                       "every baseline on more proxy seeds and rank by the mean (0: "
                                                       "off; default 3 when proxies train on a GPU, 0 on a CPU)."),
@@ -518,9 +519,10 @@ def proxy_check(
     stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "
                                                           "covers what finished, a rerun continues."),
     sample_seed: int = typer.Option(0, help="Seed of the random networks."),
-    out: Path = typer.Option(Path("docs/search/proxy-fidelity.json"), help="Report JSON (PNG and the resumable "
-                                                                           "records go beside it)."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where folder subsets are linked (runs/.proxy-data)."),
+    out: Path | None = typer.Option(None, help="Report JSON; the PNG and the resumable records go beside it "
+                                               "(default: <runs-dir>/proxy-check/proxy-fidelity.json)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where the report goes by default and folder subsets are "
+                                                     "linked (runs/.proxy-data)."),
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
     exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives",
                                                   help="Let --also-proxy train on more than 1/5 of the reference's "
@@ -535,7 +537,13 @@ def proxy_check(
 
     from patsearch.errors import UserError
     from patsearch.search import ProxySettings
-    from patsearch.search.fidelity import FidelityOptions, apply_overrides, default_reference, run_fidelity
+    from patsearch.search.fidelity import (
+        DEFAULT_FIDELITY_OUT,
+        FidelityOptions,
+        apply_overrides,
+        default_reference,
+        run_fidelity,
+    )
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -555,7 +563,8 @@ def proxy_check(
     opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
                            reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
-                           out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile,
+                           out=str(out or runs_dir / DEFAULT_FIDELITY_OUT), gpus=gpus, stop_after=stop_after,
+                           allow_stale_profile=allow_stale_profile,
                            exploratory_alternatives=exploratory_alternatives,
                            reuse_records=str(reuse_records) if reuse_records else None)
     try:

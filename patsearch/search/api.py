@@ -69,7 +69,7 @@ class SearchOptions:
     allow_stale_profile: bool = False
     count_costs: bool = True
     plots: bool = True
-    fidelity: str | None = None  # proxy-check report to state (default: a matching docs/search/proxy-fidelity*.json)
+    fidelity: str | None = None  # proxy-check report to state (default: a matching one, see find_fidelity)
     # After the study: train the best ``confirm_top`` searched networks and every baseline with
     # ``confirm_seeds - 1`` more proxy seeds and rank them by the mean (patsearch.search.confirm). 0: off;
     # None: 3 when proxies train on a GPU (seconds each), off on a CPU (minutes each).
@@ -300,7 +300,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
                                 base_seed=opts.proxy.seed, chance=1.0 / max(2, num_classes), console=console)
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
         fill_costs(final, _count_costs, track=lambda missing: _counting(missing, console))
-    fidelity = find_fidelity(final, opts.fidelity)
+    fidelity = find_fidelity(final, opts.fidelity, opts.runs_dir)
     result = write_results(final, out_dir, plots=opts.plots, fidelity=fidelity)
     console.print(summary_table(final, fidelity=fidelity))
     console.print(comparison(final, fidelity))
@@ -558,7 +558,7 @@ def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "
         names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
         raise UserError(f"no study {study_name!r} in {spec.display}; studies there: "
                         f"{', '.join(names) or 'none'}") from None
-    found = find_fidelity(loaded, fidelity)
+    found = find_fidelity(loaded, fidelity, runs_dir)
     console.print(summary_table(loaded, fidelity=found))
     console.print(comparison(loaded, found))
     for line in summary_notes(loaded, found):

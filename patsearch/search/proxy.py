@@ -26,11 +26,11 @@ from patsearch.errors import UserError
 # batch-scaled lr stayed at chance (10%); 4 epochs on 2,000 images at 32 px, batch 64, lr 3e-3 reached 30% in ~30 s.
 DEFAULT_EPOCHS = 4
 DEFAULT_RESOLUTION = 32
-# On a GPU the default is the proxy the fidelity check ranked best (docs/search/proxy-fidelity-cifar10.json: 20
+# On a GPU the default is the proxy the fidelity check ranked best (profiles/fidelity/proxy-fidelity-cifar10.json: 20
 # networks within one budget against a 3-seed, 25-epoch, 64 px reference): 5 epochs at 64 px gave Kendall tau 0.58,
 # the same 5 epochs at 32 px 0.31, batch 256 at 64 px 0.43; ~16 s a candidate with 3 per H200. Against a 2-seed
-# 50-epoch reference (docs/search/proxy-fidelity-cifar10-reference50.json) 10 epochs rank no better than 5 (0.43 vs
-# 0.47) at twice the cost, so 5 stays. A CPU keeps 4 epochs at 32 px: 64 px costs 4x there.
+# 50-epoch reference (profiles/fidelity/proxy-fidelity-cifar10-reference50.json) 10 epochs rank no better than 5
+# (0.43 vs 0.47) at twice the cost, so 5 stays. A CPU keeps 4 epochs at 32 px: 64 px costs 4x there.
 DEFAULT_SHAPE = {"cuda": (5, 64), "cpu": (DEFAULT_EPOCHS, DEFAULT_RESOLUTION)}
 DEFAULT_SYNTHETIC = (2000, 400)
 # Batch when none is given: large on a GPU, where the whole set lives in memory and a 32 px network is launch-bound

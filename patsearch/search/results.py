@@ -10,7 +10,6 @@ Plots use ``optuna.visualization.matplotlib``; every file is written to a temp n
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -25,7 +24,14 @@ import yaml
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.io import atomic_save_figure, atomic_write_text
-from patsearch.ranking import binomial_se, describe_interval, kendall_tau, pooled_std
+from patsearch.ranking import (
+    binomial_se,
+    describe_figure,
+    describe_interval,
+    describe_seed_std,
+    kendall_tau,
+    pooled_std,
+)
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -248,7 +254,7 @@ def describe_counts(counts: dict[str, int]) -> str:
 
 
 # --- noise and fidelity --------------------------------------------------------------------------------------
-FIDELITY_GLOB = "docs/search/proxy-fidelity*.json"
+PROXY_CHECK_DIR = "proxy-check"  # under the runs folder: where `patsearch proxy-check` writes its reports
 
 
 def validation_size(study) -> int | None:
@@ -279,10 +285,21 @@ def _fidelity_view(report: dict[str, Any], config: dict[str, Any]) -> dict[str, 
     return None
 
 
-def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]] | None:
-    """The proxy-check report for this study's proxy settings: ``path`` if given (it must exist), else the first
-    ``docs/search/proxy-fidelity*.json`` (here or in the checkout) whose proxy data, epochs, resolution and recipe
-    match the study's."""
+def fidelity_reports(runs_dir: str | os.PathLike = "runs") -> list[Path]:
+    """Where proxy-check reports are looked for, in order: the user's own (``<runs_dir>/proxy-check/``, where
+    ``patsearch proxy-check`` writes by default), then the shipped ones (``profiles/fidelity/``). Never docs/."""
+    from patsearch.resources import shipped_fidelity_dir
+
+    found: list[Path] = []
+    for folder in (Path(runs_dir) / PROXY_CHECK_DIR, shipped_fidelity_dir()):
+        found += sorted(p.resolve() for p in folder.glob("*.json") if p.resolve() not in found)
+    return found
+
+
+def find_fidelity(study, path: str | os.PathLike | None = None,
+                  runs_dir: str | os.PathLike = "runs") -> tuple[Path, dict[str, Any]] | None:
+    """The proxy-check report for this study's proxy settings: ``path`` if given (it must exist), else the first of
+    :func:`fidelity_reports` whose proxy data, epochs, resolution and recipe match the study's."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -291,23 +308,15 @@ def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, d
             return p, json.loads(p.read_text())
         except ValueError:
             raise UserError(f"--fidelity {p}: not a JSON report of `patsearch proxy-check`") from None
-    from patsearch.resources import bundled_dir
-
     config = study.user_attrs.get("patsearch_config") or {}
-    seen: set[Path] = set()
-    for root in (Path.cwd(), bundled_dir("docs").parent):
-        for name in sorted(glob.glob(str(root / FIDELITY_GLOB))):
-            candidate = Path(name).resolve()
-            if candidate in seen:
-                continue
-            seen.add(candidate)
-            try:
-                report = json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                continue
-            view = _fidelity_view(report, config) if isinstance(report, dict) else None
-            if view is not None:
-                return candidate, view
+    for candidate in fidelity_reports(runs_dir):
+        try:
+            report = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        view = _fidelity_view(report, config) if isinstance(report, dict) else None
+        if view is not None:
+            return candidate, view
     return None
 
 
@@ -473,10 +482,12 @@ def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
         path, rep = fidelity
         ref = (rep.get("settings") or {}).get("reference") or {}
         interval = describe_interval(rep.get("kendall_tau_ci95"))
-        notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}{interval}, Spearman "
-                     f"{rep.get('spearman')} against {ref.get('epochs')} epochs at {ref.get('resolution')} px over "
-                     f"{rep.get('n')} networks; seed-to-seed std {rep.get('seed_std')} points; free scores (tau): "
-                     + ", ".join(f"{k} {v}" for k, v in (rep.get("baselines") or {}).items()))
+        seeds = len((rep.get("settings") or {}).get("seeds") or []) or None
+        notes.append(f"proxy fidelity ({path.name}): Kendall tau {describe_figure(rep.get('kendall_tau'))}{interval}, "
+                     f"Spearman {describe_figure(rep.get('spearman'))} against {ref.get('epochs')} epochs at "
+                     f"{ref.get('resolution')} px over {rep.get('n')} networks; seed-to-seed std "
+                     f"{describe_seed_std(rep.get('seed_std'), seeds)}; free scores (tau): "
+                     + ", ".join(f"{k} {describe_figure(v)}" for k, v in (rep.get("baselines") or {}).items()))
     else:
         notes.append(f"proxy fidelity: not measured for these settings ({config.get('data')}, "
                      f"{config.get('proxy_epochs')} epochs at {config.get('proxy_resolution')} px); run "

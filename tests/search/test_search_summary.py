@@ -125,20 +125,25 @@ def _fidelity_report(config, **changes):
 def test_a_matching_fidelity_report_is_found_stated_and_sets_the_noise(tmp_path, monkeypatch):
     out = _with_baseline(tmp_path, 0.51)
     config = out.study.user_attrs["patsearch_config"]
-    docs = tmp_path / "docs" / "search"
-    docs.mkdir(parents=True)
-    (docs / "proxy-fidelity-other.json").write_text(json.dumps(_fidelity_report(config, epochs=99)))
+    runs = tmp_path / "runs"
+    checks = runs / "proxy-check"  # where `patsearch proxy-check` writes by default
+    checks.mkdir(parents=True)
+    (checks / "proxy-fidelity-other.json").write_text(json.dumps(_fidelity_report(config, epochs=99)))
     monkeypatch.chdir(tmp_path)
-    assert find_fidelity(out.study) is None  # other proxy settings: not this proxy's fidelity
+    assert find_fidelity(out.study, runs_dir=runs) is None  # other proxy settings: not this proxy's fidelity
+    docs = tmp_path / "docs" / "search"  # documentation is never read at run time
+    docs.mkdir(parents=True)
     (docs / "proxy-fidelity-cifar10.json").write_text(json.dumps(_fidelity_report(config)))
-    found = find_fidelity(out.study)
-    assert found is not None and found[0].name == "proxy-fidelity-cifar10.json"
+    assert find_fidelity(out.study, runs_dir=runs) is None
+    (checks / "proxy-fidelity-cifar10.json").write_text(json.dumps(_fidelity_report(config)))
+    found = find_fidelity(out.study, runs_dir=runs)
+    assert found is not None and found[0] == (checks / "proxy-fidelity-cifar10.json").resolve()
     info = lead(out.study, found)
     assert info["se_points"] == pytest.approx(math.sqrt(2) * 1.5, abs=1e-3)  # two scores, each with the seed std
     assert info["noise"] == "the proxy's measured seed-to-seed std"
     notes = summary_notes(out.study, found)
     assert any(n.startswith("proxy fidelity (proxy-fidelity-cifar10.json): Kendall tau 0.71, Spearman 0.86 "
-                            "against 20 epochs at 64 px over 24 networks; seed-to-seed std 1.5 points") for n in notes)
+                            "against 20 epochs at 64 px over 24 networks; seed-to-seed std 1.50 points") for n in notes)
     assert summary_dict(out.study, found)["fidelity"]["kendall_tau"] == 0.71
     from patsearch.errors import UserError
 
@@ -149,21 +154,21 @@ def test_a_matching_fidelity_report_is_found_stated_and_sets_the_noise(tmp_path,
 def test_a_report_whose_alternative_proxy_is_the_studys_states_that_proxys_figures(tmp_path, monkeypatch):
     out = _with_baseline(tmp_path, 0.51)
     config = out.study.user_attrs["patsearch_config"]
-    docs = tmp_path / "docs" / "search"
-    docs.mkdir(parents=True)
+    checks = tmp_path / "runs" / "proxy-check"
+    checks.mkdir(parents=True)
     report = _fidelity_report(config, epochs=99)  # the main proxy is another one
     alt_settings = _fidelity_report(config)["settings"]["proxy"]
     report["alternatives"] = [{"kind": "alt1", "settings": alt_settings, "n": 20, "kendall_tau": 0.75,
                                "kendall_tau_ci95": [0.52, 0.89], "spearman": 0.9, "seed_std": 0.8}]
-    (docs / "proxy-fidelity-cifar10.json").write_text(json.dumps(report))
+    (checks / "proxy-fidelity-cifar10.json").write_text(json.dumps(report))
     monkeypatch.chdir(tmp_path)
-    found = find_fidelity(out.study)
+    found = find_fidelity(out.study, runs_dir="runs")
     assert found is not None and found[1]["proxy_kind"] == "alt1"
     assert (found[1]["n"], found[1]["kendall_tau"], found[1]["seed_std"]) == (20, 0.75, 0.8)
     assert found[1]["baselines"] == report["baselines"]
     notes = summary_notes(out.study, found)  # the alternative's interval, not the main proxy's (it has none)
     assert any(n.startswith("proxy fidelity (proxy-fidelity-cifar10.json): Kendall tau 0.75 (95% interval 0.52 "
-                            "to 0.89), Spearman 0.9 ") for n in notes)
+                            "to 0.89), Spearman 0.90 ") for n in notes)
 
 
 def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):
@@ -284,3 +289,20 @@ def test_show_only_shows_and_rewrite_writes(tmp_path, tiny_profile):
     assert rewritten.returncode == 0, rewritten.stderr[-2000:]
     assert f"wrote {out.out_dir / 'best.yaml'}" in rewritten.stdout
     assert (out.out_dir / "best.yaml").read_bytes() == before[out.out_dir / "best.yaml"][1]
+
+
+def test_the_shipped_fidelity_reports_are_data_next_to_the_tables():
+    import tomllib
+    from search_helpers import ROOT as root
+
+    from patsearch.search.results import fidelity_reports
+
+    shipped = fidelity_reports("no-such-runs-dir")
+    names = {p.name for p in shipped}
+    assert {"proxy-fidelity-cifar10.json", "proxy-fidelity-cifar10-reference50.json"} <= names
+    assert all(p.parent == (root / "profiles" / "fidelity").resolve() for p in shipped)
+    for p in shipped:  # each a proxy-check report the summary can state
+        report = json.loads(p.read_text())
+        assert report["settings"]["proxy"]["data_id"] and report["kendall_tau"] is not None
+    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    assert data_files["share/patsearch/profiles/fidelity"] == ["profiles/fidelity/*.json"]
