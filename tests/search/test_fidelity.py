@@ -539,7 +539,7 @@ def test_cli_proxy_check_writes_under_runs_and_never_prints_none(tmp_path, tiny_
     assert report.exists() and report.with_suffix(".png").exists() and not (tmp_path / "docs").exists()
     text = " ".join(result.output.split())  # rich may wrap the long line
     assert "None" not in text
-    assert "seed std - (one proxy seed: --seeds 0,1 measures it)" in text
+    assert "seed std - (one proxy seed: --seeds 0,1 measures it)" in text and "[complete]" in text
     tau = re.search(r"Kendall tau (-|-?\d\.\d\d)(?: \(95% interval (-?\d\.\d\d) to (-?\d\.\d\d)\))?", text)
     assert tau is not None, text
     if tau.group(2) is not None:  # as printed: the interval holds the estimate

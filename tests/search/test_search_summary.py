@@ -306,3 +306,50 @@ def test_the_shipped_fidelity_reports_are_data_next_to_the_tables():
         assert report["settings"]["proxy"]["data_id"] and report["kendall_tau"] is not None
     data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
     assert data_files["share/patsearch/profiles/fidelity"] == ["profiles/fidelity/*.json"]
+
+
+def test_plots_list_only_what_occurred_and_give_top1_in_percent(tmp_path, tiny_profile):
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    from patsearch.search.results import FEW_FOR_IMPORTANCES, TOP1_LABEL, _history_plot, importances_plot
+
+    clean = _run(tmp_path / "a", tiny_profile, "5ms", trials=5, seed=2, pruner="none")
+    rs = rows(clean.study)
+    assert not [r for r in rs if not r.feasible or r.state == "PRUNED"]  # the case the issue saw: none occurred
+    ax = _front_plot(clean.study, rs, constraints_of(clean.study), False)
+    labels = ax.get_legend_handles_labels()[1]
+    assert "searched" in labels and not [x for x in labels if x.startswith(("pruned", "infeasible"))]
+    assert ax.get_ylabel() == TOP1_LABEL == "proxy top-1 (%)"
+    searched = next(c for c in ax.collections if c.get_label() == "searched")
+    assert sorted(y for _, y in searched.get_offsets()) == \
+        pytest.approx(sorted(100 * r.top1 for r in rs if not r.baseline))
+
+    tight = _run(tmp_path / "b", tiny_profile, "1ms", trials=4, seed=3, pruner="none")
+    rs = rows(tight.study)
+    infeasible = [r for r in rs if not r.feasible]
+    assert infeasible
+    ax = _front_plot(tight.study, rs, constraints_of(tight.study), False)
+    marks = next(c for c in ax.collections if c.get_label().startswith("infeasible"))
+    assert len(marks.get_offsets()) == len(infeasible)
+    lo, hi = ax.get_xlim()  # drawn along the bottom edge, inside the axes
+    assert all(lo <= r.predicted["cpu:latency_ms"] <= hi for r in infeasible)
+    assert ax.get_ylim()[0] > 1  # no made-up 0% score stretching the axis
+
+    history = _history_plot(tight.study, False)
+    assert isinstance(history.yaxis.get_major_formatter(), PercentFormatter)
+    assert "Best Value" in history.get_legend_handles_labels()[1]
+
+    notes: list[str] = []
+    imp = importances_plot(tight.study, notes)
+    n = len(trained_study(tight.study).trials)
+    assert n < FEW_FOR_IMPORTANCES
+    title = imp.get_title(loc="left")
+    assert f"from {n} trained networks" in title and "rough hint" in title
+    assert notes == [f"importances.png: from only {n} trained networks (under {FEW_FOR_IMPORTANCES}), a rough hint"]
+
+    pareto = _run(tmp_path / "c", tiny_profile, "1ms", trials=4, seed=3, objective="pareto")
+    assert any(is_infeasible(t) for t in pareto.study.trials)
+    ax = _front_plot(pareto.study, rows(pareto.study), constraints_of(pareto.study), True)
+    assert ax.get_xlabel() == TOP1_LABEL and "Infeasible Trial" not in ax.get_legend_handles_labels()[1]
+    plt.close("all")
