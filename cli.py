@@ -442,9 +442,12 @@ def search(
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
     show: str | None = typer.Option(None, "--show", metavar="STUDY",
-                                       help="Reprint the summary of an existing study and exit."),
-    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: a "
-                                                       "docs/search/proxy-fidelity*.json matching the proxy)."),
+                                       help="Reprint the summary of an existing study and exit (writes nothing)."),
+    rewrite: bool = typer.Option(False, "--rewrite", help="With --show: also rewrite the study's best.yaml, "
+                                                          "summaries and plots under --runs-dir."),
+    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: one "
+                                                       "matching the proxy under <runs-dir>/proxy-check/, else a "
+                                                       "shipped one)."),
     confirm_top: int | None = typer.Option(None, help="After the study, train the best N searched networks and "
                                                       "every baseline on more proxy seeds and rank by the mean (0: "
                                                       "off; default 3 when proxies train on a GPU, 0 on a CPU)."),
@@ -462,9 +465,13 @@ def search(
     if show is not None:
         from patsearch.search import show_study
 
-        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=True,
+        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=rewrite,
                    fidelity=str(fidelity) if fidelity else None)
         return
+    if rewrite:
+        from patsearch.errors import UserError
+
+        raise UserError("--rewrite goes with --show STUDY (a search writes its files anyway)")
     from patsearch.search import ProxySettings, SearchOptions, run_search
 
     opts = SearchOptions(
@@ -480,11 +487,17 @@ def search(
         heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
         fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
         rungs=rungs, rung_seeds=rung_seeds, rung_keep=rung_keep)
-    try:
-        run_search(opts, console=console())
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the running trial is queued again; rerun the same command to resume", err=True)
-        raise typer.Exit(130) from None
+    from patsearch.search.api import OPTUNA_TRIAL_LOGGER
+    from patsearch.termination import Terminated, quiet_interruptions, sigterm_as_interrupt
+
+    try:  # a scheduler's stop or `timeout` cleans up like Ctrl-C; Optuna's traceback of the trial is left out
+        with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
+            run_search(opts, console=console())
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Terminated)
+        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: the running trial is queued again; rerun "
+                   "the same command to resume", err=True)
+        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
 
 
 @app.command(name="proxy-check")
@@ -536,9 +549,10 @@ def proxy_check(
     stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "
                                                           "covers what finished, a rerun continues."),
     sample_seed: int = typer.Option(0, help="Seed of the random networks."),
-    out: Path = typer.Option(Path("docs/search/proxy-fidelity.json"), help="Report JSON (PNG and the resumable "
-                                                                           "records go beside it)."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where folder subsets are linked (runs/.proxy-data)."),
+    out: Path | None = typer.Option(None, help="Report JSON; the PNG and the resumable records go beside it "
+                                               "(default: <runs-dir>/proxy-check/proxy-fidelity.json)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where the report goes by default and folder subsets are "
+                                                     "linked (runs/.proxy-data)."),
     allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
     exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives",
                                                   help="Let --also-proxy train on more than 1/5 of the reference's "
@@ -553,7 +567,13 @@ def proxy_check(
 
     from patsearch.errors import UserError
     from patsearch.search import ProxySettings
-    from patsearch.search.fidelity import FidelityOptions, apply_overrides, default_reference, run_fidelity
+    from patsearch.search.fidelity import (
+        DEFAULT_FIDELITY_OUT,
+        FidelityOptions,
+        apply_overrides,
+        default_reference,
+        run_fidelity,
+    )
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -573,7 +593,8 @@ def proxy_check(
     opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
                            reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
                            device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
-                           out=str(out), gpus=gpus, stop_after=stop_after, allow_stale_profile=allow_stale_profile,
+                           out=str(out or runs_dir / DEFAULT_FIDELITY_OUT), gpus=gpus, stop_after=stop_after,
+                           allow_stale_profile=allow_stale_profile,
                            exploratory_alternatives=exploratory_alternatives,
                            reuse_records=str(reuse_records) if reuse_records else None)
     try:

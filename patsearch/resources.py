@@ -28,6 +28,11 @@ def bundled_dir(name: str) -> Path:
     return Path(sys.prefix) / "share" / "patsearch" / name
 
 
+def shipped_fidelity_dir() -> Path:
+    """The proxy-check reports the search states with its results, shipped next to the tables they go with."""
+    return bundled_dir("profiles") / "fidelity"
+
+
 def user_data_dir() -> Path:
     """The per-user data directory (read from the environment on every call, so tests and users can move it)."""
     home = os.environ.get(HOME_ENV)

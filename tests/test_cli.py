@@ -22,6 +22,7 @@ def test_info_prints_counts_and_stages():
     (("export", "--arch", "patnet_t0", "--onnx", "out.txt"), "should end in .onnx"),
     (("profile", "--device", "cpu", "--tf32"), "--tf32 is a GPU setting (TensorFloat-32 tensor cores); cpu is a CPU"),
     (("bench", "--device", "cpu", "--tf32"), "use --no-tf32"),
+    (("search", "--latency-budget", "35ms", "--rewrite"), "--rewrite goes with --show STUDY"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "-m", "patsearch", *args], capture_output=True, text=True,

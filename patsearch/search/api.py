@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from patsearch.search.rungs import Rungs
 logger = logging.getLogger("patsearch.search")
 
 DEFAULT_TRIALS = 8
+OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"  # logs each failed trial, an interrupted one with its traceback
 
 
 @dataclass
@@ -71,7 +72,7 @@ class SearchOptions:
     allow_stale_profile: bool = False
     count_costs: bool = True
     plots: bool = True
-    fidelity: str | None = None  # proxy-check report to state (default: a matching docs/search/proxy-fidelity*.json)
+    fidelity: str | None = None  # proxy-check report to state (default: a matching one, see find_fidelity)
     # After the study: train the best ``confirm_top`` searched networks and every baseline with
     # ``confirm_seeds - 1`` more proxy seeds and rank them by the mean (patsearch.search.confirm). 0: off;
     # None: 3 when proxies train on a GPU (seconds each), off on a CPU (minutes each).
@@ -200,6 +201,21 @@ def _count_costs(arch: dict | Any, resolution: int) -> tuple[int, int]:
 
     model = create_model(arch)
     return count_params(model), count_flops(model, resolution)
+
+
+def _counting(missing: list, console) -> Iterator:
+    """The rows to count, with a line saying what happens and progress (a bar on a terminal, else a line each)."""
+    from patsearch.progress import progress_bar
+
+    console.print(f"counting params and FLOPs of {len(missing)} network(s) for the summary (kept in the study: "
+                  "later runs and --show reuse them)")
+    if not console.is_terminal:
+        for i, row in enumerate(missing, 1):
+            yield row
+            console.print(f"  params/FLOPs {i}/{len(missing)}: trial {row.number}")
+        return
+    with progress_bar(console=console, transient=True) as progress:
+        yield from progress.track(missing, description="params/FLOPs")
 
 
 def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., float] | None = None,
@@ -341,8 +357,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         ran += run_confirmation(final, run_proxy, top=confirm_top, seeds=opts.confirm_seeds,
                                 base_seed=opts.proxy.seed, chance=1.0 / max(2, num_classes), console=console)
     if opts.count_costs:  # params and FLOPs of the rows the summary shows (fvcore takes seconds per network)
-        fill_costs(final, _count_costs)
-    fidelity = find_fidelity(final, opts.fidelity)
+        fill_costs(final, _count_costs, track=lambda missing: _counting(missing, console))
+    fidelity = find_fidelity(final, opts.fidelity, opts.runs_dir)
     result = write_results(final, out_dir, plots=opts.plots, fidelity=fidelity)
     console.print(summary_table(final, fidelity=fidelity))
     if rungs is not None:
@@ -392,8 +408,11 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device="cuda"))
     from rich.console import Console
 
-    try:
-        run_search(opts, console=Console(quiet=True), worker_index=index + 1)
+    from patsearch.termination import quiet_interruptions, sigterm_as_interrupt
+
+    try:  # the parent forwards a SIGTERM (a scheduler may send its own); the parent reports the interruption
+        with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
+            run_search(opts, console=Console(quiet=True), worker_index=index + 1)
     except KeyboardInterrupt:
         pass  # run_worker queued the running trial again; the parent reports the interruption
     except UserError as exc:
@@ -449,8 +468,12 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
                 break
             for p in alive:
                 p.join(timeout=2.0 / len(alive))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from patsearch.termination import Terminated
+
         for p in procs:
+            if isinstance(exc, Terminated) and p.is_alive():
+                p.terminate()  # a SIGTERM reaches this process only: pass it on, each worker then cleans up
             p.join(timeout=30)  # they got the same Ctrl-C and queue their running trials again
         raise
     failed = [p for p in procs if p.exitcode not in (0, None)]
@@ -592,7 +615,7 @@ def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "
         names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj, include_best_trial=False)]
         raise UserError(f"no study {study_name!r} in {spec.display}; studies there: "
                         f"{', '.join(names) or 'none'}") from None
-    found = find_fidelity(loaded, fidelity)
+    found = find_fidelity(loaded, fidelity, runs_dir)
     console.print(summary_table(loaded, fidelity=found))
     if (loaded.user_attrs.get("patsearch_config") or {}).get("rungs"):
         console.print(rung_table(loaded))

@@ -2,7 +2,7 @@
 
 Each constraint names a profile (a device name or a table path, see :func:`patsearch.profiler.load_profile`), a
 kind (latency or throughput) and a limit. A candidate's predicted value is recorded on its trial and its
-normalised violation is handed to Optuna (``trial.set_constraint``): ``<= 0`` is feasible, and the size of a
+normalised violation is handed to Optuna (:func:`record_violations`): ``<= 0`` is feasible, and the size of a
 positive value tells the sampler how far outside the feasible region a point is.
 """
 from __future__ import annotations
@@ -19,6 +19,22 @@ from patsearch.search.budget import format_latency, format_throughput, parse_lat
 LATENCY = "latency"
 THROUGHPUT = "throughput"
 _PROFILE_METRIC = {LATENCY: "latency_ms", THROUGHPUT: "throughput"}
+
+
+# The trial system attribute every reader of constraints understands: Optuna 5's samplers (as trial.constraints
+# {"0": ..., "1": ...}) and optuna-dashboard 0.21, which ignores the per-name attributes of trial.set_constraint
+# and would show an over-budget trial as an ordinary complete one.
+CONSTRAINTS_ATTR = "constraints"
+
+
+def record_violations(trial, violations: Sequence[float]) -> None:
+    """Hand a trial's violations to Optuna, in the order of the study's constraints (``patsearch_config``).
+
+    One list, not ``trial.set_constraint`` per name as well: both would count every violation twice (the GP
+    sampler would model each constraint twice). Setting it again (a retried trial carries its first attempt's)
+    overwrites it with the same values.
+    """
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, [float(v) for v in violations])
 
 
 class ConstraintError(UserError):
@@ -53,7 +69,7 @@ class Constraint:
 
     @property
     def key(self) -> str:
-        """Name of the constraint on trials (``trial.constraints``) and of its predicted value in user attrs."""
+        """Name of the constraint's predicted value in trial user attrs (``pred:<key>``) and in summaries."""
         return f"{self.device}:{_PROFILE_METRIC[self.kind]}"
 
     @property

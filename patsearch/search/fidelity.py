@@ -31,8 +31,10 @@ from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.io import atomic_save_figure, atomic_write_json, atomic_write_text
+from patsearch.ranking import describe_figure, describe_interval, describe_seed_std
 from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
+from patsearch.search.results import PROXY_CHECK_DIR
 
 REFERENCE_FACTOR = 5  # the reference trains on at least this many times the proxy's images (epochs x set size)
 MAX_REFERENCE_RESOLUTION = 64  # the default reference doubles the proxy's resolution up to this
@@ -40,6 +42,7 @@ PROXY, REFERENCE, FREE = "proxy", "reference", "free"
 ALTERNATIVE = "alt"  # job kind prefix of the alternative proxies: alt1, alt2, ...
 FREE_SCORES = ("params", "flops", "synflow")
 REPORT_VERSION = 1
+DEFAULT_FIDELITY_OUT = f"{PROXY_CHECK_DIR}/proxy-fidelity.json"  # under the runs folder (--runs-dir)
 
 
 def default_reference(proxy: ProxySettings) -> ProxySettings:
@@ -67,7 +70,7 @@ class FidelityOptions:
     space: str | None = None
     variants: str = "auto"  # auto (every named variant within budget) | none | names
     sample_seed: int = 0
-    out: str = "docs/search/proxy-fidelity.json"
+    out: str = f"runs/{DEFAULT_FIDELITY_OUT}"  # a run's output, never the source tree
     gpus: str = "none"  # none | all | N | 0,1 | cpu:N (see jobs.parse_devices: the search's meaning)
     workers_per_gpu: int = 1  # launch-bound proxies: several worker processes share each GPU
     stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
@@ -597,8 +600,9 @@ def plot_report(report: dict[str, Any], path: str | os.PathLike) -> Path | None:
     ax.set_ylabel(f"reference top-1 (%), {s['reference']['epochs']} ep at {s['reference']['resolution']} px")
     ci = report.get("kendall_tau_ci95")
     interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
-    ax.set_title(f"proxy vs reference: tau {report['kendall_tau']}{interval}, rho {report['spearman']},\n"
-                 f"seed std {report['seed_std']} pt (n={report['n']})", fontsize=9)
+    ax.set_title(f"proxy vs reference: tau {describe_figure(report['kendall_tau'])}{interval}, rho "
+                 f"{describe_figure(report['spearman'])},\nseed std "
+                 f"{describe_seed_std(report['seed_std'], len(s['seeds']))} (n={report['n']})", fontsize=9)
     ax2.set_xscale("log")
     ax2.set_xlabel("parameters (M)")
     ax2.set_ylabel("reference top-1 (%)")
@@ -682,9 +686,9 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     from functools import partial
 
     from rich.console import Console
+    from rich.markup import escape
 
     from patsearch.progress import progress_bar
-    from patsearch.ranking import describe_interval
 
     console = console or Console()
     make_runner = make_runner or make_proxy_runner
@@ -728,18 +732,21 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     png = plot_report(report, opts.png)
     state = "complete" if report["complete"] else f"partial ({report['jobs']['done']}/{report['jobs']['total']} " \
                                                   "jobs; rerun the same command to continue)"
-    console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {report['kendall_tau']}"
+    fig, seeds = describe_figure, len(opts.seeds)
+    console.print(f"proxy vs reference over {report['n']} networks: Kendall tau {fig(report['kendall_tau'])}"
                   f"{describe_interval(report['kendall_tau_ci95'])}, Spearman "
-                  f"{report['spearman']}, proxy seed std {report['seed_std']} points; free scores (tau): "
-                  + ", ".join(f"{k} {v}" for k, v in report["baselines"].items()) + f" [{state}]")
+                  f"{fig(report['spearman'])}, proxy seed std {describe_seed_std(report['seed_std'], seeds)}; free "
+                  "scores (tau): " + ", ".join(f"{k} {fig(v)}" for k, v in report["baselines"].items())
+                  + escape(f" [{state}]"))
     for alt in report["alternatives"]:
         st = alt["settings"]
         shape = "".join(f", {name} {st[key]}" for key, name in (("batch_size", "batch"), ("lr", "lr"))
                         if st[key] is not None)
         console.print(f"  {alt['kind']} ({st['epochs']} ep at {st['resolution']} px, {st['train_samples'] or 'all'} "
-                      f"images{shape}) over {alt['n']} networks: Kendall tau {alt['kendall_tau']}"
+                      f"images{shape}) over {alt['n']} networks: Kendall tau {fig(alt['kendall_tau'])}"
                       f"{describe_interval(alt['kendall_tau_ci95'])}, Spearman "
-                      f"{alt['spearman']}, seed std {alt['seed_std']} points, {alt['mean_seconds']} s per training"
+                      f"{fig(alt['spearman'])}, seed std {describe_seed_std(alt['seed_std'], seeds)}, "
+                      f"{fig(alt['mean_seconds'], 1)} s per training"
                       + ("" if alt["meets_reference_rule"] else f" (exploratory: the reference trains on only "
                                                                   f"{alt['reference_factor']}x its images)"))
     console.print(f"wrote {json_path}" + (f" and {png}" if png else ""))

@@ -6,7 +6,10 @@ predicted latency (or maximise its throughput); Optuna does not prune multi-obje
 chance level after its first epoch is stopped here and scored as it stands.
 
 Infeasible candidates are never trained: the trial records its predictions and constraint violations and
-completes at once with the worst score, which is what the samplers learn the feasible region from.
+completes at once with the score -inf. The samplers learn the feasible region from the violations (TPE and
+NSGA-II rank an infeasible trial by its violation alone; the GP sampler clips infinite scores), while parameter
+importances (Optuna's, and optuna-dashboard's) leave non-finite scores out, so they say what made trained
+networks score well rather than being dominated by placeholder zeros of networks that were never trained.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patsearch.arch import ArchConfig
-from patsearch.search.constraints import LATENCY, Constraint
+from patsearch.search.constraints import LATENCY, Constraint, record_violations
 
 logger = logging.getLogger("patsearch.search")
 
@@ -46,6 +49,7 @@ ATTR_RUNG_PARENT = "rung_parent"
 ATTR_RUNG_SEED = "rung_seed"
 ATTR_RUNG_EPOCHS = "rung_epochs"
 PRED_PREFIX = "pred:"
+INFEASIBLE_SCORE = float("-inf")  # the proxy top-1 an infeasible (never trained) trial completes with
 
 
 def directions(objective: str, constraints: Sequence[Constraint]) -> list[str]:
@@ -95,14 +99,12 @@ class Objective:
         trial.set_user_attr(ATTR_RESOLUTION, resolution)
         predicted: dict[str, float] = {}
         feasible = True
-        already = trial.constraints  # a retried trial carries its first attempt's (identical) constraints
         for c in self.constraints:
             value = c.predict(arch, resolution)
             predicted[c.key] = value
             trial.set_user_attr(PRED_PREFIX + c.key, value)
-            if c.key not in already:
-                trial.set_constraint(c.key, c.violation(value))
             feasible &= c.feasible(value)
+        record_violations(trial, [c.violation(predicted[c.key]) for c in self.constraints])
         trial.set_user_attr(ATTR_FEASIBLE, feasible)
         retraining = ATTR_RUNG in trial.user_attrs
         # Under the claim lock still: a proposal identical to a finished or running trial is marked before any
@@ -115,8 +117,8 @@ class Objective:
         if self.after_constraints is not None:
             self.after_constraints()
         primary = predicted[self.constraints[0].key]
-        if not feasible:
-            return self._result(0.0, primary)
+        if not feasible:  # worst possible: samplers rank it by its violation; importances skip non-finite scores
+            return self._result(INFEASIBLE_SCORE, primary)
         if duplicate is not None:
             # The same network was (or is being) trained with the same proxy: reuse its score, never retrain.
             done = _wait_for(trial, duplicate)

@@ -10,12 +10,12 @@ Plots use ``optuna.visualization.matplotlib``; every file is written to a temp n
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,14 @@ import yaml
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.io import atomic_save_figure, atomic_write_text
-from patsearch.ranking import binomial_se, describe_interval, kendall_tau, pooled_std
+from patsearch.ranking import (
+    binomial_se,
+    describe_figure,
+    describe_interval,
+    describe_seed_std,
+    kendall_tau,
+    pooled_std,
+)
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -150,19 +157,31 @@ def shown_rows(rs: Sequence[Row], top: int = 5) -> tuple[list[Row], list[Row]]:
     return done, baselines
 
 
-def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: int = 5) -> None:
-    """Count params and FLOPs of the rows the summary shows (and the front), caching them on the study."""
+def missing_costs(study, top: int = 5) -> list[Row]:
+    """The rows the summary shows (and the best one) whose params and FLOPs are not counted yet, each once."""
     rs = rows(study)
     shown, baselines = shown_rows(rs, top)
-    wanted = shown + baselines + [r for r in finished(rs)[:1]]
-    costs = dict(study.user_attrs.get(COSTS_ATTR) or {})
-    missing = [r for r in wanted if r.params is None and r.arch is not None and str(r.number) not in costs]
+    wanted = {r.number: r for r in shown + baselines + finished(rs)[:1]}
+    return [r for r in wanted.values() if r.params is None and r.arch is not None]
+
+
+def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: int = 5,
+               track: Callable[[list[Row]], Iterable[Row]] | None = None) -> int:
+    """Count params and FLOPs of the rows the summary shows (and the front) that lack them; returns how many.
+
+    Each count is stored on the study as soon as it is made (fvcore takes seconds to a minute per network on a
+    busy CPU), so an interrupted count keeps what it did and a rerun never counts a trial again. ``track`` wraps
+    the rows to count, e.g. to show progress.
+    """
+    missing = missing_costs(study, top)
     if not missing:
-        return
-    for r in missing:
+        return 0
+    costs = dict(study.user_attrs.get(COSTS_ATTR) or {})
+    for r in (track(missing) if track is not None else missing):
         params, flops = count(ArchConfig.from_dict(r.arch), int(r.resolution))
         costs[str(r.number)] = [int(params), int(flops)]
-    study.set_user_attr(COSTS_ATTR, costs)
+        study.set_user_attr(COSTS_ATTR, costs)
+    return len(missing)
 
 
 def finished(rs: Sequence[Row]) -> list[Row]:
@@ -279,7 +298,7 @@ def describe_counts(counts: dict[str, int]) -> str:
 
 
 # --- noise and fidelity --------------------------------------------------------------------------------------
-FIDELITY_GLOB = "docs/search/proxy-fidelity*.json"
+PROXY_CHECK_DIR = "proxy-check"  # under the runs folder: where `patsearch proxy-check` writes its reports
 
 
 def validation_size(study) -> int | None:
@@ -310,10 +329,21 @@ def _fidelity_view(report: dict[str, Any], config: dict[str, Any]) -> dict[str, 
     return None
 
 
-def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, dict[str, Any]] | None:
-    """The proxy-check report for this study's proxy settings: ``path`` if given (it must exist), else the first
-    ``docs/search/proxy-fidelity*.json`` (here or in the checkout) whose proxy data, epochs, resolution and recipe
-    match the study's."""
+def fidelity_reports(runs_dir: str | os.PathLike = "runs") -> list[Path]:
+    """Where proxy-check reports are looked for, in order: the user's own (``<runs_dir>/proxy-check/``, where
+    ``patsearch proxy-check`` writes by default), then the shipped ones (``profiles/fidelity/``). Never docs/."""
+    from patsearch.resources import shipped_fidelity_dir
+
+    found: list[Path] = []
+    for folder in (Path(runs_dir) / PROXY_CHECK_DIR, shipped_fidelity_dir()):
+        found += sorted(p.resolve() for p in folder.glob("*.json") if p.resolve() not in found)
+    return found
+
+
+def find_fidelity(study, path: str | os.PathLike | None = None,
+                  runs_dir: str | os.PathLike = "runs") -> tuple[Path, dict[str, Any]] | None:
+    """The proxy-check report for this study's proxy settings: ``path`` if given (it must exist), else the first of
+    :func:`fidelity_reports` whose proxy data, epochs, resolution and recipe match the study's."""
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -322,23 +352,15 @@ def find_fidelity(study, path: str | os.PathLike | None = None) -> tuple[Path, d
             return p, json.loads(p.read_text())
         except ValueError:
             raise UserError(f"--fidelity {p}: not a JSON report of `patsearch proxy-check`") from None
-    from patsearch.resources import bundled_dir
-
     config = study.user_attrs.get("patsearch_config") or {}
-    seen: set[Path] = set()
-    for root in (Path.cwd(), bundled_dir("docs").parent):
-        for name in sorted(glob.glob(str(root / FIDELITY_GLOB))):
-            candidate = Path(name).resolve()
-            if candidate in seen:
-                continue
-            seen.add(candidate)
-            try:
-                report = json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                continue
-            view = _fidelity_view(report, config) if isinstance(report, dict) else None
-            if view is not None:
-                return candidate, view
+    for candidate in fidelity_reports(runs_dir):
+        try:
+            report = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        view = _fidelity_view(report, config) if isinstance(report, dict) else None
+        if view is not None:
+            return candidate, view
     return None
 
 
@@ -539,10 +561,12 @@ def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
         path, rep = fidelity
         ref = (rep.get("settings") or {}).get("reference") or {}
         interval = describe_interval(rep.get("kendall_tau_ci95"))
-        notes.append(f"proxy fidelity ({path.name}): Kendall tau {rep.get('kendall_tau')}{interval}, Spearman "
-                     f"{rep.get('spearman')} against {ref.get('epochs')} epochs at {ref.get('resolution')} px over "
-                     f"{rep.get('n')} networks; seed-to-seed std {rep.get('seed_std')} points; free scores (tau): "
-                     + ", ".join(f"{k} {v}" for k, v in (rep.get("baselines") or {}).items()))
+        seeds = len((rep.get("settings") or {}).get("seeds") or []) or None
+        notes.append(f"proxy fidelity ({path.name}): Kendall tau {describe_figure(rep.get('kendall_tau'))}{interval}, "
+                     f"Spearman {describe_figure(rep.get('spearman'))} against {ref.get('epochs')} epochs at "
+                     f"{ref.get('resolution')} px over {rep.get('n')} networks; seed-to-seed std "
+                     f"{describe_seed_std(rep.get('seed_std'), seeds)}; free scores (tau): "
+                     + ", ".join(f"{k} {describe_figure(v)}" for k, v in (rep.get("baselines") or {}).items()))
     else:
         notes.append(f"proxy fidelity: not measured for these settings ({config.get('data')}, "
                      f"{config.get('proxy_epochs')} epochs at {config.get('proxy_resolution')} px); run "
@@ -641,13 +665,17 @@ def write_summary(study, out_dir: str | os.PathLike, fidelity=None) -> list[Path
 
 
 # --- plots -----------------------------------------------------------------------------------------------------
+# Below this many trained networks parameter importances are a rough hint (8 trials gave "depth3 0.81" on a tiny
+# study, which a few more trials can overturn): the plot says so in its title.
+FEW_FOR_IMPORTANCES = 20
+
+
 def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
     """Pareto front (accuracy vs the primary constraint), optimisation history and parameter importances."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import optuna.visualization.matplotlib as ovm
 
     out = Path(out_dir)
     written: list[Path] = []
@@ -655,8 +683,6 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
     multi = len(study.directions) > 1
     cons = constraints_of(study)
     rs = rows(study)
-    target = (lambda t: t.values[0]) if multi else None
-    target_name = "proxy top-1"
 
     def save(ax, name: str) -> None:
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
@@ -665,9 +691,8 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
 
     plots = [
         ("pareto.png", lambda: _front_plot(study, rs, cons, multi)),
-        ("history.png", lambda: ovm.plot_optimization_history(study, target=target, target_name=target_name)),
-        ("importances.png", lambda: ovm.plot_param_importances(trained_study(study), target=target,
-                                                               target_name=target_name)),
+        ("history.png", lambda: _history_plot(study, multi)),
+        ("importances.png", lambda: importances_plot(study, notes)),
     ]
     for name, make in plots:
         try:
@@ -678,10 +703,49 @@ def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str
     return written, notes
 
 
+TOP1_LABEL = "proxy top-1 (%)"
+
+
+def _history_plot(study, multi: bool):
+    """Optuna's history plot with the top-1 axis in % like the summary: a tick format, since a ``target`` that
+    scaled the values would drop Optuna's best-value line of single-objective studies."""
+    import optuna.visualization.matplotlib as ovm
+    from matplotlib.ticker import PercentFormatter
+
+    ax = ovm.plot_optimization_history(study, target=(lambda t: t.values[0]) if multi else None,
+                                       target_name="proxy top-1")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel(TOP1_LABEL)
+    return ax
+
+
+def importances_plot(study, notes: list[str] | None = None):
+    """Parameter importances over the trained networks, titled with how many they are and, when they are few,
+    that the ranking is only a hint (a line in ``notes`` says so too)."""
+    import optuna.visualization.matplotlib as ovm
+
+    trained = trained_study(study)
+    n = len(trained.trials)
+    if len(study.directions) == 1:
+        ax = ovm.plot_param_importances(trained, target_name="proxy top-1")
+    else:  # PED-ANOVA ranks low targets as good (and says so): negate the maximised top-1, as optuna-dashboard does
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
+            ax = ovm.plot_param_importances(trained, target=lambda t: -t.values[0], target_name="proxy top-1")
+    title = f"Parameter importances for proxy top-1, from {n} trained networks"
+    if n < FEW_FOR_IMPORTANCES:
+        title += f"\nonly {n}: a rough hint that more trials can overturn, not a measurement"
+        if notes is not None:
+            notes.append(f"importances.png: from only {n} trained networks (under {FEW_FOR_IMPORTANCES}), a rough "
+                         "hint")
+    ax.set_title(title, loc="left", fontsize=10)  # in place of Optuna's own title, which sits on the left
+    return ax
+
+
 def trained_study(study):
     """An in-memory copy holding only the trained, completed trials: importances computed on it say what made
-    networks score well, not which choices were too slow (infeasible trials carry a placeholder score of 0; they
-    still teach the sampler through the constraint, in the real study)."""
+    networks score well, not which choices were too slow (infeasible trials score -inf, which Optuna's importances
+    skip anyway; older studies gave them a placeholder 0. They teach the sampler through the constraint)."""
     import optuna
 
     copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
@@ -697,8 +761,9 @@ def _front_plot(study, rs: Sequence[Row], cons: Sequence[ConstraintInfo], multi:
     if multi:
         import optuna.visualization.matplotlib as ovm
 
-        c = cons[0]
-        return ovm.plot_pareto_front(study, target_names=["proxy top-1", c.label()])
+        c = cons[0]  # trained networks only: an infeasible one has no top-1 to place (its legend entry misled)
+        return ovm.plot_pareto_front(trained_study(study), targets=lambda t: (100 * t.values[0], t.values[1]),
+                                     target_names=[TOP1_LABEL, c.label()])
     # Single objective: still show accuracy against the primary constraint, with the budget and the front.
     c = cons[0]
     fig, ax = plt.subplots()
@@ -706,21 +771,29 @@ def _front_plot(study, rs: Sequence[Row], cons: Sequence[ConstraintInfo], multi:
     infeasible = [r for r in rs if not r.feasible and c.key in r.predicted]
     searched = [r for r in trained if not r.baseline and r.state != "PRUNED"]
     pruned = [r for r in trained if not r.baseline and r.state == "PRUNED"]
-    ax.scatter([r.predicted[c.key] for r in searched], [r.top1 for r in searched], label="searched", alpha=0.8)
-    ax.scatter([r.predicted[c.key] for r in pruned], [r.top1 for r in pruned], facecolors="none",
-               edgecolors="tab:orange", label="pruned (top-1 when stopped)", alpha=0.9)
-    ax.scatter([r.predicted[c.key] for r in infeasible], [0.0] * len(infeasible), marker="x", color="grey",
-               label="infeasible (not trained)")
+    # Only what occurred gets a legend entry; scores in % as the summary gives them.
+    if searched:
+        ax.scatter([r.predicted[c.key] for r in searched], [100 * r.top1 for r in searched], label="searched",
+                   alpha=0.8)
+    if pruned:
+        ax.scatter([r.predicted[c.key] for r in pruned], [100 * r.top1 for r in pruned], facecolors="none",
+                   edgecolors="tab:orange", label="pruned (top-1 when stopped)", alpha=0.9)
+    if infeasible:  # no score: along the bottom edge, so that they do not stretch the top-1 axis down to 0
+        xs = [r.predicted[c.key] for r in infeasible]
+        ax.scatter(xs, [0.02] * len(xs), marker="x", color="grey", transform=ax.get_xaxis_transform(),
+                   label="infeasible (not trained, no score)")
+        ax.update_datalim([(x, 100 * trained[0].top1) for x in xs] if trained else [(x, 0.0) for x in xs])
     for r in trained:
         if r.baseline:
-            ax.scatter([r.predicted[c.key]], [r.top1], marker="*", s=160, color="tab:red")
-            ax.annotate(r.baseline, (r.predicted[c.key], r.top1), textcoords="offset points", xytext=(5, 5))
+            ax.scatter([r.predicted[c.key]], [100 * r.top1], marker="*", s=160, color="tab:red")
+            ax.annotate(r.baseline, (r.predicted[c.key], 100 * r.top1), textcoords="offset points", xytext=(5, 5))
     front = pareto_front(rs, c.key, c.kind)
     if front:
-        ax.plot([r.predicted[c.key] for r in front], [r.top1 for r in front], color="tab:green", label="front")
+        ax.plot([r.predicted[c.key] for r in front], [100 * r.top1 for r in front], color="tab:green",
+                label="front")
     ax.axvline(c.limit, color="tab:red", linestyle="--", label=f"budget {c.limit:g} {c.unit}")
     ax.set_xlabel(f"predicted {c.label()}")
-    ax.set_ylabel("proxy top-1")
+    ax.set_ylabel(TOP1_LABEL)
     ax.set_title(f"{study.study_name}: proxy accuracy vs predicted {c.kind}")
     ax.legend(loc="best")
     return ax

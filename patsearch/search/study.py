@@ -48,6 +48,8 @@ def _quiet_optuna() -> None:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    # Infeasible trials score -inf by design (see patsearch.search.objective); GP clips them on every proposal.
+    warnings.filterwarnings("ignore", message="Clip non-finite values to the min/max finite values")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

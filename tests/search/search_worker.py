@@ -2,12 +2,13 @@
 
 Usage: python search_worker.py --storage URL --profile PATH --budget 5ms --trials N --study NAME --runs-dir DIR
        [--sleep SECONDS_PER_EPOCH] [--n-jobs K] [--marker FILE [--marker-epochs E]] [--seed S] [--rungs 2,4,8]
-       [--calls FILE]
+       [--calls FILE] [--via-cli 1]
 
 ``--marker`` is created when this process starts training its first candidate (with ``--marker-epochs``: its first
 training of that length, e.g. a multi-fidelity rung), which then never finishes: the process waits there until
 the test kills it, so the kill always lands mid-trial (no timing window). ``--calls`` appends one line per
-training started: ``epochs seed embed_dim depths``.
+training started: ``epochs seed embed_dim depths``. ``--via-cli 1`` runs the `patsearch search` command itself (its
+signal handling, messages and exit codes) with the stand-in trainer in place of the real one.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--rungs")
     ap.add_argument("--calls")
+    ap.add_argument("--via-cli", type=int, default=0)
     args = ap.parse_args()
 
     from patsearch.errors import UserError
@@ -68,6 +70,8 @@ def main() -> int:
         return base(arch, on_epoch_end=slow_epoch)
 
     run_proxy.num_classes = 10
+    if args.via_cli:
+        return _via_cli(args, run_proxy)
     opts = SearchOptions(latency_budgets=[f"{args.profile}={args.budget}"], space="tiny", trials=args.trials,
                          storage=args.storage, study_name=args.study, n_jobs=args.n_jobs,
                          heartbeat_interval=HEARTBEAT_S, runs_dir=args.runs_dir, count_costs=False, plots=False,
@@ -77,6 +81,20 @@ def main() -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _via_cli(args, run_proxy) -> int:
+    import cli
+    from patsearch.search import api
+
+    api.make_proxy_runner = lambda *a, **k: run_proxy
+    sys.argv = ["patsearch", "search", "--latency-budget", f"{args.profile}={args.budget}", "--space", "tiny",
+                "--trials", str(args.trials), "--study-name", args.study, "--runs-dir", args.runs_dir,
+                "--heartbeat-interval", str(HEARTBEAT_S), "--baselines", "none", "--no-plots", "--proxy-epochs", "2"]
+    if args.storage:
+        sys.argv += ["--storage", args.storage]
+    cli.main()
     return 0
 
 

@@ -524,3 +524,23 @@ def test_cli_reuse_records_without_a_check_is_one_line_and_writes_nothing(tmp_pa
     assert err == (f"error: --reuse-records {tmp_path / 'nowhere'}: no plan.json there; give the .records folder of "
                    "an earlier proxy-check (it sits beside that check's report)")
     assert list(tmp_path.iterdir()) == []  # no records folder, report or plot
+
+
+def test_cli_proxy_check_writes_under_runs_and_never_prints_none(tmp_path, tiny_profile, monkeypatch):
+    import re
+
+    cli = _cli_with_fake_trainings(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # a checkout's docs/ would be here: nothing may land in it
+    args = ["proxy-check", "--n", "3", "--seeds", "0", "--budget", f"{tiny_profile}=5ms", "--space", "tiny",
+            "--proxy-epochs", "1", "--proxy-device", "cpu", "--runs-dir", str(tmp_path / "runs")]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "runs" / "proxy-check" / "proxy-fidelity.json"
+    assert report.exists() and report.with_suffix(".png").exists() and not (tmp_path / "docs").exists()
+    text = " ".join(result.output.split())  # rich may wrap the long line
+    assert "None" not in text
+    assert "seed std - (one proxy seed: --seeds 0,1 measures it)" in text and "[complete]" in text
+    tau = re.search(r"Kendall tau (-|-?\d\.\d\d)(?: \(95% interval (-?\d\.\d\d) to (-?\d\.\d\d)\))?", text)
+    assert tau is not None, text
+    if tau.group(2) is not None:  # as printed: the interval holds the estimate
+        assert float(tau.group(2)) <= float(tau.group(1)) <= float(tau.group(3))

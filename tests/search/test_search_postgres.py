@@ -44,7 +44,7 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err and "error" not in err.lower(), err[-3000:]
     for out, _ in outputs:  # each surviving worker names its storage, with the password masked
-        assert "postgresql://nas:***@127.0.0.1" in out, out[-2000:]
+        assert "postgresql://***@127.0.0.1" in out, out[-2000:]
     for out, err in outputs + [(victim_out, victim_err)]:
         assert PG_PASSWORD not in out + err
     for path in tmp_path.rglob("*"):
@@ -70,7 +70,7 @@ def test_show_and_errors_never_print_the_password(tmp_path, postgres_url):
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert PG_PASSWORD not in proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "postgresql://nas:***@" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "postgresql://***@" in proc.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "search", "--show", "missing", "--storage",
                            postgres_url], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "no study 'missing'" in proc.stderr

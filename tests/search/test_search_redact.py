@@ -3,19 +3,40 @@ import logging
 
 import pytest
 
-from patsearch.search.redact import RedactingFilter, redact_url, scrub, secrets_in
+from patsearch.search.redact import RedactingFilter, redact_text, redact_url, scrub, secrets_in
 from patsearch.search.study import StorageError, open_storage, parse_storage
 
 
 @pytest.mark.parametrize("url,shown", [
-    ("postgresql://alice:s3cret@db:5432/nas", "postgresql://alice:***@db:5432/nas"),
-    ("postgresql+psycopg2://bob:p%40ss:w@10.0.0.1/x", "postgresql+psycopg2://bob:***@10.0.0.1/x"),
-    ("mysql://u:pw@h/db?ssl=1&password=zz", "mysql://u:***@h/db?ssl=1&password=***"),
-    ("postgresql://alice@db/nas", "postgresql://alice@db/nas"),
+    ("postgresql://alice:s3cret@db:5432/nas", "postgresql://***@db:5432/nas"),
+    ("postgresql+psycopg2://bob:p%40ss:w@10.0.0.1/x", "postgresql+psycopg2://***@10.0.0.1/x"),
+    ("mysql://u:pw@h/db?ssl=1&password=zz", "mysql://***@h/db?ssl=1&password=***"),
+    # A password holding '@' (unencoded): everything before the authority's last '@' goes.
+    ("postgresql://user:secret@pw@127.0.0.1:1/db", "postgresql://***@127.0.0.1:1/db"),
+    ("postgresql://us@er:se:c@r@et@h/db", "postgresql://***@h/db"),
+    # ... or '/', which SQLAlchemy reads as part of the password (to the first '@' after the colon).
+    ("postgresql://u:a/b@h/db", "postgresql://***@h/db"),
+    ("postgresql://alice@db/nas", "postgresql://***@db/nas"),
+    ("https://ghp_tokenvalue@example.org/x", "https://***@example.org/x"),
     ("sqlite:///runs/x/study.db", "sqlite:///runs/x/study.db"),
+    ("sqlite:///runs/a@b/study.db", "sqlite:///runs/a@b/study.db"),
+    ("postgresql://db/nas?x=a@b", "postgresql://db/nas?x=a@b"),
 ])
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
+
+
+def test_redact_text_masks_a_password_with_at_signs_in_free_text():
+    text = "cannot open 'postgresql://user:secret@pw@127.0.0.1:1/db': refused (see user@example.org)"
+    shown = redact_text(text)
+    assert "secret" not in shown and "pw@" not in shown
+    assert shown == "cannot open 'postgresql://***@127.0.0.1:1/db': refused (see user@example.org)"
+
+
+def test_secrets_of_a_password_with_at_signs():
+    url = "postgresql://user:secret@pw@127.0.0.1:1/db"
+    assert "secret@pw" in secrets_in(url) and "user" not in secrets_in(url)
+    assert scrub("FATAL: password 'secret@pw' rejected", url) == "FATAL: password '***' rejected"
 
 
 def test_scrub_removes_the_literal_secret_anywhere():
@@ -39,7 +60,7 @@ def test_storage_errors_are_redacted():
         open_storage(spec)
     message = str(info.value)
     assert "topsecret99" not in message
-    assert "postgresql://alice:***@127.0.0.1:9/nas" in message
+    assert "postgresql://***@127.0.0.1:9/nas" in message
 
 
 def test_storage_url_forms(tmp_path):

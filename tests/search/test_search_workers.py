@@ -110,3 +110,31 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
     assert retries[0].params == victim.params and retries[0] in counted  # the same candidate, trained again
     assert (runs / "killed" / "best.yaml").exists()
 
+
+
+@pytest.mark.slow
+def test_sigterm_mid_trial_queues_the_trial_again_with_one_line(tmp_path, tiny_profile):
+    """`timeout` or a scheduler's stop (SIGTERM) ends `patsearch search` like Ctrl-C: the running trial is failed
+    and queued again at once (not left RUNNING until a later run's heartbeat check), one line, exit 143."""
+    url = f"sqlite:///{tmp_path}/term.db"
+    marker = tmp_path / "training"
+    proc = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, marker=marker, via_cli=1)
+    deadline = time.monotonic() + 180
+    while not marker.exists():  # the stand-in trainer creates it, then blocks inside its first training
+        assert proc.poll() is None, f"the search ended before its first training: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no trial reached training in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines() == ["stopped by SIGTERM: the running trial is queued again; rerun the same "
+                                        "command to resume"], err[-3000:]
+
+    trials = _load_study(url, "term").get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    victims = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(victims) == 1 and victims[0].user_attrs.get("feasible") is True  # the one in training
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(queued) == 1
+    assert queued[0].system_attrs.get("failed_trial") == victims[0].number
+    assert queued[0].params == victims[0].params
