@@ -14,6 +14,40 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Hardware-aware architecture search and profiling for PATNet.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from patsearch.version import describe
+
+        typer.echo(describe())
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Results, warnings and errors only: no notes or "
+                                                            "progress."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also debug lines."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version (and the git commit in a checkout) and exit."),
+) -> None:
+    """Notes and progress go to stderr through the library's loggers; results to stdout."""
+    import logging
+
+    from patsearch import log
+
+    if quiet and verbose:
+        from patsearch.errors import UserError
+
+        raise UserError("--quiet and --verbose contradict each other; pass one of them")
+    ctx.call_on_close(log.configure(log.QUIET if quiet else log.VERBOSE if verbose else log.DEFAULT))
+    if verbose:
+        from patsearch.version import describe
+
+        logging.getLogger("patsearch.cli").debug("%s, python %s, command: %s", describe(), sys.version.split()[0],
+                                                 " ".join(sys.argv[1:]))
+
+
 def console():
     """A rich console that keeps tables readable when output is piped (rich assumes 80 columns there)."""
     from rich.console import Console

@@ -11,6 +11,7 @@ scored on networks that took no part in the fit.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -49,7 +50,7 @@ SPOT_CHECK_TOLERANCE = 0.15  # their median time may differ this much from the t
 SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: each table is checked once per host
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
 ADAPT_HINT = {"cpu": "about 2 minutes of one idle core", "cuda": "about a minute"}
-
+logger = logging.getLogger(__name__)
 
 def layer_type(key: str) -> str:
     """The type a table entry's scale is shared by: ``stem``, ``merge``, ``head`` or ``block|MIXER|ACT``."""
@@ -257,7 +258,7 @@ def _fits_here(profile: Profile) -> bool:
 
 
 def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: bool = True,
-                  note: Callable[[str], None] = print, measure: Measure | None = None) -> Profile:
+                  note: Callable[[str], None] | None = None, measure: Measure | None = None) -> Profile:
     """The profile a search should use for ``device``, adapting one to this host if none fits it.
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
@@ -267,6 +268,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     with another torch release is spot-checked first (:func:`spot_check`, once per host) and adapted the same way
     when its predictions are off here. Other names and paths load as :func:`load_profile` does.
     """
+    note = note or (lambda text: logger.info("note: %s", text))  # the library's default: a logged note
     text = os.fspath(device)
     if text.endswith(".json") or os.sep in text:
         return load_profile(text, allow_stale=allow_stale)

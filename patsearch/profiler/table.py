@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 import time
@@ -23,6 +24,8 @@ from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "patsearch-profile"
 FORMAT_VERSION = 1
@@ -467,8 +470,7 @@ class _progress:
             if pct != state["pct"] or elapsed - state["last"] >= 30 or state["done"] == self.total:
                 state["pct"], state["last"] = pct, elapsed
                 eta = elapsed / state["new"] * (self.total - state["done"])
-                print(f"{self.description}: {state['done']}/{self.total} elapsed {elapsed:.0f}s ETA {eta:.0f}s",
-                      file=sys.stderr, flush=True)
+                logger.info(f"{self.description}: {state['done']}/{self.total} elapsed {elapsed:.0f}s ETA {eta:.0f}s")
         return advance
 
     def __exit__(self, *exc: Any) -> None:
