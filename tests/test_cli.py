@@ -1,4 +1,5 @@
 """The CLI front door for the model family: tables, errors as one line with a non-zero exit."""
+import json
 import subprocess
 import sys
 
@@ -105,3 +106,53 @@ def test_profile_refit_partial_scores_a_validation_cut_short(tmp_path):
 def test_profile_refit_needs_the_validation_sizes(tmp_path):
     result = run_cli("profile", "--device", "h100", "--refit")
     assert result.returncode == 2 and "--refit needs --validate N" in result.stderr
+
+
+def test_version_prints_the_version_and_the_checkouts_commit():
+    from patsearch.version import __version__, describe
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [describe()] and result.stdout.startswith(f"patsearch {__version__}")
+
+
+def _train_tiny(tmp_path, *global_options: str):
+    """`patsearch [OPTIONS] train` of one step at 32 px, in this process (a fresh interpreter costs a minute on a
+    busy 2-core host); stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    args = [*global_options, "train", "--arch", "patnet_t0", "--resolution", "32", "--synthetic-train", "16",
+            "--synthetic-val", "8", "--batch-size", "8", "--max-steps", "1", "--epochs", "1", "--device", "cpu",
+            "--workers", "0", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["out_dir"] == str(tmp_path / "run")  # the result alone on stdout
+    return result.stderr.splitlines()
+
+
+def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_path, single_thread):
+    import logging
+
+    handlers = list(logging.getLogger("patsearch").handlers)
+    default = _train_tiny(tmp_path)
+    assert any(line.startswith("training patnet_t0 with recipe") for line in default), default
+    assert not any(line.startswith("debug: ") for line in default)
+    import torch
+
+    from patsearch import __version__
+
+    saved = torch.load(tmp_path / "run" / "latest.pt", map_location="cpu", weights_only=True)
+    assert saved["run"]["patsearch"] == __version__  # the run folder says which patsearch trained it
+    assert _train_tiny(tmp_path / "q", "--quiet") == []
+    verbose = _train_tiny(tmp_path / "v", "--verbose")
+    assert any(line.startswith("debug: patsearch.cli: patsearch ") for line in verbose), verbose
+    assert any(line.startswith("training patnet_t0 with recipe") for line in verbose)
+    assert logging.getLogger("patsearch").handlers == handlers  # each command removed the handler it added
+
+
+def test_quiet_and_verbose_together_are_one_line_and_exit_2():
+    result = run_cli("--quiet", "--verbose", "models")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == "error: --quiet and --verbose contradict each other; pass one of them"
