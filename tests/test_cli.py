@@ -116,27 +116,29 @@ def test_version_prints_the_version_and_the_checkouts_commit():
     assert result.stdout.splitlines() == [describe()] and result.stdout.startswith(f"patsearch {__version__}")
 
 
-def _train_tiny(tmp_path, *global_options: str):
+def _train_tiny(tmp_path, monkeypatch, capsys, *global_options: str) -> list[str]:
     """`patsearch [OPTIONS] train` of one step at 32 px, in this process (a fresh interpreter costs a minute on a
-    busy 2-core host); stdout and stderr apart."""
-    from typer.testing import CliRunner
-
+    busy 2-core host); the result must be alone on stdout; returns the lines on stderr."""
     import cli
 
-    args = [*global_options, "train", "--arch", "patnet_t0", "--resolution", "32", "--synthetic-train", "16",
-            "--synthetic-val", "8", "--batch-size", "8", "--max-steps", "1", "--epochs", "1", "--device", "cpu",
-            "--workers", "0", "--out", str(tmp_path / "run")]
-    result = CliRunner().invoke(cli.app, args)
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["out_dir"] == str(tmp_path / "run")  # the result alone on stdout
-    return result.stderr.splitlines()
+    monkeypatch.setattr(sys, "argv", ["patsearch", *global_options, "train", "--arch", "patnet_t0", "--resolution",
+                                      "32", "--synthetic-train", "16", "--synthetic-val", "8", "--batch-size", "8",
+                                      "--max-steps", "1", "--epochs", "1", "--device", "cpu", "--workers", "0",
+                                      "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    assert json.loads(captured.out)["out_dir"] == str(tmp_path / "run")
+    return captured.err.splitlines()
 
 
-def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_path, single_thread):
+def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_path, monkeypatch, capsys,
+                                                                           single_thread):
     import logging
 
     handlers = list(logging.getLogger("patsearch").handlers)
-    default = _train_tiny(tmp_path)
+    default = _train_tiny(tmp_path, monkeypatch, capsys)
     assert any(line.startswith("training patnet_t0 with recipe") for line in default), default
     assert not any(line.startswith("debug: ") for line in default)
     import torch
@@ -145,8 +147,8 @@ def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_pa
 
     saved = torch.load(tmp_path / "run" / "latest.pt", map_location="cpu", weights_only=True)
     assert saved["run"]["patsearch"] == __version__  # the run folder says which patsearch trained it
-    assert _train_tiny(tmp_path / "q", "--quiet") == []
-    verbose = _train_tiny(tmp_path / "v", "--verbose")
+    assert _train_tiny(tmp_path / "q", monkeypatch, capsys, "--quiet") == []
+    verbose = _train_tiny(tmp_path / "v", monkeypatch, capsys, "--verbose")
     assert any(line.startswith("debug: patsearch.cli: patsearch ") for line in verbose), verbose
     assert any(line.startswith("training patnet_t0 with recipe") for line in verbose)
     assert logging.getLogger("patsearch").handlers == handlers  # each command removed the handler it added
