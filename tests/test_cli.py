@@ -158,3 +158,22 @@ def test_quiet_and_verbose_together_are_one_line_and_exit_2():
     result = run_cli("--quiet", "--verbose", "models")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == "error: --quiet and --verbose contradict each other; pass one of them"
+
+
+@pytest.mark.parametrize("command, most_lines", [("search", 140), ("proxy-check", 125)])
+def test_long_commands_group_their_options_into_help_panels(command, most_lines):
+    import os
+
+    import typer.main
+
+    import cli
+
+    params = typer.main.get_command(cli.app).commands[command].params
+    loose = [p.name for p in params if p.name != "help" and not getattr(p, "rich_help_panel", None)]
+    assert loose == [], f"{command} options outside a help panel: {loose}"
+    result = subprocess.run([sys.executable, "-m", "patsearch", command, "--help"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    panels = {getattr(p, "rich_help_panel", None) for p in params} - {None}
+    assert all(f"─ {panel} ─" in result.stdout for panel in panels), result.stdout
+    assert len(result.stdout.splitlines()) <= most_lines, f"{command} --help: {len(result.stdout.splitlines())} lines"
