@@ -150,6 +150,7 @@ def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_pa
     assert _train_tiny(tmp_path / "q", monkeypatch, capsys, "--quiet") == []
     verbose = _train_tiny(tmp_path / "v", monkeypatch, capsys, "--verbose")
     assert any(line.startswith("debug: patsearch.cli: patsearch ") for line in verbose), verbose
+    assert any(line.startswith("debug: patsearch.train.loop: run settings: {") for line in verbose)  # the library's
     assert any(line.startswith("training patnet_t0 with recipe") for line in verbose)
     assert logging.getLogger("patsearch").handlers == handlers  # each command removed the handler it added
 

@@ -282,6 +282,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
             first_error = first_error or exc
             continue
         profile = Profile.load(path)
+        logger.debug("%s: candidate table %s (measured on %s)", device, path, profile.provenance.get("hardware"))
         if _fits_here(profile) or allow_stale:
             if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
                 return load_profile(path, allow_stale=allow_stale)

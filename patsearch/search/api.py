@@ -228,6 +228,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     if seed is not None and worker_index:
         seed = (seed * 1_000_003 + worker_index * 7919) % (2**31 - 1)
     sampler = study_mod.make_sampler(opts.sampler, seed=seed, n_trials=opts.trials, multi_objective=multi)
+    logger.debug("study %s: sampler %s (seed %s), pruner %s, storage %s", study_name, opts.sampler, seed,
+                 opts.pruner, spec.display)
 
     def on_create(new_study) -> None:
         enqueue_baselines(new_study, baselines)

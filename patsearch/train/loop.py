@@ -369,6 +369,8 @@ class Trainer:
             "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph,
             "fused_kernels": o.fused_kernels,
             "compile_options": with_device_defaults(o.compile_options, ctx.device.type) if o.compile else {}}
+        if ctx.is_main:
+            logger.debug("run settings: %s", self.run_info)
         self.start_epoch = self.step_in_epoch = self.global_step = 0
         self.best_top1 = -1.0
         self.history: list[dict[str, Any]] = []
