@@ -14,6 +14,40 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Hardware-aware architecture search and profiling for PATNet.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from patsearch.version import describe
+
+        typer.echo(describe())
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Results, warnings and errors only: no notes or "
+                                                            "progress."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also debug lines."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version (and the git commit in a checkout) and exit."),
+) -> None:
+    """Notes and progress go to stderr through the library's loggers; results to stdout."""
+    import logging
+
+    from patsearch import log
+
+    if quiet and verbose:
+        from patsearch.errors import UserError
+
+        raise UserError("--quiet and --verbose contradict each other; pass one of them")
+    ctx.call_on_close(log.configure(log.QUIET if quiet else log.VERBOSE if verbose else log.DEFAULT))
+    if verbose:
+        from patsearch.version import describe
+
+        logging.getLogger("patsearch.cli").debug("%s, python %s, command: %s", describe(), sys.version.split()[0],
+                                                 " ".join(sys.argv[1:]))
+
+
 def console():
     """A rich console that keeps tables readable when output is piped (rich assumes 80 columns there)."""
     from rich.console import Console
@@ -386,80 +420,108 @@ def bench(
         if record_measured(arch, result) is not None:
             typer.echo(f"recorded the measurement in {arch} (search.measured)")
 
+# Help panels of the long commands (search, proxy-check): the options grouped by what they set.
+_BUDGETS, _PROFILES, _PROXY, _STUDY = "Budgets", "Space and profiles", "Proxy training", "Study"
+_WORKERS, _RESULTS = "Where proxies train", "Results"
+_NETWORKS, _REFERENCE, _RUN = "Networks", "Reference training", "Run"
+
+
 @app.command()
 def search(
     latency_budget: list[str] | None = typer.Option(
-        None, "--latency-budget", help="Latency budget: 35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another "
-                                       "profile. Repeat for several devices."),
+        None, "--latency-budget", metavar="BUDGET", rich_help_panel=_BUDGETS,
+        help="35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another device's profile. Repeatable."),
     min_throughput: list[str] | None = typer.Option(
-        None, "--min-throughput", help="Throughput floor, e.g. h100=4000fps. Repeatable."),
-    device: str | None = typer.Option(None, help="Profile (device name or JSON path) for budgets without "
-                                                    "DEVICE= (default: cpu, this machine's table)."),
-    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
-    data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/) for proxy "
-                                                   "training (default: the built-in synthetic set)."),
-    proxy_epochs: int | None = typer.Option(None, help="Proxy training epochs per candidate (default: 5 on a GPU, "
-                                                       "4 on a CPU)."),
-    proxy_resolution: int | None = typer.Option(None, help="Proxy training resolution, a multiple of 32 (default: "
-                                                           "64 on a GPU, 32 on a CPU)."),
-    proxy_batch_size: int | None = typer.Option(None, help="Proxy training batch size (default: 512 on a GPU, "
-                                                              "64 on a CPU; lr scaled by sqrt(batch/256))."),
-    proxy_device: str = typer.Option("auto", help="Where proxies train: auto (the GPU when there is one) | cpu | "
-                                                  "cuda | cuda:N."),
-    gpus: str | None = typer.Option(None, help="One worker process per GPU on the same study: all | N (the "
-                                                  "first N) | 0,1 (default: one worker)."),
-    workers_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (small proxies are "
-                                                "launch-bound; 3 per H200 trained about 1.5x the images per hour)."),
-    proxy_lr: float | None = typer.Option(None, help="Proxy peak lr (default: 2e-3 at the GPU batch of 512, else "
-                                                     "the recipe's sqrt(batch/256) rule)."),
-    proxy_compile: bool = typer.Option(False, "--proxy-compile", help="torch.compile each candidate (long "
-                                                                      "proxies only: compiling takes ~1 min)."),
+        None, "--min-throughput", metavar="FLOOR", rich_help_panel=_BUDGETS,
+        help="Throughput floor, e.g. h100=4000fps. Repeatable."),
+    device: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                      help="Profile (device or JSON) of budgets without DEVICE= (default: cpu, "
+                                           "this host's table)."),
+    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
+    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
+                                             help="Use a CPU profile measured on other hardware."),
+    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
+                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
+                                          "synthetic set."),
+    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                            help="Epochs per candidate (default: 5 on a GPU, 4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Multiple of 32 (default: 64 on a GPU, 32 on a CPU)."),
+    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Default: 512 on a GPU, 64 on a CPU."),
+    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
+                                          help="Peak lr (default: 2e-3 at batch 512 on a GPU, else the recipe's "
+                                               "scaled by sqrt(batch/256))."),
+    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                   help="Training images (synthetic: 2000; folder: all, or a "
+                                                        "class-balanced subset)."),
+    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                 help="Validation images (synthetic: 400; folder: all)."),
+    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                             help="Validate on N class-balanced images held out of train/ "
+                                                  "instead of val/."),
+    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS,
+                                     help="auto (the GPU if any) | cpu | cuda | cuda:N."),
+    proxy_compile: bool = typer.Option(False, "--proxy-compile", rich_help_panel=_WORKERS,
+                                       help="torch.compile each candidate (costs ~1 min: long proxies only)."),
     proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
-                                                 help="Replay each proxy step from a CUDA graph (default: on a GPU, "
-                                                      "compiled or not)."),
-    proxy_train_samples: int | None = typer.Option(None, help="Training images per candidate (synthetic: "
-                                                                 "2000; folder: all, or a class-balanced subset)."),
-    proxy_val_samples: int | None = typer.Option(None, help="Validation images (synthetic: 400; folder: all)."),
-    proxy_holdout: int | None = typer.Option(None, help="Validate on this many images held out of the training "
-                                                        "split (class-balanced) instead of the val/test split."),
-    trials: int = typer.Option(8, help="Candidates to proxy-train (baselines included; infeasible proposals are "
-                                       "recorded, not counted); a rerun completes the study up to this count."),
-    timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
-    seed: int = typer.Option(0, help="Sampler and proxy-training seed."),
-    storage: str | None = typer.Option(None, help="Study storage: sqlite:///file.db, journal:///file.log or "
-                                                     "postgresql://user@host/db (default: runs/<study>/study.db)."),
-    study_name: str | None = typer.Option(None, help="Study name (default: derived from space and budgets)."),
-    objective: str = typer.Option("single", help="single (proxy top-1 under the constraints) | pareto "
-                                                 "(top-1 vs the first constraint's metric)."),
-    sampler: str = typer.Option("tpe", help="tpe | nsga2 | gp | random."),
-    pruner: str = typer.Option("median", help="median | hyperband | none (Pareto studies are never pruned)."),
-    n_jobs: int = typer.Option(1, help="Worker threads in this process (run more processes for more)."),
-    baselines: str = typer.Option("auto", help="PATNet variants to enqueue first: auto (those within budget), "
-                                               "none, or names (patnet_t0,patnet_t1)."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where studies and results go."),
-    heartbeat_interval: int = typer.Option(10, help="Seconds between heartbeats; a trial silent for 3x this "
-                                                    "is failed and retried."),
-    allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots next to best.yaml."),
-    show: str | None = typer.Option(None, "--show", metavar="STUDY",
-                                       help="Reprint the summary of an existing study and exit (writes nothing)."),
-    rewrite: bool = typer.Option(False, "--rewrite", help="With --show: also rewrite the study's best.yaml, "
-                                                          "summaries and plots under --runs-dir."),
-    fidelity: Path | None = typer.Option(None, help="proxy-check report to state in the summary (default: one "
-                                                       "matching the proxy under <runs-dir>/proxy-check/, else a "
-                                                       "shipped one)."),
-    confirm_top: int | None = typer.Option(None, help="After the study, train the best N searched networks and "
-                                                      "every baseline on more proxy seeds and rank by the mean (0: "
-                                                      "off; default 3 when proxies train on a GPU, 0 on a CPU)."),
-    confirm_seeds: int = typer.Option(3, help="With --confirm-top: proxy seeds per confirmed network, the "
-                                              "search's own included."),
-    rungs: str | None = typer.Option(None, help="Multi-fidelity: epochs of each rung, e.g. 5,15,45 (the first "
-                                                "replaces --proxy-epochs); each rung trains the best share of the "
-                                                "one before again with its own schedule; none: off (default: 1x, "
-                                                "3x, 9x the proxy epochs on a GPU, off on a CPU)."),
-    rung_seeds: int = typer.Option(2, help="Seeds per network at the last rung; the winner is the best mean."),
-    rung_keep: float = typer.Option(1 / 3, help="Share of searched networks each rung trains again (baselines "
-                                                "always go on)."),
+                                                 rich_help_panel=_WORKERS,
+                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
+    trials: int = typer.Option(8, rich_help_panel=_STUDY,
+                               help="Distinct candidates to train, baselines included (infeasible ones are not "
+                                    "counted); a rerun completes the study to this count."),
+    timeout: float | None = typer.Option(None, rich_help_panel=_STUDY,
+                                         help="Start no new trial after this many seconds."),
+    seed: int = typer.Option(0, rich_help_panel=_STUDY, help="Sampler and proxy-training seed."),
+    objective: str = typer.Option("single", rich_help_panel=_STUDY,
+                                  help="single (top-1 under the constraints) | pareto (top-1 vs the first "
+                                       "constraint)."),
+    sampler: str = typer.Option("tpe", rich_help_panel=_STUDY, help="tpe | nsga2 | gp | random."),
+    pruner: str = typer.Option("median", rich_help_panel=_STUDY,
+                               help="median | hyperband | none (Pareto studies are never pruned)."),
+    baselines: str = typer.Option("auto", rich_help_panel=_STUDY,
+                                  help="Hand designs enqueued first: auto (PATNet variants and FasterNet points "
+                                       "within the constraints), none, or names (patnet_t1,fasternet_t2)."),
+    study_name: str | None = typer.Option(None, rich_help_panel=_STUDY,
+                                          help="Default: derived from the space and budgets."),
+    storage: str | None = typer.Option(None, rich_help_panel=_STUDY,
+                                       help="sqlite:///f.db, journal:///f.log or postgresql://user@host/db "
+                                            "(default: runs/<study>/study.db)."),
+    runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_STUDY, help="Where studies and results go."),
+    gpus: str | None = typer.Option(None, rich_help_panel=_WORKERS,
+                                    help="One worker process per GPU on the same study: all | N (the first N) | "
+                                         "0,1 (default: one worker)."),
+    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
+                                        help="With --gpus: processes per GPU (small proxies are launch-bound: 3 per "
+                                             "H200 trained ~1.5x the images per hour)."),
+    n_jobs: int = typer.Option(1, rich_help_panel=_WORKERS,
+                               help="Worker threads in this process (run more processes for more)."),
+    heartbeat_interval: int = typer.Option(10, rich_help_panel=_STUDY,
+                                           help="Seconds between heartbeats; a trial silent for 3x this is failed "
+                                                "and retried."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", rich_help_panel=_RESULTS,
+                               help="Write PNG plots next to best.yaml."),
+    show: str | None = typer.Option(None, "--show", metavar="STUDY", rich_help_panel=_RESULTS,
+                                    help="Reprint the summary of an existing study and exit (writes nothing)."),
+    rewrite: bool = typer.Option(False, "--rewrite", rich_help_panel=_RESULTS,
+                                 help="With --show: also rewrite the study's best.yaml, summaries and plots."),
+    fidelity: Path | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                         help="proxy-check report to state in the summary (default: one matching "
+                                              "the proxy under <runs-dir>/proxy-check/, else a shipped one)."),
+    confirm_top: int | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                           help="Without rungs: retrain the best N and every baseline on more seeds "
+                                                "and rank by the mean (default: 3 on a GPU, 0 on a CPU)."),
+    confirm_seeds: int = typer.Option(3, rich_help_panel=_RESULTS,
+                                      help="With --confirm-top: seeds per network, the search's own included."),
+    rungs: str | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                     help="Multi-fidelity: epochs per rung, e.g. 5,15,45 (the first replaces "
+                                          "--proxy-epochs); each rung retrains the best share of the one before; "
+                                          "none: off (default: 1x, 3x, 9x the proxy epochs on a GPU, off on a CPU)."),
+    rung_seeds: int = typer.Option(2, rich_help_panel=_RESULTS,
+                                   help="Seeds per network at the last rung; the winner is the best mean."),
+    rung_keep: float = typer.Option(1 / 3, rich_help_panel=_RESULTS,
+                                    help="Share of searched networks each rung retrains (baselines always go on)."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
     if show is not None:
@@ -502,65 +564,77 @@ def search(
 
 @app.command(name="proxy-check")
 def proxy_check(
-    data: Path | None = typer.Option(None, help="ImageFolder with train/ and val/ (or test/); default: the "
-                                                   "built-in synthetic set."),
-    n: int = typer.Option(24, "--n", help="Random networks within the budget (the named variants within it too); "
-                                          "rerun with a larger --n, more --seeds, --reference-seeds or "
-                                          "--also-proxy to grow a check."),
-    budget: str = typer.Option("35ms", help="Latency budget the sampled networks meet, e.g. 35ms."),
-    device_table: str | None = typer.Option(None, help="Profile (device name or JSON path) for the budget "
-                                                          "(default: the search's, this machine's CPU table)."),
-    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
-    variants: str = typer.Option("auto", help="Named variants to add: auto (those within budget), none, or names."),
-    seeds: str = typer.Option("0,1", help="Proxy seeds (comma-separated); the reference runs once unless "
-                                          "--reference-seeds says otherwise."),
-    proxy_epochs: int | None = typer.Option(None, help="Proxy training epochs (default: the search's, 5 on a GPU, "
-                                                       "4 on a CPU)."),
-    proxy_resolution: int | None = typer.Option(None, help="Proxy training resolution, a multiple of 32 (default: "
-                                                           "the search's, 64 on a GPU, 32 on a CPU)."),
-    proxy_batch_size: int | None = typer.Option(None, help="Proxy (and reference) batch size (default: the "
-                                                              "search's, 512 on a GPU, 64 on a CPU)."),
-    proxy_lr: float | None = typer.Option(None, help="Peak lr (default: the search's: 2e-3 at the GPU batch of 512, "
-                                                     "else the recipe's sqrt(batch/256) rule)."),
-    proxy_train_samples: int | None = typer.Option(None, help="Training images (class-balanced subset)."),
-    proxy_val_samples: int | None = typer.Option(None, help="Validation images."),
-    proxy_holdout: int | None = typer.Option(None, help="Validate the proxy on this many images held out of the "
-                                                        "training split instead of the val/test split."),
-    proxy_device: str = typer.Option("auto", help="auto | cuda | cpu: where each training runs."),
-    proxy_workers: int = typer.Option(0, help="Data loader processes per training."),
+    n: int = typer.Option(24, "--n", rich_help_panel=_NETWORKS,
+                          help="Random networks within the budget, plus the named variants within it; a rerun "
+                               "with a larger --n (or more seeds) grows the check."),
+    budget: str = typer.Option("35ms", rich_help_panel=_NETWORKS, help="Latency budget the networks meet."),
+    device_table: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                            help="Profile (device or JSON) of the budget (default: this host's "
+                                                 "CPU table, as for search)."),
+    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
+    variants: str = typer.Option("auto", rich_help_panel=_NETWORKS,
+                                 help="Named variants to add: auto (those within budget), none, or names."),
+    sample_seed: int = typer.Option(0, rich_help_panel=_NETWORKS, help="Seed of the random networks."),
+    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
+                                             help="Use a CPU profile measured on other hardware."),
+    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
+                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
+                                          "synthetic set."),
+    seeds: str = typer.Option("0,1", rich_help_panel=_PROXY,
+                              help="Proxy seeds, comma-separated (the reference runs once: --reference-seeds)."),
+    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                            help="Default: the search's (5 on a GPU, 4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Multiple of 32 (default: the search's, 64 on a GPU, 32 on a "
+                                                     "CPU)."),
+    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Proxy and reference batch (default: the search's, 512 on a "
+                                                     "GPU, 64 on a CPU)."),
+    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
+                                          help="Peak lr (default: the search's: 2e-3 at batch 512 on a GPU, else the "
+                                               "recipe's scaled by sqrt(batch/256))."),
+    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                   help="Training images (class-balanced subset)."),
+    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY, help="Validation images."),
+    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                             help="Validate on N images held out of train/ instead of val/."),
+    also_proxy: list[str] = typer.Option([], rich_help_panel=_PROXY, metavar="CHANGES",
+                                         help="Another proxy to measure against the same reference, as changes "
+                                              "(e.g. epochs=2,resolution=64); repeatable."),
+    exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives", rich_help_panel=_PROXY,
+                                                  help="Let --also-proxy train on more than 1/5 of the "
+                                                       "reference's images; the report marks each."),
+    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                                help="Default: 5x the proxy's (at least that)."),
+    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                                    help="Default: 2x the proxy's, at most 64."),
+    reference: str | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                         help="More settings as key=value pairs, e.g. train_samples=all,"
+                                              "val_samples=all (the full splits)."),
+    reference_seeds: int = typer.Option(1, rich_help_panel=_REFERENCE,
+                                        help="Train each reference N times (seeds: the first proxy seed, +1, ...) "
+                                             "and use the mean: one run's seed noise caps the tau a proxy shows."),
+    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS, help="auto | cuda | cpu."),
+    proxy_workers: int = typer.Option(0, rich_help_panel=_WORKERS, help="Data loader processes per training."),
     proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
-                                                 help="Replay each training step from a CUDA graph (default: on a "
-                                                      "GPU)."),
-    reference_epochs: int | None = typer.Option(None, help="Reference epochs (default 5x the proxy's; at least "
-                                                              "that)."),
-    reference_resolution: int | None = typer.Option(None, help="Reference resolution (default 2x the proxy's, "
-                                                                  "at most 64)."),
-    reference: str | None = typer.Option(None, help="More reference settings as key=value pairs, e.g. "
-                                                    "train_samples=all,val_samples=all (the full splits)."),
-    reference_seeds: int = typer.Option(1, help="Train each reference this many times (seeds: the first proxy "
-                                                "seed, +1, ...) and correlate with the mean: one reference's own "
-                                                "seed noise caps the tau a proxy can show."),
-    also_proxy: list[str] = typer.Option([], help="Another proxy to measure against the same reference, as "
-                                                  "changes to the proxy (e.g. epochs=2,resolution=64); repeatable."),
-    gpus: str = typer.Option("none", help="none (this process) | all (one worker per GPU) | N (the first N) | "
-                                          "0,1 (as for search)."),
-    workers_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (small proxies are "
-                                                "launch-bound)."),
-    stop_after: float | None = typer.Option(None, help="Start no training after this many seconds; the report "
-                                                          "covers what finished, a rerun continues."),
-    sample_seed: int = typer.Option(0, help="Seed of the random networks."),
-    out: Path | None = typer.Option(None, help="Report JSON; the PNG and the resumable records go beside it "
-                                               "(default: <runs-dir>/proxy-check/proxy-fidelity.json)."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where the report goes by default and folder subsets are "
-                                                     "linked (runs/.proxy-data)."),
-    allow_stale_profile: bool = typer.Option(False, help="Use a CPU profile measured on other hardware."),
-    exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives",
-                                                  help="Let --also-proxy train on more than 1/5 of the reference's "
-                                                       "images (e.g. a longer proxy); the report marks each."),
-    reuse_records: Path | None = typer.Option(None, help="The .records folder of an earlier check: its trainings "
-                                                         "with the same network, settings and seed are copied in "
-                                                         "instead of retrained (e.g. when only the reference "
-                                                         "changes)."),
+                                                 rich_help_panel=_WORKERS,
+                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
+    gpus: str = typer.Option("none", rich_help_panel=_WORKERS,
+                             help="none (this process) | all (one worker per GPU) | N (the first N) | 0,1."),
+    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
+                                        help="With --gpus: processes per GPU (small proxies are launch-bound)."),
+    stop_after: float | None = typer.Option(None, rich_help_panel=_RUN,
+                                            help="Start no training after this many seconds; the report covers "
+                                                 "what finished, a rerun continues."),
+    out: Path | None = typer.Option(None, rich_help_panel=_RUN,
+                                    help="Report JSON; the PNG and the resumable records go beside it (default: "
+                                         "<runs-dir>/proxy-check/proxy-fidelity.json)."),
+    runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_RUN,
+                                  help="Where the report goes by default and folder subsets are linked."),
+    reuse_records: Path | None = typer.Option(None, rich_help_panel=_RUN,
+                                              help="An earlier check's .records folder: its trainings of the same "
+                                                   "network, settings and seed are copied, not retrained."),
 ) -> None:
     """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
     import dataclasses

@@ -4,8 +4,7 @@ The public API is re-exported here; heavy parts (search, training) are imported 
 ``import patsearch`` stays light.
 """
 from patsearch.arch import VARIANTS, ArchConfig, ArchError, LayerSpec, resolve_arch
-
-__version__ = "0.1.0"
+from patsearch.version import __version__
 
 
 def __getattr__(name: str):

@@ -19,9 +19,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from patsearch.log import progress_shown
+
 
 def progress_bar(*extra_columns: ProgressColumn, console: Console | None = None, **kwargs: Any) -> Progress:
-    """A rich Progress with the standard columns; ``extra_columns`` go between the count and the times."""
+    """A rich Progress with the standard columns; ``extra_columns`` go between the count and the times. Hidden
+    when the application turned notes off (``patsearch --quiet``)."""
+    kwargs.setdefault("disable", not progress_shown())
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     *extra_columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, **kwargs)

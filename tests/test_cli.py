@@ -1,4 +1,5 @@
 """The CLI front door for the model family: tables, errors as one line with a non-zero exit."""
+import json
 import subprocess
 import sys
 
@@ -129,3 +130,75 @@ def test_bench_arch_records_the_measurement_in_a_search_best_yaml(tmp_path):
     assert "search" not in yaml.safe_load(plain.read_text())  # a plain architecture file is left alone
     bad = run_cli("bench", "--device", "cpu", "--arch", str(tmp_path / "nope.yaml"))
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_version_prints_the_version_and_the_checkouts_commit():
+    from patsearch.version import __version__, describe
+
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [describe()] and result.stdout.startswith(f"patsearch {__version__}")
+
+
+def _train_tiny(tmp_path, monkeypatch, capsys, *global_options: str) -> list[str]:
+    """`patsearch [OPTIONS] train` of one step at 32 px, in this process (a fresh interpreter costs a minute on a
+    busy 2-core host); the result must be alone on stdout; returns the lines on stderr."""
+    import cli
+
+    monkeypatch.setattr(sys, "argv", ["patsearch", *global_options, "train", "--arch", "patnet_t0", "--resolution",
+                                      "32", "--synthetic-train", "16", "--synthetic-val", "8", "--batch-size", "8",
+                                      "--max-steps", "1", "--epochs", "1", "--device", "cpu", "--workers", "0",
+                                      "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    assert exc.value.code == 0, captured.err
+    assert json.loads(captured.out)["out_dir"] == str(tmp_path / "run")
+    return captured.err.splitlines()
+
+
+def test_notes_go_to_stderr_quiet_hides_them_and_verbose_adds_debug_lines(tmp_path, monkeypatch, capsys,
+                                                                           single_thread):
+    import logging
+
+    handlers = list(logging.getLogger("patsearch").handlers)
+    default = _train_tiny(tmp_path, monkeypatch, capsys)
+    assert any(line.startswith("training patnet_t0 with recipe") for line in default), default
+    assert not any(line.startswith("debug: ") for line in default)
+    import torch
+
+    from patsearch import __version__
+
+    saved = torch.load(tmp_path / "run" / "latest.pt", map_location="cpu", weights_only=True)
+    assert saved["run"]["patsearch"] == __version__  # the run folder says which patsearch trained it
+    assert _train_tiny(tmp_path / "q", monkeypatch, capsys, "--quiet") == []
+    verbose = _train_tiny(tmp_path / "v", monkeypatch, capsys, "--verbose")
+    assert any(line.startswith("debug: patsearch.cli: patsearch ") for line in verbose), verbose
+    assert any(line.startswith("debug: patsearch.train.loop: run settings: {") for line in verbose)  # the library's
+    assert any(line.startswith("training patnet_t0 with recipe") for line in verbose)
+    assert logging.getLogger("patsearch").handlers == handlers  # each command removed the handler it added
+
+
+def test_quiet_and_verbose_together_are_one_line_and_exit_2():
+    result = run_cli("--quiet", "--verbose", "models")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == "error: --quiet and --verbose contradict each other; pass one of them"
+
+
+@pytest.mark.parametrize("command, most_lines", [("search", 140), ("proxy-check", 125)])
+def test_long_commands_group_their_options_into_help_panels(command, most_lines):
+    import os
+
+    import typer.main
+
+    import cli
+
+    params = typer.main.get_command(cli.app).commands[command].params
+    loose = [p.name for p in params if p.name != "help" and not getattr(p, "rich_help_panel", None)]
+    assert loose == [], f"{command} options outside a help panel: {loose}"
+    result = subprocess.run([sys.executable, "-m", "patsearch", command, "--help"], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    panels = {getattr(p, "rich_help_panel", None) for p in params} - {None}
+    assert all(f"─ {panel} ─" in result.stdout for panel in panels), result.stdout
+    assert len(result.stdout.splitlines()) <= most_lines, f"{command} --help: {len(result.stdout.splitlines())} lines"

@@ -51,8 +51,9 @@ SPOT_CHECK_NETWORKS = 3    # networks measured to check a table made with anothe
 SPOT_CHECK_TOLERANCE = 0.15  # their median time may differ this much from the table's predictions
 SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: each table is checked once per host
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
-# CPU: 58 s of CPU time in all; 196 s wall on a 2-core AMD EPYC VM at load average 8 (timing counts CPU time)
 ADAPT_HINT = {"cpu": "about a minute of one idle core, 3-4 beside other work", "cuda": "about a minute"}
+
+logger = logging.getLogger(__name__)
 
 
 def layer_type(key: str) -> str:
@@ -295,7 +296,7 @@ def _fits_here(profile: Profile) -> bool:
 
 
 def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: bool = True,
-                  note: Callable[[str], None] = print, measure: Measure | None = None) -> Profile:
+                  note: Callable[[str], None] | None = None, measure: Measure | None = None) -> Profile:
     """The profile a search should use for ``device``, adapting one to this host if none fits it.
 
     ``cpu`` means this host's CPU: a ``cpu`` table, else any other CPU table (``epyc``) measured on this very
@@ -308,6 +309,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     predicted by its table as it is, with one ``note`` saying so: nothing is measured or spot-checked. Other
     names and paths load as :func:`load_profile` does.
     """
+    note = note or (lambda text: logger.info("note: %s", text))  # the library's default: a logged note
     text = os.fspath(device)
     if text.endswith(".json") or os.sep in text:
         return load_profile(text, allow_stale=allow_stale)
@@ -323,6 +325,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
             first_error = first_error or exc
             continue
         profile = Profile.load(path)
+        logger.debug("%s: candidate table %s (measured on %s)", device, path, profile.provenance.get("hardware"))
         if _fits_here(profile) or allow_stale:
             if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
                 loaded = load_profile(path, allow_stale=allow_stale)

@@ -17,6 +17,7 @@ from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.models.forms import FormError, get_form
+from patsearch.version import provenance
 
 DTYPES = ("float32", "bfloat16", "float16")
 METRICS = ("latency_ms", "throughput")
@@ -199,6 +200,7 @@ def software_versions() -> dict[str, Any]:
     versions: dict[str, Any] = {"torch": torch.__version__, "python": sys.version.split()[0],
                                 "cuda": torch.version.cuda, "rocm": getattr(torch.version, "hip", None),
                                 "cudnn": None}
+    versions.update(provenance())  # which patsearch measured it
     try:
         if torch.backends.cudnn.is_available():
             versions["cudnn"] = torch.backends.cudnn.version()

@@ -481,8 +481,7 @@ class _progress:
             if pct != state["pct"] or elapsed - state["last"] >= 30 or state["done"] == self.total:
                 state["pct"], state["last"] = pct, elapsed
                 eta = elapsed / state["new"] * (self.total - state["done"])
-                print(f"{self.description}: {state['done']}/{self.total} elapsed {elapsed:.0f}s ETA {eta:.0f}s",
-                      file=sys.stderr, flush=True)
+                logger.info(f"{self.description}: {state['done']}/{self.total} elapsed {elapsed:.0f}s ETA {eta:.0f}s")
         return advance
 
     def __exit__(self, *exc: Any) -> None:

@@ -256,9 +256,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", StaleProfileWarning)
                 profile = load_or_adapt(device, space=space, allow_stale=opts.allow_stale_profile,
-                                        note=lambda text: console.print(f"[yellow]note:[/yellow] {escape(text)}"))
+                                        note=lambda text: logger.info("note: %s", text))
             for w in caught:  # one line each, not Python's warning format
-                console.print(f"[yellow]note:[/yellow] {escape(str(w.message))}")
+                logger.info("note: %s", w.message)
             return profile
     constraints = load_constraints(specs, default_device=opts.device or _default_device(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
@@ -329,19 +329,19 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
                                      max_infeasible=max(200, 50 * opts.trials), advance=advance)
         return SearchOutcome(study_name, spec.display, out_dir, None, [], notes, stats.ran, main_study)
 
-    console.print(f"[bold]search[/bold] {study_name}: " + " AND ".join(c.describe() for c in constraints)
-                  + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}"
-                  + f" | proxy on {_where(opts, gpus, run_proxy)}")
+    logger.info(f"search {study_name}: " + " AND ".join(c.describe() for c in constraints)
+                + f" | space {space.name} ({space.size():,} networks) | storage {spec.display}"
+                + f" | proxy on {_where(opts, gpus, run_proxy)}")
     for c in constraints:
-        console.print(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
+        logger.info(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
     if baselines:
-        console.print("  baselines: " + ", ".join(
+        logger.info("  baselines: " + ", ".join(
             f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
     for note in notes:
-        console.print(f"  [dim]not a baseline: {escape(note)}[/dim]")
+        logger.info(f"  not a baseline: {note}")
     if rungs is not None:
-        console.print(f"  rungs: {rungs.describe()}; {rungs.planned_epochs(opts.trials, len(baselines)):,} training "
-                      f"epochs planned in all ({opts.trials} x {rungs.epochs[0]} at the first rung)")
+        logger.info(f"  rungs: {rungs.describe()}; {rungs.planned_epochs(opts.trials, len(baselines)):,} training "
+                    f"epochs planned in all ({opts.trials} x {rungs.epochs[0]} at the first rung)")
 
     if gpus is not None and len(gpus) > 1:
         ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
@@ -369,7 +369,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     for path in result.files:
         console.print(f"wrote {path}")
     for note in result.notes:
-        console.print(f"[dim]{note}[/dim]")
+        logger.info(note)
     console.print(f"dashboard: optuna-dashboard {_dashboard_url(spec)}")
     return SearchOutcome(study_name, spec.display, out_dir, result.best_yaml, result.files, notes + result.notes,
                          ran, final)
@@ -456,9 +456,9 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
                     ran += 1
                     top1 = t.user_attrs.get("proxy_top1")
                     pred = t.user_attrs.get(f"pred:{primary.key}")
-                    console.print(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
-                                  f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
-                                  f"{primary.format(pred) if pred is not None else '-'}")
+                    logger.info(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
+                                f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
+                                f"{primary.format(pred) if pred is not None else '-'}")
             if not errors.empty():
                 message = errors.get()
                 for p in alive:
@@ -509,7 +509,6 @@ def _threads_per_job(n_jobs: int) -> int:
 def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,
                        constraints, advance=None) -> int:
     from optuna.trial import TrialState
-    from rich.markup import escape
 
     from patsearch.progress import progress_bar
 
@@ -524,7 +523,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
         def on_trial_end(trial) -> None:
             ua = trial.user_attrs
             pred = ua.get(f"pred:{primary.key}")
-            what = escape(f"[{ua.get('baseline') or 'search'}]")
+            what = f"[{ua.get('baseline') or 'search'}]"
             if not ua.get("feasible", True):
                 line = f"trial {trial.number} {what}: infeasible ({primary.format(pred)}), not trained"
             else:
@@ -534,7 +533,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                 acc = "-" if top1 is None else f"{100 * top1:.2f}%"
                 line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
                         f"{primary.format(pred) if pred is not None else '-'}")
-            progress.console.print(line)
+            logger.info(line)
             progress.update(task, completed=min(done_count(), opts.trials))
 
         start = time.time()

@@ -9,12 +9,15 @@ stored at once in the study's user attribute ``confirm``, so a rerun of the comm
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from patsearch.arch import ArchConfig
 from patsearch.search.objective import ProxyDiverged
 from patsearch.search.results import CONFIRM_ATTR, Row, finished, rows
+
+logger = logging.getLogger(__name__)
 
 
 def confirmation_rows(study, top: int) -> list[Row]:
@@ -60,7 +63,7 @@ def run_confirmation(study, run_proxy: Callable[..., float], *, top: int, seeds:
             progress.update(task, advance=1)
             if console is not None:
                 label = row.baseline or f"trial {row.number}"
-                progress.console.print(f"confirm {label} seed {seed}: proxy top-1 {100 * top1:.2f}%")
+                logger.info(f"confirm {label} seed {seed}: proxy top-1 {100 * top1:.2f}%")
     return len(todo)
 
 

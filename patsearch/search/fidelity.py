@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -36,6 +37,7 @@ from patsearch.search.jobs import Job, RecordStore, parse_devices, run_jobs
 from patsearch.search.proxy import ProxySettings, make_proxy_runner
 from patsearch.search.results import PROXY_CHECK_DIR
 
+logger = logging.getLogger(__name__)
 REFERENCE_FACTOR = 5  # the reference trains on at least this many times the proxy's images (epochs x set size)
 MAX_REFERENCE_RESOLUTION = 64  # the default reference doubles the proxy's resolution up to this
 PROXY, REFERENCE, FREE = "proxy", "reference", "free"
@@ -708,9 +710,9 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
     already = len(store.load(j.key for j in jobs))
     where = f"{len(devices)} worker process(es) on {'GPUs ' + ','.join(devices) if devices[0] != 'cpu' else 'CPU'}" \
         if devices else "this process"
-    console.print(f"[bold]proxy-check[/bold] {len(plan)} networks ({sum(r['source'] == 'variant' for r in plan)} "
-                  f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}"
-                  + (f" ({reused} copied from {opts.reuse_records})" if reused else "") + f"; running in {where}")
+    logger.info(f"proxy-check {len(plan)} networks ({sum(r['source'] == 'variant' for r in plan)} "
+                f"variants), {len(jobs)} jobs, {already} already recorded in {opts.records_dir}"
+                + (f" ({reused} copied from {opts.reuse_records})" if reused else "") + f"; running in {where}")
     start = time.time()
     deadline = None if opts.stop_after is None else start + opts.stop_after
     with progress_bar(console=console) as progress:
@@ -720,7 +722,7 @@ def run_fidelity(opts: FidelityOptions, *, console=None,
             what = ("free scores" if record["kind"] == FREE else
                     f"{record['kind']} seed {record['seed']}: " + ("diverged" if record.get("diverged") else
                                                                    f"top-1 {100 * record['top1']:.2f}%"))
-            progress.console.print(f"{record['arch_id']} {what} ({record['seconds']:.1f} s)")
+            logger.info(f"{record['arch_id']} {what} ({record['seconds']:.1f} s)")
             progress.advance(task)
             if on_record is not None:
                 on_record(record)

@@ -100,9 +100,9 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_redaction(url: str | None) -> RedactingFilter:
-    """Attach a :class:`RedactingFilter` to the root, optuna and sqlalchemy loggers and their handlers."""
+    """Attach a :class:`RedactingFilter` to the root, patsearch, optuna and sqlalchemy loggers and their handlers."""
     flt = RedactingFilter(url)
-    for name in ("", "optuna", "sqlalchemy", "alembic"):
+    for name in ("", "patsearch", "optuna", "sqlalchemy", "alembic"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactingFilter) and f.url == url for f in logger.filters):
             logger.addFilter(flt)

@@ -43,6 +43,12 @@ class StorageError(UserError):
     """A study storage could not be opened (bad URL, server down, missing driver)."""
 
 
+# PED-ANOVA (the importances plot) warns about every parameter with a rare value: on a search of a few trials that
+# is most of them, every time the plot is drawn, and the summary already says how many trials the plot rests on.
+_IMPORTANCE_NOISE = (r"(Some regimes for parameter|PedAnovaImportanceEvaluator computes|The number of trials is too "
+                     r"small to compute importances|Target and region quantiles select)")
+
+
 def _quiet_optuna() -> None:
     import optuna
 
@@ -50,6 +56,7 @@ def _quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     # Infeasible trials score -inf by design (see patsearch.search.objective); GP clips them on every proposal.
     warnings.filterwarnings("ignore", message="Clip non-finite values to the min/max finite values")
+    warnings.filterwarnings("ignore", message=_IMPORTANCE_NOISE, category=UserWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -218,7 +225,9 @@ def make_sampler(name: str, *, seed: int | None, n_trials: int, multi_objective:
         if importlib.util.find_spec("scipy") is None:
             raise UserError("--sampler gp needs scipy, which is not installed; pip install scipy, or use "
                             "--sampler tpe")
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        # the space is conditional (num_heads only where a stage has attention): GP samples such parameters
+        # independently by design, and would warn about each on every trial
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")

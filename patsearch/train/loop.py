@@ -107,6 +107,9 @@ from patsearch.train.engine import (
 from patsearch.train.evaluate import evaluate
 from patsearch.train.options import DEFAULT_BATCH, TrainOptions
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
+from patsearch.version import provenance
+
+logger = logging.getLogger(__name__)
 
 logger = logging.getLogger("patsearch.train")
 
@@ -162,7 +165,7 @@ class _Writer:
 
                     self.tb = SummaryWriter(str(self.out_dir / "tb"))
                 except ImportError:
-                    print("note: tensorboard is not installed; no TensorBoard scalars are written")
+                    logger.info("note: tensorboard is not installed; no TensorBoard scalars are written")
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.tb is not None:
@@ -222,7 +225,7 @@ class _Progress:
             now = time.perf_counter()
             if info is not None or now - self.last_print >= self.interval_s:
                 self.last_print = now
-                print(self.plain_line(info, now), flush=True)
+                logger.info(self.plain_line(info, now))
 
     def plain_line(self, info: str | None, now: float) -> str:
         rate = (self.done - self.start_done) / max(now - self.started, 1e-9)
@@ -232,10 +235,8 @@ class _Progress:
                 f"total)" + (f" {info}" if info else "") + f" eta {eta}")
 
     def log(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(message)
-        elif self.plain:
-            print(message, flush=True)
+        if self.bar is not None or self.plain:  # above a live bar: rich routes stderr there while it draws
+            logger.info(message)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -374,6 +375,7 @@ class Trainer:
 
         self.out_path = Path(o.out_dir) if o.out_dir is not None else None
         self.run_info = {
+            **provenance(),
             "arch": self.arch_name, "recipe": rec.name, "data": o.data,
             "synthetic": list(o.synthetic) if o.data is None else None, "global_batch": global_batch,
             "world_size": ctx.world_size, "lr": self.peak_lr, "seed": o.seed, "amp_dtype": str(self.dtype),
@@ -383,6 +385,8 @@ class Trainer:
             "channels_last": o.channels_last, "compile": o.compile, "cuda_graph": o.cuda_graph,
             "fused_kernels": o.fused_kernels,
             "compile_options": with_device_defaults(o.compile_options, ctx.device.type) if o.compile else {}}
+        if ctx.is_main:
+            logger.debug("run settings: %s", self.run_info)
         self.start_epoch = self.step_in_epoch = self.global_step = 0
         self.resumed_from: Path | None = None
         self.best_top1 = -1.0
@@ -436,8 +440,8 @@ class Trainer:
         if len(rng) == ctx.world_size:
             ckpt.set_rng_state(rng[ctx.rank])
         elif ctx.is_main:
-            print(f"note: checkpoint has RNG states for {len(rng)} processes, this run has {ctx.world_size}; "
-                  "resuming with fresh random streams")
+            logger.info(f"note: checkpoint has RNG states for {len(rng)} processes, this run has {ctx.world_size}; "
+                        "resuming with fresh random streams")
         return True
 
     # --- the loop ---------------------------------------------------------------------------------------------

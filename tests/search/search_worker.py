@@ -42,6 +42,7 @@ def main() -> int:
     ap.add_argument("--via-cli", type=int, default=0)
     args = ap.parse_args()
 
+    from patsearch import log
     from patsearch.errors import UserError
     from patsearch.profiler import load_profile
     from patsearch.search.api import SearchOptions, run_search
@@ -76,6 +77,7 @@ def main() -> int:
                          storage=args.storage, study_name=args.study, n_jobs=args.n_jobs,
                          heartbeat_interval=HEARTBEAT_S, runs_dir=args.runs_dir, count_costs=False, plots=False,
                          baselines="none", seed=args.seed, rungs=args.rungs, pruner="none")
+    log.configure()  # notes on stderr, as the CLI shows them
     try:
         run_search(opts, run_proxy=run_proxy, load_profile=lambda d: load_profile(d, check=False))
     except UserError as exc:

@@ -43,8 +43,8 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
     for p, (_, err) in zip(others, outputs):
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err and "error" not in err.lower(), err[-3000:]
-    for out, _ in outputs:  # each surviving worker names its storage, with the password masked
-        assert "postgresql://***@127.0.0.1" in out, out[-2000:]
+    for out, err in outputs:  # each surviving worker names its storage, with the password masked
+        assert "postgresql://***@127.0.0.1" in out + err, (out + err)[-2000:]
     for out, err in outputs + [(victim_out, victim_err)]:
         assert PG_PASSWORD not in out + err
     for path in tmp_path.rglob("*"):

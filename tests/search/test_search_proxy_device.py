@@ -142,10 +142,14 @@ def test_gpus_with_a_cpu_proxy_device_is_refused(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, tiny_profile, capsys):
+def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, tiny_profile, caplog):
     """The --gpus plumbing (spawned workers rebuilding the search from the options, exact trial count, the parent
     reporting their trials), run on the CPU: each worker gets device None instead of a GPU index."""
+    import logging
+
     from patsearch.search import api
+
+    caplog.set_level(logging.INFO, logger="patsearch")
 
     monkeypatch.setattr(api, "_worker_gpus", lambda opts: [None, None])
     proxy = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu",
@@ -163,8 +167,7 @@ def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, ti
     assert len(trained) == 3 and not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
     assert all(0.0 <= t.user_attrs["proxy_top1"] <= 1.0 for t in trained)
     assert len({tuple(sorted(t.params.items())) for t in trained}) == 3  # the workers did not duplicate proposals
-    printed = capsys.readouterr().out
-    assert sum(line.startswith("trial ") for line in printed.splitlines()) == len(trials) == out.ran
+    assert sum(line.startswith("trial ") for line in caplog.messages) == len(trials) == out.ran
     assert [p.suffix for p in (tmp_path / "proxy-data").iterdir() if p.suffix == ".pt"] == [".pt"]  # one decode
 
 

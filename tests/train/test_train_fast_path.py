@@ -1,5 +1,6 @@
 """The trainer's tensor-cache path (crop: pad recipes, the proxy) and the run's reporting: progress lines off a
 terminal, the precision it really uses, and a batch size it refuses before doing any work."""
+import logging
 import sys
 
 import pytest
@@ -88,10 +89,11 @@ def test_cli_batch_size_zero_is_one_line(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_piped_output_gets_progress_lines_and_the_real_precision(capsys):
-    # capsys' stdout is not a terminal, as under nohup or CI
+def test_piped_output_gets_progress_lines_and_the_real_precision(caplog):
+    # pytest's stdout is not a terminal, as under nohup or CI: progress comes as plain lines through logging
+    caplog.set_level(logging.INFO, logger="patsearch")
     train(TINY_ARCH, **{**TINY_RUN, "progress": True}, epochs=2, batch_size=16, synthetic=(64, 16), log_every=2)
-    out = capsys.readouterr().out
+    out = "\n".join(caplog.messages)
     assert "float32 (amp off on CPU)" in out and "amp None" not in out
     steps = [line for line in out.splitlines() if " step " in line]
     # 4 steps per epoch, a line every 2 steps: 2 per epoch
@@ -100,17 +102,19 @@ def test_piped_output_gets_progress_lines_and_the_real_precision(capsys):
     assert sum(line.startswith("epoch ") and "top1" in line for line in out.splitlines()) == 2
 
 
-def test_plain_progress_prints_on_a_time_interval_without_metrics(capsys):
+def test_plain_progress_prints_on_a_time_interval_without_metrics(caplog):
+    caplog.set_level(logging.INFO, logger="patsearch")
     bar = _Progress(True, plain=True, total_steps=10, interval_s=0.0)
     bar.start_epoch("epoch 1/1 @32", 10)
     for _ in range(3):
         bar.advance(None)
-    lines = capsys.readouterr().out.splitlines()
+    lines = caplog.messages
     assert [line.split(" (")[0] for line in lines] == [f"epoch 1/1 @32 step {i}/10" for i in (1, 2, 3)]
+    caplog.clear()
     quiet = _Progress(True, plain=True, total_steps=10, interval_s=3600.0)
     quiet.start_epoch("e", 10)
     quiet.advance(None)
-    assert capsys.readouterr().out == ""
+    assert caplog.messages == []
 
 
 def test_precision_text():
