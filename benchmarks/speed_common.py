@@ -131,9 +131,9 @@ def bytes_per_image(model: nn.Module, resolution: int = 224, dtype: torch.dtype 
     so that weights (read once per batch) drop out.
 
     ``gpu_formulation`` counts what a GPU runs, on any device: the fast paths' GPU formulation
-    (:func:`patsearch.models.fast_blocks.gpu_path`), and an in-place ReLU as part of its producer (on a GPU it
+    (:func:`patsearch.models.fast_ops.gpu_path`), and an in-place ReLU as part of its producer (on a GPU it
     is cuDNN's or cuBLASLt's epilogue of the conv or GEMM before it; off the GPU it falls back to ``relu_``)."""
-    from patsearch.models.fast_blocks import gpu_path
+    from patsearch.models.fast_ops import gpu_path
 
     per_batch = {}
     for batch in (2, 4):

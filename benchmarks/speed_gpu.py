@@ -30,7 +30,7 @@ from inductor_settings import add_inductor_argument, apply_inductor_settings  # 
 from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
-from patsearch.models.fast import prepare_inference  # noqa: E402
+from patsearch.models.inference import prepare_inference  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
 # name -> (dtype, channels-last, TF32 allowed). "float32" keeps PyTorch's defaults (cuDNN convolutions may use
@@ -99,7 +99,7 @@ class Run:
                "device": torch.cuda.get_device_name(0) if self.gpu else platform.processor() or "cpu",
                "cudnn": torch.backends.cudnn.version() if self.gpu else None,
                "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-               "fast_path": "patsearch.models.fast.accelerate (patnet-fast rows); others: deployment form as built"}
+               "fast_path": "patsearch.models.forms.accelerate (patnet-fast rows); others: deployment form as built"}
         if self.gpu:
             torch.backends.cudnn.benchmark = True
             env["copy_bandwidth_GBps"] = round(copy_bandwidth_gb_s("cuda"), 1)

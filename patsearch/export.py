@@ -75,7 +75,7 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
         # resolution is fixed (only the batch is dynamic), so the branch traced is right for every input it takes;
         # the tracer's "treated as a constant" warning is exactly that and nothing to act on.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                category=torch.jit.TracerWarning, module=r"patsearch\.models\.layers")
+                                category=torch.jit.TracerWarning, module=r"patsearch\.kernels\.reference")
         torch.onnx.export(fused, (x,), fh, opset_version=opset, input_names=["image"],
                           output_names=["logits"], dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)

@@ -1,4 +1,5 @@
-"""The one registry of model forms: what "form" means to counting, the profiler, bench, eval and export.
+"""The one registry of model forms: what "form" means to counting, the profiler, bench, eval and export, and
+the builder of PATNet's fast form (:func:`accelerate`).
 
 Each :class:`Form` is a name, a one-line description and a builder that turns a model (PATNet, one of its
 layers, or a timm peer; trained form, the original untouched) into that form. Users of a subset of the forms
@@ -7,18 +8,22 @@ error lists the registry's names.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from patsearch.errors import UserError
-from patsearch.models.fast_blocks import accelerate
+from patsearch.models.fast_ops import PatchifyConv
+from patsearch.models.layers import BlockDeploy
+from patsearch.models.mlp import MlpFast
 from patsearch.models.patnet import PATNet, fuse_model
 from patsearch.models.peers import fasternet_fast, fuse_fasternet, is_fasternet
 
-__all__ = ["FORMS", "Form", "FormError", "build_form", "deployment_fast", "deployment_fast_kernels", "form_names",
-           "get_form"]
+__all__ = ["FORMS", "Form", "FormError", "accelerate", "build_form", "deployment_fast", "deployment_fast_kernels",
+           "form_names", "get_form", "is_accelerated"]
 
 
 class FormError(UserError, ValueError):
@@ -37,8 +42,41 @@ def _trained(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+@torch.no_grad()
+def accelerate(model: nn.Module, epilogue_kernels: bool = False) -> nn.Module:
+    """A fast-path copy of a PATNet (trained or deployment form; the original is untouched), in eval mode: every
+    block that has a fast form (:meth:`~patsearch.models.layers.BlockDeploy.fast`) in it, the stem as one GEMM.
+
+    The result computes the same function as :func:`patsearch.models.fuse_model` (and so as the trained model in
+    eval mode) up to floating-point rounding; it carries ``fast_path = True`` for provenance.
+    ``epilogue_kernels``: PAT_sp blocks end in one Triton kernel (fc2 with the gate, its affine and the shortcut
+    in the GEMM's epilogue; bf16/fp16, rows up to :data:`patsearch.kernels.FC2_GATE_MAX_CHANNELS` channels).
+    """
+    if not isinstance(model, PATNet):
+        raise TypeError(f"accelerate() takes a PATNet, got {type(model).__name__}; use prepare_inference() for "
+                        "other networks")
+    model = copy.deepcopy(model).eval() if model.deployed else fuse_model(model)
+    for stage in model.stages:
+        for i, layer in enumerate(stage):
+            if isinstance(layer, BlockDeploy):
+                stage[i] = layer.fast()
+    for module in model.modules():
+        if isinstance(module, MlpFast):
+            module.epilogue_kernel = epilogue_kernels
+    if isinstance(model.stem, nn.Conv2d):
+        model.stem = PatchifyConv(model.stem)
+    model.requires_grad_(False)  # an inference form, like fuse(); also lets tracers run the out= kernels
+    model.fast_path = True
+    return model
+
+
+def is_accelerated(model: nn.Module) -> bool:
+    """Whether ``model`` is a fast form (:func:`accelerate`, :func:`~patsearch.models.peers.fasternet_fast`)."""
+    return bool(getattr(model, "fast_path", False))
+
+
 def deployment_fast(model: nn.Module) -> nn.Module:
-    """The fast deployment form of any model: :func:`~patsearch.models.fast_blocks.accelerate` for a PATNet,
+    """The fast deployment form of any model: :func:`accelerate` for a PATNet,
     :func:`~patsearch.models.peers.fasternet_fast` for a timm FasterNet (the same generic tricks, so ratios
     stay fair), :func:`~patsearch.models.fuse_model` for anything else. The original is untouched."""
     if isinstance(model, PATNet):
@@ -67,7 +105,7 @@ _ALL = (
          "merged into the MLP's second 1x1); counting only", _trained, measurable=False),
     Form("fused", "deployment form: every BN folded, PAT_sp merged (patsearch.models.fuse_model; torch.fx "
          "conv-BN folding for timm peers)", fuse_model),
-    Form("fast", "the fused form's function with fewer memory passes (issue 6): accelerate() for PATNet, the "
+    Form("fast", "the fused form's function with fewer memory passes: accelerate() for PATNet, the "
          "same generic tricks for FasterNet, fused for other peers", deployment_fast),
     Form("fast_kernels", "the fast form with PAT_sp's gate, its affine and the shortcut in fc2's GEMM epilogue "
          "(one Triton kernel per block; bf16/fp16 on GPUs); FasterNet: its fast form", deployment_fast_kernels),

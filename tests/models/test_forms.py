@@ -7,8 +7,7 @@ from test_fuse import CONFIGS, randomize_statistics
 
 from patsearch.counting import count_flops
 from patsearch.models import create_model, fuse_model
-from patsearch.models.fast_blocks import is_accelerated
-from patsearch.models.forms import FORMS, FormError, build_form, form_names, get_form
+from patsearch.models.forms import FORMS, FormError, build_form, form_names, get_form, is_accelerated
 from patsearch.profiler.bench import EXTRA_FORMS
 from patsearch.profiler.bench import FORMS as BENCH_FORMS
 from patsearch.profiler.devices import FORMS as PROFILER_FORMS
