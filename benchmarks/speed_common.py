@@ -1,4 +1,4 @@
-"""Shared pieces of the issue-6 speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
+"""Shared pieces of the speed benchmarks (PATNet vs FasterNet, deployment forms, side by side).
 
 Both scripts build, for each size X, the deployment forms being compared; each is a network and a form of
 the registry :mod:`patsearch.models.forms`:
@@ -21,12 +21,12 @@ import torch
 import torch.nn as nn
 
 SIZES = ("t0", "t1", "t2", "s", "m", "l")
-# Column name -> (network family, registry form).
+# Column name -> (network family, form of patsearch.models.forms, the one vocabulary of forms).
 COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast"),
            "patnet-fastk": ("patnet", "fast_kernels"),
            "fasternet-fx": ("fasternet", "fused"), "fasternet-slicing": ("fasternet", "slicing"),
            "fasternet-fast": ("fasternet", "fast")}
-FORMS = tuple(COLUMNS)
+COLUMN_NAMES = tuple(COLUMNS)
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -50,7 +50,7 @@ def unknown_form_error(forms) -> str | None:
     return f"unknown form {unknown[0]!r}; choose from {', '.join(COLUMNS)}" if unknown else None
 
 
-def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
+def build_forms(size: str, forms: tuple[str, ...] = COLUMN_NAMES, num_classes: int = 1000) -> dict[str, nn.Module]:
     """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode, with
     trained-like BN statistics (:func:`trained_like`)."""
     from patsearch.models import create_model

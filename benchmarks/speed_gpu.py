@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
 from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
-from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
+from speed_common import COLUMN_NAMES, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
 from patsearch.models.inference import prepare_inference  # noqa: E402
@@ -315,7 +315,7 @@ class Run:
             rows = [(size, precision, row) for size, per in results.items() for precision, row in per.items()]
             if not rows:
                 continue
-            forms = [f for f in FORMS if any(f in row["img_per_s"] for _, _, row in rows)]
+            forms = [f for f in COLUMN_NAMES if any(f in row["img_per_s"] for _, _, row in rows)]
             patnets = [f for f in forms if f.startswith("patnet-")]
             lines += ["", f"{kind} ({label}), img/s; ratios: the PATNet form / the best FasterNet form", "",
                       "| size | precision | " + " | ".join(forms) + " | " + " | ".join(f"{f} / FN" for f in patnets)
@@ -385,7 +385,7 @@ def main() -> None:
             elif step == "profile":
                 run.profile()
             elif step == "graphs" and run.gpu:
-                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], FORMS)
+                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], COLUMN_NAMES)
             elif step == "compile":
                 run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
                              tuple(f for f in args.compile_forms.split(",") if f))

@@ -1,10 +1,14 @@
-"""The one registry of model forms: what "form" means to counting, the profiler, bench, eval and export, and
-the builder of PATNet's fast form (:func:`accelerate`).
+"""The one vocabulary of model forms: what "form" means to counting, the profiler, bench, eval, export and the
+speed scripts, and the builders of the fast form.
 
 Each :class:`Form` is a name, a one-line description and a builder that turns a model (PATNet, one of its
-layers, or a timm peer; trained form, the original untouched) into that form. Users of a subset of the forms
-(counting knows ``table6``, the profiler only ``fused`` and ``trained``) check names with :func:`get_form`, whose
-error lists the registry's names.
+layers, or a timm peer; trained form, the original untouched) into that form: ``trained``, ``table6`` (counting
+only), ``fused`` (the deployment form; ``deploy`` is accepted for it, see :data:`ALIASES`), ``fast``,
+``fast_kernels`` and ``slicing``. Users of a subset of the forms (counting knows ``table6``, the per-layer
+profiler only :data:`LAYER_FORMS`) check names with :func:`get_form`, whose error lists the registry's names.
+
+Not a form: the *fused kernels* (``use_fused_kernels``, ``patsearch train --fused-kernels``) run the trained form's
+gates on :mod:`patsearch.kernels`' fused ops; the network and its function stay the trained form's.
 """
 from __future__ import annotations
 
@@ -22,8 +26,9 @@ from patsearch.models.mlp import MlpFast
 from patsearch.models.patnet import PATNet, fuse_model
 from patsearch.models.peers import fasternet_fast, fuse_fasternet, is_fasternet
 
-__all__ = ["FORMS", "Form", "FormError", "accelerate", "build_form", "deployment_fast", "deployment_fast_kernels",
-           "form_names", "get_form", "is_accelerated"]
+__all__ = ["ALIASES", "BENCH_FORMS", "FORMS", "Form", "FormError", "LAYER_FORMS", "accelerate", "build_form",
+           "canonical_form", "deployment_fast", "deployment_fast_kernels", "form_names", "get_form",
+           "is_accelerated"]
 
 
 class FormError(UserError, ValueError):
@@ -113,16 +118,26 @@ _ALL = (
          "(peers.fuse_fasternet); fused for other networks", _slicing),
 )
 FORMS: dict[str, Form] = {f.name: f for f in _ALL}
+# Other names for a form, accepted wherever a form is named (results and file names use the form's own name).
+ALIASES = {"deploy": "fused"}
+LAYER_FORMS = ("fused", "trained")  # the forms one layer is built in: what per-layer profile tables time
+BENCH_FORMS = ("trained", "fused")  # what `patsearch bench` measures unless told
 
 
 def form_names(measurable_only: bool = False) -> tuple[str, ...]:
     return tuple(name for name, f in FORMS.items() if f.measurable or not measurable_only)
 
 
+def canonical_form(name: str) -> str:
+    """The registry's own name for ``name`` (an alias of :data:`ALIASES` resolved; anything else as it is)."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def get_form(name: str, among: Sequence[str] | None = None, what: str = "form") -> Form:
-    """The registered form ``name``; ``among`` restricts it to the forms a caller supports. The error names the
-    choices (``what`` is how the caller spells the option, e.g. ``--forms``)."""
+    """The registered form ``name`` (or its alias); ``among`` restricts it to the forms a caller supports. The error
+    names the choices (``what`` is how the caller spells the option, e.g. ``--forms``)."""
     allowed = tuple(among) if among is not None else tuple(FORMS)
+    name = canonical_form(name)
     if name not in FORMS:
         raise FormError(f"{what}: unknown form {name!r}; choose from {', '.join(allowed)}")
     if name not in allowed:
