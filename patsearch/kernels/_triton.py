@@ -31,7 +31,7 @@ import triton.language as tl
 # number, or None: ``programs_per_sm`` times the device's SMs) and the warps per program (None: 8 for tiles of 4096
 # elements or more, else 4). Tests shrink the first two so that small tensors still take the multi-tile,
 # multi-split and ragged-block paths. The defaults are the best of benchmarks/kernels_tune.py's sweep on an H200
-# (2026-12-01): PATNet-T2's forward + backward kernel time 2.31 ms against 2.74-2.77 ms with the earlier 4096 / 4.
+# (its figures: docs/BENCHMARKS.md).
 TUNING = {"max_tile": 1024, "target_programs": None, "programs_per_sm": 16, "num_warps": None}
 
 
