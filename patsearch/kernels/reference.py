@@ -30,6 +30,16 @@ def _bc(v: torch.Tensor) -> torch.Tensor:
     return v[..., None, None]
 
 
+def _affine(y: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """``y * scale + shift`` over the channels (dim 1) of ``y``, (B, C, H, W) or (tokens, C); each (C,) or None."""
+    shape = (-1,) + (1,) * (y.dim() - 2)
+    if scale is not None:
+        y = y * _acc(scale).reshape(shape)
+    if shift is not None:
+        y = y + _acc(shift).reshape(shape)
+    return y
+
+
 def channel_stats(x: torch.Tensor, float32: bool = False, two_pass: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-(sample, channel) spatial mean and unbiased std of (B, C, H, W), each (B, C): the Gaussian SE's
@@ -65,12 +75,7 @@ def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: t
 def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None = None,
                    shift: torch.Tensor | None = None) -> torch.Tensor:
     """``(x * gate) * scale + shift`` with ``gate`` (B, C) and the optional per-channel affine (C,)."""
-    y = _acc(x) * _bc(_acc(gate))
-    if scale is not None:
-        y = y * _bc(_acc(scale))
-    if shift is not None:
-        y = y + _bc(_acc(shift))
-    return y.to(x.dtype)
+    return _affine(_acc(x) * _bc(_acc(gate)), scale, shift).to(x.dtype)
 
 
 def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None
@@ -108,11 +113,7 @@ def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | No
                  shift: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
     """``(z * hardsigmoid(conv1x1(z) -> 1 channel)) * scale + shift + residual``; ``weight`` has C elements (any
     shape, e.g. the conv's (1, C, 1, 1)); ``residual`` is shaped like ``z``."""
-    y = spatially_gated(_acc(z), _acc(weight))
-    if scale is not None:
-        y = y * _bc(_acc(scale))
-    if shift is not None:
-        y = y + _bc(_acc(shift))
+    y = _affine(spatially_gated(_acc(z), _acc(weight)), scale, shift)
     if residual is not None:
         y = y + _acc(residual)
     return y.to(z.dtype)
@@ -181,9 +182,5 @@ def fc2_gate_residual(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     split after ``half`` channels, on (tokens, channels) matrices: PAT_sp's deployment tail and the block's
     shortcut. In ``residual``'s dtype."""
     z = _acc(h) @ _acc(weight).t() + _acc(bias)
-    y1 = spatially_gated(z[:, :half], _acc(gate_weight))
-    if scale is not None:
-        y1 = y1 * _acc(scale).reshape(-1)
-    if shift is not None:
-        y1 = y1 + _acc(shift).reshape(-1)
+    y1 = _affine(spatially_gated(z[:, :half], _acc(gate_weight)), scale, shift)
     return (_acc(residual) + torch.cat([y1, z[:, half:]], dim=1)).to(residual.dtype)

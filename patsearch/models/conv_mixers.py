@@ -8,7 +8,18 @@ import torch.nn as nn
 __all__ = ["DenseConv", "PartialConv"]
 
 
-class PartialConv(nn.Module):
+class _DeploysAsItself(nn.Module):
+    """A mixer that is its own deployment form and ends in no BN."""
+
+    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
+        return self
+
+    def output_affine(self) -> tuple[None, None]:
+        """The per-channel affine of a trailing BN that a block may fold forward; None: this mixer has none."""
+        return None, None
+
+
+class PartialConv(_DeploysAsItself):
     """FasterNet's PConv: 3x3 conv on the first C/n_div channels, the rest passed through."""
 
     def __init__(self, dim: int, n_div: int) -> None:
@@ -21,15 +32,8 @@ class PartialConv(nn.Module):
         x1, x2 = torch.split(x, [self.dim_conv, self.dim_untouched], dim=1)
         return torch.cat([self.conv(x1), x2], dim=1)
 
-    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
-        return self
 
-    def output_affine(self) -> tuple[None, None]:
-        """The per-channel affine of a trailing BN that a block may fold forward; None: this mixer has none."""
-        return None, None
-
-
-class DenseConv(nn.Module):
+class DenseConv(_DeploysAsItself):
     """A full 3x3 conv (``groups=1``) or depthwise 3x3 conv (``groups=dim``) mixer (Table 5)."""
 
     def __init__(self, dim: int, depthwise: bool) -> None:
@@ -38,9 +42,3 @@ class DenseConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
-
-    def deploy(self, keep_output_affine: bool = True) -> nn.Module:
-        return self
-
-    def output_affine(self) -> tuple[None, None]:
-        return None, None
