@@ -26,7 +26,7 @@ from patsearch.io import atomic_write_json  # noqa: E402
 from patsearch.models.inference import prepare_inference  # noqa: E402
 
 PRECISIONS = {"float32": (torch.float32, False), "bfloat16-cl": (torch.bfloat16, True)}
-FORMS = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-fast")
+COLUMN_NAMES = ("patnet-deploy", "patnet-fast", "fasternet-fx", "fasternet-fast")  # of speed_common.COLUMNS
 
 
 def count(size: str, precision: str, resolution: int) -> dict:
@@ -35,7 +35,7 @@ def count(size: str, precision: str, resolution: int) -> dict:
     if channels_last:
         example = example.contiguous(memory_format=torch.channels_last)
     mib, by_op = {}, {}
-    for form, model in build_forms(size, FORMS).items():
+    for form, model in build_forms(size, COLUMN_NAMES).items():
         prepared, _ = prepare_inference(model, example, fast_path=form == "patnet-fast")
         total, ops = bytes_per_image(prepared, resolution, dtype, channels_last=channels_last, gpu_formulation=True)
         mib[form] = round(total / 2**20, 3)

@@ -10,7 +10,7 @@ op, it times the fused op, the same arithmetic in eager PyTorch, and that refere
 forward alone (inference) and forward + backward (training). Inputs are what the blocks hand over: the untouched
 3/4 of a stage's channels (Gaussian SE) or the first half (PAT_sp) as a channel *slice* of a (B, C, H, W)
 channels-last tensor. One more case, ``pat_ch_branch``, is PAT_ch's whole untouched branch in training,
-``BN(x2 * GaussianSE(x2))`` with the real :class:`~patsearch.models.layers.GaussianSE` and a train-mode BN,
+``BN(x2 * GaussianSE(x2))`` with the real :class:`~patsearch.models.channel_attention.GaussianSE` and a train-mode BN,
 against channel_stats -> the SE's (1,2) conv + BN + Hard-Sigmoid -> :func:`~patsearch.kernels.gated_batch_norm`
 (the outer BN folded into scale_channels from the (B, C) statistics). Each case is also checked for equivalence
 (max abs / relative error of outputs
@@ -64,12 +64,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from device_ceilings import copy_bandwidth_gb_s
 
 from patsearch import kernels
 from patsearch.arch import resolve_arch
-from patsearch.models.layers import GaussianSE
+from patsearch.kernels.reference import channel_stats as ref_stats
+from patsearch.kernels.reference import spatially_gated
+from patsearch.models.channel_attention import GaussianSE, gated_norm
 
 # Passes over N (reads + writes of N-element tensors), fused kernels vs the eager and compiled references;
 # the model of the docstring, reported next to the measurements.
@@ -142,13 +143,7 @@ def copy_bandwidth() -> float:
     return copy_bandwidth_gb_s(DEVICE["type"])
 
 
-# --- the references: the arithmetic of layers.py, eager --------------------------------------------------
-
-
-def ref_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    n = x.shape[2] * x.shape[3]
-    std, mean = torch.std_mean(x, dim=(2, 3), correction=1 if n > 1 else 0)
-    return mean, std
+# --- the references: the blocks' own arithmetic, eager (ref_stats is the Gaussian SE's channel_stats) ------
 
 
 def ref_scale(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -156,13 +151,7 @@ def ref_scale(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor, shift: t
 
 
 def ref_spatial(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    return torch.addcmul(shift[:, None, None], z * F.hardsigmoid(F.conv2d(z, weight)), scale[:, None, None])
-
-
-def se_gate(se: GaussianSE, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """GaussianSE's gate from precomputed statistics: its (1, 2) conv, BN and Hard-Sigmoid."""
-    logits = se.conv(torch.stack([mean, std], dim=-1)[:, :, None, :])
-    return F.hardsigmoid(se.bn(logits)).flatten(1)
+    return torch.addcmul(shift[:, None, None], spatially_gated(z, weight), scale[:, None, None])
 
 
 # --- cases -------------------------------------------------------------------------------------------------
@@ -229,13 +218,8 @@ def implementations(case: dict, inp: dict) -> dict[str, Callable[[], object]]:
         args = (x, inp["weight"], inp["scale"], inp["shift"])
         return {"fused": lambda: (kernels.spatial_gate(*args),), "eager": lambda: (ref_spatial(*args),)}
     se, bn = inp["se"], inp["bn"]
-
-    def fused() -> tuple[torch.Tensor]:
-        mean, std = kernels.channel_stats(x, float32=True)  # float32 statistics for the folded BN
-        gate = se_gate(se, mean.to(x.dtype), std.to(x.dtype))  # the SE's own layers run in the model's dtype
-        return (kernels.gated_batch_norm(x, gate, mean, std, bn),)
-
-    return {"fused": fused, "eager": lambda: (bn(x * se(x)),)}
+    return {"fused": lambda: (gated_norm(x, se, bn, fused=True),),
+            "eager": lambda: (gated_norm(x, se, bn, fused=False),)}
 
 
 def named_leaves(inp: dict) -> dict[str, torch.Tensor]:

@@ -21,12 +21,12 @@ import torch
 import torch.nn as nn
 
 SIZES = ("t0", "t1", "t2", "s", "m", "l")
-# Column name -> (network family, registry form).
+# Column name -> (network family, form of patsearch.models.forms, the one vocabulary of forms).
 COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast"),
            "patnet-fastk": ("patnet", "fast_kernels"),
            "fasternet-fx": ("fasternet", "fused"), "fasternet-slicing": ("fasternet", "slicing"),
            "fasternet-fast": ("fasternet", "fast")}
-FORMS = tuple(COLUMNS)
+COLUMN_NAMES = tuple(COLUMNS)
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -50,7 +50,7 @@ def unknown_form_error(forms) -> str | None:
     return f"unknown form {unknown[0]!r}; choose from {', '.join(COLUMNS)}" if unknown else None
 
 
-def build_forms(size: str, forms: tuple[str, ...] = FORMS, num_classes: int = 1000) -> dict[str, nn.Module]:
+def build_forms(size: str, forms: tuple[str, ...] = COLUMN_NAMES, num_classes: int = 1000) -> dict[str, nn.Module]:
     """Deployment-form models of PATNet-``size`` and FasterNet-``size`` on the CPU in float32, eval mode, with
     trained-like BN statistics (:func:`trained_like`)."""
     from patsearch.models import create_model
@@ -131,9 +131,9 @@ def bytes_per_image(model: nn.Module, resolution: int = 224, dtype: torch.dtype 
     so that weights (read once per batch) drop out.
 
     ``gpu_formulation`` counts what a GPU runs, on any device: the fast paths' GPU formulation
-    (:func:`patsearch.models.fast_blocks.gpu_path`), and an in-place ReLU as part of its producer (on a GPU it
+    (:func:`patsearch.models.fast_ops.gpu_path`), and an in-place ReLU as part of its producer (on a GPU it
     is cuDNN's or cuBLASLt's epilogue of the conv or GEMM before it; off the GPU it falls back to ``relu_``)."""
-    from patsearch.models.fast_blocks import gpu_path
+    from patsearch.models.fast_ops import gpu_path
 
     per_batch = {}
     for batch in (2, 4):

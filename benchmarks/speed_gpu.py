@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
 from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
-from speed_common import FORMS, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
+from speed_common import COLUMN_NAMES, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
 
 from patsearch.io import atomic_write_text  # noqa: E402
-from patsearch.models.fast import prepare_inference  # noqa: E402
+from patsearch.models.inference import prepare_inference  # noqa: E402
 from patsearch.profiler.timing import Budget, time_interleaved  # noqa: E402
 
 # name -> (dtype, channels-last, TF32 allowed). "float32" keeps PyTorch's defaults (cuDNN convolutions may use
@@ -99,7 +99,7 @@ class Run:
                "device": torch.cuda.get_device_name(0) if self.gpu else platform.processor() or "cpu",
                "cudnn": torch.backends.cudnn.version() if self.gpu else None,
                "cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-               "fast_path": "patsearch.models.fast.accelerate (patnet-fast rows); others: deployment form as built"}
+               "fast_path": "patsearch.models.forms.accelerate (patnet-fast rows); others: deployment form as built"}
         if self.gpu:
             torch.backends.cudnn.benchmark = True
             env["copy_bandwidth_GBps"] = round(copy_bandwidth_gb_s("cuda"), 1)
@@ -315,7 +315,7 @@ class Run:
             rows = [(size, precision, row) for size, per in results.items() for precision, row in per.items()]
             if not rows:
                 continue
-            forms = [f for f in FORMS if any(f in row["img_per_s"] for _, _, row in rows)]
+            forms = [f for f in COLUMN_NAMES if any(f in row["img_per_s"] for _, _, row in rows)]
             patnets = [f for f in forms if f.startswith("patnet-")]
             lines += ["", f"{kind} ({label}), img/s; ratios: the PATNet form / the best FasterNet form", "",
                       "| size | precision | " + " | ".join(forms) + " | " + " | ".join(f"{f} / FN" for f in patnets)
@@ -385,7 +385,7 @@ def main() -> None:
             elif step == "profile":
                 run.profile()
             elif step == "graphs" and run.gpu:
-                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], FORMS)
+                run.variants("graphs", [s for s in args.graph_sizes.split(",") if s], COLUMN_NAMES)
             elif step == "compile":
                 run.variants("compile", [s for s in args.compile_sizes.split(",") if s],
                              tuple(f for f in args.compile_forms.split(",") if f))

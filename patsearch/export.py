@@ -112,7 +112,7 @@ def _torchscript_onnx(model: torch.nn.Module, x: torch.Tensor, opset: int, dynam
         # resolution is fixed (only the batch is dynamic), so the branch traced is right for every input it takes;
         # the tracer's "treated as a constant" warning is exactly that and nothing to act on.
         warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
-                                category=torch.jit.TracerWarning, module=r"patsearch\.models\.layers")
+                                category=torch.jit.TracerWarning, module=r"patsearch\.(models|kernels)\..*")
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
         torch.onnx.export(model, (x,), buffer, opset_version=opset, input_names=["image"],
                           output_names=["logits"], dynamo=False,

@@ -9,17 +9,10 @@
   block's shortcut in the epilogue, writing the block output in one kernel (the ``fast_kernels`` form).
 
 Triton on CUDA, the pure-PyTorch :mod:`~patsearch.kernels.reference` elsewhere; see :mod:`~patsearch.kernels.ops`.
+The reference is also the block math the models call in every form (:func:`reference.channel_stats`,
+:func:`reference.spatially_gated`); the blocks that switch to these ops are
+:func:`patsearch.models.channel_attention.gated_norm` (PAT_ch) and :class:`patsearch.models.mlp.Mlp` (PAT_sp).
 Importing this package does not import triton.
-
-How the blocks use them (trained form; ``x2``/``z1`` are channel slices, passed as they are, no copy):
-
-    # PAT_ch, untouched part: BN(x2 * gate(x2)) in train and eval mode
-    mean, std = channel_stats(x2, float32=True)
-    gate = <GaussianSE's (1, 2) conv + BN + Hard-Sigmoid on (mean, std) in x2's dtype>.flatten(1)   # (B, C)
-    y2 = gated_batch_norm(x2, gate, mean, std, self.norm)
-    # PAT_sp: BN(z1 * hsig(conv1x1(z1))); train: the BN stays, eval/deploy: the BN is the affine
-    y1 = self.gate_norm(spatial_gate(z1, self.gate.weight))            # train
-    y1 = spatial_gate(z1, self.gate.weight, scale, shift)              # eval, deployment (MlpDeploy)
 """
 from patsearch.kernels import reference
 from patsearch.kernels.gated_bn import gated_batch_norm

@@ -1,20 +1,23 @@
-"""Pure-PyTorch forms of the fused ops: what runs on the CPU, and the definition the Triton kernels are tested
-against, forward and backward.
+"""Pure-PyTorch forms of the fused ops: what runs on the CPU, the definition the Triton kernels are tested
+against, forward and backward, and the math the model's blocks call (:func:`channel_stats`,
+:func:`spatially_gated`, :func:`spatial_gate_weights`), so that each piece of block math exists once in PyTorch.
 
-Every function takes and returns plain tensors; statistics and gates are (B, C). Low-precision inputs
-(bfloat16, float16) are computed in float32 and the result is cast back to the input's dtype, which is what the
-kernels do (they accumulate in float32); float64 stays float64 so that ``gradcheck`` can run on these.
-The backward functions are written out by hand (not left to autograd) because they are the registered
-backward of the custom ops on the CPU.
+Every function takes and returns plain tensors; statistics and gates are (B, C). The ops' forms compute
+low-precision inputs (bfloat16, float16) in float32 and cast the result back to the input's dtype, which is what
+the kernels do (they accumulate in float32); the block math runs in its input's dtype, as the unfused layers do.
+float64 stays float64 so that ``gradcheck`` can run on these. The backward functions are written out by hand (not
+left to autograd) because they are the registered backward of the custom ops on the CPU.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 __all__ = ["channel_stats", "channel_stats_backward", "fc2_gate_residual", "gated_bn_affine",
            "gated_bn_affine_backward", "scale_channels", "scale_channels_backward", "spatial_gate",
-           "spatial_gate_backward"]
+           "spatial_gate_backward", "spatial_gate_weights", "spatially_gated"]
 
 
 def _acc(t: torch.Tensor) -> torch.Tensor:
@@ -27,15 +30,35 @@ def _bc(v: torch.Tensor) -> torch.Tensor:
     return v[..., None, None]
 
 
-def channel_stats(x: torch.Tensor, float32: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-(sample, channel) spatial mean and unbiased std, each (B, C) in ``x.dtype`` (``float32=True``: in the
-    accumulation dtype). A 1x1 map has no unbiased spread; it counts as 0 (as in
-    :class:`patsearch.models.layers.GaussianSE`)."""
+def _affine(y: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """``y * scale + shift`` over the channels (dim 1) of ``y``, (B, C, H, W) or (tokens, C); each (C,) or None."""
+    shape = (-1,) + (1,) * (y.dim() - 2)
+    if scale is not None:
+        y = y * _acc(scale).reshape(shape)
+    if shift is not None:
+        y = y + _acc(shift).reshape(shape)
+    return y
+
+
+def channel_stats(x: torch.Tensor, float32: bool = False, two_pass: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) spatial mean and unbiased std of (B, C, H, W), each (B, C): the Gaussian SE's
+    statistics, what every PATNet form computes. A 1x1 map (stage 4 of a 32 px input) has no unbiased spread: it
+    counts as 0 instead of NaN.
+
+    In ``x.dtype`` (torch's reductions accumulate low precision in float32 already), or with ``float32=True`` from
+    a float32 copy, returned in float32 (float64 stays float64). ``two_pass`` takes the mean, then the norm of the
+    centred values: on the CPU that vectorises over a (C, H*W) slice where ``torch.std_mean``'s Welford loop does
+    not (~15x faster there), with the textbook two-pass accuracy.
+    """
     n = x.shape[2] * x.shape[3]
-    std, mean = torch.std_mean(_acc(x), dim=(2, 3), correction=1 if n > 1 else 0)
-    if float32:
+    x = _acc(x) if float32 else x
+    if not two_pass:
+        std, mean = torch.std_mean(x, dim=(2, 3), correction=1 if n > 1 else 0)
         return mean, std  # std_mean allocates both: never aliases x
-    return mean.to(x.dtype), std.to(x.dtype)
+    mean = x.mean((2, 3), keepdim=True)
+    std = torch.linalg.vector_norm(x - mean, dim=(2, 3)) / math.sqrt(max(n - 1, 1))
+    return mean.flatten(1), std
 
 
 def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
@@ -52,12 +75,7 @@ def channel_stats_backward(grad_mean: torch.Tensor, grad_std: torch.Tensor, x: t
 def scale_channels(x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None = None,
                    shift: torch.Tensor | None = None) -> torch.Tensor:
     """``(x * gate) * scale + shift`` with ``gate`` (B, C) and the optional per-channel affine (C,)."""
-    y = _acc(x) * _bc(_acc(gate))
-    if scale is not None:
-        y = y * _bc(_acc(scale))
-    if shift is not None:
-        y = y + _bc(_acc(shift))
-    return y.to(x.dtype)
+    return _affine(_acc(x) * _bc(_acc(gate)), scale, shift).to(x.dtype)
 
 
 def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor | None
@@ -74,21 +92,28 @@ def scale_channels_backward(grad: torch.Tensor, x: torch.Tensor, gate: torch.Ten
     return dx.to(x.dtype), dgate.to(gate.dtype), dscale.to(wdtype), dshift.to(wdtype)
 
 
-def _gate_logits(zf: torch.Tensor, wf: torch.Tensor) -> torch.Tensor:
-    """The 1-channel 1x1 conv as a per-pixel dot product over channels: (B, 1, H, W)."""
-    return (zf * _bc(wf)).sum(1, keepdim=True)
+def _gate_logits(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``sum_c weight[c] * z[:, c]``: the one-output 1x1 conv on (B, C, H, W), a GEMV on a (tokens, C) matrix."""
+    w = weight.reshape(1, -1)
+    return F.linear(z, w) if z.dim() == 2 else F.conv2d(z, w[:, :, None, None])
+
+
+def spatial_gate_weights(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """PAT_sp's per-pixel gate ``hardsigmoid(conv1x1(z) -> 1 channel)`` in ``z``'s dtype, (B, 1, H, W) or
+    (tokens, 1); ``weight`` has C elements (any shape, e.g. the conv's (1, C, 1, 1))."""
+    return F.hardsigmoid(_gate_logits(z, weight))
+
+
+def spatially_gated(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``z * hardsigmoid(conv1x1(z) -> 1 channel)``: PAT_sp's gate, in ``z``'s dtype (every form's definition)."""
+    return z * spatial_gate_weights(z, weight)
 
 
 def spatial_gate(z: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None,
                  shift: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
     """``(z * hardsigmoid(conv1x1(z) -> 1 channel)) * scale + shift + residual``; ``weight`` has C elements (any
     shape, e.g. the conv's (1, C, 1, 1)); ``residual`` is shaped like ``z``."""
-    zf = _acc(z)
-    y = zf * F.hardsigmoid(_gate_logits(zf, _acc(weight).reshape(-1)))
-    if scale is not None:
-        y = y * _bc(_acc(scale))
-    if shift is not None:
-        y = y + _bc(_acc(shift))
+    y = _affine(spatially_gated(_acc(z), _acc(weight)), scale, shift)
     if residual is not None:
         y = y + _acc(residual)
     return y.to(z.dtype)
@@ -157,10 +182,5 @@ def fc2_gate_residual(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     split after ``half`` channels, on (tokens, channels) matrices: PAT_sp's deployment tail and the block's
     shortcut. In ``residual``'s dtype."""
     z = _acc(h) @ _acc(weight).t() + _acc(bias)
-    z1 = z[:, :half]
-    y1 = z1 * F.hardsigmoid(z1 @ _acc(gate_weight).reshape(-1, 1))
-    if scale is not None:
-        y1 = y1 * _acc(scale).reshape(-1)
-    if shift is not None:
-        y1 = y1 + _acc(shift).reshape(-1)
+    y1 = _affine(spatially_gated(z[:, :half], _acc(gate_weight)), scale, shift)
     return (_acc(residual) + torch.cat([y1, z[:, half:]], dim=1)).to(residual.dtype)

@@ -1,8 +1,11 @@
 """PATNet models. Importing this package registers ``patnet_t0`` ... ``patnet_l`` in timm's model registry.
 
-``layers`` (trained and deployment blocks), ``patnet`` (the network, :func:`fuse_model`), ``forms`` (the one
-registry of forms: trained, table6, fused, fast, slicing), ``fast_blocks`` (PATNet's fast inference blocks),
-``peers`` (FasterNet surgery), ``inference`` (channels-last, compile, CUDA graphs); ``fast`` keeps old names.
+``layers`` (stem, merging, head and the block), the block families each with its trained, deployment and fast
+forms (``channel_attention``: PAT_ch; ``attention``: PAT_sf; ``conv_mixers``; ``mlp``: the MLP with PAT_sp),
+``common`` (BN folding), ``fast_ops`` (the fast path's device switch and GEMM helpers), ``patnet`` (the network,
+:func:`fuse_model`), ``forms`` (the one vocabulary of forms: trained, table6, fused, fast, fast_kernels,
+slicing; :func:`~patsearch.models.forms.accelerate`), ``peers`` (FasterNet surgery), ``inference``
+(channels-last, compile, CUDA graphs).
 """
 from __future__ import annotations
 

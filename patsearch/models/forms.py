@@ -1,24 +1,34 @@
-"""The one registry of model forms: what "form" means to counting, the profiler, bench, eval and export.
+"""The one vocabulary of model forms: what "form" means to counting, the profiler, bench, eval, export and the
+speed scripts, and the builders of the fast form.
 
 Each :class:`Form` is a name, a one-line description and a builder that turns a model (PATNet, one of its
-layers, or a timm peer; trained form, the original untouched) into that form. Users of a subset of the forms
-(counting knows ``table6``, the profiler only ``fused`` and ``trained``) check names with :func:`get_form`, whose
-error lists the registry's names.
+layers, or a timm peer; trained form, the original untouched) into that form: ``trained``, ``table6`` (counting
+only), ``fused`` (the deployment form; ``deploy`` is accepted for it, see :data:`ALIASES`), ``fast``,
+``fast_kernels`` and ``slicing``. Users of a subset of the forms (counting knows ``table6``, the per-layer
+profiler only :data:`LAYER_FORMS`) check names with :func:`get_form`, whose error lists the registry's names.
+
+Not a form: the *fused kernels* (``use_fused_kernels``, ``patsearch train --fused-kernels``) run the trained form's
+gates on :mod:`patsearch.kernels`' fused ops; the network and its function stay the trained form's.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 from patsearch.errors import UserError
-from patsearch.models.fast_blocks import accelerate
+from patsearch.models.fast_ops import PatchifyConv
+from patsearch.models.layers import BlockDeploy
+from patsearch.models.mlp import MlpFast
 from patsearch.models.patnet import PATNet, fuse_model
 from patsearch.models.peers import fasternet_fast, fuse_fasternet, is_fasternet
 
-__all__ = ["FORMS", "Form", "FormError", "build_form", "deployment_fast", "deployment_fast_kernels", "form_names",
-           "get_form"]
+__all__ = ["ALIASES", "BENCH_FORMS", "FORMS", "Form", "FormError", "LAYER_FORMS", "accelerate", "build_form",
+           "canonical_form", "deployment_fast", "deployment_fast_kernels", "form_names", "get_form",
+           "is_accelerated"]
 
 
 class FormError(UserError, ValueError):
@@ -37,8 +47,41 @@ def _trained(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+@torch.no_grad()
+def accelerate(model: nn.Module, epilogue_kernels: bool = False) -> nn.Module:
+    """A fast-path copy of a PATNet (trained or deployment form; the original is untouched), in eval mode: every
+    block that has a fast form (:meth:`~patsearch.models.layers.BlockDeploy.fast`) in it, the stem as one GEMM.
+
+    The result computes the same function as :func:`patsearch.models.fuse_model` (and so as the trained model in
+    eval mode) up to floating-point rounding; it carries ``fast_path = True`` for provenance.
+    ``epilogue_kernels``: PAT_sp blocks end in one Triton kernel (fc2 with the gate, its affine and the shortcut
+    in the GEMM's epilogue; bf16/fp16, rows up to :data:`patsearch.kernels.FC2_GATE_MAX_CHANNELS` channels).
+    """
+    if not isinstance(model, PATNet):
+        raise TypeError(f"accelerate() takes a PATNet, got {type(model).__name__}; use prepare_inference() for "
+                        "other networks")
+    model = copy.deepcopy(model).eval() if model.deployed else fuse_model(model)
+    for stage in model.stages:
+        for i, layer in enumerate(stage):
+            if isinstance(layer, BlockDeploy):
+                stage[i] = layer.fast()
+    for module in model.modules():
+        if isinstance(module, MlpFast):
+            module.epilogue_kernel = epilogue_kernels
+    if isinstance(model.stem, nn.Conv2d):
+        model.stem = PatchifyConv(model.stem)
+    model.requires_grad_(False)  # an inference form, like fuse(); also lets tracers run the out= kernels
+    model.fast_path = True
+    return model
+
+
+def is_accelerated(model: nn.Module) -> bool:
+    """Whether ``model`` is a fast form (:func:`accelerate`, :func:`~patsearch.models.peers.fasternet_fast`)."""
+    return bool(getattr(model, "fast_path", False))
+
+
 def deployment_fast(model: nn.Module) -> nn.Module:
-    """The fast deployment form of any model: :func:`~patsearch.models.fast_blocks.accelerate` for a PATNet,
+    """The fast deployment form of any model: :func:`accelerate` for a PATNet,
     :func:`~patsearch.models.peers.fasternet_fast` for a timm FasterNet (the same generic tricks, so ratios
     stay fair), :func:`~patsearch.models.fuse_model` for anything else. The original is untouched."""
     if isinstance(model, PATNet):
@@ -75,16 +118,26 @@ _ALL = (
          "(peers.fuse_fasternet); fused for other networks", _slicing),
 )
 FORMS: dict[str, Form] = {f.name: f for f in _ALL}
+# Other names for a form, accepted wherever a form is named (results and file names use the form's own name).
+ALIASES = {"deploy": "fused"}
+LAYER_FORMS = ("fused", "trained")  # the forms one layer is built in: what per-layer profile tables time
+BENCH_FORMS = ("trained", "fused")  # what `patsearch bench` measures unless told
 
 
 def form_names(measurable_only: bool = False) -> tuple[str, ...]:
     return tuple(name for name, f in FORMS.items() if f.measurable or not measurable_only)
 
 
+def canonical_form(name: str) -> str:
+    """The registry's own name for ``name`` (an alias of :data:`ALIASES` resolved; anything else as it is)."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
+
 def get_form(name: str, among: Sequence[str] | None = None, what: str = "form") -> Form:
-    """The registered form ``name``; ``among`` restricts it to the forms a caller supports. The error names the
-    choices (``what`` is how the caller spells the option, e.g. ``--forms``)."""
+    """The registered form ``name`` (or its alias); ``among`` restricts it to the forms a caller supports. The error
+    names the choices (``what`` is how the caller spells the option, e.g. ``--forms``)."""
     allowed = tuple(among) if among is not None else tuple(FORMS)
+    name = canonical_form(name)
     if name not in FORMS:
         raise FormError(f"{what}: unknown form {name!r}; choose from {', '.join(allowed)}")
     if name not in allowed:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from patsearch.models.fast_blocks import accelerate
-from patsearch.models.layers import dense_format
+from patsearch.models.common import dense_format
+from patsearch.models.forms import accelerate
 from patsearch.models.patnet import PATNet
 
 __all__ = ["prepare_inference"]
@@ -42,7 +42,7 @@ def prepare_inference(model: nn.Module, example: torch.Tensor, *, fast_path: boo
     """Turn a deployment-form model into the callable a benchmark times, plus the input to time it on.
 
     ``example`` already has the device, dtype and memory format wanted (the model is moved to match).
-    ``fast_path`` applies :func:`~patsearch.models.fast_blocks.accelerate` (PATNet only; ignored for other
+    ``fast_path`` applies :func:`~patsearch.models.forms.accelerate` (PATNet only; ignored for other
     networks). ``compile_mode``: None (eager) or a ``torch.compile`` mode ("default",
     "max-autotune-no-cudagraphs", "reduce-overhead", ...). ``cuda_graph`` captures the (possibly compiled)
     forward in a CUDA graph (GPU only).

@@ -5,7 +5,7 @@ the timm module.
 (:data:`patsearch.arch.FASTERNET_POINTS`). :func:`fuse_fasternet` gives FasterNet the same eager deployment form
 as torch.fx folding but keeps it an ordinary module, so that its own inference mode (``pconv_fw_type="slicing"``)
 can run too; :func:`fasternet_fast` adds the generic GEMM-epilogue tricks PATNet's fast path uses
-(:mod:`patsearch.models.fast_blocks`), so that speed ratios stay fair.
+(:mod:`patsearch.models.fast_ops`), so that speed ratios stay fair.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from patsearch.models.fast_blocks import PatchifyConv, conv1x1_act, linear_act, tokens, untokens
+from patsearch.models.fast_ops import PatchifyConv, conv1x1_act, linear_act, tokens, untokens
 
 __all__ = ["fasternet_fast", "fuse_fasternet", "is_fasternet", "load_timm_fasternet_weights"]
 

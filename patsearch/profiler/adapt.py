@@ -53,8 +53,6 @@ SPOT_CHECK_FILE = ".spot-checks.json"  # verdicts in the user's profile folder: 
 FULL_TABLE_HINT = {"cpu": "about 9 minutes on one core", "cuda": "about 5 minutes"}
 ADAPT_HINT = {"cpu": "about a minute of one idle core, 3-4 beside other work", "cuda": "about a minute"}
 
-logger = logging.getLogger(__name__)
-
 
 def layer_type(key: str) -> str:
     """The type a table entry's scale is shared by: ``stem``, ``merge``, ``head`` or ``block|MIXER|ACT``."""

@@ -18,7 +18,7 @@ from patsearch.arch import VARIANTS
 from patsearch.io import atomic_write_text
 from patsearch.models.forms import FORMS as FORMS_REGISTRY
 from patsearch.models.forms import build_form
-from patsearch.profiler.bench_options import EXTRA_FORMS, FORMS, BenchOptions, BenchOptionsError  # noqa: F401 (re-exported)
+from patsearch.profiler.bench_options import BenchOptions, BenchOptionsError  # noqa: F401 (re-exported)
 from patsearch.profiler.devices import check_hardware, environment, get_device
 from patsearch.profiler.table import _now, _progress
 

@@ -17,11 +17,11 @@ import yaml
 
 from patsearch.arch import is_int
 from patsearch.config import OptionsMixin
-from patsearch.models.forms import FormError, form_names, get_form
+from patsearch.models.forms import BENCH_FORMS, FormError, canonical_form, form_names, get_form
 from patsearch.profiler.devices import DeviceError, Protocol, get_device
 
-FORMS = ("trained", "fused")  # the default; any measurable form of patsearch.models.forms may be asked for
-EXTRA_FORMS = tuple(f for f in form_names(measurable_only=True) if f not in FORMS)
+# Any measurable form may be asked for; BENCH_FORMS (the default) first in the choices.
+CHOICES = BENCH_FORMS + tuple(f for f in form_names(measurable_only=True) if f not in BENCH_FORMS)
 FORMATS = ("md", "csv", "json")
 
 
@@ -39,7 +39,7 @@ class BenchOptions(OptionsMixin):
 
     device: str
     models: tuple[str, ...] | None = None  # None: PATNet T0-L, FasterNet T0-L and the paper's timm peers
-    forms: tuple[str, ...] = FORMS
+    forms: tuple[str, ...] = BENCH_FORMS
     resolution: int = 224
     # protocol overrides (None: the device's own)
     batch: int | None = None
@@ -64,6 +64,8 @@ class BenchOptions(OptionsMixin):
                 value = [v.strip() for v in value.split(",")]
             if isinstance(value, (list, tuple)):
                 object.__setattr__(self, name, tuple(value))
+        if isinstance(self.forms, tuple):  # an alias names the same form: one row, under the registry's name
+            object.__setattr__(self, "forms", tuple(canonical_form(f) for f in self.forms))
         _validate(self)
 
     def protocol(self) -> Protocol:
@@ -94,7 +96,7 @@ def _validate(o: BenchOptions) -> None:
 
     need(isinstance(o.device, str) and bool(o.device), "device", "a device name such as cpu, epyc or h200")
     need(o.models is None or names(o.models), "models", "a non-empty list of model names (or unset)")
-    need(names(o.forms), "forms", f"a non-empty list of forms from {', '.join(FORMS + EXTRA_FORMS)}")
+    need(names(o.forms), "forms", f"a non-empty list of forms from {', '.join(CHOICES)}")
     # the networks downsample 32x: a smaller input has no last stage
     need(is_int(o.resolution) and o.resolution >= 32, "resolution", "an integer of at least 32")
     need(is_int(o.group) and o.group >= 1, "group", "at least 1")
@@ -108,10 +110,10 @@ def _validate(o: BenchOptions) -> None:
         need(value is None or (isinstance(value, str) and bool(value)), name, "a non-empty string or unset")
     for form in o.forms:
         try:
-            get_form(form, among=FORMS + EXTRA_FORMS, what="--forms")
+            get_form(form, among=CHOICES, what="--forms")
         except FormError as exc:
             raise BenchOptionsError(str(exc)) from None
     o.protocol()  # the device name and the protocol overrides, checked by their one definition
 
 
-__all__ = ["BenchOptions", "BenchOptionsError", "EXTRA_FORMS", "FORMATS", "FORMS"]
+__all__ = ["CHOICES", "BenchOptions", "BenchOptionsError", "FORMATS"]

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from patsearch.errors import UserError
-from patsearch.models.forms import FormError, get_form
+from patsearch.models.forms import LAYER_FORMS, FormError, canonical_form, get_form
 from patsearch.version import provenance
 
 DTYPES = ("float32", "bfloat16", "float16")
 METRICS = ("latency_ms", "throughput")
-FORMS = ("fused", "trained")  # the registry's forms (patsearch.models.forms) the per-layer tables are built in
 CLOCKS = ("wall", "cpu")
 
 
@@ -63,8 +62,9 @@ class Protocol:
             raise DeviceError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise DeviceError(f"--threads must be a positive integer, got {self.threads!r}")
+        object.__setattr__(self, "form", canonical_form(self.form))  # an alias names the same table
         try:
-            get_form(self.form, among=FORMS, what="--form")
+            get_form(self.form, among=LAYER_FORMS, what="--form")
         except FormError as exc:
             raise DeviceError(str(exc)) from None
         if self.clock not in CLOCKS:

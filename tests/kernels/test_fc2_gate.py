@@ -68,7 +68,8 @@ def test_fast_kernels_form_runs_the_kernel_and_equals_the_fast_form(monkeypatch)
     in the kernel and computes what the fast form computes, to bf16 rounding."""
     from patsearch.arch import ArchConfig
     from patsearch.models import create_model
-    from patsearch.models.fast_blocks import accelerate, gpu_path
+    from patsearch.models.fast_ops import gpu_path
+    from patsearch.models.forms import accelerate
 
     calls = []
     kernel = kernels.fc2_gate_residual

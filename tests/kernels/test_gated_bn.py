@@ -101,7 +101,8 @@ def test_wiring_recipe_equals_pat_ch_and_pat_sp_in_train_mode():
     BN running statistics."""
     import torch.nn.functional as F
 
-    from patsearch.models.layers import Mlp, PartialChannelAttention
+    from patsearch.models.channel_attention import PartialChannelAttention
+    from patsearch.models.mlp import Mlp
 
     torch.manual_seed(1)
     mixer = PartialChannelAttention(16, 4).double().train()

@@ -9,12 +9,9 @@ from torch import nn
 from patsearch import kernels
 from patsearch.kernels import _triton
 from patsearch.kernels import reference as ref
-from patsearch.models.layers import (
-    GaussianSE,
-    Mlp,
-    PartialChannelAttention,
-    bn_scale_shift,
-)
+from patsearch.models.channel_attention import GaussianSE, PartialChannelAttention
+from patsearch.models.common import bn_scale_shift
+from patsearch.models.mlp import Mlp
 
 # (B, C, H, W) with a layout: ragged C and HW against every block size, a 1x1 map (std 0), a single row and a
 # single column; every shape in a dense and a sliced layout, every layout several times.

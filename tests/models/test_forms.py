@@ -7,19 +7,40 @@ from test_fuse import CONFIGS, randomize_statistics
 
 from patsearch.counting import count_flops
 from patsearch.models import create_model, fuse_model
-from patsearch.models.fast_blocks import is_accelerated
-from patsearch.models.forms import FORMS, FormError, build_form, form_names, get_form
-from patsearch.profiler.bench import EXTRA_FORMS
-from patsearch.profiler.bench import FORMS as BENCH_FORMS
-from patsearch.profiler.devices import FORMS as PROFILER_FORMS
+from patsearch.models.forms import (
+    ALIASES,
+    BENCH_FORMS,
+    FORMS,
+    LAYER_FORMS,
+    FormError,
+    build_form,
+    form_names,
+    get_form,
+    is_accelerated,
+)
+from patsearch.profiler.bench_options import CHOICES, BenchOptions
 from patsearch.profiler.devices import DeviceError, Protocol
 
 
 def test_every_vocabulary_is_a_subset_of_the_registry():
-    assert set(BENCH_FORMS + EXTRA_FORMS) == set(form_names(measurable_only=True))
-    assert set(PROFILER_FORMS) <= set(FORMS)
+    assert set(CHOICES) == set(form_names(measurable_only=True)) and CHOICES[:len(BENCH_FORMS)] == BENCH_FORMS
+    assert set(LAYER_FORMS) <= set(FORMS) and set(BENCH_FORMS) <= set(FORMS)
+    assert set(ALIASES.values()) <= set(FORMS) and not set(ALIASES) & set(FORMS)
     assert "table6" in FORMS and not FORMS["table6"].measurable
     assert all(f.description for f in FORMS.values())
+
+
+def test_deploy_is_another_name_for_the_fused_form():
+    """``deploy`` and ``fused`` name one form: accepted everywhere a form is named, recorded as ``fused``."""
+    assert get_form("deploy") is FORMS["fused"]
+    assert Protocol("throughput", 1, form="deploy") == Protocol("throughput", 1, form="fused")
+    assert Protocol("throughput", 1, form="deploy").slug().endswith("-fused")
+    assert BenchOptions("cpu", forms="trained,deploy").forms == ("trained", "fused")
+    model = create_model(CONFIGS["patnet"]).eval()
+    assert count_flops(model, 64, form="deploy") == count_flops(model, 64, form="fused")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(build_form(model, "deploy")(x), build_form(model, "fused")(x))
 
 
 @pytest.mark.parametrize("name", [n for n in FORMS if n != "table6"])
@@ -43,10 +64,10 @@ def test_fast_form_counts_like_the_fused_form():
 
 def test_unknown_forms_are_refused_with_the_registry_names():
     names = ", ".join(FORMS)
-    with pytest.raises(FormError, match=f"unknown form 'deploy'; choose from {names}$"):
-        get_form("deploy")
-    with pytest.raises(ValueError, match="unknown form 'deploy'; choose from trained"):
-        count_flops(create_model(CONFIGS["patnet"]), 64, form="deploy")
+    with pytest.raises(FormError, match=f"unknown form 'deployment'; choose from {names}$"):
+        get_form("deployment")
+    with pytest.raises(ValueError, match="unknown form 'deployment'; choose from trained"):
+        count_flops(create_model(CONFIGS["patnet"]), 64, form="deployment")
     with pytest.raises(DeviceError, match=r"--form: form 'fast' is not available here; choose from fused, trained"):
         Protocol("throughput", 1, form="fast")
     with pytest.raises(DeviceError, match=r"--form: unknown form 'x'"):

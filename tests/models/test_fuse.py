@@ -103,7 +103,8 @@ def test_timm_peer_fuses_with_fx():
 def _dim_layers():
     """Every mixer, every MLP and every block kind, as single layers of width 32."""
     from patsearch.arch import MIXERS, SPATIAL_ATTENTION
-    from patsearch.models.layers import Mlp, build_mixer
+    from patsearch.models.layers import build_mixer
+    from patsearch.models.mlp import Mlp
 
     for mixer in MIXERS:
         yield f"mixer-{mixer}", lambda m=mixer: build_mixer(32, m, 4, 4)
@@ -133,7 +134,7 @@ def test_every_single_layer_deploys_exactly(name, make):
 
 def test_pat_ch_alone_keeps_its_output_bn():
     """Regression (issue 13): fuse_model(PartialChannelAttention) used to drop the post-gate BN (93% error)."""
-    from patsearch.models.layers import PartialChannelAttention
+    from patsearch.models.channel_attention import PartialChannelAttention
 
     layer = PartialChannelAttention(64, 4).eval()
     randomize_statistics(layer, torch.Generator().manual_seed(4))

@@ -11,7 +11,8 @@ import torch.nn as nn
 
 from patsearch.arch import VARIANTS, ArchConfig
 from patsearch.models import create_model, use_fused_kernels
-from patsearch.models.layers import FullChannelAttention, Mlp, PartialChannelAttention
+from patsearch.models.channel_attention import FullChannelAttention, PartialChannelAttention
+from patsearch.models.mlp import Mlp
 
 ARCHS = {
     "patnet_t0": VARIANTS["patnet_t0"].replace(num_classes=10),

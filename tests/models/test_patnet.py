@@ -195,8 +195,8 @@ def test_every_batchnorm_gets_a_dense_input_in_training(name, memory_format):
 def test_training_after_inference_mode_at_the_same_grid_size():
     """The position-bias index is cached per grid size; built inside ``torch.inference_mode()`` (a fast form timed
     first, as bench or the profiler do) it must still serve a later training step at that size."""
-    from patsearch.models.fast_blocks import accelerate
-    from patsearch.models.layers import RelativePositionBias, _device_buckets, irpe_buckets
+    from patsearch.models.attention import RelativePositionBias, _device_buckets, irpe_buckets
+    from patsearch.models.forms import accelerate
 
     irpe_buckets.cache_clear()
     _device_buckets.cache_clear()

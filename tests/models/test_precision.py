@@ -2,7 +2,7 @@
 
 Issue 10: PATNet-T0/T1 trained under bf16 autocast on an H200 stayed at chance while float32 learnt; the cause was
 the partial self-attention's biased bf16 SDPA. The attention now takes its logits, bias and softmax in float32
-(:func:`patsearch.models.layers.biased_attention`); these tests pin each block's bf16 error to bf16's own rounding.
+(:func:`patsearch.models.attention.biased_attention`); these tests pin each block's bf16 error to bf16's own rounding.
 """
 import pytest
 import torch
@@ -12,7 +12,7 @@ from test_fuse import randomize_statistics
 
 from patsearch.arch import MIXERS, ArchConfig, LayerSpec
 from patsearch.models import build_layer, create_model
-from patsearch.models.layers import SelfAttention, biased_attention
+from patsearch.models.attention import SelfAttention, biased_attention
 
 # bf16 keeps 8 significant bits (relative rounding 2^-9 ~ 0.2%); through a block's ~6 roundings and its 1x1
 # convolutions the output error relative to the output's largest value stays around 1%. A broken path (a bias

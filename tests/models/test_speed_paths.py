@@ -1,5 +1,5 @@
-"""The fast inference path (patsearch.models.fast_blocks, peers, inference) computes what the trained model
-computes in eval mode, on the CPU path and, through ``gpu_path()``, on the GPU path's formulation."""
+"""The fast inference path (each block family's fast form, forms.accelerate, peers, inference) computes what the
+trained model computes in eval mode, on the CPU path and, through ``gpu_path()``, on the GPU path's formulation."""
 import zlib
 
 import pytest
@@ -9,20 +9,14 @@ import torch.nn as nn
 from test_fuse import CONFIGS, randomize_statistics
 
 from patsearch.arch import MIXERS, SPATIAL_ATTENTION, ArchConfig
+from patsearch.kernels.reference import channel_stats
 from patsearch.models import create_model, fuse_model
-from patsearch.models.fast_blocks import (
-    FastAttentionBlock,
-    FastChannelBlock,
-    PatchifyConv,
-    accelerate,
-    gpu_path,
-    is_accelerated,
-    on_gpu_path,
-    tokens,
-)
-from patsearch.models.forms import deployment_fast
+from patsearch.models.attention import PartialSelfAttention
+from patsearch.models.channel_attention import PartialChannelAttentionDeploy
+from patsearch.models.fast_ops import PatchifyConv, gpu_path, on_gpu_path, tokens
+from patsearch.models.forms import accelerate, deployment_fast, is_accelerated
 from patsearch.models.inference import prepare_inference
-from patsearch.models.layers import channel_stats
+from patsearch.models.layers import FastBlock
 from patsearch.models.peers import fasternet_fast, fuse_fasternet
 
 
@@ -48,8 +42,8 @@ def test_fast_path_replaces_the_blocks_and_leaves_the_input_alone():
     deployed = fuse_model(model)
     n_modules = len(list(deployed.modules()))
     fast = accelerate(deployed)
-    kinds = {type(layer) for stage in fast.stages for layer in stage}
-    assert {FastChannelBlock, FastAttentionBlock} <= kinds
+    kinds = {type(layer.mixer) for stage in fast.stages for layer in stage if isinstance(layer, FastBlock)}
+    assert {PartialChannelAttentionDeploy, PartialSelfAttention} <= kinds
     assert is_accelerated(fast) and not is_accelerated(deployed)
     assert len(list(deployed.modules())) == n_modules  # the deployment model was copied, not rewritten
     x = torch.randn(2, 3, 64, 64)
@@ -209,11 +203,11 @@ def test_fast_blocks_cover_the_paper_mixers():
     kinds = {}
     for mixer in MIXERS:
         fast = accelerate(create_model(_one_mixer_config(mixer, "partial")).eval())
-        kinds[mixer] = type(fast.stages[0][0])
-    assert kinds["pat_ch"] is FastChannelBlock and kinds["pat_ch_srm"] is FastChannelBlock
-    assert kinds["pat_sf"] is FastAttentionBlock
-    assert not {kinds[m] for m in ("pconv", "conv", "dwconv", "pat_sf_full", "pat_ch_full", "pat_ch_se")} \
-        & {FastChannelBlock, FastAttentionBlock}
+        block = fast.stages[0][0]
+        kinds[mixer] = type(block.mixer) if isinstance(block, FastBlock) else None
+    assert kinds["pat_ch"] is PartialChannelAttentionDeploy and kinds["pat_ch_srm"] is PartialChannelAttentionDeploy
+    assert kinds["pat_sf"] is PartialSelfAttention
+    assert all(kinds[m] is None for m in ("pconv", "conv", "dwconv", "pat_sf_full", "pat_ch_full", "pat_ch_se"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
