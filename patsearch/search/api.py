@@ -316,7 +316,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         lambda study, trials: rungs.advance(study, trials, base_seed=opts.proxy.seed))
 
     if run_proxy is None:
-        run_proxy = make_proxy_runner(opts.proxy, num_classes_hint=None, threads=_threads_per_job(opts.n_jobs))
+        # One in-process worker logs each training's progress; several (threads, --gpus processes) would interleave.
+        run_proxy = make_proxy_runner(opts.proxy, num_classes_hint=None, threads=_threads_per_job(opts.n_jobs),
+                                      progress=opts.n_jobs == 1 and not worker_index and not opts.gpus)
     num_classes = getattr(run_proxy, "num_classes", 10)
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
                                           objective=opts.objective,
@@ -514,16 +516,22 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
 
     def done_count() -> int:
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not study_mod.is_infeasible(t)
+                   and "rung" not in t.user_attrs and "duplicate_of" not in t.user_attrs
                    for t in main_study.get_trials(deepcopy=False))
 
     primary = constraints[0]
+    seconds: list[float] = []  # training time of each candidate this run trained: the ETA's rate
+    logger.info(f"  plan: {opts.trials} candidates x {opts.proxy.epochs} epochs at {opts.proxy.resolution} px; "
+                "a time estimate follows the first trained candidate, and each training logs its progress every "
+                f"{PROGRESS_INTERVAL_S} s")
     with progress_bar(console=console, transient=False) as progress:
         task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
 
         def on_trial_end(trial) -> None:
             ua = trial.user_attrs
             pred = ua.get(f"pred:{primary.key}")
-            what = f"[{ua.get('baseline') or 'search'}]"
+            rung = f", rung {ua['rung']}: {ua['rung_epochs']} epochs" if "rung" in ua else ""
+            what = f"[{ua.get('baseline') or 'search'}{rung}]"
             if not ua.get("feasible", True):
                 line = f"trial {trial.number} {what}: infeasible ({primary.format(pred)}), not trained"
             else:
@@ -533,6 +541,11 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                 acc = "-" if top1 is None else f"{100 * top1:.2f}%"
                 line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
                         f"{primary.format(pred) if pred is not None else '-'}")
+            if ua.get("proxy_seconds") and "rung" not in ua and "duplicate_of" not in ua:
+                seconds.append(float(ua["proxy_seconds"]))
+                left = max(0, opts.trials - done_count())
+                line += (f"; about {_minutes(left * sum(seconds) / len(seconds) / opts.n_jobs)} left for {left} "
+                         "candidate(s)" if left else "")
             logger.info(line)
             progress.update(task, completed=min(done_count(), opts.trials))
 
@@ -544,6 +557,13 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
         progress.update(task, completed=min(done_count(), opts.trials))
     logger.info("ran %d trial(s) in %.0f s", ran, time.time() - start)
     return ran
+
+
+PROGRESS_INTERVAL_S = 30  # the trainer's plain progress lines (patsearch.train.loop)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 @dataclass

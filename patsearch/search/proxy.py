@@ -183,13 +183,14 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
 
 
 def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
-                      threads: int | None = None) -> Callable[..., float]:
+                      threads: int | None = None, progress: bool = False) -> Callable[..., float]:
     """``run_proxy(arch, on_epoch_end=None, seed=None, epochs=None) -> final top-1 in [0, 1]`` for
     :class:`~patsearch.search.objective.Objective`; ``seed`` and ``epochs`` override the settings' (confirmation
     runs, and a multi-fidelity search's re-trainings, each with the full schedule of its length).
 
     ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
-    ``device`` and ``num_classes`` attributes say where and on what it trains.
+    ``device`` and ``num_classes`` attributes say where and on what it trains. ``progress``: each training logs
+    plain lines (epoch, step, ETA) every 30 s, under the caller's own progress display.
     """
     device = settings.torch_device()  # fails here, before any study work, on a bad or absent device
     batch = settings.batch_for(device.type)
@@ -221,7 +222,7 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
                            lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
                            synthetic=settings.synthetic_sizes(), seed=settings.seed if seed is None else seed,
-                           progress=False,
+                           progress="plain" if progress else False,
                            tensorboard=False, on_epoch_end=forward, compile=settings.compile, amp=settings.amp,
                            cuda_graph=settings.cuda_graph_for(device.type),
                            tensor_cache_dir=settings.cache_dir())

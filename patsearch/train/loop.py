@@ -253,7 +253,7 @@ def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str 
           checkpoint_every: int = 0, max_steps: int | None = None, eval_every: int = 1,
           channels_last: bool = True, compile: bool = False, cuda_graph: bool = False, fused_kernels: bool = False,
           sync_bn: bool = False, deterministic: bool = False,
-          profile_steps: int = 0, log_every: int = 50, progress: bool = True, tensorboard: bool = True,
+          profile_steps: int = 0, log_every: int = 50, progress: bool | str = True, tensorboard: bool = True,
           tensor_cache_dir: str | os.PathLike | None = None,
           on_epoch_end: Callable[[int, dict], None] | None = None,
           on_step_end: Callable[[int, float], None] | None = None) -> dict[str, Any]:
@@ -459,7 +459,8 @@ class Trainer:
         self.normalize = DeviceNormalizer(ctx.device, o.channels_last)
         self._setup_loaders()
         self.writer = _Writer(self.out_path, ctx.is_main, o.tensorboard)
-        self.progress = _Progress(o.progress and ctx.is_main, total_steps=rec.epochs * self.steps_per_epoch)
+        self.progress = _Progress(bool(o.progress) and ctx.is_main, plain=True if o.progress == "plain" else None,
+                                  total_steps=rec.epochs * self.steps_per_epoch)
         if o.profile_steps > 0 and self.out_path:
             self.profiler = _make_profiler(o.profile_steps, self.out_path, ctx)
         if ctx.is_main and o.progress:

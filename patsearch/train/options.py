@@ -83,7 +83,9 @@ class TrainOptions(OptionsMixin):
     deterministic: bool = False
     profile_steps: int = 0
     log_every: int = 50
-    progress: bool = True
+    # True: a live bar on a terminal, plain lines every 30 s elsewhere; "plain": plain lines always (a run under
+    # another live display, e.g. a search's proxy trainings); False: silent.
+    progress: bool | str = True
     tensorboard: bool = True
     tensor_cache_dir: str | None = None  # where device-loaded data is kept decoded (None: this process only)
     # files: timm's pipeline in loader processes; device: the set decoded once into uint8 tensors on the device and
@@ -210,9 +212,10 @@ def _validate(o: TrainOptions) -> None:
     need(is_int(o.eval_every) and o.eval_every >= 1, "eval_every", "a positive integer")
     need(is_int(o.profile_steps) and o.profile_steps >= 0, "profile_steps", "a non-negative integer")
     need(is_int(o.log_every) and o.log_every >= 1, "log_every", "a positive integer")
-    for name in ("channels_last", "compile", "cuda_graph", "fused_kernels", "sync_bn", "deterministic", "progress",
+    for name in ("channels_last", "compile", "cuda_graph", "fused_kernels", "sync_bn", "deterministic",
                  "tensorboard"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
+    need(o.progress in (True, False, "plain"), "progress", "true, false or 'plain'")
     try:
         checked = check_compile_options(o.compile_options if o.compile_options is not None else {})
     except ValueError as exc:

@@ -1,0 +1,36 @@
+"""A search is never silent: its plan first, each proxy training's epochs as plain lines (no terminal needed),
+and after each trained candidate an estimate of the time left."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from patsearch.profiler import load_profile
+from patsearch.search.api import SearchOptions, run_search
+from patsearch.search.proxy import ProxySettings
+from patsearch.train.options import TrainOptions, TrainOptionsError
+
+
+def test_a_search_logs_its_plan_each_trainings_epochs_and_the_time_left(tmp_path, tiny_profile, caplog,
+                                                                        single_thread):
+    proxy = ProxySettings(epochs=2, resolution=32, batch_size=16, train_samples=32, val_samples=16, device="cpu",
+                          subset_dir=str(tmp_path / "cache"))
+    opts = SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=2, proxy=proxy,
+                         runs_dir=str(tmp_path / "runs"), count_costs=False, plots=False, baselines="none",
+                         pruner="none")
+    with caplog.at_level(logging.INFO, logger="patsearch"):
+        run_search(opts, load_profile=lambda d: load_profile(d, check=False))
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("plan: 2 candidates x 2 epochs at 32 px" in line for line in lines), lines
+    epoch_lines = [line for line in lines if line.startswith("epoch ") and "top1" in line]
+    assert len(epoch_lines) >= 4  # two epochs of each of the two trained candidates, as they finish
+    first_trial = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "complete" in line)
+    assert "left for 1 candidate(s)" in lines[first_trial]  # the estimate after the first trained candidate
+    assert any(line.startswith("epoch 1/2") for line in lines[:first_trial])  # progress within the first trial
+
+
+def test_plain_progress_is_a_train_option_and_other_values_are_refused():
+    assert TrainOptions(arch="patnet_t0", progress="plain").progress == "plain"
+    with pytest.raises(TrainOptionsError, match="progress"):
+        TrainOptions(arch="patnet_t0", progress="fancy")
