@@ -505,23 +505,20 @@ def search(
     show: str | None = typer.Option(None, "--show", metavar="STUDY", rich_help_panel=_RESULTS,
                                     help="Reprint the summary of an existing study and exit (writes nothing)."),
     rewrite: bool = typer.Option(False, "--rewrite", rich_help_panel=_RESULTS,
-                                 help="With --show: also rewrite the study's best.yaml, summaries and plots."),
+                                 help="With --show: also rewrite its files."),
     fidelity: Path | None = typer.Option(None, rich_help_panel=_RESULTS,
-                                         help="proxy-check report to state in the summary (default: one matching "
-                                              "the proxy under <runs-dir>/proxy-check/, else a shipped one)."),
+                                         help="proxy-check report for the summary (default: a matching one in "
+                                              "<runs-dir>/proxy-check/, else shipped)."),
     confirm_top: int | None = typer.Option(None, rich_help_panel=_RESULTS,
-                                           help="Without rungs: retrain the best N and every baseline on more seeds "
-                                                "and rank by the mean (default: 3 on a GPU, 0 on a CPU)."),
-    confirm_seeds: int = typer.Option(3, rich_help_panel=_RESULTS,
-                                      help="With --confirm-top: seeds per network, the search's own included."),
+                                           help="Without rungs: retrain the best N and the baselines on more seeds "
+                                                "(default: 3 on a GPU)."),
+    confirm_seeds: int = typer.Option(3, rich_help_panel=_RESULTS, help="With --confirm-top: seeds per network."),
     rungs: str | None = typer.Option(None, rich_help_panel=_RESULTS,
-                                     help="Multi-fidelity: epochs per rung, e.g. 5,15,45 (the first replaces "
-                                          "--proxy-epochs); each rung retrains the best share of the one before; "
-                                          "none: off (default: 1x, 3x, 9x the proxy epochs on a GPU, off on a CPU)."),
-    rung_seeds: int = typer.Option(2, rich_help_panel=_RESULTS,
-                                   help="Seeds per network at the last rung; the winner is the best mean."),
-    rung_keep: float = typer.Option(1 / 3, rich_help_panel=_RESULTS,
-                                    help="Share of searched networks each rung retrains (baselines always go on)."),
+                                     help="Epochs per rung, e.g. 5,15,45, or none (default: 1x,3x,9x the proxy's "
+                                          "on a GPU, none on a CPU)."),
+    rung_seeds: int = typer.Option(2, rich_help_panel=_RESULTS, help="Seeds at the last rung."),
+    rung_keep: float = typer.Option(1 / 3, rich_help_panel=_RESULTS, show_default="1/3",
+                                    help="Share each rung retrains."),
 ) -> None:
     """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
     if show is not None:

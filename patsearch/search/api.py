@@ -521,9 +521,11 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
 
     primary = constraints[0]
     seconds: list[float] = []  # training time of each candidate this run trained: the ETA's rate
-    logger.info(f"  plan: {opts.trials} candidates x {opts.proxy.epochs} epochs at {opts.proxy.resolution} px; "
-                "a time estimate follows the first trained candidate, and each training logs its progress every "
-                f"{PROGRESS_INTERVAL_S} s")
+    todo = max(0, opts.trials - done_count())
+    if todo:
+        logger.info(f"  plan: {todo} candidate(s) to train ({opts.trials - todo} done) x {opts.proxy.epochs} epochs "
+                    f"at {opts.proxy.resolution} px; a time estimate follows the first trained candidate, and each "
+                    f"training logs its progress every {PROGRESS_INTERVAL_S} s")
     with progress_bar(console=console, transient=False) as progress:
         task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
 

@@ -111,8 +111,6 @@ from patsearch.version import provenance
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger("patsearch.train")
-
 # A recipe this long is the paper's ImageNet schedule: days on a CPU, so a CPU run says how to shorten it.
 LONG_RECIPE_EPOCHS = 50
 
@@ -301,6 +299,9 @@ class Trainer:
         try:
             self.setup()
             self.resume()
+            if self.ctx.is_main and self.opts.out_dir is not None:  # a run of its own, its input checked
+                for note in run_notes(self.opts, self.rec, self.ctx.device):
+                    logger.info(note)
             return self.run()
         except BaseException:
             self.close()
@@ -318,9 +319,6 @@ class Trainer:
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
-        if ctx.is_main and o.out_dir is not None:  # a run of its own (not an in-process search proxy)
-            for note in run_notes(o, rec, ctx.device):
-                logger.warning(note)
         global_batch = self.global_batch = o.batch_size
         if global_batch % ctx.world_size:
             raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "

@@ -407,7 +407,7 @@ def test_spot_check_never_measures_a_device_that_is_not_this_host(tiny_space, sh
                              measure=lambda *a: pytest.fail("measured a device not here"))
 
 
-def test_search_with_a_gpu_floor_on_a_host_without_a_gpu(tmp_path, tiny_space, shipped, monkeypatch):
+def test_search_with_a_gpu_floor_on_a_host_without_a_gpu(tmp_path, tiny_space, shipped, monkeypatch, caplog):
     # the README's `--latency-budget cpu=35ms --min-throughput h100=20000fps` on a CPU-only host
     from pathlib import Path
 
@@ -425,11 +425,11 @@ def test_search_with_a_gpu_floor_on_a_host_without_a_gpu(tmp_path, tiny_space, s
     opts = SearchOptions(latency_budgets=["cpu=1000ms"], min_throughputs=["h100=1fps"], space="tiny", trials=2,
                          runs_dir=str(tmp_path / "runs"), count_costs=False, plots=False, baselines="none",
                          heartbeat_interval=1)
-    with open(tmp_path / "console.txt", "w") as fh:
+    with open(tmp_path / "console.txt", "w") as fh, caplog.at_level("INFO", logger="patsearch"):
         out = run_search(opts, console=Console(file=fh, width=300), run_proxy=fake_proxy())
-    text = (tmp_path / "console.txt").read_text()
+    text = (tmp_path / "console.txt").read_text() + "\n".join(caplog.messages)  # notes go through logging
     assert out.ran == 2
-    assert text.count("note: h100 is not this host (no GPU here)") == 1 and "without a spot check" in text
+    assert text.count("h100 is not this host (no GPU here)") == 1 and "without a spot check" in text
 
 
 def test_the_paper_cpu_named_on_another_cpu_is_a_prediction_too(tiny_space, shipped, monkeypatch):

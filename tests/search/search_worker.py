@@ -91,8 +91,8 @@ def _via_cli(args, run_proxy) -> int:
     from patsearch.search import api
 
     api.make_proxy_runner = lambda *a, **k: run_proxy
-    sys.argv = ["patsearch", "search", "--latency-budget", f"{args.profile}={args.budget}", "--space", "tiny",
-                "--trials", str(args.trials), "--study-name", args.study, "--runs-dir", args.runs_dir,
+    sys.argv = ["patsearch", "--quiet", "search", "--latency-budget", f"{args.profile}={args.budget}", "--space",
+                "tiny", "--trials", str(args.trials), "--study-name", args.study, "--runs-dir", args.runs_dir,
                 "--heartbeat-interval", str(HEARTBEAT_S), "--baselines", "none", "--no-plots", "--proxy-epochs", "2"]
     if args.storage:
         sys.argv += ["--storage", args.storage]

@@ -22,7 +22,7 @@ def test_a_search_logs_its_plan_each_trainings_epochs_and_the_time_left(tmp_path
     with caplog.at_level(logging.INFO, logger="patsearch"):
         run_search(opts, load_profile=lambda d: load_profile(d, check=False))
     lines = [r.getMessage() for r in caplog.records]
-    assert any("plan: 2 candidates x 2 epochs at 32 px" in line for line in lines), lines
+    assert any("plan: 2 candidate(s) to train (0 done) x 2 epochs at 32 px" in line for line in lines), lines
     epoch_lines = [line for line in lines if line.startswith("epoch ") and "top1" in line]
     assert len(epoch_lines) >= 4  # two epochs of each of the two trained candidates, as they finish
     first_trial = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "complete" in line)

@@ -15,8 +15,8 @@ TABLE7 = {
 }
 
 
-def test_shipped_recipes_are_the_variants_and_proxy():
-    assert recipe_names() == sorted([*TABLE7, "proxy"])
+def test_shipped_recipes_are_the_variants_and_the_proxies():
+    assert recipe_names() == sorted([*TABLE7, "proxy", "proxy_cpu"])
 
 
 @pytest.mark.parametrize("name", sorted(TABLE7))
@@ -99,11 +99,16 @@ def test_recipe_validation_in_code():
         Recipe(epochs=5, warmup_epochs=20)
 
 
-def test_proxy_recipe_scales_lr_by_the_square_root_and_uses_the_tensor_path():
-    rec = load_recipe("proxy")
-    assert rec.lr_scaling == "sqrt" and rec.uses_tensor_cache
-    assert rec.scaled_lr(256) == pytest.approx(0.005)
-    assert rec.scaled_lr(64) == pytest.approx(0.0025) and rec.scaled_lr(1024) == pytest.approx(0.01)
+def test_proxy_recipes_scale_lr_by_the_square_root_and_use_the_tensor_path():
+    gpu, cpu = load_recipe("proxy"), load_recipe("proxy_cpu")
+    for rec in (gpu, cpu):
+        assert rec.lr_scaling == "sqrt" and rec.uses_tensor_cache
+    assert gpu.scaled_lr(512) == pytest.approx(2e-3) and gpu.scaled_lr(2048) == pytest.approx(4e-3)
+    assert cpu.scaled_lr(64) == pytest.approx(2.5e-3) and cpu.scaled_lr(256) == pytest.approx(5e-3)
+    # the two differ only in length, resolution, batch and lr
+    differing = {k for k, v in gpu.to_dict().items() if cpu.to_dict()[k] != v}
+    assert differing <= {"name", "epochs", "resolution", "batch_size", "lr", "multi_scale_sizes",
+                         "multi_scale_schedule", "test_resolution"}
     assert not load_recipe("patnet_t0").uses_tensor_cache
 
 
