@@ -1,5 +1,5 @@
 """`python -m patsearch ...` (used by torchrun: `torchrun --nproc_per_node N -m patsearch train ...`)."""
-from cli import main
+from patsearch.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,690 @@
+"""The `patsearch` command: a thin typer front end over the patsearch library.
+
+Commands parse options, call one library function and print its result. Library imports happen inside the
+commands so that `patsearch --help` starts fast and a host that only profiles never imports the search stack.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hardware-aware architecture search and profiling for PATNet.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from patsearch.version import describe
+
+        typer.echo(describe())
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Results, warnings and errors only: no notes or "
+                                                            "progress."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also debug lines."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version (and the git commit in a checkout) and exit."),
+) -> None:
+    """Notes and progress go to stderr through the library's loggers; results to stdout."""
+    import logging
+
+    from patsearch import log
+
+    if quiet and verbose:
+        from patsearch.errors import UserError
+
+        raise UserError("--quiet and --verbose contradict each other; pass one of them")
+    ctx.call_on_close(log.configure(log.QUIET if quiet else log.VERBOSE if verbose else log.DEFAULT))
+    if verbose:
+        from patsearch.version import describe
+
+        logging.getLogger("patsearch.cli").debug("%s, python %s, command: %s", describe(), sys.version.split()[0],
+                                                 " ".join(sys.argv[1:]))
+
+
+def console():
+    """A rich console that keeps tables readable when output is piped (rich assumes 80 columns there)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+@app.command()
+def models(resolution: int = typer.Option(224, help="Input resolution for the FLOP counts."),
+           ablations: bool = typer.Option(False, "--ablations", help="Also PATNet-T2's ablations (Tables 3, 4, "
+                                          "5, 10) next to the paper's figures.")) -> None:
+    """Table of the registered PATNet variants: params, FLOPs (trained and fused), depths, widths."""
+    from rich.console import Console
+    from rich.progress import track as rich_track
+
+    from patsearch.reporting import ablations_table, variants_table
+
+    status = Console(stderr=True)  # the bar goes to stderr and vanishes: stdout keeps only the tables
+
+    def track(items, description):
+        if not status.is_terminal:  # a live bar shows nothing in a pipe or log (it would leave a blank line)
+            return items
+        return rich_track(items, description=description, console=status, transient=True)
+
+    console().print(variants_table(resolution=resolution, track=track))
+    if ablations:
+        console().print(ablations_table(resolution=resolution, track=track))
+
+
+@app.command()
+def info(
+    arch: str = typer.Option(..., "--arch", help="Variant name (patnet_t2) or architecture YAML path."),
+    resolution: int = typer.Option(224, help="Input resolution (multiple of 32)."),
+    num_classes: int | None = typer.Option(None, help="Override the number of classes."),
+) -> None:
+    """One architecture's parameter and FLOP counts (fvcore, thop cross-check) with a per-stage breakdown."""
+    from patsearch.reporting import arch_report
+
+    console().print(arch_report(arch, resolution=resolution, num_classes=num_classes))
+
+
+@app.command()
+def export(
+    arch: str = typer.Option(..., "--arch", help="Variant name or architecture YAML path."),
+    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
+    checkpoint: Path | None = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
+    resolution: int = typer.Option(224, help="Input resolution of the exported graph."),
+    opset: int = typer.Option(18, help="ONNX opset: 18 or newer (torch's dynamo exporter), or 17 (the deprecated "
+                                       "TorchScript exporter)."),
+    num_classes: int | None = typer.Option(None, help="Override the number of classes."),
+) -> None:
+    """Export the fused (deployment) model to ONNX."""
+    from patsearch.export import export_onnx
+
+    out = export_onnx(arch, onnx, checkpoint=checkpoint, resolution=resolution, opset=opset,
+                      num_classes=num_classes)
+    typer.echo(f"wrote {out}")
+
+
+def _given_flags(ctx: typer.Context) -> set[str]:
+    """The command's parameters set on the command line (or by environment), not left at their defaults."""
+    # by name: typer may vendor its own click, whose ParameterSource is another enum than click's
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
+
+
+def _options_from_flags(ctx: typer.Context, cls: type, values: dict, file: Path | None,
+                        params: dict[str, tuple[str, ...]] | None = None):
+    """``cls`` (a frozen options dataclass) from a command's flags. With ``--options FILE`` the file's fields are
+    the base and only the flags given on the command line override them (defaults do not). ``values`` maps field
+    names to flag values; ``params`` names the command parameters behind a field where they differ."""
+    if file is None:
+        return cls(**values)
+    given = _given_flags(ctx)
+    overrides = {name: value for name, value in values.items() if given & set((params or {}).get(name, (name,)))}
+    return cls.from_yaml(file, **overrides)
+
+
+def _compile_options(pairs: list[str]) -> dict:
+    """``--compile-option KEY=VALUE`` flags as a mapping (names and values are checked by TrainOptions)."""
+    from patsearch.compile_options import parse_compile_option
+    from patsearch.train.options import TrainOptionsError
+
+    try:
+        return dict(parse_compile_option(pair) for pair in pairs)
+    except ValueError as exc:
+        raise TrainOptionsError(f"--compile-option: {exc}") from None
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    arch: str | None = typer.Option(None, "--arch", help="Variant (patnet_t2), architecture YAML (a search's "
+                                                         "best.yaml) or timm peer (fasternet_t2); required unless "
+                                                         "--options gives it."),
+    options: Path | None = typer.Option(None, "--options", help="TrainOptions YAML (fields named like the flags, "
+                                                                "e.g. batch_size, out_dir); flags given here "
+                                                                "override it."),
+    data: Path | None = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
+                                                   "default: the built-in synthetic set."),
+    recipe: str = typer.Option("auto", help="Recipe name (patnet_t0..patnet_l, proxy) or YAML path; auto = the "
+                                            "one that fits --arch."),
+    epochs: int | None = typer.Option(None, help="Override the recipe's epochs (warm-up keeps its fraction)."),
+    batch_size: int = typer.Option(256, help="Global batch size (split across processes)."),
+    lr: float | None = typer.Option(None, help="Peak learning rate; default: the recipe's, scaled linearly from "
+                                                  "its batch to --batch-size."),
+    resolution: int | None = typer.Option(None, help="Train and test at this size (turns multi-scale off)."),
+    multi_scale: str | None = typer.Option(None, help="none | random (Table 7) | schedule (192 then 224)."),
+    out: Path | None = typer.Option(None, help="Run folder for checkpoints, metrics and TensorBoard "
+                                                  "(default runs/<arch>)."),
+    resume: str | None = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
+    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    workers: int | None = typer.Option(None, help="Data loader processes per GPU process."),
+    seed: int = typer.Option(0, help="Seed of the initial weights, data order, augmentation and synthetic set; "
+                                      "--resume needs the run's own."),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (default: the recipe's)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    compile_option: list[str] = typer.Option([], "--compile-option", metavar="KEY=VALUE",
+                                             help="An Inductor option for --compile (repeatable), e.g. "
+                                                  "max_autotune=true. On CUDA, combo_kernels=true is added "
+                                                  "unless set (3-4% faster PATNet-T0/T2 steps on an H200); "
+                                                  "combo_kernels=false turns it off."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Replay each training step from one CUDA graph "
+                                                                "(GPU, one resolution, one process); with "
+                                                                "--compile, the fastest GPU step."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
+                                       help="Channels-last (NHWC) memory layout, faster on GPUs."),
+    fused_kernels: bool = typer.Option(False, "--fused-kernels", help="PATNet's Gaussian SE, gated BNs and PAT_sp "
+                                                                      "gates as fused ops (Triton kernels on GPUs; "
+                                                                      "the same function); pays only with "
+                                                                      "--cuda-graph and no --compile."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="SyncBatchNorm under DDP (GPUs)."),
+    checkpoint_every: int = typer.Option(0, help="Also save latest.pt every N steps (0: at epoch ends only)."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimiser steps."),
+    eval_every: int = typer.Option(1, help="Evaluate every N epochs (and after the last)."),
+    profile_steps: int = typer.Option(0, help="Write a torch.profiler trace of N steps to OUT/profile."),
+    cache: str = typer.Option("auto", help="auto | memory | none: decode small images into memory once."),
+    data_loader: str = typer.Option("auto", help="files (timm's pipeline in loader processes) | device (the set "
+                                                 "decoded once into uint8 tensors on the GPU and augmented there: "
+                                                 "sets that fit, several GPUs) | auto (device for the proxy "
+                                                 "recipe, else files)."),
+    synthetic_train: int = typer.Option(10_000, help="Synthetic set: training images."),
+    synthetic_val: int = typer.Option(2_000, help="Synthetic set: validation images."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="A live bar with ETA on a terminal, a "
+                                                                         "plain line every 30 s elsewhere; "
+                                                                         "--no-progress prints only the result."),
+) -> None:
+    """Train a network with the paper's recipe (DDP under torchrun; exact resume with --resume auto)."""
+    import json
+
+    from patsearch.errors import UserError
+    from patsearch.train import Trainer, TrainOptions
+
+    if arch is None and options is None:
+        raise UserError("--arch is required (or an --options file that sets arch)")
+    values = dict(arch=arch, recipe=recipe, data=data, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                  resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
+                  cache=cache, data_loader=data_loader, synthetic=(synthetic_train, synthetic_val), seed=seed,
+                  resume=resume,
+                  checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
+                  channels_last=channels_last, compile=compile,
+                  compile_options=_compile_options(compile_option), cuda_graph=cuda_graph,
+                  fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
+                  profile_steps=profile_steps, progress=progress)
+    synthetic_flags = ("synthetic_train", "synthetic_val")
+    if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
+        # one of the two sizes on the command line: the other keeps the file's value
+        from_file = TrainOptions.from_yaml(options, **({"arch": arch} if arch is not None else {})).synthetic
+        given = _given_flags(ctx)
+        values["synthetic"] = (synthetic_train if "synthetic_train" in given else from_file[0],
+                               synthetic_val if "synthetic_val" in given else from_file[1])
+    opts = _options_from_flags(ctx, TrainOptions, values, options,
+                               {"out_dir": ("out",), "synthetic": synthetic_flags,
+                                "compile_options": ("compile_option",)})
+    if opts.out_dir is None:  # the CLI always writes a run folder: runs/<arch>
+        name = Path(opts.arch).stem if isinstance(opts.arch, str) else (dict(opts.arch).get("name") or "custom")
+        opts = opts.replace(out_dir=str(Path("runs") / name))
+    if opts.tensor_cache_dir is None:  # crop: pad recipes (proxy) only: decoded data shared by the runs
+        opts = opts.replace(tensor_cache_dir=str(Path(opts.out_dir).parent / ".proxy-data"))
+    result = Trainer(opts).fit()
+    if result["is_main"]:  # under torchrun only rank 0 prints
+        final = result["final"]
+        typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))
+
+
+@app.command(name="eval")
+def evaluate(
+    checkpoint: Path = typer.Option(..., help="Checkpoint written by `patsearch train` (best.pt / latest.pt)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
+    data: Path | None = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
+                                                   "built-in synthetic set."),
+    resolution: int | None = typer.Option(None, help="Test resolution (default: the recipe's)."),
+    batch_size: int = typer.Option(256, help="Images per evaluation batch (accuracy does not depend on it)."),
+    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    workers: int | None = typer.Option(None, help="Data loader processes (default 0: the images are read in this "
+                                                     "process)."),
+    fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model (= --form fused)."),
+    form: str | None = typer.Option(None, "--form", help="Form of the registry to evaluate: trained (default), "
+                                                        "fused, fast, slicing."),
+) -> None:
+    """Top-1 / top-5 of a trained checkpoint."""
+    import json
+
+    from patsearch.train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
+                                  device=device, workers=workers, fused=fused, form=form)
+    typer.echo(json.dumps(metrics))
+
+
+
+@app.command()
+def profile(
+    ctx: typer.Context,
+    device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
+                                                             "(required unless --options gives it)."),
+    options: Path | None = typer.Option(None, "--options", help="ProfileOptions YAML (fields named like the "
+                                                                "flags); flags given here override it."),
+    space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
+    out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
+                                                  "profile folder, $PATSEARCH_HOME/profiles or "
+                                                  "~/.local/share/patsearch/profiles)."),
+    batch: int | None = typer.Option(None, help="Override the device's batch size."),
+    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Override the memory format."),
+    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
+    form: str | None = typer.Option(None, help="fused (deployment, default) | trained."),
+    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                            help="GPU devices: time CUDA graph replays (h200's default) or "
+                                                 "eager calls."),
+    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
+                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
+                                          "(default: off in both, the paper's float32)."),
+    validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
+                                         "(with --adapt: default 8)."),
+    calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
+                                                       "--validate; default 40, with --adapt 14)."),
+    adapt: bool = typer.Option(False, "--adapt", help="No layer table: adapt the nearest measured table to this "
+                                                      "device from 14 + 8 networks measured here (CPU: about a minute "
+                                                      "on an idle core, 3-4 beside other work)."),
+    adapt_from: str | None = typer.Option(None, help="With --adapt: the table to adapt (device name or JSON; "
+                                                        "default: the nearest one)."),
+    seed: int = typer.Option(0, help="Seed of the validation samples."),
+    trace: Path | None = typer.Option(None, help="Write torch.profiler traces of representative layers here."),
+    plot: Path | None = typer.Option(None, help="Fidelity scatter PNG (default: next to the profile)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new table instead of resuming the existing one."),
+    passes: int = typer.Option(1, help="Measure every layer in this many separate passes and average them "
+                                       "(shared or noisy hosts)."),
+    refit: bool = typer.Option(False, "--refit", help="Measure nothing: refit the calibration and fidelity report "
+                               "from the networks the profile (--out, or the device's) already holds (any host)."),
+    partial: bool = typer.Option(False, "--partial", help="With --refit: score a validation that was cut short "
+                                                          "over the networks it measured (the report lists the rest)."),
+) -> None:
+    """Measure the search space's layers on a device into a lookup table (resumable), then validate it."""
+    import time
+
+    from patsearch.errors import UserError
+    from patsearch.profiler import ProfileOptions, build_profile
+
+    if device is None and options is None:
+        raise UserError("--device is required (or an --options file that sets device)")
+    values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
+                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32, validate=validate,
+                  calibrate=calibrate, seed=seed, trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt,
+                  adapt_from=adapt_from)
+    opts = _options_from_flags(ctx, ProfileOptions, values, options)
+    if refit:
+        _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
+                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None, partial=partial)
+        return
+    if partial:
+        raise UserError("--partial goes with --refit (scoring a validation that was cut short)")
+    started = time.perf_counter()
+    result = build_profile(opts)
+    summary = result.summary()
+    what = (f"adapted from {result.provenance['adapted']['from']}" if result.provenance.get("adapted") else
+            f"layer table measured in {result.provenance.get('build_seconds')} s over all runs")
+    typer.echo(f"wrote {summary['path']}: {summary['entries']} layers, {summary['networks']} networks, "
+               f"{summary['hardware']}, protocol {summary['protocol']}, {what}; "
+               f"this command took {time.perf_counter() - started:.0f} s in all")
+    from patsearch.profiler.validate import fidelity_lines, host_line
+
+    for line in (fidelity_lines(result.fidelity) if result.fidelity else []) + [host_line(result.provenance)]:
+        if line:
+            typer.echo(line)
+
+
+def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int | None, seed: int,
+                   plot: Path | None, partial: bool = False) -> None:
+    import json
+
+    from patsearch.errors import UserError
+    from patsearch.profiler import load_profile
+    from patsearch.profiler.validate import DEFAULT_CALIBRATE, refit
+    from patsearch.space import load_space
+
+    calibrate = DEFAULT_CALIBRATE if calibrate is None else calibrate
+    if validate < 1 or calibrate < 1:
+        raise UserError("--refit needs --validate N and --calibrate N (> 0): the held-out and calibration networks "
+                        "the profile was validated with")
+    prof = load_profile(profile_ref, check=False)  # a refit measures nothing, so other hardware is fine
+    report = refit(prof, load_space(space), n_evaluate=validate, n_calibrate=calibrate, seed=seed,
+                   plot=plot or prof.path.with_suffix(".fidelity.png"), partial=partial)
+    missing = report.get("missing_networks") or []
+    typer.echo(f"refit {prof.path}: {calibrate} calibration + {validate} evaluation networks, seed {seed}"
+               + (f"; {len(missing)} not measured, scored over the rest" if missing else ""))
+    typer.echo(json.dumps({k: report[k] for k in ("calibration_model", "raw_sum", "calibrated") if k in report}))
+
+
+@app.command()
+def bench(
+    ctx: typer.Context,
+    device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
+                                                             "(required unless --options gives it)."),
+    options: Path | None = typer.Option(None, "--options", help="BenchOptions YAML (fields named like the flags, "
+                                                                "format for --format); flags given here override "
+                                                                "it."),
+    models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
+                                                    "T0-L and the paper's timm peers)."),
+    arch: Path | None = typer.Option(None, "--arch", help="One architecture file to measure instead of --models; a "
+                                                          "search's best.yaml gets the measurement recorded in it "
+                                                          "(search.measured), next to the prediction."),
+    forms: str = typer.Option("trained,fused", help="Forms to measure: trained, fused, fast (the fast inference "
+                                                   "path; FasterNet gets the same generic tricks), slicing "
+                                                   "(FasterNet's eager inference mode), comma-separated."),
+    resolution: int = typer.Option(224, help="Input resolution."),
+    batch: int | None = typer.Option(None, help="Override the device's batch size."),
+    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
+    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
+                                                 help="Override the memory format."),
+    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
+    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                            help="GPU devices: time CUDA graph replays (h200's default) or "
+                                                 "eager calls."),
+    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
+                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
+                                          "(default: off in both, the paper's float32)."),
+    group: int = typer.Option(4, help="Models measured interleaved in one group."),
+    fmt: str = typer.Option("md", "--format", help="md | csv | json."),
+    out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
+) -> None:
+    """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
+    from patsearch.errors import UserError
+    from patsearch.profiler import BenchOptions, build_bench
+    from patsearch.profiler.bench import write_result
+
+    if device is None and options is None:
+        raise UserError("--device is required (or an --options file that sets device)")
+    if arch is not None:
+        if models is not None:
+            raise UserError("give --arch FILE or --models, not both")
+        if not arch.is_file():
+            raise UserError(f"--arch {arch}: no such file; pass a search's best.yaml or an architecture YAML")
+        models = str(arch)
+    values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
+                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32,
+                  group=group, format=fmt, out=out)
+    opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
+    result = build_bench(opts)
+    typer.echo(result.render(opts.format))
+    if opts.out is not None:
+        typer.echo(f"wrote {write_result(result, opts.out)}")
+    if arch is not None:
+        from patsearch.search.results import record_measured
+
+        if record_measured(arch, result) is not None:
+            typer.echo(f"recorded the measurement in {arch} (search.measured)")
+
+# Help panels of the long commands (search, proxy-check): the options grouped by what they set.
+_BUDGETS, _PROFILES, _PROXY, _STUDY = "Budgets", "Space and profiles", "Proxy training", "Study"
+_WORKERS, _RESULTS = "Where proxies train", "Results"
+_NETWORKS, _REFERENCE, _RUN = "Networks", "Reference training", "Run"
+
+
+@app.command()
+def search(
+    latency_budget: list[str] | None = typer.Option(
+        None, "--latency-budget", metavar="BUDGET", rich_help_panel=_BUDGETS,
+        help="35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another device's profile. Repeatable."),
+    min_throughput: list[str] | None = typer.Option(
+        None, "--min-throughput", metavar="FLOOR", rich_help_panel=_BUDGETS,
+        help="Throughput floor, e.g. h100=4000fps. Repeatable."),
+    device: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                      help="Profile (device or JSON) of budgets without DEVICE= (default: cpu, "
+                                           "this host's table)."),
+    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
+    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
+                                             help="Use a CPU profile measured on other hardware."),
+    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
+                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
+                                          "synthetic set."),
+    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                            help="Epochs per candidate (default: 5 on a GPU, 4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Multiple of 32 (default: 64 on a GPU, 32 on a CPU)."),
+    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Default: 512 on a GPU, 64 on a CPU."),
+    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
+                                          help="Peak lr (default: 2e-3 at batch 512 on a GPU, else the recipe's "
+                                               "scaled by sqrt(batch/256))."),
+    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                   help="Training images (synthetic: 2000; folder: all, or a "
+                                                        "class-balanced subset)."),
+    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                 help="Validation images (synthetic: 400; folder: all)."),
+    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                             help="Validate on N class-balanced images held out of train/ "
+                                                  "instead of val/."),
+    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS,
+                                     help="auto (the GPU if any) | cpu | cuda | cuda:N."),
+    proxy_compile: bool = typer.Option(False, "--proxy-compile", rich_help_panel=_WORKERS,
+                                       help="torch.compile each candidate (costs ~1 min: long proxies only)."),
+    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
+                                                 rich_help_panel=_WORKERS,
+                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
+    trials: int = typer.Option(8, rich_help_panel=_STUDY,
+                               help="Distinct candidates to train, baselines included (infeasible ones are not "
+                                    "counted); a rerun completes the study to this count."),
+    timeout: float | None = typer.Option(None, rich_help_panel=_STUDY,
+                                         help="Start no new trial after this many seconds."),
+    seed: int = typer.Option(0, rich_help_panel=_STUDY, help="Sampler and proxy-training seed."),
+    objective: str = typer.Option("single", rich_help_panel=_STUDY,
+                                  help="single (top-1 under the constraints) | pareto (top-1 vs the first "
+                                       "constraint)."),
+    sampler: str = typer.Option("tpe", rich_help_panel=_STUDY, help="tpe | nsga2 | gp | random."),
+    pruner: str = typer.Option("median", rich_help_panel=_STUDY,
+                               help="median | hyperband | none (Pareto studies are never pruned)."),
+    baselines: str = typer.Option("auto", rich_help_panel=_STUDY,
+                                  help="Hand designs enqueued first: auto (PATNet variants and FasterNet points "
+                                       "within the constraints), none, or names (patnet_t1,fasternet_t2)."),
+    study_name: str | None = typer.Option(None, rich_help_panel=_STUDY,
+                                          help="Default: derived from the space and budgets."),
+    storage: str | None = typer.Option(None, rich_help_panel=_STUDY,
+                                       help="sqlite:///f.db, journal:///f.log or postgresql://user@host/db "
+                                            "(default: runs/<study>/study.db)."),
+    runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_STUDY, help="Where studies and results go."),
+    gpus: str | None = typer.Option(None, rich_help_panel=_WORKERS,
+                                    help="One worker process per GPU on the same study: all | N (the first N) | "
+                                         "0,1 (default: one worker)."),
+    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
+                                        help="With --gpus: processes per GPU (small proxies are launch-bound: 3 per "
+                                             "H200 trained ~1.5x the images per hour)."),
+    n_jobs: int = typer.Option(1, rich_help_panel=_WORKERS,
+                               help="Worker threads in this process (run more processes for more)."),
+    heartbeat_interval: int = typer.Option(10, rich_help_panel=_STUDY,
+                                           help="Seconds between heartbeats; a trial silent for 3x this is failed "
+                                                "and retried."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", rich_help_panel=_RESULTS,
+                               help="Write PNG plots next to best.yaml."),
+    show: str | None = typer.Option(None, "--show", metavar="STUDY", rich_help_panel=_RESULTS,
+                                    help="Reprint the summary of an existing study and exit (writes nothing)."),
+    rewrite: bool = typer.Option(False, "--rewrite", rich_help_panel=_RESULTS,
+                                 help="With --show: also rewrite its files."),
+    fidelity: Path | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                         help="proxy-check report for the summary (default: a matching one in "
+                                              "<runs-dir>/proxy-check/, else shipped)."),
+    confirm_top: int | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                           help="Without rungs: retrain the best N and the baselines on more seeds "
+                                                "(default: 3 on a GPU)."),
+    confirm_seeds: int = typer.Option(3, rich_help_panel=_RESULTS, help="With --confirm-top: seeds per network."),
+    rungs: str | None = typer.Option(None, rich_help_panel=_RESULTS,
+                                     help="Epochs per rung, e.g. 5,15,45, or none (default: 1x,3x,9x the proxy's "
+                                          "on a GPU, none on a CPU)."),
+    rung_seeds: int = typer.Option(2, rich_help_panel=_RESULTS, help="Seeds at the last rung."),
+    rung_keep: float = typer.Option(1 / 3, rich_help_panel=_RESULTS, show_default="1/3",
+                                    help="Share each rung retrains."),
+) -> None:
+    """Optuna search of the space under latency/throughput budgets from lookup tables, scored by proxy training."""
+    if show is not None:
+        from patsearch.search import show_study
+
+        show_study(show, storage=storage, runs_dir=str(runs_dir), console=console(), write=rewrite,
+                   fidelity=str(fidelity) if fidelity else None)
+        return
+    if rewrite:
+        from patsearch.errors import UserError
+
+        raise UserError("--rewrite goes with --show STUDY (a search writes its files anyway)")
+    from patsearch.search import ProxySettings, SearchOptions, run_search
+
+    opts = SearchOptions(
+        latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
+        proxy=ProxySettings.for_device(
+            data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+            batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
+            val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
+            device=proxy_device, compile=proxy_compile, cuda_graph=proxy_cuda_graph),
+        gpus=gpus, workers_per_gpu=workers_per_gpu,
+        trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
+        sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
+        heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
+        fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
+        rungs=rungs, rung_seeds=rung_seeds, rung_keep=rung_keep)
+    from patsearch.search.api import OPTUNA_TRIAL_LOGGER
+    from patsearch.termination import Terminated, quiet_interruptions, sigterm_as_interrupt
+
+    try:  # a scheduler's stop or `timeout` cleans up like Ctrl-C; Optuna's traceback of the trial is left out
+        with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
+            run_search(opts, console=console())
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Terminated)
+        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: the running trial is queued again; rerun "
+                   "the same command to resume", err=True)
+        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
+
+
+@app.command(name="proxy-check")
+def proxy_check(
+    n: int = typer.Option(24, "--n", rich_help_panel=_NETWORKS,
+                          help="Random networks within the budget, plus the named variants within it; a rerun "
+                               "with a larger --n (or more seeds) grows the check."),
+    budget: str = typer.Option("35ms", rich_help_panel=_NETWORKS, help="Latency budget the networks meet."),
+    device_table: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                            help="Profile (device or JSON) of the budget (default: this host's "
+                                                 "CPU table, as for search)."),
+    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
+                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
+    variants: str = typer.Option("auto", rich_help_panel=_NETWORKS,
+                                 help="Named variants to add: auto (those within budget), none, or names."),
+    sample_seed: int = typer.Option(0, rich_help_panel=_NETWORKS, help="Seed of the random networks."),
+    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
+                                             help="Use a CPU profile measured on other hardware."),
+    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
+                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
+                                          "synthetic set."),
+    seeds: str = typer.Option("0,1", rich_help_panel=_PROXY,
+                              help="Proxy seeds, comma-separated (the reference runs once: --reference-seeds)."),
+    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                            help="Default: the search's (5 on a GPU, 4 on a CPU)."),
+    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Multiple of 32 (default: the search's, 64 on a GPU, 32 on a "
+                                                     "CPU)."),
+    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                help="Proxy and reference batch (default: the search's, 512 on a "
+                                                     "GPU, 64 on a CPU)."),
+    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
+                                          help="Peak lr (default: the search's: 2e-3 at batch 512 on a GPU, else the "
+                                               "recipe's scaled by sqrt(batch/256))."),
+    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                                   help="Training images (class-balanced subset)."),
+    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY, help="Validation images."),
+    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
+                                             help="Validate on N images held out of train/ instead of val/."),
+    also_proxy: list[str] = typer.Option([], rich_help_panel=_PROXY, metavar="CHANGES",
+                                         help="Another proxy to measure against the same reference, as changes "
+                                              "(e.g. epochs=2,resolution=64); repeatable."),
+    exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives", rich_help_panel=_PROXY,
+                                                  help="Let --also-proxy train on more than 1/5 of the "
+                                                       "reference's images; the report marks each."),
+    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                                help="Default: 5x the proxy's (at least that)."),
+    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                                    help="Default: 2x the proxy's, at most 64."),
+    reference: str | None = typer.Option(None, rich_help_panel=_REFERENCE,
+                                         help="More settings as key=value pairs, e.g. train_samples=all,"
+                                              "val_samples=all (the full splits)."),
+    reference_seeds: int = typer.Option(1, rich_help_panel=_REFERENCE,
+                                        help="Train each reference N times (seeds: the first proxy seed, +1, ...) "
+                                             "and use the mean: one run's seed noise caps the tau a proxy shows."),
+    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS, help="auto | cuda | cpu."),
+    proxy_workers: int = typer.Option(0, rich_help_panel=_WORKERS, help="Data loader processes per training."),
+    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
+                                                 rich_help_panel=_WORKERS,
+                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
+    gpus: str = typer.Option("none", rich_help_panel=_WORKERS,
+                             help="none (this process) | all (one worker per GPU) | N (the first N) | 0,1."),
+    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
+                                        help="With --gpus: processes per GPU (small proxies are launch-bound)."),
+    stop_after: float | None = typer.Option(None, rich_help_panel=_RUN,
+                                            help="Start no training after this many seconds; the report covers "
+                                                 "what finished, a rerun continues."),
+    out: Path | None = typer.Option(None, rich_help_panel=_RUN,
+                                    help="Report JSON; the PNG and the resumable records go beside it (default: "
+                                         "<runs-dir>/proxy-check/proxy-fidelity.json)."),
+    runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_RUN,
+                                  help="Where the report goes by default and folder subsets are linked."),
+    reuse_records: Path | None = typer.Option(None, rich_help_panel=_RUN,
+                                              help="An earlier check's .records folder: its trainings of the same "
+                                                   "network, settings and seed are copied, not retrained."),
+) -> None:
+    """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
+    import dataclasses
+
+    from patsearch.errors import UserError
+    from patsearch.search import ProxySettings
+    from patsearch.search.fidelity import (
+        DEFAULT_FIDELITY_OUT,
+        FidelityOptions,
+        apply_overrides,
+        default_reference,
+        run_fidelity,
+    )
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+    proxy = ProxySettings.for_device(
+        data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
+        batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples, val_samples=proxy_val_samples,
+        holdout=proxy_holdout, seed=seed_list[0] if seed_list else 0, device=proxy_device, workers=proxy_workers,
+        subset_dir=str(runs_dir / ".proxy-data"), cuda_graph=proxy_cuda_graph)
+    reference_settings = default_reference(proxy)
+    changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
+    reference_settings = dataclasses.replace(reference_settings, **changes)
+    if reference:
+        reference_settings = apply_overrides(reference_settings, reference, "--reference")
+    alternatives = tuple(apply_overrides(proxy, text) for text in also_proxy)
+    opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
+                           reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
+                           device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
+                           out=str(out or runs_dir / DEFAULT_FIDELITY_OUT), gpus=gpus, stop_after=stop_after,
+                           allow_stale_profile=allow_stale_profile,
+                           exploratory_alternatives=exploratory_alternatives,
+                           reuse_records=str(reuse_records) if reuse_records else None)
+    try:
+        run_fidelity(opts, console=console())
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished trainings are recorded; rerun the same command to continue", err=True)
+        raise typer.Exit(130) from None
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    from patsearch.errors import UserError
+
+    try:
+        app()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
