@@ -523,8 +523,11 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
     seconds: list[float] = []  # training time of each candidate this run trained: the ETA's rate
     todo = max(0, opts.trials - done_count())
     if todo:
+        guess = _rough_seconds_per_candidate(opts, constraints)
+        estimate = (f"roughly {_minutes(todo * guess / opts.n_jobs)} on this CPU from the table's latency at the "
+                    "proxy's resolution; " if guess else "")
         logger.info(f"  plan: {todo} candidate(s) to train ({opts.trials - todo} done) x {opts.proxy.epochs} epochs "
-                    f"at {opts.proxy.resolution} px; a time estimate follows the first trained candidate, and each "
+                    f"at {opts.proxy.resolution} px: {estimate}the estimate follows each trained candidate, and each "
                     f"training logs its progress every {PROGRESS_INTERVAL_S} s")
     with progress_bar(console=console, transient=False) as progress:
         task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
@@ -562,6 +565,22 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
 
 
 PROGRESS_INTERVAL_S = 30  # the trainer's plain progress lines (patsearch.train.loop)
+TYPICAL_BUDGET_USE = 0.7  # candidates trained under a latency budget use about this share of it (search summaries)
+
+
+def _rough_seconds_per_candidate(opts: SearchOptions, constraints) -> float | None:
+    """A CPU proxy's training time guessed before any candidate trained: the primary CPU latency budget's typical
+    use, scaled from the table's resolution to the proxy's by pixels, times 3 (forward and backward) per training
+    image and 1 per validation image, every epoch. None where that does not apply (throughput tables, a GPU)."""
+    primary = constraints[0]
+    table = getattr(primary.profile, "protocol", None)
+    if primary.kind != LATENCY or getattr(table, "batch", None) != 1 or opts.proxy.torch_device().type != "cpu":
+        return None
+    per_image_s = TYPICAL_BUDGET_USE * primary.limit / 1000 * (opts.proxy.resolution / 224) ** 2
+    if opts.proxy.data is not None:
+        return None  # a folder's size is only known once read; the estimate follows the first candidate
+    n_train, n_val = opts.proxy.synthetic_sizes()
+    return opts.proxy.epochs * per_image_s * (3 * n_train + n_val)
 
 
 def _minutes(seconds: float) -> str:

@@ -22,7 +22,7 @@ def test_a_search_logs_its_plan_each_trainings_epochs_and_the_time_left(tmp_path
     with caplog.at_level(logging.INFO, logger="patsearch"):
         run_search(opts, load_profile=lambda d: load_profile(d, check=False))
     lines = [r.getMessage() for r in caplog.records]
-    assert any("plan: 2 candidate(s) to train (0 done) x 2 epochs at 32 px" in line for line in lines), lines
+    assert any("plan: 2 candidate(s) to train (0 done) x 2 epochs at 32 px: roughly " in line for line in lines), lines
     epoch_lines = [line for line in lines if line.startswith("epoch ") and "top1" in line]
     assert len(epoch_lines) >= 4  # two epochs of each of the two trained candidates, as they finish
     first_trial = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "complete" in line)
@@ -34,3 +34,20 @@ def test_plain_progress_is_a_train_option_and_other_values_are_refused():
     assert TrainOptions(arch="patnet_t0", progress="plain").progress == "plain"
     with pytest.raises(TrainOptionsError, match="progress"):
         TrainOptions(arch="patnet_t0", progress="fancy")
+
+
+def test_the_rough_estimate_scales_with_the_budget_the_set_and_the_epochs(tiny_profile):
+    from patsearch.search.api import _rough_seconds_per_candidate
+    from patsearch.search.constraints import load_constraints, parse_constraints
+
+    def guess(budget: str, **proxy) -> float:
+        constraints = load_constraints(parse_constraints([f"{tiny_profile}={budget}"]),
+                                       loader=lambda d: load_profile(d, check=False))
+        opts = SearchOptions(proxy=ProxySettings(**{"epochs": 4, "resolution": 32, "device": "cpu", **proxy}))
+        return _rough_seconds_per_candidate(opts, constraints)
+
+    base = guess("35ms")
+    assert base == pytest.approx(4 * 0.7 * 0.035 * (32 / 224) ** 2 * (3 * 2000 + 400))
+    assert guess("70ms") == pytest.approx(2 * base) and guess("35ms", epochs=8) == pytest.approx(2 * base)
+    assert guess("35ms", resolution=64) == pytest.approx(4 * base)
+    assert guess("35ms", data="/some/folder") is None  # a folder's size is only known once it is read
