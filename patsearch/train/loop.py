@@ -315,6 +315,7 @@ class Trainer:
         o, ctx = self.opts, self.ctx
         if o.out_dir is not None:  # before any data is read
             ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
+        self.arch_cfg, self.arch_name = describe_arch(o.arch)  # an unknown name fails before the run's notes
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
@@ -343,7 +344,6 @@ class Trainer:
                             else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0))
         self._setup_data()
         num_classes = len(self.classes)
-        self.arch_cfg, self.arch_name = describe_arch(o.arch)
         model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
                             rec.drop_path, fused_kernels=o.fused_kernels)
         model.to(ctx.device)

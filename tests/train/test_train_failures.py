@@ -111,3 +111,23 @@ def test_eval_on_a_folder_of_other_classes_blames_the_mismatch(tmp_path):
     assert "train/" not in message
     matching = image_folder(tmp_path / "same", classes=("a", "b"), per_class=2)
     assert evaluate_checkpoint(path, data=matching, device="cpu", resolution=32)["val_samples"] == 4
+
+
+def test_an_unknown_architecture_fails_before_the_run_notes_and_leaves_nothing(tmp_path):
+    import logging
+
+    from patsearch.arch import ArchError
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("patsearch")
+    logger.addHandler(handler)
+    out = tmp_path / "run"
+    try:
+        with pytest.raises(ArchError, match="unknown architecture 'fasternet_q'"):
+            train("fasternet_q", **TINY_RUN, out_dir=out)
+    finally:
+        logger.removeHandler(handler)
+    assert not [m for m in seen if "note:" in m]  # no synthetic-data or 300-epoch notes before the error
+    assert not out.exists()
