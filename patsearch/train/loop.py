@@ -72,6 +72,7 @@ from patsearch.data.device_augment import (
     step_generator,
     step_seed,
 )
+from patsearch.data.folder import split_dir
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.data.transforms import (
     DeviceNormalizer,
@@ -81,7 +82,7 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
-from patsearch.io import atomic_write_text, ensure_writable
+from patsearch.io import atomic_write_text, ensure_writable, missing_folders
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
     DistContext,
@@ -297,7 +298,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Set up, resume if asked, train to the end (or ``max_steps``); returns :meth:`result`."""
         self.ctx = init_distributed(self.opts.device)
-        created = _missing_folders(self.opts.out_dir) if self.ctx.is_main else []
+        created = missing_folders(self.opts.out_dir) if self.ctx.is_main else []
         try:
             self.setup()
             self.resume()
@@ -315,7 +316,11 @@ class Trainer:
         o, ctx = self.opts, self.ctx
         if o.out_dir is not None:  # before any data is read
             ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
-        self.arch_cfg, self.arch_name = describe_arch(o.arch)  # an unknown name fails before the run's notes
+            ckpt.find_resume(o.out_dir, o.resume)  # a missing --resume file fails before the run's notes
+        # Cheap checks of the arch name and the data folder, so that a typo is one line, not notes then an error.
+        self.arch_cfg, self.arch_name = describe_arch(o.arch)
+        if o.data is not None:
+            split_dir(o.data, "train")
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
@@ -790,16 +795,6 @@ class _TensorEval:
         for i in range(0, len(self.indices), self.batch):
             idx = self.indices[i:i + self.batch]
             yield self.data.images[idx], self.data.labels[idx]
-
-
-def _missing_folders(out_dir: str | os.PathLike | None) -> list[Path]:
-    """The folders of ``out_dir`` that do not exist yet (the run creates them), deepest first."""
-    missing: list[Path] = []
-    path = Path(out_dir) if out_dir is not None else None
-    while path is not None and not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
 
 
 def _remove_unfinished(created: list[Path]) -> None:

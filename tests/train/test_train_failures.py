@@ -113,21 +113,37 @@ def test_eval_on_a_folder_of_other_classes_blames_the_mismatch(tmp_path):
     assert evaluate_checkpoint(path, data=matching, device="cpu", resolution=32)["val_samples"] == 4
 
 
-def test_an_unknown_architecture_fails_before_the_run_notes_and_leaves_nothing(tmp_path):
+def test_a_corrupt_image_while_building_the_tensor_cache_leaves_no_cache_folder(tmp_path):
+    # The proxy recipe decodes the set into runs/.proxy-data; a failed decode must not leave that folder behind.
+    data = image_folder(tmp_path / "data", bad="zz_bad.png")
+    runs = tmp_path / "runs"
+    with pytest.raises(DataError, match="corrupt or unreadable image .*zz_bad.png"):
+        train(TINY_ARCH, **TINY_RUN, data=data, cache="none", epochs=1, batch_size=4, out_dir=runs / "run",
+              tensor_cache_dir=runs / ".proxy-data")
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("bad,error", [
+    (dict(arch="fasternet_q"), "unknown architecture 'fasternet_q'"),
+    (dict(data="nowhere"), "data path nowhere does not exist"),
+    (dict(resume="nope.pt"), "resume checkpoint nope.pt does not exist"),
+])
+def test_a_bad_argument_fails_before_the_run_notes_and_leaves_nothing(tmp_path, monkeypatch, bad, error):
     import logging
 
-    from patsearch.arch import ArchError
+    from patsearch.errors import UserError
 
+    monkeypatch.chdir(tmp_path)
     seen: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: seen.append(record.getMessage())
     logger = logging.getLogger("patsearch")
     logger.addHandler(handler)
-    out = tmp_path / "run"
+    kwargs = {"arch": TINY_ARCH, **TINY_RUN, "epochs": 300, **bad}  # 300 epochs on a CPU: a note, if it came
     try:
-        with pytest.raises(ArchError, match="unknown architecture 'fasternet_q'"):
-            train("fasternet_q", **TINY_RUN, out_dir=out)
+        with pytest.raises(UserError, match=error):
+            train(**kwargs, out_dir=tmp_path / "run")
     finally:
         logger.removeHandler(handler)
-    assert not [m for m in seen if "note:" in m]  # no synthetic-data or 300-epoch notes before the error
-    assert not out.exists()
+    assert not [m for m in seen if "note:" in m]  # the error is the run's only line
+    assert not (tmp_path / "run").exists()
