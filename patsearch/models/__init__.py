@@ -20,7 +20,8 @@ from patsearch.arch import is_arch_ref as is_patnet_ref  # one definition of "is
 from patsearch.models.layers import build_layer, use_fused_kernels
 from patsearch.models.patnet import PATNet, fuse_model
 
-__all__ = ["PATNet", "build_layer", "check_timm_name", "create_model", "fuse_model", "is_patnet_ref", "use_fused_kernels"]
+__all__ = ["PATNet", "build_layer", "check_timm_name", "create_model", "fuse_model", "is_patnet_ref",
+           "use_fused_kernels"]
 
 
 def check_timm_name(arch: str | os.PathLike) -> str:
