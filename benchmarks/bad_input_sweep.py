@@ -39,7 +39,7 @@ TINY_ARCH = "embed_dim: 8\ndepths: [1, 1, 1, 1]\nhead_width: 32\nname: tiny\n"
 TINY_TRAIN = ["--arch", "tiny.yaml", "--recipe", "proxy", "--device", "cpu", "--resolution", "32", "--epochs", "1",
               "--batch-size", "8", "--no-progress"]
 TINY_SEARCH = ["--latency-budget", "40ms", "--trials", "2", "--proxy-epochs", "1", "--proxy-train-samples", "32",
-               "--proxy-val-samples", "16", "--baselines", "none", "--no-plots"]
+               "--proxy-val-samples", "16", "--proxy-batch-size", "16", "--baselines", "none", "--no-plots"]
 COLUMNS = ("case", "command", "rc", "stderr lines", "first stderr line", "left behind", "clean")
 TIMEOUT_S = 300
 
@@ -169,10 +169,10 @@ CASES: tuple[Case, ...] = (
     Case("bench_models_unknown", ("bench", "--device", "cpu", "--models", "patnet_t9")),
     # Not bad input: another device's shipped table predicts, with a note saying so; the search runs.
     Case("search_min_throughput_h100_on_cpu", ("search", "--min-throughput", "h100=20000fps", *TINY_SEARCH[2:],
-                                               "--proxy-batch-size", "16", "--runs-dir", "runs"),
+                                               "--runs-dir", "runs"),
          expect_rc=0, max_lines=60, allowed_leftovers=("runs",)),
-    Case("search_sigterm", ("search", *TINY_SEARCH, "--proxy-epochs", "3", "--storage", "sqlite:///s.db",
-                            "--study-name", "s", "--runs-dir", "runs"),
+    Case("search_sigterm", ("search", "--latency-budget", "40ms", "--trials", "20", *TINY_SEARCH[4:],
+                            "--storage", "sqlite:///s.db", "--study-name", "s", "--runs-dir", "runs"),
          expect_rc=143, max_lines=40, fault="sigterm", allowed_leftovers=("s.db*", "runs")),
     Case("train_kill9_then_resume", ("train", *TINY_TRAIN[:8], "--epochs", "3", "--batch-size", "8",
                                      "--no-progress", "--synthetic-train", "64", "--synthetic-val", "16",
