@@ -38,6 +38,8 @@ SECRET_PIECES = ("s3cret", "tail9")
 TINY_ARCH = "embed_dim: 8\ndepths: [1, 1, 1, 1]\nhead_width: 32\nname: tiny\n"
 TINY_TRAIN = ["--arch", "tiny.yaml", "--recipe", "proxy", "--device", "cpu", "--resolution", "32", "--epochs", "1",
               "--batch-size", "8", "--no-progress"]
+# The file loader (timm's transforms, DataLoader processes with --workers): a recipe that crops by resizing.
+FILES_TRAIN = [*TINY_TRAIN[:2], "--recipe", "patnet_t0", *TINY_TRAIN[4:]]
 TINY_SEARCH = ["--latency-budget", "40ms", "--trials", "2", "--proxy-epochs", "1", "--proxy-train-samples", "32",
                "--proxy-val-samples", "16", "--proxy-batch-size", "16", "--baselines", "none", "--no-plots"]
 COLUMNS = ("case", "command", "rc", "stderr lines", "first stderr line", "left behind", "clean")
@@ -143,10 +145,12 @@ CASES: tuple[Case, ...] = (
     Case("train_options_unknown_field", ("train", "--options", "opts.yaml"), setup=("train_options_unknown",)),
     Case("train_out_under_file", ("train", "--arch", "patnet_t0", "--out", "f/run"), setup=("file_f",)),
     Case("train_resume_missing", ("train", "--arch", "patnet_t0", "--resume", "nope.pt", "--out", "run")),
-    Case("train_corrupt_image_workers1", (*("train", *TINY_TRAIN), "--data", "data", "--cache", "none",
-                                          "--workers", "1", "--out", "run"), setup=("tiny_arch", "data", "bad_image")),
-    Case("train_corrupt_image_workers0", (*("train", *TINY_TRAIN), "--data", "data", "--cache", "none",
-                                          "--workers", "0", "--out", "run"), setup=("tiny_arch", "data", "bad_image")),
+    Case("train_corrupt_image_workers1", ("train", *FILES_TRAIN, "--data", "data", "--cache", "none",
+                                          "--workers", "1", "--out", "run"),
+         setup=("tiny_arch", "data", "bad_image")),
+    Case("train_corrupt_image_workers0", ("train", *FILES_TRAIN, "--data", "data", "--cache", "none",
+                                          "--workers", "0", "--out", "run"),
+         setup=("tiny_arch", "data", "bad_image")),
     Case("train_truncated_latest_resume", (*("train", *TINY_TRAIN), "--data", "data", "--cache", "none",
                                            "--out", "ckrun", "--resume", "auto"),
          setup=("tiny_arch", "truncated_latest")),
