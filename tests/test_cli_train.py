@@ -65,7 +65,10 @@ def test_a_corrupt_image_read_by_a_loader_process_is_one_line_and_no_run_folder(
     result = run_cli("train", "--arch", "patnet_t0", "--data", "data", "--cache", "none", "--workers", "1",
                      "--device", "cpu", "--epochs", "1", "--batch-size", "4", "--resolution", "32", "--out", "runs/t0",
                      cwd=tmp_path)
-    line = one_error_line(result)
+    # The image is read once the run has started, so the run's header line (progress, on stderr) comes first.
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 2 and lines[0].startswith("training patnet_t0 "), result.stderr
+    line = lines[1]
     assert line.startswith("error: corrupt or unreadable image data/train/b/zz_bad.png")
     assert "Traceback" not in result.stderr and "worker" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

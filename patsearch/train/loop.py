@@ -316,17 +316,14 @@ class Trainer:
         o, ctx = self.opts, self.ctx
         if o.out_dir is not None:  # before any data is read
             ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
-            ckpt.find_resume(o.out_dir, o.resume)  # a missing --resume file fails before the run's notes
-        # Cheap checks of the arch name and the data folder, so that a typo is one line, not notes then an error.
+            ckpt.find_resume(o.out_dir, o.resume)  # a missing --resume file fails before any data is read
+        # Cheap checks of the arch name and the data folder, before the data is read or decoded.
         self.arch_cfg, self.arch_name = describe_arch(o.arch)
         if o.data is not None:
             split_dir(o.data, "train")
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
-        if ctx.is_main and o.out_dir is not None:  # a run of its own (not an in-process search proxy)
-            for note in run_notes(o, rec, ctx.device):
-                logger.warning(note)
         global_batch = self.global_batch = o.batch_size
         if global_batch % ctx.world_size:
             raise UserError(f"--batch-size {global_batch} must be divisible by the number of processes "
@@ -348,6 +345,14 @@ class Trainer:
         self.num_workers = (o.workers if o.workers is not None
                             else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0))
         self._setup_data()
+        self.steps_per_epoch = self.n_train // global_batch
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the training set ({self.n_train} images) is smaller than one global batch "
+                            f"({global_batch}); lower --batch-size")
+        # After the checks that make a run fail at once: an error is then the run's only line.
+        if ctx.is_main and o.out_dir is not None:  # a run of its own (not an in-process search proxy)
+            for note in run_notes(o, rec, ctx.device):
+                logger.warning(note)
         num_classes = len(self.classes)
         model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
                             rec.drop_path, fused_kernels=o.fused_kernels)
@@ -365,10 +370,6 @@ class Trainer:
         self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device, capturable=o.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
-        self.steps_per_epoch = self.n_train // global_batch
-        if self.steps_per_epoch < 1:
-            raise UserError(f"the training set ({self.n_train} images) is smaller than one global batch "
-                            f"({global_batch}); lower --batch-size")
         from timm.scheduler import CosineLRScheduler
 
         total_steps = rec.epochs * self.steps_per_epoch

@@ -193,14 +193,18 @@ def test_a_short_run_writes_best_and_metrics_for_eval(tmp_path):
     assert again["top1"] == pytest.approx(result["final"]["top1"]) and again["val_samples"] == 16
 
 
-def test_resume_says_where_it_continues(tmp_path, capsys):
+def test_resume_says_where_it_continues(tmp_path, caplog):
+    # The run's header lines are log records (the CLI shows them on stderr), not prints.
     out = tmp_path / "run"
     run = {**TINY_RUN, "progress": True}
-    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1, resume="auto")
-    printed = capsys.readouterr().out
-    assert "resumed from" not in printed and f"no {out / 'latest.pt'} yet, starting from the beginning" in printed
-    train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=2, resume="auto")
-    assert f"resumed from {out / 'latest.pt'} at epoch 1/2, step 1/4" in capsys.readouterr().out
+    with caplog.at_level("INFO", logger="patsearch"):
+        train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1, resume="auto")
+    logged = "\n".join(caplog.messages)
+    assert "resumed from" not in logged and f"no {out / 'latest.pt'} yet, starting from the beginning" in logged
+    caplog.clear()
+    with caplog.at_level("INFO", logger="patsearch"):
+        train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=2, resume="auto")
+    assert f"resumed from {out / 'latest.pt'} at epoch 1/2, step 1/4" in "\n".join(caplog.messages)
 
 
 def test_a_run_says_up_front_when_its_data_is_synthetic_and_its_recipe_long(tmp_path, caplog):
