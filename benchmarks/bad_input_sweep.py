@@ -142,6 +142,8 @@ CASES: tuple[Case, ...] = (
     Case("train_recipe_unknown", ("train", "--arch", "patnet_t0", "--recipe", "warp")),
     Case("train_epochs_zero", ("train", "--arch", "patnet_t0", "--epochs", "0")),
     Case("train_device_cuda", ("train", "--arch", "patnet_t0", "--device", "cuda")),
+    Case("train_batch_larger_than_set", ("train", *TINY_TRAIN, "--synthetic-train", "16", "--batch-size", "64",
+                                         "--out", "run"), setup=("tiny_arch",)),
     Case("train_options_unknown_field", ("train", "--options", "opts.yaml"), setup=("train_options_unknown",)),
     Case("train_out_under_file", ("train", "--arch", "patnet_t0", "--out", "f/run"), setup=("file_f",)),
     Case("train_resume_missing", ("train", "--arch", "patnet_t0", "--resume", "nope.pt", "--out", "run")),

@@ -298,13 +298,19 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Set up, resume if asked, train to the end (or ``max_steps``); returns :meth:`result`."""
         self.ctx = init_distributed(self.opts.device)
-        created = missing_folders(self.opts.out_dir) if self.ctx.is_main else []
+        o = self.opts
+        created = missing_folders(o.out_dir) if self.ctx.is_main else []
+        # A run of its own that fails before its first checkpoint also takes back the tensor-cache folder it made
+        # (a search's proxies, without out_dir, share theirs and never remove it).
+        cache = missing_folders(o.tensor_cache_dir) if self.ctx.is_main and o.out_dir is not None else []
         try:
             self.setup()
             self.resume()
             return self.run()
         except BaseException:
             self.close()
+            if cache and not (Path(o.out_dir) / ckpt.LATEST).exists():
+                _remove_unfinished(cache)
             _remove_unfinished(created)
             raise
         finally:

@@ -7,6 +7,7 @@ from PIL import Image
 from train_helpers import TINY_ARCH, TINY_RUN
 
 from patsearch.data.folder import DataError
+from patsearch.errors import UserError
 from patsearch.train import TrainingDiverged, evaluate_checkpoint, train
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.engine import build_model
@@ -123,6 +124,14 @@ def test_a_corrupt_image_while_building_the_tensor_cache_leaves_no_cache_folder(
     assert not runs.exists()
 
 
+def test_a_run_that_fails_after_building_the_tensor_cache_takes_its_cache_folder_back(tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(UserError, match=r"training set \(16 images\) is smaller than one global batch \(64\)"):
+        train(TINY_ARCH, **TINY_RUN, synthetic=(16, 8), batch_size=64, out_dir=runs / "run",
+              tensor_cache_dir=runs / ".proxy-data")
+    assert not runs.exists()
+
+
 @pytest.mark.parametrize("bad,error", [
     (dict(arch="fasternet_q"), "unknown architecture 'fasternet_q'"),
     (dict(data="nowhere"), "data path nowhere does not exist"),
@@ -130,8 +139,6 @@ def test_a_corrupt_image_while_building_the_tensor_cache_leaves_no_cache_folder(
 ])
 def test_a_bad_argument_fails_before_the_run_notes_and_leaves_nothing(tmp_path, monkeypatch, bad, error):
     import logging
-
-    from patsearch.errors import UserError
 
     monkeypatch.chdir(tmp_path)
     seen: list[str] = []
