@@ -112,8 +112,6 @@ from patsearch.version import provenance
 
 logger = logging.getLogger(__name__)
 
-logger = logging.getLogger("patsearch.train")
-
 # A recipe this long is the paper's ImageNet schedule: days on a CPU, so a CPU run says how to shorten it.
 LONG_RECIPE_EPOCHS = 50
 
@@ -358,7 +356,7 @@ class Trainer:
         # After the checks that make a run fail at once: an error is then the run's only line.
         if ctx.is_main and o.out_dir is not None:  # a run of its own (not an in-process search proxy)
             for note in run_notes(o, rec, ctx.device):
-                logger.warning(note)
+                logger.info(note)  # a note: --quiet hides it, as it hides every note
         num_classes = len(self.classes)
         model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
                             rec.drop_path, fused_kernels=o.fused_kernels)

@@ -137,20 +137,10 @@ def test_a_run_that_fails_after_building_the_tensor_cache_takes_its_cache_folder
     (dict(data="nowhere"), "data path nowhere does not exist"),
     (dict(resume="nope.pt"), "resume checkpoint nope.pt does not exist"),
 ])
-def test_a_bad_argument_fails_before_the_run_notes_and_leaves_nothing(tmp_path, monkeypatch, bad, error):
-    import logging
-
+def test_a_bad_argument_fails_before_the_run_notes_and_leaves_nothing(tmp_path, monkeypatch, caplog, bad, error):
     monkeypatch.chdir(tmp_path)
-    seen: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: seen.append(record.getMessage())
-    logger = logging.getLogger("patsearch")
-    logger.addHandler(handler)
     kwargs = {"arch": TINY_ARCH, **TINY_RUN, "epochs": 300, **bad}  # 300 epochs on a CPU: a note, if it came
-    try:
-        with pytest.raises(UserError, match=error):
-            train(**kwargs, out_dir=tmp_path / "run")
-    finally:
-        logger.removeHandler(handler)
-    assert not [m for m in seen if "note:" in m]  # the error is the run's only line
+    with caplog.at_level("INFO", logger="patsearch"), pytest.raises(UserError, match=error):
+        train(**kwargs, out_dir=tmp_path / "run")
+    assert not [m for m in caplog.messages if "note:" in m]  # the error is the run's only line
     assert not (tmp_path / "run").exists()

@@ -220,7 +220,7 @@ def test_a_run_says_up_front_when_its_data_is_synthetic_and_its_recipe_long(tmp_
     assert "recipe patnet_t2 trains 300 epochs" in notes[1] and "--epochs N or --max-steps N" in notes[1]
     assert run_notes(TrainOptions("patnet_t2", data="/d", max_steps=20), paper, cpu) == []
     assert run_notes(TrainOptions("patnet_t2", data="/d"), paper, torch.device("cuda")) == []
-    with caplog.at_level("WARNING", logger="patsearch.train"):
+    with caplog.at_level("INFO", logger="patsearch.train"):  # notes are INFO: --quiet hides them
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16))  # in-process (search proxy)
         assert caplog.messages == []
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), out_dir=tmp_path / "run")
