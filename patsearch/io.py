@@ -16,12 +16,23 @@ from typing import IO, Any
 
 from patsearch.errors import UserError
 
-__all__ = ["ensure_writable", "atomic_open", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_save_figure"]
+__all__ = ["ensure_writable", "missing_folders", "atomic_open", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json", "atomic_save_figure"]
 
 # mkstemp creates files readable by the owner only; give the result the mode a plain open() would have.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+
+def missing_folders(path: str | os.PathLike | None) -> list[Path]:
+    """The folders of ``path`` that do not exist yet (a job creates them, and removes them if it fails),
+    deepest first."""
+    missing: list[Path] = []
+    folder = Path(path) if path is not None else None
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def ensure_writable(path: str | os.PathLike, flag: str, *, folder: bool = False, example: str | None = None) -> Path:

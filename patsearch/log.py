@@ -40,7 +40,8 @@ class _Formatter(logging.Formatter):
         if record.levelno >= logging.ERROR:
             return f"error: {text}"
         if record.levelno >= logging.WARNING:
-            return text if text.startswith("warning") else f"warning: {text}"
+            # a note raised to a warning (so --quiet keeps it) already says what it is
+            return text if text.startswith(("warning", "note:")) else f"warning: {text}"
         if record.levelno < logging.INFO:
             return f"debug: {record.name}: {text}"
         return text

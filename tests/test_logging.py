@@ -37,6 +37,12 @@ def test_default_level_shows_notes_as_plain_lines_and_hides_debug(configured, ca
     assert captured.err.splitlines() == ["note: something worth knowing", "warning: the host is busy"]
 
 
+def test_a_note_logged_as_a_warning_keeps_its_own_prefix(configured, capsys):
+    configured(log.QUIET)
+    logging.getLogger("patsearch.some.module").warning("note: no --data given: synthetic set")
+    assert capsys.readouterr().err.splitlines() == ["note: no --data given: synthetic set"]  # not "warning: note:"
+
+
 def test_quiet_hides_notes_and_progress_bars_but_not_warnings(configured, capsys):
     configured(log.QUIET)
     _emit_all()

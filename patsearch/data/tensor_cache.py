@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from patsearch.data.folder import DataError, load_image, scan_split, split_dir
-from patsearch.io import atomic_open
+from patsearch.io import atomic_open, missing_folders
 
 FORMAT_VERSION = 1
 DEFAULT_BUDGET = 4 * 1024 ** 3  # decoded bytes (both splits) a tensor cache may hold
@@ -212,24 +212,52 @@ def load_or_build(source: TensorSource, resolution: int, test_resolution: int, t
         result = decode(source, resolution, test_resolution, test_crop_pct, workers)
     else:
         path = cache_path(cache_dir, source, key)
+        created = missing_folders(path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         result = _read(path, key) if path.exists() else None
         if result is None:
-            with open(path.with_name(path.name + ".lock"), "a+") as lock:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # another worker may be decoding the same data
-                result = _read(path, key) if path.exists() else None
-                if result is None:
-                    result = decode(source, resolution, test_resolution, test_crop_pct, workers)
-                    train, val = result
-                    payload = {"version": FORMAT_VERSION, "key": key, "classes": list(train.classes),
-                               "train_images": train.images, "train_labels": train.labels,
-                               "val_images": val.images, "val_labels": val.labels,
-                               "resolution": resolution, "test_resolution": test_resolution}
-                    with atomic_open(path, "wb") as fh:  # readers see all of it or nothing
-                        torch.save(payload, fh)
+            try:
+                result = _build_locked(path, key, source, resolution, test_resolution, test_crop_pct, workers)
+            except BaseException:
+                _remove_failed_build(path, created)
+                raise
     _MEMO.clear()
     _MEMO[key] = result
     return result
+
+
+def _build_locked(path: Path, key: str, source: TensorSource, resolution: int, test_resolution: int,
+                  test_crop_pct: float, workers: int) -> tuple[TensorSplit, TensorSplit]:
+    """Decode ``source`` into the cache file ``path`` under its lock (or read it, if another worker wrote it)."""
+    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # another worker may be decoding the same data
+        result = _read(path, key) if path.exists() else None
+        if result is None:
+            result = decode(source, resolution, test_resolution, test_crop_pct, workers)
+            train, val = result
+            payload = {"version": FORMAT_VERSION, "key": key, "classes": list(train.classes),
+                       "train_images": train.images, "train_labels": train.labels,
+                       "val_images": val.images, "val_labels": val.labels,
+                       "resolution": resolution, "test_resolution": test_resolution}
+            with atomic_open(path, "wb") as fh:  # readers see all of it or nothing
+                torch.save(payload, fh)
+    return result
+
+
+def _remove_failed_build(path: Path, created: list[Path]) -> None:
+    """After a decode failed (a corrupt image, an interrupt): remove its lock file and the folders this call
+    created, if empty, so a failed run leaves no cache folder behind. A cache another run wrote stays."""
+    if path.exists():
+        return
+    try:
+        path.with_name(path.name + ".lock").unlink()
+    except OSError:
+        pass
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run's cache lives there
+            break
 
 
 def clear_memo() -> None:

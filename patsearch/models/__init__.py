@@ -20,7 +20,20 @@ from patsearch.arch import is_arch_ref as is_patnet_ref  # one definition of "is
 from patsearch.models.layers import build_layer, use_fused_kernels
 from patsearch.models.patnet import PATNet, fuse_model
 
-__all__ = ["PATNet", "build_layer", "create_model", "fuse_model", "is_patnet_ref", "use_fused_kernels"]
+__all__ = ["PATNet", "build_layer", "check_timm_name", "create_model", "fuse_model", "is_patnet_ref",
+           "use_fused_kernels"]
+
+
+def check_timm_name(arch: str | os.PathLike) -> str:
+    """The timm model name ``arch``, or a one-line :class:`ArchError` where timm knows no such model (checked before
+    a run does any work, so a typo is not reported after its data is read)."""
+    import timm
+
+    name = os.fspath(arch)
+    if not timm.is_model(name):
+        raise ArchError(f"unknown architecture {name!r}; known PATNet variants: {', '.join(VARIANTS)} "
+                        "(or a YAML path, or a timm model name such as fasternet_t0)")
+    return name
 
 
 def create_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], *, num_classes: int | None = None,
@@ -35,10 +48,7 @@ def create_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], *, nu
     else:
         import timm
 
-        name = os.fspath(arch)
-        if not timm.is_model(name):
-            raise ArchError(f"unknown architecture {name!r}; known PATNet variants: {', '.join(VARIANTS)} "
-                            "(or a YAML path, or a timm model name such as fasternet_t0)")
+        name = check_timm_name(arch)
         extra = {"num_classes": num_classes} if num_classes is not None else {}
         model = timm.create_model(name, **extra, **kwargs)
     return fuse_model(model) if fused else model

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.arch import VARIANTS
-from patsearch.io import atomic_write_text
+from patsearch.io import atomic_write_text, ensure_writable
 from patsearch.models.forms import FORMS as FORMS_REGISTRY
 from patsearch.models.forms import build_form
 from patsearch.profiler.bench_options import BenchOptions, BenchOptionsError  # noqa: F401 (re-exported)
@@ -123,6 +123,8 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
     dev = get_device(options.device)
     protocol = options.protocol()
     check_hardware(dev)
+    if options.out is not None:  # a bad --out is one line now, not a traceback after the measuring
+        ensure_writable(options.out, "--out", example=f"./{Path(options.out).name}")
     configure(dev, protocol)
     models = list(options.models or DEFAULT_MODELS)
     forms, resolution, group, command = options.forms, options.resolution, options.group, options.command

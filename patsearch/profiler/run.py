@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from patsearch.io import ensure_writable
 from patsearch.profiler.devices import check_hardware, get_device
 from patsearch.profiler.options import ProfileOptions, ProfileOptionsError
 from patsearch.profiler.table import (
@@ -61,6 +62,8 @@ def build_profile(options: ProfileOptions, *, layer_factory: LayerFactory | None
     check_hardware(dev)
     search_space = load_space(o.space)
     path = Path(o.out) if o.out is not None else profile_path(dev.name, protocol)
+    if o.out is not None:  # a bad --out is one line now, not a traceback after the measuring
+        ensure_writable(path, "--out", example=f"./{path.name}")
     command = o.command
     if command is None:
         command = "patsearch " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("patsearch") else \

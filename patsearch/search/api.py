@@ -241,6 +241,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     opts = dataclasses.replace(opts, proxy=dataclasses.replace(
         opts.proxy, epochs=opts.proxy.epochs if rungs is None else rungs.epochs[0],
         recipe=opts.proxy.recipe_for(getattr(proxy_device, "type", str(proxy_device)))))
+    if run_proxy is None:  # the real proxy training: a set smaller than one batch fails every trial alike
+        opts.proxy.check_batch(getattr(proxy_device, "type", str(proxy_device)))
 
     from patsearch.space import load_space
 

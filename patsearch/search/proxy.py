@@ -110,6 +110,15 @@ class ProxySettings:
         total = len(scan_split(split_dir(Path(self.data).expanduser(), "train"))[1]) - (self.holdout or 0)
         return total if self.train_samples is None else min(self.train_samples, total)
 
+    def check_batch(self, device_type: str) -> None:
+        """A one-line error, before any study work, where the training set is smaller than one proxy batch (every
+        candidate's training would fail the same way)."""
+        batch, images = self.batch_for(device_type), self.train_images()
+        if images < batch:
+            raise UserError(f"the proxy's training set ({images} images) is smaller than one proxy batch ({batch}); "
+                            f"pass --proxy-batch-size {max(2, images // 2 * 2)} or --proxy-train-samples {batch} "
+                            "or more")
+
     def torch_device(self):
         """The device proxies train on (``auto`` resolved here, the one place); a one-line error for ``cuda``
         without a GPU."""

@@ -68,6 +68,9 @@ def secrets_in(url: str | None) -> list[str]:
         userinfo = match.group("rest")[:end]
         if ":" in userinfo:
             found += [userinfo, userinfo.split(":", 1)[1]]
+            # A driver that splits at the first '@' takes the rest of the password for the host and echoes it
+            # ("could not translate host name "pw@127.0.0.1""): mask each such piece with its '@'.
+            found += [piece + "@" for piece in userinfo.split(":", 1)[1].split("@")[1:]]
     # Also the percent-decoded forms, which drivers may echo back.
     found += [unquote(s) for s in found]
     return sorted({s for s in found if s}, key=len, reverse=True)
@@ -77,7 +80,7 @@ def scrub(text: str, url: str | None = None) -> str:
     """``text`` with URL credentials masked and, if ``url`` is given, its literal secrets removed anywhere."""
     text = redact_text(str(text))
     for secret in secrets_in(url):
-        text = text.replace(secret, MASK)
+        text = text.replace(secret, MASK + "@" if secret.endswith("@") else MASK)
     return text
 
 

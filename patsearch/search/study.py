@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.io import ensure_writable
 from patsearch.search.redact import redact_url, scrub
 
 logger = logging.getLogger("patsearch.search")
@@ -134,6 +135,8 @@ def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBE
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    if spec.path is not None:  # a file storage: the study, its lock files and SQLite's WAL go into its folder
+        ensure_writable(spec.path, "--storage", example=f"{spec.kind}:///runs/{spec.path.name}")
     if spec.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 

@@ -21,13 +21,13 @@ from patsearch.train.recipe import Recipe
 
 def describe_arch(arch: ArchConfig | str | os.PathLike | Mapping[str, Any]) -> tuple[ArchConfig | None, str]:
     """``(config, name)`` for a PATNet reference, ``(None, timm name)`` for a timm peer such as ``fasternet_t0``."""
-    from patsearch.models import is_patnet_ref
+    from patsearch.models import check_timm_name, is_patnet_ref
 
     if is_patnet_ref(arch):
         cfg = resolve_arch(arch)
         return cfg, cfg.name or (os.path.splitext(os.path.basename(os.fspath(arch)))[0]
                                  if isinstance(arch, (str, os.PathLike)) else "custom")
-    return None, os.fspath(arch)
+    return None, check_timm_name(arch)
 
 
 def build_model(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], num_classes: int,

@@ -72,6 +72,7 @@ from patsearch.data.device_augment import (
     step_generator,
     step_seed,
 )
+from patsearch.data.folder import split_dir
 from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
 from patsearch.data.transforms import (
     DeviceNormalizer,
@@ -81,7 +82,7 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
-from patsearch.io import atomic_write_text, ensure_writable
+from patsearch.io import atomic_write_text, ensure_writable, missing_folders
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
     DistContext,
@@ -295,16 +296,24 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Set up, resume if asked, train to the end (or ``max_steps``); returns :meth:`result`."""
         self.ctx = init_distributed(self.opts.device)
-        created = _missing_folders(self.opts.out_dir) if self.ctx.is_main else []
+        o = self.opts
+        created = missing_folders(o.out_dir) if self.ctx.is_main else []
+        # A run of its own that fails before its first checkpoint also takes back the tensor-cache folder it made
+        # (a search's proxies, without out_dir, share theirs and never remove it).
+        cache = missing_folders(o.tensor_cache_dir) if self.ctx.is_main and o.out_dir is not None else []
         try:
             self.setup()
             self.resume()
-            if self.ctx.is_main and self.opts.out_dir is not None:  # a run of its own, its input checked
+            # After the checks that make a run fail at once (data, batch, resume file): an error is then the
+            # run's only line. A note: --quiet hides it, as it hides every note.
+            if self.ctx.is_main and self.opts.out_dir is not None:  # a run of its own, not a search proxy
                 for note in run_notes(self.opts, self.rec, self.ctx.device):
                     logger.info(note)
             return self.run()
         except BaseException:
             self.close()
+            if cache and not (Path(o.out_dir) / ckpt.LATEST).exists():
+                _remove_unfinished(cache)
             _remove_unfinished(created)
             raise
         finally:
@@ -316,6 +325,11 @@ class Trainer:
         o, ctx = self.opts, self.ctx
         if o.out_dir is not None:  # before any data is read
             ensure_writable(o.out_dir, "--out", folder=True, example=f"runs/{Path(o.out_dir).name}")
+            ckpt.find_resume(o.out_dir, o.resume)  # a missing --resume file fails before any data is read
+        # Cheap checks of the arch name and the data folder, before the data is read or decoded.
+        self.arch_cfg, self.arch_name = describe_arch(o.arch)
+        if o.data is not None:
+            split_dir(o.data, "train")
         recipe = None if o.auto_recipe else o.recipe
         rec = self.rec = resolve_recipe(recipe, o.arch, epochs=o.epochs, resolution=o.resolution,
                                         multi_scale=o.multi_scale, amp=o.amp)
@@ -340,8 +354,11 @@ class Trainer:
         self.num_workers = (o.workers if o.workers is not None
                             else (min(8, os.cpu_count() or 1) if ctx.device.type == "cuda" else 0))
         self._setup_data()
+        self.steps_per_epoch = self.n_train // global_batch
+        if self.steps_per_epoch < 1:
+            raise UserError(f"the training set ({self.n_train} images) is smaller than one global batch "
+                            f"({global_batch}); lower --batch-size")
         num_classes = len(self.classes)
-        self.arch_cfg, self.arch_name = describe_arch(o.arch)
         model = build_model(self.arch_cfg if self.arch_cfg is not None else self.arch_name, num_classes,
                             rec.drop_path, fused_kernels=o.fused_kernels)
         model.to(ctx.device)
@@ -358,10 +375,6 @@ class Trainer:
         self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device, capturable=o.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
-        self.steps_per_epoch = self.n_train // global_batch
-        if self.steps_per_epoch < 1:
-            raise UserError(f"the training set ({self.n_train} images) is smaller than one global batch "
-                            f"({global_batch}); lower --batch-size")
         from timm.scheduler import CosineLRScheduler
 
         total_steps = rec.epochs * self.steps_per_epoch
@@ -788,16 +801,6 @@ class _TensorEval:
         for i in range(0, len(self.indices), self.batch):
             idx = self.indices[i:i + self.batch]
             yield self.data.images[idx], self.data.labels[idx]
-
-
-def _missing_folders(out_dir: str | os.PathLike | None) -> list[Path]:
-    """The folders of ``out_dir`` that do not exist yet (the run creates them), deepest first."""
-    missing: list[Path] = []
-    path = Path(out_dir) if out_dir is not None else None
-    while path is not None and not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
 
 
 def _remove_unfinished(created: list[Path]) -> None:

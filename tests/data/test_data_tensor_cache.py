@@ -84,6 +84,16 @@ def test_second_load_reuses_the_file_without_decoding(tmp_path, monkeypatch):
     assert len([p for p in (tmp_path / "cache").iterdir() if p.suffix == ".pt"]) == 2
 
 
+def test_a_failed_build_keeps_a_cache_folder_that_existed(tmp_path, monkeypatch):
+    make_folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    (cache / "other").mkdir(parents=True)  # another set's cache
+    monkeypatch.setattr(tc, "decode", lambda *a, **k: (_ for _ in ()).throw(tc.DataError("corrupt image x.png")))
+    with pytest.raises(tc.DataError):
+        tc.load_or_build(tc.TensorSource(root=str(tmp_path / "data")), 32, 32, cache_dir=cache, workers=1)
+    assert sorted(p.relative_to(cache).as_posix() for p in cache.rglob("*")) == ["other"]
+
+
 def test_write_is_atomic_and_synced(tmp_path, monkeypatch):
     make_folder(tmp_path / "data")
     src = tc.TensorSource(root=str(tmp_path / "data"))
@@ -97,7 +107,7 @@ def test_write_is_atomic_and_synced(tmp_path, monkeypatch):
     monkeypatch.setattr(tc.torch, "save", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         tc.load_or_build(src, 32, 32, cache_dir=cache, workers=1)
-    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []  # no partial or temp file
+    assert not cache.exists()  # no partial or temp file, no lock: the folder this failed build created is gone
 
     monkeypatch.setattr(tc.torch, "save", real_save)
     synced, replaced = [], []

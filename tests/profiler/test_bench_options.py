@@ -146,3 +146,12 @@ def test_csv_names_the_metric_column_with_its_unit(metric, column):
     rows = list(csv.DictReader(io.StringIO(result.to_csv())))
     assert "value" not in rows[0] and rows[0][column] == "123.0"
     assert list(rows[0])[:6] == ["model", "family", "form", "params_m", "flops_g", column]
+
+
+def test_an_unwritable_out_fails_before_any_measuring(tmp_path, monkeypatch):
+    import patsearch.models
+
+    (tmp_path / "f").write_text("a file, not a folder")
+    monkeypatch.setattr(patsearch.models, "create_model", lambda *a, **k: pytest.fail("built before checking --out"))
+    with pytest.raises(UserError, match=r"cannot write --out .*f/b\.md: .*f is a file, not a folder"):
+        profiler.build_bench(BenchOptions("cpu", models=["patnet_t0"], out=tmp_path / "f" / "b.md"))

@@ -137,3 +137,12 @@ def test_configure_sets_one_tf32_regime_for_convolutions_and_matmuls(tf32):
         (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
          torch.backends.cudnn.benchmark) = before
     assert after == (tf32, tf32)
+
+
+def test_an_unwritable_out_fails_before_any_measuring(tmp_path, monkeypatch):
+    import patsearch.profiler.run as run
+
+    (tmp_path / "f").write_text("a file, not a folder")
+    monkeypatch.setattr(run, "open_for_build", lambda *a, **k: pytest.fail("measured before checking --out"))
+    with pytest.raises(UserError, match=r"cannot write --out .*f/p\.json: .*f is a file, not a folder"):
+        profiler.build_profile(ProfileOptions("cpu", space="tiny", out=tmp_path / "f" / "p.json", progress=False))

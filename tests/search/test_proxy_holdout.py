@@ -62,3 +62,18 @@ def test_search_counts_holdout_images_for_the_standard_error(tmp_path):
     root = _folder(tmp_path / "data")
     assert _val_images(ProxySettings(data=str(root), holdout=10)) == 10
     assert _val_images(ProxySettings(data=str(root))) == 10  # the test split: 2 x 5
+
+
+@pytest.mark.parametrize("proxy,message", [
+    (dict(train_samples=32, val_samples=16), r"training set \(32 images\) is smaller than one proxy batch \(64\); "
+                                             r"pass --proxy-batch-size 32 or --proxy-train-samples 64"),
+    (dict(train_samples=40, val_samples=16, batch_size=48), r"\(40 images\) .* \(48\); pass --proxy-batch-size 40"),
+])
+def test_a_training_set_smaller_than_one_batch_is_refused_before_any_study_work(tmp_path, proxy, message):
+    from patsearch.search import SearchOptions, run_search
+
+    opts = SearchOptions(latency_budgets=["35ms"], space="tiny", runs_dir=str(tmp_path / "runs"),
+                         proxy=ProxySettings(epochs=1, device="cpu", **proxy))
+    with pytest.raises(UserError, match=message):
+        run_search(opts)
+    assert not (tmp_path / "runs").exists()  # no study, no tensor cache

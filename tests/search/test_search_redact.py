@@ -39,6 +39,12 @@ def test_secrets_of_a_password_with_at_signs():
     assert scrub("FATAL: password 'secret@pw' rejected", url) == "FATAL: password '***' rejected"
 
 
+def test_scrub_masks_the_part_of_a_password_a_driver_took_for_the_host():
+    url = "postgresql://user:s3cret@tail9@127.0.0.1:1/db"
+    driver = 'could not translate host name "tail9@127.0.0.1" to address'
+    assert scrub(driver, url) == 'could not translate host name "***@127.0.0.1" to address'
+
+
 def test_scrub_removes_the_literal_secret_anywhere():
     url = "postgresql://alice:p%40ss@db/nas"
     assert set(secrets_in(url)) >= {"p%40ss", "p@ss"}

@@ -85,3 +85,15 @@ def test_wal_switch_passes_on_other_errors(tmp_path):
     (tmp_path / "not-a-db").write_bytes(b"x" * 4096)
     with pytest.raises(sqlite3.DatabaseError):
         study_mod._sqlite_wal(tmp_path / "not-a-db")
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "journal"])
+def test_a_file_storage_in_an_unwritable_place_is_one_line_naming_the_flag(tmp_path, scheme):
+    from patsearch.errors import UserError
+
+    (tmp_path / "f").write_text("a file, not a folder")
+    spec = parse_storage(f"{scheme}:///{tmp_path}/f/study.db", "s")
+    with pytest.raises(UserError, match=rf"cannot write --storage .*f/study.db: .*f is a file, not a folder; pass "
+                                        rf"a path in a writable folder, e.g. --storage {scheme}:///runs/study.db"):
+        open_storage(spec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # no lock file or folder left

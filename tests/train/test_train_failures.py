@@ -7,6 +7,7 @@ from PIL import Image
 from train_helpers import TINY_ARCH, TINY_RUN
 
 from patsearch.data.folder import DataError
+from patsearch.errors import UserError
 from patsearch.train import TrainingDiverged, evaluate_checkpoint, train
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.engine import build_model
@@ -111,3 +112,35 @@ def test_eval_on_a_folder_of_other_classes_blames_the_mismatch(tmp_path):
     assert "train/" not in message
     matching = image_folder(tmp_path / "same", classes=("a", "b"), per_class=2)
     assert evaluate_checkpoint(path, data=matching, device="cpu", resolution=32)["val_samples"] == 4
+
+
+def test_a_corrupt_image_while_building_the_tensor_cache_leaves_no_cache_folder(tmp_path):
+    # The proxy recipe decodes the set into runs/.proxy-data; a failed decode must not leave that folder behind.
+    data = image_folder(tmp_path / "data", bad="zz_bad.png")
+    runs = tmp_path / "runs"
+    with pytest.raises(DataError, match="corrupt or unreadable image .*zz_bad.png"):
+        train(TINY_ARCH, **TINY_RUN, data=data, cache="none", epochs=1, batch_size=4, out_dir=runs / "run",
+              tensor_cache_dir=runs / ".proxy-data")
+    assert not runs.exists()
+
+
+def test_a_run_that_fails_after_building_the_tensor_cache_takes_its_cache_folder_back(tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(UserError, match=r"training set \(16 images\) is smaller than one global batch \(64\)"):
+        train(TINY_ARCH, **TINY_RUN, synthetic=(16, 8), batch_size=64, out_dir=runs / "run",
+              tensor_cache_dir=runs / ".proxy-data")
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("bad,error", [
+    (dict(arch="fasternet_q"), "unknown architecture 'fasternet_q'"),
+    (dict(data="nowhere"), "data path nowhere does not exist"),
+    (dict(resume="nope.pt"), "resume checkpoint nope.pt does not exist"),
+])
+def test_a_bad_argument_fails_before_the_run_notes_and_leaves_nothing(tmp_path, monkeypatch, caplog, bad, error):
+    monkeypatch.chdir(tmp_path)
+    kwargs = {"arch": TINY_ARCH, **TINY_RUN, "epochs": 300, **bad}  # 300 epochs on a CPU: a note, if it came
+    with caplog.at_level("INFO", logger="patsearch"), pytest.raises(UserError, match=error):
+        train(**kwargs, out_dir=tmp_path / "run")
+    assert not [m for m in caplog.messages if "note:" in m]  # the error is the run's only line
+    assert not (tmp_path / "run").exists()

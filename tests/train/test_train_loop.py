@@ -194,12 +194,13 @@ def test_a_short_run_writes_best_and_metrics_for_eval(tmp_path):
 
 
 def test_resume_says_where_it_continues(tmp_path, caplog):
+    # The run's header lines are log records (the CLI shows them on stderr), not prints.
     out = tmp_path / "run"
     run = {**TINY_RUN, "progress": True}
     with caplog.at_level("INFO", logger="patsearch"):
         train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=1, resume="auto")
-    printed = "\n".join(caplog.messages)
-    assert "resumed from" not in printed and f"no {out / 'latest.pt'} yet, starting from the beginning" in printed
+    logged = "\n".join(caplog.messages)
+    assert "resumed from" not in logged and f"no {out / 'latest.pt'} yet, starting from the beginning" in logged
     caplog.clear()
     with caplog.at_level("INFO", logger="patsearch"):
         train(TINY_ARCH, **run, epochs=2, batch_size=8, synthetic=(32, 16), out_dir=out, max_steps=2, resume="auto")
@@ -219,7 +220,7 @@ def test_a_run_says_up_front_when_its_data_is_synthetic_and_its_recipe_long(tmp_
     assert "recipe patnet_t2 trains 300 epochs" in notes[1] and "--epochs N or --max-steps N" in notes[1]
     assert run_notes(TrainOptions("patnet_t2", data="/d", max_steps=20), paper, cpu) == []
     assert run_notes(TrainOptions("patnet_t2", data="/d"), paper, torch.device("cuda")) == []
-    with caplog.at_level("INFO", logger="patsearch.train"):
+    with caplog.at_level("INFO", logger="patsearch.train"):  # notes are INFO: --quiet hides them
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16))  # in-process (search proxy)
         assert not [m for m in caplog.messages if m.startswith("note:")]
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16), out_dir=tmp_path / "run")
