@@ -152,37 +152,40 @@ class Objective:
             if not is_baseline and trial.should_prune():  # baselines always finish: they are the reference
                 raise optuna.TrialPruned(f"proxy top-1 {top1:.3f} after epoch {progress['epochs']}")
 
-        start = time.perf_counter()
-        try:
-            top1 = float(self.run_proxy(arch, on_epoch_end=on_epoch_end))
-        except _StopEarly as stop:
-            top1 = stop.top1
-            trial.set_user_attr(ATTR_STOPPED, True)
-        except ProxyDiverged as exc:
-            trial.set_user_attr(ATTR_DIVERGED, str(exc))
-            raise optuna.TrialPruned(f"proxy training diverged: {exc}") from None
-        finally:
-            trial.set_user_attr(ATTR_SECONDS, round(time.perf_counter() - start, 2))
+        def first_fidelity() -> float:
+            try:
+                return self.run_proxy(arch, on_epoch_end=on_epoch_end)
+            except _StopEarly as stop:
+                trial.set_user_attr(ATTR_STOPPED, True)
+                return stop.top1
+
+        top1 = self._train_timed(trial, first_fidelity)
         trial.set_user_attr(ATTR_TOP1, top1)
         return self._result(top1, primary)
 
     def _retrain(self, trial, arch: ArchConfig, primary: float) -> float | tuple[float, float]:
         """A multi-fidelity re-training: the rung's own full schedule and seed, never pruned (the rung's ranking
         is what decides)."""
+        ua = trial.user_attrs
+        top1 = self._train_timed(trial, lambda: self.run_proxy(arch, seed=int(ua[ATTR_RUNG_SEED]),
+                                                               epochs=int(ua[ATTR_RUNG_EPOCHS])))
+        trial.set_user_attr(ATTR_TOP1, top1)
+        trial.set_user_attr(ATTR_EPOCHS, int(ua[ATTR_RUNG_EPOCHS]))
+        return self._result(top1, primary)
+
+    @staticmethod
+    def _train_timed(trial, train: Callable[[], float]) -> float:
+        """One proxy training, its seconds recorded on the trial; a training that diverged prunes the trial."""
         import optuna
 
-        ua = trial.user_attrs
         start = time.perf_counter()
         try:
-            top1 = float(self.run_proxy(arch, seed=int(ua[ATTR_RUNG_SEED]), epochs=int(ua[ATTR_RUNG_EPOCHS])))
+            return float(train())
         except ProxyDiverged as exc:
             trial.set_user_attr(ATTR_DIVERGED, str(exc))
             raise optuna.TrialPruned(f"proxy training diverged: {exc}") from None
         finally:
             trial.set_user_attr(ATTR_SECONDS, round(time.perf_counter() - start, 2))
-        trial.set_user_attr(ATTR_TOP1, top1)
-        trial.set_user_attr(ATTR_EPOCHS, int(ua[ATTR_RUNG_EPOCHS]))
-        return self._result(top1, primary)
 
     def _result(self, top1: float, primary: float) -> float | tuple[float, float]:
         return (top1, primary) if self.objective == PARETO else top1
