@@ -236,13 +236,14 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device=f"cuda:{gpus[0]}"))
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
     proxy_device = getattr(run_proxy, "device", None) or opts.proxy.torch_device()
-    rungs = resolve_rungs(opts, getattr(proxy_device, "type", str(proxy_device)))
+    device_type = getattr(proxy_device, "type", str(proxy_device))
+    rungs = resolve_rungs(opts, device_type)
     # The first rung is the proxy; the recipe is named once here, so the study records which one trained.
     opts = dataclasses.replace(opts, proxy=dataclasses.replace(
         opts.proxy, epochs=opts.proxy.epochs if rungs is None else rungs.epochs[0],
-        recipe=opts.proxy.recipe_for(getattr(proxy_device, "type", str(proxy_device)))))
+        recipe=opts.proxy.recipe_for(device_type)))
     if run_proxy is None:  # the real proxy training: a set smaller than one batch fails every trial alike
-        opts.proxy.check_batch(getattr(proxy_device, "type", str(proxy_device)))
+        opts.proxy.check_batch(device_type)
 
     from patsearch.space import load_space
 
@@ -517,8 +518,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
     from patsearch.progress import progress_bar
 
     def done_count() -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not study_mod.is_infeasible(t)
-                   and "rung" not in t.user_attrs and "duplicate_of" not in t.user_attrs
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and study_mod.is_distinct_candidate(t)
                    for t in main_study.get_trials(deepcopy=False))
 
     primary = constraints[0]
@@ -548,7 +548,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                 acc = "-" if top1 is None else f"{100 * top1:.2f}%"
                 line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
                         f"{primary.format(pred) if pred is not None else '-'}")
-            if ua.get("proxy_seconds") and "rung" not in ua and "duplicate_of" not in ua:
+            if ua.get("proxy_seconds") and study_mod.is_distinct_candidate(trial):
                 seconds.append(float(ua["proxy_seconds"]))
                 left = max(0, opts.trials - done_count())
                 line += (f"; about {_minutes(left * sum(seconds) / len(seconds) / opts.n_jobs)} left for {left} "

@@ -29,6 +29,7 @@ from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.io import ensure_writable
+from patsearch.search.objective import ATTR_DUPLICATE, ATTR_RUNG
 from patsearch.search.redact import redact_url, scrub
 
 logger = logging.getLogger("patsearch.search")
@@ -465,6 +466,13 @@ def is_infeasible(trial) -> bool:
     return any(v > 0 for v in trial.constraints.values())
 
 
+def is_distinct_candidate(trial) -> bool:
+    """A first-fidelity candidate the target counts: within the constraints, not a copy of another trial's
+    network, not a multi-fidelity re-training."""
+    ua = trial.user_attrs
+    return not is_infeasible(trial) and ATTR_DUPLICATE not in ua and ATTR_RUNG not in ua
+
+
 def count_toward_target(trials) -> tuple[int, int, list]:
     """(trials that count toward the target, WAITING trials, RUNNING trials).
 
@@ -474,8 +482,7 @@ def count_toward_target(trials) -> tuple[int, int, list]:
     """
     from optuna.trial import TrialState
 
-    counted = sum(t.state != TrialState.FAIL and not is_infeasible(t) and "duplicate_of" not in t.user_attrs
-                  and "rung" not in t.user_attrs for t in trials)
+    counted = sum(t.state != TrialState.FAIL and is_distinct_candidate(t) for t in trials)
     waiting = sum(t.state == TrialState.WAITING for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     return counted, waiting, running
@@ -531,7 +538,7 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
                 raise UserError(f"{max_infeasible} candidates proposed so far miss the constraints and only "
                                 f"{counted} fit; the feasible part of the space is tiny: relax the budget or use "
                                 "a smaller space")
-            if max_infeasible is not None and sum("duplicate_of" in t.user_attrs for t in trials) >= max_infeasible:
+            if max_infeasible is not None and sum(ATTR_DUPLICATE in t.user_attrs for t in trials) >= max_infeasible:
                 lock.release()
                 raise UserError(f"{max_infeasible} proposals repeated networks already trained and only {counted} "
                                 "distinct ones were found: the feasible space is nearly exhausted; ask for fewer "
