@@ -7,6 +7,10 @@
 #   OUT=$OUT NETS="mf=runs/mf-cpu/best.yaml patnet_t1=patnet_t1" bash benchmarks/mf_proof.sh reference
 #                                                    # each network $REF_EPOCHS epochs on the full training split,
 #                                                    # seeds $SEEDS side by side, top-1 on the test split
+#                                                    # (name=arch@0,1 gives that network its own seeds)
+#   OUT=$OUT bash benchmarks/mf_proof.sh proof       # the search, then (once its top rung is complete and at least
+#                                                    # $REF_MIN_LEFT s remain) the regret check: the top rung's
+#                                                    # ranks 2..$TOP at $REF_EPOCHS epochs on seed 0
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 set -uo pipefail
@@ -32,6 +36,8 @@ REF_EPOCHS=${REF_EPOCHS:-100}
 REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.002 --cuda-graph}
 SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
+TOP=${TOP:-3}
+REF_MIN_LEFT=${REF_MIN_LEFT:-260}  # a reference training that cannot finish is lost: checkpoints do not come back
 RUNS=${RUNS:-$OUT/runs}
 mkdir -p "$OUT" "$RUNS"
 stamp() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }
@@ -51,8 +57,31 @@ setup() {
   stamp "setup done"
 }
 
-pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds)
-  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data . && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
+any_alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+
+pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds) and checkpoints
+  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' . \
+    && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
+}
+
+top() {  # once the search is complete: its ranks 1..$TOP as architecture files $RUNS/$STUDY/rank<k>.yaml; prints
+  python3 - "$RUNS" "$STUDY" "$TOP" "$RUNGS" <<'EOF'  # how many it wrote
+import sys
+import optuna
+from patsearch.search import results
+runs, name, top, last_rung = sys.argv[1], sys.argv[2], int(sys.argv[3]), len(sys.argv[4].split(",")) - 1
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs}/{name}/study.db")
+rows = results.rows(study)
+ranked = [r for r in results.finished(rows) if not r.baseline and r.duplicate_of is None and r.top_rung == last_rung]
+busy = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("RUNNING", "WAITING")]
+complete = bool(ranked) and not busy
+for k, row in enumerate(ranked[:top] if complete else [], 1):
+    results.write_best_yaml(f"{runs}/{name}/rank{k}.yaml", row, study_name=name,
+                            constraints=results.constraints_of(study))
+    print(f"rank {k}: trial {row.number} rung {row.top_rung} scores {row.scores}", file=sys.stderr)
+print(min(top, len(ranked)) if complete else 0)
+EOF
 }
 
 search() {
@@ -77,18 +106,23 @@ search() {
 }
 
 reference() {
-  local n_gpus i=0
+  local n_gpus i=0 pids=()
   n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
-  for seed in $SEEDS; do
-    for job in $NETS; do
-      local name=${job%%=*} arch=${job#*=}
+  for job in $NETS; do
+    local name=${job%%=*} arch=${job#*=} seeds=$SEEDS
+    if [[ $arch == *@* ]]; then seeds=${arch##*@}; seeds=${seeds//,/ }; arch=${arch%@*}; fi
+    for seed in $seeds; do
       [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] && continue
       CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
         --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
         --out "$RUNS/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
+      pids+=($!)
       i=$((i + 1))
     done
   done
+  stamp "reference: $i trainings of $REF_EPOCHS epochs"
+  while [ "$(left)" -gt 0 ] && any_alive "${pids[@]}"; do sleep 2; done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null && stamp "deadline: stopped training $p"; done
   wait
   python3 - "$RUNS/ref" <<'EOF' | tee "$OUT/reference.txt"
 import json, pathlib, statistics, sys
@@ -109,6 +143,16 @@ EOF
 setup
 case "$PHASE" in
   search) search ;;
+  proof)
+    search
+    n=$(top)
+    if [ "$n" -ge 2 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
+      NETS=$(for k in $(seq 2 "$n"); do printf 'rank%s=%s/%s/rank%s.yaml@0 ' "$k" "$RUNS" "$STUDY" "$k"; done)
+      stamp "regret check: $NETS"
+      reference
+    else
+      stamp "no regret check: $n ranked networks, $(left) s left"
+    fi ;;
   reference) reference ;;
   *) echo "unknown phase $PHASE (search or reference)"; exit 2 ;;
 esac
