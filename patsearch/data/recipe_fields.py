@@ -5,9 +5,10 @@
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
+@runtime_checkable
 class AugmentRecipe(Protocol):
     """The crop, resolution and augmentation settings of a recipe (see :class:`~patsearch.train.recipe.Recipe`)."""
 
