@@ -415,7 +415,7 @@ def bench(
     if opts.out is not None:
         typer.echo(f"wrote {write_result(result, opts.out)}")
     if arch is not None:
-        from patsearch.search.results import record_measured
+        from patsearch.search.best_yaml import record_measured
 
         if record_measured(arch, result) is not None:
             typer.echo(f"recorded the measurement in {arch} (search.measured)")

@@ -1,5 +1,6 @@
-"""Every module of patsearch imports, and no two modules import each other, directly or around a circle,
-function-local imports included (a local import hides a circle; it does not remove it)."""
+"""Every module of patsearch imports; no two modules import each other, directly or around a circle; and every
+import points down the layers docs/ARCHITECTURE.md draws. Function-local imports count like any other (a local
+import hides a circle or an upward arrow; it does not remove it)."""
 import ast
 import importlib
 from pathlib import Path
@@ -90,6 +91,79 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def _graph() -> dict[str, set[str]]:
     return {m: _imports(m, p) for m, p in MODULES.items()}
+
+
+# The layers of docs/ARCHITECTURE.md, top to bottom: a module imports only from its own package or a lower layer.
+# Packages that share a layer do not import each other (profiler and train, data and space, ...).
+LAYERS: list[set[str]] = [
+    {"__main__"},
+    {"cli"},
+    {"search", "export", "reporting"},  # export reads trained checkpoints; reporting prints counted tables
+    {"profiler", "train"},
+    {"space", "data", "counting"},
+    {"models"},
+    {"kernels"},
+]
+# Below everything, importing only each other: small helpers every layer may use (arch is one of them for all
+# layers but kernels, which stands alone).
+BASE = {"arch", "compile_options", "config", "errors", "host", "io", "log", "paper", "progress", "ranking",
+        "resources", "termination", "version"}
+
+
+def _unit(module: str) -> str:
+    """The package (``train``) or top-level module (``io``) a module belongs to; ``patsearch`` for the root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "patsearch"
+
+
+def _rank(unit: str) -> int:
+    for depth, layer in enumerate(LAYERS):
+        if unit in layer:
+            return depth
+    assert unit in BASE, f"{unit} is in no layer: add it to LAYERS or BASE (and to docs/ARCHITECTURE.md)"
+    return len(LAYERS)
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that point up a layer or sideways into another package of the same layer."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        src = _unit(module)
+        if src == "patsearch":  # the package root re-exports the public API of the layers below
+            continue
+        for target in sorted(targets):
+            dst = _unit(target)
+            if dst == src:
+                continue
+            if dst in BASE:
+                ok = not (src == "kernels" and dst == "arch")
+            else:
+                ok = src not in BASE and _rank(dst) > _rank(src)
+            if not ok:
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def test_imports_point_down_the_layers():
+    assert _upward(_graph()) == [], "imports against the layers of docs/ARCHITECTURE.md"
+
+
+def test_data_never_imports_train():
+    """The data layer sits below the trainer: what it reads from a recipe it names as a protocol."""
+    graph = _graph()
+    found = [f"{m} -> {t}" for m, ts in graph.items() if _unit(m) == "data" for t in ts if _unit(t) == "train"]
+    assert found == []
+
+
+def test_the_layer_check_sees_upward_and_sideways_arrows():
+    graph = {"patsearch.data.transforms": {"patsearch.train.recipe", "patsearch.io"},
+             "patsearch.train.loop": {"patsearch.profiler.table", "patsearch.data.folder", "patsearch.arch"},
+             "patsearch.kernels.ops": {"patsearch.arch"}, "patsearch.io": {"patsearch.errors"},
+             "patsearch.search.api": {"patsearch.train", "patsearch.cli"}}
+    assert _upward(graph) == ["patsearch.data.transforms -> patsearch.train.recipe",
+                              "patsearch.kernels.ops -> patsearch.arch",
+                              "patsearch.search.api -> patsearch.cli",
+                              "patsearch.train.loop -> patsearch.profiler.table"]
 
 
 def test_no_import_cycles():

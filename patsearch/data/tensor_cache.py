@@ -8,8 +8,8 @@ parameters) and the resolutions, so a changed dataset or resolution never reads 
 and every worker process of a search reuses the same decode. The file is written under a temp name, fsynced and
 renamed (a kill leaves no partial file), under a lock so that workers starting together decode once.
 
-The trainer (:mod:`patsearch.train.loop`) moves the tensors to the device and augments there
-(:mod:`patsearch.data.device_augment`).
+The trainer moves the tensors to the device and batches them there (:mod:`patsearch.data.device_loader`, which
+augments with :mod:`patsearch.data.device_augment`).
 """
 from __future__ import annotations
 

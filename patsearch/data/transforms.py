@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from timm.data import create_transform
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-if TYPE_CHECKING:
-    from patsearch.train.recipe import Recipe
+from patsearch.data.recipe_fields import AugmentRecipe
 
 
-def train_transform(recipe: Recipe, resolution: int) -> Callable:
+def train_transform(recipe: AugmentRecipe, resolution: int) -> Callable:
     """Bicubic RandomResizedCrop + flip (+ RandAugment per the recipe), uint8 CHW output."""
     return create_transform(resolution, is_training=True, hflip=recipe.hflip,
                             color_jitter=recipe.color_jitter or None, auto_augment=recipe.rand_augment,
                             interpolation=recipe.interpolation, re_prob=0.0, use_prefetcher=True)
 
 
-def eval_transform(recipe: Recipe, resolution: int | None = None) -> Callable:
+def eval_transform(recipe: AugmentRecipe, resolution: int | None = None) -> Callable:
     """Resize the shorter side to ``resolution / crop_pct`` and centre-crop ``resolution``; uint8 CHW output."""
     return create_transform(resolution or recipe.test_resolution, is_training=False,
                             interpolation=recipe.interpolation, crop_pct=recipe.test_crop_pct, use_prefetcher=True)

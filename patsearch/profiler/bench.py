@@ -20,7 +20,8 @@ from patsearch.models.forms import FORMS as FORMS_REGISTRY
 from patsearch.models.forms import build_form
 from patsearch.profiler.bench_options import BenchOptions, BenchOptionsError  # noqa: F401 (re-exported)
 from patsearch.profiler.devices import check_hardware, environment, get_device
-from patsearch.profiler.table import _now, _progress
+from patsearch.profiler.progress import MeasureProgress
+from patsearch.profiler.table import _now
 
 FASTERNET = tuple(f"fasternet_{s}" for s in ("t0", "t1", "t2", "s", "m", "l"))
 # Rows of the paper's Table 1/9 that timm builds (names as timm spells them).
@@ -152,7 +153,7 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
                                           None if flops is None else round(flops, 4), None, None, note=note)
             jobs.append((name, form, model))
 
-    with _progress(options.progress, total=len(jobs), description=f"bench {dev.name}") as advance:
+    with MeasureProgress(options.progress, total=len(jobs), description=f"bench {dev.name}") as advance:
         for start in range(0, len(jobs), group):
             chunk = jobs[start:start + group]
             prepared = [prepare(m, (3, resolution, resolution), dev, protocol) for _, _, m in chunk]

@@ -12,16 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.io import ensure_writable
+from patsearch.profiler.build import LayerFactory, build_table, default_layer_factory, open_for_build
 from patsearch.profiler.devices import check_hardware, get_device
 from patsearch.profiler.options import ProfileOptions, ProfileOptionsError
-from patsearch.profiler.table import (
-    LayerFactory,
-    Profile,
-    build_table,
-    default_layer_factory,
-    open_for_build,
-    profile_path,
-)
+from patsearch.profiler.table import Profile, profile_path
 
 
 def profile_device(device: str, *, layer_factory: LayerFactory | None = None, model_factory: Any = None,

@@ -22,7 +22,8 @@ from patsearch.io import atomic_save_figure
 from patsearch.models.forms import build_form
 from patsearch.profiler.devices import Device
 from patsearch.profiler.predictor import GROUPS, fidelity, fit_calibration
-from patsearch.profiler.table import Profile, _now, _progress
+from patsearch.profiler.progress import MeasureProgress
+from patsearch.profiler.table import Profile, _now
 from patsearch.ranking import kendall_tau, spearman
 
 ModelFactory = Callable[[ArchConfig, str], Any]
@@ -87,8 +88,8 @@ def measure_networks(profile: Profile, items: Sequence[tuple[str, ArchConfig, in
 
     todo = [item for item in items if item[0] not in profile.networks]
     last_save = time.perf_counter()
-    with _progress(progress, total=len(items), done=len(items) - len(todo),
-                   description=f"end-to-end {profile.device}") as advance:
+    with MeasureProgress(progress, total=len(items), done=len(items) - len(todo),
+                         description=f"end-to-end {profile.device}") as advance:
         def measure(queue: list, retry: bool) -> None:
             nonlocal last_save
             for position in range(0, len(queue), group):
@@ -371,7 +372,7 @@ def layer_costs(spec: Any, hw: tuple[int, int], form: str) -> tuple[int, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from patsearch.profiler.table import default_layer_factory
+    from patsearch.profiler.build import default_layer_factory
 
     layer = default_layer_factory(spec, form)
     channels = 3 if spec.kind == "stem" else spec.in_dim

@@ -15,28 +15,15 @@ from patsearch.errors import UserError
 from patsearch.io import ensure_writable
 from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
+from patsearch.search.best_yaml import write_best_yaml, write_front_yaml
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
+from patsearch.search.plots import write_plots
 from patsearch.search.proxy import ProxySettings, balanced_subset, make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
-from patsearch.search.results import (
-    best_row,
-    comparison,
-    constraints_of,
-    fill_costs,
-    find_fidelity,
-    finished,
-    pareto_front,
-    rows,
-    rung_table,
-    summary_notes,
-    summary_table,
-    write_best_yaml,
-    write_front_yaml,
-    write_plots,
-    write_summary,
-)
+from patsearch.search.results import best_row, constraints_of, fill_costs, find_fidelity, finished, pareto_front, rows
 from patsearch.search.rungs import Rungs
+from patsearch.search.summary import comparison, rung_table, summary_notes, summary_table, write_summary
 
 logger = logging.getLogger("patsearch.search")
 

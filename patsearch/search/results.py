@@ -1,12 +1,10 @@
-"""What a search leaves behind: ``best.yaml``, a summary against the baselines, and PNG plots.
+"""A search's results as rows, and what is chosen from them: :class:`Row` per trial (:func:`rows`), the finished
+ones best first (:func:`finished`, :func:`best_row`), the Pareto front, the share of a budget a row uses, and the
+noise of each score (:class:`Noise`: the binomial standard error on the validation set, or the proxy's measured
+seed-to-seed spread when a ``patsearch proxy-check`` report matches the proxy settings).
 
-``runs/<study>/best.yaml`` wraps the winning architecture description (``arch:``, which ``patsearch train --arch``
-and :meth:`ArchConfig.load` accept) with how it was found (``search:``). The summary (on screen, and as
-``summary.md`` / ``summary.json``) counts trial states without calling infeasible proposals complete, gives every
-score its noise (the binomial standard error on the validation set, or the proxy's measured seed-to-seed spread
-when a fidelity report of ``patsearch proxy-check`` matches the proxy settings), says whether the lead over the
-best baseline is inside that noise, states the proxy's measured fidelity and warns when the data is synthetic.
-Plots use ``optuna.visualization.matplotlib``; every file is written to a temp name and renamed.
+What is shown or written from them: :mod:`~patsearch.search.summary` (tables, ``summary.md`` / ``summary.json``),
+:mod:`~patsearch.search.plots` (PNG plots) and :mod:`~patsearch.search.best_yaml` (``best.yaml``, ``front.yaml``).
 """
 from __future__ import annotations
 
@@ -14,25 +12,14 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
-from patsearch.io import atomic_save_figure, atomic_write_text
-from patsearch.ranking import (
-    binomial_se,
-    describe_figure,
-    describe_interval,
-    describe_seed_std,
-    kendall_tau,
-    pooled_std,
-)
+from patsearch.ranking import binomial_se, pooled_std
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -46,7 +33,7 @@ from patsearch.search.objective import (
     ATTR_TOP1,
     PRED_PREFIX,
 )
-from patsearch.search.rungs import rung_report, rung_scores
+from patsearch.search.rungs import rung_scores
 
 
 @dataclass(frozen=True)
@@ -211,68 +198,6 @@ def pareto_front(rs: Sequence[Row], key: str, kind: str) -> list[Row]:
     return sorted(front, key=lambda r: sign * r.predicted.get(key, math.inf))
 
 
-# --- best.yaml -------------------------------------------------------------------------------------------------
-def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
-                    constraints: Sequence[ConstraintInfo]) -> Path:
-    arch = ArchConfig.from_dict(row.arch or {})
-    if not arch.name:
-        arch = arch.replace(name=f"{study_name}-trial{row.number}")
-    doc = {
-        "arch": arch.to_dict(),
-        "search": {
-            "study": study_name,
-            "trial": row.number,
-            "resolution": row.resolution,
-            "proxy_top1": None if row.top1 is None else round(float(row.top1), 4),
-            **({"proxy_seed_scores": [round(float(v), 4) for v in row.scores],
-                "proxy_mean_top1": round(float(row.score), 4)} if row.confirmed else {}),
-            **({"rung_scores": {int(k): [round(float(v), 4) for v in vs] for k, vs in sorted(row.rung_scores.items())}}
-               if row.rung_scores else {}),
-            "predicted": {k: round(v, 4) for k, v in row.predicted.items()},
-            "constraints": [c.describe() for c in constraints],
-            "baseline": row.baseline,
-            "params": row.params,
-            "flops": row.flops,
-        },
-    }
-    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
-
-
-def record_measured(path: str | os.PathLike, result: Any) -> dict[str, Any] | None:
-    """Add what ``patsearch bench --arch best.yaml`` measured to that file's ``search:`` block (``measured``, keyed
-    by device and protocol, next to the table's ``predicted``); None, and the file untouched, when it is a plain
-    architecture file. ``result`` is a :class:`~patsearch.profiler.bench.BenchResult`."""
-    p = Path(path)
-    doc = yaml.safe_load(p.read_text())
-    if not isinstance(doc, dict) or not isinstance(doc.get("search"), dict):
-        return None
-    entry = {"metric": result.metric, "resolution": result.resolution, "hardware": result.provenance.get("hardware"),
-             "date": result.provenance.get("date"),
-             **{row.form: None if row.value is None else round(float(row.value), 3) for row in result.rows}}
-    measured = dict(doc["search"].get("measured") or {})
-    measured[f"{result.device} ({result.protocol})"] = entry
-    doc["search"]["measured"] = measured
-    atomic_write_text(p, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
-    return entry
-
-
-def write_front_yaml(path: str | os.PathLike, front: Sequence[Row], *, study_name: str) -> Path:
-    doc = {"study": study_name, "front": [
-        {"trial": r.number, "proxy_top1": round(float(r.top1), 4), "predicted": r.predicted,
-         "resolution": r.resolution, "baseline": r.baseline, "arch": r.arch} for r in front]}
-    return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
-
-
-# --- the summary table -----------------------------------------------------------------------------------------
-def _fmt_count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= unit:
-            return f"{n / unit:.3g}{suffix}"
-    return str(n)
-
-
 def state_counts(study) -> dict[str, int]:
     """Trials by what happened to them: infeasible proposals (never trained) apart from complete ones."""
     counts: dict[str, int] = {}
@@ -285,16 +210,6 @@ def state_counts(study) -> dict[str, int]:
         counts[name] = counts.get(name, 0) + 1
     return counts
 
-
-def describe_counts(counts: dict[str, int]) -> str:
-    order = ("complete", "pruned", "running", "waiting", "fail", "infeasible")
-    labels = {"infeasible": "infeasible (not trained)", "fail": "failed",
-              "re-trained": "re-trainings at longer rungs"}
-    candidates = {k: v for k, v in counts.items() if k != "re-trained"}
-    parts = [f"{counts[k]} {labels.get(k, k)}"
-             for k in sorted(candidates, key=lambda k: order.index(k) if k in order else len(order)) if counts[k]]
-    text = f"{sum(candidates.values())} candidates: " + ", ".join(parts)
-    return text + (f"; {counts['re-trained']} {labels['re-trained']}" if counts.get("re-trained") else "")
 
 
 # --- noise and fidelity --------------------------------------------------------------------------------------
@@ -420,91 +335,6 @@ def budget_use(row: Row, c: ConstraintInfo) -> float | None:
     return value / c.limit if c.kind == "latency" else c.limit / value
 
 
-def _fmt_top1(top1: float | None, se: float | None, seeds: int = 1) -> str:
-    if top1 is None:
-        return "-"
-    return (f"{100 * top1:.2f}%" + ("" if se is None else f" ± {se:.2f}")
-            + (f" ({seeds} seeds)" if seeds > 1 else ""))
-
-
-def summary_table(study, *, top: int = 5, title: str | None = None, fidelity=None):
-    """A rich table: the best trials, then every baseline, with proxy top-1 ± its standard error (points),
-    predictions, the share of the budget used, params and FLOPs."""
-    from rich.table import Table
-
-    cons = constraints_of(study)
-    rs = rows(study)
-    shown, baselines = shown_rows(rs, top)
-    noise = noise_of(study, fidelity, rs)
-    table = Table(title=title or f"study {study.study_name}: " + " AND ".join(c.describe() for c in cons),
-                  caption=describe_counts(state_counts(study)) + f"; ± = 1 standard error ({noise.source()})")
-    table.add_column("trial", justify="right")
-    table.add_column("source")
-    table.add_column("proxy top-1", justify="right")
-    for c in cons:
-        table.add_column(f"pred. {c.label()}", justify="right")
-    if cons:
-        table.add_column(f"of {cons[0].device} budget", justify="right")
-    table.add_column("params", justify="right")
-    table.add_column("FLOPs", justify="right")
-    table.add_column("res", justify="right")
-    table.add_column("state")
-    for group, style in ((shown, None), (baselines, "cyan")):
-        for r in group:
-            preds = [("-" if c.key not in r.predicted else f"{r.predicted[c.key]:.3g}" if c.kind == "latency"
-                      else f"{r.predicted[c.key]:,.0f}") for c in cons]
-            if cons:
-                use = budget_use(r, cons[0])
-                preds.append("-" if use is None else f"{100 * use:.0f}%")
-            table.add_row(str(r.number), r.baseline or "search", _fmt_top1(r.score, noise.of_row(r), len(r.scores)),
-                          *preds,
-                          _fmt_count(r.params), _fmt_count(r.flops), str(r.resolution or "-"), _state(r),
-                          style=style)
-        if group is shown and shown and baselines:
-            table.add_section()
-    return table
-
-
-def rung_table(study, *, top: int = 5):
-    """A rich table of a multi-fidelity search: per rung its training length, networks, seeds and time, the Kendall
-    tau of its order against the rung before on the networks both trained, and its best networks with 1 standard
-    error (binomial on one seed, the rung's pooled seed-to-seed std over sqrt(seeds) on several)."""
-    from rich.table import Table
-
-    report = rung_report(study)
-    n_val = validation_size(study)
-    table = Table(title=f"rungs of {study.study_name}", caption="tau: Kendall tau of the rung's order against the "
-                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock span)")
-    for name in ("rung", "epochs", "networks", "seeds", "seconds", "tau", f"best {top} (proxy top-1 %)"):
-        table.add_column(name, justify="left" if name.startswith("best") else "right")
-    for r in report:
-        table.add_row(str(r["rung"]), str(r["epochs"]), str(r["networks"]), str(r["seeds"]),
-                      f"{r['training_seconds']:.0f} ({r['wall_seconds']:.0f})",
-                      "-" if r["tau_vs_previous"] is None else f"{r['tau_vs_previous']:+.2f} ({r['tau_networks']})",
-                      "; ".join(f"{e['source'] if e['source'] != 'search' else '#' + str(e['trial'])} "
-                                f"{100 * e['mean']:.2f}" + _se_text(e, r, n_val) for e in r["ranking"][:top]))
-    return table
-
-
-def _se_text(entry: dict[str, Any], rung: dict[str, Any], n_val: int | None) -> str:
-    se = rung_se(entry, rung, n_val)
-    return "" if se is None else f" ± {se:.2f}"
-
-
-def rung_se(entry: dict[str, Any], rung: dict[str, Any], n_val: int | None) -> float | None:
-    """1 standard error (points) of one network's mean at one rung."""
-    seeds = len(entry["scores"])
-    if seeds > 1:
-        std = pooled_std([e["scores"] for e in rung["ranking"] if len(e["scores"]) > 1])
-        return None if std is None else 100 * std / math.sqrt(seeds)
-    return None if n_val is None else 100 * binomial_se(entry["mean"], n_val)
-
-
-def _state(r: Row) -> str:
-    return (r.state.lower() + ("" if r.feasible else " (infeasible)") + (" (stopped)" if r.stopped_early else "")
-            + (f" (= trial {r.duplicate_of})" if r.duplicate_of is not None else ""))
-
-
 def lead(study, fidelity=None) -> dict[str, Any] | None:
     """The best searched network against the best baseline: the gap and whether it is inside the noise.
 
@@ -526,274 +356,11 @@ def lead(study, fidelity=None) -> dict[str, Any] | None:
             "inside_noise": None if se is None else abs(delta) < 2 * se, "noise": noise.source()}
 
 
-def comparison(study, fidelity=None) -> str:
-    """One line: the best searched network against the best baseline at the same constraints, with the noise."""
-    rs = rows(study)
-    search = best_row([r for r in rs if not r.baseline])
-    base = best_row([r for r in rs if r.baseline])
-    if search is None:
-        return "no feasible candidate finished yet"
-    if base is None:
-        why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
-        return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{_seeds(search)} ({why})"
-    info = lead(study, fidelity)
-    line = (f"best searched (trial {search.number}) {100 * search.score:.2f}%{_seeds(search)} vs {base.baseline} "
-            f"{100 * base.score:.2f}%{_seeds(base)} proxy top-1: {info['delta_points']:+.2f} points")
-    if info["se_points"] is None:
-        return line + " (noise unknown: the validation set size is not recorded)"
-    verdict = ("inside the noise: not evidence that either is better" if info["inside_noise"]
-               else f"{abs(info['delta_points']) / info['se_points']:.1f} standard errors")
-    return line + f", standard error of the difference {info['se_points']:.2f} points ({info['noise']}): {verdict}"
 
-
-def _seeds(r: Row) -> str:
-    return f" (mean of {len(r.scores)} seeds)" if r.confirmed else ""
-
-
-def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
-    """The statements under the table: synthetic-data warning, the proxy's measured fidelity, budget use."""
-    config = study.user_attrs.get("patsearch_config") or {}
-    notes: list[str] = []
-    if str(config.get("data", "")).startswith("synthetic"):
-        notes.append("warning: the proxy trained on the built-in synthetic set (coloured shapes), not real images: "
-                     "these scores show the pipeline working, not which network is better; pass --data")
-    if fidelity is not None:
-        path, rep = fidelity
-        ref = (rep.get("settings") or {}).get("reference") or {}
-        interval = describe_interval(rep.get("kendall_tau_ci95"))
-        seeds = len((rep.get("settings") or {}).get("seeds") or []) or None
-        notes.append(f"proxy fidelity ({path.name}): Kendall tau {describe_figure(rep.get('kendall_tau'))}{interval}, "
-                     f"Spearman {describe_figure(rep.get('spearman'))} against {ref.get('epochs')} epochs at "
-                     f"{ref.get('resolution')} px over {rep.get('n')} networks; seed-to-seed std "
-                     f"{describe_seed_std(rep.get('seed_std'), seeds)}; free scores (tau): "
-                     + ", ".join(f"{k} {describe_figure(v)}" for k, v in (rep.get("baselines") or {}).items()))
-    else:
-        notes.append(f"proxy fidelity: not measured for these settings ({config.get('data')}, "
-                     f"{config.get('proxy_epochs')} epochs at {config.get('proxy_resolution')} px); run "
-                     "`patsearch proxy-check` with them to know how far this ranking can be trusted")
-    cons = constraints_of(study)
-    rs = rows(study)
-    shown, _ = shown_rows(rs, top)
-    if cons and shown:
-        c = cons[0]
-        uses = [u for u in (budget_use(r, c) for r in shown) if u is not None]
-        trained = [r for r in finished(rs) if not r.baseline and c.key in r.predicted]
-        line = (f"budget use: the top {len(shown)} use {100 * min(uses):.0f}-{100 * max(uses):.0f}% of "
-                f"{c.describe()}" if uses else "")
-        if len(trained) >= 3:
-            tau = kendall_tau([r.top1 for r in trained], [r.predicted[c.key] for r in trained])
-            if math.isfinite(tau):
-                sign = 1 if c.kind == "latency" else -1
-                line += (f"; proxy top-1 vs predicted {c.kind} over {len(trained)} trained candidates: Kendall tau "
-                         f"{tau:+.2f} ({'larger' if sign * tau > 0 else 'smaller'} networks scored higher)")
-        if line:
-            notes.append(line)
-    return notes
-
-
-def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:
-    """Everything the summary states, JSON-ready (``summary.json``)."""
-    cons = constraints_of(study)
-    rs = rows(study)
-    shown, baselines = shown_rows(rs, top)
-    noise = noise_of(study, fidelity, rs)
-    config = study.user_attrs.get("patsearch_config") or {}
-
-    def row(r: Row) -> dict[str, Any]:
-        return {"trial": r.number, "source": r.baseline or "search", "proxy_top1": r.score,
-                "se_points": noise.of_row(r), "seed_scores": list(r.scores), "predicted": r.predicted,
-                "budget_use": {c.key: budget_use(r, c) for c in cons}, "params": r.params, "flops": r.flops,
-                "resolution": r.resolution, "state": _state(r), "arch": r.arch}
-
-    return {"study": study.study_name, "constraints": [c.describe() for c in cons],
-            "counts": state_counts(study), "counts_text": describe_counts(state_counts(study)),
-            "data": config.get("data"), "synthetic": str(config.get("data", "")).startswith("synthetic"),
-            "proxy": {k: config.get(k) for k in ("proxy_epochs", "proxy_resolution", "recipe")},
-            "validation_images": noise.n_val, "noise": noise.source(),
-            "fidelity": None if fidelity is None else {"path": str(fidelity[0]), **{
-                k: fidelity[1].get(k) for k in ("n", "kendall_tau", "spearman", "seed_std", "baselines")}},
-            "top": [row(r) for r in shown], "baselines": [row(r) for r in baselines],
-            "lead": lead(study, fidelity), "comparison": comparison(study, fidelity),
-            "rungs": _rungs_with_se(study, noise.n_val),
-            "notes": summary_notes(study, fidelity, top=top)}
-
-
-def _rungs_with_se(study, n_val: int | None) -> list[dict[str, Any]]:
-    report = rung_report(study)
-    for rung in report:
-        for entry in rung["ranking"]:
-            entry["se_points"] = rung_se(entry, rung, n_val)
-    return report
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """``summary.md``: the same statements as the screen, as a Markdown table and lines."""
-    cons = summary["constraints"]
-    lines = [f"# Search {summary['study']}", "", "Constraints: " + " AND ".join(cons), "",
-             summary["counts_text"] + f"; ± = 1 standard error ({summary['noise']}).", "",
-             "| trial | source | proxy top-1 (%) | predicted | budget use | params | FLOPs | state |",
-             "|---:|---|---:|---|---:|---:|---:|---|"]
-    for r in summary["top"] + summary["baselines"]:
-        top1 = "-" if r["proxy_top1"] is None else f"{100 * r['proxy_top1']:.2f}" + (
-            "" if r["se_points"] is None else f" ± {r['se_points']:.2f}") + (
-            f" ({len(r['seed_scores'])} seeds)" if len(r["seed_scores"]) > 1 else "")
-        pred = ", ".join(f"{k} {v:.3g}" for k, v in r["predicted"].items())
-        use = ", ".join("-" if v is None else f"{100 * v:.0f}%" for v in r["budget_use"].values())
-        lines.append(f"| {r['trial']} | {r['source']} | {top1} | {pred} | {use} | {_fmt_count(r['params'])} | "
-                     f"{_fmt_count(r['flops'])} | {r['state']} |")
-    if summary.get("rungs"):
-        lines += ["", "| rung | epochs | networks | seeds | training s (wall s) | tau vs rung before | best (%) |",
-                  "|---:|---:|---:|---:|---:|---:|---|"]
-        for r in summary["rungs"]:
-            best = "; ".join(f"{e['source'] if e['source'] != 'search' else '#' + str(e['trial'])} "
-                             f"{100 * e['mean']:.2f}" + ("" if e["se_points"] is None else f" ± {e['se_points']:.2f}")
-                             for e in r["ranking"][:5])
-            tau = "-" if r["tau_vs_previous"] is None else f"{r['tau_vs_previous']:+.2f} ({r['tau_networks']})"
-            lines.append(f"| {r['rung']} | {r['epochs']} | {r['networks']} | {r['seeds']} | "
-                         f"{r['training_seconds']:.0f} ({r['wall_seconds']:.0f}) | {tau} | {best} |")
-    lines += ["", summary["comparison"], ""]
-    lines += [f"- {note}" for note in summary["notes"]]
-    return "\n".join(lines) + "\n"
-
-
-def write_summary(study, out_dir: str | os.PathLike, fidelity=None) -> list[Path]:
-    """``summary.json`` and ``summary.md`` in ``out_dir``."""
-    summary = summary_dict(study, fidelity)
-    out = Path(out_dir)
-    return [atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
-            atomic_write_text(out / "summary.md", summary_markdown(summary))]
-
-
-# --- plots -----------------------------------------------------------------------------------------------------
-# Below this many trained networks parameter importances are a rough hint (8 trials gave "depth3 0.81" on a tiny
-# study, which a few more trials can overturn): the plot says so in its title.
-FEW_FOR_IMPORTANCES = 20
-
-
-def write_plots(study, out_dir: str | os.PathLike) -> tuple[list[Path], list[str]]:
-    """Pareto front (accuracy vs the primary constraint), optimisation history and parameter importances."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    written: list[Path] = []
-    notes: list[str] = []
-    multi = len(study.directions) > 1
-    cons = constraints_of(study)
-    rs = rows(study)
-
-    def save(ax, name: str) -> None:
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(8, 5.5)
-        written.append(atomic_save_figure(fig, out / name, dpi=110, bbox_inches="tight"))
-
-    plots = [
-        ("pareto.png", lambda: _front_plot(study, rs, cons, multi)),
-        ("history.png", lambda: _history_plot(study, multi)),
-        ("importances.png", lambda: importances_plot(study, notes)),
-    ]
-    for name, make in plots:
-        try:
-            save(make(), name)
-        except Exception as exc:  # too few trials for importances, no parameters, ...
-            notes.append(f"{name} skipped: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-            plt.close("all")
-    return written, notes
-
-
-TOP1_LABEL = "proxy top-1 (%)"
-
-
-def _history_plot(study, multi: bool):
-    """Optuna's history plot with the top-1 axis in % like the summary: a tick format, since a ``target`` that
-    scaled the values would drop Optuna's best-value line of single-objective studies."""
-    import optuna.visualization.matplotlib as ovm
-    from matplotlib.ticker import PercentFormatter
-
-    ax = ovm.plot_optimization_history(study, target=(lambda t: t.values[0]) if multi else None,
-                                       target_name="proxy top-1")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylabel(TOP1_LABEL)
-    return ax
-
-
-def importances_plot(study, notes: list[str] | None = None):
-    """Parameter importances over the trained networks, titled with how many they are and, when they are few,
-    that the ranking is only a hint (a line in ``notes`` says so too)."""
-    import optuna.visualization.matplotlib as ovm
-
-    trained = trained_study(study)
-    n = len(trained.trials)
-    if len(study.directions) == 1:
-        ax = ovm.plot_param_importances(trained, target_name="proxy top-1")
-    else:  # PED-ANOVA ranks low targets as good (and says so): negate the maximised top-1, as optuna-dashboard does
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
-            ax = ovm.plot_param_importances(trained, target=lambda t: -t.values[0], target_name="proxy top-1")
-    title = f"Parameter importances for proxy top-1, from {n} trained networks"
-    if n < FEW_FOR_IMPORTANCES:
-        title += f"\nonly {n}: a rough hint that more trials can overturn, not a measurement"
-        if notes is not None:
-            notes.append(f"importances.png: from only {n} trained networks (under {FEW_FOR_IMPORTANCES}), a rough "
-                         "hint")
-    ax.set_title(title, loc="left", fontsize=10)  # in place of Optuna's own title, which sits on the left
-    return ax
-
-
-def trained_study(study):
-    """An in-memory copy holding only the trained, completed trials: importances computed on it say what made
-    networks score well, not which choices were too slow (infeasible trials score -inf, which Optuna's importances
-    skip anyway; older studies gave them a placeholder 0. They teach the sampler through the constraint)."""
-    import optuna
-
-    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
-    copy.add_trials([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                     if not any(v > 0 for v in t.constraints.values())
-                     and t.user_attrs.get(ATTR_FEASIBLE) is not False])
-    return copy
-
-
-def _front_plot(study, rs: Sequence[Row], cons: Sequence[ConstraintInfo], multi: bool):
-    import matplotlib.pyplot as plt
-
-    if multi:
-        import optuna.visualization.matplotlib as ovm
-
-        c = cons[0]  # trained networks only: an infeasible one has no top-1 to place (its legend entry misled)
-        return ovm.plot_pareto_front(trained_study(study), targets=lambda t: (100 * t.values[0], t.values[1]),
-                                     target_names=[TOP1_LABEL, c.label()])
-    # Single objective: still show accuracy against the primary constraint, with the budget and the front.
-    c = cons[0]
-    fig, ax = plt.subplots()
-    trained = [r for r in rs if r.top1 is not None and c.key in r.predicted]
-    infeasible = [r for r in rs if not r.feasible and c.key in r.predicted]
-    searched = [r for r in trained if not r.baseline and r.state != "PRUNED"]
-    pruned = [r for r in trained if not r.baseline and r.state == "PRUNED"]
-    # Only what occurred gets a legend entry; scores in % as the summary gives them.
-    if searched:
-        ax.scatter([r.predicted[c.key] for r in searched], [100 * r.top1 for r in searched], label="searched",
-                   alpha=0.8)
-    if pruned:
-        ax.scatter([r.predicted[c.key] for r in pruned], [100 * r.top1 for r in pruned], facecolors="none",
-                   edgecolors="tab:orange", label="pruned (top-1 when stopped)", alpha=0.9)
-    if infeasible:  # no score: along the bottom edge, so that they do not stretch the top-1 axis down to 0
-        xs = [r.predicted[c.key] for r in infeasible]
-        ax.scatter(xs, [0.02] * len(xs), marker="x", color="grey", transform=ax.get_xaxis_transform(),
-                   label="infeasible (not trained, no score)")
-        ax.update_datalim([(x, 100 * trained[0].top1) for x in xs] if trained else [(x, 0.0) for x in xs])
-    for r in trained:
-        if r.baseline:
-            ax.scatter([r.predicted[c.key]], [100 * r.top1], marker="*", s=160, color="tab:red")
-            ax.annotate(r.baseline, (r.predicted[c.key], 100 * r.top1), textcoords="offset points", xytext=(5, 5))
-    front = pareto_front(rs, c.key, c.kind)
-    if front:
-        ax.plot([r.predicted[c.key] for r in front], [100 * r.top1 for r in front], color="tab:green",
-                label="front")
-    ax.axvline(c.limit, color="tab:red", linestyle="--", label=f"budget {c.limit:g} {c.unit}")
-    ax.set_xlabel(f"predicted {c.label()}")
-    ax.set_ylabel(TOP1_LABEL)
-    ax.set_title(f"{study.study_name}: proxy accuracy vs predicted {c.kind}")
-    ax.legend(loc="best")
-    return ax
+def rung_se(entry: dict[str, Any], rung: dict[str, Any], n_val: int | None) -> float | None:
+    """1 standard error (points) of one network's mean at one rung."""
+    seeds = len(entry["scores"])
+    if seeds > 1:
+        std = pooled_std([e["scores"] for e in rung["ranking"] if len(e["scores"]) > 1])
+        return None if std is None else 100 * std / math.sqrt(seeds)
+    return None if n_val is None else 100 * binomial_se(entry["mean"], n_val)

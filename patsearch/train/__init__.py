@@ -1,6 +1,8 @@
 """The trainer: the paper's recipes, one training loop (also the search's proxy training), DDP, exact resume.
 
-``Trainer(TrainOptions(...)).fit()`` runs one training (:mod:`patsearch.train.options`, :mod:`patsearch.train.loop`);
+``Trainer(TrainOptions(...)).fit()`` runs one training (:mod:`patsearch.train.options`, :mod:`patsearch.train.loop`;
+what it checks first in :mod:`~patsearch.train.preflight`, shows in :mod:`~patsearch.train.progress` and writes in
+:mod:`~patsearch.train.run_dir`);
 ``patsearch.train.train(arch, recipe, ...)`` is its keyword front door (the search's proxy uses it);
 ``patsearch.train.evaluate_checkpoint`` backs ``patsearch eval``; recipes live in :mod:`patsearch.train.recipe`.
 """

@@ -40,15 +40,16 @@ API (small on purpose)::
 Exact resume: checkpoints hold model, optimiser, scheduler, scaler, epoch and step, every rank's RNG state and the
 sampler position; augmentation is seeded per sample, so ``resume="auto"`` continues with the same next step an
 uninterrupted run takes (bit-exact on CPU with ``deterministic=True``).
+
+Around the loop, one job each: :mod:`~patsearch.train.preflight` (checks and notes before a run starts),
+:mod:`~patsearch.train.progress` (what it shows), :mod:`~patsearch.train.run_dir` (what it writes) and
+:mod:`patsearch.data.device_loader` (batches from device tensors).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,18 +63,9 @@ import torch.nn.functional as F
 from patsearch.arch import ArchConfig
 from patsearch.compile_options import with_device_defaults
 from patsearch.data.datasets import DEFAULT_SYNTHETIC, SYNTHETIC_IMAGE_SIZE, make_datasets
-from patsearch.data.device_augment import (
-    epoch_permutation,
-    pad_crop_flip,
-    parse_rand_augment,
-    rand_augment,
-    random_resized_boxes,
-    resized_crop_flip,
-    step_generator,
-    step_seed,
-)
+from patsearch.data.device_loader import TensorEval, tensor_batches, uses_device_data
 from patsearch.data.folder import split_dir
-from patsearch.data.tensor_cache import TensorSource, TensorSplit, load_or_build
+from patsearch.data.tensor_cache import TensorSource, load_or_build
 from patsearch.data.transforms import (
     DeviceNormalizer,
     TransformedDataset,
@@ -82,10 +74,9 @@ from patsearch.data.transforms import (
     train_transform,
 )
 from patsearch.errors import UserError
-from patsearch.io import atomic_write_text, ensure_writable, missing_folders
+from patsearch.io import ensure_writable, missing_folders
 from patsearch.train import checkpoint as ckpt
 from patsearch.train.distributed import (
-    DistContext,
     ShardedBatchSampler,
     all_gather_objects,
     all_reduce_sum,
@@ -107,14 +98,13 @@ from patsearch.train.engine import (
 )
 from patsearch.train.evaluate import evaluate
 from patsearch.train.options import DEFAULT_BATCH, TrainOptions
+from patsearch.train.preflight import check_cuda_graph, describe_precision, fused_kernels_note, run_notes
+from patsearch.train.progress import TrainProgress, epoch_line, resumed_line
 from patsearch.train.recipe import MULTI_SCALE_MODES, Recipe, RecipeError, default_recipe_for, load_recipe
+from patsearch.train.run_dir import RunWriter, check_resumable, make_profiler, remove_unfinished
 from patsearch.version import provenance
 
 logger = logging.getLogger(__name__)
-
-# A recipe this long is the paper's ImageNet schedule: days on a CPU, so a CPU run says how to shorten it.
-LONG_RECIPE_EPOCHS = 50
-
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
@@ -148,98 +138,6 @@ def _step_resolution(recipe: Recipe, seed: int, epoch: int, step: int) -> int | 
     gen = torch.Generator().manual_seed(hash((seed, epoch, step)) & 0x7FFF_FFFF)
     sizes = recipe.multi_scale_sizes
     return sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
-
-
-class _Writer:
-    """Rank-0 outputs: metrics JSON (atomic), TensorBoard scalars (if tensorboard is installed)."""
-
-    def __init__(self, out_dir: Path | None, enabled: bool, tensorboard: bool) -> None:
-        self.out_dir = out_dir if enabled else None
-        self.tb = None
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-
-                    self.tb = SummaryWriter(str(self.out_dir / "tb"))
-                except ImportError:
-                    logger.info("note: tensorboard is not installed; no TensorBoard scalars are written")
-
-    def scalars(self, values: Mapping[str, float], step: int) -> None:
-        if self.tb is not None:
-            for key, value in values.items():
-                self.tb.add_scalar(key, value, step)
-
-    def metrics(self, payload: dict[str, Any]) -> None:
-        if self.out_dir is None:
-            return
-        atomic_write_text(self.out_dir / "metrics.json", json.dumps(payload, indent=1))
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
-class _Progress:
-    """A rich progress bar with ETA and img/s on rank 0 (silent elsewhere or when disabled).
-
-    When stdout is not a terminal (nohup, CI, a pipe) a live bar shows nothing, so ``plain`` mode prints one line
-    per ``log_every`` steps (when the loop has metrics) or every ``interval_s`` seconds, with the run's ETA.
-    """
-
-    def __init__(self, enabled: bool, *, plain: bool | None = None, total_steps: int = 0,
-                 interval_s: float = 30.0) -> None:
-        self.bar = None
-        self.plain = enabled and (plain if plain is not None else not sys.stdout.isatty())
-        self.total_steps, self.interval_s = total_steps, interval_s
-        self.done = self.epoch_done = self.epoch_total = 0
-        self.description = ""
-        self.started = self.last_print = time.perf_counter()
-        self.start_done = 0
-        if enabled and not self.plain:
-            from rich.progress import TextColumn
-
-            from patsearch.progress import progress_bar
-
-            self.bar = progress_bar(TextColumn("{task.fields[info]}"))
-            self.bar.start()
-        self.task = None
-
-    def start_epoch(self, description: str, total: int, done: int = 0, global_done: int | None = None) -> None:
-        self.description, self.epoch_total, self.epoch_done = description, total, done
-        if global_done is not None and self.done == 0:
-            self.done = self.start_done = global_done  # a resumed run: the rate counts this run's steps only
-        if self.bar is not None:
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(description, total=total, completed=done, info="")
-
-    def advance(self, info: str | None = None) -> None:
-        self.done += 1
-        self.epoch_done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, **({"info": info} if info is not None else {}))
-        elif self.plain:
-            now = time.perf_counter()
-            if info is not None or now - self.last_print >= self.interval_s:
-                self.last_print = now
-                logger.info(self.plain_line(info, now))
-
-    def plain_line(self, info: str | None, now: float) -> str:
-        rate = (self.done - self.start_done) / max(now - self.started, 1e-9)
-        left = max(self.total_steps - self.done, 0)
-        eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "?"
-        return (f"{self.description} step {self.epoch_done}/{self.epoch_total} ({self.done}/{self.total_steps} "
-                f"total)" + (f" {info}" if info else "") + f" eta {eta}")
-
-    def log(self, message: str) -> None:
-        if self.bar is not None or self.plain:  # above a live bar: rich routes stderr there while it draws
-            logger.info(message)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def train(arch: ArchConfig | str | os.PathLike | Mapping[str, Any], recipe: str | os.PathLike | Recipe | None = None,
@@ -289,8 +187,8 @@ class Trainer:
                  on_step_end: Callable[[int, float], None] | None = None) -> None:
         self.opts = options
         self.on_epoch_end, self.on_step_end = on_epoch_end, on_step_end
-        self.writer: _Writer | None = None
-        self.progress: _Progress | None = None
+        self.writer: RunWriter | None = None
+        self.progress: TrainProgress | None = None
         self.profiler: Any = None
 
     def fit(self) -> dict[str, Any]:
@@ -313,8 +211,8 @@ class Trainer:
         except BaseException:
             self.close()
             if cache and not (Path(o.out_dir) / ckpt.LATEST).exists():
-                _remove_unfinished(cache)
-            _remove_unfinished(created)
+                remove_unfinished(cache)
+            remove_unfinished(created)
             raise
         finally:
             self.close()
@@ -371,7 +269,7 @@ class Trainer:
         self.model = model
         self.dtype = amp_dtype(ctx.device, rec.amp)
         if o.cuda_graph:
-            _check_cuda_graph(o, ctx, rec, self.dtype)
+            check_cuda_graph(o, ctx, rec, self.dtype)
         self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device, capturable=o.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
@@ -415,7 +313,7 @@ class Trainer:
             # Pad-and-crop needs the images at the training size; a random-resized crop resamples anyway, so the
             # set is stored at most at its own size (CIFAR: 32 px, 150 MB) and only ever upsampled on the device.
             # Stored images are squares (the centre square of a non-square image).
-            store = rec.resolution if rec.uses_tensor_cache else min(largest_resolution(rec), source.native_size())
+            store = rec.resolution if rec.uses_tensor_cache else min(rec.largest_resolution, source.native_size())
             train_t, val_t = load_or_build(source, store, rec.test_resolution, rec.test_crop_pct,
                                            cache_dir=o.tensor_cache_dir,
                                            workers=max(self.num_workers, os.cpu_count() or 1))
@@ -436,7 +334,7 @@ class Trainer:
         if resume_path is None:
             return False
         state = ckpt.load(resume_path, fix=ckpt.resume_fix(resume_path))
-        _check_resumable(state.get("run", {}), self.run_info, resume_path)
+        check_resumable(state.get("run", {}), self.run_info, resume_path)
         self.model.load_state_dict(ckpt.model_state(state))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -469,11 +367,11 @@ class Trainer:
             self.step_fn = GraphedTrainStep(self.step_fn)
         self.normalize = DeviceNormalizer(ctx.device, o.channels_last)
         self._setup_loaders()
-        self.writer = _Writer(self.out_path, ctx.is_main, o.tensorboard)
-        self.progress = _Progress(bool(o.progress) and ctx.is_main, plain=True if o.progress == "plain" else None,
+        self.writer = RunWriter(self.out_path, ctx.is_main, o.tensorboard)
+        self.progress = TrainProgress(bool(o.progress) and ctx.is_main, plain=True if o.progress == "plain" else None,
                                   total_steps=rec.epochs * self.steps_per_epoch)
         if o.profile_steps > 0 and self.out_path:
-            self.profiler = _make_profiler(o.profile_steps, self.out_path, ctx)
+            self.profiler = make_profiler(o.profile_steps, self.out_path, ctx)
         if ctx.is_main and o.progress:
             self.progress.log(
                 f"training {self.arch_name} with recipe {rec.name or '(custom)'}: {rec.epochs} epochs x "
@@ -502,9 +400,9 @@ class Trainer:
     def _setup_loaders(self) -> None:
         o, ctx, rec = self.opts, self.ctx, self.rec
         if self.train_t is not None:
-            self.val_loader: Any = _TensorEval(self.val_t, shard_indices(self.n_val, ctx),
-                                               max(self.local_batch, 1024) if ctx.device.type == "cuda"
-                                               else self.local_batch)
+            self.val_loader: Any = TensorEval(self.val_t, shard_indices(self.n_val, ctx),
+                                              max(self.local_batch, 1024) if ctx.device.type == "cuda"
+                                              else self.local_batch)
             return
         pin = ctx.device.type == "cuda"
         self.loader_kw: dict[str, Any] = {"num_workers": self.num_workers, "collate_fn": collate_uint8,
@@ -522,8 +420,8 @@ class Trainer:
     def _train_batches(self, epoch: int, res: int) -> Any:
         """The epoch's (remaining) training batches, from the step the run is at."""
         if self.train_t is not None:
-            return _tensor_batches(self.train_t, self.rec, self.opts.seed, epoch, self.step_in_epoch,
-                                   self.steps_per_epoch, self.global_batch, self.local_batch, self.ctx)
+            return tensor_batches(self.train_t, self.rec, self.opts.seed, epoch, self.step_in_epoch,
+                                  self.steps_per_epoch, self.global_batch, self.local_batch, self.ctx.rank)
         self.sampler.set_epoch(epoch, self.step_in_epoch)
         if res not in self.train_loaders:  # one loader per resolution phase (the released 192 -> 224 schedule)
             self.train_loaders.clear()
@@ -615,7 +513,7 @@ class Trainer:
         self.writer.scalars({f"epoch/{k}": float(v) for k, v in metrics.items()
                              if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, self.global_step)
         self.writer.metrics(self._metrics_payload())
-        self.progress.log(_epoch_line(metrics, rec.epochs))
+        self.progress.log(epoch_line(metrics, rec.epochs))
         if self.on_epoch_end is not None:
             self.on_epoch_end(epoch + 1, metrics)
         return stop
@@ -671,174 +569,3 @@ class Trainer:
         cleanup(self.ctx)
 
 
-def run_notes(o: TrainOptions, rec: Recipe, device: torch.device) -> list[str]:
-    """Lines a run says before it starts where it would otherwise surprise: synthetic data (no ``--data``), and a
-    full-length recipe on a CPU, with what to pass instead."""
-    notes = []
-    if o.data is None:
-        notes.append(f"note: no --data given: training on the built-in synthetic set ({o.synthetic[0]} train / "
-                     f"{o.synthetic[1]} val generated images of shapes), not a real dataset; pass --data DIR, an "
-                     "ImageNet-style folder of train/ and val/ class folders")
-    if device.type == "cpu" and rec.epochs >= LONG_RECIPE_EPOCHS and o.max_steps is None:
-        notes.append(f"note: recipe {rec.name or '(custom)'} trains {rec.epochs} epochs (the paper's ImageNet "
-                     "schedule), which takes many hours on a CPU; pass --epochs N or --max-steps N for a short run")
-    return notes
-
-
-def resumed_line(path: Path, epoch: int, step: int, epochs: int, steps_per_epoch: int) -> str:
-    """The header line of a resumed run: which file, and where in the schedule it continues."""
-    if epoch >= epochs:
-        return f"resumed from {path}: all {epochs} epochs are done"
-    return f"resumed from {path} at epoch {epoch + 1}/{epochs}, step {step}/{steps_per_epoch}"
-
-
-def fused_kernels_note(o: TrainOptions, device: torch.device) -> str | None:
-    """A line for the run header where --fused-kernels will slow the step down rather than speed it up (measured
-    on an H200, docs/BENCHMARKS.md 2026-12-01): eager, each op's host cost outweighs its saved traffic; compiled,
-    the opaque ops keep Inductor from fusing around them. They pay under --cuda-graph without --compile."""
-    if not o.fused_kernels or device.type != "cuda":
-        return None
-    if o.compile:
-        return ("note: --fused-kernels under --compile is slower than --compile alone (Inductor cannot fuse "
-                "through the custom ops); drop --fused-kernels")
-    if not o.cuda_graph:
-        return ("note: --fused-kernels without --cuda-graph is host-bound and slower than plain eager steps; "
-                "add --cuda-graph (or use --compile --cuda-graph without --fused-kernels)")
-    return None
-
-
-def _check_cuda_graph(o: TrainOptions, ctx: DistContext, rec: Recipe, dtype: torch.dtype | None) -> None:
-    """What a CUDA-graphed step needs, as one-line errors naming the option to drop."""
-    if ctx.device.type != "cuda":
-        raise UserError(f"--cuda-graph needs a CUDA GPU and this run is on {ctx.device.type}; drop --cuda-graph")
-    if ctx.enabled:
-        raise UserError("--cuda-graph runs a single process; drop it under torchrun")
-    if dtype == torch.float16:
-        raise UserError("--cuda-graph needs bf16 or float32 (this GPU has no bf16, and fp16's GradScaler syncs "
-                        "with the host every step); drop --cuda-graph")
-    sizes = {rec.resolution_at(epoch) for epoch in range(rec.epochs)}
-    if rec.multi_scale != "none" or len(sizes) > 1:
-        raise UserError(f"--cuda-graph needs one training resolution, and recipe {rec.name or '(custom)'} trains "
-                        f"at several ({rec.multi_scale}); pass --multi-scale none or drop --cuda-graph")
-
-
-def describe_precision(dtype: torch.dtype | None, amp: bool, device: torch.device) -> str:
-    """What the run really computes in, for the header and metrics (the recipe's ``amp`` is a request)."""
-    if dtype == torch.bfloat16:
-        return "bfloat16 autocast"
-    if dtype == torch.float16:
-        return "float16 autocast + GradScaler"
-    if amp and device.type != "cuda":
-        return f"float32 (amp off on {device.type.upper()})"
-    return "float32 (amp off)"
-
-
-def uses_device_data(rec: Recipe, data_loader: str) -> bool:
-    """Whether a run keeps its data as device tensors: ``crop: pad`` recipes always (only the device does that
-    crop), others with ``data_loader="device"`` when their augmentation has a device form."""
-    if rec.uses_tensor_cache:
-        if data_loader == "files":
-            raise UserError(f"recipe {rec.name or '(custom)'} crops by padding, which only the device loader does; "
-                            "drop --data-loader files")
-        return True
-    if data_loader != "device":
-        return False
-    if rec.color_jitter:
-        raise UserError(f"recipe {rec.name or '(custom)'} has colour jitter, which the device loader does not do; "
-                        "use --data-loader files")
-    if rec.rand_augment:
-        try:
-            parse_rand_augment(rec.rand_augment)
-        except ValueError as exc:
-            raise UserError(f"recipe {rec.name or '(custom)'}: {exc}") from None
-    return True
-
-
-def largest_resolution(rec: Recipe) -> int:
-    """The largest size the recipe trains at in any epoch or step."""
-    if rec.multi_scale == "random":
-        return max(rec.multi_scale_sizes)
-    if rec.multi_scale == "schedule":
-        return max(size for _, size in rec.multi_scale_schedule)
-    return rec.resolution
-
-
-def _tensor_batches(data: TensorSplit, rec: Recipe, seed: int, epoch: int, first_step: int, steps: int,
-                    global_batch: int, local_batch: int, ctx: DistContext):
-    """The epoch's batches from device tensors: this rank's share of each global batch, augmented on the device
-    (pad-and-crop + flip for ``crop: pad`` recipes; else random-resized crop + flip + the recipe's RandAugment).
-
-    Order and augmentation are functions of (seed, epoch, step), so a resumed run sees the same batches.
-    """
-    perm = epoch_permutation(len(data), seed, epoch, data.images.device)
-    padding = rec.resolution // 8  # the classic CIFAR pad of 4 at 32 px
-    size = rec.resolution_at(epoch)
-    height, width = data.images.shape[-2:]
-    mode = "bilinear" if rec.interpolation == "bilinear" else "bicubic"
-    for step in range(first_step, steps):
-        start = step * global_batch + ctx.rank * local_batch
-        idx = perm[start:start + local_batch]
-        gen = step_generator(data.images.device, seed, epoch, step, ctx.rank)
-        if rec.uses_tensor_cache:
-            yield pad_crop_flip(data.images[idx], padding, gen, rec.hflip), data.labels[idx]
-            continue
-        boxes = random_resized_boxes(len(idx), height, width, gen)
-        flip = torch.rand(len(idx), device=gen.device, generator=gen) < rec.hflip
-        images = resized_crop_flip(data.images[idx], boxes, size, flip, mode)
-        if rec.rand_augment:
-            images = rand_augment(images, rec.rand_augment, step_seed(seed, epoch, step, ctx.rank, stream=54321))
-        yield images, data.labels[idx]
-
-
-class _TensorEval:
-    """Evaluation batches straight from the device tensors (this rank's shard)."""
-
-    def __init__(self, data: TensorSplit, indices: list[int], batch: int) -> None:
-        self.data, self.batch = data, batch
-        self.indices = torch.tensor(indices, dtype=torch.int64, device=data.images.device)
-
-    def __iter__(self):
-        for i in range(0, len(self.indices), self.batch):
-            idx = self.indices[i:i + self.batch]
-            yield self.data.images[idx], self.data.labels[idx]
-
-
-def _remove_unfinished(created: list[Path]) -> None:
-    """After a run failed: remove the run folder it created if no checkpoint reached it (only TensorBoard's first
-    events or nothing: a folder that looks like a run and cannot be resumed), and the parents it created if empty."""
-    if not created or (created[0] / ckpt.LATEST).exists():
-        return
-    shutil.rmtree(created[0], ignore_errors=True)
-    for folder in created[1:]:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty: something else lives there now
-            break
-
-
-def _check_resumable(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
-    """An exact resume needs the same run: refuse one whose schedule or data would differ."""
-    keys = ("arch", "recipe", "global_batch", "epochs", "steps_per_epoch", "seed")
-    changed = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if k in saved and saved[k] != current[k]]
-    if changed:
-        raise UserError(f"cannot resume from {path}: the run's settings differ ({', '.join(changed)}); resume with "
-                        "the same options, or train into a new --out")
-
-
-def _epoch_line(m: Mapping[str, Any], epochs: int) -> str:
-    parts = [f"epoch {m['epoch']}/{epochs}", f"train_loss {m['train_loss']:.4f}"]
-    if "top1" in m:
-        parts += [f"top1 {m['top1']:.2f}", f"top5 {m['top5']:.2f}", f"val_loss {m['val_loss']:.4f}"]
-    parts += [f"{m['img_s']:.0f} img/s", f"lr {m['lr']:.2e}"]
-    return "  ".join(parts)
-
-
-def _make_profiler(steps: int, out_path: Path, ctx: DistContext) -> Any:
-    """A torch.profiler trace of ``steps`` training steps (after 1 wait + 1 warm-up) for torch-tb-profiler."""
-    from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ctx.device.type == "cuda" else [])
-    prof = profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps, repeat=1),
-                   on_trace_ready=tensorboard_trace_handler(str(out_path / "profile"), worker_name=f"rank{ctx.rank}"))
-    prof.start()
-    return prof

@@ -113,6 +113,15 @@ class Recipe:
             return res
         return self.resolution
 
+    @property
+    def largest_resolution(self) -> int:
+        """The largest size the recipe trains at in any epoch or step."""
+        if self.multi_scale == "random":
+            return max(self.multi_scale_sizes)
+        if self.multi_scale == "schedule":
+            return max(size for _, size in self.multi_scale_schedule)
+        return self.resolution
+
     def with_epochs(self, epochs: int) -> Recipe:
         """The same recipe over a different number of epochs.
 

@@ -36,3 +36,14 @@ class ScriptedMonitor:
         others = self.loads[min(self.windows, len(self.loads) - 1)]
         self.windows += 1
         self.load = Load(seconds=1.0, others_cores=others, own_cores=1.0, cores=self.cores)
+
+
+def build_quick(path, space, factory, **kw):
+    """A CPU table of ``space``'s layers from ``factory``, each timed twice without warm-up (no real timing)."""
+    from patsearch.profiler.build import build_table, open_for_build
+    from patsearch.profiler.devices import get_device
+
+    dev = get_device("cpu")
+    profile = open_for_build(path, dev, dev.protocol, command="pytest build")
+    return build_table(profile, space.layer_inputs(), dev, layer_factory=factory, budget=QUICK, progress=False,
+                       space_info={"name": space.name}, **kw)

@@ -11,8 +11,9 @@ import patsearch.profiler.adapt as adapt_mod
 from patsearch import host
 from patsearch.profiler import table
 from patsearch.profiler.adapt import adapt_profile, load_or_adapt
+from patsearch.profiler.build import build_table, open_for_build
 from patsearch.profiler.devices import get_device
-from patsearch.profiler.table import Profile, build_table, open_for_build
+from patsearch.profiler.table import Profile
 from patsearch.profiler.validate import BUSY_RETRIES, busy_warning, load_summary, measure_networks, split_samples
 
 

@@ -76,12 +76,12 @@ def test_traces_open_as_chrome_traces(built):
 
 def test_rerun_measures_nothing_new(built, monkeypatch):
     root, path, _ = built
-    import patsearch.profiler.table as table
+    import patsearch.profiler.build as build
 
     def boom(spec, form):
         raise AssertionError("a complete table must not measure again")
 
-    monkeypatch.setattr(table, "default_layer_factory", boom)
+    monkeypatch.setattr(build, "default_layer_factory", boom)
     again = profile_device("cpu", space="tiny", out=path, progress=False, layer_budget=QUICK)
     assert len(again.entries) == 22
 
@@ -107,7 +107,7 @@ def test_bench_rows_side_by_side(tmp_path):
 
 
 def test_unstable_network_measurements_are_retried_once(tmp_path, tiny_space):
-    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.build import open_for_build
     from patsearch.profiler.validate import measure_networks, split_samples
 
     built = []
@@ -135,7 +135,7 @@ def test_unstable_network_measurements_are_retried_once(tmp_path, tiny_space):
 ])
 def test_retries_are_judged_against_the_hosts_own_spread(tmp_path, tiny_space, monkeypatch, spreads, retried):
     from patsearch.profiler import timing
-    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.build import open_for_build
     from patsearch.profiler.validate import measure_networks, split_samples
 
     order = iter(spreads + [0.01] * 5)  # first pass in item order, then the retries measure steady
@@ -157,7 +157,7 @@ def test_cuda_graph_protocol_times_graph_replays(tmp_path, tiny_space, monkeypat
     import dataclasses
 
     from patsearch.profiler import timing
-    from patsearch.profiler.table import open_for_build
+    from patsearch.profiler.build import open_for_build
     from patsearch.profiler.validate import measure_networks, split_samples
 
     asked = []

@@ -177,3 +177,22 @@ def killed_mid_write_executor():
         raise ValueError("boom")
 
     return run
+
+
+def load_unchecked(path):
+    """A profile without the freshness check (test tables were built on no real hardware)."""
+    from patsearch.profiler import load_profile
+
+    return load_profile(path, check=False)
+
+
+def tiny_search(tmp_path: Path, profile, budget: str, **kw):
+    """A short search of the tiny space under one CPU latency budget, with a fake proxy unless ``proxy`` is given."""
+    from patsearch.search.api import SearchOptions, run_search
+
+    proxy = kw.pop("proxy", None) or fake_proxy()
+    base = dict(latency_budgets=[f"{profile}={budget}"], space="tiny", trials=4, runs_dir=str(tmp_path / "runs"),
+                count_costs=False, plots=False, baselines="none", heartbeat_interval=1, study_name="s",
+                pruner="none")
+    base.update(kw)
+    return run_search(SearchOptions(**base), run_proxy=proxy, load_profile=load_unchecked)

@@ -11,7 +11,7 @@ from search_helpers import fake_proxy
 
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
-from patsearch.search.results import trained_study
+from patsearch.search.plots import trained_study
 from patsearch.search.study import is_infeasible
 
 serializer = pytest.importorskip("optuna_dashboard._serializer")

@@ -9,10 +9,10 @@ import sys
 import torch
 from train_helpers import TINY_ARCH
 
+from patsearch.data.datasets import make_datasets
 from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, train_transform
 from patsearch.train.distributed import ShardedBatchSampler, cleanup, init_distributed, wrap_ddp
 from patsearch.train.engine import TrainStep, build_criterion, build_model
-from patsearch.train.loop import make_datasets
 from patsearch.train.recipe import load_recipe
 
 GLOBAL_BATCH = 16

@@ -11,13 +11,10 @@ from patsearch.errors import UserError
 from patsearch.search.fidelity import _settings_dict
 from patsearch.search.proxy import ProxySettings
 from patsearch.train import TrainOptions, train
-from patsearch.train.distributed import DistContext
 from patsearch.train.engine import GraphedTrainStep, TrainStep, build_optimizer
-from patsearch.train.loop import _check_cuda_graph, fused_kernels_note
 from patsearch.train.recipe import load_recipe
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-FAKE_GPU = DistContext(device=torch.device("cuda"))  # _check_cuda_graph only reads the device type
 
 
 def test_cuda_graph_on_a_cpu_run_is_a_one_line_error():
@@ -28,23 +25,6 @@ def test_cuda_graph_on_a_cpu_run_is_a_one_line_error():
 def test_cuda_graph_option_must_be_a_bool():
     with pytest.raises(UserError, match=r"--cuda-graph must be true or false, got 'yes'"):
         TrainOptions("patnet_t0", cuda_graph="yes")
-
-
-def test_cuda_graph_refuses_ddp_fp16_and_several_resolutions_and_takes_compile():
-    rec = load_recipe("proxy").with_epochs(2)
-    base = TrainOptions("patnet_t0", device="cuda", cuda_graph=True)
-    _check_cuda_graph(base, FAKE_GPU, rec, torch.bfloat16)  # the supported case passes
-    _check_cuda_graph(base, FAKE_GPU, rec, None)  # float32 too
-    _check_cuda_graph(base.replace(compile=True), FAKE_GPU, rec, torch.bfloat16)  # the compiled step is captured
-    with pytest.raises(UserError, match="drop it under torchrun"):
-        _check_cuda_graph(base, DistContext(world_size=2, device=torch.device("cuda")), rec, torch.bfloat16)
-    with pytest.raises(UserError, match="fp16's GradScaler syncs"):
-        _check_cuda_graph(base, FAKE_GPU, rec, torch.float16)
-    with pytest.raises(UserError, match=r"one training resolution.*\(random\); pass --multi-scale none"):
-        _check_cuda_graph(base, FAKE_GPU, load_recipe("patnet_t0").replace(multi_scale="random"), torch.bfloat16)
-    scheduled = load_recipe("patnet_t0").replace(multi_scale="schedule", multi_scale_schedule=((0, 192), (1, 224)))
-    with pytest.raises(UserError, match=r"trains at several \(schedule\)"):
-        _check_cuda_graph(base, FAKE_GPU, scheduled.with_epochs(2), torch.bfloat16)
 
 
 def test_graphed_step_refuses_what_it_cannot_replay():
@@ -134,13 +114,3 @@ def test_throughput_harness_refuses_graphs_off_a_gpu():
     with pytest.raises(UserError, match=r"cuda_graph needs a CUDA device \(this run is on cpu\); drop it"):
         measure_train_throughput(TINY_ARCH, batch_size=2, resolution=32, steps=1, warmup=0, device="cpu",
                                  cuda_graph=True)
-
-
-def test_the_run_header_says_when_fused_kernels_slow_the_step_down():
-    gpu, cpu = torch.device("cuda"), torch.device("cpu")
-    fused = TrainOptions("patnet_t0", fused_kernels=True)
-    assert "without --cuda-graph is host-bound" in fused_kernels_note(fused, gpu)
-    assert "under --compile is slower" in fused_kernels_note(fused.replace(compile=True, cuda_graph=True), gpu)
-    assert fused_kernels_note(fused.replace(cuda_graph=True), gpu) is None  # where they pay
-    assert fused_kernels_note(fused, cpu) is None  # the reference ops: no kernels to be slow
-    assert fused_kernels_note(TrainOptions("patnet_t0"), gpu) is None

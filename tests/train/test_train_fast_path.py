@@ -10,7 +10,6 @@ from train_helpers import TINY_ARCH, TINY_RUN, write_tiny_arch
 from patsearch.data import tensor_cache
 from patsearch.errors import UserError
 from patsearch.train import train
-from patsearch.train.loop import _Progress, describe_precision
 
 
 def colour_folder(root, n_train=48, n_val=24, size=32):
@@ -102,51 +101,6 @@ def test_piped_output_gets_progress_lines_and_the_real_precision(caplog):
     assert sum(line.startswith("epoch ") and "top1" in line for line in out.splitlines()) == 2
 
 
-def test_plain_progress_prints_on_a_time_interval_without_metrics(caplog):
-    caplog.set_level(logging.INFO, logger="patsearch")
-    bar = _Progress(True, plain=True, total_steps=10, interval_s=0.0)
-    bar.start_epoch("epoch 1/1 @32", 10)
-    for _ in range(3):
-        bar.advance(None)
-    lines = caplog.messages
-    assert [line.split(" (")[0] for line in lines] == [f"epoch 1/1 @32 step {i}/10" for i in (1, 2, 3)]
-    caplog.clear()
-    quiet = _Progress(True, plain=True, total_steps=10, interval_s=3600.0)
-    quiet.start_epoch("e", 10)
-    quiet.advance(None)
-    assert caplog.messages == []
-
-
-def test_precision_text():
-    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert describe_precision(None, True, cpu) == "float32 (amp off on CPU)"
-    assert describe_precision(None, False, cpu) == "float32 (amp off)"
-    assert describe_precision(torch.bfloat16, True, gpu) == "bfloat16 autocast"
-    assert describe_precision(torch.float16, True, gpu) == "float16 autocast + GradScaler"
-
-
-def test_ranks_share_each_global_batch_of_the_tensor_path():
-    from patsearch.data.tensor_cache import TensorSplit
-    from patsearch.train.distributed import DistContext
-    from patsearch.train.loop import _tensor_batches
-    from patsearch.train.recipe import load_recipe
-
-    n = 40
-    data = TensorSplit(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n), tuple("ab"))
-    rec = load_recipe("proxy").replace(resolution=32, test_resolution=32, multi_scale_sizes=[32],
-                                       multi_scale_schedule=[[0, 32]])
-
-    def labels(rank, world, first=0):
-        ctx = DistContext(rank=rank, world_size=world)
-        return [y.tolist() for _, y in _tensor_batches(data, rec, 3, 1, first, 4, 8, 8 // world, ctx)]
-
-    single = labels(0, 1)
-    halves = zip(labels(0, 2), labels(1, 2))
-    assert [a + b for a, b in halves] == single
-    assert len({i for b in single for i in b}) == 32  # 4 steps x 8 distinct samples of the epoch's permutation
-    assert labels(0, 1, first=2) == single[2:]        # a resumed epoch continues with the same batches
-
-
 def test_mixup_runs_on_the_tensor_path():
     from patsearch.train.recipe import load_recipe
 
@@ -172,30 +126,6 @@ def test_paper_recipe_learns_from_device_tensors_stored_at_the_images_size(tmp_p
     assert [h["resolution"] for h in hist] == [64] * 6
     assert hist[-1]["train_loss"] < hist[0]["train_loss"], hist
     assert hist[-1]["top1"] >= 80.0, hist  # chance is 50%
-
-
-def test_device_batches_of_a_paper_recipe_are_seeded_and_shared_by_ranks():
-    from patsearch.data.tensor_cache import TensorSplit
-    from patsearch.train.distributed import DistContext
-    from patsearch.train.loop import _tensor_batches
-    from patsearch.train.recipe import load_recipe
-
-    n = 32
-    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    data = TensorSplit(images, torch.arange(n), tuple("ab"))
-    rec = load_recipe("patnet_t1").replace(resolution=64, multi_scale="none")
-
-    def batches(rank, world, seed=3):
-        ctx = DistContext(rank=rank, world_size=world)
-        return list(_tensor_batches(data, rec, seed, 0, 0, 2, 8, 8 // world, ctx))
-
-    single = batches(0, 1)
-    assert all(x.shape == (8, 3, 64, 64) and x.dtype == torch.uint8 for x, _ in single)
-    again = batches(0, 1)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(single, again, strict=True))
-    assert not torch.equal(single[0][0], batches(0, 1, seed=4)[0][0])
-    halves = list(zip(batches(0, 2), batches(1, 2), strict=True))
-    assert [torch.cat([a[1], b[1]]).tolist() for a, b in halves] == [y.tolist() for _, y in single]
 
 
 def test_device_loader_refuses_colour_jitter(tmp_path):

@@ -207,19 +207,7 @@ def test_resume_says_where_it_continues(tmp_path, caplog):
     assert f"resumed from {out / 'latest.pt'} at epoch 1/2, step 1/4" in "\n".join(caplog.messages)
 
 
-def test_a_run_says_up_front_when_its_data_is_synthetic_and_its_recipe_long(tmp_path, caplog):
-    from patsearch.train import TrainOptions
-    from patsearch.train.loop import resolve_recipe, run_notes
-
-    cpu = torch.device("cpu")
-    paper = resolve_recipe("patnet_t2", "patnet_t2")
-    notes = run_notes(TrainOptions("patnet_t2"), paper, cpu)
-    assert len(notes) == 2
-    assert notes[0].startswith("note: no --data given: training on the built-in synthetic set (10000 train / "
-                               "2000 val") and "pass --data DIR" in notes[0]
-    assert "recipe patnet_t2 trains 300 epochs" in notes[1] and "--epochs N or --max-steps N" in notes[1]
-    assert run_notes(TrainOptions("patnet_t2", data="/d", max_steps=20), paper, cpu) == []
-    assert run_notes(TrainOptions("patnet_t2", data="/d"), paper, torch.device("cuda")) == []
+def test_a_run_of_its_own_says_its_notes_and_a_search_proxy_does_not(tmp_path, caplog):
     with caplog.at_level("INFO", logger="patsearch.train"):  # notes are INFO: --quiet hides them
         train(TINY_ARCH, **TINY_RUN, epochs=1, batch_size=16, synthetic=(32, 16))  # in-process (search proxy)
         assert not [m for m in caplog.messages if m.startswith("note:")]

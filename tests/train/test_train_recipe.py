@@ -58,6 +58,13 @@ def test_both_multi_scale_readings():
     assert _step_resolution(table7.replace(multi_scale="none"), 0, 0, 0) is None
 
 
+def test_the_largest_training_size_of_each_multi_scale_reading():
+    table7 = load_recipe("patnet_t2")
+    assert table7.largest_resolution == 288  # random: the largest of the sizes
+    assert table7.replace(multi_scale="schedule").largest_resolution == 224  # the schedule's largest phase
+    assert table7.replace(multi_scale="none", resolution=160).largest_resolution == 160
+
+
 def test_run_overrides():
     r = resolve_recipe(None, "fasternet_t1", epochs=10, resolution=64)
     assert r.name == "patnet_t1" and r.epochs == 10 and (r.resolution, r.test_resolution) == (64, 64)
