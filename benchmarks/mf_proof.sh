@@ -68,7 +68,7 @@ top() {  # once the search is complete: its ranks 1..$TOP as architecture files 
   python3 - "$RUNS" "$STUDY" "$TOP" "$RUNGS" <<'EOF'  # how many it wrote
 import sys
 import optuna
-from patsearch.search import results
+from patsearch.search import best_yaml, results
 runs, name, top, last_rung = sys.argv[1], sys.argv[2], int(sys.argv[3]), len(sys.argv[4].split(",")) - 1
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs}/{name}/study.db")
@@ -77,7 +77,7 @@ ranked = [r for r in results.finished(rows) if not r.baseline and r.duplicate_of
 busy = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("RUNNING", "WAITING")]
 complete = bool(ranked) and not busy
 for k, row in enumerate(ranked[:top] if complete else [], 1):
-    results.write_best_yaml(f"{runs}/{name}/rank{k}.yaml", row, study_name=name,
+    best_yaml.write_best_yaml(f"{runs}/{name}/rank{k}.yaml", row, study_name=name,
                             constraints=results.constraints_of(study))
     print(f"rank {k}: trial {row.number} rung {row.top_rung} scores {row.scores}", file=sys.stderr)
 print(min(top, len(ranked)) if complete else 0)
