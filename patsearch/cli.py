@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from patsearch import flags
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hardware-aware architecture search and profiling for PATNet.")
 
@@ -114,29 +116,6 @@ def _given_flags(ctx: typer.Context) -> set[str]:
             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
 
 
-def _options_from_flags(ctx: typer.Context, cls: type, values: dict, file: Path | None,
-                        params: dict[str, tuple[str, ...]] | None = None):
-    """``cls`` (a frozen options dataclass) from a command's flags. With ``--options FILE`` the file's fields are
-    the base and only the flags given on the command line override them (defaults do not). ``values`` maps field
-    names to flag values; ``params`` names the command parameters behind a field where they differ."""
-    if file is None:
-        return cls(**values)
-    given = _given_flags(ctx)
-    overrides = {name: value for name, value in values.items() if given & set((params or {}).get(name, (name,)))}
-    return cls.from_yaml(file, **overrides)
-
-
-def _compile_options(pairs: list[str]) -> dict:
-    """``--compile-option KEY=VALUE`` flags as a mapping (names and values are checked by TrainOptions)."""
-    from patsearch.compile_options import parse_compile_option
-    from patsearch.train.options import TrainOptionsError
-
-    try:
-        return dict(parse_compile_option(pair) for pair in pairs)
-    except ValueError as exc:
-        raise TrainOptionsError(f"--compile-option: {exc}") from None
-
-
 @app.command()
 def train(
     ctx: typer.Context,
@@ -204,30 +183,14 @@ def train(
 
     if arch is None and options is None:
         raise UserError("--arch is required (or an --options file that sets arch)")
-    values = dict(arch=arch, recipe=recipe, data=data, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
-                  resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
-                  cache=cache, data_loader=data_loader, synthetic=(synthetic_train, synthetic_val), seed=seed,
-                  resume=resume,
-                  checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-                  channels_last=channels_last, compile=compile,
-                  compile_options=_compile_options(compile_option), cuda_graph=cuda_graph,
-                  fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
-                  profile_steps=profile_steps, progress=progress)
-    synthetic_flags = ("synthetic_train", "synthetic_val")
-    if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
-        # one of the two sizes on the command line: the other keeps the file's value
-        from_file = TrainOptions.from_yaml(options, **({"arch": arch} if arch is not None else {})).synthetic
-        given = _given_flags(ctx)
-        values["synthetic"] = (synthetic_train if "synthetic_train" in given else from_file[0],
-                               synthetic_val if "synthetic_val" in given else from_file[1])
-    opts = _options_from_flags(ctx, TrainOptions, values, options,
-                               {"out_dir": ("out",), "synthetic": synthetic_flags,
-                                "compile_options": ("compile_option",)})
-    if opts.out_dir is None:  # the CLI always writes a run folder: runs/<arch>
-        name = Path(opts.arch).stem if isinstance(opts.arch, str) else (dict(opts.arch).get("name") or "custom")
-        opts = opts.replace(out_dir=str(Path("runs") / name))
-    if opts.tensor_cache_dir is None:  # crop: pad recipes (proxy) only: decoded data shared by the runs
-        opts = opts.replace(tensor_cache_dir=str(Path(opts.out_dir).parent / ".proxy-data"))
+    flags = dict(arch=arch, recipe=recipe, data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                 resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
+                 cache=cache, data_loader=data_loader, synthetic_train=synthetic_train, synthetic_val=synthetic_val,
+                 seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps,
+                 eval_every=eval_every, channels_last=channels_last, compile=compile, compile_option=compile_option,
+                 cuda_graph=cuda_graph, fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
+                 profile_steps=profile_steps, progress=progress)
+    opts = TrainOptions.from_flags(flags, file=options, given=_given_flags(ctx)).with_run_folders()
     result = Trainer(opts).fit()
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
@@ -261,6 +224,7 @@ def evaluate(
 
 
 @app.command()
+@flags.PROTOCOL
 def profile(
     ctx: typer.Context,
     device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
@@ -271,19 +235,7 @@ def profile(
     out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
                                                   "profile folder, $PATSEARCH_HOME/profiles or "
                                                   "~/.local/share/patsearch/profiles)."),
-    batch: int | None = typer.Option(None, help="Override the device's batch size."),
-    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="Override the memory format."),
-    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
-    form: str | None = typer.Option(None, help="fused (deployment, default) | trained."),
-    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                            help="GPU devices: time CUDA graph replays (h200's default) or "
-                                                 "eager calls."),
-    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
-                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
-                                          "(default: off in both, the paper's float32)."),
+    protocol: dict | None = None,  # flags.PROTOCOL
     validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
                                          "(with --adapt: default 8)."),
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
@@ -312,11 +264,9 @@ def profile(
 
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
-    values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32, validate=validate,
-                  calibrate=calibrate, seed=seed, trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt,
-                  adapt_from=adapt_from)
-    opts = _options_from_flags(ctx, ProfileOptions, values, options)
+    values = dict(device=device, space=space, out=out, **protocol, validate=validate, calibrate=calibrate, seed=seed,
+                  trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from)
+    opts = ProfileOptions.from_flags(values, file=options, given=_given_flags(ctx))
     if refit:
         _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
                        seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None, partial=partial)
@@ -361,6 +311,7 @@ def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int,
 
 
 @app.command()
+@flags.PROTOCOL.but("form")
 def bench(
     ctx: typer.Context,
     device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
@@ -377,20 +328,9 @@ def bench(
                                                    "path; FasterNet gets the same generic tricks), slicing "
                                                    "(FasterNet's eager inference mode), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),
-    batch: int | None = typer.Option(None, help="Override the device's batch size."),
-    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="Override the memory format."),
-    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
-    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                            help="GPU devices: time CUDA graph replays (h200's default) or "
-                                                 "eager calls."),
-    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
-                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
-                                          "(default: off in both, the paper's float32)."),
+    protocol: dict | None = None,  # flags.PROTOCOL
     group: int = typer.Option(4, help="Models measured interleaved in one group."),
-    fmt: str = typer.Option("md", "--format", help="md | csv | json."),
+    format: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
 ) -> None:
     """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
@@ -406,10 +346,9 @@ def bench(
         if not arch.is_file():
             raise UserError(f"--arch {arch}: no such file; pass a search's best.yaml or an architecture YAML")
         models = str(arch)
-    values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
-                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32,
-                  group=group, format=fmt, out=out)
-    opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
+    values = dict(device=device, models=models, forms=forms, resolution=resolution, **protocol, group=group,
+                  format=format, out=out)
+    opts = BenchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     result = build_bench(opts)
     typer.echo(result.render(opts.format))
     if opts.out is not None:

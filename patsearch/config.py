@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,9 +50,11 @@ def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], s
 
 
 class OptionsMixin:
-    """``replace``, ``from_dict`` and ``from_yaml`` of a frozen options dataclass validated in ``__post_init__``
-    (``TrainOptions``, ``ProfileOptions``, ``BenchOptions``): each sets ``options_error`` (its one-line error
-    class) and ``options_what`` (how messages name it, e.g. "train options")."""
+    """``replace``, ``from_dict``, ``from_yaml`` and ``from_flags`` of an options dataclass validated in
+    ``__post_init__`` (every command's: ``TrainOptions``, ``ProfileOptions``, ``BenchOptions``, ``SearchOptions``,
+    ``ProxyCheckOptions``): each sets ``options_error`` (its one-line error class) and ``options_what`` (how
+    messages name it, e.g. "train options"), and maps its command's flag names onto its fields in
+    :meth:`fields_from` where they differ."""
 
     options_error: type[UserError]
     options_what: str
@@ -64,9 +66,26 @@ class OptionsMixin:
             raise self.options_error(str(exc)) from None
 
     @classmethod
+    def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """``data`` (fields, or flags named as the command names them) as field names; dashes read as
+        underscores."""
+        return {key.replace("-", "_") if isinstance(key, str) else key: value for key, value in data.items()}
+
+    @classmethod
     def from_dict(cls: type[OptionsT], data: Any, *, source: str | None = None) -> OptionsT:
-        return dataclass_from_mapping(cls, data, error=cls.options_error, source=source or cls.options_what,
-                                      what=cls.options_what)
+        source = source or cls.options_what
+        if isinstance(data, Mapping):
+            data = cls.fields_from(data, source)
+        return dataclass_from_mapping(cls, data, error=cls.options_error, source=source, what=cls.options_what)
+
+    @classmethod
+    def from_flags(cls: type[OptionsT], flags: Mapping[str, Any], *, file: str | os.PathLike | None = None,
+                   given: Collection[str] = ()) -> OptionsT:
+        """A command's options from its flags (name -> value). With an options ``file`` its fields are the base
+        and only the ``given`` flags (those on the command line) override them; defaults do not."""
+        if file is None:
+            return cls(**cls.fields_from(flags, ""))
+        return cls.from_yaml(file, **{name: value for name, value in flags.items() if name in given})
 
     @classmethod
     def from_yaml(cls: type[OptionsT], path: str | os.PathLike, **overrides: Any) -> OptionsT:
