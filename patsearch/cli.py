@@ -576,14 +576,9 @@ def proxy_check(
     import dataclasses
 
     from patsearch.errors import UserError
+    from patsearch.proxycheck import FidelityOptions, apply_overrides, default_reference, run_fidelity
+    from patsearch.proxycheck.options import DEFAULT_FIDELITY_OUT
     from patsearch.search import ProxySettings
-    from patsearch.search.fidelity import (
-        DEFAULT_FIDELITY_OUT,
-        FidelityOptions,
-        apply_overrides,
-        default_reference,
-        run_fidelity,
-    )
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
