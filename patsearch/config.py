@@ -3,6 +3,7 @@ dataclass construction whose failures are one-line :class:`~patsearch.errors.Use
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 
 from patsearch.errors import UserError
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 OptionsT = TypeVar("OptionsT", bound="OptionsMixin")
 
@@ -34,19 +36,39 @@ def read_yaml(path: str | os.PathLike, error: type[UserError], what: str) -> Any
     return parse_yaml(text, error, str(path))
 
 
-def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], source: str, what: str) -> T:
-    """``cls(**data)`` for a dataclass whose ``__post_init__`` validates, with unknown fields and validation
-    failures reported as ``error`` prefixed by ``source``."""
+def check_fields(cls: type, data: Any, *, error: type[UserError], source: str, what: str) -> None:
+    """A one-line ``error`` unless ``data`` is a mapping of ``cls``'s dataclass fields."""
     if not isinstance(data, Mapping):
         raise error(f"{source}: expected a mapping of {what} fields, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise error(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+
+
+def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], source: str, what: str) -> T:
+    """``cls(**data)`` for a dataclass whose ``__post_init__`` validates, with unknown fields and validation
+    failures reported as ``error`` prefixed by ``source``."""
+    check_fields(cls, data, error=error, source=source, what=what)
     try:
         return cls(**data)
     except (error, TypeError) as exc:
         raise error(f"{source}: {exc}") from None
+
+
+def take_alias(data: Mapping[str, Any], alias: str, name: str, *, spelling: str, error: type[UserError]) -> dict:
+    """``data`` with the value of a deprecated flag (key ``alias``, written ``spelling`` on the command line) under
+    its field ``name``; giving both is an error, the old spelling alone a warning that names the new one."""
+    out = dict(data)
+    value = out.pop(alias, None)
+    if value is None:
+        return out
+    new = "--" + name.replace("_", "-")
+    if out.get(name) is not None:
+        raise error(f"{spelling} is the old spelling of {new}; give {new} only")
+    logger.warning("%s is deprecated: it is spelled %s now", spelling, new)
+    out[name] = value
+    return out
 
 
 class OptionsMixin:
@@ -58,6 +80,14 @@ class OptionsMixin:
 
     options_error: type[UserError]
     options_what: str
+
+    def need(self, ok: bool, name: str, what: str) -> None:
+        """A one-line error naming the flag of field ``name`` and its value unless ``ok``."""
+        if not ok:
+            raise self.options_error(f"--{name.replace('_', '-')} must be {what}, got {getattr(self, name)!r}")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)  # type: ignore[attr-defined]
 
     def replace(self: OptionsT, **changes: Any) -> OptionsT:
         try:

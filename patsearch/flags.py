@@ -57,6 +57,10 @@ def _flag(name: str, annotation: Any, default: Any, *decls: str, **option: Any) 
                              annotation=Annotated[annotation, typer.Option(*decls, **option)])
 
 
+# Where a training runs (train, eval): a torch device, not a hardware name (profile, bench) nor a table (search).
+TORCH_DEVICE_HELP = "Torch device: auto (the GPU if any) | cpu | cuda | cuda:N."
+TorchDevice = Annotated[str, typer.Option("--device", help=TORCH_DEVICE_HELP)]
+
 # The device's protocol, overridden (None: the device's own); checked by profiler.devices.Protocol.
 PROTOCOL = FlagGroup("protocol", (
     _flag("batch", int | None, None, help="Override the device's batch size."),
@@ -77,7 +81,7 @@ PROXY_SETTINGS = FlagGroup("proxy", (
     _flag("data", Path | None, None, rich_help_panel=PROXY,
           help="ImageFolder with train/ and val/ (or test/); default: the built-in synthetic set."),
     _flag("proxy_epochs", int | None, None, rich_help_panel=PROXY,
-          help="Epochs per training (default: the proxy recipe's, 5 on a GPU, 4 on a CPU)."),
+          help="Default: the proxy recipe's (5 on a GPU, 4 on a CPU)."),
     _flag("proxy_resolution", int | None, None, rich_help_panel=PROXY,
           help="Multiple of 32 (default: 64 on a GPU, 32 on a CPU)."),
     _flag("proxy_batch_size", int | None, None, rich_help_panel=PROXY, help="Default: 512 on a GPU, 64 on a CPU."),
@@ -90,20 +94,27 @@ PROXY_SETTINGS = FlagGroup("proxy", (
     _flag("proxy_holdout", int | None, None, rich_help_panel=PROXY,
           help="Validate on N class-balanced images held out of train/ instead of val/."),
     _flag("proxy_device", str, "auto", rich_help_panel=WORKERS,
-          help="Torch device: auto (the GPU if any) | cpu | cuda | cuda:N."),
-    _flag("proxy_workers", int, 0, rich_help_panel=WORKERS, help="Data loader processes per training."),
+          help=TORCH_DEVICE_HELP),
+    _flag("proxy_workers", int, 0, rich_help_panel=WORKERS, help="Loader processes per training."),
     _flag("proxy_compile", bool, False, "--proxy-compile", rich_help_panel=WORKERS,
-          help="torch.compile each training (costs ~1 min: long proxies only)."),
+          help="torch.compile each training (long proxies only)."),
     _flag("proxy_cuda_graph", bool | None, None, "--proxy-cuda-graph/--no-proxy-cuda-graph", rich_help_panel=WORKERS,
           help="Replay each step from a CUDA graph (default: on a GPU)."),
+))
+
+# Worker processes on GPUs, each training proxies of the same study or check.
+GPU_WORKERS = FlagGroup("workers", (
+    _flag("gpus", str | None, None, rich_help_panel=WORKERS,
+          help="One worker process per GPU: all | N (the first N) | 0,1 (default: none, this process)."),
+    _flag("workers_per_gpu", int, 1, rich_help_panel=WORKERS,
+          help="With --gpus: processes per GPU (small proxies are launch-bound)."),
 ))
 
 # The lookup tables the budgets are checked on. ``--profile`` names a table (a device's or a JSON file), not a
 # torch device; the old spellings stay as hidden aliases so that existing scripts keep working.
 TABLES = FlagGroup("tables", (
     _flag("profile", str | None, None, "--profile", rich_help_panel=PROFILES,
-          help="Lookup table (device name or profile JSON) of budgets without DEVICE= (default: this host's CPU "
-               "table)."),
+          help="Table (device or JSON) of budgets without DEVICE= (default: this host's CPU)."),
     _flag("profile_alias", str | None, None, "--device", "--device-table", hidden=True, rich_help_panel=PROFILES,
           help="Deprecated spelling of --profile."),
     _flag("space", str | None, None, rich_help_panel=PROFILES,
@@ -119,4 +130,4 @@ def options_file(what: str, panel: str | None = None) -> Any:
                         help=f"{what} YAML (fields named like the flags); flags given here override it.")
 
 
-__all__ = ["PROTOCOL", "PROXY_SETTINGS", "TABLES", "FlagGroup", "options_file"]
+__all__ = ["GPU_WORKERS", "PROTOCOL", "PROXY_SETTINGS", "TABLES", "FlagGroup", "TorchDevice", "options_file"]

@@ -6,12 +6,15 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patsearch.config import OptionsMixin, take_alias
 from patsearch.errors import UserError
-from patsearch.search.proxy import ProxySettings
+from patsearch.search.proxy import ProxySettings, fold_proxy_flags, proxy_settings
 from patsearch.search.results import PROXY_CHECK_DIR
 
 REFERENCE_FACTOR = 5  # the reference trains on at least this many times the proxy's images (epochs x set size)
@@ -27,27 +30,40 @@ def default_reference(proxy: ProxySettings) -> ProxySettings:
     return dataclasses.replace(proxy, epochs=REFERENCE_FACTOR * proxy.epochs, resolution=resolution)
 
 
+class FidelityOptionsError(UserError, ValueError):
+    """A proxy-check option (flag, keyword or options-file field) is invalid."""
+
+
 @dataclass(frozen=True)
-class FidelityOptions:
-    """What ``patsearch proxy-check`` accepts (see the CLI for the flags)."""
+class FidelityOptions(OptionsMixin):
+    """What ``patsearch proxy-check`` accepts (see the CLI for the flags), validated when made. From flags or a
+    YAML file, the proxy's flags (``data``, ``proxy_epochs`` ...) fill ``proxy`` (its seed: the first of ``seeds``,
+    its subset folder: ``<runs_dir>/.proxy-data``), ``reference_epochs``, ``reference_resolution`` and
+    ``reference`` (``key=value`` pairs) change the default reference, and ``also_proxy`` lists alternatives."""
+
+    options_error = FidelityOptionsError
+    options_what = "proxy-check options"
 
     proxy: ProxySettings = field(default_factory=ProxySettings.for_device)  # the measured default for the device
-    reference: ProxySettings | None = None  # None: default_reference(proxy)
+    # None: default_reference(proxy); a mapping or "key=value,..." text: changes to that default
+    reference: ProxySettings | Mapping[str, Any] | str | None = None
     # Other proxies measured against the same reference in the same run (their seeds are ``seeds`` too), so that
-    # the default proxy can be picked from one report: each gets its own tau, rho, seed std and cost.
-    alternatives: tuple[ProxySettings, ...] = ()
+    # the default proxy can be picked from one report: each gets its own tau, rho, seed std and cost. Each is
+    # settings, or changes to the proxy's (a mapping or "key=value,..." text).
+    alternatives: tuple[ProxySettings | Mapping[str, Any] | str, ...] = ()
     n: int = 24  # random networks (the variants within budget come on top)
-    seeds: tuple[int, ...] = (0, 1)  # proxy seeds; the reference runs with the proxy's first seed ...
+    seeds: tuple[int, ...] | str = (0, 1)  # proxy seeds ("0,1" too); the reference runs with the first ...
     # ... and, with reference_seeds > 1, also with the next seeds (first + 1, ...), averaged: one reference
     # training's own seed noise (about 0.6 points on CIFAR-10) caps the tau any proxy can show against it
     reference_seeds: int = 1
     budget: str = "35ms"
-    device_table: str | None = None  # profile for the budget (default: the search's, this machine's CPU table)
+    profile: str | None = None  # lookup table of the budget (default: the search's, this machine's CPU table)
     space: str | None = None
     variants: str = "auto"  # auto (every named variant within budget) | none | names
     sample_seed: int = 0
-    out: str = f"runs/{DEFAULT_FIDELITY_OUT}"  # a run's output, never the source tree
-    gpus: str = "none"  # none | all | N | 0,1 | cpu:N (see jobs.parse_devices: the search's meaning)
+    runs_dir: str = "runs"
+    out: str | None = None  # None: <runs_dir>/proxy-check/proxy-fidelity.json, a run's output, never the source tree
+    gpus: str | None = "none"  # none (or None) | all | N | 0,1 | cpu:N (jobs.parse_devices: the search's meaning)
     workers_per_gpu: int = 1  # launch-bound proxies: several worker processes share each GPU
     stop_after: float | None = None  # seconds: start no new training after this (the report covers what is done)
     allow_stale_profile: bool = False
@@ -61,11 +77,19 @@ class FidelityOptions:
     reuse_records: str | None = None
 
     def __post_init__(self) -> None:
-        if self.reference is None:
-            object.__setattr__(self, "reference", default_reference(self.proxy))
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        object.__setattr__(self, "alternatives", tuple(self.alternatives))
-        ref, proxy = self.reference, self.proxy
+        for name in ("runs_dir", "out", "space", "profile", "reuse_records"):  # PathLike -> str: YAML-safe
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+        if self.out is None:
+            object.__setattr__(self, "out", str(Path(self.runs_dir) / DEFAULT_FIDELITY_OUT))
+        object.__setattr__(self, "seeds", parse_seeds(self.seeds))
+        proxy = proxy_settings(self.proxy)
+        object.__setattr__(self, "proxy", proxy)
+        object.__setattr__(self, "reference", _changed(default_reference(proxy), self.reference, "--reference"))
+        alternatives = self.alternatives if isinstance(self.alternatives, (list, tuple)) else [self.alternatives]
+        object.__setattr__(self, "alternatives", tuple(_changed(proxy, alt, "--also-proxy") for alt in alternatives))
+        ref = self.reference
         if not _same_data(ref, proxy):
             raise UserError("the proxy and the reference must train on the same --data")
         if ref.resolution < proxy.resolution:
@@ -113,6 +137,28 @@ class FidelityOptions:
         if not str(self.out).endswith(".json"):
             raise UserError(f"--out must name a .json file (the PNG goes beside it), got {self.out!r}")
 
+    @classmethod
+    def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """Fields from fields or the command's flags (see the class)."""
+        out = take_alias(super().fields_from(data, source), "profile_alias", "profile", spelling="--device-table",
+                         error=cls.options_error)
+        changes = {k: out.pop(f"reference_{k}") for k in ("epochs", "resolution") if f"reference_{k}" in out}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes:  # --reference key=value pairs apply after these
+            reference = out.get("reference")
+            base = parse_overrides(reference, "--reference") if isinstance(reference, str) and reference else \
+                dict(reference or {}) if not isinstance(reference, ProxySettings) else None
+            if base is None:
+                raise cls.options_error("reference: give changes to the default reference (a mapping or "
+                                        "key=value pairs) together with --reference-epochs/--reference-resolution")
+            out["reference"] = {**changes, **base}
+        if "also_proxy" in out:
+            out["alternatives"] = tuple(out.pop("also_proxy") or ())
+        seeds = parse_seeds(out["seeds"]) if "seeds" in out else None
+        runs_dir = out.get("runs_dir")
+        return fold_proxy_flags(out, seed=seeds[0] if seeds else None,
+                                subset_dir=None if runs_dir is None else str(Path(runs_dir) / ".proxy-data"))
+
     @property
     def alternative_reference_factors(self) -> tuple[float, ...]:
         """How many times each alternative's training images (epochs x set size) the reference trains on."""
@@ -130,7 +176,7 @@ class FidelityOptions:
     def settings(self) -> dict[str, Any]:
         """What defines the measurement (stored in the report and compared when a run resumes)."""
         out = {"proxy": settings_dict(self.proxy), "reference": settings_dict(self.reference),
-                "seeds": list(self.seeds), "n": self.n, "budget": self.budget, "device_table": self.device_table,
+                "seeds": list(self.seeds), "n": self.n, "budget": self.budget, "device_table": self.profile,
                 "space": self.space, "variants": self.variants, "sample_seed": self.sample_seed}
         if self.alternatives:  # absent when there are none: reports and records of earlier runs stay resumable
             out["alternatives"] = [settings_dict(a) for a in self.alternatives]
@@ -185,7 +231,41 @@ OVERRIDABLE = {"epochs": int, "resolution": int, "train_samples": int, "val_samp
 
 
 def apply_overrides(base: ProxySettings, text: str, what: str = "--also-proxy") -> ProxySettings:
-    """``base`` with ``key=value`` pairs applied, e.g. ``epochs=2,resolution=64,train_samples=all``.
+    """``base`` with ``key=value`` pairs applied, e.g. ``epochs=2,resolution=64,train_samples=all``."""
+    return dataclasses.replace(base, **parse_overrides(text, what))
+
+
+def _changed(base: ProxySettings, changes: ProxySettings | Mapping[str, Any] | str | None,
+             what: str) -> ProxySettings:
+    """``changes`` if they are settings, else ``base`` with them (``key=value`` text or a mapping of fields)."""
+    if isinstance(changes, ProxySettings):
+        return changes
+    if changes is None:
+        return base
+    if isinstance(changes, str):
+        return apply_overrides(base, changes, what)
+    if not isinstance(changes, Mapping):
+        raise FidelityOptionsError(f"{what}: expected proxy settings, a mapping of changes or key=value pairs, "
+                                   f"got {type(changes).__name__}")
+    try:
+        return dataclasses.replace(base, **changes)
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(ProxySettings))
+        raise FidelityOptionsError(f"{what}: unknown setting(s) {', '.join(sorted(changes))}; known: {known}") \
+            from None
+
+
+def parse_seeds(seeds: Any) -> tuple[int, ...]:
+    """Proxy seeds from a list or ``"0,1"`` (the ``--seeds`` flag)."""
+    items = [s for s in seeds.split(",") if s.strip()] if isinstance(seeds, str) else seeds
+    try:
+        return tuple(int(s) for s in items)
+    except (TypeError, ValueError):
+        raise FidelityOptionsError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
+
+
+def parse_overrides(text: str, what: str = "--also-proxy") -> dict[str, Any]:
+    """``key=value`` pairs of proxy settings, e.g. ``epochs=2,resolution=64,train_samples=all``, as a mapping.
 
     Keys are the fields of :data:`OVERRIDABLE`; ``all`` (sample counts) and ``default`` (batch, lr) clear a field.
     """
@@ -210,7 +290,7 @@ def apply_overrides(base: ProxySettings, text: str, what: str = "--also-proxy") 
             raise UserError(f"{what} {text!r}: {key}={value} is not {kind}") from None
     if not changes:
         raise UserError(f"{what} {text!r}: give at least one key=value pair (e.g. epochs=2,resolution=64)")
-    return dataclasses.replace(base, **changes)
+    return changes
 
 
 def proxy_kinds(n_alternatives: int) -> list[str]:
@@ -219,5 +299,5 @@ def proxy_kinds(n_alternatives: int) -> list[str]:
 
 
 __all__ = ["ALTERNATIVE", "DEFAULT_FIDELITY_OUT", "FREE", "OVERRIDABLE", "PROXY", "REFERENCE", "REFERENCE_FACTOR",
-           "FidelityOptions", "apply_overrides", "default_reference", "fingerprint", "job_settings", "proxy_kinds",
-           "settings_dict"]
+           "FidelityOptions", "FidelityOptionsError", "apply_overrides", "default_reference", "fingerprint",
+           "job_settings", "parse_overrides", "parse_seeds", "proxy_kinds", "settings_dict"]

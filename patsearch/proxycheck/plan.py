@@ -73,7 +73,7 @@ def plan_networks(opts: FidelityOptions, *, load_profile: Callable[[str], Any] |
 
         def load_profile(device: str):
             return _load(device, allow_stale=opts.allow_stale_profile)
-    default_device = opts.device_table
+    default_device = opts.profile
     if default_device is None:
         from patsearch.search.api import _default_device
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from patsearch.arch import ArchConfig, is_int, is_number
 from patsearch.compile_options import check_compile_options, parse_compile_option
@@ -65,7 +64,7 @@ class TrainOptions(OptionsMixin):
     multi_scale: str | None = None
     amp: bool | None = None
     # where and how
-    device: str = "auto"
+    device: str | torch.device = "auto"  # a name, or a device resolved by the caller (the search's proxy) kept as is
     workers: int | None = None
     cache: str = "auto"
     synthetic: tuple[int, int] = DEFAULT_SYNTHETIC  # (train, val) images of the synthetic set
@@ -102,8 +101,6 @@ class TrainOptions(OptionsMixin):
             object.__setattr__(self, "arch", os.fspath(self.arch))
         if isinstance(self.recipe, os.PathLike):
             object.__setattr__(self, "recipe", os.fspath(self.recipe))
-        if isinstance(self.device, torch.device):  # the search proxy passes its resolved device
-            object.__setattr__(self, "device", str(self.device))
         if isinstance(self.synthetic, list):
             object.__setattr__(self, "synthetic", tuple(self.synthetic))
         _validate(self)
@@ -125,11 +122,9 @@ class TrainOptions(OptionsMixin):
         elif isinstance(self.recipe, Mapping):
             out["recipe"] = dict(self.recipe)
         out["synthetic"] = list(self.synthetic)
+        out["device"] = str(self.device)
         out["compile_options"] = dict(self.compile_options)
         return out
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -224,7 +219,8 @@ def _validate(o: TrainOptions) -> None:
              "a multiple of 32 (at least 32), e.g. 224")
     optional("multi_scale", o.multi_scale in MULTI_SCALE_MODES, f"one of {', '.join(MULTI_SCALE_MODES)}")
     optional("amp", isinstance(o.amp, bool), "true, false or unset")
-    need(isinstance(o.device, str) and bool(o.device), "device", "auto, cpu, cuda or cuda:N")
+    need(isinstance(o.device, torch.device) or (isinstance(o.device, str) and bool(o.device)), "device",
+         "auto, cpu, cuda or cuda:N")
     optional("workers", is_int(o.workers) and o.workers >= 0, "a non-negative integer or unset")
     need(o.cache in CACHE_MODES, "cache", f"one of {', '.join(CACHE_MODES)}")
     need(o.data_loader in DATA_LOADERS, "data_loader", f"one of {', '.join(DATA_LOADERS)}")

@@ -177,3 +177,16 @@ def killed_mid_write_executor():
         raise ValueError("boom")
 
     return run
+
+
+def options_passed(monkeypatch, module, function: str, *args: str):
+    """The options object `patsearch ARGS` hands to ``module.function`` (replaced: nothing runs)."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    seen: list = []
+    monkeypatch.setattr(module, function, lambda opts, **kw: seen.append(opts))
+    result = CliRunner().invoke(cli.app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return seen[0]
