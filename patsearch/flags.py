@@ -52,7 +52,8 @@ class FlagGroup:
         return with_group
 
 
-def _flag(name: str, annotation: Any, default: Any, *decls: str, **option: Any) -> inspect.Parameter:
+def flag(name: str, annotation: Any, default: Any, *decls: str, **option: Any) -> inspect.Parameter:
+    """One flag of a group: parameter ``name`` of type ``annotation`` with ``typer.Option(*decls, **option)``."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, typer.Option(*decls, **option)])
 
@@ -63,63 +64,63 @@ TorchDevice = Annotated[str, typer.Option("--device", help=TORCH_DEVICE_HELP)]
 
 # The device's protocol, overridden (None: the device's own); checked by profiler.devices.Protocol.
 PROTOCOL = FlagGroup("protocol", (
-    _flag("batch", int | None, None, help="Override the device's batch size."),
-    _flag("dtype", str | None, None, help="Override the dtype: float32 | bfloat16 | float16."),
-    _flag("channels_last", bool | None, None, "--channels-last/--no-channels-last", help="Override the memory format."),
-    _flag("threads", int | None, None, help="Override the number of CPU threads."),
-    _flag("form", str | None, None, help="fused (deployment, default) | trained."),
-    _flag("clock", str | None, None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    _flag("cuda_graphs", bool | None, None, "--cuda-graphs/--no-cuda-graphs",
+    flag("batch", int | None, None, help="Override the device's batch size."),
+    flag("dtype", str | None, None, help="Override the dtype: float32 | bfloat16 | float16."),
+    flag("channels_last", bool | None, None, "--channels-last/--no-channels-last", help="Override the memory format."),
+    flag("threads", int | None, None, help="Override the number of CPU threads."),
+    flag("form", str | None, None, help="fused (deployment, default) | trained."),
+    flag("clock", str | None, None, help="CPU devices: cpu (process CPU time, default) | wall."),
+    flag("cuda_graphs", bool | None, None, "--cuda-graphs/--no-cuda-graphs",
           help="GPU devices: time CUDA graph replays (h200's default) or eager calls."),
-    _flag("tf32", bool | None, None, "--tf32/--no-tf32",
+    flag("tf32", bool | None, None, "--tf32/--no-tf32",
           help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores (default: off in both, the "
                "paper's float32)."),
 ))
 
 # How candidates are proxy-trained: the fields of search.proxy.ProxySettings (``data`` and ``proxy_<field>``).
 PROXY_SETTINGS = FlagGroup("proxy", (
-    _flag("data", Path | None, None, rich_help_panel=PROXY,
+    flag("data", Path | None, None, rich_help_panel=PROXY,
           help="ImageFolder with train/ and val/ (or test/); default: the built-in synthetic set."),
-    _flag("proxy_epochs", int | None, None, rich_help_panel=PROXY,
+    flag("proxy_epochs", int | None, None, rich_help_panel=PROXY,
           help="Default: the proxy recipe's (5 on a GPU, 4 on a CPU)."),
-    _flag("proxy_resolution", int | None, None, rich_help_panel=PROXY,
+    flag("proxy_resolution", int | None, None, rich_help_panel=PROXY,
           help="Multiple of 32 (default: 64 on a GPU, 32 on a CPU)."),
-    _flag("proxy_batch_size", int | None, None, rich_help_panel=PROXY, help="Default: 512 on a GPU, 64 on a CPU."),
-    _flag("proxy_lr", float | None, None, rich_help_panel=PROXY,
+    flag("proxy_batch_size", int | None, None, rich_help_panel=PROXY, help="Default: 512 on a GPU, 64 on a CPU."),
+    flag("proxy_lr", float | None, None, rich_help_panel=PROXY,
           help="Peak lr (default: the recipe's, scaled by sqrt(batch/256) from its batch)."),
-    _flag("proxy_train_samples", int | None, None, rich_help_panel=PROXY,
+    flag("proxy_train_samples", int | None, None, rich_help_panel=PROXY,
           help="Training images (synthetic: 2000; folder: all, or a class-balanced subset)."),
-    _flag("proxy_val_samples", int | None, None, rich_help_panel=PROXY,
+    flag("proxy_val_samples", int | None, None, rich_help_panel=PROXY,
           help="Validation images (synthetic: 400; folder: all)."),
-    _flag("proxy_holdout", int | None, None, rich_help_panel=PROXY,
+    flag("proxy_holdout", int | None, None, rich_help_panel=PROXY,
           help="Validate on N class-balanced images held out of train/ instead of val/."),
-    _flag("proxy_device", str, "auto", rich_help_panel=WORKERS,
+    flag("proxy_device", str, "auto", rich_help_panel=WORKERS,
           help=TORCH_DEVICE_HELP),
-    _flag("proxy_workers", int, 0, rich_help_panel=WORKERS, help="Loader processes per training."),
-    _flag("proxy_compile", bool, False, "--proxy-compile", rich_help_panel=WORKERS,
+    flag("proxy_workers", int, 0, rich_help_panel=WORKERS, help="Loader processes per training."),
+    flag("proxy_compile", bool, False, "--proxy-compile", rich_help_panel=WORKERS,
           help="torch.compile each training (long proxies only)."),
-    _flag("proxy_cuda_graph", bool | None, None, "--proxy-cuda-graph/--no-proxy-cuda-graph", rich_help_panel=WORKERS,
+    flag("proxy_cuda_graph", bool | None, None, "--proxy-cuda-graph/--no-proxy-cuda-graph", rich_help_panel=WORKERS,
           help="Replay each step from a CUDA graph (default: on a GPU)."),
 ))
 
 # Worker processes on GPUs, each training proxies of the same study or check.
 GPU_WORKERS = FlagGroup("workers", (
-    _flag("gpus", str | None, None, rich_help_panel=WORKERS,
+    flag("gpus", str | None, None, rich_help_panel=WORKERS,
           help="One worker process per GPU: all | N (the first N) | 0,1 (default: none, this process)."),
-    _flag("workers_per_gpu", int, 1, rich_help_panel=WORKERS,
+    flag("workers_per_gpu", int, 1, rich_help_panel=WORKERS,
           help="With --gpus: processes per GPU (small proxies are launch-bound)."),
 ))
 
 # The lookup tables the budgets are checked on. ``--profile`` names a table (a device's or a JSON file), not a
 # torch device; the old spellings stay as hidden aliases so that existing scripts keep working.
 TABLES = FlagGroup("tables", (
-    _flag("profile", str | None, None, "--profile", rich_help_panel=PROFILES,
+    flag("profile", str | None, None, "--profile", rich_help_panel=PROFILES,
           help="Table (device or JSON) of budgets without DEVICE= (default: this host's CPU)."),
-    _flag("profile_alias", str | None, None, "--device", "--device-table", hidden=True, rich_help_panel=PROFILES,
+    flag("profile_alias", str | None, None, "--device", "--device-table", hidden=True, rich_help_panel=PROFILES,
           help="Deprecated spelling of --profile."),
-    _flag("space", str | None, None, rich_help_panel=PROFILES,
+    flag("space", str | None, None, rich_help_panel=PROFILES,
           help="Space YAML, or a name in spaces/ (default: patnet)."),
-    _flag("allow_stale_profile", bool, False, rich_help_panel=PROFILES, show_default=False,
+    flag("allow_stale_profile", bool, False, rich_help_panel=PROFILES, show_default=False,
           help="Use a CPU profile measured on other hardware."),
 ))
 
@@ -130,4 +131,4 @@ def options_file(what: str, panel: str | None = None) -> Any:
                         help=f"{what} YAML (fields named like the flags); flags given here override it.")
 
 
-__all__ = ["GPU_WORKERS", "PROTOCOL", "PROXY_SETTINGS", "TABLES", "FlagGroup", "TorchDevice", "options_file"]
+__all__ = ["GPU_WORKERS", "PROTOCOL", "PROXY_SETTINGS", "TABLES", "FlagGroup", "TorchDevice", "flag", "options_file"]

@@ -73,3 +73,37 @@ def test_rung_seeds_and_keep_are_checked_in_one_place():
         with pytest.raises(UserError) as ruled:
             Rungs((2, 4), top_seeds=bad.get("rung_seeds", 2), keep=bad.get("rung_keep", 1 / 3))
         assert str(made.value) == str(ruled.value)
+
+
+def test_the_proxy_device_is_resolved_once_and_passed_on_as_a_device(monkeypatch):
+    """make_proxy_runner hands the device it was given to the trainer as that very object, and TrainOptions keeps
+    it a device (no name in between)."""
+    import torch
+
+    import patsearch.train
+    from patsearch.arch import ArchConfig
+    from patsearch.search.proxy import ProxySettings, make_proxy_runner
+    from patsearch.train import TrainOptions
+
+    device = torch.device("cpu")
+    seen = {}
+
+    def fake_train(arch, recipe, **kw):
+        seen.update(kw)
+        return {"final": {"top1": 50.0}, "history": []}
+
+    monkeypatch.setattr(patsearch.train, "train", fake_train)
+    monkeypatch.setattr(ProxySettings, "torch_device", lambda self: pytest.fail("resolved a second time"))
+    run = make_proxy_runner(ProxySettings(device="cpu"), device=device)
+    assert run(ArchConfig.from_dict(_tiny_arch())) == 0.5
+    assert seen["device"] is device and run.device is device
+    opts = TrainOptions(arch="patnet_t0", device=device)
+    assert opts.device is device and opts.to_dict()["device"] == "cpu"
+
+
+def _tiny_arch() -> dict:
+    import numpy as np
+
+    from patsearch.space import load_space
+
+    return load_space("tiny").sample(np.random.default_rng(0)).arch.to_dict()
