@@ -319,24 +319,18 @@ def bench(
 
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
-    if arch is not None:
-        if models is not None:
-            raise UserError("give --arch FILE or --models, not both")
-        if not arch.is_file():
-            raise UserError(f"--arch {arch}: no such file; pass a search's best.yaml or an architecture YAML")
-        models = str(arch)
-    values = dict(device=device, models=models, forms=forms, resolution=resolution, **protocol, group=group,
+    values = dict(device=device, models=models, arch=arch, forms=forms, resolution=resolution, **protocol, group=group,
                   format=format, out=out)
     opts = BenchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     result = build_bench(opts)
     typer.echo(result.render(opts.format))
     if opts.out is not None:
         typer.echo(f"wrote {write_result(result, opts.out)}")
-    if arch is not None:
+    if opts.arch is not None:
         from patsearch.search.results import record_measured
 
-        if record_measured(arch, result) is not None:
-            typer.echo(f"recorded the measurement in {arch} (search.measured)")
+        if record_measured(opts.arch, result) is not None:
+            typer.echo(f"recorded the measurement in {opts.arch} (search.measured)")
 
 _BUDGETS, _PROXY, _STUDY, _WORKERS, _RESULTS = flags.BUDGETS, flags.PROXY, flags.STUDY, flags.WORKERS, flags.RESULTS
 _NETWORKS, _REFERENCE, _RUN = flags.NETWORKS, flags.REFERENCE, flags.RUN

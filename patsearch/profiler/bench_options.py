@@ -36,6 +36,8 @@ class BenchOptions(DeviceOptions):
     options_what = "bench options"
 
     models: tuple[str, ...] | None = None  # None: PATNet T0-L, FasterNet T0-L and the paper's timm peers
+    # one architecture file measured instead of ``models``; a search's best.yaml gets the measurement recorded
+    arch: str | None = None
     forms: tuple[str, ...] = BENCH_FORMS
     resolution: int = 224
     group: int = 4  # models measured interleaved in one group
@@ -45,8 +47,16 @@ class BenchOptions(DeviceOptions):
     command: str | None = None  # recorded in the table (None: this process's command line)
 
     def __post_init__(self) -> None:
-        if isinstance(self.out, os.PathLike):  # PathLike -> str: YAML-safe, comparable
-            object.__setattr__(self, "out", os.fspath(self.out))
+        for name in ("out", "arch"):  # PathLike -> str: YAML-safe, comparable
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if self.arch is not None:
+            if self.models is not None and tuple(self.models) != (self.arch,):
+                raise BenchOptionsError("give --arch FILE or --models, not both")
+            if not (isinstance(self.arch, str) and os.path.isfile(self.arch)):
+                raise BenchOptionsError(f"--arch {self.arch}: no such file; pass a search's best.yaml or an "
+                                        "architecture YAML")
+            object.__setattr__(self, "models", (self.arch,))
         for name in ("models", "forms"):  # a list (YAML, keywords) or "a,b" (a flag) -> a tuple: frozen, hashable
             value = getattr(self, name)
             if isinstance(value, str):
