@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -106,6 +107,12 @@ class SearchOptions(OptionsMixin):
         self.proxy = proxy_settings(self.proxy)
         _check_options(self)
 
+    @functools.cached_property
+    def proxy_device(self) -> Any:
+        """The ``torch.device`` proxies train on: ``proxy.device`` resolved once, on first use (``auto``: the GPU
+        when there is one); a one-line error for a device this machine lacks."""
+        return self.proxy.torch_device()
+
     @classmethod
     def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
         """Fields from fields or the command's flags: ``latency_budget``/``min_throughput`` (repeatable) name the
@@ -207,14 +214,13 @@ def resolve_rungs(opts: SearchOptions, device_type: str) -> Rungs | None:
     return rungs
 
 
-def _worker_gpus(opts: SearchOptions, device=None) -> list[int] | None:
-    """The GPUs that get a worker process each (``--gpus``), checked against the proxy's resolved ``device``
-    (None: resolved here)."""
+def _worker_gpus(opts: SearchOptions) -> list[int] | None:
+    """The GPUs that get a worker process each (``--gpus``), checked against the proxy's device."""
     import torch
 
     from patsearch.search.proxy import parse_gpus
 
-    device = device or opts.proxy.torch_device()
+    device = opts.proxy_device
     gpus = parse_gpus(opts.gpus, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if gpus is not None and device.type != "cuda":
         raise UserError(f"--gpus {opts.gpus} trains on GPUs but --proxy-device is {opts.proxy.device}; use "
@@ -262,10 +268,10 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 
     console = console or Console(stderr=False)
     ensure_writable(opts.runs_dir, "--runs-dir", folder=True, example="runs")
-    # The one place the proxy's device is resolved (a bad or absent one fails before any study work); the runner,
-    # the recipe and the estimates take it from here.
-    device = opts.proxy.torch_device()
-    gpus = _worker_gpus(opts, device) if not worker_index else None
+    # The proxy's device, resolved once by the options (a bad or absent one fails before any study work); the
+    # runner, the recipe and the estimates take it from here.
+    device = opts.proxy_device
+    gpus = _worker_gpus(opts) if not worker_index else None
     if gpus is not None and len(gpus) == 1:  # one GPU: this process is its worker
         import torch
 
@@ -614,7 +620,7 @@ def _rough_seconds_per_candidate(opts: SearchOptions, constraints, device_type: 
     primary = constraints[0]
     table = getattr(primary.profile, "protocol", None)
     if primary.kind != LATENCY or getattr(table, "batch", None) != 1 \
-            or (device_type or opts.proxy.torch_device().type) != "cpu":
+            or (device_type or opts.proxy_device.type) != "cpu":
         return None
     per_image_s = TYPICAL_BUDGET_USE * primary.limit / 1000 * (opts.proxy.resolution / 224) ** 2
     if opts.proxy.data is not None:

@@ -107,3 +107,15 @@ def _tiny_arch() -> dict:
     from patsearch.space import load_space
 
     return load_space("tiny").sample(np.random.default_rng(0)).arch.to_dict()
+
+
+def test_the_search_resolves_its_proxy_device_once(monkeypatch):
+    import torch
+
+    from patsearch.search.proxy import ProxySettings
+
+    calls = []
+    monkeypatch.setattr(ProxySettings, "torch_device", lambda self: calls.append(self.device) or torch.device("cpu"))
+    opts = SearchOptions(proxy=ProxySettings(device="cpu", recipe="proxy_cpu"))
+    assert opts.proxy_device is opts.proxy_device and opts.proxy_device == torch.device("cpu")
+    assert calls == ["cpu"]
