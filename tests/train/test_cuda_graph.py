@@ -1,4 +1,4 @@
-"""CUDA-graphed training steps (issue 10, item 3): the option's one-line errors on any host, and on a GPU the
+"""CUDA-graphed training steps: the option's one-line errors on any host, and on a GPU the
 graphed step computing what the eager step computes."""
 import copy
 
