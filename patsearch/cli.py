@@ -454,10 +454,8 @@ def proxy_check(
     exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives", rich_help_panel=_PROXY,
                                                   help="Let --also-proxy train on more than 1/5 of the "
                                                        "reference's images; the report marks each."),
-    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
-                                                help="Default: 5x the proxy's (at least that)."),
-    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
-                                                    help="Default: 2x the proxy's, at most 64."),
+    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE, help="Default: 5x the proxy's."),
+    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE, help="Default: 2x, up to 64."),
     reference: str | None = typer.Option(None, rich_help_panel=_REFERENCE,
                                          help="More settings as key=value pairs, e.g. train_samples=all,"
                                               "val_samples=all (the full splits)."),
