@@ -144,14 +144,13 @@ class FidelityOptions(OptionsMixin):
                          error=cls.options_error)
         changes = {k: out.pop(f"reference_{k}") for k in ("epochs", "resolution") if f"reference_{k}" in out}
         changes = {k: v for k, v in changes.items() if v is not None}
+        reference = out.get("reference")
+        if changes and not isinstance(reference, (str, Mapping, type(None))):
+            raise cls.options_error("reference: give changes to the default reference (a mapping or key=value "
+                                    "pairs) together with --reference-epochs/--reference-resolution")
         if changes:  # --reference key=value pairs apply after these
-            reference = out.get("reference")
-            base = parse_overrides(reference, "--reference") if isinstance(reference, str) and reference else \
-                dict(reference or {}) if not isinstance(reference, ProxySettings) else None
-            if base is None:
-                raise cls.options_error("reference: give changes to the default reference (a mapping or "
-                                        "key=value pairs) together with --reference-epochs/--reference-resolution")
-            out["reference"] = {**changes, **base}
+            pairs = parse_overrides(reference, "--reference") if isinstance(reference, str) else dict(reference or {})
+            out["reference"] = {**changes, **pairs}
         if "also_proxy" in out:
             out["alternatives"] = tuple(out.pop("also_proxy") or ())
         seeds = parse_seeds(out["seeds"]) if "seeds" in out else None
