@@ -23,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from patsearch.io import atomic_write_json  # noqa: E402
+from patsearch.proxycheck.options import job_settings  # noqa: E402
+from patsearch.proxycheck.plan import arch_key  # noqa: E402
 from patsearch.ranking import bootstrap_interval, kendall_tau, pooled_std  # noqa: E402
-from patsearch.search.fidelity import arch_key, job_settings  # noqa: E402
 from patsearch.search.jobs import RecordStore  # noqa: E402
 
 

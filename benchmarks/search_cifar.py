@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def search_command(args, sampler: str, study: str, core: int) -> list[str]:
     cmd = ["taskset", "-c", str(core), sys.executable, str(ROOT / "cli.py"), "search",
-           "--latency-budget", args.budget, "--device", args.profile or args.device, "--data", args.data,
+           "--latency-budget", args.budget, "--profile", args.profile or args.device, "--data", args.data,
            "--proxy-epochs", str(args.epochs), "--proxy-resolution", str(args.resolution),
            "--proxy-train-samples", str(args.train_samples), "--proxy-val-samples", str(args.val_samples),
            "--trials", str(args.trials), "--sampler", sampler, "--seed", str(args.seed),

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from patsearch import flags
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hardware-aware architecture search and profiling for PATNet.")
 
@@ -114,38 +116,13 @@ def _given_flags(ctx: typer.Context) -> set[str]:
             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
 
 
-def _options_from_flags(ctx: typer.Context, cls: type, values: dict, file: Path | None,
-                        params: dict[str, tuple[str, ...]] | None = None):
-    """``cls`` (a frozen options dataclass) from a command's flags. With ``--options FILE`` the file's fields are
-    the base and only the flags given on the command line override them (defaults do not). ``values`` maps field
-    names to flag values; ``params`` names the command parameters behind a field where they differ."""
-    if file is None:
-        return cls(**values)
-    given = _given_flags(ctx)
-    overrides = {name: value for name, value in values.items() if given & set((params or {}).get(name, (name,)))}
-    return cls.from_yaml(file, **overrides)
-
-
-def _compile_options(pairs: list[str]) -> dict:
-    """``--compile-option KEY=VALUE`` flags as a mapping (names and values are checked by TrainOptions)."""
-    from patsearch.compile_options import parse_compile_option
-    from patsearch.train.options import TrainOptionsError
-
-    try:
-        return dict(parse_compile_option(pair) for pair in pairs)
-    except ValueError as exc:
-        raise TrainOptionsError(f"--compile-option: {exc}") from None
-
-
 @app.command()
 def train(
     ctx: typer.Context,
     arch: str | None = typer.Option(None, "--arch", help="Variant (patnet_t2), architecture YAML (a search's "
                                                          "best.yaml) or timm peer (fasternet_t2); required unless "
                                                          "--options gives it."),
-    options: Path | None = typer.Option(None, "--options", help="TrainOptions YAML (fields named like the flags, "
-                                                                "e.g. batch_size, out_dir); flags given here "
-                                                                "override it."),
+    options: Path | None = flags.options_file("TrainOptions"),
     data: Path | None = typer.Option(None, help="ImageNet-style folder (train/ and val/ of class folders); "
                                                    "default: the built-in synthetic set."),
     recipe: str = typer.Option("auto", help="Recipe name (patnet_t0..patnet_l, proxy) or YAML path; auto = the "
@@ -159,7 +136,7 @@ def train(
     out: Path | None = typer.Option(None, help="Run folder for checkpoints, metrics and TensorBoard "
                                                   "(default runs/<arch>)."),
     resume: str | None = typer.Option(None, help="'auto' (latest.pt in --out if present) or a checkpoint."),
-    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    device: flags.TorchDevice = "auto",
     workers: int | None = typer.Option(None, help="Data loader processes per GPU process."),
     seed: int = typer.Option(0, help="Seed of the initial weights, data order, augmentation and synthetic set; "
                                       "--resume needs the run's own."),
@@ -204,30 +181,14 @@ def train(
 
     if arch is None and options is None:
         raise UserError("--arch is required (or an --options file that sets arch)")
-    values = dict(arch=arch, recipe=recipe, data=data, out_dir=out, epochs=epochs, batch_size=batch_size, lr=lr,
-                  resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
-                  cache=cache, data_loader=data_loader, synthetic=(synthetic_train, synthetic_val), seed=seed,
-                  resume=resume,
-                  checkpoint_every=checkpoint_every, max_steps=max_steps, eval_every=eval_every,
-                  channels_last=channels_last, compile=compile,
-                  compile_options=_compile_options(compile_option), cuda_graph=cuda_graph,
-                  fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
-                  profile_steps=profile_steps, progress=progress)
-    synthetic_flags = ("synthetic_train", "synthetic_val")
-    if options is not None and 0 < len(_given_flags(ctx) & set(synthetic_flags)) < 2:
-        # one of the two sizes on the command line: the other keeps the file's value
-        from_file = TrainOptions.from_yaml(options, **({"arch": arch} if arch is not None else {})).synthetic
-        given = _given_flags(ctx)
-        values["synthetic"] = (synthetic_train if "synthetic_train" in given else from_file[0],
-                               synthetic_val if "synthetic_val" in given else from_file[1])
-    opts = _options_from_flags(ctx, TrainOptions, values, options,
-                               {"out_dir": ("out",), "synthetic": synthetic_flags,
-                                "compile_options": ("compile_option",)})
-    if opts.out_dir is None:  # the CLI always writes a run folder: runs/<arch>
-        name = Path(opts.arch).stem if isinstance(opts.arch, str) else (dict(opts.arch).get("name") or "custom")
-        opts = opts.replace(out_dir=str(Path("runs") / name))
-    if opts.tensor_cache_dir is None:  # crop: pad recipes (proxy) only: decoded data shared by the runs
-        opts = opts.replace(tensor_cache_dir=str(Path(opts.out_dir).parent / ".proxy-data"))
+    flags = dict(arch=arch, recipe=recipe, data=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                 resolution=resolution, multi_scale=multi_scale, amp=amp, device=device, workers=workers,
+                 cache=cache, data_loader=data_loader, synthetic_train=synthetic_train, synthetic_val=synthetic_val,
+                 seed=seed, resume=resume, checkpoint_every=checkpoint_every, max_steps=max_steps,
+                 eval_every=eval_every, channels_last=channels_last, compile=compile, compile_option=compile_option,
+                 cuda_graph=cuda_graph, fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
+                 profile_steps=profile_steps, progress=progress)
+    opts = TrainOptions.from_flags(flags, file=options, given=_given_flags(ctx)).with_run_folders()
     result = Trainer(opts).fit()
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
@@ -242,7 +203,7 @@ def evaluate(
                                                    "built-in synthetic set."),
     resolution: int | None = typer.Option(None, help="Test resolution (default: the recipe's)."),
     batch_size: int = typer.Option(256, help="Images per evaluation batch (accuracy does not depend on it)."),
-    device: str = typer.Option("auto", help="auto | cuda | cpu."),
+    device: flags.TorchDevice = "auto",
     workers: int | None = typer.Option(None, help="Data loader processes (default 0: the images are read in this "
                                                      "process)."),
     fused: bool = typer.Option(False, "--fused", help="Evaluate the deployment (fused) model (= --form fused)."),
@@ -261,29 +222,17 @@ def evaluate(
 
 
 @app.command()
+@flags.PROTOCOL
 def profile(
     ctx: typer.Context,
     device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
                                                              "(required unless --options gives it)."),
-    options: Path | None = typer.Option(None, "--options", help="ProfileOptions YAML (fields named like the "
-                                                                "flags); flags given here override it."),
+    options: Path | None = flags.options_file("ProfileOptions"),
     space: str | None = typer.Option(None, help="Search-space YAML or name in spaces/ (default: patnet)."),
     out: Path | None = typer.Option(None, help="Profile JSON (default: <device>-<protocol>.json in the user's "
                                                   "profile folder, $PATSEARCH_HOME/profiles or "
                                                   "~/.local/share/patsearch/profiles)."),
-    batch: int | None = typer.Option(None, help="Override the device's batch size."),
-    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="Override the memory format."),
-    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
-    form: str | None = typer.Option(None, help="fused (deployment, default) | trained."),
-    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                            help="GPU devices: time CUDA graph replays (h200's default) or "
-                                                 "eager calls."),
-    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
-                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
-                                          "(default: off in both, the paper's float32)."),
+    protocol: dict | None = None,  # flags.PROTOCOL
     validate: int = typer.Option(0, help="Measure N held-out random architectures end to end; report fidelity "
                                          "(with --adapt: default 8)."),
     calibrate: int | None = typer.Option(None, help="Random architectures used to fit the calibration (with "
@@ -309,20 +258,24 @@ def profile(
 
     from patsearch.errors import UserError
     from patsearch.profiler import ProfileOptions, build_profile
+    from patsearch.profiler.run import refit_profile
 
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
-    values = dict(device=device, space=space, out=out, batch=batch, dtype=dtype, channels_last=channels_last,
-                  threads=threads, form=form, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32, validate=validate,
-                  calibrate=calibrate, seed=seed, trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt,
-                  adapt_from=adapt_from)
-    opts = _options_from_flags(ctx, ProfileOptions, values, options)
-    if refit:
-        _refit_profile(opts.out or opts.device, space=opts.space, validate=opts.validate, calibrate=opts.calibrate,
-                       seed=opts.seed, plot=Path(opts.plot) if opts.plot is not None else None, partial=partial)
+    values = dict(device=device, space=space, out=out, **protocol, validate=validate, calibrate=calibrate, seed=seed,
+                  trace=trace, plot=plot, fresh=fresh, passes=passes, adapt=adapt, adapt_from=adapt_from, refit=refit,
+                  partial=partial)
+    opts = ProfileOptions.from_flags(values, file=options, given=_given_flags(ctx))
+    if opts.refit:
+        import json
+
+        prof, report, calibrate = refit_profile(opts)
+        missing = report.get("missing_networks") or []
+        typer.echo(f"refit {prof.path}: {calibrate} calibration + {opts.validate} "
+                   f"evaluation networks, seed {opts.seed}"
+                   + (f"; {len(missing)} not measured, scored over the rest" if missing else ""))
+        typer.echo(json.dumps({k: report[k] for k in ("calibration_model", "raw_sum", "calibrated") if k in report}))
         return
-    if partial:
-        raise UserError("--partial goes with --refit (scoring a validation that was cut short)")
     started = time.perf_counter()
     result = build_profile(opts)
     summary = result.summary()
@@ -338,36 +291,13 @@ def profile(
             typer.echo(line)
 
 
-def _refit_profile(profile_ref: str | Path, *, space: str | None, validate: int, calibrate: int | None, seed: int,
-                   plot: Path | None, partial: bool = False) -> None:
-    import json
-
-    from patsearch.errors import UserError
-    from patsearch.profiler import load_profile
-    from patsearch.profiler.validate import DEFAULT_CALIBRATE, refit
-    from patsearch.space import load_space
-
-    calibrate = DEFAULT_CALIBRATE if calibrate is None else calibrate
-    if validate < 1 or calibrate < 1:
-        raise UserError("--refit needs --validate N and --calibrate N (> 0): the held-out and calibration networks "
-                        "the profile was validated with")
-    prof = load_profile(profile_ref, check=False)  # a refit measures nothing, so other hardware is fine
-    report = refit(prof, load_space(space), n_evaluate=validate, n_calibrate=calibrate, seed=seed,
-                   plot=plot or prof.path.with_suffix(".fidelity.png"), partial=partial)
-    missing = report.get("missing_networks") or []
-    typer.echo(f"refit {prof.path}: {calibrate} calibration + {validate} evaluation networks, seed {seed}"
-               + (f"; {len(missing)} not measured, scored over the rest" if missing else ""))
-    typer.echo(json.dumps({k: report[k] for k in ("calibration_model", "raw_sum", "calibrated") if k in report}))
-
-
 @app.command()
+@flags.PROTOCOL.but("form")
 def bench(
     ctx: typer.Context,
     device: str | None = typer.Option(None, "--device", help="epyc | cpu | v100 | mi250 | h100 | h200 | cuda "
                                                              "(required unless --options gives it)."),
-    options: Path | None = typer.Option(None, "--options", help="BenchOptions YAML (fields named like the flags, "
-                                                                "format for --format); flags given here override "
-                                                                "it."),
+    options: Path | None = flags.options_file("BenchOptions"),
     models: str | None = typer.Option(None, help="Comma-separated models (default: PATNet T0-L, FasterNet "
                                                     "T0-L and the paper's timm peers)."),
     arch: Path | None = typer.Option(None, "--arch", help="One architecture file to measure instead of --models; a "
@@ -377,20 +307,9 @@ def bench(
                                                    "path; FasterNet gets the same generic tricks), slicing "
                                                    "(FasterNet's eager inference mode), comma-separated."),
     resolution: int = typer.Option(224, help="Input resolution."),
-    batch: int | None = typer.Option(None, help="Override the device's batch size."),
-    dtype: str | None = typer.Option(None, help="Override the dtype: float32 | bfloat16 | float16."),
-    channels_last: bool | None = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="Override the memory format."),
-    threads: int | None = typer.Option(None, help="Override the number of CPU threads."),
-    clock: str | None = typer.Option(None, help="CPU devices: cpu (process CPU time, default) | wall."),
-    cuda_graphs: bool | None = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                            help="GPU devices: time CUDA graph replays (h200's default) or "
-                                                 "eager calls."),
-    tf32: bool | None = typer.Option(None, "--tf32/--no-tf32",
-                                     help="GPU devices: float32 convolutions and matmuls on TF32 tensor cores "
-                                          "(default: off in both, the paper's float32)."),
+    protocol: dict | None = None,  # flags.PROTOCOL
     group: int = typer.Option(4, help="Models measured interleaved in one group."),
-    fmt: str = typer.Option("md", "--format", help="md | csv | json."),
+    format: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
 ) -> None:
     """Table 1 style benchmark: params, FLOPs and throughput/latency of PATNet and peers, side by side."""
@@ -400,74 +319,38 @@ def bench(
 
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
-    if arch is not None:
-        if models is not None:
-            raise UserError("give --arch FILE or --models, not both")
-        if not arch.is_file():
-            raise UserError(f"--arch {arch}: no such file; pass a search's best.yaml or an architecture YAML")
-        models = str(arch)
-    values = dict(device=device, models=models, forms=forms, resolution=resolution, batch=batch, dtype=dtype,
-                  channels_last=channels_last, threads=threads, clock=clock, cuda_graphs=cuda_graphs, tf32=tf32,
-                  group=group, format=fmt, out=out)
-    opts = _options_from_flags(ctx, BenchOptions, values, options, params={"format": ("fmt",)})
+    values = dict(device=device, models=models, arch=arch, forms=forms, resolution=resolution, **protocol, group=group,
+                  format=format, out=out)
+    opts = BenchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     result = build_bench(opts)
     typer.echo(result.render(opts.format))
     if opts.out is not None:
         typer.echo(f"wrote {write_result(result, opts.out)}")
-    if arch is not None:
+    if opts.arch is not None:
         from patsearch.search.best_yaml import record_measured
 
-        if record_measured(arch, result) is not None:
-            typer.echo(f"recorded the measurement in {arch} (search.measured)")
+        if record_measured(opts.arch, result) is not None:
+            typer.echo(f"recorded the measurement in {opts.arch} (search.measured)")
 
-# Help panels of the long commands (search, proxy-check): the options grouped by what they set.
-_BUDGETS, _PROFILES, _PROXY, _STUDY = "Budgets", "Space and profiles", "Proxy training", "Study"
-_WORKERS, _RESULTS = "Where proxies train", "Results"
-_NETWORKS, _REFERENCE, _RUN = "Networks", "Reference training", "Run"
+_BUDGETS, _PROXY, _STUDY, _WORKERS, _RESULTS = flags.BUDGETS, flags.PROXY, flags.STUDY, flags.WORKERS, flags.RESULTS
+_NETWORKS, _REFERENCE, _RUN = flags.NETWORKS, flags.REFERENCE, flags.RUN
 
 
 @app.command()
+@flags.TABLES
+@flags.PROXY_SETTINGS
+@flags.GPU_WORKERS
 def search(
+    ctx: typer.Context,
+    options: Path | None = flags.options_file("SearchOptions", _STUDY),
     latency_budget: list[str] | None = typer.Option(
         None, "--latency-budget", metavar="BUDGET", rich_help_panel=_BUDGETS,
         help="35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another device's profile. Repeatable."),
     min_throughput: list[str] | None = typer.Option(
         None, "--min-throughput", metavar="FLOOR", rich_help_panel=_BUDGETS,
         help="Throughput floor, e.g. h100=4000fps. Repeatable."),
-    device: str | None = typer.Option(None, rich_help_panel=_PROFILES,
-                                      help="Profile (device or JSON) of budgets without DEVICE= (default: cpu, "
-                                           "this host's table)."),
-    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
-                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
-    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
-                                             help="Use a CPU profile measured on other hardware."),
-    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
-                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
-                                          "synthetic set."),
-    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                            help="Epochs per candidate (default: 5 on a GPU, 4 on a CPU)."),
-    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                help="Multiple of 32 (default: 64 on a GPU, 32 on a CPU)."),
-    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                help="Default: 512 on a GPU, 64 on a CPU."),
-    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
-                                          help="Peak lr (default: 2e-3 at batch 512 on a GPU, else the recipe's "
-                                               "scaled by sqrt(batch/256))."),
-    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                   help="Training images (synthetic: 2000; folder: all, or a "
-                                                        "class-balanced subset)."),
-    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                 help="Validation images (synthetic: 400; folder: all)."),
-    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                             help="Validate on N class-balanced images held out of train/ "
-                                                  "instead of val/."),
-    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS,
-                                     help="auto (the GPU if any) | cpu | cuda | cuda:N."),
-    proxy_compile: bool = typer.Option(False, "--proxy-compile", rich_help_panel=_WORKERS,
-                                       help="torch.compile each candidate (costs ~1 min: long proxies only)."),
-    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
-                                                 rich_help_panel=_WORKERS,
-                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
+    tables: dict | None = None,  # flags.TABLES
+    proxy: dict | None = None,  # flags.PROXY_SETTINGS
     trials: int = typer.Option(8, rich_help_panel=_STUDY,
                                help="Distinct candidates to train, baselines included (infeasible ones are not "
                                     "counted); a rerun completes the study to this count."),
@@ -489,14 +372,9 @@ def search(
                                        help="sqlite:///f.db, journal:///f.log or postgresql://user@host/db "
                                             "(default: runs/<study>/study.db)."),
     runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_STUDY, help="Where studies and results go."),
-    gpus: str | None = typer.Option(None, rich_help_panel=_WORKERS,
-                                    help="One worker process per GPU on the same study: all | N (the first N) | "
-                                         "0,1 (default: one worker)."),
-    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
-                                        help="With --gpus: processes per GPU (small proxies are launch-bound: 3 per "
-                                             "H200 trained ~1.5x the images per hour)."),
+    workers: dict | None = None,  # flags.GPU_WORKERS
     n_jobs: int = typer.Option(1, rich_help_panel=_WORKERS,
-                               help="Worker threads in this process (run more processes for more)."),
+                               help="Worker threads in this process."),
     heartbeat_interval: int = typer.Option(10, rich_help_panel=_STUDY,
                                            help="Seconds between heartbeats; a trial silent for 3x this is failed "
                                                 "and retried."),
@@ -504,8 +382,7 @@ def search(
                                help="Write PNG plots next to best.yaml."),
     show: str | None = typer.Option(None, "--show", metavar="STUDY", rich_help_panel=_RESULTS,
                                     help="Reprint the summary of an existing study and exit (writes nothing)."),
-    rewrite: bool = typer.Option(False, "--rewrite", rich_help_panel=_RESULTS,
-                                 help="With --show: also rewrite its files."),
+    rewrite: bool = typer.Option(False, "--rewrite", rich_help_panel=_RESULTS, help="With --show: also rewrite it."),
     fidelity: Path | None = typer.Option(None, rich_help_panel=_RESULTS,
                                          help="proxy-check report for the summary (default: a matching one in "
                                               "<runs-dir>/proxy-check/, else shipped)."),
@@ -531,21 +408,15 @@ def search(
         from patsearch.errors import UserError
 
         raise UserError("--rewrite goes with --show STUDY (a search writes its files anyway)")
-    from patsearch.search import ProxySettings, SearchOptions, run_search
+    from patsearch.search import SearchOptions, run_search
 
-    opts = SearchOptions(
-        latency_budgets=latency_budget or [], min_throughputs=min_throughput or [], device=device, space=space,
-        proxy=ProxySettings.for_device(
-            data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
-            batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples,
-            val_samples=proxy_val_samples, holdout=proxy_holdout, seed=seed, subset_dir=str(runs_dir / ".proxy-data"),
-            device=proxy_device, compile=proxy_compile, cuda_graph=proxy_cuda_graph),
-        gpus=gpus, workers_per_gpu=workers_per_gpu,
-        trials=trials, timeout=timeout, seed=seed, storage=storage, study_name=study_name, objective=objective,
-        sampler=sampler, pruner=pruner, n_jobs=n_jobs, baselines=baselines, runs_dir=str(runs_dir),
-        heartbeat_interval=heartbeat_interval, allow_stale_profile=allow_stale_profile, plots=plots,
-        fidelity=str(fidelity) if fidelity else None, confirm_top=confirm_top, confirm_seeds=confirm_seeds,
-        rungs=rungs, rung_seeds=rung_seeds, rung_keep=rung_keep)
+    values = dict(latency_budget=latency_budget, min_throughput=min_throughput, **tables, **proxy, trials=trials,
+                  timeout=timeout, seed=seed, objective=objective, sampler=sampler, pruner=pruner,
+                  baselines=baselines, study_name=study_name, storage=storage, runs_dir=runs_dir, **workers,
+                  n_jobs=n_jobs, heartbeat_interval=heartbeat_interval, plots=plots,
+                  fidelity=fidelity, confirm_top=confirm_top, confirm_seeds=confirm_seeds, rungs=rungs,
+                  rung_seeds=rung_seeds, rung_keep=rung_keep)
+    opts = SearchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     from patsearch.search.api import OPTUNA_TRIAL_LOGGER
     from patsearch.termination import Terminated, quiet_interruptions, sigterm_as_interrupt
 
@@ -560,114 +431,57 @@ def search(
 
 
 @app.command(name="proxy-check")
+@flags.TABLES
+@flags.PROXY_SETTINGS
+@flags.GPU_WORKERS
 def proxy_check(
+    ctx: typer.Context,
+    options: Path | None = flags.options_file("FidelityOptions", _RUN),
     n: int = typer.Option(24, "--n", rich_help_panel=_NETWORKS,
                           help="Random networks within the budget, plus the named variants within it; a rerun "
                                "with a larger --n (or more seeds) grows the check."),
     budget: str = typer.Option("35ms", rich_help_panel=_NETWORKS, help="Latency budget the networks meet."),
-    device_table: str | None = typer.Option(None, rich_help_panel=_PROFILES,
-                                            help="Profile (device or JSON) of the budget (default: this host's "
-                                                 "CPU table, as for search)."),
-    space: str | None = typer.Option(None, rich_help_panel=_PROFILES,
-                                     help="Space YAML, or a name in spaces/ (default: patnet)."),
+    tables: dict | None = None,  # flags.TABLES
     variants: str = typer.Option("auto", rich_help_panel=_NETWORKS,
                                  help="Named variants to add: auto (those within budget), none, or names."),
     sample_seed: int = typer.Option(0, rich_help_panel=_NETWORKS, help="Seed of the random networks."),
-    allow_stale_profile: bool = typer.Option(False, rich_help_panel=_PROFILES, show_default=False,
-                                             help="Use a CPU profile measured on other hardware."),
-    data: Path | None = typer.Option(None, rich_help_panel=_PROXY,
-                                     help="ImageFolder with train/ and val/ (or test/); default: the built-in "
-                                          "synthetic set."),
     seeds: str = typer.Option("0,1", rich_help_panel=_PROXY,
                               help="Proxy seeds, comma-separated (the reference runs once: --reference-seeds)."),
-    proxy_epochs: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                            help="Default: the search's (5 on a GPU, 4 on a CPU)."),
-    proxy_resolution: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                help="Multiple of 32 (default: the search's, 64 on a GPU, 32 on a "
-                                                     "CPU)."),
-    proxy_batch_size: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                help="Proxy and reference batch (default: the search's, 512 on a "
-                                                     "GPU, 64 on a CPU)."),
-    proxy_lr: float | None = typer.Option(None, rich_help_panel=_PROXY,
-                                          help="Peak lr (default: the search's: 2e-3 at batch 512 on a GPU, else the "
-                                               "recipe's scaled by sqrt(batch/256))."),
-    proxy_train_samples: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                                   help="Training images (class-balanced subset)."),
-    proxy_val_samples: int | None = typer.Option(None, rich_help_panel=_PROXY, help="Validation images."),
-    proxy_holdout: int | None = typer.Option(None, rich_help_panel=_PROXY,
-                                             help="Validate on N images held out of train/ instead of val/."),
+    proxy: dict | None = None,  # flags.PROXY_SETTINGS
     also_proxy: list[str] = typer.Option([], rich_help_panel=_PROXY, metavar="CHANGES",
                                          help="Another proxy to measure against the same reference, as changes "
                                               "(e.g. epochs=2,resolution=64); repeatable."),
     exploratory_alternatives: bool = typer.Option(False, "--exploratory-alternatives", rich_help_panel=_PROXY,
                                                   help="Let --also-proxy train on more than 1/5 of the "
                                                        "reference's images; the report marks each."),
-    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
-                                                help="Default: 5x the proxy's (at least that)."),
-    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE,
-                                                    help="Default: 2x the proxy's, at most 64."),
+    reference_epochs: int | None = typer.Option(None, rich_help_panel=_REFERENCE, help="Default: 5x the proxy's."),
+    reference_resolution: int | None = typer.Option(None, rich_help_panel=_REFERENCE, help="Default: 2x, up to 64."),
     reference: str | None = typer.Option(None, rich_help_panel=_REFERENCE,
                                          help="More settings as key=value pairs, e.g. train_samples=all,"
                                               "val_samples=all (the full splits)."),
     reference_seeds: int = typer.Option(1, rich_help_panel=_REFERENCE,
                                         help="Train each reference N times (seeds: the first proxy seed, +1, ...) "
                                              "and use the mean: one run's seed noise caps the tau a proxy shows."),
-    proxy_device: str = typer.Option("auto", rich_help_panel=_WORKERS, help="auto | cuda | cpu."),
-    proxy_workers: int = typer.Option(0, rich_help_panel=_WORKERS, help="Data loader processes per training."),
-    proxy_cuda_graph: bool | None = typer.Option(None, "--proxy-cuda-graph/--no-proxy-cuda-graph",
-                                                 rich_help_panel=_WORKERS,
-                                                 help="Replay each step from a CUDA graph (default: on a GPU)."),
-    gpus: str = typer.Option("none", rich_help_panel=_WORKERS,
-                             help="none (this process) | all (one worker per GPU) | N (the first N) | 0,1."),
-    workers_per_gpu: int = typer.Option(1, rich_help_panel=_WORKERS,
-                                        help="With --gpus: processes per GPU (small proxies are launch-bound)."),
+    workers: dict | None = None,  # flags.GPU_WORKERS
     stop_after: float | None = typer.Option(None, rich_help_panel=_RUN,
-                                            help="Start no training after this many seconds; the report covers "
-                                                 "what finished, a rerun continues."),
-    out: Path | None = typer.Option(None, rich_help_panel=_RUN,
-                                    help="Report JSON; the PNG and the resumable records go beside it (default: "
-                                         "<runs-dir>/proxy-check/proxy-fidelity.json)."),
+                                            help="Start no training after N seconds; a rerun continues."),
     runs_dir: Path = typer.Option(Path("runs"), rich_help_panel=_RUN,
                                   help="Where the report goes by default and folder subsets are linked."),
+    out: Path | None = typer.Option(None, rich_help_panel=_RUN,
+                                    help="Report JSON, its PNG and records beside it (default: in <runs-dir>)."),
     reuse_records: Path | None = typer.Option(None, rich_help_panel=_RUN,
                                               help="An earlier check's .records folder: its trainings of the same "
                                                    "network, settings and seed are copied, not retrained."),
 ) -> None:
     """Measure the proxy: its ranking of networks vs a 5x longer training, its seed noise, and free scores."""
-    import dataclasses
+    from patsearch.proxycheck import FidelityOptions, run_fidelity
 
-    from patsearch.errors import UserError
-    from patsearch.search import ProxySettings
-    from patsearch.search.fidelity import (
-        DEFAULT_FIDELITY_OUT,
-        FidelityOptions,
-        apply_overrides,
-        default_reference,
-        run_fidelity,
-    )
-
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
-    proxy = ProxySettings.for_device(
-        data=str(data) if data else None, epochs=proxy_epochs, resolution=proxy_resolution,
-        batch_size=proxy_batch_size, lr=proxy_lr, train_samples=proxy_train_samples, val_samples=proxy_val_samples,
-        holdout=proxy_holdout, seed=seed_list[0] if seed_list else 0, device=proxy_device, workers=proxy_workers,
-        subset_dir=str(runs_dir / ".proxy-data"), cuda_graph=proxy_cuda_graph)
-    reference_settings = default_reference(proxy)
-    changes = {k: v for k, v in (("epochs", reference_epochs), ("resolution", reference_resolution)) if v is not None}
-    reference_settings = dataclasses.replace(reference_settings, **changes)
-    if reference:
-        reference_settings = apply_overrides(reference_settings, reference, "--reference")
-    alternatives = tuple(apply_overrides(proxy, text) for text in also_proxy)
-    opts = FidelityOptions(proxy=proxy, reference=reference_settings, alternatives=alternatives, n=n, seeds=seed_list,
-                           reference_seeds=reference_seeds, budget=budget, workers_per_gpu=workers_per_gpu,
-                           device_table=device_table, space=space, variants=variants, sample_seed=sample_seed,
-                           out=str(out or runs_dir / DEFAULT_FIDELITY_OUT), gpus=gpus, stop_after=stop_after,
-                           allow_stale_profile=allow_stale_profile,
-                           exploratory_alternatives=exploratory_alternatives,
-                           reuse_records=str(reuse_records) if reuse_records else None)
+    values = dict(n=n, budget=budget, **tables, variants=variants, sample_seed=sample_seed, seeds=seeds, **proxy,
+                  also_proxy=also_proxy, exploratory_alternatives=exploratory_alternatives,
+                  reference_epochs=reference_epochs, reference_resolution=reference_resolution, reference=reference,
+                  reference_seeds=reference_seeds, **workers,
+                  stop_after=stop_after, out=out, runs_dir=runs_dir, reuse_records=reuse_records)
+    opts = FidelityOptions.from_flags(values, file=options, given=_given_flags(ctx))
     try:
         run_fidelity(opts, console=console())
     except KeyboardInterrupt:

@@ -3,8 +3,9 @@ dataclass construction whose failures are one-line :class:`~patsearch.errors.Use
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ import yaml
 
 from patsearch.errors import UserError
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 OptionsT = TypeVar("OptionsT", bound="OptionsMixin")
 
@@ -34,28 +36,58 @@ def read_yaml(path: str | os.PathLike, error: type[UserError], what: str) -> Any
     return parse_yaml(text, error, str(path))
 
 
-def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], source: str, what: str) -> T:
-    """``cls(**data)`` for a dataclass whose ``__post_init__`` validates, with unknown fields and validation
-    failures reported as ``error`` prefixed by ``source``."""
+def check_fields(cls: type, data: Any, *, error: type[UserError], source: str, what: str) -> None:
+    """A one-line ``error`` unless ``data`` is a mapping of ``cls``'s dataclass fields."""
     if not isinstance(data, Mapping):
         raise error(f"{source}: expected a mapping of {what} fields, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise error(f"{source}: unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+
+
+def dataclass_from_mapping(cls: type[T], data: Any, *, error: type[UserError], source: str, what: str) -> T:
+    """``cls(**data)`` for a dataclass whose ``__post_init__`` validates, with unknown fields and validation
+    failures reported as ``error`` prefixed by ``source``."""
+    check_fields(cls, data, error=error, source=source, what=what)
     try:
         return cls(**data)
     except (error, TypeError) as exc:
         raise error(f"{source}: {exc}") from None
 
 
+def take_alias(data: Mapping[str, Any], alias: str, name: str, *, spelling: str, error: type[UserError]) -> dict:
+    """``data`` with the value of a deprecated flag (key ``alias``, written ``spelling`` on the command line) under
+    its field ``name``; giving both is an error, the old spelling alone a warning that names the new one."""
+    out = dict(data)
+    value = out.pop(alias, None)
+    if value is None:
+        return out
+    new = "--" + name.replace("_", "-")
+    if out.get(name) is not None:
+        raise error(f"{spelling} is the old spelling of {new}; give {new} only")
+    logger.warning("%s is deprecated: it is spelled %s now", spelling, new)
+    out[name] = value
+    return out
+
+
 class OptionsMixin:
-    """``replace``, ``from_dict`` and ``from_yaml`` of a frozen options dataclass validated in ``__post_init__``
-    (``TrainOptions``, ``ProfileOptions``, ``BenchOptions``): each sets ``options_error`` (its one-line error
-    class) and ``options_what`` (how messages name it, e.g. "train options")."""
+    """``replace``, ``from_dict``, ``from_yaml`` and ``from_flags`` of an options dataclass validated in
+    ``__post_init__`` (every command's: ``TrainOptions``, ``ProfileOptions``, ``BenchOptions``, ``SearchOptions``,
+    ``ProxyCheckOptions``): each sets ``options_error`` (its one-line error class) and ``options_what`` (how
+    messages name it, e.g. "train options"), and maps its command's flag names onto its fields in
+    :meth:`fields_from` where they differ."""
 
     options_error: type[UserError]
     options_what: str
+
+    def need(self, ok: bool, name: str, what: str) -> None:
+        """A one-line error naming the flag of field ``name`` and its value unless ``ok``."""
+        if not ok:
+            raise self.options_error(f"--{name.replace('_', '-')} must be {what}, got {getattr(self, name)!r}")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)  # type: ignore[attr-defined]
 
     def replace(self: OptionsT, **changes: Any) -> OptionsT:
         try:
@@ -64,9 +96,26 @@ class OptionsMixin:
             raise self.options_error(str(exc)) from None
 
     @classmethod
+    def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """``data`` (fields, or flags named as the command names them) as field names; dashes read as
+        underscores."""
+        return {key.replace("-", "_") if isinstance(key, str) else key: value for key, value in data.items()}
+
+    @classmethod
     def from_dict(cls: type[OptionsT], data: Any, *, source: str | None = None) -> OptionsT:
-        return dataclass_from_mapping(cls, data, error=cls.options_error, source=source or cls.options_what,
-                                      what=cls.options_what)
+        source = source or cls.options_what
+        if isinstance(data, Mapping):
+            data = cls.fields_from(data, source)
+        return dataclass_from_mapping(cls, data, error=cls.options_error, source=source, what=cls.options_what)
+
+    @classmethod
+    def from_flags(cls: type[OptionsT], flags: Mapping[str, Any], *, file: str | os.PathLike | None = None,
+                   given: Collection[str] = ()) -> OptionsT:
+        """A command's options from its flags (name -> value). With an options ``file`` its fields are the base
+        and only the ``given`` flags (those on the command line) override them; defaults do not."""
+        if file is None:
+            return cls(**cls.fields_from(flags, ""))
+        return cls.from_yaml(file, **{name: value for name, value in flags.items() if name in given})
 
     @classmethod
     def from_yaml(cls: type[OptionsT], path: str | os.PathLike, **overrides: Any) -> OptionsT:

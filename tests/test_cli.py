@@ -202,3 +202,15 @@ def test_long_commands_group_their_options_into_help_panels(command, most_lines)
     panels = {getattr(p, "rich_help_panel", None) for p in params} - {None}
     assert all(f"─ {panel} ─" in result.stdout for panel in panels), result.stdout
     assert len(result.stdout.splitlines()) <= most_lines, f"{command} --help: {len(result.stdout.splitlines())} lines"
+
+
+@pytest.mark.parametrize("command, field", [("search", "trails"), ("proxy-check", "nn")])
+def test_a_bad_field_in_an_options_file_is_one_line_and_exit_2(tmp_path, command, field):
+    options = tmp_path / "options.yaml"
+    options.write_text(f"{field}: 5\n")
+    result = subprocess.run([sys.executable, "-m", "patsearch", command, "--options", str(options)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {options}: unknown field(s) {field}"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["options.yaml"]  # nothing written

@@ -98,6 +98,8 @@ def _graph() -> dict[str, set[str]]:
 LAYERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
+    {"flags"},  # the typer flag groups the commands share
+    {"proxycheck"},
     {"search", "export", "reporting"},  # export reads trained checkpoints; reporting prints counted tables
     {"profiler", "train"},
     {"space", "data", "counting"},

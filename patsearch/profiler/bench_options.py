@@ -13,12 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from patsearch.arch import is_int
-from patsearch.config import OptionsMixin
 from patsearch.models.forms import BENCH_FORMS, FormError, canonical_form, form_names, get_form
-from patsearch.profiler.devices import DeviceError, Protocol, get_device
+from patsearch.profiler.devices import DeviceError
+from patsearch.profiler.options import DeviceOptions
 
 # Any measurable form may be asked for; BENCH_FORMS (the default) first in the choices.
 CHOICES = BENCH_FORMS + tuple(f for f in form_names(measurable_only=True) if f not in BENCH_FORMS)
@@ -30,25 +28,18 @@ class BenchOptionsError(DeviceError, ValueError):
 
 
 @dataclass(frozen=True)
-class BenchOptions(OptionsMixin):
+class BenchOptions(DeviceOptions):
     """One ``patsearch bench`` run: the device and its protocol overrides, the models and forms side by side,
     and how the table is printed (``format``) and saved (``out``, format from its suffix)."""
 
     options_error = BenchOptionsError
     options_what = "bench options"
 
-    device: str
     models: tuple[str, ...] | None = None  # None: PATNet T0-L, FasterNet T0-L and the paper's timm peers
+    # one architecture file measured instead of ``models``; a search's best.yaml gets the measurement recorded
+    arch: str | None = None
     forms: tuple[str, ...] = BENCH_FORMS
     resolution: int = 224
-    # protocol overrides (None: the device's own)
-    batch: int | None = None
-    dtype: str | None = None
-    channels_last: bool | None = None
-    threads: int | None = None
-    clock: str | None = None
-    cuda_graphs: bool | None = None
-    tf32: bool | None = None
     group: int = 4  # models measured interleaved in one group
     format: str = "md"
     out: str | None = None
@@ -56,8 +47,16 @@ class BenchOptions(OptionsMixin):
     command: str | None = None  # recorded in the table (None: this process's command line)
 
     def __post_init__(self) -> None:
-        if isinstance(self.out, os.PathLike):  # PathLike -> str: YAML-safe, comparable
-            object.__setattr__(self, "out", os.fspath(self.out))
+        for name in ("out", "arch"):  # PathLike -> str: YAML-safe, comparable
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if self.arch is not None:
+            if self.models is not None and tuple(self.models) != (self.arch,):
+                raise BenchOptionsError("give --arch FILE or --models, not both")
+            if not (isinstance(self.arch, str) and os.path.isfile(self.arch)):
+                raise BenchOptionsError(f"--arch {self.arch}: no such file; pass a search's best.yaml or an "
+                                        "architecture YAML")
+            object.__setattr__(self, "models", (self.arch,))
         for name in ("models", "forms"):  # a list (YAML, keywords) or "a,b" (a flag) -> a tuple: frozen, hashable
             value = getattr(self, name)
             if isinstance(value, str):
@@ -68,13 +67,6 @@ class BenchOptions(OptionsMixin):
             object.__setattr__(self, "forms", tuple(canonical_form(f) for f in self.forms))
         _validate(self)
 
-    def protocol(self) -> Protocol:
-        """The device's protocol with this run's overrides (validated there)."""
-        return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
-                                                     channels_last=self.channels_last, threads=self.threads,
-                                                     clock=self.clock,
-                                                     cuda_graphs=self.cuda_graphs, tf32=self.tf32)
-
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         for name in ("models", "forms"):  # safe_dump writes lists, not tuples
@@ -82,28 +74,19 @@ class BenchOptions(OptionsMixin):
                 data[name] = list(data[name])
         return data
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
 
 def _validate(o: BenchOptions) -> None:
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise BenchOptionsError(f"--{name.replace('_', '-')} must be {what}, got {getattr(o, name)!r}")
+    need = o.need
 
     def names(value: Any) -> bool:
         return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) and v for v in value)
 
-    need(isinstance(o.device, str) and bool(o.device), "device", "a device name such as cpu, epyc or h200")
     need(o.models is None or names(o.models), "models", "a non-empty list of model names (or unset)")
     need(names(o.forms), "forms", f"a non-empty list of forms from {', '.join(CHOICES)}")
     # the networks downsample 32x: a smaller input has no last stage
     need(is_int(o.resolution) and o.resolution >= 32, "resolution", "an integer of at least 32")
     need(is_int(o.group) and o.group >= 1, "group", "at least 1")
     need(o.format in FORMATS, "format", ", ".join(FORMATS[:-1]) + f" or {FORMATS[-1]}")
-    need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
-    need(o.cuda_graphs is None or isinstance(o.cuda_graphs, bool), "cuda_graphs", "true, false or unset")
-    need(o.tf32 is None or isinstance(o.tf32, bool), "tf32", "true, false or unset")
     need(isinstance(o.progress, bool), "progress", "true or false")
     for name in ("out", "command"):
         value = getattr(o, name)
@@ -113,7 +96,7 @@ def _validate(o: BenchOptions) -> None:
             get_form(form, among=CHOICES, what="--forms")
         except FormError as exc:
             raise BenchOptionsError(str(exc)) from None
-    o.protocol()  # the device name and the protocol overrides, checked by their one definition
+    o.check_device(BenchOptionsError)  # the device name and the protocol overrides
 
 
 __all__ = ["CHOICES", "BenchOptions", "BenchOptionsError", "FORMATS"]

@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from patsearch.arch import is_int
 from patsearch.config import OptionsMixin
 from patsearch.profiler.devices import DeviceError, Protocol, get_device
@@ -25,25 +23,48 @@ class ProfileOptionsError(DeviceError, ValueError):
 
 
 @dataclass(frozen=True)
-class ProfileOptions(OptionsMixin):
+class DeviceOptions(OptionsMixin):
+    """The device a command measures on and the overrides of its protocol (None: the device's own), the fields
+    ``ProfileOptions`` and ``BenchOptions`` share; the overrides are checked by the device's protocol."""
+
+    device: str
+    batch: int | None = None
+    dtype: str | None = None
+    channels_last: bool | None = None
+    threads: int | None = None
+    clock: str | None = None
+    cuda_graphs: bool | None = None
+    tf32: bool | None = None
+
+    overrides = ("batch", "dtype", "channels_last", "threads", "clock", "cuda_graphs", "tf32")
+
+    def protocol(self) -> Protocol:
+        """The device's protocol with this run's overrides (validated there)."""
+        return get_device(self.device).protocol_with(**{name: getattr(self, name) for name in self.overrides})
+
+    def check_device(self, error: type[DeviceError]) -> None:
+        """One-line ``error`` for a device that is no name or a switch that is no bool, then the protocol's own
+        checks of the overrides."""
+        if not (isinstance(self.device, str) and self.device):
+            raise error(f"--device must be a device name such as cpu, epyc or h200, got {self.device!r}")
+        for name in ("channels_last", "cuda_graphs", "tf32"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise error(f"--{name.replace('_', '-')} must be true, false or unset, got {getattr(self, name)!r}")
+        self.protocol()
+
+
+@dataclass(frozen=True)
+class ProfileOptions(DeviceOptions):
     """One ``patsearch profile`` run: the device and its protocol overrides, the space, where the table goes,
     and the optional trace / validation / adaptation steps (see :func:`patsearch.profiler.run.build_profile`)."""
 
     options_error = ProfileOptionsError
     options_what = "profile options"
+    overrides = (*DeviceOptions.overrides, "form")
 
-    device: str
     space: str | None = None  # search-space YAML or name (None: patnet)
     out: str | None = None  # profile JSON (None: the user's profile folder)
-    # protocol overrides (None: the device's own)
-    batch: int | None = None
-    dtype: str | None = None
-    channels_last: bool | None = None
-    threads: int | None = None
-    form: str | None = None
-    clock: str | None = None
-    cuda_graphs: bool | None = None
-    tf32: bool | None = None
+    form: str | None = None  # a protocol override too (bench measures several forms instead)
     # steps after the layer table
     validate: int = 0
     calibrate: int | None = None
@@ -54,6 +75,10 @@ class ProfileOptions(OptionsMixin):
     plot: str | None = None
     fresh: bool = False
     passes: int = 1
+    # measure nothing: refit the calibration and fidelity of the networks the profile holds (``partial``: of a
+    # validation cut short, over the networks it measured)
+    refit: bool = False
+    partial: bool = False
     progress: bool = True
     command: str | None = None  # recorded in the profile (None: this process's command line)
 
@@ -64,39 +89,28 @@ class ProfileOptions(OptionsMixin):
                 object.__setattr__(self, name, os.fspath(value))
         _validate(self)
 
-    def protocol(self) -> Protocol:
-        """The device's protocol with this run's overrides (validated there)."""
-        return get_device(self.device).protocol_with(batch=self.batch, dtype=self.dtype,
-                                                     channels_last=self.channels_last, threads=self.threads,
-                                                     form=self.form, clock=self.clock,
-                                                     cuda_graphs=self.cuda_graphs, tf32=self.tf32)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
 
 def _validate(o: ProfileOptions) -> None:
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise ProfileOptionsError(f"--{name.replace('_', '-')} must be {what}, got {getattr(o, name)!r}")
+    need = o.need
 
-    need(isinstance(o.device, str) and bool(o.device), "device", "a device name such as cpu, epyc or h200")
     need(is_int(o.validate) and o.validate >= 0, "validate", "a non-negative number of networks")
     need(o.calibrate is None or (is_int(o.calibrate) and o.calibrate >= 0), "calibrate",
          "a non-negative number of networks (or unset)")
     need(is_int(o.passes) and o.passes >= 1, "passes", "at least 1")
     need(is_int(o.seed), "seed", "an integer")
-    need(o.channels_last is None or isinstance(o.channels_last, bool), "channels_last", "true, false or unset")
-    need(o.cuda_graphs is None or isinstance(o.cuda_graphs, bool), "cuda_graphs", "true, false or unset")
-    need(o.tf32 is None or isinstance(o.tf32, bool), "tf32", "true, false or unset")
-    for name in ("adapt", "fresh", "progress"):
+    for name in ("adapt", "fresh", "progress", "refit", "partial"):
         need(isinstance(getattr(o, name), bool), name, "true or false")
     for name in ("space", "out", "adapt_from", "trace", "plot", "command"):
         value = getattr(o, name)
         need(value is None or (isinstance(value, str) and bool(value)), name, "a non-empty string or unset")
+    if o.partial and not o.refit:
+        raise ProfileOptionsError("--partial goes with --refit (scoring a validation that was cut short)")
+    if o.refit and (o.validate < 1 or (o.calibrate is not None and o.calibrate < 1)):
+        raise ProfileOptionsError("--refit needs --validate N and --calibrate N (> 0): the held-out and calibration "
+                                  "networks the profile was validated with")
     if o.adapt_from is not None and not o.adapt:
         raise ProfileOptionsError(f"--adapt-from {o.adapt_from} needs --adapt (it names the table to adapt)")
-    o.protocol()  # the device name and the protocol overrides, checked by their one definition
+    o.check_device(ProfileOptionsError)  # the device name and the protocol overrides

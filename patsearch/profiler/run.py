@@ -117,6 +117,22 @@ def _adapt(dev: Any, protocol: Any, space: Any, path: Path, *, validate: int, ca
                          plot=plot_path, progress=progress)
 
 
+def refit_profile(options: ProfileOptions) -> tuple[Profile, dict[str, Any], int]:
+    """Measure nothing: refit the calibration and fidelity report of the profile ``options`` name (``out``, else
+    the device's) from the networks it already holds, on any host (``--refit``). Returns the profile, the report
+    and the number of calibration networks."""
+    from patsearch.profiler.table import load_profile
+    from patsearch.profiler.validate import DEFAULT_CALIBRATE, refit
+    from patsearch.space import load_space
+
+    prof = load_profile(options.out or options.device, check=False)  # other hardware is fine: nothing is timed
+    plot = Path(options.plot) if options.plot is not None else prof.path.with_suffix(".fidelity.png")
+    calibrate = DEFAULT_CALIBRATE if options.calibrate is None else options.calibrate
+    report = refit(prof, load_space(options.space), n_evaluate=options.validate, n_calibrate=calibrate,
+                   seed=options.seed, plot=plot, partial=options.partial)
+    return prof, report, calibrate
+
+
 def representative_layers(layers: dict[str, tuple[Any, tuple[int, int, int]]], limit: int = 8) -> list[str]:
     """A few layers worth a trace: the stem, a merge, the head and one block per mixer (median width)."""
     chosen: list[str] = []

@@ -11,9 +11,9 @@ Pieces, one job each: :mod:`~patsearch.search.budget` (parse ``35ms`` / ``4000fp
 :mod:`~patsearch.search.proxy` (proxy training through the trainer), :mod:`~patsearch.search.study` (storages,
 samplers, pruners, multi-worker loop), :mod:`~patsearch.search.baselines`, :mod:`~patsearch.search.results` (rows,
 the winner, noise) shown by :mod:`~patsearch.search.summary` and :mod:`~patsearch.search.plots` and exported by
-:mod:`~patsearch.search.best_yaml`, :mod:`~patsearch.search.redact` (credentials out of every message);
-:mod:`~patsearch.search.fidelity` (``patsearch proxy-check``: the proxy's ranking against a longer training, run
-as resumable :mod:`~patsearch.search.jobs`, with :mod:`~patsearch.search.zerocost` among the free baselines).
+:mod:`~patsearch.search.best_yaml`, :mod:`~patsearch.search.redact` (credentials out of every message),
+:mod:`~patsearch.search.jobs` (resumable jobs over worker processes) and :mod:`~patsearch.search.zerocost` (free
+scores), which :mod:`patsearch.proxycheck` also runs on.
 """
 from patsearch.search.budget import BudgetError, parse_latency, parse_throughput
 

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patsearch.arch import is_int
+from patsearch.config import OptionsMixin, take_alias
 from patsearch.errors import UserError
 from patsearch.io import ensure_writable
 from patsearch.search import study as study_mod
@@ -19,7 +22,7 @@ from patsearch.search.best_yaml import write_best_yaml, write_front_yaml
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.plots import write_plots
-from patsearch.search.proxy import ProxySettings, balanced_subset, make_proxy_runner
+from patsearch.search.proxy import ProxySettings, balanced_subset, fold_proxy_flags, make_proxy_runner, proxy_settings
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
 from patsearch.search.results import best_row, constraints_of, fill_costs, find_fidelity, finished, pareto_front, rows
 from patsearch.search.rungs import Rungs
@@ -31,13 +34,22 @@ DEFAULT_TRIALS = 8
 OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"  # logs each failed trial, an interrupted one with its traceback
 
 
+class SearchOptionsError(UserError, ValueError):
+    """A search option (flag, keyword or options-file field) is invalid."""
+
+
 @dataclass
-class SearchOptions:
-    """Everything ``patsearch search`` accepts (see the CLI for the flags)."""
+class SearchOptions(OptionsMixin):
+    """Everything ``patsearch search`` accepts (see the CLI for the flags), validated when made. From flags or a
+    YAML file, the proxy's flags (``data``, ``proxy_epochs`` ...) fill ``proxy``, and its seed and subset folder
+    default to the search's ``seed`` and ``<runs_dir>/.proxy-data``."""
+
+    options_error = SearchOptionsError
+    options_what = "search options"
 
     latency_budgets: Sequence[str] = ()
     min_throughputs: Sequence[str] = ()
-    device: str | None = None  # default profile for constraints without their own (None: the local CPU's)
+    profile: str | None = None  # lookup table of constraints without their own (None: the local CPU's)
     space: str | None = None
     proxy: ProxySettings = field(default_factory=ProxySettings.for_device)  # the measured default for the device
     trials: int = DEFAULT_TRIALS
@@ -50,8 +62,7 @@ class SearchOptions:
     pruner: str = "median"
     n_jobs: int = 1
     gpus: str | None = None  # all | N | 0,1: one worker process per GPU on the same study (None: one worker)
-    # Worker processes per GPU: a small proxy is launch-bound and leaves the GPU idle between kernels, so several
-    # processes per GPU raise its throughput (3 per H200 gave about 1.5x the images per hour; docs/BENCHMARKS.md).
+    # Several processes per GPU raise a launch-bound proxy's throughput (docs/BENCHMARKS.md).
     workers_per_gpu: int = 1
     baselines: str = "auto"
     runs_dir: str = "runs"
@@ -72,6 +83,35 @@ class SearchOptions:
     rungs: str | None = None
     rung_seeds: int = 2  # seeds of the last rung (the winner's score is their mean)
     rung_keep: float = 1 / 3  # share of searched networks each rung trains again
+
+    def __post_init__(self) -> None:
+        for name in ("runs_dir", "fidelity", "space", "profile"):  # PathLike -> str: YAML-safe, comparable
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
+        self.latency_budgets = tuple(self.latency_budgets or ())
+        self.min_throughputs = tuple(self.min_throughputs or ())
+        self.proxy = proxy_settings(self.proxy)
+        _check_options(self)
+
+    @functools.cached_property
+    def proxy_device(self) -> Any:
+        """The ``torch.device`` proxies train on: ``proxy.device`` resolved once, on first use (``auto``: the GPU
+        when there is one); a one-line error for a device this machine lacks."""
+        return self.proxy.torch_device()
+
+    @classmethod
+    def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """Fields from fields or the command's flags: ``latency_budget``/``min_throughput`` (repeatable) name the
+        lists, ``--device`` is the old spelling of ``--profile``, the proxy's flags fill ``proxy``."""
+        out = take_alias(super().fields_from(data, source), "profile_alias", "profile", spelling="--device",
+                         error=cls.options_error)
+        for flag, name in (("latency_budget", "latency_budgets"), ("min_throughput", "min_throughputs")):
+            if flag in out:
+                out[name] = out.pop(flag)
+        runs_dir = out.get("runs_dir")
+        return fold_proxy_flags(out, seed=out.get("seed"),
+                                subset_dir=None if runs_dir is None else str(Path(runs_dir) / ".proxy-data"))
 
 
 @dataclass
@@ -115,37 +155,34 @@ def default_study_name(space_name: str, constraints, objective: str, proxy: Prox
 
 
 def _check_options(opts: SearchOptions) -> None:
-    if opts.trials < 1:
-        raise UserError(f"--trials must be at least 1, got {opts.trials}")
-    if opts.n_jobs < 1:
-        raise UserError(f"--n-jobs must be at least 1, got {opts.n_jobs}")
+    error = SearchOptionsError
+    if not is_int(opts.trials) or opts.trials < 1:
+        raise error(f"--trials must be at least 1, got {opts.trials}")
+    if not is_int(opts.n_jobs) or opts.n_jobs < 1:
+        raise error(f"--n-jobs must be at least 1, got {opts.n_jobs}")
     if opts.timeout is not None and opts.timeout <= 0:
-        raise UserError(f"--timeout must be a positive number of seconds, got {opts.timeout}")
+        raise error(f"--timeout must be a positive number of seconds, got {opts.timeout}")
     if opts.objective not in OBJECTIVES:
-        raise UserError(f"unknown --objective {opts.objective!r}; choose from {', '.join(OBJECTIVES)}")
-    if opts.sampler.lower().replace("-", "") not in ("tpe", "nsga2", "nsgaii", "gp", "random"):
-        raise UserError(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(study_mod.SAMPLERS)}")
-    if opts.heartbeat_interval < 1:
-        raise UserError("--heartbeat-interval must be at least 1 second")
-    if not isinstance(opts.workers_per_gpu, int) or opts.workers_per_gpu < 1:
-        raise UserError(f"--workers-per-gpu must be a positive integer, got {opts.workers_per_gpu!r}")
+        raise error(f"unknown --objective {opts.objective!r}; choose from {', '.join(OBJECTIVES)}")
+    if str(opts.sampler).lower().replace("-", "") not in ("tpe", "nsga2", "nsgaii", "gp", "random"):
+        raise error(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(study_mod.SAMPLERS)}")
+    if not is_int(opts.heartbeat_interval) or opts.heartbeat_interval < 1:
+        raise error("--heartbeat-interval must be at least 1 second")
+    if not is_int(opts.workers_per_gpu) or opts.workers_per_gpu < 1:
+        raise error(f"--workers-per-gpu must be a positive integer, got {opts.workers_per_gpu!r}")
     if opts.workers_per_gpu > 1 and not opts.gpus:
-        raise UserError("--workers-per-gpu needs --gpus (for example --gpus all --workers-per-gpu 3)")
-    if opts.confirm_top is not None and (not isinstance(opts.confirm_top, int) or opts.confirm_top < 0):
-        raise UserError(f"--confirm-top must be a non-negative integer (0: off), got {opts.confirm_top!r}")
-    if not isinstance(opts.confirm_seeds, int) or opts.confirm_seeds < 2:
-        raise UserError(f"--confirm-seeds must be an integer of at least 2 (the search's seed and one more), got "
-                        f"{opts.confirm_seeds!r}")
+        raise error("--workers-per-gpu needs --gpus (for example --gpus all --workers-per-gpu 3)")
+    if opts.confirm_top is not None and (not is_int(opts.confirm_top) or opts.confirm_top < 0):
+        raise error(f"--confirm-top must be a non-negative integer (0: off), got {opts.confirm_top!r}")
+    if not is_int(opts.confirm_seeds) or opts.confirm_seeds < 2:
+        raise error(f"--confirm-seeds must be an integer of at least 2 (the search's seed and one more), got "
+                    f"{opts.confirm_seeds!r}")
     if opts.confirm_top and opts.objective == PARETO:  # auto (None) is simply off for Pareto studies
-        raise UserError("--confirm-top ranks one score by its mean over seeds; drop it for --objective pareto")
-    if isinstance(opts.rung_seeds, bool) or not isinstance(opts.rung_seeds, int) or opts.rung_seeds < 1:
-        raise UserError(f"--rung-seeds must be a positive integer, got {opts.rung_seeds!r}")
-    if isinstance(opts.rung_keep, bool) or not isinstance(opts.rung_keep, (int, float)) or not 0 < opts.rung_keep < 1:
-        raise UserError(f"--rung-keep must be a fraction between 0 and 1 (e.g. 0.33), got {opts.rung_keep!r}")
+        raise error("--confirm-top ranks one score by its mean over seeds; drop it for --objective pareto")
+    Rungs.check_shape(opts.rung_seeds, opts.rung_keep)  # checked even where no rungs run: a typo is not ignored
     if opts.study_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", opts.study_name):
-        raise UserError(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
-                        "(it names the folder under runs/)")
-    ensure_writable(opts.runs_dir, "--runs-dir", folder=True, example="runs")
+        raise error(f"--study-name {opts.study_name!r}: use letters, digits, '-', '_' and '.' only "
+                    "(it names the folder under runs/)")
 
 
 def resolve_rungs(opts: SearchOptions, device_type: str) -> Rungs | None:
@@ -165,12 +202,12 @@ def resolve_rungs(opts: SearchOptions, device_type: str) -> Rungs | None:
 
 
 def _worker_gpus(opts: SearchOptions) -> list[int] | None:
-    """The GPUs that get a worker process each (``--gpus``), checked against ``--proxy-device``."""
+    """The GPUs that get a worker process each (``--gpus``), checked against the proxy's device."""
     import torch
 
     from patsearch.search.proxy import parse_gpus
 
-    device = opts.proxy.torch_device()
+    device = opts.proxy_device
     gpus = parse_gpus(opts.gpus, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if gpus is not None and device.type != "cuda":
         raise UserError(f"--gpus {opts.gpus} trains on GPUs but --proxy-device is {opts.proxy.device}; use "
@@ -217,12 +254,18 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     from rich.markup import escape
 
     console = console or Console(stderr=False)
-    _check_options(opts)
-    gpus = _worker_gpus(opts) if not worker_index else None  # bad --gpus/--proxy-device: before any study work
+    ensure_writable(opts.runs_dir, "--runs-dir", folder=True, example="runs")
+    # The proxy's device, resolved once by the options (a bad or absent one fails before any study work); the
+    # runner, the recipe and the estimates take it from here.
+    device = opts.proxy_device
+    gpus = _worker_gpus(opts) if not worker_index else None
     if gpus is not None and len(gpus) == 1:  # one GPU: this process is its worker
+        import torch
+
         opts = dataclasses.replace(opts, proxy=dataclasses.replace(opts.proxy, device=f"cuda:{gpus[0]}"))
+        device = torch.device("cuda", gpus[0])
     specs = parse_constraints(opts.latency_budgets, opts.min_throughputs)
-    proxy_device = getattr(run_proxy, "device", None) or opts.proxy.torch_device()
+    proxy_device = getattr(run_proxy, "device", None) or device
     device_type = getattr(proxy_device, "type", str(proxy_device))
     rungs = resolve_rungs(opts, device_type)
     # The first rung is the proxy; the recipe is named once here, so the study records which one trained.
@@ -250,7 +293,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             for w in caught:  # one line each, not Python's warning format
                 logger.info("note: %s", w.message)
             return profile
-    constraints = load_constraints(specs, default_device=opts.device or _default_device(), loader=load_profile)
+    constraints = load_constraints(specs, default_device=opts.profile or _default_device(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
 
     study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective, opts.proxy, rungs)
@@ -307,7 +350,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
 
     if run_proxy is None:
         # One in-process worker logs each training's progress; several (threads, --gpus processes) would interleave.
-        run_proxy = make_proxy_runner(opts.proxy, num_classes_hint=None, threads=_threads_per_job(opts.n_jobs),
+        run_proxy = make_proxy_runner(opts.proxy, device=device, threads=_threads_per_job(opts.n_jobs),
                                       progress=opts.n_jobs == 1 and not worker_index and not opts.gpus)
     num_classes = getattr(run_proxy, "num_classes", 10)
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
@@ -339,7 +382,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
     else:
         ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints,
-                                 advance=advance)
+                                 device_type, advance=advance)
 
     final = main_study
     confirm_top = 0 if rungs is not None else _confirm_top(opts, run_proxy)
@@ -499,7 +542,7 @@ def _threads_per_job(n_jobs: int) -> int:
 
 
 def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,
-                       constraints, advance=None) -> int:
+                       constraints, device_type: str, advance=None) -> int:
     from optuna.trial import TrialState
 
     from patsearch.progress import progress_bar
@@ -512,7 +555,7 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
     seconds: list[float] = []  # training time of each candidate this run trained: the ETA's rate
     todo = max(0, opts.trials - done_count())
     if todo:
-        guess = _rough_seconds_per_candidate(opts, constraints)
+        guess = _rough_seconds_per_candidate(opts, constraints, device_type)
         estimate = (f"roughly {_minutes(todo * guess / opts.n_jobs)} on this CPU from the table's latency at the "
                     "proxy's resolution; " if guess else "")
         logger.info(f"  plan: {todo} candidate(s) to train ({opts.trials - todo} done) x {opts.proxy.epochs} epochs "
@@ -557,13 +600,14 @@ PROGRESS_INTERVAL_S = 30  # the trainer's plain progress lines (patsearch.train.
 TYPICAL_BUDGET_USE = 0.7  # candidates trained under a latency budget use about this share of it (search summaries)
 
 
-def _rough_seconds_per_candidate(opts: SearchOptions, constraints) -> float | None:
+def _rough_seconds_per_candidate(opts: SearchOptions, constraints, device_type: str | None = None) -> float | None:
     """A CPU proxy's training time guessed before any candidate trained: the primary CPU latency budget's typical
     use, scaled from the table's resolution to the proxy's by pixels, times 3 (forward and backward) per training
     image and 1 per validation image, every epoch. None where that does not apply (throughput tables, a GPU)."""
     primary = constraints[0]
     table = getattr(primary.profile, "protocol", None)
-    if primary.kind != LATENCY or getattr(table, "batch", None) != 1 or opts.proxy.torch_device().type != "cpu":
+    if primary.kind != LATENCY or getattr(table, "batch", None) != 1 \
+            or (device_type or opts.proxy_device.type) != "cpu":
         return None
     per_image_s = TYPICAL_BUDGET_USE * primary.limit / 1000 * (opts.proxy.resolution / 224) ** 2
     if opts.proxy.data is not None:

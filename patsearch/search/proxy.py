@@ -12,14 +12,16 @@ get one worker process each (see :func:`patsearch.search.api.run_search`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from patsearch.arch import ArchConfig
+from patsearch.config import check_fields
 from patsearch.errors import UserError
 
 # The proxy recipes (patsearch/recipes/): ``proxy`` on a GPU, ``proxy_cpu`` on a CPU, each stating its epochs,
@@ -160,6 +162,37 @@ class ProxySettings:
         return self.subset_dir or str(Path("runs") / ".proxy-data")
 
 
+def fold_proxy_flags(data: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
+    """``data`` (a command's options) with the proxy's flags, ``data`` and ``proxy_<field>``, moved into its
+    ``proxy`` mapping of :class:`ProxySettings` fields, over a ``proxy`` mapping (or settings) given beside them;
+    ``defaults`` fill fields that neither gives (the command's seed and subset folder)."""
+    out = dict(data)
+    base = out.pop("proxy", None)
+    if not isinstance(base, ProxySettings) and base is not None:
+        check_fields(ProxySettings, base, error=UserError, source="proxy", what="proxy settings")
+    proxy = dataclasses.asdict(base) if isinstance(base, ProxySettings) else dict(base or {})
+    names = {f.name for f in dataclasses.fields(ProxySettings)}
+    for key in list(out):
+        name = key if key == "data" else key.removeprefix("proxy_") if key.startswith("proxy_") else None
+        if name in names:
+            proxy[name] = out.pop(key)
+    for name, value in defaults.items():
+        if proxy.get(name) is None and value is not None:
+            proxy[name] = value
+    out["proxy"] = proxy
+    return out
+
+
+def proxy_settings(value: ProxySettings | Mapping[str, Any]) -> ProxySettings:
+    """Settings from settings, or from a mapping of their fields (unset epochs, resolution and recipe: the
+    device's proxy recipe's, as :meth:`ProxySettings.for_device`)."""
+    if isinstance(value, ProxySettings):
+        return value
+    check_fields(ProxySettings, value, error=UserError, source="proxy", what="proxy settings")
+    data = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in value.items()}
+    return ProxySettings.for_device(**data)
+
+
 def parse_gpus(spec: str | None, available: int) -> list[int] | None:
     """``--gpus``: ``all``, a count ``N`` (the first N) or a list ``0,1``; None when not given (one worker).
 
@@ -191,7 +224,7 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
     return ids
 
 
-def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None = None,
+def make_proxy_runner(settings: ProxySettings, *, device: Any = None, num_classes_hint: int | None = None,
                       threads: int | None = None, progress: bool = False) -> Callable[..., float]:
     """``run_proxy(arch, on_epoch_end=None, seed=None, epochs=None) -> final top-1 in [0, 1]`` for
     :class:`~patsearch.search.objective.Objective`; ``seed`` and ``epochs`` override the settings' (confirmation
@@ -199,9 +232,10 @@ def make_proxy_runner(settings: ProxySettings, *, num_classes_hint: int | None =
 
     ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
     ``device`` and ``num_classes`` attributes say where and on what it trains. ``progress``: each training logs
-    plain lines (epoch, step, ETA) every 30 s, under the caller's own progress display.
+    plain lines (epoch, step, ETA) every 30 s, under the caller's own progress display. ``device``: the
+    settings' device as the caller resolved it (a ``torch.device``; None: resolved here), passed on as is.
     """
-    device = settings.torch_device()  # fails here, before any study work, on a bad or absent device
+    device = device or settings.torch_device()  # fails here, before any study work, on a bad or absent device
     batch = settings.batch_for(device.type)
     data = settings.data
     num_classes = num_classes_hint or 10
@@ -312,4 +346,5 @@ def balanced_subset(samples: list[tuple[str, int]], num_classes: int, n: int | N
     return out
 
 
-__all__ = ["PROXY_RECIPES", "ProxySettings", "balanced_subset", "make_proxy_runner", "parse_gpus", "prepare_folder"]
+__all__ = ["PROXY_RECIPES", "ProxySettings", "balanced_subset", "fold_proxy_flags", "make_proxy_runner", "parse_gpus",
+           "prepare_folder", "proxy_settings"]

@@ -58,10 +58,16 @@ class Rungs:
                             "use --rungs none for a single-fidelity search")
         if any(not isinstance(e, int) or e < 1 for e in self.epochs) or list(self.epochs) != sorted(set(self.epochs)):
             raise UserError(f"--rungs must be increasing positive epoch counts (e.g. 5,15,45), got {list(self.epochs)}")
-        if not isinstance(self.top_seeds, int) or self.top_seeds < 1:
-            raise UserError(f"--rung-seeds must be a positive integer, got {self.top_seeds!r}")
-        if not 0 < self.keep < 1:
-            raise UserError(f"--rung-keep must be a fraction between 0 and 1 (e.g. 0.33), got {self.keep!r}")
+        self.check_shape(self.top_seeds, self.keep)
+
+    @staticmethod
+    def check_shape(top_seeds: Any, keep: Any) -> None:
+        """One-line errors for the last rung's seeds and the share each rung keeps (``--rung-seeds``,
+        ``--rung-keep``), the one check of both."""
+        if isinstance(top_seeds, bool) or not isinstance(top_seeds, int) or top_seeds < 1:
+            raise UserError(f"--rung-seeds must be a positive integer, got {top_seeds!r}")
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0 < keep < 1:
+            raise UserError(f"--rung-keep must be a fraction between 0 and 1 (e.g. 0.33), got {keep!r}")
 
     @classmethod
     def parse(cls, text: str, *, top_seeds: int = 2, keep: float = 1 / 3) -> Rungs | None:

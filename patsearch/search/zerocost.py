@@ -2,7 +2,7 @@
 
 Synflow needs no data and no training: with every weight replaced by its absolute value and an all-ones input,
 the score is ``sum |theta * d(sum of outputs)/d theta|`` over the convolution and linear weights. It is one of
-the free baselines the proxy's ranking must beat (:mod:`patsearch.search.fidelity`).
+the free baselines the proxy's ranking must beat (:mod:`patsearch.proxycheck`).
 
 Computed in float64 so that deep networks do not overflow, in eval mode so that BatchNorm uses its (fresh) running
 statistics instead of normalising a batch of one constant image to zero. The model is a private copy: the caller's

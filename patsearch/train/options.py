@@ -19,10 +19,10 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from patsearch.arch import ArchConfig, is_int, is_number
 from patsearch.compile_options import check_compile_options, parse_compile_option
@@ -64,7 +64,7 @@ class TrainOptions(OptionsMixin):
     multi_scale: str | None = None
     amp: bool | None = None
     # where and how
-    device: str = "auto"
+    device: str | torch.device = "auto"  # a name, or a device resolved by the caller (the search's proxy) kept as is
     workers: int | None = None
     cache: str = "auto"
     synthetic: tuple[int, int] = DEFAULT_SYNTHETIC  # (train, val) images of the synthetic set
@@ -101,8 +101,6 @@ class TrainOptions(OptionsMixin):
             object.__setattr__(self, "arch", os.fspath(self.arch))
         if isinstance(self.recipe, os.PathLike):
             object.__setattr__(self, "recipe", os.fspath(self.recipe))
-        if isinstance(self.device, torch.device):  # the search proxy passes its resolved device
-            object.__setattr__(self, "device", str(self.device))
         if isinstance(self.synthetic, list):
             object.__setattr__(self, "synthetic", tuple(self.synthetic))
         _validate(self)
@@ -124,26 +122,48 @@ class TrainOptions(OptionsMixin):
         elif isinstance(self.recipe, Mapping):
             out["recipe"] = dict(self.recipe)
         out["synthetic"] = list(self.synthetic)
+        out["device"] = str(self.device)
         out["compile_options"] = dict(self.compile_options)
         return out
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
     @classmethod
-    def from_dict(cls, data: Any, *, source: str | None = None) -> TrainOptions:
-        """Options from plain data whose keys are field names or the CLI's flag names (see :func:`flag_names`)."""
-        return super().from_dict(flag_names(data, source or cls.options_what), source=source)
+    def fields_from(cls, data: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """Field names from fields or the CLI's flag names (see :func:`flag_names`)."""
+        return flag_names(data, source)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainOptions:
-        """Options from a YAML file (fields or flag names; ``safe_load``); ``overrides`` (field names) win."""
+        """Options from a YAML file (fields or flag names; ``safe_load``); ``overrides`` (either names) win. One
+        half of the synthetic set given (``synthetic_train``) keeps the file's other half."""
         data = read_yaml(path, cls.options_error, f"{cls.options_what} file")
         if data is None:
             data = {}
         if not isinstance(data, Mapping):
             raise cls.options_error(f"{path}: expected a mapping of {cls.options_what}, got {type(data).__name__}")
-        return cls.from_dict({**flag_names(data, os.fspath(path)), **overrides}, source=os.fspath(path))
+        base = flag_names(data, os.fspath(path))
+        overrides = flag_names(_with_base_synthetic(overrides, base.get("synthetic")), "")
+        return cls.from_dict({**base, **overrides}, source=os.fspath(path))
+
+    def with_run_folders(self) -> TrainOptions:
+        """These options with the folders the CLI always writes: the run folder (``runs/<arch>``) and, beside it,
+        the decoded data that proxy-style runs share (``.proxy-data``)."""
+        opts = self
+        if opts.out_dir is None:
+            name = Path(opts.arch).stem if isinstance(opts.arch, str) else (dict(opts.arch).get("name") or "custom")
+            opts = opts.replace(out_dir=str(Path("runs") / name))
+        if opts.tensor_cache_dir is None:  # crop: pad recipes (proxy) only: decoded data shared by the runs
+            opts = opts.replace(tensor_cache_dir=str(Path(opts.out_dir).parent / ".proxy-data"))
+        return opts
+
+
+def _with_base_synthetic(overrides: Mapping[str, Any], base: Any) -> dict[str, Any]:
+    """``overrides`` where one half of the synthetic set is given: both halves, the other one from ``base``."""
+    out = dict(overrides)
+    halves = [name for name in _SYNTHETIC_FLAGS if name in out]
+    if len(halves) == 1 and "synthetic" not in out and base is not None:
+        out["synthetic"] = tuple(out.pop(name) if name in out else value
+                                 for name, value in zip(_SYNTHETIC_FLAGS, base))
+    return out
 
 
 # The flags of `patsearch train` whose field has another name; synthetic_train/_val are the two halves of synthetic.
@@ -157,23 +177,24 @@ def flag_names(data: Any, source: str) -> Any:
     ``synthetic``; dashes read as underscores (``batch-size``). Giving a flag and its field both is an error."""
     if not isinstance(data, Mapping):
         return data  # from_dict reports it
+    at = f"{source}: " if source else ""  # flags name themselves
     out: dict[str, Any] = {}
     given_as: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_") if isinstance(key, str) else key
         name = _FLAG_FIELDS.get(name, name)
         if name in out:
-            raise TrainOptionsError(f"{source}: {given_as[name]} and {key} are the same option; give one of them")
+            raise TrainOptionsError(f"{at}{given_as[name]} and {key} are the same option; give one of them")
         out[name], given_as[name] = value, key
     if isinstance(out.get("compile_options"), (list, tuple)):
         try:
             out["compile_options"] = dict(parse_compile_option(str(item)) for item in out["compile_options"])
         except ValueError as exc:
-            raise TrainOptionsError(f"{source}: compile_option: {exc}") from None
+            raise TrainOptionsError(f"{at}--compile-option: {exc}") from None
     halves = [name for name in _SYNTHETIC_FLAGS if name in out]
     if halves:
         if "synthetic" in out:
-            raise TrainOptionsError(f"{source}: give synthetic or {' and '.join(halves)}, not both")
+            raise TrainOptionsError(f"{at}give synthetic or {' and '.join(halves)}, not both")
         train_n, val_n = (out.pop(name, default) for name, default in zip(_SYNTHETIC_FLAGS, DEFAULT_SYNTHETIC))
         out["synthetic"] = (train_n, val_n)
     return out
@@ -198,7 +219,8 @@ def _validate(o: TrainOptions) -> None:
              "a multiple of 32 (at least 32), e.g. 224")
     optional("multi_scale", o.multi_scale in MULTI_SCALE_MODES, f"one of {', '.join(MULTI_SCALE_MODES)}")
     optional("amp", isinstance(o.amp, bool), "true, false or unset")
-    need(isinstance(o.device, str) and bool(o.device), "device", "auto, cpu, cuda or cuda:N")
+    need(isinstance(o.device, torch.device) or (isinstance(o.device, str) and bool(o.device)), "device",
+         "auto, cpu, cuda or cuda:N")
     optional("workers", is_int(o.workers) and o.workers >= 0, "a non-negative integer or unset")
     need(o.cache in CACHE_MODES, "cache", f"one of {', '.join(CACHE_MODES)}")
     need(o.data_loader in DATA_LOADERS, "data_loader", f"one of {', '.join(DATA_LOADERS)}")

@@ -155,3 +155,15 @@ def test_an_unwritable_out_fails_before_any_measuring(tmp_path, monkeypatch):
     monkeypatch.setattr(patsearch.models, "create_model", lambda *a, **k: pytest.fail("built before checking --out"))
     with pytest.raises(UserError, match=r"cannot write --out .*f/b\.md: .*f is a file, not a folder"):
         profiler.build_bench(BenchOptions("cpu", models=["patnet_t0"], out=tmp_path / "f" / "b.md"))
+
+
+def test_arch_is_one_file_measured_instead_of_models(tmp_path):
+    arch = tmp_path / "best.yaml"
+    arch.write_text("embed_dim: 16\n")
+    opts = BenchOptions("cpu", arch=arch)
+    assert opts.arch == str(arch) and opts.models == (str(arch),)
+    assert opts.replace(resolution=64).models == (str(arch),)  # made again from its own fields
+    with pytest.raises(BenchOptionsError, match="give --arch FILE or --models, not both"):
+        BenchOptions("cpu", arch=arch, models="patnet_t0")
+    with pytest.raises(BenchOptionsError, match="no such file; pass a search's best.yaml"):
+        BenchOptions("cpu", arch=tmp_path / "nope.yaml")

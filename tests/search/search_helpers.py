@@ -196,3 +196,16 @@ def tiny_search(tmp_path: Path, profile, budget: str, **kw):
                 pruner="none")
     base.update(kw)
     return run_search(SearchOptions(**base), run_proxy=proxy, load_profile=load_unchecked)
+
+
+def options_passed(monkeypatch, module, function: str, *args: str):
+    """The options object `patsearch ARGS` hands to ``module.function`` (replaced: nothing runs)."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    seen: list = []
+    monkeypatch.setattr(module, function, lambda opts, **kw: seen.append(opts))
+    result = CliRunner().invoke(cli.app, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return seen[0]

@@ -195,8 +195,8 @@ def test_workers_per_gpu_errors(monkeypatch, capsys, tmp_path, args, message):
 
 
 def test_library_options_take_the_devices_default_proxy_too(monkeypatch):
+    from patsearch.proxycheck import FidelityOptions
     from patsearch.search.api import SearchOptions
-    from patsearch.search.fidelity import FidelityOptions
 
     gpus(monkeypatch, 1)
     assert (SearchOptions().proxy.epochs, SearchOptions().proxy.resolution) == (5, 64)

@@ -1,4 +1,4 @@
-"""CUDA-graphed training steps (issue 10, item 3): the option's one-line errors on any host, and on a GPU the
+"""CUDA-graphed training steps: the option's one-line errors on any host, and on a GPU the
 graphed step computing what the eager step computes."""
 import copy
 
@@ -8,7 +8,7 @@ import torch.nn as nn
 from train_helpers import TINY_ARCH, TINY_RUN
 
 from patsearch.errors import UserError
-from patsearch.search.fidelity import _settings_dict
+from patsearch.proxycheck.options import settings_dict
 from patsearch.search.proxy import ProxySettings
 from patsearch.train import TrainOptions, train
 from patsearch.train.engine import GraphedTrainStep, TrainStep, build_optimizer
@@ -44,7 +44,7 @@ def test_proxy_graphs_by_default_on_gpus_only_and_the_option_does_not_change_wha
     with pytest.raises(UserError, match=r"--proxy-cuda-graph must be true or false, got 1"):
         ProxySettings(cuda_graph=1)
     # a fidelity report measured with eager steps still matches a search that graphs its steps
-    assert _settings_dict(ProxySettings(cuda_graph=True)) == _settings_dict(ProxySettings())
+    assert settings_dict(ProxySettings(cuda_graph=True)) == settings_dict(ProxySettings())
 
 
 # --- on a GPU ---------------------------------------------------------------------------------------------------

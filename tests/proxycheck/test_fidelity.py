@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
-from patsearch.search.fidelity import FidelityOptions, build_report, default_reference, make_jobs, run_fidelity
+from patsearch.proxycheck import FidelityOptions, build_report, default_reference, run_fidelity
+from patsearch.proxycheck.plan import make_jobs
 from patsearch.search.proxy import ProxySettings
 
 PROXY = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu")
@@ -307,10 +308,8 @@ def test_bad_options_are_one_line_errors(kw, fragment):
 def _cli_with_fake_trainings(monkeypatch):
     """The CLI module, its proxy-check running stand-in trainings and free scores on the tiny profile."""
     import cli
-    import patsearch.search.fidelity as fidelity
-
-    monkeypatch.setattr(fidelity, "make_proxy_runner", fake_runner_factory)
-    monkeypatch.setattr(fidelity, "free_scores", cheap_free_scores)
+    monkeypatch.setattr("patsearch.proxycheck.run.make_proxy_runner", fake_runner_factory)
+    monkeypatch.setattr("patsearch.proxycheck.plan.free_scores", cheap_free_scores)
     monkeypatch.setattr("patsearch.profiler.load_profile", lambda device, **kw: _load(device))
     return cli
 
@@ -380,7 +379,7 @@ def test_alternative_proxies_are_measured_against_the_same_reference():
 
 
 def test_apply_overrides_parses_and_refuses():
-    from patsearch.search.fidelity import apply_overrides
+    from patsearch.proxycheck import apply_overrides
 
     changed = apply_overrides(PROXY, "epochs=2, resolution=64,train_samples=all,lr=0.002")
     assert (changed.epochs, changed.resolution, changed.train_samples, changed.lr) == (2, 64, None, 0.002)
