@@ -1,4 +1,5 @@
-"""The committed profiles/ tables: readable, complete for the default space, with provenance and fidelity."""
+"""The committed profiles/ tables: readable, complete for their space (the default space for profiles/*.json, space
+NAME for profiles/NAME/*.json), with provenance and fidelity."""
 import warnings
 
 import pytest
@@ -6,9 +7,11 @@ import pytest
 from patsearch.arch import VARIANTS
 from patsearch.profiler import PROFILES_DIR
 from patsearch.profiler.table import Profile
-from patsearch.space import load_space
+from patsearch.space import SPACES_DIR, load_space
 
 SHIPPED = sorted(PROFILES_DIR.glob("*.json"))
+# Tables of another space live in a folder named after it (found by path, never by device name)
+FOR_SPACES = sorted(p for p in PROFILES_DIR.glob("*/*.json") if (SPACES_DIR / f"{p.parent.name}.yaml").exists())
 
 
 def test_tables_ship_for_this_cpu_and_the_h100():
@@ -16,16 +19,17 @@ def test_tables_ship_for_this_cpu_and_the_h100():
     assert {"epyc", "h100"} <= devices
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SHIPPED + FOR_SPACES, ids=lambda p: str(p.relative_to(PROFILES_DIR)))
 def test_shipped_profile_is_complete(path):
     profile = Profile.load(path)
     prov = profile.provenance
     for key in ("hardware", "torch", "date", "command", "form", "platform"):
         assert prov.get(key), key
-    assert set(load_space().layer_inputs()) <= set(profile.entries)
+    space = load_space(None if path.parent == PROFILES_DIR else path.parent.name)
+    assert set(space.layer_inputs()) <= set(profile.entries)
     report = profile.fidelity
     assert report["n_evaluation"] >= 50 and report["n_calibration"] >= 20
-    assert (PROFILES_DIR / report["plot"]).exists()
+    assert (path.parent / report["plot"]).exists()
     calib = {k for k, n in profile.networks.items() if n["role"] == "calibration"}
     evaluation = {k for k, n in profile.networks.items() if n["role"] == "evaluation"}
     assert len(evaluation) == report["n_evaluation"] and not calib & evaluation
