@@ -18,7 +18,7 @@ from patsearch.errors import UserError
 from patsearch.io import ensure_writable
 from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
-from patsearch.search.best_yaml import write_best_yaml, write_front_yaml
+from patsearch.search.best_yaml import write_best_yaml, write_front_yaml, write_ranked_yaml
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.plots import write_plots
@@ -645,7 +645,8 @@ def _val_images(proxy: ProxySettings) -> int | None:
 
 
 def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True, fidelity=None) -> Written:
-    """best.yaml (+ pareto.yaml for Pareto studies), summary.md / summary.json and the PNG plots."""
+    """best.yaml and ranked/rank<k>.yaml (+ pareto.yaml for Pareto studies), summary.md / summary.json and the PNG
+    plots."""
     out_dir = Path(out_dir)
     cons = constraints_of(study)
     rs = rows(study)
@@ -656,6 +657,8 @@ def write_results(study, out_dir: str | os.PathLike, *, plots: bool = True, fide
     if best is not None:
         best_yaml = write_best_yaml(out_dir / "best.yaml", best, study_name=study.study_name, constraints=cons)
         files.append(best_yaml)
+        files += write_ranked_yaml(out_dir, [r for r in finished(rs) if r.duplicate_of is None],
+                                   study_name=study.study_name, constraints=cons)
     else:
         notes.append("no feasible candidate finished: best.yaml not written")
     if len(study.directions) > 1 and cons:

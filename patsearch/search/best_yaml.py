@@ -1,4 +1,5 @@
-"""A search's winners as architecture files: ``best.yaml`` (the best network) and ``front.yaml`` (the Pareto front).
+"""A search's winners as architecture files: ``best.yaml`` (the best network), ``ranked/rank<k>.yaml`` (the best few,
+in the summary's order) and ``front.yaml`` (the Pareto front).
 
 ``runs/<study>/best.yaml`` wraps the winning architecture description (``arch:``, which ``patsearch train --arch``
 and :meth:`ArchConfig.load` accept) with how it was found (``search:``); ``patsearch bench --arch best.yaml`` adds
@@ -42,6 +43,23 @@ def write_best_yaml(path: str | os.PathLike, row: Row, *, study_name: str,
         },
     }
     return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
+
+
+RANKED_DIR = "ranked"
+
+
+def write_ranked_yaml(out_dir: str | os.PathLike, ranked: Sequence[Row], *, study_name: str,
+                      constraints: Sequence[ConstraintInfo], top: int = 3) -> list[Path]:
+    """The first ``top`` of ``ranked`` (best first) as ``<out_dir>/ranked/rank<k>.yaml``, each like ``best.yaml``:
+    the runners-up a regret check trains at full length beside the winner. Files of ranks no longer held go."""
+    folder = Path(out_dir) / RANKED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [write_best_yaml(folder / f"rank{k}.yaml", row, study_name=study_name, constraints=constraints)
+               for k, row in enumerate(ranked[:top], 1)]
+    for stale in folder.glob("rank*.yaml"):
+        if stale not in written:
+            stale.unlink()
+    return written
 
 
 def record_measured(path: str | os.PathLike, result: Any) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import yaml
 
 from patsearch.arch import VARIANTS, ArchConfig
-from patsearch.search.best_yaml import record_measured, write_best_yaml, write_front_yaml
+from patsearch.search.best_yaml import record_measured, write_best_yaml, write_front_yaml, write_ranked_yaml
 from patsearch.search.results import ConstraintInfo, Row
 
 
@@ -49,3 +49,13 @@ def test_a_bench_measurement_joins_best_yaml_and_leaves_plain_architectures_alon
     plain.write_text(yaml.safe_dump(VARIANTS["patnet_t0"].to_dict()))
     before = plain.read_bytes()
     assert record_measured(plain, result) is None and plain.read_bytes() == before
+
+
+def test_ranked_yaml_holds_the_best_few_in_order_and_drops_ranks_no_longer_held(tmp_path):
+    rows = [_row(7, 0.7), _row(3, 0.65), _row(9, 0.6), _row(1, 0.5)]
+    paths = write_ranked_yaml(tmp_path, rows, study_name="s", constraints=[], top=3)
+    assert [p.name for p in paths] == ["rank1.yaml", "rank2.yaml", "rank3.yaml"]
+    assert [yaml.safe_load(p.read_text())["search"]["trial"] for p in paths] == [7, 3, 9]
+    assert ArchConfig.load(paths[1]).name == "s-trial3"  # each one trains as it is: `patsearch train --arch`
+    write_ranked_yaml(tmp_path, rows[:1], study_name="s", constraints=[], top=3)
+    assert sorted(p.name for p in (tmp_path / "ranked").iterdir()) == ["rank1.yaml"]

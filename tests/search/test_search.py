@@ -78,6 +78,13 @@ def test_best_yaml_round_trips_into_the_model_builder(tmp_path, tiny_profile):
     assert loaded.replace(name="") == ArchConfig.from_dict(best.user_attrs["arch"]).replace(name="")
     arch = resolve_arch(str(out.best_yaml))  # what `patsearch train --arch runs/<study>/best.yaml` does
     assert arch == loaded
+    ranked = sorted((out.out_dir / "ranked").glob("rank*.yaml"))  # the runners-up, best first, rank1 = best.yaml
+    scores = [t.value for t in sorted((t for t in out.study.trials if t.state == TrialState.COMPLETE
+                                       and "duplicate_of" not in t.user_attrs),
+                                      key=lambda t: -t.value)]
+    assert len(ranked) == min(3, len(scores)) and ArchConfig.load(ranked[0]) == loaded
+    assert [yaml.safe_load(p.read_text())["search"]["proxy_top1"] for p in ranked] == [round(v, 4) for v in
+                                                                                      scores[:len(ranked)]]
     model = create_model(arch).eval()
     res = best.user_attrs["resolution"]
     with torch.no_grad():
