@@ -197,7 +197,10 @@ def train(
 
 @app.command(name="eval")
 def evaluate(
-    checkpoint: Path = typer.Option(..., help="Checkpoint written by `patsearch train` (best.pt / latest.pt)."),
+    ctx: typer.Context,
+    checkpoint: Path | None = typer.Option(None, help="Checkpoint written by `patsearch train` (best.pt / "
+                                                      "latest.pt); required unless --options gives it."),
+    options: Path | None = flags.options_file("EvalOptions"),
     arch: str | None = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
     data: Path | None = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
                                                    "built-in synthetic set."),
@@ -213,12 +216,15 @@ def evaluate(
     """Top-1 / top-5 of a trained checkpoint."""
     import json
 
-    from patsearch.train import evaluate_checkpoint
+    from patsearch.errors import UserError
+    from patsearch.train import EvalOptions, evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
-                                  device=device, workers=workers, fused=fused, form=form)
-    typer.echo(json.dumps(metrics))
-
+    if checkpoint is None and options is None:
+        raise UserError("--checkpoint is required (or an --options file that sets checkpoint)")
+    values = dict(checkpoint=checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
+                  device=device, workers=workers, fused=fused, form=form)
+    opts = EvalOptions.from_flags(values, file=options, given=_given_flags(ctx))
+    typer.echo(json.dumps(evaluate_checkpoint(opts)))
 
 
 @app.command()
