@@ -11,7 +11,6 @@ it)::
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,14 +51,6 @@ class ExportOptions(OptionsMixin):
             if isinstance(getattr(self, name), os.PathLike):
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
         _validate(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if isinstance(self.arch, ArchConfig):
-            out["arch"] = self.arch.to_dict()
-        elif isinstance(self.arch, Mapping):
-            out["arch"] = dict(self.arch)
-        return out
 
 
 def _validate(o: ExportOptions) -> None:

@@ -10,7 +10,6 @@ the same fields as keywords) and what ``patsearch eval --options eval.yaml`` rea
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,13 +61,7 @@ class EvalOptions(OptionsMixin):
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if isinstance(self.arch, ArchConfig):
-            out["arch"] = self.arch.to_dict()
-        elif isinstance(self.arch, Mapping):
-            out["arch"] = dict(self.arch)
-        out["device"] = str(self.device)
-        return out
+        return {**super().to_dict(), "device": str(self.device)}  # a resolved torch.device is no YAML
 
 
 def _validate(o: EvalOptions) -> None:

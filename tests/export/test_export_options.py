@@ -1,23 +1,11 @@
 """``ExportOptions`` and ``patsearch export --options``: the file is the base, flags given override it, bad fields
 are one line and exit 2 with nothing written."""
-import sys
-
 import pytest
 
 from patsearch.arch import ArchConfig
 from patsearch.export import ExportOptions, ExportOptionsError, export_onnx
 
 TINY = {"embed_dim": 8, "depths": [1, 1, 1, 1], "head_width": 32, "num_classes": 10, "name": "tiny"}
-
-
-def run_cli(monkeypatch, capsys, *args):
-    import cli
-
-    monkeypatch.setattr(sys, "argv", ["patsearch", "export", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out.strip(), captured.err.strip()
 
 
 @pytest.fixture()
@@ -28,9 +16,9 @@ def options_file(tmp_path):
     return path
 
 
-def test_an_options_file_drives_export(tmp_path, monkeypatch, capsys, options_file):
+def test_an_options_file_drives_export(tmp_path, run_main, options_file):
     onnx = pytest.importorskip("onnx")
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(options_file))
+    code, out, err = run_main("export", "--options", str(options_file))
     assert code == 0, err
     written = tmp_path / "from-file.onnx"
     assert out == f"wrote {written}"
@@ -39,12 +27,12 @@ def test_an_options_file_drives_export(tmp_path, monkeypatch, capsys, options_fi
     assert graph.graph.input[0].type.tensor_type.shape.dim[2].dim_value == 64              # its resolution
 
 
-def test_a_given_flag_overrides_the_file_and_defaults_do_not(tmp_path, monkeypatch, capsys, options_file):
+def test_a_given_flag_overrides_the_file_and_defaults_do_not(tmp_path, monkeypatch, run_main, options_file):
     import patsearch.export
 
     seen = []
     monkeypatch.setattr(patsearch.export, "export_onnx", lambda opts: seen.append(opts) or opts.onnx)
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(options_file), "--onnx", "flag.onnx",
+    code, out, err = run_main("export", "--options", str(options_file), "--onnx", "flag.onnx",
                              "--num-classes", "3")
     assert code == 0, err
     (opts,) = seen
@@ -60,11 +48,11 @@ def test_a_given_flag_overrides_the_file_and_defaults_do_not(tmp_path, monkeypat
     ("onnx: out.txt", "output out.txt should end in .onnx"),
     ("opsett: 18", "unknown field(s) opsett"),
 ])
-def test_a_bad_field_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, options_file, field,
+def test_a_bad_field_is_one_line_exit_2_and_nothing_written(tmp_path, run_main, options_file, field,
                                                            message):
     options_file.write_text(options_file.read_text() + field + "\n")
     before = sorted(tmp_path.iterdir())
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(options_file))
+    code, out, err = run_main("export", "--options", str(options_file))
     assert code == 2 and out == ""
     assert err.startswith(f"error: {options_file}: ") and message in err and "\n" not in err, err
     assert sorted(tmp_path.iterdir()) == before
@@ -74,9 +62,9 @@ def test_a_bad_field_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatc
     (["--onnx", "x.onnx"], "error: --arch is required (or an --options file that sets arch)"),
     (["--arch", "patnet_t0"], "error: --onnx is required (or an --options file that sets onnx)"),
 ])
-def test_without_arch_or_onnx_is_one_line(tmp_path, monkeypatch, capsys, args, message):
+def test_without_arch_or_onnx_is_one_line(tmp_path, monkeypatch, run_main, args, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = run_main("export", *args)
     assert (code, err) == (2, message)
     assert list(tmp_path.iterdir()) == []
 

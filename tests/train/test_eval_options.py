@@ -1,7 +1,6 @@
 """``EvalOptions`` and ``patsearch eval --options``: the file is the base, flags given override it, bad fields are
 one line and exit 2."""
 import json
-import sys
 
 import pytest
 from train_helpers import TINY_ARCH, TINY_RUN
@@ -16,24 +15,14 @@ def checkpoint(tmp_path_factory):
     return out / "latest.pt"
 
 
-def run_cli(monkeypatch, capsys, *args):
-    import cli
-
-    monkeypatch.setattr(sys, "argv", ["patsearch", "eval", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    captured = capsys.readouterr()
-    return exc.value.code, captured.out.strip(), captured.err.strip()
-
-
-def test_an_options_file_drives_eval_and_a_given_flag_overrides_it(tmp_path, monkeypatch, capsys, checkpoint):
+def test_an_options_file_drives_eval_and_a_given_flag_overrides_it(tmp_path, run_main, checkpoint):
     path = tmp_path / "eval.yaml"
     path.write_text(f"checkpoint: {checkpoint}\ndevice: cpu\nform: fused\nbatch_size: 8\nresolution: 64\n")
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(path))
+    code, out, err = run_main("eval", "--options", str(path))
     assert code == 0, err
     from_file = json.loads(out.splitlines()[-1])
     assert (from_file["form"], from_file["resolution"], from_file["val_samples"]) == ("fused", 64, 24)
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(path), "--resolution", "32", "--form", "fast")
+    code, out, err = run_main("eval", "--options", str(path), "--resolution", "32", "--form", "fast")
     assert code == 0, err
     overridden = json.loads(out.splitlines()[-1])
     assert (overridden["form"], overridden["resolution"]) == ("fast", 32)   # flags given win
@@ -43,14 +32,14 @@ def test_an_options_file_drives_eval_and_a_given_flag_overrides_it(tmp_path, mon
     assert again["top1"] == overridden["top1"] and again["val_loss"] == pytest.approx(overridden["val_loss"])
 
 
-def test_cli_defaults_do_not_override_the_file(tmp_path, monkeypatch, capsys):
+def test_cli_defaults_do_not_override_the_file(tmp_path, monkeypatch, run_main):
     seen = []
     import patsearch.train
 
     monkeypatch.setattr(patsearch.train, "evaluate_checkpoint", lambda opts: seen.append(opts) or {})
     path = tmp_path / "eval.yaml"
     path.write_text("checkpoint: a.pt\nbatch_size: 8\nworkers: 2\nfused: true\n")
-    code, _, err = run_cli(monkeypatch, capsys, "--options", str(path), "--workers", "1")
+    code, _, err = run_main("eval", "--options", str(path), "--workers", "1")
     assert code == 0, err
     assert seen == [EvalOptions("a.pt", batch_size=8, workers=1, fused=True)]
     assert seen[0].form == "fused" and seen[0].device == "auto"
@@ -63,16 +52,16 @@ def test_cli_defaults_do_not_override_the_file(tmp_path, monkeypatch, capsys):
     ("checkpoint: a.pt\nbatchsize: 8\n", "unknown field(s) batchsize"),
     ("checkpoint: a.pt\nresolution: 100\n", "--resolution must be a multiple of 32"),
 ])
-def test_a_bad_field_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, text, message):
+def test_a_bad_field_is_one_line_and_exit_2(tmp_path, run_main, text, message):
     path = tmp_path / "eval.yaml"
     path.write_text(text)
-    code, out, err = run_cli(monkeypatch, capsys, "--options", str(path))
+    code, out, err = run_main("eval", "--options", str(path))
     assert code == 2 and out == ""
     assert err.startswith(f"error: {path}: ") and message in err and "\n" not in err, err
 
 
-def test_without_checkpoint_or_options_is_one_line(monkeypatch, capsys):
-    code, _, err = run_cli(monkeypatch, capsys, "--device", "cpu")
+def test_without_checkpoint_or_options_is_one_line(run_main):
+    code, _, err = run_main("eval", "--device", "cpu")
     assert (code, err) == (2, "error: --checkpoint is required (or an --options file that sets checkpoint)")
 
 
