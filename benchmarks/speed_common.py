@@ -17,6 +17,10 @@ Ratios are taken against the faster FasterNet form, so the peer is given its bes
 """
 from __future__ import annotations
 
+import argparse
+import time
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
@@ -27,6 +31,20 @@ COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast
            "fasternet-fx": ("fasternet", "fused"), "fasternet-slicing": ("fasternet", "slicing"),
            "fasternet-fast": ("fasternet", "fast")}
 COLUMN_NAMES = tuple(COLUMNS)
+
+
+class ScriptRun:
+    """One run of a device benchmark script: its arguments, its output folder (``--out``, made here) and its clock."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.t0
 
 
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
