@@ -8,25 +8,7 @@ import torch.nn as nn
 from patsearch.arch import VARIANTS, ArchConfig, LayerSpec
 from patsearch.counting import count_flops
 from patsearch.models import build_layer, create_model, fuse_model
-
-
-def randomize_statistics(model: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN/LN statistics and affines and position biases, so that every fold is exercised."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.randn(n, generator=generator) * 0.5 + 1.0)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(torch.randn(module.normalized_shape, generator=generator) * 0.5 + 1.0)
-                module.bias.copy_(torch.randn(module.normalized_shape, generator=generator) * 0.2)
-        for name, param in model.named_parameters():
-            if name.endswith("rel_pos.table"):
-                param.copy_(torch.randn(param.shape, generator=generator))
-
+from patsearch.models.statistics import randomize_statistics
 
 CONFIGS = {
     "patnet": ArchConfig(embed_dim=16, depths=(1, 2, 2, 2), act="gelu", num_classes=10),

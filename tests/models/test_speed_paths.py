@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
-from test_fuse import CONFIGS, randomize_statistics
+from test_fuse import CONFIGS
 
 from patsearch.arch import MIXERS, SPATIAL_ATTENTION, ArchConfig
 from patsearch.kernels.reference import channel_stats
@@ -18,6 +18,7 @@ from patsearch.models.forms import accelerate, deployment_fast, is_accelerated
 from patsearch.models.inference import prepare_inference
 from patsearch.models.layers import FastBlock
 from patsearch.models.peers import fasternet_fast, fuse_fasternet
+from patsearch.models.statistics import randomize_statistics
 
 
 def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:
