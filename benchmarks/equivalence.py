@@ -5,19 +5,16 @@ statistics and position biases, two resolutions) for every variant, and ONNX Run
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
-from test_fuse import randomize_statistics  # noqa: E402  (the tests' own randomiser)
-
-from patsearch.arch import VARIANTS  # noqa: E402
-from patsearch.export import export_onnx  # noqa: E402
-from patsearch.models import create_model, fuse_model  # noqa: E402
+from patsearch.arch import VARIANTS
+from patsearch.export import export_onnx
+from patsearch.models import create_model, fuse_model
+from patsearch.models.statistics import randomize_statistics
 
 
 def main() -> None:

@@ -61,10 +61,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from device_ceilings import copy_bandwidth_gb_s
+from speed_common import ScriptRun
 
 from patsearch import kernels
 from patsearch.arch import resolve_arch
@@ -274,12 +274,9 @@ def equivalence(case: dict, dtype: torch.dtype) -> dict[str, float]:
     return {"forward": errors(fo, ro), "backward": errors(fg, rg)}
 
 
-class Run:
+class Run(ScriptRun):
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.t0 = time.perf_counter()
+        super().__init__(args)
         self.results: dict = {"command": " ".join(sys.argv), "arch": args.arch, "batch": args.batch,
                               "resolution": args.resolution, "dtype": "bfloat16", "layout": "channels_last slice",
                               "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu (dry run)",
@@ -361,7 +358,7 @@ class Run:
         fp32_checked: set[str] = set()
         for case in cases(self.args):
             label = f"{case['op']} stage {case['stage']}"
-            if time.perf_counter() - self.t0 > self.args.budget_s:
+            if self.elapsed() > self.args.budget_s:
                 self.results["skipped"].append(label)
                 continue
             try:
@@ -371,11 +368,11 @@ class Run:
                     fp32_checked.add(case["op"])
             except Exception:  # noqa: BLE001 -- record the failure, keep measuring the other cases
                 row = {"op": case["op"], "stage": case["stage"], "error": traceback.format_exc()[-2000:]}
-            row["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
+            row["elapsed_s"] = round(self.elapsed(), 1)
             self.results["cases"].append(row)
             self.save()
             print(summary_line(row), flush=True)
-        self.results["total_s"] = round(time.perf_counter() - self.t0, 1)
+        self.results["total_s"] = round(self.elapsed(), 1)
         self.save()
 
 

@@ -17,6 +17,10 @@ Ratios are taken against the faster FasterNet form, so the peer is given its bes
 """
 from __future__ import annotations
 
+import argparse
+import time
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
@@ -29,19 +33,27 @@ COLUMNS = {"patnet-deploy": ("patnet", "fused"), "patnet-fast": ("patnet", "fast
 COLUMN_NAMES = tuple(COLUMNS)
 
 
+class ScriptRun:
+    """One run of a device benchmark script: its arguments, its output folder (``--out``, made here) and its clock."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.t0
+
+
 def trained_like(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BN non-trivial statistics and affine, as a trained network has: freshly built BNs fold to
-    scale 1 and shift 0, which would let a deployment path skip work that a trained model needs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.randn(n, generator=generator) * 0.2 + 1.0)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-    return model.eval()
+    """``model`` in eval mode with trained-like statistics (:func:`~patsearch.models.statistics.randomize_statistics`):
+    freshly built BNs fold to scale 1 and shift 0, which would let a deployment path skip work a trained model
+    needs."""
+    from patsearch.models.statistics import randomize_statistics
+
+    return randomize_statistics(model, torch.Generator().manual_seed(seed)).eval()
 
 
 def unknown_form_error(forms) -> str | None:

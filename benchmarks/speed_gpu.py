@@ -27,7 +27,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_ceilings import bf16_matmul_tflops, copy_bandwidth_gb_s  # noqa: E402
 from inductor_settings import add_inductor_argument, apply_inductor_settings  # noqa: E402
-from speed_common import COLUMN_NAMES, SIZES, build_forms, bytes_per_image, ratios, unknown_form_error  # noqa: E402
+from speed_common import (  # noqa: E402
+    COLUMN_NAMES,
+    SIZES,
+    ScriptRun,
+    build_forms,
+    bytes_per_image,
+    ratios,
+    unknown_form_error,
+)
 
 from patsearch.io import atomic_write_text  # noqa: E402
 from patsearch.models.inference import prepare_inference  # noqa: E402
@@ -63,20 +71,14 @@ def example_input(precision: str, batch: int, resolution: int, device: str) -> t
 BUDGET = Budget(warmup_s=0.3, min_samples=10, target_s=0.5, max_samples=40, sample_s=0.005)
 
 
-class Run:
+class Run(ScriptRun):
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.t0 = time.perf_counter()
+        super().__init__(args)
         self.gpu = args.device == "cuda"
         self.results: dict = {"command": " ".join(sys.argv), "batch": args.batch, "resolution": args.resolution,
                               "table": {}, "graphs": {}, "compile": {}, "sdpa": {}, "bytes_per_image": {},
                               "checks": {}}
         self.profile_text: list[str] = []
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
 
     def left(self) -> float:
         return self.args.deadline - self.elapsed()

@@ -93,8 +93,12 @@ def info(
 
 @app.command()
 def export(
-    arch: str = typer.Option(..., "--arch", help="Variant name or architecture YAML path."),
-    onnx: Path = typer.Option(..., "--onnx", help="Output .onnx file."),
+    ctx: typer.Context,
+    arch: str | None = typer.Option(None, "--arch", help="Variant name or architecture YAML path; required unless "
+                                                         "--options gives it."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="Output .onnx file; required unless --options gives "
+                                                         "it."),
+    options: Path | None = flags.options_file("ExportOptions"),
     checkpoint: Path | None = typer.Option(None, help="Trained checkpoint (from `patsearch train`)."),
     resolution: int = typer.Option(224, help="Input resolution of the exported graph."),
     opset: int = typer.Option(18, help="ONNX opset: 18 or newer (torch's dynamo exporter), or 17 (the deprecated "
@@ -102,10 +106,15 @@ def export(
     num_classes: int | None = typer.Option(None, help="Override the number of classes."),
 ) -> None:
     """Export the fused (deployment) model to ONNX."""
-    from patsearch.export import export_onnx
+    from patsearch.errors import UserError
+    from patsearch.export import ExportOptions, export_onnx
 
-    out = export_onnx(arch, onnx, checkpoint=checkpoint, resolution=resolution, opset=opset,
-                      num_classes=num_classes)
+    for name, value in (("arch", arch), ("onnx", onnx)):
+        if value is None and options is None:
+            raise UserError(f"--{name} is required (or an --options file that sets {name})")
+    values = dict(arch=arch, onnx=onnx, checkpoint=checkpoint, resolution=resolution, opset=opset,
+                  num_classes=num_classes)
+    out = export_onnx(ExportOptions.from_flags(values, file=options, given=_given_flags(ctx)))
     typer.echo(f"wrote {out}")
 
 
@@ -197,7 +206,10 @@ def train(
 
 @app.command(name="eval")
 def evaluate(
-    checkpoint: Path = typer.Option(..., help="Checkpoint written by `patsearch train` (best.pt / latest.pt)."),
+    ctx: typer.Context,
+    checkpoint: Path | None = typer.Option(None, help="Checkpoint written by `patsearch train` (best.pt / "
+                                                      "latest.pt); required unless --options gives it."),
+    options: Path | None = flags.options_file("EvalOptions"),
     arch: str | None = typer.Option(None, "--arch", help="Architecture (default: the one in the checkpoint)."),
     data: Path | None = typer.Option(None, help="ImageNet-style folder (its val/ or test/ split); default: the "
                                                    "built-in synthetic set."),
@@ -213,12 +225,15 @@ def evaluate(
     """Top-1 / top-5 of a trained checkpoint."""
     import json
 
-    from patsearch.train import evaluate_checkpoint
+    from patsearch.errors import UserError
+    from patsearch.train import EvalOptions, evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
-                                  device=device, workers=workers, fused=fused, form=form)
-    typer.echo(json.dumps(metrics))
-
+    if checkpoint is None and options is None:
+        raise UserError("--checkpoint is required (or an --options file that sets checkpoint)")
+    values = dict(checkpoint=checkpoint, arch=arch, data=data, resolution=resolution, batch_size=batch_size,
+                  device=device, workers=workers, fused=fused, form=form)
+    opts = EvalOptions.from_flags(values, file=options, given=_given_flags(ctx))
+    typer.echo(json.dumps(evaluate_checkpoint(opts)))
 
 
 @app.command()

@@ -71,6 +71,18 @@ def take_alias(data: Mapping[str, Any], alias: str, name: str, *, spelling: str,
     return out
 
 
+def plain(value: Any) -> Any:
+    """``value`` as YAML-safe data: a config (anything with ``to_dict``, e.g. ArchConfig) as its mapping, a mapping
+    as a dict, a tuple as a list (``safe_dump`` writes no tuples)."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [plain(item) for item in value]
+    return value
+
+
 class OptionsMixin:
     """``replace``, ``from_dict``, ``from_yaml`` and ``from_flags`` of an options dataclass validated in
     ``__post_init__`` (every command's: ``TrainOptions``, ``ProfileOptions``, ``BenchOptions``, ``SearchOptions``,
@@ -86,8 +98,12 @@ class OptionsMixin:
         if not ok:
             raise self.options_error(f"--{name.replace('_', '-')} must be {what}, got {getattr(self, name)!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (what :meth:`from_dict` takes back)."""
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)  # type: ignore[attr-defined]
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def replace(self: OptionsT, **changes: Any) -> OptionsT:
         try:

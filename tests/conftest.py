@@ -30,3 +30,20 @@ def single_thread():
     yield
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """``patsearch ARGS`` run in this process through ``cli.main``: (exit code, stdout, stderr), each stripped."""
+    import sys
+
+    import cli
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["patsearch", *args])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        captured = capsys.readouterr()
+        return exc.value.code, captured.out.strip(), captured.err.strip()
+
+    return run

@@ -5,7 +5,7 @@ forms (``channel_attention``: PAT_ch; ``attention``: PAT_sf; ``conv_mixers``; ``
 ``common`` (BN folding), ``fast_ops`` (the fast path's device switch and GEMM helpers), ``patnet`` (the network,
 :func:`fuse_model`), ``forms`` (the one vocabulary of forms: trained, table6, fused, fast, fast_kernels,
 slicing; :func:`~patsearch.models.forms.accelerate`), ``peers`` (FasterNet surgery), ``inference``
-(channels-last, compile, CUDA graphs).
+(channels-last, compile, CUDA graphs), ``statistics`` (trained-like statistics for checks of the forms).
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from patsearch.train.distributed import DistContext, all_reduce_sum
+from patsearch.train.eval_options import EvalOptions
 
 
 @torch.no_grad()
@@ -41,27 +42,25 @@ def evaluate(model: nn.Module, loader: Iterable, normalize: Any, ctx: DistContex
             "val_loss": totals[2].item() / n, "val_samples": int(totals[3].item())}
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data: str | os.PathLike | None = None,
-                        resolution: int | None = None, batch_size: int = 256, device: str = "auto",
-                        workers: int | None = None, fused: bool = False, form: str | None = None, amp: bool = True,
-                        synthetic_val: int | None = None, cache: str = "auto") -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: str | os.PathLike | EvalOptions, **options: Any) -> dict[str, Any]:
     """Accuracy of a trained checkpoint on ``data``'s val split (or the built-in synthetic val split).
 
-    ``arch`` defaults to the one stored in the checkpoint; ``form`` is any form of the registry
-    (:mod:`patsearch.models.forms`: ``trained``, ``fused``, ``fast``, ...), ``fused=True`` is ``form="fused"``. Without
-    ``data``, the synthetic validation split the run trained with (its size and seed are in the checkpoint).
+    ``checkpoint`` is an :class:`EvalOptions`, or its path with the other fields as keywords. ``arch`` defaults to
+    the one stored in the checkpoint; ``form`` is any form of the registry (:mod:`patsearch.models.forms`:
+    ``trained``, ``fused``, ``fast``, ...), ``fused=True`` is ``form="fused"``. Without ``data``, the synthetic
+    validation split the run trained with (its size and seed are in the checkpoint).
     """
     from patsearch.data.datasets import make_datasets
     from patsearch.data.transforms import DeviceNormalizer, TransformedDataset, collate_uint8, eval_transform
-    from patsearch.models.forms import build_form, form_names, get_form
+    from patsearch.models.forms import build_form
     from patsearch.train import checkpoint as ckpt
     from patsearch.train.distributed import init_distributed, shard_indices
     from patsearch.train.engine import amp_dtype, build_model
     from patsearch.train.recipe import Recipe
 
-    if form is None:
-        form = "fused" if fused else "trained"
-    get_form(form, among=form_names(measurable_only=True), what="--form")  # before any data is read
+    # validated before any data is read
+    opts = checkpoint.replace(**options) if isinstance(checkpoint, EvalOptions) else EvalOptions(checkpoint, **options)
+    checkpoint, arch, data, form, workers = opts.checkpoint, opts.arch, opts.data, opts.form, opts.workers
     state = ckpt.load(checkpoint)
     stored_arch = state.get("arch")
     if arch is None:
@@ -69,13 +68,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
             raise ckpt.CheckpointError(f"checkpoint {checkpoint} does not record its architecture; pass --arch")
         arch = stored_arch.get("timm") if "timm" in stored_arch else stored_arch
     recipe = Recipe.from_dict(state["recipe"]) if isinstance(state.get("recipe"), dict) else Recipe()
-    if resolution is not None:
-        recipe = recipe.replace(test_resolution=resolution)
-    ctx = init_distributed(device)
+    if opts.resolution is not None:
+        recipe = recipe.replace(test_resolution=opts.resolution)
+    ctx = init_distributed(opts.device)
     run = state.get("run", {}) if isinstance(state.get("run"), dict) else {}
     if data is None:
         stored = run.get("synthetic") or [0, 2000]
-        n_val = synthetic_val if synthetic_val is not None else int(stored[1])
+        n_val = opts.synthetic_val if opts.synthetic_val is not None else int(stored[1])
         _, val_base = make_datasets(None, synthetic=(1, n_val), seed=int(run.get("seed", 0)))
     else:  # only the val split: no need to read (or decode) the training set
         from patsearch.data.folder import ImageFolderDataset, class_folders, scan_split, split_dir
@@ -92,16 +91,17 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, arch: Any = None, data
                     "); evaluate it on the data it was trained with, or pass the checkpoint trained on this folder")
         else:
             classes = scan_split(split_dir(data, "train"))[0]
-        val_base = ImageFolderDataset(data, "val", classes=list(classes), cache=cache, workers=workers or 4)
+        val_base = ImageFolderDataset(data, "val", classes=list(classes), cache=opts.cache, workers=workers or 4)
     num_classes = len(val_base.classes)
     model = build_model(arch, num_classes)
     ckpt.load_model_weights(model, checkpoint)
     model = build_form(model.eval(), form).to(ctx.device).eval()
     val = TransformedDataset(val_base, eval_transform(recipe))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val, shard_indices(len(val), ctx)),
-                                         batch_size=batch_size, num_workers=workers or 0, collate_fn=collate_uint8,
+                                         batch_size=opts.batch_size, num_workers=workers or 0,
+                                         collate_fn=collate_uint8,
                                          pin_memory=ctx.device.type == "cuda")
-    metrics = evaluate(model, loader, DeviceNormalizer(ctx.device), ctx, amp_dtype(ctx.device, amp))
+    metrics = evaluate(model, loader, DeviceNormalizer(ctx.device), ctx, amp_dtype(ctx.device, opts.amp))
     metrics.update(checkpoint=str(checkpoint), form=form, fused=form == "fused", resolution=recipe.test_resolution,
                    epoch=state.get("epoch"))
     return metrics

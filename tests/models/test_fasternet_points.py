@@ -10,12 +10,12 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
-from test_fuse import randomize_statistics
 
 from patsearch.arch import FASTERNET_POINTS
 from patsearch.counting import count_flops, count_params
 from patsearch.models import create_model, fuse_model
 from patsearch.models.peers import fuse_fasternet, load_timm_fasternet_weights
+from patsearch.models.statistics import randomize_statistics
 from patsearch.space import load_space
 
 # The architecture spec's FasterNet counts (params in M, FLOPs in G at 224 px, printed to these decimals).

@@ -3,7 +3,7 @@ from it, each form builds the function it names, and unknown names are refused w
 import pytest
 import timm
 import torch
-from test_fuse import CONFIGS, randomize_statistics
+from test_fuse import CONFIGS
 
 from patsearch.counting import count_flops
 from patsearch.models import create_model, fuse_model
@@ -18,6 +18,7 @@ from patsearch.models.forms import (
     get_form,
     is_accelerated,
 )
+from patsearch.models.statistics import randomize_statistics
 from patsearch.profiler.bench_options import CHOICES, BenchOptions
 from patsearch.profiler.devices import DeviceError, Protocol
 

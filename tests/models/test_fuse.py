@@ -8,25 +8,7 @@ import torch.nn as nn
 from patsearch.arch import VARIANTS, ArchConfig, LayerSpec
 from patsearch.counting import count_flops
 from patsearch.models import build_layer, create_model, fuse_model
-
-
-def randomize_statistics(model: nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial BN/LN statistics and affines and position biases, so that every fold is exercised."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.randn(n, generator=generator) * 0.5 + 1.0)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.2)
-            elif isinstance(module, nn.LayerNorm):
-                module.weight.copy_(torch.randn(module.normalized_shape, generator=generator) * 0.5 + 1.0)
-                module.bias.copy_(torch.randn(module.normalized_shape, generator=generator) * 0.2)
-        for name, param in model.named_parameters():
-            if name.endswith("rel_pos.table"):
-                param.copy_(torch.randn(param.shape, generator=generator))
-
+from patsearch.models.statistics import randomize_statistics
 
 CONFIGS = {
     "patnet": ArchConfig(embed_dim=16, depths=(1, 2, 2, 2), act="gelu", num_classes=10),
@@ -39,18 +21,27 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_fused_equals_trained(name, dtype, tolerance):
-    generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))  # stable across PYTHONHASHSEED
+def relative_errors(name: str, dtype: torch.dtype, form, seed: int) -> dict[tuple[int, int], float]:
+    """Per input size, the largest error of ``form(model)`` relative to the trained model of ``CONFIGS[name]`` in
+    eval mode, with random statistics; inputs and statistics drawn from one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
     model = create_model(CONFIGS[name]).to(dtype).eval()
     randomize_statistics(model, generator)
-    fused = fuse_model(model)
+    other = form(model)
+    errors = {}
     for resolution in ((64, 64), (96, 160)):
         x = torch.randn(3, 3, *resolution, generator=generator, dtype=dtype)
         with torch.no_grad():
-            expected, actual = model(x), fused(x)
-        rel = (expected - actual).abs().max() / expected.abs().max()
+            expected, actual = model(x), other(x)
+        errors[resolution] = ((expected - actual).abs().max() / expected.abs().max()).item()
+    return errors
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fused_equals_trained(name, dtype, tolerance):
+    errors = relative_errors(name, dtype, fuse_model, zlib.crc32(name.encode()))  # stable across PYTHONHASHSEED
+    for resolution, rel in errors.items():
         assert rel <= tolerance, f"{name} at {resolution}: relative error {rel:.2e}"
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from test_fuse import randomize_statistics
 
 from patsearch.arch import MIXERS, ArchConfig, LayerSpec
 from patsearch.models import build_layer, create_model
 from patsearch.models.attention import SelfAttention, biased_attention
+from patsearch.models.statistics import randomize_statistics
 
 # bf16 keeps 8 significant bits (relative rounding 2^-9 ~ 0.2%); through a block's ~6 roundings and its 1x1
 # convolutions the output error relative to the output's largest value stays around 1%. A broken path (a bias

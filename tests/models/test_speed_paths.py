@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 import torch.nn as nn
-from test_fuse import CONFIGS, randomize_statistics
+from test_fuse import CONFIGS, relative_errors
 
 from patsearch.arch import MIXERS, SPATIAL_ATTENTION, ArchConfig
 from patsearch.kernels.reference import channel_stats
@@ -18,6 +18,7 @@ from patsearch.models.forms import accelerate, deployment_fast, is_accelerated
 from patsearch.models.inference import prepare_inference
 from patsearch.models.layers import FastBlock
 from patsearch.models.peers import fasternet_fast, fuse_fasternet
+from patsearch.models.statistics import randomize_statistics
 
 
 def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:
@@ -27,14 +28,8 @@ def _rel(expected: torch.Tensor, actual: torch.Tensor) -> float:
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_fast_path_equals_trained(name, dtype, tolerance):
-    generator = torch.Generator().manual_seed(7 + len(name))
-    model = create_model(CONFIGS[name]).to(dtype).eval()
-    randomize_statistics(model, generator)
-    fast = accelerate(model)
-    for resolution in ((64, 64), (96, 160)):
-        x = torch.randn(3, 3, *resolution, generator=generator, dtype=dtype)
-        with torch.no_grad():
-            assert _rel(model(x), fast(x)) <= tolerance, f"{name} at {resolution}"
+    for resolution, rel in relative_errors(name, dtype, accelerate, 7 + len(name)).items():
+        assert rel <= tolerance, f"{name} at {resolution}"
 
 
 def test_fast_path_replaces_the_blocks_and_leaves_the_input_alone():

@@ -1,4 +1,4 @@
-"""ONNX export of the deployment (fused) form, optionally from a trained checkpoint."""
+"""The ONNX file of the deployment (fused) form, optionally with a trained checkpoint's weights."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,11 +12,8 @@ from typing import Any
 import torch
 
 from patsearch.errors import UserError
+from patsearch.export.options import DYNAMO_MIN_OPSET, ExportOptions
 from patsearch.io import atomic_write_bytes, ensure_writable
-
-MIN_OPSET = 17  # the oldest opset export accepts
-DYNAMO_MIN_OPSET = 18  # the oldest opset torch's dynamo exporter writes; older ones take the TorchScript exporter
-DEFAULT_OPSET = DYNAMO_MIN_OPSET
 
 logger = logging.getLogger("patsearch.export")
 
@@ -48,30 +45,28 @@ def load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike | dict) -
     return model
 
 
-def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathLike | None = None,
-                resolution: int = 224, opset: int = DEFAULT_OPSET, num_classes: int | None = None,
-                dynamic_batch: bool = True) -> Path:
-    """Write the fused model as ONNX to ``out`` (atomically) and return the path.
+def export_onnx(arch: Any | ExportOptions, out: str | os.PathLike | None = None, **options: Any) -> Path:
+    """Write the fused model as ONNX (atomically) and return the path: ``arch`` is an :class:`ExportOptions`, or
+    the architecture with ``out`` (its ``onnx`` file) and the other fields as keywords.
 
     torch's dynamo exporter (``torch.export`` + onnxscript) writes the graph, with a dynamic batch axis traced from
     an example batch of 2 (batch 1 would be specialised into the graph). An opset below its
     :data:`DYNAMO_MIN_OPSET`, or no onnxscript, falls back to the deprecated TorchScript exporter, and says so.
     """
-    from patsearch.arch import check_resolution
     from patsearch.models import create_model
     from patsearch.models.forms import build_form
 
-    if opset < MIN_OPSET:
-        raise UserError(f"--opset {opset} is too old; use {MIN_OPSET} or newer")
-    check_resolution((resolution, resolution))
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise UserError(f"output {out} should end in .onnx")
+    if isinstance(arch, ExportOptions):
+        opts = arch.replace(**options, **({} if out is None else {"onnx": out}))
+    else:
+        opts = ExportOptions(arch, out, **options)
+    out = Path(opts.onnx)
     ensure_writable(out, "--onnx", example=f"./{out.name}")
+    checkpoint, num_classes, resolution, opset = opts.checkpoint, opts.num_classes, opts.resolution, opts.opset
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     if ckpt is not None and num_classes is None and isinstance(ckpt.get("classes"), list):
         num_classes = len(ckpt["classes"])  # trained checkpoints record their classes
-    model = create_model(arch, num_classes=num_classes)
+    model = create_model(opts.arch, num_classes=num_classes)
     if ckpt is not None:
         load_weights(model, ckpt)
     else:
@@ -81,10 +76,10 @@ def export_onnx(arch: Any, out: str | os.PathLike, *, checkpoint: str | os.PathL
     x = torch.randn(2, 3, resolution, resolution)
     reason = _legacy_reason(opset)
     if reason is None:
-        data = _dynamo_onnx(fused, x, opset, dynamic_batch)
+        data = _dynamo_onnx(fused, x, opset, opts.dynamic_batch)
     else:
         logger.warning(f"note: {reason}; using torch's deprecated TorchScript exporter")
-        data = _torchscript_onnx(fused, x, opset, dynamic_batch)
+        data = _torchscript_onnx(fused, x, opset, opts.dynamic_batch)
     atomic_write_bytes(out, data)
     return out
 
