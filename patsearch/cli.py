@@ -324,6 +324,8 @@ def bench(
     resolution: int = typer.Option(224, help="Input resolution."),
     protocol: dict | None = None,  # flags.PROTOCOL
     group: int = typer.Option(4, help="Models measured interleaved in one group."),
+    rounds: int = typer.Option(1, help="Time each group this many times over; a row is the median of its rounds "
+                                       "(steadier on a shared or noisy host)."),
     format: str = typer.Option("md", "--format", help="md | csv | json."),
     out: Path | None = typer.Option(None, help="Also write the table here (format from the suffix)."),
 ) -> None:
@@ -335,7 +337,7 @@ def bench(
     if device is None and options is None:
         raise UserError("--device is required (or an --options file that sets device)")
     values = dict(device=device, models=models, arch=arch, forms=forms, resolution=resolution, **protocol, group=group,
-                  format=format, out=out)
+                  rounds=rounds, format=format, out=out)
     opts = BenchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     result = build_bench(opts)
     typer.echo(result.render(opts.format))

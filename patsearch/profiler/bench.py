@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ class BenchRow:
     params_m: float | None
     flops_g: float | None
     value: float | None           # the protocol's metric
-    spread_pct: float | None      # p10-p90 spread of the per-call time
+    spread_pct: float | None      # p10-p90 spread of the per-call time (the median over rounds)
     vs_fasternet: float | None = None   # PATNet rows: metric ratio to the same-size FasterNet, same form
+    rounds_range_pct: float | None = None  # with several rounds: their values' range, % of the row's value
     note: str = ""
 
 
@@ -76,18 +78,22 @@ class BenchResult:
     def to_markdown(self) -> str:
         unit = "latency (ms) lower is better" if self.metric == "latency_ms" else "throughput (img/s) higher is better"
         prov = self.provenance
+        rounds = prov.get("rounds") or 1
+        extra = f" range over {rounds} rounds |" if rounds > 1 else ""
         lines = [f"Device `{self.device}` ({prov.get('hardware')}), protocol `{self.protocol}`, "
                  f"{self.resolution}x{self.resolution}, torch {prov.get('torch')}, {prov.get('date')}.",
                  f"Command: `{prov.get('command')}`", "",
-                 f"| model | form | params (M) | FLOPs (G) | {unit} | spread p10-p90 | vs FasterNet |",
-                 "|---|---|---|---|---|---|---|"]
+                 f"| model | form | params (M) | FLOPs (G) | {unit} | spread p10-p90 | vs FasterNet |{extra}",
+                 "|---|---|---|---|---|---|---|" + ("---|" if extra else "")]
+
+        def fmt(v: Any, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
         for r in self.rows:
-            def fmt(v: Any, spec: str) -> str:
-                return "-" if v is None else format(v, spec)
             value = fmt(r.value, ".2f" if self.metric == "latency_ms" else ".0f")
             lines.append(f"| {r.model} | {r.form} | {fmt(r.params_m, '.2f')} | {fmt(r.flops_g, '.3f')} | {value}"
                          f"{' (' + r.note + ')' if r.note else ''} | {fmt(r.spread_pct, '.1f')}% | "
-                         f"{fmt(r.vs_fasternet, '.2f')} |")
+                         f"{fmt(r.vs_fasternet, '.2f')} |" + (f" {fmt(r.rounds_range_pct, '.1f')}% |" if extra else ""))
         return "\n".join(lines) + "\n"
 
     def render(self, fmt: str) -> str:
@@ -96,6 +102,8 @@ class BenchResult:
 
 
 def _family(name: str) -> str:
+    if name.endswith((".yaml", ".yml")):
+        return "arch file"
     return "patnet" if name in VARIANTS else "fasternet" if name.startswith("fasternet") else "peer"
 
 
@@ -157,17 +165,21 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
         for start in range(0, len(jobs), group):
             chunk = jobs[start:start + group]
             prepared = [prepare(m, (3, resolution, resolution), dev, protocol) for _, _, m in chunk]
-            timings = _time_chunk(prepared, gpu=gpu, budget=budget, protocol=protocol)
+            rounds = [_time_chunk(prepared, gpu=gpu, budget=budget, protocol=protocol) for _ in range(options.rounds)]
             del prepared
-            for (name, form, _), timing in zip(chunk, timings):
-                if timing is None:  # a peer that CUDA graphs cannot capture: reported, not fatal
+            for i, (name, form, _) in enumerate(chunk):
+                timings = [r[i] for r in rounds]
+                if timings[0] is None:  # a peer that CUDA graphs cannot capture: reported, not fatal
                     rows[(name, form)].note = "cannot capture in a CUDA graph (--no-cuda-graphs times it)"
                     advance()
                     continue
-                value = (timing.median_ms if protocol.metric == "latency_ms"
-                         else protocol.batch * 1000.0 / timing.median_ms)
+                values = [t.median_ms if protocol.metric == "latency_ms" else protocol.batch * 1000.0 / t.median_ms
+                          for t in timings]
+                value = statistics.median(values)
                 rows[(name, form)].value = round(value, 3)
-                rows[(name, form)].spread_pct = round(timing.spread * 100, 2)
+                rows[(name, form)].spread_pct = round(statistics.median(t.spread for t in timings) * 100, 2)
+                if len(values) > 1:
+                    rows[(name, form)].rounds_range_pct = round((max(values) - min(values)) / value * 100, 2)
                 advance()
             if gpu:
                 torch.cuda.empty_cache()
@@ -180,7 +192,7 @@ def build_bench(options: BenchOptions, *, budget: Any = None) -> BenchResult:
             row.vs_fasternet = round(1 / ratio if protocol.metric == "latency_ms" else ratio, 3)
 
     env = environment(dev)
-    env.update(date=_now(), command=command or " ".join(sys.argv))
+    env.update(date=_now(), command=command or " ".join(sys.argv), rounds=options.rounds)
     if "fast" in forms:  # tables measured with the improved path say so
         env["fast_path"] = f"form 'fast' = {FORMS_REGISTRY['fast'].description}"
     ordered = [rows[(n, f)] for n in models for f in forms if (n, f) in rows]

@@ -41,6 +41,9 @@ class BenchOptions(DeviceOptions):
     forms: tuple[str, ...] = BENCH_FORMS
     resolution: int = 224
     group: int = 4  # models measured interleaved in one group
+    # each group timed this many times over; a row's value is the median of its rounds' medians, so a noisy host's
+    # drift (a shared VM) shows as the rounds' range instead of moving one model's figure
+    rounds: int = 1
     format: str = "md"
     out: str | None = None
     progress: bool = True
@@ -86,6 +89,7 @@ def _validate(o: BenchOptions) -> None:
     # the networks downsample 32x: a smaller input has no last stage
     need(is_int(o.resolution) and o.resolution >= 32, "resolution", "an integer of at least 32")
     need(is_int(o.group) and o.group >= 1, "group", "at least 1")
+    need(is_int(o.rounds) and o.rounds >= 1, "rounds", "a positive integer")
     need(o.format in FORMATS, "format", ", ".join(FORMATS[:-1]) + f" or {FORMATS[-1]}")
     need(isinstance(o.progress, bool), "progress", "true or false")
     for name in ("out", "command"):

@@ -30,6 +30,8 @@ def test_yaml_round_trip_gives_equal_options(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"group": 0}, "--group must be at least 1, got 0"),
+    ({"rounds": 0}, "--rounds must be a positive integer, got 0"),
+    ({"rounds": 1.5}, "--rounds must be a positive integer, got 1.5"),
     ({"cuda_graphs": "yes"}, "--cuda-graphs must be true, false or unset, got 'yes'"),
     ({"tf32": "yes"}, "--tf32 must be true, false or unset, got 'yes'"),
     ({"resolution": 16}, "--resolution must be an integer of at least 32, got 16"),
@@ -97,13 +99,13 @@ def test_cli_flags_map_onto_the_options(tmp_path, monkeypatch, capsys, seen):
     out = tmp_path / "t.json"
     code = _run_cli(monkeypatch, ["--device", "cpu", "--models", "patnet_t0,fasternet_t0", "--forms", "fused",
                                   "--resolution", "64", "--batch", "2", "--dtype", "bfloat16", "--channels-last",
-                                  "--threads", "2", "--clock", "wall", "--group", "3", "--format", "csv",
-                                  "--out", str(out)])
+                                  "--threads", "2", "--clock", "wall", "--group", "3", "--rounds", "2",
+                                  "--format", "csv", "--out", str(out)])
     assert code == 0
     (opts,) = seen
     assert opts == BenchOptions("cpu", models=("patnet_t0", "fasternet_t0"), forms=("fused",), resolution=64,
                                 batch=2, dtype="bfloat16", channels_last=True, threads=2, clock="wall", group=3,
-                                format="csv", out=str(out))
+                                rounds=2, format="csv", out=str(out))
     printed = capsys.readouterr().out
     assert printed.startswith("model,family,form") and f"wrote {out}" in printed  # --format csv to stdout
     assert out.read_text().startswith('{\n "device": "cpu"')  # the file's format comes from its suffix
@@ -167,3 +169,37 @@ def test_arch_is_one_file_measured_instead_of_models(tmp_path):
         BenchOptions("cpu", arch=arch, models="patnet_t0")
     with pytest.raises(BenchOptionsError, match="no such file; pass a search's best.yaml"):
         BenchOptions("cpu", arch=tmp_path / "nope.yaml")
+
+
+def test_rounds_time_each_group_again_and_report_the_median_and_range(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import patsearch.profiler.bench as bench
+
+    arch = tmp_path / "searched.yaml"
+    arch.write_text("embed_dim: 16\ndepths: [1, 1, 1, 1]\n")
+    medians = iter([[10.0, 20.0], [14.0, 21.0], [11.0, 26.0]])  # three rounds of one group of two models
+    calls = []
+
+    def fake_time_chunk(prepared, **_):
+        calls.append(len(prepared))
+        return [SimpleNamespace(median_ms=ms, spread=0.01 * ms) for ms in next(medians)]
+
+    monkeypatch.setattr(bench, "_time_chunk", fake_time_chunk)
+    result = profiler.build_bench(BenchOptions("cpu", models=["patnet_t0", str(arch)], forms=["fused"],
+                                               resolution=64, rounds=3, progress=False, command="pytest"))
+    assert calls == [2, 2, 2]  # the group, timed three times over
+    t0, searched = result.rows
+    assert (t0.value, searched.value) == (11.0, 21.0)  # the median of the rounds
+    assert t0.rounds_range_pct == pytest.approx(100 * 4 / 11, abs=0.01)
+    assert searched.rounds_range_pct == pytest.approx(100 * 6 / 21, abs=0.01)
+    assert (t0.family, searched.family) == ("patnet", "arch file")
+    assert t0.spread_pct == pytest.approx(11.0)  # the median round's p10-p90 spread
+    md = result.to_markdown()
+    assert "| range over 3 rounds |" in md and f"| {searched.rounds_range_pct:.1f}% |" in md
+    assert result.provenance["rounds"] == 3
+
+
+def test_one_round_adds_no_range_column():
+    result = _fake_result()
+    assert "range over" not in result.to_markdown() and result.rows[0].rounds_range_pct is None
