@@ -13,6 +13,9 @@
 #                                                    # ranks 2..$TOP at $REF_EPOCHS epochs on seed 0
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
+# Capacity: the GPU is the bound (busy 100% with 7 trainings side by side on an H100, about 1.0 epoch/s summed at
+# 64 px), so give one call only the 100-epoch trainings that finish in it (4 on an H100); the rest resume from their
+# checkpoints in the next call only while the device stays warm.
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -38,8 +41,12 @@ SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
 REF_MIN_LEFT=${REF_MIN_LEFT:-260}  # a reference training that cannot finish is lost: checkpoints do not come back
-RUNS=${RUNS:-$OUT/runs}
-mkdir -p "$OUT" "$RUNS"
+# Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
+# warm, so a training cut by the deadline resumes from its checkpoint in the next call (checkpoints are too large to
+# come back); only $RUNS's results come back, packed.
+RUNS=${RUNS:-runs/mf-proof}
+LOGS=$RUNS/logs  # inside the pack: the device returns at most 8 files from $OUT
+mkdir -p "$OUT" "$RUNS" "$LOGS"
 stamp() { echo "[$(date -u +%H:%M:%S) +$(( $(date +%s) - START ))s] $*"; }
 left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
 epochs_done() { python3 -c "import json, sys; print(len(json.load(open(sys.argv[1])).get('history') or []))" "$1" \
@@ -53,7 +60,11 @@ setup() {
     tar xzf .devcarry/cifar10-images.tar.gz -C .devcarry
   fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-  if [ -n "${RUNS_IN:-}" ] && [ -f "$RUNS_IN" ]; then tar xzf "$RUNS_IN" -C "$RUNS"; stamp "resumed from $RUNS_IN"; fi
+  # A warm device still holds the last call's state (newer than any pack, with checkpoints): keep it.
+  if [ -n "${RUNS_IN:-}" ] && [ -f "$RUNS_IN" ]; then
+    if [ -z "$(ls -A "$RUNS" | grep -vx logs)" ]; then tar xzf "$RUNS_IN" -C "$RUNS"; stamp "resumed from $RUNS_IN"
+    else stamp "kept the state already in $RUNS (a warm device); $RUNS_IN not unpacked"; fi
+  fi
   stamp "setup done"
 }
 
@@ -90,7 +101,7 @@ search() {
   python3 -m patsearch search $CONSTRAINT --allow-stale-profile --data "$DATA" $PROXY \
     --proxy-device "$PROXY_DEVICE" $GPUS --rungs "$RUNGS" \
     --trials "$TRIALS" --sampler tpe --seed 1 --pruner none --study-name "$STUDY" --runs-dir "$RUNS" \
-    --baselines "$BASELINES" --no-plots $EXTRA > "$OUT/search-$STUDY.log" 2>&1 &
+    --baselines "$BASELINES" --no-plots $EXTRA > "$LOGS/search-$STUDY.log" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null && [ "$(left)" -gt 0 ]; do sleep 2; done
   if kill -0 "$pid" 2>/dev/null; then
@@ -114,8 +125,8 @@ reference() {
     for seed in $seeds; do
       [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] && continue
       CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
-        --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" --no-progress \
-        --out "$RUNS/ref/$name-s$seed" --resume auto > "$OUT/ref-$name-s$seed.log" 2>&1 &
+        --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" \
+        --out "$RUNS/ref/$name-s$seed" --resume auto >> "$LOGS/ref-$name-s$seed.log" 2>&1 &
       pids+=($!)
       i=$((i + 1))
     done
