@@ -40,7 +40,8 @@ REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.00
 SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
-REF_MIN_LEFT=${REF_MIN_LEFT:-260}  # a reference training that cannot finish is lost: checkpoints do not come back
+REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
+REF_MIN_LEFT=${REF_MIN_LEFT:-260}  # a cut training resumes only while the device stays warm (checkpoints stay there)
 # Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
 # warm, so a training cut by the deadline resumes from its checkpoint in the next call (checkpoints are too large to
 # come back); only $RUNS's results come back, packed.
@@ -117,23 +118,37 @@ search() {
 }
 
 reference() {
-  local n_gpus i=0 pids=()
+  # A queue: at most $REF_PARALLEL trainings at once per GPU (side by side they share a saturated GPU, so starting
+  # more only cuts them all at the deadline); the ones not started wait for the next call.
+  local n_gpus i=0 queue=() pids=() job name arch seeds seed
   n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
   for job in $NETS; do
-    local name=${job%%=*} arch=${job#*=} seeds=$SEEDS
+    name=${job%%=*} arch=${job#*=} seeds=$SEEDS
     if [[ $arch == *@* ]]; then seeds=${arch##*@}; seeds=${seeds//,/ }; arch=${arch%@*}; fi
     for seed in $seeds; do
-      [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] && continue
+      [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] || queue+=("$name|$arch|$seed")
+    done
+  done
+  stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
+  while [ "$(left)" -gt 0 ]; do
+    local alive=() p
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+    pids=("${alive[@]}")
+    while [ ${#queue[@]} -gt 0 ] && [ ${#pids[@]} -lt $(( REF_PARALLEL * n_gpus )) ]; do
+      IFS='|' read -r name arch seed <<< "${queue[0]}"
+      queue=("${queue[@]:1}")
       CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
         --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" \
         --out "$RUNS/ref/$name-s$seed" --resume auto >> "$LOGS/ref-$name-s$seed.log" 2>&1 &
       pids+=($!)
       i=$((i + 1))
+      stamp "started $name seed $seed"
     done
+    [ ${#pids[@]} -eq 0 ] && break
+    sleep 2
   done
-  stamp "reference: $i trainings of $REF_EPOCHS epochs"
-  while [ "$(left)" -gt 0 ] && any_alive "${pids[@]}"; do sleep 2; done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null && stamp "deadline: stopped training $p"; done
+  [ ${#queue[@]} -gt 0 ] && stamp "not started (next call): ${queue[*]}"
   wait
   python3 - "$RUNS/ref" <<'EOF' | tee "$OUT/reference.txt"
 import json, pathlib, statistics, sys
