@@ -14,8 +14,9 @@
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: the GPU is the bound (busy 100% with 7 trainings side by side on an H100, about 1.0 epoch/s summed at
-# 64 px), so give one call only the 100-epoch trainings that finish in it (4 on an H100); the rest resume from their
-# checkpoints in the next call only while the device stays warm.
+# 64 px: processes time-slice it), so references run $REF_PARALLEL at a time and the rest wait for the next call; a
+# cut training resumes from its checkpoint only while the device stays warm. MPS=1 runs the processes' kernels
+# concurrently instead (CUDA MPS).
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -61,6 +62,17 @@ setup() {
     tar xzf .devcarry/cifar10-images.tar.gz -C .devcarry
   fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+  # MPS=1: the trainings side by side run their kernels concurrently (CUDA MPS) instead of time-slicing the GPU; a
+  # user-space daemon, stopped on exit, that leaves the GPU's settings as they are
+  if [ "${MPS:-0}" = 1 ]; then
+    if command -v nvidia-cuda-mps-control >/dev/null; then
+      export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+      mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+      nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT && stamp "MPS on"
+    else
+      stamp "MPS=1 but no nvidia-cuda-mps-control here: time-slicing"
+    fi
+  fi
   # A warm device still holds the last call's state (newer than any pack, with checkpoints): keep it.
   if [ -n "${RUNS_IN:-}" ] && [ -f "$RUNS_IN" ]; then
     if [ -z "$(ls -A "$RUNS" | grep -vx logs)" ]; then tar xzf "$RUNS_IN" -C "$RUNS"; stamp "resumed from $RUNS_IN"
