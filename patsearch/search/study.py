@@ -1,9 +1,11 @@
 """Study storage, samplers and pruners, and the worker loop that shares one study between many workers.
 
 Storages: an embedded SQLite file (the default, under ``runs/``), a journal file (``journal:///path`` or a path
-ending in ``.log``/``.journal``) or any SQLAlchemy URL (``postgresql://``, ``mysql://``). RDB storages get
-heartbeats: a RUNNING trial whose worker stops beating for ``grace_period`` seconds is failed and re-enqueued with
-the same parameters (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`), so a killed worker loses nothing.
+ending in ``.log``/``.journal``) or any SQLAlchemy URL (``postgresql://``, ``mysql://``). Every storage gets
+heartbeats (Optuna's own for RDB storages, :mod:`patsearch.search.journal_heartbeat` for the journal file): a RUNNING
+trial whose worker stops beating for ``grace_period`` seconds is failed and re-enqueued with the same parameters
+(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`) by :func:`optuna.storages.fail_stale_trials`, the one
+check for every storage, so a killed worker loses nothing and a multi-fidelity search never waits on a dead rung.
 
 Exact trial counts with many workers: Optuna's ``n_trials`` is per worker and ``MaxTrialsCallback`` checks after a
 trial ends, so concurrent workers overshoot. Here a worker *claims* a trial under a lock shared by all workers of
@@ -78,7 +80,7 @@ class StorageSpec:
 
     @property
     def heartbeats(self) -> bool:
-        return self.kind in ("sqlite", "rdb")
+        return self.kind in ("sqlite", "journal", "rdb")
 
 
 def default_storage_url(study_name: str, runs_dir: str | os.PathLike = "runs") -> str:
@@ -138,15 +140,18 @@ def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBE
 
     if spec.path is not None:  # a file storage: the study, its lock files and SQLite's WAL go into its folder
         ensure_writable(spec.path, "--storage", example=f"{spec.kind}:///runs/{spec.path.name}")
+    grace = grace_period or GRACE_FACTOR * heartbeat_interval
     if spec.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        from patsearch.search.journal_heartbeat import JournalHeartbeatStorage
 
         assert spec.path is not None
         spec.path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(spec.path), lock_obj=JournalFileOpenLock(str(spec.path)))
-        return optuna.storages.JournalStorage(backend)
+        return JournalHeartbeatStorage(backend, heartbeat_interval=heartbeat_interval, grace_period=grace,
+                                       stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
-    grace = grace_period or GRACE_FACTOR * heartbeat_interval
     engine_kwargs: dict[str, Any] = {}
     if spec.kind == "sqlite":
         assert spec.path is not None
