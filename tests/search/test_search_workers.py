@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search_helpers import HEARTBEAT_S, ROOT
 from search_helpers import start_worker as _worker
 
-from patsearch.search.study import is_infeasible
+from patsearch.search.study import is_distinct_candidate
 
 
 def _load_study(url: str, name: str):
@@ -29,6 +29,11 @@ def _load_study(url: str, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _counted(trials) -> list:
+    """The finished trials `--trials N` counts (within the budget, not a copy of another trial's network)."""
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and is_distinct_candidate(t)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profile, kind):
@@ -39,8 +44,7 @@ def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profi
         assert p.returncode == 0, err[-3000:]
         assert "locked" not in err and "Traceback" not in err, err[-3000:]
     trials = _load_study(url, "shared").get_trials()
-    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)
-               and "duplicate_of" not in t.user_attrs]  # a repeated network reuses a score and is not counted
+    counted = _counted(trials)  # a repeated network reuses a score and is not counted
     assert len(counted) == 10
     assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)]
 
@@ -101,8 +105,7 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     assert [t.number for t in by_state[TrialState.FAIL]] == [victim.number]  # the killed trial, failed
     assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
-    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)
-               and "duplicate_of" not in t.user_attrs]  # a repeated network reuses a score and is not counted
+    counted = _counted(trials)  # a repeated network reuses a score and is not counted
     assert len(counted) == 2  # no trial lost, none duplicated
     retries = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
     assert len(retries) == 1
@@ -113,10 +116,12 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
 
 
 @pytest.mark.slow
-def test_sigterm_mid_trial_queues_the_trial_again_with_one_line(tmp_path, tiny_profile):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_finishes(tmp_path, tiny_profile, kind):
     """`timeout` or a scheduler's stop (SIGTERM) ends `patsearch search` like Ctrl-C: the running trial is failed
-    and queued again at once (not left RUNNING until a later run's heartbeat check), one line, exit 143."""
-    url = f"sqlite:///{tmp_path}/term.db"
+    and queued again at once (not left RUNNING until a later run's heartbeat check), one line, exit 143; the same
+    command then finishes the study with the trial trained once more and nothing else repeated."""
+    url = f"sqlite:///{tmp_path}/term.db" if kind == "sqlite" else f"journal:///{tmp_path}/term.log"
     marker = tmp_path / "training"
     proc = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, marker=marker, via_cli=1)
     deadline = time.monotonic() + 180
@@ -124,8 +129,10 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line(tmp_path, tiny_p
         assert proc.poll() is None, f"the search ended before its first training: {proc.stderr.read()[-2000:]}"
         assert time.monotonic() < deadline, "no trial reached training in time"
         time.sleep(0.05)
+    stopped_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - stopped_at < 30  # promptly: not after the trial's training or a heartbeat grace
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert err.strip().splitlines() == ["stopped by SIGTERM: the running trial is queued again; rerun the same "
                                         "command to resume"], err[-3000:]
@@ -138,3 +145,13 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line(tmp_path, tiny_p
     assert len(queued) == 1
     assert queued[0].system_attrs.get("failed_trial") == victims[0].number
     assert queued[0].params == victims[0].params
+
+    rerun = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, via_cli=1)
+    _, err = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, err[-3000:]
+    trials = _load_study(url, "term").get_trials()
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [victims[0].number]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    counted = _counted(trials)
+    assert len(counted) == 3  # the target exactly: the interrupted network once, none lost or added
+    assert [t.number for t in counted if t.system_attrs.get("failed_trial") == victims[0].number] == [queued[0].number]
