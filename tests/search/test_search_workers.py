@@ -158,3 +158,58 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_fini
     assert len(counted) == 3  # the target exactly: the stopped networks once each, none lost or added
     assert sorted(t.number for t in counted if t.system_attrs.get("failed_trial") in victims) == \
         sorted(t.number for t in queued)
+
+
+def _gpu_processes_cli(runs: Path, profile: Path) -> list[str]:
+    """`patsearch search` with two `--gpus` worker processes that train on the CPU (this host has no GPU): the
+    parent's GPU list is replaced, everything else (spawned workers, real tiny trainings, signals) is the command's."""
+    code = ("import sys; from patsearch.search import api; api._worker_gpus = lambda opts: [None, None]; "
+            "from patsearch.cli import main; sys.argv = ['patsearch', '--quiet'] + sys.argv[1:]; main()")
+    return [sys.executable, "-c", code] + _cli(runs, profile)[2:] + ["--gpus", "2"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_search_with_gpu_worker_processes_queues_their_trials_again(tmp_path, tiny_profile):
+    """A scheduler stops the parent with SIGTERM: it passes the signal on to its worker processes, each queues its
+    running trial again, and the command exits with the one line; the same command then finishes the study."""
+    runs = tmp_path / "runs"
+    url = f"sqlite:///{runs}/killed/study.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_gpu_processes_cli(runs, tiny_profile), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 240
+    training = []
+    while not training:  # marker: a worker process has a trial in training (RUNNING, past its constraint check)
+        assert proc.poll() is None, f"the search ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no trial reached training in time"
+        time.sleep(0.3)
+        if not _schema_ready(runs / "killed" / "study.db"):
+            continue
+        try:
+            trials = _load_study(url, "killed").get_trials()
+        except KeyError:
+            continue
+        training = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("feasible")]
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - stopped_at < 60, err[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: the running trial is queued again; rerun the same "
+                                            "command to resume"), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+
+    trials = _load_study(url, "killed").get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    victims = {t.number: t for t in trials if t.state == TrialState.FAIL}
+    assert training[0].number in victims and len(victims) <= 2  # at most one per worker process
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs.get("failed_trial") for t in queued) == sorted(victims)
+
+    rerun = subprocess.run(_gpu_processes_cli(runs, tiny_profile), capture_output=True, text=True, cwd=tmp_path,
+                           env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = _load_study(url, "killed").get_trials()
+    assert sorted(t.number for t in trials if t.state == TrialState.FAIL) == sorted(victims)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len(_counted(trials)) == 2  # the target exactly
