@@ -231,14 +231,19 @@ DUPLICATE_POLL_S = 2.0
 
 def _wait_for(trial, other):
     """``other`` once it has finished (at once if it has); None if it ended without a score. A trial still
-    running is polled: its worker trains it, this one only waits for the score."""
+    running is polled: its worker trains it, this one only waits for the score. A running trial whose worker is
+    gone (its heartbeat stale) will not finish on its own: None, and this worker's next claim step retries it."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
 
     study = trial.study
+    storage = study._storage
     while True:
-        current = study._storage.get_trial(other._trial_id)
+        current = storage.get_trial(other._trial_id)
         if current.state == TrialState.COMPLETE:
             return current
         if current.state != TrialState.RUNNING:
+            return None
+        if is_heartbeat_enabled(storage) and other._trial_id in storage._get_stale_trial_ids(study._study_id):
             return None
         time.sleep(DUPLICATE_POLL_S)

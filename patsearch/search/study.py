@@ -1,9 +1,11 @@
 """Study storage, samplers and pruners, and the worker loop that shares one study between many workers.
 
 Storages: an embedded SQLite file (the default, under ``runs/``), a journal file (``journal:///path`` or a path
-ending in ``.log``/``.journal``) or any SQLAlchemy URL (``postgresql://``, ``mysql://``). RDB storages get
-heartbeats: a RUNNING trial whose worker stops beating for ``grace_period`` seconds is failed and re-enqueued with
-the same parameters (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`), so a killed worker loses nothing.
+ending in ``.log``/``.journal``) or any SQLAlchemy URL (``postgresql://``, ``mysql://``). Every storage gets
+heartbeats (Optuna's own for RDB storages, :mod:`patsearch.search.journal_heartbeat` for the journal file): a RUNNING
+trial whose worker stops beating for ``grace_period`` seconds is failed and re-enqueued with the same parameters
+(:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`) by :func:`optuna.storages.fail_stale_trials`, the one
+check for every storage, so a killed worker loses nothing and a multi-fidelity search never waits on a dead rung.
 
 Exact trial counts with many workers: Optuna's ``n_trials`` is per worker and ``MaxTrialsCallback`` checks after a
 trial ends, so concurrent workers overshoot. Here a worker *claims* a trial under a lock shared by all workers of
@@ -78,7 +80,7 @@ class StorageSpec:
 
     @property
     def heartbeats(self) -> bool:
-        return self.kind in ("sqlite", "rdb")
+        return self.kind in ("sqlite", "journal", "rdb")
 
 
 def default_storage_url(study_name: str, runs_dir: str | os.PathLike = "runs") -> str:
@@ -138,15 +140,18 @@ def open_storage(spec: StorageSpec, *, heartbeat_interval: int = DEFAULT_HEARTBE
 
     if spec.path is not None:  # a file storage: the study, its lock files and SQLite's WAL go into its folder
         ensure_writable(spec.path, "--storage", example=f"{spec.kind}:///runs/{spec.path.name}")
+    grace = grace_period or GRACE_FACTOR * heartbeat_interval
     if spec.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        from patsearch.search.journal_heartbeat import JournalHeartbeatStorage
 
         assert spec.path is not None
         spec.path.parent.mkdir(parents=True, exist_ok=True)
         backend = JournalFileBackend(str(spec.path), lock_obj=JournalFileOpenLock(str(spec.path)))
-        return optuna.storages.JournalStorage(backend)
+        return JournalHeartbeatStorage(backend, heartbeat_interval=heartbeat_interval, grace_period=grace,
+                                       stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
-    grace = grace_period or GRACE_FACTOR * heartbeat_interval
     engine_kwargs: dict[str, Any] = {}
     if spec.kind == "sqlite":
         assert spec.path is not None
@@ -492,7 +497,8 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
                deadline: float | None = None, heartbeats: bool = True, heartbeat_interval: int =
                DEFAULT_HEARTBEAT_INTERVAL, on_trial_end: Callable[[Any], None] | None = None,
                stop_event: threading.Event | None = None, max_infeasible: int | None = None,
-               advance: Callable[[Any, list], str] | None = None) -> WorkerStats:
+               advance: Callable[[Any, list], str] | None = None,
+               interrupter: ThreadInterrupter | None = None) -> WorkerStats:
     """Claim and run trials until the study holds ``n_trials`` trials that count (see :func:`count_toward_target`).
 
     When nothing is left to claim but trials are still RUNNING, the worker waits up to one grace period: if one
@@ -517,10 +523,13 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
         objective.after_constraints = lock.release
 
     def wrapped(trial):
+        current["trial"] = trial  # before the lock goes: an interruption in between still finds the trial
         if not hooked:
             lock.release()  # the trial exists now; let other workers claim theirs while this one trains
-        current["trial"] = trial
-        return objective(trial)
+        if interrupter is None:
+            return objective(trial)
+        with interrupter.training():
+            return objective(trial)
 
     try:
         while True:
@@ -563,11 +572,13 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
                 continue
             waited_since = None
             current.clear()
+            running_before = {t.number for t in running}
             try:
                 study.optimize(wrapped, n_trials=1, catch=(), gc_after_trial=False, show_progress_bar=False)
             except KeyboardInterrupt:
                 stats.interrupted = True
-                _requeue_interrupted(study, current.get("trial"))
+                for trial in _own_running_trials(study, current.get("trial"), lock.held, running_before):
+                    _requeue_interrupted(study, trial)
                 raise
             finally:
                 lock.release()
@@ -579,16 +590,81 @@ def run_worker(study, objective: Callable[[Any], Any], *, spec: StorageSpec, n_t
     return stats
 
 
+def _own_running_trials(study, trial, lock_held: bool, running_before: set[int]) -> list:
+    """What an interrupted worker leaves behind: the trial it was running, or, when the interruption came inside
+    Optuna's ask (the objective not yet called), the trial being created, RUNNING and found by elimination: while
+    this worker holds the claim lock no other worker can start one."""
+    if trial is not None:
+        return [trial]
+    if not lock_held:
+        return []
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number not in running_before]
+
+
 def _requeue_interrupted(study, trial) -> None:
-    """Ctrl-C marks the running trial FAIL; queue it again so that rerunning the command loses nothing."""
+    """Ctrl-C marks the running trial FAIL; queue it again so that rerunning the command loses nothing.
+
+    An interruption that lands after the objective returned but before Optuna recorded the result leaves the trial
+    RUNNING with no one to finish it: fail it here rather than leave it to the heartbeat grace period.
+    """
     if trial is None:
         return
+    import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    frozen = study._storage.get_trial(trial._trial_id)
+    storage = study._storage
+    if storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # finished meanwhile: keep that
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    frozen = storage.get_trial(trial._trial_id)
     if frozen.state == TrialState.FAIL:
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, frozen)
+
+
+INTERRUPT_WAIT_S = 30  # how long an interrupted process waits for its worker threads to queue their trials again
+
+
+class ThreadInterrupter:
+    """Stops the worker threads of one process in the middle of their training, as Ctrl-C stops a lone worker.
+
+    Ctrl-C and SIGTERM reach the main thread only; a worker thread would train on (its heartbeat thread keeping the
+    process alive) and leave its trial RUNNING when the scheduler's kill follows. :meth:`interrupt` raises
+    KeyboardInterrupt inside each thread's objective, where Optuna fails the trial and :func:`run_worker` queues it
+    again; a thread outside its objective (claiming a trial, writing a result) is not interrupted in the middle of
+    a storage write but stops at its next objective or loop turn. A thread inside a long C call sees the exception
+    when the call returns.
+    """
+
+    def __init__(self) -> None:
+        self._gate = threading.Lock()
+        self._training: set[int] = set()
+        self.stopping = False
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """Around one objective call: the region :meth:`interrupt` may raise into."""
+        ident = threading.get_ident()
+        with self._gate:
+            if self.stopping:
+                raise KeyboardInterrupt
+            self._training.add(ident)
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._training.discard(ident)
+
+    def interrupt(self) -> None:
+        import ctypes
+
+        with self._gate:
+            self.stopping = True
+            for ident in self._training:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+            self._training.clear()
 
 
 def run_workers(make_study: Callable[[], Any], objective_factory: Callable[[], Callable[[Any], Any]], *,
@@ -608,26 +684,44 @@ def run_workers(make_study: Callable[[], Any], objective_factory: Callable[[], C
     results: list[WorkerStats] = []
     errors: list[BaseException] = []
 
-    def work() -> None:
+    # Each thread's own "finished" flag: Thread.join/is_alive are unreliable once a signal has interrupted a join
+    # (CPython then marks the joined thread stopped while it still runs).
+    done = [threading.Event() for _ in range(n_jobs)]
+    interrupter = ThreadInterrupter()
+
+    def work(finished: threading.Event) -> None:
         try:
             results.append(run_worker(make_study(), objective_factory(), spec=spec, n_trials=n_trials,
                                       deadline=deadline, heartbeats=heartbeats,
                                       heartbeat_interval=heartbeat_interval, on_trial_end=on_trial_end,
-                                      stop_event=stop, max_infeasible=max_infeasible, advance=advance))
+                                      stop_event=stop, max_infeasible=max_infeasible, advance=advance,
+                                      interrupter=interrupter))
         except BaseException as exc:  # surface the first error after all threads stop
             errors.append(exc)
             stop.set()
+        finally:
+            finished.set()
 
-    threads = [threading.Thread(target=work, name=f"patsearch-worker-{i}", daemon=True) for i in range(n_jobs)]
+    threads = [threading.Thread(target=work, args=(done[i],), name=f"patsearch-worker-{i}", daemon=True)
+               for i in range(n_jobs)]
     for t in threads:
         t.start()
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.5)
+        while not all(finished.is_set() for finished in done):
+            time.sleep(0.2)
     except KeyboardInterrupt:
         stop.set()
+        interrupter.interrupt()
+        end = time.monotonic() + INTERRUPT_WAIT_S
+        for finished in done:
+            finished.wait(max(0.0, end - time.monotonic()))
+        left = sum(not finished.is_set() for finished in done)
+        if left:
+            logger.warning("%d worker thread(s) did not stop within %d s; their trials are retried after the "
+                           "heartbeat grace period", left, INTERRUPT_WAIT_S)
         raise
+    for t in threads:
+        t.join()
     if errors:
         raise errors[0]
     return sum(r.ran for r in results)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -50,7 +49,8 @@ def main() -> int:
     def slow_score(arch, epochs=None, seed=0):
         if args.marker and (args.marker_epochs is None or epochs == args.marker_epochs):
             Path(args.marker).write_text("training\n")
-            threading.Event().wait()  # mid-trial until SIGKILL; heartbeats keep beating meanwhile
+            while True:  # mid-trial until killed; heartbeats keep beating meanwhile. A sleep, not an Event wait:
+                time.sleep(0.05)  # an interruption raised in a worker thread must get through (see run_workers)
         time.sleep(args.sleep)
         gain = 0.001 * (epochs or 2) * arch.embed_dim / 16  # longer training favours wider networks
         return min(0.95, 0.2 + 0.01 * arch.embed_dim + 0.02 * sum(arch.depths) + gain + 0.001 * (seed or 0))
@@ -96,6 +96,8 @@ def _via_cli(args, run_proxy) -> int:
                 "--heartbeat-interval", str(HEARTBEAT_S), "--baselines", "none", "--no-plots", "--proxy-epochs", "2"]
     if args.storage:
         sys.argv += ["--storage", args.storage]
+    if args.n_jobs > 1:
+        sys.argv += ["--n-jobs", str(args.n_jobs)]
     cli.main()
     return 0
 

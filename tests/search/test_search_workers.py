@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search_helpers import HEARTBEAT_S, ROOT
 from search_helpers import start_worker as _worker
 
-from patsearch.search.study import is_infeasible
+from patsearch.search.study import is_distinct_candidate
 
 
 def _load_study(url: str, name: str):
@@ -29,6 +29,11 @@ def _load_study(url: str, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _counted(trials) -> list:
+    """The finished trials `--trials N` counts (within the budget, not a copy of another trial's network)."""
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and is_distinct_candidate(t)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profile, kind):
@@ -39,8 +44,7 @@ def test_processes_share_one_file_with_an_exact_trial_count(tmp_path, tiny_profi
         assert p.returncode == 0, err[-3000:]
         assert "locked" not in err and "Traceback" not in err, err[-3000:]
     trials = _load_study(url, "shared").get_trials()
-    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)
-               and "duplicate_of" not in t.user_attrs]  # a repeated network reuses a score and is not counted
+    counted = _counted(trials)  # a repeated network reuses a score and is not counted
     assert len(counted) == 10
     assert not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)]
 
@@ -101,8 +105,7 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
     by_state = {s: [t for t in trials if t.state == s] for s in TrialState}
     assert [t.number for t in by_state[TrialState.FAIL]] == [victim.number]  # the killed trial, failed
     assert not by_state[TrialState.RUNNING] and not by_state[TrialState.WAITING]
-    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_infeasible(t)
-               and "duplicate_of" not in t.user_attrs]  # a repeated network reuses a score and is not counted
+    counted = _counted(trials)  # a repeated network reuses a score and is not counted
     assert len(counted) == 2  # no trial lost, none duplicated
     retries = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
     assert len(retries) == 1
@@ -113,28 +116,100 @@ def test_kill_9_mid_trial_then_rerun_completes_the_study(tmp_path, tiny_profile)
 
 
 @pytest.mark.slow
-def test_sigterm_mid_trial_queues_the_trial_again_with_one_line(tmp_path, tiny_profile):
-    """`timeout` or a scheduler's stop (SIGTERM) ends `patsearch search` like Ctrl-C: the running trial is failed
-    and queued again at once (not left RUNNING until a later run's heartbeat check), one line, exit 143."""
-    url = f"sqlite:///{tmp_path}/term.db"
+@pytest.mark.parametrize("kind, n_jobs", [("sqlite", 1), ("journal", 1), ("sqlite", 2)])
+def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_finishes(tmp_path, tiny_profile, kind,
+                                                                                      n_jobs):
+    """`timeout` or a scheduler's stop (SIGTERM) ends `patsearch search` like Ctrl-C: the running trials (each worker
+    thread's) are failed and queued again at once (not left RUNNING until a later run's heartbeat check), one line,
+    exit 143; the same command then finishes the study with those networks trained once more and nothing else
+    repeated."""
+    url = f"sqlite:///{tmp_path}/term.db" if kind == "sqlite" else f"journal:///{tmp_path}/term.log"
     marker = tmp_path / "training"
-    proc = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, marker=marker, via_cli=1)
+    proc = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, marker=marker, via_cli=1, n_jobs=n_jobs)
     deadline = time.monotonic() + 180
     while not marker.exists():  # the stand-in trainer creates it, then blocks inside its first training
         assert proc.poll() is None, f"the search ended before its first training: {proc.stderr.read()[-2000:]}"
         assert time.monotonic() < deadline, "no trial reached training in time"
         time.sleep(0.05)
+    stopped_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - stopped_at < 30  # promptly: not after the trainings end or a heartbeat grace
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert err.strip().splitlines() == ["stopped by SIGTERM: the running trial is queued again; rerun the same "
                                         "command to resume"], err[-3000:]
 
     trials = _load_study(url, "term").get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    victims = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(victims) == 1 and victims[0].user_attrs.get("feasible") is True  # the one in training
+    victims = {t.number: t for t in trials if t.state == TrialState.FAIL}
+    # The trial in training; with two threads also the other one's, in training or stopped before it began.
+    assert 1 <= len(victims) <= n_jobs and any(t.user_attrs.get("feasible") is True for t in victims.values())
     queued = [t for t in trials if t.state == TrialState.WAITING]
-    assert len(queued) == 1
-    assert queued[0].system_attrs.get("failed_trial") == victims[0].number
-    assert queued[0].params == victims[0].params
+    assert sorted(t.system_attrs.get("failed_trial") for t in queued) == sorted(victims)  # each stopped one, once
+    assert all(t.params == victims[t.system_attrs["failed_trial"]].params for t in queued)
+
+    rerun = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, via_cli=1, n_jobs=n_jobs)
+    _, err = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, err[-3000:]
+    trials = _load_study(url, "term").get_trials()
+    assert sorted(t.number for t in trials if t.state == TrialState.FAIL) == sorted(victims)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    counted = _counted(trials)
+    assert len(counted) == 3  # the target exactly: the stopped networks once each, none lost or added
+    assert sorted(t.number for t in counted if t.system_attrs.get("failed_trial") in victims) == \
+        sorted(t.number for t in queued)
+
+
+def _gpu_processes_cli(runs: Path, profile: Path) -> list[str]:
+    """`patsearch search` with two `--gpus` worker processes that train on the CPU (this host has no GPU): the
+    parent's GPU list is replaced, everything else (spawned workers, real tiny trainings, signals) is the command's."""
+    code = ("import sys; from patsearch.search import api; api._worker_gpus = lambda opts: [None, None]; "
+            "from patsearch.cli import main; sys.argv = ['patsearch', '--quiet'] + sys.argv[1:]; main()")
+    return [sys.executable, "-c", code] + _cli(runs, profile)[2:] + ["--gpus", "2"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_search_with_gpu_worker_processes_queues_their_trials_again(tmp_path, tiny_profile):
+    """A scheduler stops the parent with SIGTERM: it passes the signal on to its worker processes, each queues its
+    running trial again, and the command exits with the one line; the same command then finishes the study."""
+    runs = tmp_path / "runs"
+    url = f"sqlite:///{runs}/killed/study.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_gpu_processes_cli(runs, tiny_profile), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 240
+    training = []
+    while not training:  # marker: a worker process has a trial in training (RUNNING, past its constraint check)
+        assert proc.poll() is None, f"the search ended before it could be stopped: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no trial reached training in time"
+        time.sleep(0.3)
+        if not _schema_ready(runs / "killed" / "study.db"):
+            continue
+        try:
+            trials = _load_study(url, "killed").get_trials()
+        except KeyError:
+            continue
+        training = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("feasible")]
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert time.monotonic() - stopped_at < 60, err[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: the running trial is queued again; rerun the same "
+                                            "command to resume"), err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+
+    trials = _load_study(url, "killed").get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    victims = {t.number: t for t in trials if t.state == TrialState.FAIL}
+    assert training[0].number in victims and len(victims) <= 2  # at most one per worker process
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs.get("failed_trial") for t in queued) == sorted(victims)
+
+    rerun = subprocess.run(_gpu_processes_cli(runs, tiny_profile), capture_output=True, text=True, cwd=tmp_path,
+                           env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    trials = _load_study(url, "killed").get_trials()
+    assert sorted(t.number for t in trials if t.state == TrialState.FAIL) == sorted(victims)
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len(_counted(trials)) == 2  # the target exactly
