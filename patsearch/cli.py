@@ -442,7 +442,7 @@ def search(
             run_search(opts, console=console())
     except KeyboardInterrupt as exc:
         stopped = isinstance(exc, Terminated)
-        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: the running trial is queued again; rerun "
+        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: every running trial is queued again; rerun "
                    "the same command to resume", err=True)
         raise typer.Exit(Terminated.exit_code if stopped else 130) from None
 

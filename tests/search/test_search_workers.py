@@ -136,7 +136,7 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_fini
     _, err = proc.communicate(timeout=120)
     assert time.monotonic() - stopped_at < 30  # promptly: not after the trainings end or a heartbeat grace
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert err.strip().splitlines() == ["stopped by SIGTERM: the running trial is queued again; rerun the same "
+    assert err.strip().splitlines() == ["stopped by SIGTERM: every running trial is queued again; rerun the same "
                                         "command to resume"], err[-3000:]
 
     trials = _load_study(url, "term").get_trials()
@@ -195,7 +195,7 @@ def test_sigterm_to_a_search_with_gpu_worker_processes_queues_their_trials_again
     _, err = proc.communicate(timeout=120)
     assert time.monotonic() - stopped_at < 60, err[-3000:]
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: the running trial is queued again; rerun the same "
+    assert err.strip().splitlines()[-1] == ("stopped by SIGTERM: every running trial is queued again; rerun the same "
                                             "command to resume"), err[-3000:]
     assert "Traceback" not in err, err[-3000:]
 
