@@ -9,8 +9,10 @@
 #                                                    # seeds $SEEDS side by side, top-1 on the test split
 #                                                    # (name=arch@0,1 gives that network its own seeds)
 #   OUT=$OUT bash benchmarks/mf_proof.sh proof       # the search, then (once its top rung is complete and at least
-#                                                    # $REF_MIN_LEFT s remain) the regret check: the top rung's
-#                                                    # ranks 2..$TOP at $REF_EPOCHS epochs on seed 0
+#                                                    # $REF_MIN_LEFT s remain) the whole proof as one queue: the
+#                                                    # winner and $REF_BASELINES on $SEEDS, the top rung's ranks
+#                                                    # 2..$TOP on seed 0 (the regret check); repeat the call until
+#                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: the GPU is the bound (busy 100% with 7 trainings side by side on an H100, about 1.0 epoch/s summed at
@@ -41,8 +43,9 @@ REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.00
 SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
+REF_BASELINES=${REF_BASELINES:-patnet_t1=patnet_t1}  # what the proof phase trains beside the winner, on $SEEDS
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
-REF_MIN_LEFT=${REF_MIN_LEFT:-260}  # a cut training resumes only while the device stays warm (checkpoints stay there)
+REF_MIN_LEFT=${REF_MIN_LEFT:-120}  # a cut training resumes only while the device stays warm (checkpoints stay there)
 # Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
 # warm, so a training cut by the deadline resumes from its checkpoint in the next call (checkpoints are too large to
 # come back); only $RUNS's results come back, packed.
@@ -134,12 +137,18 @@ reference() {
   # more only cuts them all at the deadline); the ones not started wait for the next call.
   local n_gpus i=0 queue=() pids=() job name arch seeds seed
   n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
-  for job in $NETS; do
-    name=${job%%=*} arch=${job#*=} seeds=$SEEDS
-    if [[ $arch == *@* ]]; then seeds=${arch##*@}; seeds=${seeds//,/ }; arch=${arch%@*}; fi
-    for seed in $seeds; do
+  local k=0 more=1 seed_list=()
+  while [ $more = 1 ]; do  # the k-th seed of every network, then the (k+1)-th: what finishes first is paired
+    more=0
+    for job in $NETS; do
+      name=${job%%=*} arch=${job#*=} seeds=$SEEDS
+      if [[ $arch == *@* ]]; then seeds=${arch##*@}; seeds=${seeds//,/ }; arch=${arch%@*}; fi
+      read -r -a seed_list <<< "$seeds"
+      [ $k -lt ${#seed_list[@]} ] || continue
+      more=1 seed=${seed_list[$k]}
       [ "$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")" -ge "$REF_EPOCHS" ] || queue+=("$name|$arch|$seed")
     done
+    k=$((k + 1))
   done
   stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
   while [ "$(left)" -gt 0 ]; do
@@ -184,12 +193,13 @@ case "$PHASE" in
   proof)
     search
     n=$(top)
-    if [ "$n" -ge 2 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
-      NETS=$(for k in $(seq 2 "$n"); do printf 'rank%s=%s/%s/rank%s.yaml@0 ' "$k" "$RUNS" "$STUDY" "$k"; done)
-      stamp "regret check: $NETS"
+    if [ "$n" -ge 1 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
+      NETS="mf=$RUNS/$STUDY/rank1.yaml $REF_BASELINES"
+      NETS+=$(for k in $(seq 2 "$n"); do printf ' rank%s=%s/%s/rank%s.yaml@0' "$k" "$RUNS" "$STUDY" "$k"; done)
+      stamp "references and regret check: $NETS"
       reference
     else
-      stamp "no regret check: $n ranked networks, $(left) s left"
+      stamp "no references yet: $n ranked networks, $(left) s left"
     fi ;;
   reference) reference ;;
   *) echo "unknown phase $PHASE (search or reference)"; exit 2 ;;
