@@ -20,6 +20,7 @@ from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
 from patsearch.search.best_yaml import write_best_yaml, write_front_yaml, write_ranked_yaml
 from patsearch.search.constraints import LATENCY, check_achievable, load_constraints, parse_constraints
+from patsearch.search.epochs import EpochClock, minutes, trained_epochs
 from patsearch.search.objective import OBJECTIVES, PARETO, Objective, directions
 from patsearch.search.plots import write_plots
 from patsearch.search.proxy import ProxySettings, balanced_subset, fold_proxy_flags, make_proxy_runner, proxy_settings
@@ -378,11 +379,13 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         logger.info(f"  rungs: {rungs.describe()}; {rungs.planned_epochs(opts.trials, len(baselines)):,} training "
                     f"epochs planned in all ({opts.trials} x {rungs.epochs[0]} at the first rung)")
 
+    planned = (rungs.planned_epochs(opts.trials, len(baselines)) if rungs is not None
+               else opts.trials * opts.proxy.epochs)
     if gpus is not None and len(gpus) > 1:
-        ran = _run_gpu_processes(main_study, opts, gpus, console, constraints)
+        ran = _run_gpu_processes(main_study, opts, gpus, console, constraints, planned)
     else:
         ran = _run_with_progress(main_study, make_study, objective_factory, spec, opts, console, constraints,
-                                 device_type, advance=advance)
+                                 device_type, planned, advance=advance)
 
     final = main_study
     confirm_top = 0 if rungs is not None else _confirm_top(opts, run_proxy)
@@ -466,11 +469,14 @@ def _gpu_label(index: int | None) -> str:
     return f"cuda:{index} = CUDA_VISIBLE_DEVICES {visible_gpu(index)}"
 
 
-def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | None], console, constraints) -> int:
+def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | None], console, constraints,
+                       planned_epochs: int) -> int:
     """One spawned worker process per GPU on the same study; this process reports trials as they finish."""
     import multiprocessing as mp
 
     from optuna.trial import TrialState
+
+    from patsearch.progress import progress_bar
 
     ctx = mp.get_context("spawn")  # fresh interpreters: CUDA must not be initialised before each pins its GPU
     errors = ctx.Queue()
@@ -480,20 +486,27 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
     seen = {t.number for t in main_study.get_trials(deepcopy=False) if t.state in done_states}
     ran = 0
     primary = constraints[0]
+    clock = EpochClock(planned_epochs, trained_epochs(main_study.get_trials(deepcopy=False), opts.proxy.epochs))
+    progress = progress_bar(console=console, transient=False)
+    task = progress.add_task("epochs", total=planned_epochs, completed=min(clock.done_at_start, planned_epochs))
     for p in procs:
         p.start()
     try:
+        progress.start()
         while True:
             alive = [p for p in procs if p.is_alive()]
-            for t in main_study.get_trials(deepcopy=False):
+            trials = main_study.get_trials(deepcopy=False)
+            for t in trials:
                 if t.state in done_states and t.number not in seen:
                     seen.add(t.number)
                     ran += 1
                     top1 = t.user_attrs.get("proxy_top1")
                     pred = t.user_attrs.get(f"pred:{primary.key}")
+                    done = trained_epochs(trials, opts.proxy.epochs)
+                    progress.update(task, completed=min(done, planned_epochs))
                     logger.info(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
                                 f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
-                                f"{primary.format(pred) if pred is not None else '-'}")
+                                f"{primary.format(pred) if pred is not None else '-'}; {clock.line(done)}")
             if not errors.empty():
                 message = errors.get()
                 for p in alive:
@@ -511,6 +524,8 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
                 p.terminate()  # a SIGTERM reaches this process only: pass it on, each worker then cleans up
             p.join(timeout=30)  # they got the same Ctrl-C and queue their running trials again
         raise
+    finally:
+        progress.stop()
     failed = [p for p in procs if p.exitcode not in (0, None)]
     if failed:
         raise UserError(f"{len(failed)} GPU worker process(es) exited with an error (exit code "
@@ -542,7 +557,7 @@ def _threads_per_job(n_jobs: int) -> int:
 
 
 def _run_with_progress(main_study, make_study, objective_factory, spec, opts: SearchOptions, console,
-                       constraints, device_type: str, advance=None) -> int:
+                       constraints, device_type: str, planned_epochs: int, advance=None) -> int:
     from optuna.trial import TrialState
 
     from patsearch.progress import progress_bar
@@ -551,12 +566,15 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
         return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and study_mod.is_distinct_candidate(t)
                    for t in main_study.get_trials(deepcopy=False))
 
+    def epochs_done() -> int:
+        return trained_epochs(main_study.get_trials(deepcopy=False), opts.proxy.epochs)
+
     primary = constraints[0]
-    seconds: list[float] = []  # training time of each candidate this run trained: the ETA's rate
+    clock = EpochClock(planned_epochs, epochs_done())
     todo = max(0, opts.trials - done_count())
     if todo:
         guess = _rough_seconds_per_candidate(opts, constraints, device_type)
-        estimate = (f"roughly {_minutes(todo * guess / opts.n_jobs)} on this CPU from the table's latency at the "
+        estimate = (f"roughly {minutes(todo * guess / opts.n_jobs)} on this CPU from the table's latency at the "
                     "proxy's resolution; " if guess else "")
         logger.info(f"  plan: {todo} candidate(s) to train ({opts.trials - todo} done) x {opts.proxy.epochs} epochs "
                     f"at {opts.proxy.resolution} px: {estimate}the estimate follows each trained candidate, and each "
@@ -578,11 +596,8 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                 acc = "-" if top1 is None else f"{100 * top1:.2f}%"
                 line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
                         f"{primary.format(pred) if pred is not None else '-'}")
-            if ua.get("proxy_seconds") and study_mod.is_distinct_candidate(trial):
-                seconds.append(float(ua["proxy_seconds"]))
-                left = max(0, opts.trials - done_count())
-                line += (f"; about {_minutes(left * sum(seconds) / len(seconds) / opts.n_jobs)} left for {left} "
-                         "candidate(s)" if left else "")
+            if ua.get("proxy_seconds"):  # something trained: how far the plan is, and the time left at this pace
+                line += f"; {clock.line(epochs_done())}"
             logger.info(line)
             progress.update(task, completed=min(done_count(), opts.trials))
 
@@ -614,10 +629,6 @@ def _rough_seconds_per_candidate(opts: SearchOptions, constraints, device_type: 
         return None  # a folder's size is only known once read; the estimate follows the first candidate
     n_train, n_val = opts.proxy.synthetic_sizes()
     return opts.proxy.epochs * per_image_s * (3 * n_train + n_val)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """A search is never silent: its plan first, each proxy training's epochs as plain lines (no terminal needed),
-and after each trained candidate an estimate of the time left."""
+and after each trained candidate the planned epochs trained so far and an estimate of the time left."""
 from __future__ import annotations
 
 import logging
@@ -26,7 +26,10 @@ def test_a_search_logs_its_plan_each_trainings_epochs_and_the_time_left(tmp_path
     epoch_lines = [line for line in lines if line.startswith("epoch ") and "top1" in line]
     assert len(epoch_lines) >= 4  # two epochs of each of the two trained candidates, as they finish
     first_trial = next(i for i, line in enumerate(lines) if line.startswith("trial ") and "complete" in line)
-    assert "left for 1 candidate(s)" in lines[first_trial]  # the estimate after the first trained candidate
+    # after the first trained candidate: how far the plan is (2 candidates x 2 epochs) and the time left
+    assert "; 2/4 planned epochs, about " in lines[first_trial] and lines[first_trial].endswith(" left")
+    last_trial = max(i for i, line in enumerate(lines) if line.startswith("trial ") and "complete" in line)
+    assert lines[last_trial].endswith("; 4/4 planned epochs")  # nothing left: no estimate
     assert any(line.startswith("epoch 1/2") for line in lines[:first_trial])  # progress within the first trial
 
 

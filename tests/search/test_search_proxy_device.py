@@ -168,6 +168,9 @@ def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, ti
     assert all(0.0 <= t.user_attrs["proxy_top1"] <= 1.0 for t in trained)
     assert len({tuple(sorted(t.params.items())) for t in trained}) == 3  # the workers did not duplicate proposals
     assert sum(line.startswith("trial ") for line in caplog.messages) == len(trials) == out.ran
+    # the parent tells how far the plan is (3 candidates x 1 epoch) after each trial its workers finish
+    reports = [line for line in caplog.messages if line.startswith("trial ") and "complete" in line]
+    assert reports[-1].endswith("; 3/3 planned epochs") and all("planned epochs" in line for line in reports)
     assert [p.suffix for p in (tmp_path / "proxy-data").iterdir() if p.suffix == ".pt"] == [".pt"]  # one decode
 
 
