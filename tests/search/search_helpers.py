@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from patsearch.arch import ArchConfig
@@ -84,6 +85,16 @@ def start_worker(storage: str, profile: Path, runs: Path, study: str, trials: in
     for key, value in kw.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def wait_for_marker(proc: subprocess.Popen, marker: Path, what: str, timeout: float = 180) -> None:
+    """Wait until a worker process creates ``marker`` (its stand-in trainer does, then blocks); fail at once if the
+    process ends first or ``what`` has not happened within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, f"the worker ended before {what}: {proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
 
 
 def fake_runner_factory(settings):

@@ -14,7 +14,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
-from search_helpers import start_worker
+from search_helpers import start_worker, wait_for_marker
 
 from patsearch.search import journal_heartbeat, objective
 from patsearch.search.journal_heartbeat import HEARTBEAT_ATTR, JournalHeartbeatStorage
@@ -157,12 +157,8 @@ def test_kill_9_at_rung_0_on_a_journal_file_then_the_next_worker_finishes_every_
     marker, log = tmp_path / "training", tmp_path / "calls.log"
     victim = start_worker(url, tiny_profile, tmp_path / "runs", "mf", 6, sleep=0.01, rungs="2,4,8", seed=0,
                           marker=marker, calls=log)
-    try:
-        deadline = time.monotonic() + 180
-        while not marker.exists():  # written when the victim's first (rung-0) training starts, which never ends
-            assert victim.poll() is None, victim.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no rung-0 training started"
-            time.sleep(0.1)
+    try:  # the marker is written when the victim's first (rung-0) training starts, which never ends
+        wait_for_marker(victim, marker, "a rung-0 training started")
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.communicate(timeout=30)

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from search_helpers import start_worker
+from search_helpers import start_worker, wait_for_marker
 
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
@@ -157,14 +157,8 @@ def test_kill_9_at_a_rung_then_rerun_loses_nothing_and_retrains_no_finished_rung
     marker, log = tmp_path / "training-rung1", tmp_path / "calls.log"
     victim = start_worker(url, tiny_profile, tmp_path / "runs", "mf", 6, sleep=0.01, rungs="2,4,8", seed=0,
                           marker=marker, marker_epochs=4, calls=log)
-    try:
-        import time
-
-        deadline = time.time() + 180
-        while not marker.exists():  # the marker is written when the first rung-1 training starts
-            assert victim.poll() is None, victim.communicate()[1][-3000:]
-            assert time.time() < deadline, "no rung-1 training started"
-            time.sleep(0.2)
+    try:  # the marker is written when the first rung-1 training starts
+        wait_for_marker(victim, marker, "a rung-1 training started")
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.communicate(timeout=30)

@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_helpers import PG_PASSWORD, ROOT
+from search_helpers import PG_PASSWORD, ROOT, wait_for_marker
 from search_helpers import start_worker as _worker
 
 from patsearch.search.study import is_infeasible, parse_storage
@@ -28,11 +27,7 @@ def test_four_workers_exact_count_and_a_killed_workers_trial_is_retried(tmp_path
     runs = tmp_path / "runs"
     marker = tmp_path / "victim.started"
     victim = _worker(postgres_url, tiny_profile, runs, "pg", 12, marker=marker)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert time.time() < deadline, "the victim never started training"
-        assert victim.poll() is None, victim.communicate()[1][-2000:]
-        time.sleep(0.05)
+    wait_for_marker(victim, marker, "the victim started training", timeout=120)
     # The others start once the victim holds a trial: started together, they could fill the study before the
     # victim's interpreter came up (it then exits 0 having trained nothing, a race seen on a loaded 2-core VM).
     others = [_worker(postgres_url, tiny_profile, runs, "pg", 12, sleep=0.15) for _ in range(3)]

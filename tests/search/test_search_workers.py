@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from search_helpers import HEARTBEAT_S, ROOT
+from search_helpers import HEARTBEAT_S, ROOT, wait_for_marker
 from search_helpers import start_worker as _worker
 
 from patsearch.search.study import is_distinct_candidate
@@ -126,11 +126,7 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_fini
     url = f"sqlite:///{tmp_path}/term.db" if kind == "sqlite" else f"journal:///{tmp_path}/term.log"
     marker = tmp_path / "training"
     proc = _worker(url, tiny_profile, tmp_path / "runs", "term", 3, marker=marker, via_cli=1, n_jobs=n_jobs)
-    deadline = time.monotonic() + 180
-    while not marker.exists():  # the stand-in trainer creates it, then blocks inside its first training
-        assert proc.poll() is None, f"the search ended before its first training: {proc.stderr.read()[-2000:]}"
-        assert time.monotonic() < deadline, "no trial reached training in time"
-        time.sleep(0.05)
+    wait_for_marker(proc, marker, "a trial reached training")
     stopped_at = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
