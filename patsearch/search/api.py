@@ -375,12 +375,12 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))
     for note in notes:
         logger.info(f"  not a baseline: {note}")
-    if rungs is not None:
-        logger.info(f"  rungs: {rungs.describe()}; {rungs.planned_epochs(opts.trials, len(baselines)):,} training "
-                    f"epochs planned in all ({opts.trials} x {rungs.epochs[0]} at the first rung)")
-
     planned = (rungs.planned_epochs(opts.trials, len(baselines)) if rungs is not None
                else opts.trials * opts.proxy.epochs)
+    if rungs is not None:
+        logger.info(f"  rungs: {rungs.describe()}; {planned:,} training epochs planned in all ({opts.trials} x "
+                    f"{rungs.epochs[0]} at the first rung)")
+
     if gpus is not None and len(gpus) > 1:
         ran = _run_gpu_processes(main_study, opts, gpus, console, constraints, planned)
     else:
@@ -496,17 +496,18 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
         while True:
             alive = [p for p in procs if p.is_alive()]
             trials = main_study.get_trials(deepcopy=False)
-            for t in trials:
-                if t.state in done_states and t.number not in seen:
-                    seen.add(t.number)
-                    ran += 1
-                    top1 = t.user_attrs.get("proxy_top1")
-                    pred = t.user_attrs.get(f"pred:{primary.key}")
-                    done = trained_epochs(trials, opts.proxy.epochs)
-                    progress.update(task, completed=min(done, planned_epochs))
-                    logger.info(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
-                                f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
-                                f"{primary.format(pred) if pred is not None else '-'}; {clock.line(done)}")
+            finished = [t for t in trials if t.state in done_states and t.number not in seen]
+            if finished:  # one count per poll, however many trials it found finished
+                done = trained_epochs(trials, opts.proxy.epochs)
+                progress.update(task, completed=min(done, planned_epochs))
+            for t in finished:
+                seen.add(t.number)
+                ran += 1
+                top1 = t.user_attrs.get("proxy_top1")
+                pred = t.user_attrs.get(f"pred:{primary.key}")
+                logger.info(f"trial {t.number}: {t.state.name.lower()}, proxy top-1 "
+                            f"{'-' if top1 is None else f'{100 * top1:.2f}%'}, "
+                            f"{primary.format(pred) if pred is not None else '-'}; {clock.line(done)}")
             if not errors.empty():
                 message = errors.get()
                 for p in alive:
