@@ -15,10 +15,9 @@
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
-# Capacity: the GPU is the bound (busy 100% with 7 trainings side by side on an H100, about 1.0 epoch/s summed at
-# 64 px: processes time-slice it), so references run $REF_PARALLEL at a time and the rest wait for the next call; a
-# cut training resumes from its checkpoint only while the device stays warm. MPS=1 runs the processes' kernels
-# concurrently instead (CUDA MPS).
+# Capacity: side-by-side trainings time-slice the GPU, which bounds them (figures: docs/BENCHMARKS.md, Search), so
+# references run $REF_PARALLEL at a time and the rest wait for the next call; a cut training resumes from its
+# checkpoint only while the device stays warm. MPS=1 runs the processes' kernels concurrently instead (CUDA MPS).
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
