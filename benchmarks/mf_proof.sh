@@ -71,6 +71,10 @@ setup() {
       export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
       mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
       nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT && stamp "MPS on"
+      # a daemon that cannot serve this GPU would fail every training of the call: check with one CUDA op first
+      if ! python3 -c "import torch; torch.ones(1, device='cuda').sum().item()" >/dev/null 2>&1; then
+        echo quit | nvidia-cuda-mps-control; trap - EXIT; stamp "MPS could not serve a CUDA op: time-slicing"
+      fi
     else
       stamp "MPS=1 but no nvidia-cuda-mps-control here: time-slicing"
     fi
