@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,18 @@ def finished(rs: Sequence[Row]) -> list[Row]:
     return sorted(done, key=lambda r: (-r.top_rung, not r.confirmed, -r.score, r.number))
 
 
+def at_rung(r: Row, rung: int) -> Row:
+    """The row as it stood after ``rung``: its scores there, or at the highest rung below it that it reached."""
+    return replace(r, rung_scores={k: v for k, v in r.rung_scores.items() if k <= rung})
+
+
+def common_rung(rs: Sequence[Row]) -> int:
+    """The highest rung at which both a searched network and a baseline were scored (0 without rungs)."""
+    done = finished(rs)
+    return min(max((r.top_rung for r in done if not r.baseline), default=0),
+               max((r.top_rung for r in done if r.baseline), default=0))
+
+
 def best_row(rs: Sequence[Row], *, include_baselines: bool = True) -> Row | None:
     done = [r for r in finished(rs) if include_baselines or not r.baseline]
     return done[0] if done else None
@@ -340,10 +352,14 @@ def lead(study, fidelity=None) -> dict[str, Any] | None:
 
     Two independent scores each with standard error s1, s2 differ by noise of sqrt(s1^2 + s2^2); a lead smaller
     than twice that (about 95%) is called inside the noise.
+    In a multi-fidelity search the two are compared at the highest rung both were trained at (``rung``): a score
+    at 15 epochs against one at 5 says nothing about the networks.
     """
     rs = rows(study)
-    search = best_row([r for r in rs if not r.baseline])
-    base = best_row([r for r in rs if r.baseline])
+    rung = common_rung(rs)
+    view = [at_rung(r, rung) for r in rs]
+    search = best_row([r for r in view if not r.baseline])
+    base = best_row([r for r in view if r.baseline])
     if search is None or base is None:
         return None
     noise = noise_of(study, fidelity, rs)
@@ -351,7 +367,8 @@ def lead(study, fidelity=None) -> dict[str, Any] | None:
     delta = 100 * (search.score - base.score)
     se = None if s1 is None or s2 is None else math.sqrt(s1 ** 2 + s2 ** 2)
     return {"trial": search.number, "top1": search.score, "baseline": base.baseline, "baseline_top1": base.score,
-            "seeds": len(search.scores), "baseline_seeds": len(base.scores),
+            "seeds": len(search.scores), "baseline_seeds": len(base.scores), "rung": rung,
+            "confirmed": search.confirmed, "baseline_confirmed": base.confirmed,
             "delta_points": round(delta, 3), "se_points": None if se is None else round(se, 3),
             "inside_noise": None if se is None else abs(delta) < 2 * se, "noise": noise.source()}
 

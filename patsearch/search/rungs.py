@@ -200,9 +200,21 @@ def rung_scores(trials: Sequence[Any]) -> dict[int, dict[int, RungScore]]:
     return out
 
 
+def busy_seconds(intervals: Sequence[tuple[Any, Any]]) -> float:
+    """Wall-clock seconds during which at least one of the (start, end) datetime intervals ran: a rung resumed in a
+    later GPU stretch does not count the hours between the stretches."""
+    total, end = 0.0, None
+    for a, b in sorted(intervals):
+        if end is None or a > end:
+            total, end = total + (b - a).total_seconds(), b
+        elif b > end:
+            total, end = total + (b - end).total_seconds(), b
+    return total
+
+
 def rung_report(study, trials: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-    """Per rung: its epochs, networks, seeds, training seconds (summed over trainings and as the wall-clock span
-    of the rung), the top of its ranking and the Kendall tau of its order against the rung before, measured on the
+    """Per rung: its epochs, networks, seeds, training seconds (summed over trainings, and the wall-clock time
+    during which any of them ran), the top of its ranking and the Kendall tau of its order against the rung before, measured on the
     networks the two rungs share (free fidelity evidence for every search)."""
     from patsearch.ranking import kendall_tau
 
@@ -215,9 +227,8 @@ def rung_report(study, trials: Sequence[Any] | None = None) -> list[dict[str, An
     previous: dict[int, float] = {}
     for k, e in enumerate(epochs):
         ranking = rung_ranking(trials, k)
-        spans = [t for t in trials if rung_of(t) == k and t.datetime_start and t.datetime_complete]
-        wall = (max(t.datetime_complete for t in spans) - min(t.datetime_start for t in spans)).total_seconds() \
-            if spans else 0.0
+        wall = busy_seconds([(t.datetime_start, t.datetime_complete) for t in trials
+                             if rung_of(t) == k and t.datetime_start and t.datetime_complete])
         shared = [r for r in ranking if r.parent in previous]
         tau = kendall_tau([previous[r.parent] for r in shared], [r.mean for r in shared]) if len(shared) >= 2 \
             else float("nan")
@@ -232,5 +243,5 @@ def rung_report(study, trials: Sequence[Any] | None = None) -> list[dict[str, An
     return report
 
 
-__all__ = ["CLAIM", "DONE", "PROMOTED_ATTR", "WAIT", "RungScore", "Rungs", "rung_of", "rung_ranking", "rung_report",
-           "rung_scores"]
+__all__ = ["CLAIM", "DONE", "PROMOTED_ATTR", "WAIT", "RungScore", "Rungs", "busy_seconds", "rung_of", "rung_ranking",
+           "rung_report", "rung_scores"]

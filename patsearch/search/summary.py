@@ -106,7 +106,7 @@ def rung_table(study, *, top: int = 5):
     report = rung_report(study)
     n_val = validation_size(study)
     table = Table(title=f"rungs of {study.study_name}", caption="tau: Kendall tau of the rung's order against the "
-                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock span)")
+                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock time with one running)")
     for name in ("rung", "epochs", "networks", "seeds", "seconds", "tau", f"best {top} (proxy top-1 %)"):
         table.add_column(name, justify="left" if name.startswith("best") else "right")
     for r in report:
@@ -137,10 +137,14 @@ def comparison(study, fidelity=None) -> str:
         return "no feasible candidate finished yet"
     if base is None:
         why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
-        return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{_seeds(search)} ({why})"
+        seeds = f" (mean of {len(search.scores)} seeds)" if search.confirmed else ""
+        return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{seeds} ({why})"
     info = lead(study, fidelity)
-    line = (f"best searched (trial {search.number}) {100 * search.score:.2f}%{_seeds(search)} vs {base.baseline} "
-            f"{100 * base.score:.2f}%{_seeds(base)} proxy top-1: {info['delta_points']:+.2f} points")
+    epochs = ((study.user_attrs.get("patsearch_config") or {}).get("rungs") or {}).get("epochs") or []
+    at = f" at rung {info['rung']} ({epochs[info['rung']]} epochs)" if info["rung"] < len(epochs) else ""
+    line = (f"best searched{at} (trial {info['trial']}) {100 * info['top1']:.2f}%{_seeds(info, '')} vs "
+            f"{info['baseline']} {100 * info['baseline_top1']:.2f}%{_seeds(info, 'baseline_')} proxy top-1: "
+            f"{info['delta_points']:+.2f} points")
     if info["se_points"] is None:
         return line + " (noise unknown: the validation set size is not recorded)"
     verdict = ("inside the noise: not evidence that either is better" if info["inside_noise"]
@@ -148,8 +152,8 @@ def comparison(study, fidelity=None) -> str:
     return line + f", standard error of the difference {info['se_points']:.2f} points ({info['noise']}): {verdict}"
 
 
-def _seeds(r: Row) -> str:
-    return f" (mean of {len(r.scores)} seeds)" if r.confirmed else ""
+def _seeds(info: dict[str, Any], side: str) -> str:
+    return f" (mean of {info[side + 'seeds']} seeds)" if info[side + "confirmed"] else ""
 
 
 def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:

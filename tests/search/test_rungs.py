@@ -16,7 +16,7 @@ from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, resolve_rungs, run_search
 from patsearch.search.proxy import ProxySettings
-from patsearch.search.rungs import PROMOTED_ATTR, Rungs, rung_of, rung_report
+from patsearch.search.rungs import PROMOTED_ATTR, Rungs, busy_seconds, rung_of, rung_report
 from patsearch.search.study import is_infeasible
 
 
@@ -196,3 +196,19 @@ def test_processes_with_one_seed_on_one_study_train_distinct_networks(tmp_path, 
     assert sum(t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs and not is_infeasible(t)
                for t in trials) == 6
     assert _load(url, "k4").user_attrs["workers_joined"] == 3
+
+
+def test_a_rungs_wall_time_counts_only_while_a_training_ran():
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 12, 7, 9, 0, 0)
+
+    def at(seconds: float) -> datetime:
+        return t0 + timedelta(seconds=seconds)
+
+    # Two overlapping trainings (0-100 s and 50-120 s), then the rung resumed a day later (one of 30 s, and one
+    # inside it): 120 + 30 seconds, not the day between.
+    day = 86_400
+    spans = [(at(50), at(120)), (at(0), at(100)), (at(day), at(day + 30)), (at(day + 5), at(day + 10))]
+    assert busy_seconds(spans) == pytest.approx(150.0)
+    assert busy_seconds([]) == 0.0

@@ -194,3 +194,47 @@ def test_show_only_shows_and_rewrite_writes(tmp_path, tiny_profile):
     assert rewritten.returncode == 0, rewritten.stderr[-2000:]
     assert f"wrote {out.out_dir / 'best.yaml'}" in rewritten.stdout
     assert (out.out_dir / "best.yaml").read_bytes() == before[out.out_dir / "best.yaml"][1]
+
+
+def _rung_study(*, baseline_at_rung1: bool):
+    """A two-rung study (2 and 4 epochs, 400 validation images) as the worker loop leaves it: two searched networks
+    and PATNet-T1 scored at rung 0, searched trial 1 re-trained at rung 1, and the baseline only if asked."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from patsearch.search.objective import (
+        ATTR_ARCH,
+        ATTR_BASELINE,
+        ATTR_FEASIBLE,
+        ATTR_RUNG,
+        ATTR_RUNG_PARENT,
+        ATTR_RUNG_SEED,
+        ATTR_TOP1,
+    )
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("patsearch_config", {"rungs": {"epochs": [2, 4]}, "val_images": 400})
+
+    def add(top1, **attrs):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=top1,
+                                     user_attrs={ATTR_ARCH: {"embed_dim": 32}, ATTR_TOP1: top1, ATTR_FEASIBLE: True,
+                                                 **attrs}))
+
+    add(0.50, **{ATTR_BASELINE: "patnet_t1"})  # trial 0
+    add(0.52)  # trial 1: ahead of the baseline by 2 points at 2 epochs
+    add(0.49)  # trial 2
+    add(0.80, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 1, ATTR_RUNG_SEED: 0})
+    if baseline_at_rung1:
+        add(0.77, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 0, ATTR_RUNG_SEED: 0, ATTR_BASELINE: "patnet_t1"})
+    return study
+
+
+def test_a_rung_search_compares_the_two_at_the_highest_rung_both_reached():
+    # The baseline not yet re-trained: trial 1's 4-epoch score against T1's 2-epoch one would claim +30 points.
+    early = lead(_rung_study(baseline_at_rung1=False))
+    assert (early["rung"], early["trial"], early["delta_points"]) == (0, 1, pytest.approx(2.0))
+    assert comparison(_rung_study(baseline_at_rung1=False)).startswith(
+        "best searched at rung 0 (2 epochs) (trial 1) 52.00% vs patnet_t1 50.00% proxy top-1: +2.00 points")
+    later = lead(_rung_study(baseline_at_rung1=True))
+    assert (later["rung"], later["top1"], later["delta_points"]) == (1, 0.80, pytest.approx(3.0))
+    assert "at rung 1 (4 epochs)" in comparison(_rung_study(baseline_at_rung1=True))
