@@ -487,7 +487,7 @@ def _run_gpu_processes(main_study, opts: SearchOptions, gpus: Sequence[int | Non
     ran = 0
     primary = constraints[0]
     clock = EpochClock(planned_epochs, trained_epochs(main_study.get_trials(deepcopy=False), opts.proxy.epochs))
-    progress = progress_bar(console=console, transient=False)
+    progress = progress_bar(console=console, transient=False, bursty=True)
     task = progress.add_task("epochs", total=planned_epochs, completed=min(clock.done_at_start, planned_epochs))
     for p in procs:
         p.start()
@@ -580,8 +580,10 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
         logger.info(f"  plan: {todo} candidate(s) to train ({opts.trials - todo} done) x {opts.proxy.epochs} epochs "
                     f"at {opts.proxy.resolution} px: {estimate}the estimate follows each trained candidate, and each "
                     f"training logs its progress every {PROGRESS_INTERVAL_S} s")
-    with progress_bar(console=console, transient=False) as progress:
-        task = progress.add_task("trials", total=opts.trials, completed=min(done_count(), opts.trials))
+    # The bar counts planned epochs, as the --gpus parent's does: a multi-fidelity search's re-trainings are work
+    # that a count of candidates leaves out.
+    with progress_bar(console=console, transient=False, bursty=True) as progress:
+        task = progress.add_task("epochs", total=planned_epochs, completed=min(clock.done_at_start, planned_epochs))
 
         def on_trial_end(trial) -> None:
             ua = trial.user_attrs
@@ -597,17 +599,18 @@ def _run_with_progress(main_study, make_study, objective_factory, spec, opts: Se
                 acc = "-" if top1 is None else f"{100 * top1:.2f}%"
                 line = (f"trial {trial.number} {what}: {trial.state.name.lower()}, proxy top-1 {acc}, "
                         f"{primary.format(pred) if pred is not None else '-'}")
+            done = epochs_done()
             if ua.get("proxy_seconds"):  # something trained: how far the plan is, and the time left at this pace
-                line += f"; {clock.line(epochs_done())}"
+                line += f"; {clock.line(done)}"
             logger.info(line)
-            progress.update(task, completed=min(done_count(), opts.trials))
+            progress.update(task, completed=min(done, planned_epochs))
 
         start = time.time()
         ran = study_mod.run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
                                     n_jobs=opts.n_jobs, timeout=opts.timeout,
                                     heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
                                     max_infeasible=max(200, 50 * opts.trials), advance=advance)
-        progress.update(task, completed=min(done_count(), opts.trials))
+        progress.update(task, completed=min(epochs_done(), planned_epochs))
     logger.info("ran %d trial(s) in %.0f s", ran, time.time() - start)
     return ran
 

@@ -3,8 +3,10 @@ and after each trained candidate the planned epochs trained so far and an estima
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
+from search_helpers import fake_proxy, load_unchecked
 
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
@@ -54,3 +56,24 @@ def test_the_rough_estimate_scales_with_the_budget_the_set_and_the_epochs(tiny_p
     assert guess("70ms") == pytest.approx(2 * base) and guess("35ms", epochs=8) == pytest.approx(2 * base)
     assert guess("35ms", resolution=64) == pytest.approx(4 * base)
     assert guess("35ms", data="/some/folder") is None  # a folder's size is only known once it is read
+
+
+def test_the_bar_counts_planned_epochs_and_paces_its_eta_over_the_whole_run(tmp_path, tiny_profile):
+    import io
+
+    from rich.console import Console
+
+    from patsearch.progress import WHOLE_RUN_S, progress_bar
+
+    screen = io.StringIO()
+    out = run_search(SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=3, seed=1,
+                                   runs_dir=str(tmp_path / "runs"), plots=False, baselines="none", count_costs=False,
+                                   proxy=ProxySettings(epochs=2, resolution=32, device="cpu")),
+                     run_proxy=fake_proxy(), load_profile=load_unchecked,
+                     console=Console(file=screen, force_terminal=True, width=160))
+    trained = sum(t.state.name == "COMPLETE" and t.user_attrs.get("proxy_seconds") is not None
+                  for t in out.study.get_trials())
+    assert trained >= 1
+    assert re.search(rf"epochs .*{2 * trained}/6", screen.getvalue())  # 3 candidates x 2 epochs planned
+    assert progress_bar(bursty=True).speed_estimate_period == WHOLE_RUN_S
+    assert progress_bar().speed_estimate_period == 30  # rich's default for steady work (training steps)
