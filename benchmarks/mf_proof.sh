@@ -15,9 +15,10 @@
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
-# Capacity: side-by-side trainings time-slice the GPU, which bounds them (figures: docs/BENCHMARKS.md, Search), so
-# references run $REF_PARALLEL at a time and the rest wait for the next call; a cut training resumes from its
-# checkpoint only while the device stays warm. MPS=1 runs the processes' kernels concurrently instead (CUDA MPS).
+# Capacity: side-by-side trainings share a saturated GPU (figures: docs/BENCHMARKS.md, Search), so references run
+# $REF_PARALLEL at a time and the rest wait for the next call; a cut training resumes from its checkpoint only while
+# the device stays warm. By default (MPS=1) CUDA MPS runs the processes' kernels concurrently,
+# which trains about 1.5x the epochs of time-slicing (docs/BENCHMARKS.md, Search); MPS=0 turns it off.
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -64,9 +65,9 @@ setup() {
     tar xzf .devcarry/cifar10-images.tar.gz -C .devcarry
   fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-  # MPS=1: the trainings side by side run their kernels concurrently (CUDA MPS) instead of time-slicing the GPU; a
+  # MPS (default): the trainings side by side run their kernels concurrently instead of time-slicing the GPU; a
   # user-space daemon, stopped on exit, that leaves the GPU's settings as they are
-  if [ "${MPS:-0}" = 1 ]; then
+  if [ "${MPS:-1}" = 1 ]; then
     if command -v nvidia-cuda-mps-control >/dev/null; then
       export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
       mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
@@ -76,7 +77,7 @@ setup() {
         echo quit | nvidia-cuda-mps-control; trap - EXIT; stamp "MPS could not serve a CUDA op: time-slicing"
       fi
     else
-      stamp "MPS=1 but no nvidia-cuda-mps-control here: time-slicing"
+      if command -v nvidia-smi >/dev/null; then stamp "no nvidia-cuda-mps-control here: time-slicing"; fi
     fi
   fi
   # A warm device still holds the last call's state (newer than any pack, with checkpoints): keep it.
@@ -101,7 +102,11 @@ import optuna
 from patsearch.search import best_yaml, results
 runs, name, top, last_rung = sys.argv[1], sys.argv[2], int(sys.argv[3]), len(sys.argv[4].split(",")) - 1
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs}/{name}/study.db")
+try:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs}/{name}/study.db")
+except KeyError:  # not started yet
+    print(0)
+    sys.exit()
 rows = results.rows(study)
 ranked = [r for r in results.finished(rows) if not r.baseline and r.duplicate_of is None and r.top_rung == last_rung]
 busy = [t for t in study.get_trials(deepcopy=False) if t.state.name in ("RUNNING", "WAITING")]
@@ -194,8 +199,9 @@ setup
 case "$PHASE" in
   search) search ;;
   proof)
-    search
-    n=$(top)
+    mkdir -p "$RUNS/$STUDY"
+    n=$(top); n=${n:-0}
+    if [ "$n" -lt 1 ]; then search; n=$(top); n=${n:-0}; fi  # a complete study is not loaded by a search again (about 60 s)
     if [ "$n" -ge 1 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
       NETS="mf=$RUNS/$STUDY/rank1.yaml $REF_BASELINES"
       NETS+=$(for k in $(seq 2 "$n"); do printf ' rank%s=%s/%s/rank%s.yaml@0' "$k" "$RUNS" "$STUDY" "$k"; done)
