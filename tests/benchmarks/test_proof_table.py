@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STUDY_TAR = ROOT / "docs" / "results" / "search" / "mf-cpu-2026-12-07" / "runs-after-call2.tgz"
+STUDY_TAR = ROOT / "docs" / "results" / "search" / "mf-cpu-2026-12-07" / "runs.tgz"
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +60,15 @@ def test_rungs_references_difference_and_latency(runs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.read_text() == proc.stdout
     head, _, mf, t1 = proc.stdout.splitlines()
-    assert "| rung 0 (5 ep) | rung 1 (15 ep) |" in head and "- patnet_t1 (± se)" in head
+    assert "| rung 0 (5 ep) | rung 1 (15 ep) | rung 2 (45 ep) |" in head and "- patnet_t1 (± se)" in head
     mf_cells, t1_cells = mf.split(" | "), t1.split(" | ")
     assert mf_cells[0] == "| mf (trial 79)" and t1_cells[0] == "| patnet_t1 (trial 0)"  # by file, by baseline
     assert mf_cells[2:4] == ["70.56", "82.10"] and t1_cells[2:4] == ["70.90", "81.50"]  # the study's rungs (%)
-    assert mf_cells[4] == "s0 87.00, s1 86.00" and t1_cells[4] == "s0 86.50, s1 85.50, s2 79.00 (1 ep)"
-    assert mf_cells[5] == "**86.50** ± 0.71 (2)" and t1_cells[5] == "**86.00** ± 0.71 (2)"
-    assert mf_cells[6] == "+0.50 ± 0.71"  # sqrt(0.5/2 + 0.5/2)
-    assert mf_cells[7:9] == ["27.00", "0.900 |"]  # the fused row, over T1's
+    assert mf_cells[4] == "85.74 / 86.32" and t1_cells[4] == "85.98 / 85.64"  # the last rung's two seeds
+    assert mf_cells[5] == "s0 87.00, s1 86.00" and t1_cells[5] == "s0 86.50, s1 85.50, s2 79.00 (1 ep)"
+    assert mf_cells[6] == "**86.50** ± 0.71 (2)" and t1_cells[6] == "**86.00** ± 0.71 (2)"
+    assert mf_cells[7] == "+0.50 ± 0.71"  # sqrt(0.5/2 + 0.5/2)
+    assert mf_cells[8:10] == ["27.00", "0.900 |"]  # the fused row, over T1's
 
 
 @pytest.mark.parametrize("args, message", [
