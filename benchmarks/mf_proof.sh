@@ -44,6 +44,7 @@ SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
 REF_BASELINES=${REF_BASELINES:-patnet_t1=patnet_t1}  # what the proof phase trains beside the winner, on $SEEDS
+BASELINE=${BASELINE:-patnet_t1}  # the label reference.txt compares the others with
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
 REF_MIN_LEFT=${REF_MIN_LEFT:-120}  # a cut training resumes only while the device stays warm (checkpoints stay there)
 # Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
@@ -179,19 +180,14 @@ reference() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null && stamp "deadline: stopped training $p"; done
   [ ${#queue[@]} -gt 0 ] && stamp "not started (next call): ${queue[*]}"
   wait
-  python3 - "$RUNS/ref" <<'EOF' | tee "$OUT/reference.txt"
-import json, pathlib, statistics, sys
-rows = {}
-for metrics in sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.json")):
-    name, seed = metrics.parent.name.rsplit("-s", 1)
-    history = json.loads(metrics.read_text()).get("history") or [{}]
-    rows.setdefault(name, []).append((int(seed), history[-1].get("top1"), len(history)))  # the last epoch's
-for name, runs in rows.items():
-    vals = [t for _, t, _ in runs if t is not None]
-    sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-    print(f"{name}: " + ", ".join(f"s{s} {t} ({e} ep)" for s, t, e in sorted(runs))
-          + (f" | mean {statistics.mean(vals):.2f} sd {sd:.2f}" if vals else ""))
-EOF
+  # the proof's table as far as it goes (benchmarks/proof_table.py: the one reader of the references): rung scores
+  # when the study is here, each seed's top-1 with its epochs, and the difference to $BASELINE
+  local table=(--runs "$RUNS" --epochs "$REF_EPOCHS") labels=" "
+  for job in $NETS; do arch=${job#*=}; table+=(--net "${job%%=*}=${arch%@*}"); labels+="${job%%=*} "; done
+  [[ $labels == *" $BASELINE "* ]] && table+=(--baseline "$BASELINE")
+  [ -f "$RUNS/$STUDY/study.db" ] && table+=(--study "$STUDY")
+  [ -f "$RUNS/$STUDY/study.db" ] && [ "$RUNGS" != none ] && table+=(--rung-epochs "$RUNGS")
+  python3 benchmarks/proof_table.py "${table[@]}" | tee "$OUT/reference.txt"
   pack
 }
 

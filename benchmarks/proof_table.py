@@ -1,7 +1,7 @@
 """The search proof's table: each network's rung scores in the study, its reference top-1 per seed, and its
 measured latency or throughput, against one baseline (mean difference and its standard error).
 
-    python benchmarks/proof_table.py --runs RUNS --study mf-cpu --net mf=RUNS/mf-cpu/rank1.yaml \\
+    python benchmarks/proof_table.py --runs RUNS [--study mf-cpu] --net mf=RUNS/mf-cpu/rank1.yaml \\
         --net patnet_t1=patnet_t1 --net sf=docs/search/proof/holdout-tpe-best.yaml --baseline patnet_t1 \\
         [--ref-dir RUNS/ref] [--epochs 100] [--bench bench.json] [--out table.md]
 
@@ -164,7 +164,7 @@ def render(nets: list[Network], *, epochs: int, baseline: str | None, metric: st
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", required=True, help="the runs folder that holds <study>/study.db and ref/")
-    ap.add_argument("--study", required=True)
+    ap.add_argument("--study", help="the search's study in RUNS (without it: references and measurements only)")
     ap.add_argument("--net", action="append", required=True, metavar="LABEL=SOURCE",
                     help="a network: an architecture file or a variant name; repeatable, in table order")
     ap.add_argument("--baseline", help="the label the others are compared with")
@@ -186,10 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         labels = ", ".join(n.label for n in nets)
         raise SystemExit(f"--baseline {args.baseline}: not one of the --net labels ({labels})")
     runs = Path(args.runs)
-    db = runs / args.study / "study.db"
-    if not db.is_file():
-        raise SystemExit(f"no study database at {db}; pass the runs folder that holds {args.study}/study.db")
-    attach_study(nets, f"sqlite:///{db}", args.study, args.predicted_key)
+    if args.study is not None:
+        db = runs / args.study / "study.db"
+        if not db.is_file():
+            raise SystemExit(f"no study database at {db}; pass the runs folder that holds {args.study}/study.db")
+        attach_study(nets, f"sqlite:///{db}", args.study, args.predicted_key)
     attach_references(nets, Path(args.ref_dir) if args.ref_dir else runs / "ref")
     metric = attach_bench(nets, json.loads(Path(args.bench).read_text())) if args.bench else None
     rung_epochs = [int(e) for e in args.rung_epochs.split(",")] if args.rung_epochs else None

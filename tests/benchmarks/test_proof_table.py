@@ -83,3 +83,14 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, args, message)
     assert proc.returncode != 0 and proc.stderr.strip().startswith(message), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t.md").exists()
+
+
+def test_without_a_study_the_table_has_references_only(tmp_path):
+    runs = tmp_path / "runs"
+    _reference(runs, "t0-s0", [60.0, 70.0])
+    _reference(runs, "t0-s1", [61.0])  # cut short
+    proc = _table("--runs", str(runs), "--net", "t0=patnet_t0", "--epochs", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head, _, row = proc.stdout.splitlines()
+    assert head == "| network | architecture | 2-epoch top-1 by seed | mean ± sd |"
+    assert row.split(" | ")[2:] == ["s0 70.00, s1 61.00 (1 ep)", "70.00 (1) |"]
