@@ -21,7 +21,6 @@ from rich.progress import (
 
 from patsearch.log import progress_shown
 
-
 # rich's ETA follows the pace of the last 30 s by default; work that finishes in bursts (trials of side-by-side
 # workers) would show an ETA that swings with each burst, so such bars take the pace over the whole run.
 WHOLE_RUN_S = 7 * 24 * 3600.0

@@ -214,8 +214,8 @@ def busy_seconds(intervals: Sequence[tuple[Any, Any]]) -> float:
 
 def rung_report(study, trials: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """Per rung: its epochs, networks, seeds, training seconds (summed over trainings, and the wall-clock time
-    during which any of them ran), the top of its ranking and the Kendall tau of its order against the rung before, measured on the
-    networks the two rungs share (free fidelity evidence for every search)."""
+    during which any of them ran), the top of its ranking and the Kendall tau of its order against the rung before,
+    measured on the networks the two rungs share (free fidelity evidence for every search)."""
     from patsearch.ranking import kendall_tau
 
     trials = study.get_trials(deepcopy=False) if trials is None else trials

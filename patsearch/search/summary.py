@@ -106,7 +106,8 @@ def rung_table(study, *, top: int = 5):
     report = rung_report(study)
     n_val = validation_size(study)
     table = Table(title=f"rungs of {study.study_name}", caption="tau: Kendall tau of the rung's order against the "
-                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock time with one running)")
+                  "rung before, on the networks both trained; seconds: summed trainings (wall-clock time with one "
+                  "running)")
     for name in ("rung", "epochs", "networks", "seeds", "seconds", "tau", f"best {top} (proxy top-1 %)"):
         table.add_column(name, justify="left" if name.startswith("best") else "right")
     for r in report:
