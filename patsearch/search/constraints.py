@@ -164,6 +164,21 @@ def best_achievable(space: Any, constraint: Constraint) -> tuple[float, Any]:
     return best
 
 
+SHARE_SAMPLES = 2000  # random networks behind a feasible share: +-1 point at a 20% share (binomial, 1 sd)
+
+
+def feasible_share(space: Any, constraints: Sequence[Constraint], samples: int = SHARE_SAMPLES,
+                   seed: int = 0) -> float:
+    """The share of the space's networks that meet every constraint, estimated on ``samples`` uniformly random
+    distinct points (all of them when the space is smaller): how tight the budget is, and how many of a sampler's
+    proposals will be over it."""
+    points = space.samples(samples, seed=seed)
+    if not points:
+        return 0.0
+    ok = sum(all(c.feasible(c.predict(arch, res)) for c in constraints) for arch, res in points)
+    return ok / len(points)
+
+
 def check_achievable(space: Any, constraints: Sequence[Constraint]) -> dict[str, float]:
     """Fail at once, with the best achievable value, if some constraint excludes the whole space."""
     best: dict[str, float] = {}

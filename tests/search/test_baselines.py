@@ -8,7 +8,13 @@ from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.baselines import NAMED, select_baselines
 from patsearch.search.budget import BudgetError
-from patsearch.search.constraints import ConstraintError, check_achievable, load_constraints, parse_constraints
+from patsearch.search.constraints import (
+    ConstraintError,
+    check_achievable,
+    feasible_share,
+    load_constraints,
+    parse_constraints,
+)
 from patsearch.space import load_space
 
 H200 = "profiles/h200-b256-bfloat16-cl-graphs-fused.json"
@@ -67,3 +73,15 @@ def test_the_throughput_floor_parses_and_an_unreachable_floor_says_what_is_possi
         check_achievable(space, constraints)
     assert "out of reach" in str(info.value) and "lower the floor to at most" in str(info.value)
     assert (ROOT / H200).exists()
+
+
+def test_the_feasible_share_counts_the_sampled_networks_that_meet_every_constraint(space):
+    points = space.samples(300, seed=3)
+    profile = _load(str(__import__("search_helpers").ROOT / H200))
+    speeds = sorted(profile.predict(arch, res) for arch, res in points)
+    # A floor at the 100th-fastest of the 300 sampled networks admits exactly those 100 (the same sample).
+    floor = speeds[-100]
+    assert feasible_share(space, _h200(f"{floor:.6f}fps"), samples=300, seed=3) == pytest.approx(
+        sum(s >= float(f"{floor:.6f}") for s in speeds) / 300)
+    assert feasible_share(space, _h200("1fps"), samples=300, seed=3) == 1.0
+    assert feasible_share(space, _h200("1fps") + _h200("10000000fps"), samples=300, seed=3) == 0.0  # every one
