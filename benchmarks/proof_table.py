@@ -114,6 +114,8 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 def render(nets: list[Network], *, epochs: int, baseline: str | None, metric: str | None,
            rung_epochs: list[int] | None) -> str:
+    from patsearch.ranking import pooled_std
+
     n_rungs = max((len(n.rungs) for n in nets), default=0)
     rung_names = [f"rung {k}" + (f" ({rung_epochs[k]} ep)" if rung_epochs and k < len(rung_epochs) else "")
                   for k in range(n_rungs)]
@@ -125,6 +127,7 @@ def render(nets: list[Network], *, epochs: int, baseline: str | None, metric: st
     if unit:
         head += [f"measured {unit}", f"/ {base.label}'s" if base is not None else "ratio"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    pooled = pooled_std([n.complete(epochs) for n in nets])
     for net in nets:
         a = net.arch
         desc = (f"embed {a['embed_dim']}, depths {'-'.join(map(str, a['depths']))}, "
@@ -146,10 +149,12 @@ def render(nets: list[Network], *, epochs: int, baseline: str | None, metric: st
         if base is not None:
             other = base.complete(epochs)
             if done and other and net is not base:
-                (m1, s1), (m2, s2) = mean_sd(done), mean_sd(other)
-                se = math.sqrt(((s1 if not math.isnan(s1) else 0) ** 2) / len(done)
-                               + ((s2 if not math.isnan(s2) else 0) ** 2) / len(other))
-                cells.append(f"{m1 - m2:+.2f} ± {se:.2f}")
+                # a network trained on one seed has no sd of its own: it takes the seed-to-seed sd pooled over
+                # the networks trained on several
+                sd1, sd2 = (statistics.stdev(v) if len(v) > 1 else pooled for v in (done, other))
+                diff = statistics.mean(done) - statistics.mean(other)
+                cells.append(f"{diff:+.2f}" if sd1 is None or sd2 is None else
+                             f"{diff:+.2f} ± {math.sqrt(sd1 ** 2 / len(done) + sd2 ** 2 / len(other)):.2f}")
             else:
                 cells.append("-")
         if unit:

@@ -94,3 +94,20 @@ def test_without_a_study_the_table_has_references_only(tmp_path):
     head, _, row = proc.stdout.splitlines()
     assert head == "| network | architecture | 2-epoch top-1 by seed | mean ± sd |"
     assert row.split(" | ")[2:] == ["s0 70.00, s1 61.00 (1 ep)", "70.00 (1) |"]
+
+
+def test_a_single_seed_network_takes_the_pooled_seed_sd_and_none_without_one(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, top1 in enumerate([86.0, 87.0, 88.0]):  # sd 1.0
+        _reference(runs, f"t1-s{seed}", [top1])
+    _reference(runs, "r2-s0", [85.0])
+    proc = _table("--runs", str(runs), "--net", "t1=patnet_t1", "--net", "r2=patnet_t0", "--baseline", "t1",
+                  "--epochs", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r2 = proc.stdout.splitlines()[3].split(" | ")
+    assert r2[4] == f"-2.00 ± {(1.0 + 1.0 / 3) ** 0.5:.2f} |"  # pooled sd 1.0 for r2's one seed, T1's own over 3
+    (runs / "ref" / "t1-s1").rename(runs / "ref" / "x")
+    (runs / "ref" / "t1-s2").rename(runs / "ref" / "y")
+    proc = _table("--runs", str(runs), "--net", "t1=patnet_t1", "--net", "r2=patnet_t0", "--baseline", "t1",
+                  "--epochs", "1", cwd=tmp_path)
+    assert proc.stdout.splitlines()[3].split(" | ")[4] == "-1.00 |"  # one seed each: no standard error to give
