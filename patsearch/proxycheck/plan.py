@@ -75,9 +75,9 @@ def plan_networks(opts: FidelityOptions, *, load_profile: Callable[[str], Any] |
             return _load(device, allow_stale=opts.allow_stale_profile)
     default_device = opts.profile
     if default_device is None:
-        from patsearch.search.api import _default_device
+        from patsearch.search.options import default_profile
 
-        default_device = _default_device()
+        default_device = default_profile()
     constraints = load_constraints(specs, default_device=default_device, loader=load_profile)
     check_achievable(space, constraints)
     c = constraints[0]

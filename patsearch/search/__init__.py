@@ -6,7 +6,10 @@ Public API (what ``patsearch search`` wraps)::
     outcome = run_search(SearchOptions(latency_budgets=["35ms"]))   # runs/<study>/best.yaml, plots, summary
     show_study(outcome.study_name)                                   # reprint an existing study's summary
 
-Pieces, one job each: :mod:`~patsearch.search.budget` (parse ``35ms`` / ``4000fps``),
+Pieces, one job each: :mod:`~patsearch.search.api` (the run), :mod:`~patsearch.search.options` (what it accepts
+and its checks), :mod:`~patsearch.search.in_process` and :mod:`~patsearch.search.gpu_workers` (trials in this process,
+or one worker process per GPU), :mod:`~patsearch.search.report` (the study's files; a study shown again),
+:mod:`~patsearch.search.budget` (parse ``35ms`` / ``4000fps``),
 :mod:`~patsearch.search.constraints` (constraints from profiles), :mod:`~patsearch.search.objective`,
 :mod:`~patsearch.search.proxy` (proxy training through the trainer), :mod:`~patsearch.search.study` (storages,
 samplers, pruners, multi-worker loop), :mod:`~patsearch.search.baselines`, :mod:`~patsearch.search.results` (rows,
@@ -23,10 +26,18 @@ __all__ = ["BudgetError", "parse_latency", "parse_throughput", "ProxySettings", 
 
 def __getattr__(name: str):
     # Lazy: the search stack (optuna, torch) is imported only when a search actually runs.
-    if name in ("SearchOptions", "SearchOutcome", "run_search", "show_study"):
+    if name in ("SearchOutcome", "run_search"):
         from patsearch.search import api
 
         return getattr(api, name)
+    if name == "SearchOptions":
+        from patsearch.search.options import SearchOptions
+
+        return SearchOptions
+    if name == "show_study":
+        from patsearch.search.report import show_study
+
+        return show_study
     if name == "ProxySettings":
         from patsearch.search.proxy import ProxySettings
 

@@ -8,7 +8,7 @@ validation top-1 (as a fraction) to ``on_epoch_end(epoch, top1)``, which may rai
 The ``proxy`` recipe takes the trainer's fast path: the data is decoded once into a uint8 tensor file under
 ``subset_dir`` (``runs/.proxy-data``), shared by every candidate and worker process, and lives on the device.
 ``device="auto"`` trains on the GPU when there is one; :func:`parse_gpus` turns ``--gpus`` into the GPUs that
-get one worker process each (see :func:`patsearch.search.api.run_search`).
+get one worker process each (see :func:`patsearch.search.gpu_workers.worker_gpus`).
 """
 from __future__ import annotations
 

@@ -57,11 +57,11 @@ def test_holdout_larger_than_the_training_split_is_refused(tmp_path):
 
 
 def test_search_counts_holdout_images_for_the_standard_error(tmp_path):
-    from patsearch.search.api import _val_images
+    from patsearch.search.report import val_images
 
     root = _folder(tmp_path / "data")
-    assert _val_images(ProxySettings(data=str(root), holdout=10)) == 10
-    assert _val_images(ProxySettings(data=str(root))) == 10  # the test split: 2 x 5
+    assert val_images(ProxySettings(data=str(root), holdout=10)) == 10
+    assert val_images(ProxySettings(data=str(root))) == 10  # the test split: 2 x 5
 
 
 @pytest.mark.parametrize("proxy,message", [

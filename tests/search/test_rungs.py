@@ -14,7 +14,8 @@ from search_helpers import start_worker, wait_for_marker
 
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
-from patsearch.search.api import SearchOptions, resolve_rungs, run_search
+from patsearch.search.api import SearchOptions, run_search
+from patsearch.search.options import resolve_rungs
 from patsearch.search.proxy import ProxySettings
 from patsearch.search.rungs import PROMOTED_ATTR, Rungs, busy_seconds, rung_of, rung_report
 from patsearch.search.study import is_infeasible

@@ -11,9 +11,10 @@ from search_helpers import HEARTBEAT_S, fake_proxy, variant_space
 
 from patsearch.arch import VARIANTS, ArchConfig, resolve_arch
 from patsearch.profiler import load_profile
-from patsearch.search.api import SearchOptions, run_search, show_study
+from patsearch.search.api import SearchOptions, run_search
 from patsearch.search.constraints import ConstraintError
 from patsearch.search.objective import ATTR_BASELINE, ATTR_FEASIBLE, ATTR_TOP1
+from patsearch.search.report import show_study
 from patsearch.search.study import is_infeasible
 
 

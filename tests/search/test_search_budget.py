@@ -63,8 +63,8 @@ def test_cli_reports_a_bad_budget_on_one_line_with_exit_code_2(tmp_path):
 
 
 def test_default_study_names_tell_data_and_proxy_settings_apart(tmp_path):
-    from patsearch.search.api import default_study_name
     from patsearch.search.constraints import Constraint
+    from patsearch.search.options import default_study_name
     from patsearch.search.proxy import ProxySettings
     from patsearch.search.rungs import Rungs
 

@@ -42,14 +42,14 @@ def test_plain_progress_is_a_train_option_and_other_values_are_refused():
 
 
 def test_the_rough_estimate_scales_with_the_budget_the_set_and_the_epochs(tiny_profile):
-    from patsearch.search.api import _rough_seconds_per_candidate
     from patsearch.search.constraints import load_constraints, parse_constraints
+    from patsearch.search.in_process import rough_seconds_per_candidate
 
     def guess(budget: str, **proxy) -> float:
         constraints = load_constraints(parse_constraints([f"{tiny_profile}={budget}"]),
                                        loader=lambda d: load_profile(d, check=False))
         opts = SearchOptions(proxy=ProxySettings(**{"epochs": 4, "resolution": 32, "device": "cpu", **proxy}))
-        return _rough_seconds_per_candidate(opts, constraints)
+        return rough_seconds_per_candidate(opts, constraints)
 
     base = guess("35ms")
     assert base == pytest.approx(4 * 0.7 * 0.035 * (32 / 224) ** 2 * (3 * 2000 + 400))

@@ -151,7 +151,7 @@ def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, ti
 
     caplog.set_level(logging.INFO, logger="patsearch")
 
-    monkeypatch.setattr(api, "_worker_gpus", lambda opts: [None, None])
+    monkeypatch.setattr(api, "worker_gpus", lambda opts: [None, None])  # the name run_search calls
     proxy = ProxySettings(epochs=1, resolution=32, batch_size=16, train_samples=64, val_samples=32, device="cpu",
                           subset_dir=str(tmp_path / "proxy-data"))
     opts = api.SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], space="tiny", trials=3, proxy=proxy,
@@ -175,15 +175,17 @@ def test_one_worker_process_per_device_fills_one_study(monkeypatch, tmp_path, ti
 
 
 def test_workers_per_gpu_repeats_each_gpu(monkeypatch):
-    from patsearch.search import api
+    from patsearch.search.gpu_workers import where_proxies_train, worker_gpus
+    from patsearch.search.options import SearchOptions
 
     gpus(monkeypatch, 2)
-    opts = api.SearchOptions(gpus="all", workers_per_gpu=3, proxy=ProxySettings(device="auto"))
-    assert api._worker_gpus(opts) == [0, 0, 0, 1, 1, 1]
+    opts = SearchOptions(gpus="all", workers_per_gpu=3, proxy=ProxySettings(device="auto"))
+    assert worker_gpus(opts) == [0, 0, 0, 1, 1, 1]
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert api._where(opts, [0, 0, 0, 1, 1, 1], None) == "2 GPU(s) (cuda:0, cuda:1), 3 worker process(es) each"
+    where = where_proxies_train
+    assert where(opts, [0, 0, 0, 1, 1, 1], None) == "2 GPU(s) (cuda:0, cuda:1), 3 worker process(es) each"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the summary line names the GPU the workers will use
-    assert api._where(opts, [0, 0], None) == "1 GPU(s) (cuda:0 = CUDA_VISIBLE_DEVICES 1), 2 worker process(es) each"
+    assert where(opts, [0, 0], None) == "1 GPU(s) (cuda:0 = CUDA_VISIBLE_DEVICES 1), 2 worker process(es) each"
 
 
 @pytest.mark.parametrize("args, message", [

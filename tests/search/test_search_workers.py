@@ -159,7 +159,7 @@ def test_sigterm_mid_trial_queues_the_trial_again_with_one_line_and_a_rerun_fini
 def _gpu_processes_cli(runs: Path, profile: Path) -> list[str]:
     """`patsearch search` with two `--gpus` worker processes that train on the CPU (this host has no GPU): the
     parent's GPU list is replaced, everything else (spawned workers, real tiny trainings, signals) is the command's."""
-    code = ("import sys; from patsearch.search import api; api._worker_gpus = lambda opts: [None, None]; "
+    code = ("import sys; from patsearch.search import api; api.worker_gpus = lambda opts: [None, None]; "
             "from patsearch.cli import main; sys.argv = ['patsearch', '--quiet'] + sys.argv[1:]; main()")
     return [sys.executable, "-c", code] + _cli(runs, profile)[2:] + ["--gpus", "2"]
 

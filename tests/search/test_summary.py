@@ -149,8 +149,8 @@ def test_a_report_whose_alternative_proxy_is_the_studys_states_that_proxys_figur
 
 
 def test_validation_size_recorded_for_the_standard_error(tmp_path):
-    from patsearch.search.api import _val_images
     from patsearch.search.proxy import ProxySettings
+    from patsearch.search.report import val_images
 
     for split, sizes in (("train", (4, 4)), ("val", (3, 5))):
         for name, count in zip(("a", "b"), sizes):
@@ -159,12 +159,12 @@ def test_validation_size_recorded_for_the_standard_error(tmp_path):
             for i in range(count):
                 (folder / f"{i}.jpg").write_bytes(b"")  # only listed, never decoded
     data = str(tmp_path / "data")
-    assert _val_images(ProxySettings()) == 400
-    assert _val_images(ProxySettings(val_samples=123)) == 123
-    assert _val_images(ProxySettings(data=data)) == 8
-    assert _val_images(ProxySettings(data=data, val_samples=4)) == 2 + 2  # class-balanced: 2 per class
-    assert _val_images(ProxySettings(data=data, val_samples=100)) == 8
-    assert _val_images(ProxySettings(data=str(tmp_path / "missing"))) is None
+    assert val_images(ProxySettings()) == 400
+    assert val_images(ProxySettings(val_samples=123)) == 123
+    assert val_images(ProxySettings(data=data)) == 8
+    assert val_images(ProxySettings(data=data, val_samples=4)) == 2 + 2  # class-balanced: 2 per class
+    assert val_images(ProxySettings(data=data, val_samples=100)) == 8
+    assert val_images(ProxySettings(data=str(tmp_path / "missing"))) is None
 
 
 def test_show_only_shows_and_rewrite_writes(tmp_path, tiny_profile):

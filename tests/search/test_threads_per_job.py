@@ -4,7 +4,7 @@ import pytest
 
 from patsearch import host
 from patsearch.host import Load
-from patsearch.search.api import _threads_per_job
+from patsearch.search.in_process import threads_per_job
 
 
 @pytest.mark.parametrize("cores, others, jobs, threads", [
@@ -16,4 +16,4 @@ from patsearch.search.api import _threads_per_job
 ])
 def test_threads_come_from_the_free_cores(monkeypatch, cores, others, jobs, threads):
     monkeypatch.setattr(host, "current_load", lambda window_s=0.5: Load(window_s, others, 0.0, cores))
-    assert _threads_per_job(jobs) == threads
+    assert threads_per_job(jobs) == threads
