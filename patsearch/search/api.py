@@ -18,7 +18,13 @@ from patsearch.errors import UserError
 from patsearch.io import ensure_writable
 from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
-from patsearch.search.constraints import check_achievable, load_constraints, parse_constraints
+from patsearch.search.constraints import (
+    SHARE_SAMPLES,
+    check_achievable,
+    feasible_share,
+    load_constraints,
+    parse_constraints,
+)
 from patsearch.search.gpu_workers import run_gpu_processes, where_proxies_train, worker_gpus, worker_seed
 from patsearch.search.in_process import run_in_process, threads_per_job
 from patsearch.search.objective import PARETO, Objective, directions
@@ -125,6 +131,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             return profile
     constraints = load_constraints(specs, default_device=opts.profile or default_profile(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
+    share = feasible_share(space, constraints)
 
     study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective, opts.proxy, rungs)
     spec = study_mod.parse_storage(opts.storage, study_name, opts.runs_dir)
@@ -147,6 +154,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "sampler": opts.sampler,
         "seed": opts.seed,
         "best_possible": best_possible,
+        "feasible_share": round(share, 4),
         "baselines": [b.name for b in baselines],
         "val_images": val_images(opts.proxy),  # what each score's binomial standard error is computed on
         "rungs": None if rungs is None else rungs.to_dict(),
@@ -199,6 +207,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
                 + f" | proxy on {where_proxies_train(opts, gpus, run_proxy)}")
     for c in constraints:
         logger.info(f"  best achievable {c.device} {c.kind}: {c.format(best_possible[c.key])}")
+    logger.info(f"  {'the constraints admit' if len(constraints) > 1 else 'the constraint admits'} about "
+                f"{100 * share:.1f}% of the space ({min(SHARE_SAMPLES, space.size()):,} random networks predicted; "
+                "the sampler's proposals outside it are not trained)")
     if baselines:
         logger.info("  baselines: " + ", ".join(
             f"{b.name} ({', '.join(c.format(b.predicted[c.key]) for c in constraints)})" for b in baselines))

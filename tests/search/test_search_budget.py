@@ -81,3 +81,25 @@ def test_default_study_names_tell_data_and_proxy_settings_apart(tmp_path):
     assert name.startswith("patnet-cpu-lat35ms-synthetic-4ep32px-")
     assert default_study_name("patnet", budget, "single", folder).startswith("patnet-cpu-lat35ms-cifar10-4ep32px-")
     assert name == default_study_name("patnet", budget, "single", ProxySettings(epochs=4, resolution=32, device="cpu"))
+
+
+def test_a_search_states_how_much_of_the_space_its_budget_admits(tmp_path, tiny_profile, caplog):
+    import logging
+
+    from search_helpers import fake_proxy, load_unchecked
+
+    from patsearch.search.api import SearchOptions, run_search
+    from patsearch.search.constraints import feasible_share, load_constraints
+    from patsearch.space import load_space
+
+    space, profile = load_space("tiny"), load_unchecked(tiny_profile)
+    latencies = sorted(profile.predict(arch, res) for arch, res in space.samples(500, seed=0))
+    budget = f"{tiny_profile}={latencies[len(latencies) // 2]:.6f}ms"  # about half the space
+    caplog.set_level(logging.INFO, logger="patsearch")
+    opts = SearchOptions(latency_budgets=[budget], space="tiny", trials=2, seed=1, plots=False,
+                         runs_dir=str(tmp_path / "runs"), baselines="none", count_costs=False)
+    out = run_search(opts, run_proxy=fake_proxy(), load_profile=load_unchecked)
+    expected = feasible_share(space, load_constraints(parse_constraints([budget]), loader=load_unchecked))
+    assert 0 < expected < 1  # the tiny table's 5 ms splits the tiny space
+    assert out.study.user_attrs["patsearch_config"]["feasible_share"] == round(expected, 4)
+    assert f"the constraint admits about {100 * expected:.1f}% of the space" in caplog.text
