@@ -11,12 +11,15 @@ and its checks), :mod:`~patsearch.search.in_process` and :mod:`~patsearch.search
 or one worker process per GPU), :mod:`~patsearch.search.report` (the study's files; a study shown again),
 :mod:`~patsearch.search.budget` (parse ``35ms`` / ``4000fps``),
 :mod:`~patsearch.search.constraints` (constraints from profiles), :mod:`~patsearch.search.objective`,
-:mod:`~patsearch.search.proxy` (proxy training through the trainer), :mod:`~patsearch.search.study` (storages,
-samplers, pruners, multi-worker loop), :mod:`~patsearch.search.baselines`, :mod:`~patsearch.search.results` (rows,
-the winner, noise) shown by :mod:`~patsearch.search.summary` and :mod:`~patsearch.search.plots` and exported by
-:mod:`~patsearch.search.best_yaml`, :mod:`~patsearch.search.redact` (credentials out of every message),
-:mod:`~patsearch.search.jobs` (resumable jobs over worker processes) and :mod:`~patsearch.search.zerocost` (free
-scores), which :mod:`patsearch.proxycheck` also runs on.
+:mod:`~patsearch.search.proxy` (proxy training through the trainer), :mod:`~patsearch.search.storage` (where a
+study lives), :mod:`~patsearch.search.study` (a study opened, created or resumed, joined),
+:mod:`~patsearch.search.samplers` (samplers, pruners), :mod:`~patsearch.search.worker_loop` (many workers on one
+study, under :mod:`~patsearch.search.claim`'s lock, counting by :mod:`~patsearch.search.trial_counts`),
+:mod:`~patsearch.search.optuna_noise` (Optuna's warnings kept out), :mod:`~patsearch.search.baselines`,
+:mod:`~patsearch.search.results` (rows, the winner, noise) shown by :mod:`~patsearch.search.summary` and
+:mod:`~patsearch.search.plots` and exported by :mod:`~patsearch.search.best_yaml`, :mod:`~patsearch.search.redact`
+(credentials out of every message), :mod:`~patsearch.search.jobs` (resumable jobs over worker processes) and
+:mod:`~patsearch.search.zerocost` (free scores), which :mod:`patsearch.proxycheck` also runs on.
 """
 from patsearch.search.budget import BudgetError, parse_latency, parse_throughput
 

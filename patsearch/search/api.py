@@ -16,7 +16,6 @@ from typing import Any
 
 from patsearch.errors import UserError
 from patsearch.io import ensure_writable
-from patsearch.search import study as study_mod
 from patsearch.search.baselines import enqueue_baselines, select_baselines
 from patsearch.search.constraints import (
     SHARE_SAMPLES,
@@ -33,7 +32,11 @@ from patsearch.search.proxy import make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
 from patsearch.search.report import val_images, write_results
 from patsearch.search.results import fill_costs, find_fidelity
+from patsearch.search.samplers import make_pruner, make_sampler
+from patsearch.search.storage import StorageError, StorageSpec, parse_storage
+from patsearch.search.study import create_or_load_study, join_study, open_storage
 from patsearch.search.summary import comparison, rung_table, summary_notes, summary_table
+from patsearch.search.worker_loop import run_worker
 
 # SearchOptions stays importable from here: ``from patsearch.search.api import SearchOptions, run_search``.
 __all__ = ["OPTUNA_TRIAL_LOGGER", "SearchOptions", "SearchOutcome", "run_search"]
@@ -134,14 +137,14 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     share = feasible_share(space, constraints)
 
     study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective, opts.proxy, rungs)
-    spec = study_mod.parse_storage(opts.storage, study_name, opts.runs_dir)
+    spec = parse_storage(opts.storage, study_name, opts.runs_dir)
     install_log_redaction(spec.url)
     out_dir = Path(opts.runs_dir) / study_name
 
     max_baselines = max(1, opts.trials // 3)
     baselines, notes = select_baselines(space, constraints, opts.baselines, max_count=max_baselines)
     multi = opts.objective == PARETO
-    pruner = study_mod.make_pruner(opts.pruner, multi_objective=multi, epochs=opts.proxy.epochs)
+    pruner = make_pruner(opts.pruner, multi_objective=multi, epochs=opts.proxy.epochs)
     config = {
         "constraints": [c.to_dict() for c in constraints],
         "space": space.name,
@@ -160,27 +163,27 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "rungs": None if rungs is None else rungs.to_dict(),
     }
 
-    storage = study_mod.open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
+    storage = open_storage(spec, heartbeat_interval=opts.heartbeat_interval)
     samplers: list[Any] = []  # the worker's sampler, made once the storage has handed out its identity
 
     def on_create(new_study) -> None:
         enqueue_baselines(new_study, baselines)
 
     def make_study():
-        return study_mod.create_or_load_study(
+        return create_or_load_study(
             spec, study_name, directions=directions(opts.objective, constraints),
             sampler=samplers[0] if samplers else None, pruner=pruner,
             storage=storage, config=config, on_create=on_create, heartbeat_interval=opts.heartbeat_interval)
 
     try:
         main_study = make_study()
-        identity = study_mod.join_study(main_study, spec)
+        identity = join_study(main_study, spec)
     except UserError:
         raise
     except Exception as exc:
-        raise study_mod.StorageError(f"cannot open study {study_name!r} in {spec.display}: "
+        raise StorageError(f"cannot open study {study_name!r} in {spec.display}: "
                                      f"{scrub(str(exc), spec.url).splitlines()[0]}") from None
-    samplers.append(study_mod.make_sampler(opts.sampler, seed=worker_seed(opts.seed, identity), n_trials=opts.trials,
+    samplers.append(make_sampler(opts.sampler, seed=worker_seed(opts.seed, identity), n_trials=opts.trials,
                                            multi_objective=multi))
     main_study.sampler = samplers[0]
     advance = None if rungs is None else (
@@ -196,7 +199,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
                                           chance=1.0 / max(2, num_classes))
     if worker_index:  # a --gpus worker process: claim and train trials; the parent reports and writes results
         deadline = time.time() + opts.timeout if opts.timeout else None
-        stats = study_mod.run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
+        stats = run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
                                      deadline=deadline, heartbeats=spec.heartbeats,
                                      heartbeat_interval=opts.heartbeat_interval,
                                      max_infeasible=max(200, 50 * opts.trials), advance=advance)
@@ -291,7 +294,7 @@ def _gpu_worker(opts: SearchOptions, gpu: int | None, index: int, errors) -> Non
         raise
 
 
-def _dashboard_url(spec: study_mod.StorageSpec) -> str:
+def _dashboard_url(spec: StorageSpec) -> str:
     if spec.kind == "journal":
         return str(spec.path)
     return redact_url(spec.url)  # with the driver SQLAlchemy needs; put the password back in yourself

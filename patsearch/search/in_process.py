@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
-from patsearch.search import study as study_mod
 from patsearch.search.constraints import LATENCY
 from patsearch.search.epochs import EpochClock, minutes, trained_epochs
 from patsearch.search.options import SearchOptions
+from patsearch.search.trial_counts import is_distinct_candidate
+from patsearch.search.worker_loop import run_workers
 
 logger = logging.getLogger("patsearch.search")
 
@@ -50,7 +51,7 @@ def run_in_process(main_study, make_study, objective_factory, spec, opts: Search
     from patsearch.progress import progress_bar
 
     def done_count() -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and study_mod.is_distinct_candidate(t)
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and is_distinct_candidate(t)
                    for t in main_study.get_trials(deepcopy=False))
 
     def epochs_done() -> int:
@@ -92,7 +93,7 @@ def run_in_process(main_study, make_study, objective_factory, spec, opts: Search
             progress.update(task, completed=min(done, planned_epochs))
 
         start = time.time()
-        ran = study_mod.run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
+        ran = run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
                                     n_jobs=opts.n_jobs, timeout=opts.timeout,
                                     heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
                                     max_infeasible=max(200, 50 * opts.trials), advance=advance)

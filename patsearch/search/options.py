@@ -13,11 +13,12 @@ from typing import Any
 from patsearch.arch import is_int
 from patsearch.config import OptionsMixin, take_alias
 from patsearch.errors import UserError
-from patsearch.search import study as study_mod
 from patsearch.search.constraints import LATENCY
 from patsearch.search.objective import OBJECTIVES, PARETO
 from patsearch.search.proxy import ProxySettings, fold_proxy_flags, proxy_settings
 from patsearch.search.rungs import Rungs
+from patsearch.search.samplers import SAMPLERS
+from patsearch.search.storage import DEFAULT_HEARTBEAT_INTERVAL
 
 DEFAULT_TRIALS = 8
 
@@ -54,7 +55,7 @@ class SearchOptions(OptionsMixin):
     workers_per_gpu: int = 1
     baselines: str = "auto"
     runs_dir: str = "runs"
-    heartbeat_interval: int = study_mod.DEFAULT_HEARTBEAT_INTERVAL
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
     allow_stale_profile: bool = False
     count_costs: bool = True
     plots: bool = True
@@ -142,7 +143,7 @@ def _check_options(opts: SearchOptions) -> None:
     if opts.objective not in OBJECTIVES:
         raise error(f"unknown --objective {opts.objective!r}; choose from {', '.join(OBJECTIVES)}")
     if str(opts.sampler).lower().replace("-", "") not in ("tpe", "nsga2", "nsgaii", "gp", "random"):
-        raise error(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(study_mod.SAMPLERS)}")
+        raise error(f"unknown --sampler {opts.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if not is_int(opts.heartbeat_interval) or opts.heartbeat_interval < 1:
         raise error("--heartbeat-interval must be at least 1 second")
     if not is_int(opts.workers_per_gpu) or opts.workers_per_gpu < 1:

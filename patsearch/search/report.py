@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from patsearch.errors import UserError
-from patsearch.search import study as study_mod
 from patsearch.search.best_yaml import write_best_yaml, write_front_yaml, write_ranked_yaml
 from patsearch.search.plots import write_plots
 from patsearch.search.proxy import ProxySettings, balanced_subset
 from patsearch.search.redact import install_log_redaction
 from patsearch.search.results import best_row, constraints_of, find_fidelity, finished, pareto_front, rows
+from patsearch.search.storage import parse_storage
+from patsearch.search.study import open_storage
 from patsearch.search.summary import comparison, rung_table, summary_notes, summary_table, write_summary
 
 
@@ -78,12 +79,12 @@ def show_study(study_name: str, *, storage: str | None = None, runs_dir: str = "
     from rich.console import Console
 
     console = console or Console()
-    spec = study_mod.parse_storage(storage, study_name, runs_dir)
+    spec = parse_storage(storage, study_name, runs_dir)
     install_log_redaction(spec.url)
     if spec.kind == "sqlite" and spec.path is not None and not spec.path.exists():
         raise UserError(f"no study {study_name!r} under {runs_dir}/ ({spec.display} does not exist); "
                         "pass --storage for a study stored elsewhere")
-    storage_obj = study_mod.open_storage(spec)
+    storage_obj = open_storage(spec)
     try:
         loaded = optuna.load_study(study_name=study_name, storage=storage_obj)
     except KeyError:

@@ -8,9 +8,9 @@ with its own full schedule (a cosine run cut short is not a shorter run); the la
 ``top_seeds`` seeds. The winner is the best mean at the highest rung.
 
 Re-trainings are Optuna trials of the same study, enqueued with the network's parameters and ``rung``,
-``rung_parent`` and ``rung_seed`` user attributes, so the one worker loop of :mod:`patsearch.search.study` runs
-them: exact counts with many workers, heartbeat retry of a killed worker's trial, and resume after a kill at any
-rung come with it. Which networks each rung promoted is stored once, under the claim lock, in the study's user
+``rung_parent`` and ``rung_seed`` user attributes, so the one worker loop of :mod:`patsearch.search.worker_loop`
+runs them: exact counts with many workers, heartbeat retry of a killed worker's trial, and resume after a kill at
+any rung come with it. Which networks each rung promoted is stored once, under the claim lock, in the study's user
 attribute ``rungs_promoted``; a finished rung is never trained again.
 """
 from __future__ import annotations

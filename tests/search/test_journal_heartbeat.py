@@ -19,10 +19,12 @@ from search_helpers import start_worker, wait_for_marker
 from patsearch.search import journal_heartbeat, objective
 from patsearch.search.journal_heartbeat import HEARTBEAT_ATTR, JournalHeartbeatStorage
 from patsearch.search.rungs import rung_of
-from patsearch.search.study import create_or_load_study, open_storage, parse_storage, run_worker
+from patsearch.search.storage import parse_storage
+from patsearch.search.study import create_or_load_study, open_storage
+from patsearch.search.worker_loop import run_worker
 
 X = {"x": FloatDistribution(0.0, 1.0)}
-GRACE_S = 3  # heartbeat interval 1 s, grace 3 x that (patsearch.search.study.GRACE_FACTOR)
+GRACE_S = 3  # heartbeat interval 1 s, grace 3 x that (patsearch.search.storage.GRACE_FACTOR)
 
 
 def _study(spec, name: str = "s"):

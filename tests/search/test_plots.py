@@ -15,7 +15,7 @@ from patsearch.search.plots import (
     trained_study,
 )
 from patsearch.search.results import constraints_of, rows, state_counts
-from patsearch.search.study import is_infeasible
+from patsearch.search.trial_counts import is_infeasible
 
 
 def test_pareto_plot_marks_pruned_trials(tmp_path, tiny_profile):

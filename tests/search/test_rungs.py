@@ -18,7 +18,7 @@ from patsearch.search.api import SearchOptions, run_search
 from patsearch.search.options import resolve_rungs
 from patsearch.search.proxy import ProxySettings
 from patsearch.search.rungs import PROMOTED_ATTR, Rungs, busy_seconds, rung_of, rung_report
-from patsearch.search.study import is_infeasible
+from patsearch.search.trial_counts import is_infeasible
 
 
 def epoch_aware_proxy(calls: list):

@@ -15,7 +15,7 @@ from patsearch.search.api import SearchOptions, run_search
 from patsearch.search.constraints import ConstraintError
 from patsearch.search.objective import ATTR_BASELINE, ATTR_FEASIBLE, ATTR_TOP1
 from patsearch.search.report import show_study
-from patsearch.search.study import is_infeasible
+from patsearch.search.trial_counts import is_infeasible
 
 
 def _load(path):

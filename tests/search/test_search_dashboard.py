@@ -12,7 +12,7 @@ from search_helpers import fake_proxy
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
 from patsearch.search.plots import trained_study
-from patsearch.search.study import is_infeasible
+from patsearch.search.trial_counts import is_infeasible
 
 serializer = pytest.importorskip("optuna_dashboard._serializer")
 importance = pytest.importorskip("optuna_dashboard._importance")

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
-from patsearch.search.study import is_infeasible, open_storage, parse_storage
+from patsearch.search.storage import parse_storage
+from patsearch.search.study import open_storage
+from patsearch.search.trial_counts import is_infeasible
 
 
 def _opts(tmp_path, profile, **kw):

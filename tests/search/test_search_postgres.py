@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 from search_helpers import PG_PASSWORD, ROOT, wait_for_marker
 from search_helpers import start_worker as _worker
 
-from patsearch.search.study import is_infeasible, parse_storage
+from patsearch.search.storage import parse_storage
+from patsearch.search.trial_counts import is_infeasible
 
 pytestmark = pytest.mark.postgres
 

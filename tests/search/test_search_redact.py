@@ -4,7 +4,8 @@ import logging
 import pytest
 
 from patsearch.search.redact import RedactingFilter, redact_text, redact_url, scrub, secrets_in
-from patsearch.search.study import StorageError, open_storage, parse_storage
+from patsearch.search.storage import StorageError, parse_storage
+from patsearch.search.study import open_storage
 
 
 @pytest.mark.parametrize("url,shown", [

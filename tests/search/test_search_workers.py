@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search_helpers import HEARTBEAT_S, ROOT, wait_for_marker
 from search_helpers import start_worker as _worker
 
-from patsearch.search.study import is_distinct_candidate
+from patsearch.search.trial_counts import is_distinct_candidate
 
 
 def _load_study(url: str, name: str):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from patsearch.search import study as study_mod
-from patsearch.search.study import StorageError, open_storage, parse_storage
+from patsearch.search.storage import StorageError, parse_storage
+from patsearch.search.study import open_storage
 
 
 def _open_after_barrier(url: str, runs: str, barrier, errors) -> None:

@@ -9,7 +9,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from patsearch.search.study import ThreadInterrupter, create_or_load_study, open_storage, parse_storage, run_worker
+from patsearch.search.storage import parse_storage
+from patsearch.search.study import create_or_load_study, open_storage
+from patsearch.search.worker_loop import ThreadInterrupter, run_worker
 
 
 class _StopInAsk(optuna.samplers.RandomSampler):

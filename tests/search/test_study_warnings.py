@@ -7,7 +7,8 @@ import warnings
 import optuna
 import pytest
 
-from patsearch.search import study as study_mod
+from patsearch.search.optuna_noise import quiet_optuna
+from patsearch.search.samplers import make_sampler
 
 
 def _conditional(trial) -> float:
@@ -27,7 +28,7 @@ def _importance_warnings(quiet: bool) -> list[str]:
     with warnings.catch_warnings(record=True) as caught:  # the filters are restored afterwards
         warnings.simplefilter("always")
         if quiet:
-            study_mod._quiet_optuna()
+            quiet_optuna()
         optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     return [str(w.message) for w in caught]
@@ -59,4 +60,4 @@ def test_the_gp_sampler_does_not_warn_about_conditional_parameters():
         return [m for m in collect.messages if "sampled independently" in m]
 
     assert independent_notes(optuna.samplers.GPSampler(seed=0, n_startup_trials=3)), "the case should warn"
-    assert independent_notes(study_mod.make_sampler("gp", seed=0, n_trials=9)) == []
+    assert independent_notes(make_sampler("gp", seed=0, n_trials=9)) == []

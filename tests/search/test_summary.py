@@ -12,8 +12,8 @@ from search_helpers import fake_proxy, load_unchecked, tiny_search, variant_spac
 from patsearch.arch import VARIANTS
 from patsearch.search.plots import trained_study
 from patsearch.search.results import find_fidelity, lead, state_counts
-from patsearch.search.study import is_infeasible
 from patsearch.search.summary import comparison, describe_counts, summary_dict, summary_notes
+from patsearch.search.trial_counts import is_infeasible
 
 
 def test_infeasible_trials_are_counted_apart_and_kept_out_of_importances(tmp_path, tiny_profile):
