@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from patsearch.io import atomic_save_figure
-from patsearch.search.objective import ATTR_FEASIBLE
 from patsearch.search.results import ConstraintInfo, Row, constraints_of, pareto_front, rows
+from patsearch.search.trial_counts import is_infeasible
 
 # Below this many trained networks parameter importances are a rough hint (8 trials gave "depth3 0.81" on a tiny
 # study, which a few more trials can overturn): the plot says so in its title.
@@ -97,8 +97,7 @@ def trained_study(study):
 
     copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
     copy.add_trials([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                     if not any(v > 0 for v in t.constraints.values())
-                     and t.user_attrs.get(ATTR_FEASIBLE) is not False])
+                     if not is_infeasible(t)])
     return copy
 
 

@@ -24,7 +24,6 @@ from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
     ATTR_DUPLICATE,
-    ATTR_FEASIBLE,
     ATTR_FLOPS,
     ATTR_PARAMS,
     ATTR_RESOLUTION,
@@ -34,6 +33,7 @@ from patsearch.search.objective import (
     PRED_PREFIX,
 )
 from patsearch.search.rungs import rung_scores
+from patsearch.search.trial_counts import is_infeasible
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def rows(study) -> list[Row]:
             top1 = t.intermediate_values[max(t.intermediate_values)]
         params, flops = costs.get(str(t.number), (ua.get(ATTR_PARAMS), ua.get(ATTR_FLOPS)))
         out.append(Row(t.number, t.state.name, ua.get(ATTR_BASELINE), top1, predicted,
-                       bool(ua.get(ATTR_FEASIBLE, all(v <= 0 for v in t.constraints.values()))),
+                       not is_infeasible(t),
                        params, flops, ua.get(ATTR_ARCH), ua.get(ATTR_RESOLUTION),
                        bool(ua.get(ATTR_STOPPED, False)), ua.get(ATTR_DUPLICATE),
                        tuple(float(v) for _, v in sorted((confirm.get(str(t.number)) or {}).items(),
@@ -217,8 +217,7 @@ def state_counts(study) -> dict[str, int]:
         if ATTR_RUNG in t.user_attrs:
             counts["re-trained"] = counts.get("re-trained", 0) + 1
             continue
-        infeasible = any(v > 0 for v in t.constraints.values()) or t.user_attrs.get(ATTR_FEASIBLE) is False
-        name = "infeasible" if infeasible else t.state.name.lower()
+        name = "infeasible" if is_infeasible(t) else t.state.name.lower()
         counts[name] = counts.get(name, 0) + 1
     return counts
 

@@ -25,7 +25,6 @@ from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
     ATTR_DUPLICATE,
-    ATTR_FEASIBLE,
     ATTR_OUTSIDE_SPACE,
     ATTR_RESOLUTION,
     ATTR_RUNG,
@@ -35,6 +34,7 @@ from patsearch.search.objective import (
     ATTR_SECONDS,
     ATTR_TOP1,
 )
+from patsearch.search.trial_counts import is_infeasible
 
 PROMOTED_ATTR = "rungs_promoted"  # study user attr: {rung: [parent trial numbers]}
 
@@ -179,7 +179,7 @@ def rung_ranking(trials: Sequence[Any], rung: int) -> list[RungScore]:
         if t.state != TrialState.COMPLETE or rung_of(t) != rung or ATTR_TOP1 not in t.user_attrs:
             continue
         ua = t.user_attrs
-        if rung == 0 and (ua.get(ATTR_FEASIBLE) is False or ua.get(ATTR_DUPLICATE) is not None):
+        if rung == 0 and (is_infeasible(t) or ua.get(ATTR_DUPLICATE) is not None):
             continue
         parent = t.number if rung == 0 else int(ua[ATTR_RUNG_PARENT])
         entry = by_parent.setdefault(parent, {"baseline": ua.get(ATTR_BASELINE), "scores": {}, "seconds": 0.0})

@@ -2,11 +2,13 @@
 first fidelity."""
 from __future__ import annotations
 
-from patsearch.search.objective import ATTR_DUPLICATE, ATTR_RUNG
+from patsearch.search.objective import ATTR_DUPLICATE, ATTR_FEASIBLE, ATTR_RUNG
 
 
 def is_infeasible(trial) -> bool:
-    return any(v > 0 for v in trial.constraints.values())
+    """Outside a constraint: a positive violation, or marked so by the objective (older studies recorded only
+    the mark, with a placeholder score)."""
+    return any(v > 0 for v in trial.constraints.values()) or trial.user_attrs.get(ATTR_FEASIBLE) is False
 
 
 def is_distinct_candidate(trial) -> bool:

@@ -34,3 +34,11 @@ def test_a_constraint_exactly_at_its_budget_is_feasible():
     assert is_infeasible(_trial(over=1e-9))
     assert is_distinct_candidate(_trial(over=0.0))
     assert not is_distinct_candidate(_trial(over=0.0, user_attrs={ATTR_RUNG: 2}))
+
+
+def test_the_objectives_infeasible_mark_counts_without_a_violation():
+    from patsearch.search.objective import ATTR_FEASIBLE
+
+    # older studies recorded only the mark (with a placeholder score); plots, summaries and rungs read it alike
+    assert is_infeasible(_trial(user_attrs={ATTR_FEASIBLE: False}))
+    assert not is_infeasible(_trial(user_attrs={ATTR_FEASIBLE: True}))
