@@ -14,6 +14,8 @@
 #                                                    # 2..$TOP on seed 0 (the regret check); repeat the call until
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
+#   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: that network measured here is the floor
+#
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: side-by-side trainings share a saturated GPU (figures: docs/BENCHMARKS.md, Search), so references run
 # $REF_PARALLEL at a time and the rest wait for the next call; a cut training resumes from its checkpoint only while
@@ -30,6 +32,12 @@ DEADLINE=${DEADLINE:-540}  # seconds after start: the search is interrupted (its
 STUDY=${STUDY:-mf-cpu}
 BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EPYC table (a host we can measure)
 CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
+# FLOOR_OF=fasternet_t2: the constraint is that network as measured here first (patsearch bench --device
+# $FLOOR_DEVICE, deployment form), applied to $FLOOR_TABLE: a throughput floor on a GPU, a latency budget on a CPU.
+# The measurement is kept in $RUNS, so later calls search against the same number.
+FLOOR_OF=${FLOOR_OF:-}
+FLOOR_DEVICE=${FLOOR_DEVICE:-h200}
+FLOOR_TABLE=${FLOOR_TABLE:-profiles/h200-b256-bfloat16-cl-graphs-fused.json}
 TRIALS=${TRIALS:-60}
 RUNGS=${RUNGS:-5,15,45}
 WORKERS_PER_GPU=${WORKERS_PER_GPU:-6}
@@ -120,7 +128,27 @@ print(min(top, len(ranked)) if complete else 0)
 EOF
 }
 
+measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (once per $RUNS)
+  local floor="$RUNS/floor-$FLOOR_OF-$FLOOR_DEVICE.json"
+  if [ ! -f "$floor" ]; then
+    python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$FLOOR_OF" --forms fused --format json \
+      --out "$floor" > "$LOGS/floor.log" 2>&1 || { stamp "measuring $FLOOR_OF failed: $LOGS/floor.log"; return 1; }
+  fi
+  CONSTRAINT=$(python3 - "$floor" "$FLOOR_OF" "$FLOOR_TABLE" <<'EOF'
+import json, sys
+bench, model, table = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+[value] = [r["value"] for r in bench["rows"] if r["model"] == model and r["form"] == "fused"]
+if bench["metric"] == "latency_ms":
+    print(f"--latency-budget {table}={value:.3f}ms")
+else:
+    print(f"--min-throughput {table}={int(value)}fps")  # rounded down: the measured network itself fits
+EOF
+  ) || return 1
+  stamp "constraint from $FLOOR_OF measured on $FLOOR_DEVICE: $CONSTRAINT"
+}
+
 search() {
+  if [ -n "$FLOOR_OF" ]; then measure_floor || return 1; fi
   # Its own process group (set -m), so that one SIGINT reaches the worker processes too: each queues its trial
   # again.
   python3 -m patsearch search $CONSTRAINT --allow-stale-profile --data "$DATA" $PROXY \
