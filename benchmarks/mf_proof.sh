@@ -34,10 +34,12 @@ BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EP
 CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
 # FLOOR_OF=fasternet_t2: the constraint is that network as measured here first (patsearch bench --device
 # $FLOOR_DEVICE, deployment form), applied to $FLOOR_TABLE: a throughput floor on a GPU, a latency budget on a CPU.
-# The measurement is kept in $RUNS, so later calls search against the same number.
+# The measurement is kept in $RUNS, so later calls search against the same number (a study's constraint is fixed).
+# By default the GPU found here picks them: an H200 its graphs table, an H100 its table (each bench protocol is its
+# table's).
 FLOOR_OF=${FLOOR_OF:-}
-FLOOR_DEVICE=${FLOOR_DEVICE:-h200}
-FLOOR_TABLE=${FLOOR_TABLE:-profiles/h200-b256-bfloat16-cl-graphs-fused.json}
+FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
+FLOOR_TABLE=${FLOOR_TABLE:-}
 TRIALS=${TRIALS:-60}
 RUNGS=${RUNGS:-5,15,45}
 WORKERS_PER_GPU=${WORKERS_PER_GPU:-6}
@@ -129,6 +131,14 @@ EOF
 }
 
 measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (once per $RUNS)
+  if [ "$FLOOR_DEVICE" = auto ]; then
+    case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
+      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-profiles/h200-b256-bfloat16-cl-graphs-fused.json} ;;
+      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-profiles/h100-b256-bfloat16-cl-fused.json} ;;
+      *) stamp "FLOOR_DEVICE=auto knows H200 and H100 only: set FLOOR_DEVICE and FLOOR_TABLE"; return 1 ;;
+    esac
+  fi
+  [ -n "$FLOOR_TABLE" ] || { stamp "set FLOOR_TABLE, the table of $FLOOR_DEVICE the constraint applies to"; return 1; }
   local floor="$RUNS/floor-$FLOOR_OF-$FLOOR_DEVICE.json"
   if [ ! -f "$floor" ]; then
     python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$FLOOR_OF" --forms fused --format json \
