@@ -99,8 +99,6 @@ setup() {
   stamp "setup done"
 }
 
-any_alive() { local p; for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
-
 pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds) and checkpoints
   tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' . \
     && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
@@ -223,8 +221,9 @@ reference() {
   local table=(--runs "$RUNS" --epochs "$REF_EPOCHS") labels=" "
   for job in $NETS; do arch=${job#*=}; table+=(--net "${job%%=*}=${arch%@*}"); labels+="${job%%=*} "; done
   [[ $labels == *" $BASELINE "* ]] && table+=(--baseline "$BASELINE")
-  [ -f "$RUNS/$STUDY/study.db" ] && table+=(--study "$STUDY")
-  [ -f "$RUNS/$STUDY/study.db" ] && [ "$RUNGS" != none ] && table+=(--rung-epochs "$RUNGS")
+  if [ -f "$RUNS/$STUDY/study.db" ]; then
+    table+=(--study "$STUDY"); [ "$RUNGS" != none ] && table+=(--rung-epochs "$RUNGS")
+  fi
   python3 benchmarks/proof_table.py "${table[@]}" | tee "$OUT/reference.txt"
   pack
 }

@@ -182,9 +182,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         raise
     except Exception as exc:
         raise StorageError(f"cannot open study {study_name!r} in {spec.display}: "
-                                     f"{scrub(str(exc), spec.url).splitlines()[0]}") from None
+                           f"{scrub(str(exc), spec.url).splitlines()[0]}") from None
     samplers.append(make_sampler(opts.sampler, seed=worker_seed(opts.seed, identity), n_trials=opts.trials,
-                                           multi_objective=multi))
+                                 multi_objective=multi))
     main_study.sampler = samplers[0]
     advance = None if rungs is None else (
         lambda study, trials: rungs.advance(study, trials, base_seed=opts.proxy.seed))
@@ -200,9 +200,9 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     if worker_index:  # a --gpus worker process: claim and train trials; the parent reports and writes results
         deadline = time.time() + opts.timeout if opts.timeout else None
         stats = run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,
-                                     deadline=deadline, heartbeats=spec.heartbeats,
-                                     heartbeat_interval=opts.heartbeat_interval,
-                                     max_infeasible=max(200, 50 * opts.trials), advance=advance)
+                           deadline=deadline, heartbeats=spec.heartbeats,
+                           heartbeat_interval=opts.heartbeat_interval,
+                           max_infeasible=max(200, 50 * opts.trials), advance=advance)
         return SearchOutcome(study_name, spec.display, out_dir, None, [], notes, stats.ran, main_study)
 
     logger.info(f"search {study_name}: " + " AND ".join(c.describe() for c in constraints)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from patsearch.search.objective import ATTR_DUPLICATE, ATTR_RUNG_EPOCHS
+from patsearch.search.trial_counts import is_infeasible
 
 
 def minutes(seconds: float) -> str:
@@ -23,8 +24,8 @@ def trained_epochs(trials: Iterable[Any], first_epochs: int) -> int:
     total = 0
     for t in trials:
         ua = t.user_attrs
-        if (t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not ua.get("feasible", True)
-                or ua.get(ATTR_DUPLICATE) is not None):
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED) or is_infeasible(t) \
+                or ua.get(ATTR_DUPLICATE) is not None:
             continue
         if ATTR_RUNG_EPOCHS in ua:
             total += int(ua[ATTR_RUNG_EPOCHS])

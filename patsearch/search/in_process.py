@@ -8,7 +8,7 @@ import time
 from patsearch.search.constraints import LATENCY
 from patsearch.search.epochs import EpochClock, minutes, trained_epochs
 from patsearch.search.options import SearchOptions
-from patsearch.search.trial_counts import is_distinct_candidate
+from patsearch.search.trial_counts import is_distinct_candidate, is_infeasible
 from patsearch.search.worker_loop import run_workers
 
 logger = logging.getLogger("patsearch.search")
@@ -77,7 +77,7 @@ def run_in_process(main_study, make_study, objective_factory, spec, opts: Search
             pred = ua.get(f"pred:{primary.key}")
             rung = f", rung {ua['rung']}: {ua['rung_epochs']} epochs" if "rung" in ua else ""
             what = f"[{ua.get('baseline') or 'search'}{rung}]"
-            if not ua.get("feasible", True):
+            if is_infeasible(trial):
                 line = f"trial {trial.number} {what}: infeasible ({primary.format(pred)}), not trained"
             else:
                 top1 = ua.get("proxy_top1")
@@ -94,9 +94,9 @@ def run_in_process(main_study, make_study, objective_factory, spec, opts: Search
 
         start = time.time()
         ran = run_workers(make_study, objective_factory, spec=spec, n_trials=opts.trials,
-                                    n_jobs=opts.n_jobs, timeout=opts.timeout,
-                                    heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
-                                    max_infeasible=max(200, 50 * opts.trials), advance=advance)
+                          n_jobs=opts.n_jobs, timeout=opts.timeout,
+                          heartbeat_interval=opts.heartbeat_interval, on_trial_end=on_trial_end,
+                          max_infeasible=max(200, 50 * opts.trials), advance=advance)
         progress.update(task, completed=min(epochs_done(), planned_epochs))
     logger.info("ran %d trial(s) in %.0f s", ran, time.time() - start)
     return ran
