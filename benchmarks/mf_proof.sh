@@ -19,8 +19,8 @@
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: side-by-side trainings share a saturated GPU (figures: docs/BENCHMARKS.md, Search), so references run
 # $REF_PARALLEL at a time and the rest wait for the next call; a cut training resumes from its checkpoint only while
-# the device stays warm. By default (MPS=1) CUDA MPS runs the processes' kernels concurrently,
-# which trains about 1.5x the epochs of time-slicing (docs/BENCHMARKS.md, Search); MPS=0 turns it off.
+# the device stays warm. By default (MPS=1) CUDA MPS runs the processes' kernels concurrently rather than
+# time-slicing them (its gain: docs/BENCHMARKS.md, Search); MPS=0 turns it off.
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
@@ -234,7 +234,7 @@ case "$PHASE" in
   proof)
     mkdir -p "$RUNS/$STUDY"
     n=$(top); n=${n:-0}
-    if [ "$n" -lt 1 ]; then search; n=$(top); n=${n:-0}; fi  # a complete study is not loaded by a search again (about 60 s)
+    if [ "$n" -lt 1 ]; then search; n=$(top); n=${n:-0}; fi  # a complete study is not loaded by a search again
     if [ "$n" -ge 1 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
       NETS="mf=$RUNS/$STUDY/rank1.yaml $REF_BASELINES"
       NETS+=$(for k in $(seq 2 "$n"); do printf ' rank%s=%s/%s/rank%s.yaml@0' "$k" "$RUNS" "$STUDY" "$k"; done)
