@@ -134,7 +134,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
             return profile
     constraints = load_constraints(specs, default_device=opts.profile or default_profile(), loader=load_profile)
     best_possible = check_achievable(space, constraints)
-    share = feasible_share(space, constraints)
+    # workers join a study whose config the parent already stored; only the parent reports the share
+    share = None if worker_index else feasible_share(space, constraints)
 
     study_name = opts.study_name or default_study_name(space.name, constraints, opts.objective, opts.proxy, rungs)
     spec = parse_storage(opts.storage, study_name, opts.runs_dir)
@@ -157,7 +158,7 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "sampler": opts.sampler,
         "seed": opts.seed,
         "best_possible": best_possible,
-        "feasible_share": round(share, 4),
+        "feasible_share": None if share is None else round(share, 4),
         "baselines": [b.name for b in baselines],
         "val_images": val_images(opts.proxy),  # what each score's binomial standard error is computed on
         "rungs": None if rungs is None else rungs.to_dict(),

@@ -346,15 +346,16 @@ def budget_use(row: Row, c: ConstraintInfo) -> float | None:
     return value / c.limit if c.kind == "latency" else c.limit / value
 
 
-def lead(study, fidelity=None) -> dict[str, Any] | None:
+def lead(study, fidelity=None, rs: list[Row] | None = None) -> dict[str, Any] | None:
     """The best searched network against the best baseline: the gap and whether it is inside the noise.
 
     Two independent scores each with standard error s1, s2 differ by noise of sqrt(s1^2 + s2^2); a lead smaller
     than twice that (about 95%) is called inside the noise.
     In a multi-fidelity search the two are compared at the highest rung both were trained at (``rung``): a score
-    at 15 epochs against one at 5 says nothing about the networks.
+    at 15 epochs against one at 5 says nothing about the networks. ``rs``: the study's rows when the caller has
+    them already.
     """
-    rs = rows(study)
+    rs = rows(study) if rs is None else rs
     rung = common_rung(rs)
     view = [at_rung(r, rung) for r in rs]
     search = best_row([r for r in view if not r.baseline])

@@ -140,7 +140,7 @@ def comparison(study, fidelity=None) -> str:
         why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
         seeds = f" (mean of {len(search.scores)} seeds)" if search.confirmed else ""
         return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{seeds} ({why})"
-    info = lead(study, fidelity)
+    info = lead(study, fidelity, rs)
     epochs = ((study.user_attrs.get("patsearch_config") or {}).get("rungs") or {}).get("epochs") or []
     at = f" at rung {info['rung']} ({epochs[info['rung']]} epochs)" if info["rung"] < len(epochs) else ""
     line = (f"best searched{at} (trial {info['trial']}) {100 * info['top1']:.2f}%{_seeds(info, '')} vs "
