@@ -357,7 +357,6 @@ def test_a_table_that_fits_by_name_but_runs_off_here_is_adapted(tmp_path, tiny_s
     assert again.path == profile.path and len(slow.measured) == count
 
 
-
 def _no_gpu(monkeypatch):
     import torch
 
