@@ -15,6 +15,10 @@
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 #   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: that network measured here is the floor
+#   SPACE=spaces/patnet-wide.yaml FLOOR_TABLE=runs/tables/wide-h200.json ... table
+#                                                    # a space's table on this GPU (patsearch profile, resumed
+#                                                    # while warm), packed as $OUT/tables.tgz; then search that
+#                                                    # space with EXTRA="--space ..." and the same FLOOR_TABLE
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: side-by-side trainings share a saturated GPU (figures: docs/BENCHMARKS.md, Search), so references run
@@ -24,7 +28,7 @@
 set -uo pipefail
 set -m  # job control: a background job keeps SIGINT (bash ignores it in async jobs otherwise) in its own group
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-PHASE=${1:?search or reference}
+PHASE=${1:?search, reference, proof or table}
 START=$(date +%s)
 OUT=${OUT:-/tmp/mf_proof}
 DATA=${DATA:-.devcarry/cifar10}
@@ -40,6 +44,8 @@ CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
 FLOOR_OF=${FLOOR_OF:-}
 FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
 FLOOR_TABLE=${FLOOR_TABLE:-}
+SPACE=${SPACE:-spaces/patnet.yaml}  # the table phase's space
+TABLE_VALIDATE=${TABLE_VALIDATE:-60}  # held-out networks the table phase measures end to end
 TRIALS=${TRIALS:-60}
 RUNGS=${RUNGS:-5,15,45}
 WORKERS_PER_GPU=${WORKERS_PER_GPU:-6}
@@ -128,7 +134,7 @@ print(min(top, len(ranked)) if complete else 0)
 EOF
 }
 
-measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (once per $RUNS)
+resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its shipped table of the default space
   if [ "$FLOOR_DEVICE" = auto ]; then
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
       *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-profiles/h200-b256-bfloat16-cl-graphs-fused.json} ;;
@@ -137,6 +143,21 @@ measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (on
     esac
   fi
   [ -n "$FLOOR_TABLE" ] || { stamp "set FLOOR_TABLE, the table of $FLOOR_DEVICE the constraint applies to"; return 1; }
+}
+
+table() {  # $SPACE's table on $FLOOR_DEVICE at $FLOOR_TABLE; a cut build or validation resumes in the next call
+  resolve_device || return 1
+  mkdir -p "$(dirname "$FLOOR_TABLE")"
+  timeout -s INT "$(left)" python3 -m patsearch profile --device "$FLOOR_DEVICE" --space "$SPACE" \
+    --validate "$TABLE_VALIDATE" --out "$FLOOR_TABLE" > "$LOGS/table.log" 2>&1
+  stamp "profile exit $? (124: cut at the deadline; the next call resumes it)"
+  tail -4 "$LOGS/table.log"
+  tar czf "$OUT/tables.tgz" -C "$(dirname "$FLOOR_TABLE")" . && stamp "packed $(du -h "$OUT/tables.tgz" | cut -f1)"
+  pack
+}
+
+measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (once per $RUNS)
+  resolve_device || return 1
   local floor="$RUNS/floor-$FLOOR_OF-$FLOOR_DEVICE.json"
   if [ ! -f "$floor" ]; then
     python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$FLOOR_OF" --forms fused --format json \
@@ -244,6 +265,7 @@ case "$PHASE" in
       stamp "no references yet: $n ranked networks, $(left) s left"
     fi ;;
   reference) reference ;;
-  *) echo "unknown phase $PHASE (search or reference)"; exit 2 ;;
+  table) table ;;
+  *) echo "unknown phase $PHASE (search, reference, proof or table)"; exit 2 ;;
 esac
 stamp done
