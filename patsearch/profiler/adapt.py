@@ -35,10 +35,14 @@ from patsearch.profiler.table import (
     Profile,
     ProfileError,
     _now,
+    covers,
     find_profile,
     load_profile,
     profile_dirs,
     profile_path,
+    space_dirs,
+    space_flag,
+    space_folder,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,8 +73,8 @@ def is_adapted(profile: Profile) -> bool:
 # --- choosing the table to adapt --------------------------------------------------------------------------------
 def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | None = None) -> list[Profile]:
     """Every measured (not adapted) table of this backend and metric whose entries cover ``space``."""
-    needed = set(space.layer_inputs())
-    folders = list(dict.fromkeys([*profile_dirs(), PROFILES_DIR]))  # shipped tables are bases even when ignored
+    # shipped tables are bases even when ignored; each folder's sub-folder for the space holds its own tables
+    folders = list(dict.fromkeys(space_dirs([*profile_dirs(), PROFILES_DIR], space)))
     found: list[Profile] = []
     seen: set[Path] = set()
     for folder in folders:
@@ -84,25 +88,27 @@ def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | No
             except ProfileError:
                 continue
             if (profile.backend == backend and profile.metric == metric and not is_adapted(profile)
-                    and needed <= set(profile.entries)):
+                    and covers(profile, space)):
                 found.append(profile)
     return found
 
 
 def nearest_base(device: Device, protocol: Protocol, space: Any, *, exclude: Path | None = None) -> Profile:
-    """The table closest to this device: same protocol fields first, then the same device name (a table of this
-    GPU model from another host or release), then the most end-to-end networks."""
+    """The table closest to this device: same protocol fields first, then one of the space's own (its sub-folder),
+    then the same device name (a table of this GPU model from another host or release), then the most end-to-end
+    networks."""
     bases = candidate_bases(device.backend, protocol.metric, space, exclude=exclude)
     if not bases:
         raise ProfileError(f"no {device.backend.upper()} {protocol.metric} table covering space {space.name!r} to "
-                           f"adapt from; build a full one with `patsearch profile --device {device.name} "
-                           f"--validate 60`")
+                           f"adapt from; build a full one with `patsearch profile --device {device.name}"
+                           f"{space_flag(space)} --validate 60`")
     wanted = protocol.to_dict()
 
-    def distance(profile: Profile) -> tuple[int, bool, int, str]:
+    def distance(profile: Profile) -> tuple[int, bool, bool, int, str]:
         have = profile.protocol.to_dict()
-        return (sum(have[k] != wanted[k] for k in wanted), profile.device != device.name, -len(profile.networks),
-                str(profile.path))
+        own = space_folder(space) is not None and profile.path.parent.name == space_folder(space)
+        return (sum(have[k] != wanted[k] for k in wanted), not own, profile.device != device.name,
+                -len(profile.networks), str(profile.path))
 
     return min(bases, key=distance)
 
@@ -313,12 +319,12 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
         return load_profile(text, allow_stale=allow_stale)
     dev = get_device(text)
     if not _host_is(dev):  # a table of another device predicts it; nothing can be measured or checked here
-        return _prediction(dev, note)
+        return _prediction(dev, space, note)
     names = [text] + ([n for n, d in _cpu_devices().items() if n != text] if text == "cpu" else [])
     first_error: ProfileError | None = None
     for name in names:
         try:
-            path = find_profile(name)
+            path = find_profile(name, space=space)
         except ProfileError as exc:
             first_error = first_error or exc
             continue
@@ -327,7 +333,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
         if _fits_here(profile) or allow_stale:
             if not (adapt and _fits_here(profile) and needs_spot_check(profile)):
                 loaded = load_profile(path, allow_stale=allow_stale)
-                target = profile_path(dev.name, dev.protocol)
+                target = profile_path(dev.name, dev.protocol, space=space)
                 if adapt and is_adapted(loaded) and path == target and _busy_then_quiet_now(loaded):
                     load = loaded.provenance["host_load"]
                     reason = (f"{path.name} was adapted on a busy host (other processes used "
@@ -352,7 +358,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
                          f"+-{100 * SPOT_CHECK_TOLERANCE:.0f}%: using it")
                 busy_note(loaded, note)
                 return loaded
-            target = profile_path(dev.name, dev.protocol)
+            target = profile_path(dev.name, dev.protocol, space=space)
             if target.exists() and not is_adapted(Profile.load(target)):
                 return loaded  # never overwrite a full table; the stale-release warning has been given
             import torch
@@ -370,7 +376,7 @@ def load_or_adapt(device: str, *, space: Any, allow_stale: bool = False, adapt: 
     if not adapt:
         raise first_error
     protocol = dev.protocol
-    target = profile_path(dev.name, protocol)
+    target = profile_path(dev.name, protocol, space=space)
     if target.exists() and not is_adapted(Profile.load(target)):
         raise first_error  # a full table measured elsewhere: the user decides, adaptation never overwrites it
     base = nearest_base(dev, protocol, space)
@@ -388,19 +394,19 @@ def _busy_then_quiet_now(profile: Profile) -> bool:
     return not host.current_load(1.0).busy(load.get("threads") or 1)
 
 
-def _prediction(dev: Device, note: Callable[[str], None]) -> Profile:
+def _prediction(dev: Device, space: Any, note: Callable[[str], None]) -> Profile:
     """``dev``'s table, used as it is: ``dev`` is not this host (no GPU here, or another model)."""
     from patsearch.profiler.devices import gpu_name
 
     here = hardware_name(dev.backend) if dev.backend == "cpu" else gpu_name()
     try:
-        profile = Profile.load(find_profile(dev.name))
+        profile = Profile.load(find_profile(dev.name, space=space))
     except ProfileError:
-        from patsearch.resources import user_profiles_dir
-
-        raise ProfileError(f"no {dev.name} table, and {dev.name} is not this host, so none can be measured here: "
-                           f"run `patsearch profile --device {dev.name} --adapt` on {dev.expect_label or 'a GPU'} "
-                           f"host and copy the table into {user_profiles_dir()}") from None
+        raise ProfileError(f"no {dev.name} table{f' of space {space.name!r}' if space_flag(space) else ''}, and "
+                           f"{dev.name} is not this host, so none can be measured here: run `patsearch profile "
+                           f"--device {dev.name}{space_flag(space)} --adapt` on {dev.expect_label or 'a GPU'} host "
+                           f"and copy the table into {profile_path(dev.name, dev.protocol, space=space).parent}"
+                           ) from None
     prov = profile.provenance
     note(f"{dev.name} is not this host ({f'this host has {here}' if here else 'no GPU here'}): its table "
          f"{profile.path.name} (measured on {prov.get('hardware')} with torch {prov.get('torch')}) is used as a "
@@ -413,9 +419,10 @@ def _adapt_here(base: Profile, dev: Device, space: Any, target: Path, measure: M
     kind = "CPU" if dev.backend == "cpu" else "GPU"
     note(f"{reason}: adapting {base.path.name} to it from {N_ADAPT + N_HELD_OUT} networks measured here "
          f"({ADAPT_HINT[dev.backend]}), saved to {target}; for a full {kind} table run `patsearch profile --device "
-         f"{dev.name} --validate 60` ({FULL_TABLE_HINT[dev.backend]})")
+         f"{dev.name}{space_flag(space)} --validate 60` ({FULL_TABLE_HINT[dev.backend]})")
     profile = adapt_profile(base, space, dev, dev.protocol, target, measure=measure,
-                            command=f"(automatic) patsearch profile --device {dev.name} --adapt", note=note)
+                            command=f"(automatic) patsearch profile --device {dev.name}{space_flag(space)} --adapt",
+                            note=note)
     cal = profile.fidelity["calibrated"]
     note(f"adapted {dev.name} table: {cal['within_10pct']:.0f}% of {cal['n']} held-out networks within +-10%, "
          f"Kendall tau {cal['kendall_tau']:.2f}")

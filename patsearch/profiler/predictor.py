@@ -206,8 +206,8 @@ class Predictor:
             except KeyError:
                 raise ProfileError(
                     f"profile {self.profile.path.name if self.profile.path else self.profile.device} has no entry "
-                    f"for layer {key}: the architecture is outside the space its table was built for; run "
-                    f"`patsearch profile --device {self.profile.device} --space YOUR_SPACE.yaml` to add it"
+                    f"for layer {key}: the architecture is outside the space its table was built for; build that "
+                    f"space's table with `patsearch profile --device {self.profile.device} --space YOUR_SPACE.yaml`"
                 ) from None
             self._key_cache[cache_key] = value
         return value

@@ -55,7 +55,7 @@ def build_profile(options: ProfileOptions, *, layer_factory: LayerFactory | None
     protocol = o.protocol()
     check_hardware(dev)
     search_space = load_space(o.space)
-    path = Path(o.out) if o.out is not None else profile_path(dev.name, protocol)
+    path = Path(o.out) if o.out is not None else profile_path(dev.name, protocol, space=search_space)
     if o.out is not None:  # a bad --out is one line now, not a traceback after the measuring
         ensure_writable(path, "--out", example=f"./{path.name}")
     command = o.command

@@ -37,9 +37,32 @@ class StaleProfileWarning(UserWarning):
     """A profile was made with other software (or for hardware this host cannot check)."""
 
 
-def profile_path(device: str, protocol: Protocol, directory: str | os.PathLike | None = None) -> Path:
-    """Where a profile of ``device`` under ``protocol`` is written: ``directory``, by default the user's."""
-    return Path(directory or user_profiles_dir()) / f"{device}-{protocol.slug()}.json"
+# The default space's tables sit at the top of a profile folder; another space's in a sub-folder of its name, so a
+# device has one table per space (a table extended with another space's layers would mix two days' measurements).
+DEFAULT_SPACE_NAME = "patnet"
+
+
+def space_folder(space: Any | None) -> str | None:
+    """The sub-folder of a profile folder that holds ``space``'s tables; ``None``: the folder itself."""
+    name = getattr(space, "name", None)
+    return None if name in (None, DEFAULT_SPACE_NAME) else name
+
+
+def space_flag(space: Any | None) -> str:
+    """`` --space NAME`` for commands suggested about a space other than the default, else nothing."""
+    if space_folder(space) is None:
+        return ""
+    return f" --space {space.name if (bundled_dir('spaces') / f'{space.name}.yaml').exists() else space.source}"
+
+
+def profile_path(device: str, protocol: Protocol, directory: str | os.PathLike | None = None, *,
+                 space: Any | None = None) -> Path:
+    """Where a profile of ``device`` under ``protocol`` is written: ``directory``, by default the user's profile
+    folder (in ``space``'s sub-folder for a space other than the default)."""
+    if directory is None:
+        sub = space_folder(space)
+        directory = user_profiles_dir() / sub if sub else user_profiles_dir()
+    return Path(directory) / f"{device}-{protocol.slug()}.json"
 
 
 def profile_dirs() -> list[Path]:
@@ -49,6 +72,17 @@ def profile_dirs() -> list[Path]:
     if not shipped_profiles_ignored():
         dirs.append(PROFILES_DIR)
     return dirs
+
+
+def space_dirs(dirs: Iterable[Path], space: Any | None) -> list[Path]:
+    """``dirs`` with ``space``'s sub-folder of each before it (a table of the space itself is preferred)."""
+    sub = space_folder(space)
+    return [folder for d in dirs for folder in ([Path(d) / sub] if sub else []) + [Path(d)]]
+
+
+def covers(profile: Profile, space: Any) -> bool:
+    """Whether ``profile`` has an entry for every layer of ``space``."""
+    return set(space.layer_inputs()) <= set(profile.entries)
 
 
 def _now() -> str:
@@ -265,10 +299,12 @@ def _hardware_here(backend: str) -> str | None:
 
 
 # --- finding profiles ------------------------------------------------------------------------------------------
-def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike | None = None) -> Path:
+def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike | None = None, *,
+                 space: Any | None = None) -> Path:
     """A profile path from a path or a device name (its default protocol first, else its only profile).
 
-    Names are looked up in ``directory`` alone if given, else in :func:`profile_dirs` in order.
+    Names are looked up in ``directory`` alone if given, else in :func:`profile_dirs` in order; with ``space``,
+    each folder's sub-folder for that space comes first and a table that lacks some of its layers is passed over.
     """
     text = os.fspath(device_or_path)
     if text.endswith(".json") or os.sep in text:
@@ -276,23 +312,35 @@ def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike
             raise ProfileError(f"profile {text} does not exist; build one with `patsearch profile --device NAME`")
         return Path(text)
     device = get_device(text)
-    dirs = [Path(directory)] if directory is not None else profile_dirs()
+    dirs = space_dirs([Path(directory)] if directory is not None else profile_dirs(), space)
     have: list[str] = []
+    partial: list[str] = []
     for folder in dirs:
         default = profile_path(device.name, device.protocol, folder)
-        if default.exists():
-            return default
         others = sorted(folder.glob(f"{device.name}-*.json"))
-        if len(others) == 1:
-            return others[0]
-        if others:
+        found = [default] if default.exists() else others
+        if len(found) > 1:
             raise ProfileError(f"several profiles for device {device.name!r} in {folder}: "
                                f"{', '.join(p.name for p in others)}; pass one by path")
+        if found and (space is None or _covers_path(found[0], space)):
+            return found[0]
+        partial += [str(p) for p in found]
         have += sorted(p.name for p in folder.glob("*.json"))
-    raise ProfileError(f"no profile for device {device.name!r} in {' or '.join(str(d) for d in dirs)}"
-                       + (f" (have: {', '.join(have)})" if have else "")
-                       + f"; run `patsearch profile --device {device.name} --adapt` (a few minutes) or "
-                         f"`patsearch profile --device {device.name} --validate 60` (a full table) first")
+    flag = space_flag(space)
+    lacking = (f"; {', '.join(partial)} {'lacks' if len(partial) == 1 else 'lack'} layers of space {space.name!r}"
+               if partial and space is not None else "")
+    where = " or ".join(str(d) for d in dirs if d.exists() or space_folder(space) not in d.parts)
+    raise ProfileError(f"no profile for device {device.name!r} in {where}"
+                       + (f" (have: {', '.join(have)})" if have and not lacking else "") + lacking
+                       + f"; run `patsearch profile --device {device.name}{flag} --adapt` (a few minutes) or "
+                         f"`patsearch profile --device {device.name}{flag} --validate 60` (a full table) first")
+
+
+def _covers_path(path: Path, space: Any) -> bool:
+    try:
+        return covers(Profile.load(path), space)
+    except ProfileError:
+        return True  # a broken table is reported by the caller's load, with its own message
 
 
 def load_profile(device_or_path: str | os.PathLike, *, check: bool = True, allow_stale: bool = False,

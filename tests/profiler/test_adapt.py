@@ -108,10 +108,10 @@ def test_search_adapts_by_itself_where_no_table_fits(tmp_path, tiny_space, shipp
     notes = []
     profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
     assert profile.provenance["adapted"]["from"] == base.path.name
-    assert profile.path == _user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
+    assert profile.path == _user_home / "profiles" / "tiny" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
     assert len(notes) == 2
     assert notes[0].startswith("no cpu table fits this host") and "adapting epyc-" in notes[0]
-    assert "`patsearch profile --device cpu --validate 60` (about 9 minutes" in notes[0]
+    assert "`patsearch profile --device cpu --space tiny --validate 60` (about 9 minutes" in notes[0]
     assert "held-out networks within +-10%" in notes[1]
     # the next search reuses the adapted table: nothing measured again, no note
     count = len(measure.measured)
@@ -162,9 +162,36 @@ def test_ignoring_shipped_tables_forces_adaptation(tmp_path, tiny_space, shipped
     assert profile.provenance["adapted"]["from"] == base.path.name and len(notes) == 2
 
 
+def test_each_space_resolves_a_device_name_to_its_own_table(tiny_space, shipped, monkeypatch, _user_home):
+    """The default space's table sits at the folder's top, another space's in its sub-folder: a name finds the
+    table covering the searched space, and a search of another space adapts into that space's sub-folder."""
+    from patsearch.space import load_space
+
+    default = load_space()
+    top = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)  # lacks the default's
+    (shipped / "tiny").mkdir()
+    own = make_base(shipped / "tiny" / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, seed=1,
+                    hardware="The Tiny Table's CPU")
+    assert find_profile("epyc", space=tiny_space) == own.path
+    assert find_profile("epyc") == top.path  # no space: the folder's top, as before
+    with pytest.raises(ProfileError) as info:
+        find_profile("epyc", space=default)
+    message = str(info.value)
+    assert f"{top.path} lacks layers of space 'patnet'" in message and "\n" not in message
+    assert "`patsearch profile --device epyc --adapt`" in message  # the default space needs no --space
+    assert table.profile_path("cpu", get_device("cpu").protocol, space=default).parent == _user_home / "profiles"
+    # a search of the tiny space on a host no table fits adapts the tiny table, never the top one
+    monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(own))
+    adapted = load_or_adapt("cpu", space=tiny_space, note=lambda _: None)
+    assert adapted.provenance["adapted"]["from_hardware"] == "The Tiny Table's CPU"  # the space's own table
+    assert adapted.path.parent == _user_home / "profiles" / "tiny"
+    assert find_profile("cpu", space=tiny_space) == adapted.path
+
+
 def test_adaptation_never_overwrites_a_full_table(tmp_path, tiny_space, shipped, monkeypatch, _user_home):
     make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)
-    mine = make_base(_user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
+    (_user_home / "profiles" / "tiny").mkdir(parents=True)
+    mine = make_base(_user_home / "profiles" / "tiny" / "cpu-b1-float32-nchw-t1-cputime-fused.json", tiny_space,
                      device="cpu", hardware="Some Other CPU")
     monkeypatch.setattr(adapt_mod, "default_measure", lambda *a, **k: pytest.fail("measured"))
     with pytest.raises(ProfileError, match="measured on 'Some Other CPU'"):
@@ -175,7 +202,8 @@ def test_adaptation_never_overwrites_a_full_table(tmp_path, tiny_space, shipped,
 def test_no_base_covering_the_space_names_the_full_command(tmp_path, tiny_space, shipped):
     dev = get_device("cpu")
     with pytest.raises(ProfileError, match=r"no CPU latency_ms table covering space 'tiny' to adapt from; build a "
-                                           r"full one with `patsearch profile --device cpu --validate 60`"):
+                                           r"full one with `patsearch profile --device cpu --space tiny "
+                                           r"--validate 60`"):
         nearest_base(dev, dev.protocol, tiny_space)
 
 
@@ -344,7 +372,7 @@ def test_a_table_that_fits_by_name_but_runs_off_here_is_adapted(tmp_path, tiny_s
     notes = []
     profile = load_or_adapt("cpu", space=tiny_space, note=notes.append)
     assert profile.provenance["adapted"]["from"] == base.path.name
-    assert profile.path == _user_home / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
+    assert profile.path == _user_home / "profiles" / "tiny" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
     assert notes[0].startswith(f"{base.path.name} fits this host by name but was measured with torch "
                                "0.0.0-another-release") and "run 1.75x its predictions: adapting" in notes[0]
     # the adapted table predicts what this host measures (a constant factor is exactly what adaptation fits)
@@ -392,8 +420,9 @@ def test_no_table_of_a_device_that_is_not_this_host_is_one_line_and_never_adapte
     with pytest.raises(ProfileError) as info:
         load_or_adapt("h100", space=tiny_space, note=lambda _: None)
     message = str(info.value)
-    assert message.startswith("no h100 table, and h100 is not this host, so none can be measured here: run "
-                              "`patsearch profile --device h100 --adapt` on an NVIDIA H100 GPU host")
+    assert message.startswith("no h100 table of space 'tiny', and h100 is not this host, so none can be measured "
+                              "here: run `patsearch profile --device h100 --space tiny --adapt` on an NVIDIA H100 GPU "
+                              "host")
     assert "\n" not in message
 
 
