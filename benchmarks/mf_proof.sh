@@ -15,10 +15,9 @@
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 #   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: that network measured here is the floor
-#   SPACE=spaces/patnet-wide.yaml FLOOR_TABLE=runs/tables/wide-h200.json ... table
-#                                                    # a space's table on this GPU (patsearch profile, resumed
-#                                                    # while warm), packed as $OUT/tables.tgz; then search that
-#                                                    # space with EXTRA="--space ..." and the same FLOOR_TABLE
+#   SPACE=spaces/patnet-wide.yaml ... table          # that space's table on this GPU (patsearch profile, resumed
+#                                                    # while warm) in $TABLES, packed as $OUT/tables.tgz; a
+#                                                    # search of the space (FLOOR_OF, same SPACE) then uses it
 #
 # Needs .devcarry/wheels and .devcarry/cifar10-images.tar.gz (or DATA= an ImageFolder named cifar10).
 # Capacity: side-by-side trainings share a saturated GPU (figures: docs/BENCHMARKS.md, Search), so references run
@@ -44,7 +43,12 @@ CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
 FLOOR_OF=${FLOOR_OF:-}
 FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
 FLOOR_TABLE=${FLOOR_TABLE:-}
-SPACE=${SPACE:-spaces/patnet.yaml}  # the table phase's space
+SPACE=${SPACE:-spaces/patnet.yaml}  # the space searched (and profiled by the table phase)
+# where the GPU tables of $SPACE are: the shipped ones for the default space; for another, the table phase's output
+# (ignored, so it stays on a warm device; once unpacked here, carry it)
+SPACE_NAME=$(python3 -c "import sys; from patsearch.space import load_space; print(load_space(sys.argv[1]).name)" \
+  "$SPACE") || exit 2
+if [ "$SPACE_NAME" = patnet ]; then TABLES=${TABLES:-profiles}; else TABLES=${TABLES:-runs/tables/$SPACE_NAME}; fi
 TABLE_VALIDATE=${TABLE_VALIDATE:-60}  # held-out networks the table phase measures end to end
 TRIALS=${TRIALS:-60}
 RUNGS=${RUNGS:-5,15,45}
@@ -134,11 +138,11 @@ print(min(top, len(ranked)) if complete else 0)
 EOF
 }
 
-resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its shipped table of the default space
+resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its table of $SPACE in $TABLES
   if [ "$FLOOR_DEVICE" = auto ]; then
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
-      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-profiles/h200-b256-bfloat16-cl-graphs-fused.json} ;;
-      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-profiles/h100-b256-bfloat16-cl-fused.json} ;;
+      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-$TABLES/h200-b256-bfloat16-cl-graphs-fused.json} ;;
+      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-$TABLES/h100-b256-bfloat16-cl-fused.json} ;;
       *) stamp "FLOOR_DEVICE=auto knows H200 and H100 only: set FLOOR_DEVICE and FLOOR_TABLE"; return 1 ;;
     esac
   fi
@@ -180,7 +184,7 @@ search() {
   if [ -n "$FLOOR_OF" ]; then measure_floor || return 1; fi
   # Its own process group (set -m), so that one SIGINT reaches the worker processes too: each queues its trial
   # again.
-  python3 -m patsearch search $CONSTRAINT --allow-stale-profile --data "$DATA" $PROXY \
+  python3 -m patsearch search $CONSTRAINT --space "$SPACE" --allow-stale-profile --data "$DATA" $PROXY \
     --proxy-device "$PROXY_DEVICE" $GPUS --rungs "$RUNGS" \
     --trials "$TRIALS" --sampler tpe --seed 1 --pruner none --study-name "$STUDY" --runs-dir "$RUNS" \
     --baselines "$BASELINES" --no-plots $EXTRA > "$LOGS/search-$STUDY.log" 2>&1 &
