@@ -370,7 +370,8 @@ def lead(study, fidelity=None, rs: list[Row] | None = None) -> dict[str, Any] | 
             "seeds": len(search.scores), "baseline_seeds": len(base.scores), "rung": rung,
             "confirmed": search.confirmed, "baseline_confirmed": base.confirmed,
             "delta_points": round(delta, 3), "se_points": None if se is None else round(se, 3),
-            "inside_noise": None if se is None else abs(delta) < 2 * se, "noise": noise.source()}
+            # a zero standard error (every seed scored alike) measures no noise: no verdict rather than infinity
+            "inside_noise": None if not se else abs(delta) < 2 * se, "noise": noise.source()}
 
 
 

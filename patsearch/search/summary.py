@@ -148,6 +148,8 @@ def comparison(study, fidelity=None) -> str:
             f"{info['delta_points']:+.2f} points")
     if info["se_points"] is None:
         return line + " (noise unknown: the validation set size is not recorded)"
+    if info["inside_noise"] is None:
+        return line + f" (noise not measured: every seed scored alike, {info['noise']})"
     verdict = ("inside the noise: not evidence that either is better" if info["inside_noise"]
                else f"{abs(info['delta_points']) / info['se_points']:.1f} standard errors")
     return line + f", standard error of the difference {info['se_points']:.2f} points ({info['noise']}): {verdict}"

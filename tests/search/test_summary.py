@@ -229,6 +229,35 @@ def _rung_study(*, baseline_at_rung1: bool):
     return study
 
 
+def test_seeds_that_score_alike_give_no_verdict_rather_than_a_division_by_zero():
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from patsearch.search.objective import (
+        ATTR_ARCH,
+        ATTR_BASELINE,
+        ATTR_FEASIBLE,
+        ATTR_RUNG,
+        ATTR_RUNG_PARENT,
+        ATTR_RUNG_SEED,
+        ATTR_TOP1,
+    )
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("patsearch_config", {"rungs": {"epochs": [2, 4]}, "val_images": 400})
+    for top1, baseline in ((0.50, "patnet_t1"), (0.60, None)):
+        parent = len(study.trials)  # the network's rung-0 trial, which its re-trainings name
+        rungs = [{}] + [{ATTR_RUNG: 1, ATTR_RUNG_PARENT: parent, ATTR_RUNG_SEED: seed} for seed in (0, 1)]
+        for extra in rungs:  # chance-like proxies of a dry run: every seed gives the same score
+            attrs = {ATTR_ARCH: {"embed_dim": 32}, ATTR_TOP1: top1, ATTR_FEASIBLE: True, **extra}
+            if baseline:
+                attrs[ATTR_BASELINE] = baseline
+            study.add_trial(create_trial(state=TrialState.COMPLETE, value=top1, user_attrs=attrs))
+    info = lead(study)
+    assert (info["rung"], info["se_points"], info["inside_noise"]) == (1, 0, None)
+    assert "+10.00 points (noise not measured: every seed scored alike" in comparison(study)
+
+
 def test_a_rung_search_compares_the_two_at_the_highest_rung_both_reached():
     # The baseline not yet re-trained: trial 1's 4-epoch score against T1's 2-epoch one would claim +30 points.
     early = lead(_rung_study(baseline_at_rung1=False))
