@@ -11,7 +11,7 @@
 #   OUT=$OUT bash benchmarks/mf_proof.sh proof       # the search, then (once its top rung is complete and at least
 #                                                    # $REF_MIN_LEFT s remain) the whole proof as one queue: the
 #                                                    # winner and $REF_BASELINES on $SEEDS, the top rung's ranks
-#                                                    # 2..$TOP on seed 0 (the regret check); repeat the call until
+#                                                    # 2..$TOP on $RANK_SEEDS (the regret check); repeat the call until
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
 #   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: that network measured here is the floor
@@ -63,6 +63,7 @@ REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.00
 SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
+RANK_SEEDS=${RANK_SEEDS:-0}  # the seeds of ranks 2..$TOP (one is enough for the regret check; "0 1 2" when it is close)
 REF_BASELINES=${REF_BASELINES:-patnet_t1=patnet_t1}  # what the proof phase trains beside the winner, on $SEEDS
 BASELINE=${BASELINE:-patnet_t1}  # the label reference.txt compares the others with
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
@@ -262,7 +263,9 @@ case "$PHASE" in
     if [ "$n" -lt 1 ]; then search; n=$(top); n=${n:-0}; fi  # a complete study is not loaded by a search again
     if [ "$n" -ge 1 ] && [ "$(left)" -ge "$REF_MIN_LEFT" ]; then
       NETS="mf=$RUNS/$STUDY/rank1.yaml $REF_BASELINES"
-      NETS+=$(for k in $(seq 2 "$n"); do printf ' rank%s=%s/%s/rank%s.yaml@0' "$k" "$RUNS" "$STUDY" "$k"; done)
+      rank_seeds=$(echo $RANK_SEEDS | tr ' ' ,)
+      NETS+=$(for k in $(seq 2 "$n"); do
+        printf ' rank%s=%s/%s/rank%s.yaml@%s' "$k" "$RUNS" "$STUDY" "$k" "$rank_seeds"; done)
       stamp "references and regret check: $NETS"
       reference
     else
