@@ -196,63 +196,51 @@ def test_show_only_shows_and_rewrite_writes(tmp_path, tiny_profile):
     assert (out.out_dir / "best.yaml").read_bytes() == before[out.out_dir / "best.yaml"][1]
 
 
-def _rung_study(*, baseline_at_rung1: bool):
-    """A two-rung study (2 and 4 epochs, 400 validation images) as the worker loop leaves it: two searched networks
-    and PATNet-T1 scored at rung 0, searched trial 1 re-trained at rung 1, and the baseline only if asked."""
+def _two_rung_study():
+    """An empty study of two rungs (2 and 4 epochs, 400 validation images), with :func:`_add` to fill it."""
     import optuna
-    from optuna.trial import TrialState, create_trial
-
-    from patsearch.search.objective import (
-        ATTR_ARCH,
-        ATTR_BASELINE,
-        ATTR_FEASIBLE,
-        ATTR_RUNG,
-        ATTR_RUNG_PARENT,
-        ATTR_RUNG_SEED,
-        ATTR_TOP1,
-    )
 
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("patsearch_config", {"rungs": {"epochs": [2, 4]}, "val_images": 400})
+    return study
 
-    def add(top1, **attrs):
-        study.add_trial(create_trial(state=TrialState.COMPLETE, value=top1,
-                                     user_attrs={ATTR_ARCH: {"embed_dim": 32}, ATTR_TOP1: top1, ATTR_FEASIBLE: True,
-                                                 **attrs}))
 
-    add(0.50, **{ATTR_BASELINE: "patnet_t1"})  # trial 0
-    add(0.52)  # trial 1: ahead of the baseline by 2 points at 2 epochs
-    add(0.49)  # trial 2
-    add(0.80, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 1, ATTR_RUNG_SEED: 0})
+def _add(study, top1, **attrs):
+    """One finished, feasible trial as the worker loop leaves it (``attrs``: its rung, parent, seed, baseline)."""
+    from optuna.trial import TrialState, create_trial
+
+    from patsearch.search.objective import ATTR_ARCH, ATTR_FEASIBLE, ATTR_TOP1
+
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=top1,
+                                 user_attrs={ATTR_ARCH: {"embed_dim": 32}, ATTR_TOP1: top1, ATTR_FEASIBLE: True,
+                                             **attrs}))
+
+
+def _rung_study(*, baseline_at_rung1: bool):
+    """A two-rung study: two searched networks and PATNet-T1 scored at rung 0, searched trial 1 re-trained at
+    rung 1, and the baseline only if asked."""
+    from patsearch.search.objective import ATTR_BASELINE, ATTR_RUNG, ATTR_RUNG_PARENT, ATTR_RUNG_SEED
+
+    study = _two_rung_study()
+    _add(study, 0.50, **{ATTR_BASELINE: "patnet_t1"})  # trial 0
+    _add(study, 0.52)  # trial 1: ahead of the baseline by 2 points at 2 epochs
+    _add(study, 0.49)  # trial 2
+    _add(study, 0.80, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 1, ATTR_RUNG_SEED: 0})
     if baseline_at_rung1:
-        add(0.77, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 0, ATTR_RUNG_SEED: 0, ATTR_BASELINE: "patnet_t1"})
+        _add(study, 0.77, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: 0, ATTR_RUNG_SEED: 0, ATTR_BASELINE: "patnet_t1"})
     return study
 
 
 def test_seeds_that_score_alike_give_no_verdict_rather_than_a_division_by_zero():
-    import optuna
-    from optuna.trial import TrialState, create_trial
+    from patsearch.search.objective import ATTR_BASELINE, ATTR_RUNG, ATTR_RUNG_PARENT, ATTR_RUNG_SEED
 
-    from patsearch.search.objective import (
-        ATTR_ARCH,
-        ATTR_BASELINE,
-        ATTR_FEASIBLE,
-        ATTR_RUNG,
-        ATTR_RUNG_PARENT,
-        ATTR_RUNG_SEED,
-        ATTR_TOP1,
-    )
-
-    study = optuna.create_study(direction="maximize")
-    study.set_user_attr("patsearch_config", {"rungs": {"epochs": [2, 4]}, "val_images": 400})
+    study = _two_rung_study()
     for top1, baseline in ((0.50, "patnet_t1"), (0.60, None)):
         parent = len(study.trials)  # the network's rung-0 trial, which its re-trainings name
-        rungs = [{}] + [{ATTR_RUNG: 1, ATTR_RUNG_PARENT: parent, ATTR_RUNG_SEED: seed} for seed in (0, 1)]
-        for extra in rungs:  # chance-like proxies of a dry run: every seed gives the same score
-            attrs = {ATTR_ARCH: {"embed_dim": 32}, ATTR_TOP1: top1, ATTR_FEASIBLE: True, **extra}
-            if baseline:
-                attrs[ATTR_BASELINE] = baseline
-            study.add_trial(create_trial(state=TrialState.COMPLETE, value=top1, user_attrs=attrs))
+        named = {ATTR_BASELINE: baseline} if baseline else {}
+        _add(study, top1, **named)
+        for seed in (0, 1):  # chance-like proxies of a dry run: every seed gives the same score
+            _add(study, top1, **named, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: parent, ATTR_RUNG_SEED: seed})
     info = lead(study)
     assert (info["rung"], info["se_points"], info["inside_noise"]) == (1, 0, None)
     assert "+10.00 points (noise not measured: every seed scored alike" in comparison(study)
