@@ -37,6 +37,7 @@ from patsearch.profiler.table import (
     _now,
     covers,
     find_profile,
+    layer_keys,
     load_profile,
     profile_dirs,
     profile_path,
@@ -75,6 +76,7 @@ def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | No
     """Every measured (not adapted) table of this backend and metric whose entries cover ``space``."""
     # shipped tables are bases even when ignored; each folder's sub-folder for the space holds its own tables
     folders = list(dict.fromkeys(space_dirs([*profile_dirs(), PROFILES_DIR], space)))
+    needed = layer_keys(space)
     found: list[Profile] = []
     seen: set[Path] = set()
     for folder in folders:
@@ -88,7 +90,7 @@ def candidate_bases(backend: str, metric: str, space: Any, *, exclude: Path | No
             except ProfileError:
                 continue
             if (profile.backend == backend and profile.metric == metric and not is_adapted(profile)
-                    and covers(profile, space)):
+                    and covers(profile, needed)):
                 found.append(profile)
     return found
 

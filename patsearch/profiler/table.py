@@ -25,6 +25,7 @@ from patsearch.io import atomic_open
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
+from patsearch.space import DEFAULT_SPACE_NAME, SPACES_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,6 @@ class StaleProfileWarning(UserWarning):
 
 # The default space's tables sit at the top of a profile folder; another space's in a sub-folder of its name, so a
 # device has one table per space (a table extended with another space's layers would mix two days' measurements).
-DEFAULT_SPACE_NAME = "patnet"
-
-
 def space_folder(space: Any | None) -> str | None:
     """The sub-folder of a profile folder that holds ``space``'s tables; ``None``: the folder itself."""
     name = getattr(space, "name", None)
@@ -52,7 +50,7 @@ def space_flag(space: Any | None) -> str:
     """`` --space NAME`` for commands suggested about a space other than the default, else nothing."""
     if space_folder(space) is None:
         return ""
-    return f" --space {space.name if (bundled_dir('spaces') / f'{space.name}.yaml').exists() else space.source}"
+    return f" --space {space.name if (SPACES_DIR / f'{space.name}.yaml').exists() else space.source}"
 
 
 def profile_path(device: str, protocol: Protocol, directory: str | os.PathLike | None = None, *,
@@ -80,9 +78,15 @@ def space_dirs(dirs: Iterable[Path], space: Any | None) -> list[Path]:
     return [folder for d in dirs for folder in ([Path(d) / sub] if sub else []) + [Path(d)]]
 
 
-def covers(profile: Profile, space: Any) -> bool:
-    """Whether ``profile`` has an entry for every layer of ``space``."""
-    return set(space.layer_inputs()) <= set(profile.entries)
+def layer_keys(space: Any) -> frozenset[str]:
+    """The keys of every layer of ``space``: what a table must hold to predict it (a fraction of a second to list,
+    so a caller checking several tables lists them once)."""
+    return frozenset(space.layer_inputs())
+
+
+def covers(profile: Profile, keys: frozenset[str]) -> bool:
+    """Whether ``profile`` has an entry for every layer in ``keys`` (:func:`layer_keys`)."""
+    return keys <= profile.entries.keys()
 
 
 def _now() -> str:
@@ -315,6 +319,7 @@ def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike
     dirs = space_dirs([Path(directory)] if directory is not None else profile_dirs(), space)
     have: list[str] = []
     partial: list[str] = []
+    keys: frozenset[str] | None = None  # the space's layers, listed at the first table found
     for folder in dirs:
         default = profile_path(device.name, device.protocol, folder)
         others = sorted(folder.glob(f"{device.name}-*.json"))
@@ -322,7 +327,9 @@ def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike
         if len(found) > 1:
             raise ProfileError(f"several profiles for device {device.name!r} in {folder}: "
                                f"{', '.join(p.name for p in others)}; pass one by path")
-        if found and (space is None or _covers_path(found[0], space)):
+        if found and space is not None and keys is None:
+            keys = layer_keys(space)
+        if found and (keys is None or _covers_path(found[0], keys)):
             return found[0]
         partial += [str(p) for p in found]
         have += sorted(p.name for p in folder.glob("*.json"))
@@ -336,9 +343,9 @@ def find_profile(device_or_path: str | os.PathLike, directory: str | os.PathLike
                          f"`patsearch profile --device {device.name}{flag} --validate 60` (a full table) first")
 
 
-def _covers_path(path: Path, space: Any) -> bool:
+def _covers_path(path: Path, keys: frozenset[str]) -> bool:
     try:
-        return covers(Profile.load(path), space)
+        return covers(Profile.load(path), keys)
     except ProfileError:
         return True  # a broken table is reported by the caller's load, with its own message
 

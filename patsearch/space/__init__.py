@@ -18,6 +18,7 @@ sampling or searching.
 """
 from patsearch.space.space import (
                                    DEFAULT_SPACE,
+                                   DEFAULT_SPACE_NAME,
                                    SPACES_DIR,
                                    Candidate,
                                    Categorical,
@@ -29,4 +30,4 @@ from patsearch.space.space import (
 )
 
 __all__ = ["load_space", "SearchSpace", "Candidate", "Categorical", "IntRange", "Dimension", "SpaceError",
-           "DEFAULT_SPACE", "SPACES_DIR"]
+           "DEFAULT_SPACE", "DEFAULT_SPACE_NAME", "SPACES_DIR"]

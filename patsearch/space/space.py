@@ -38,6 +38,7 @@ from patsearch.resources import bundled_dir
 
 SPACES_DIR = bundled_dir("spaces")  # the checkout's spaces/, or the installed copy
 DEFAULT_SPACE = SPACES_DIR / "patnet.yaml"
+DEFAULT_SPACE_NAME = "patnet"  # the ``name:`` in that file; its lookup tables sit at the top of a profile folder
 
 RESOLUTION = "resolution"  # the one dimension that is not an ArchConfig field
 DEFAULT_RESOLUTION = 224

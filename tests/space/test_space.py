@@ -141,6 +141,14 @@ def test_default_space_table_size_is_tractable():
     assert math.log10(load_space().size()) > 6
 
 
+def test_the_default_space_file_carries_the_default_name():
+    # profile folders keep the default space's tables at their top by this name: the file and the constant agree
+    from patsearch.space import DEFAULT_SPACE_NAME
+
+    assert load_space().name == DEFAULT_SPACE_NAME
+    assert load_space("patnet-wide").name != DEFAULT_SPACE_NAME
+
+
 def test_dimensions_derive_from_the_architecture_fields():
     from patsearch.arch import FIELDS, SEARCH
 
