@@ -46,8 +46,10 @@ FLOOR_TABLE=${FLOOR_TABLE:-}
 SPACE=${SPACE:-spaces/patnet.yaml}  # the space searched (and profiled by the table phase)
 # where the GPU tables of $SPACE are: the shipped ones for the default space; for another, the table phase's output
 # (ignored, so it stays on a warm device; once unpacked here, carry it)
-SPACE_SUB=$(python3 -c "import sys; from patsearch.space import DEFAULT_SPACE_NAME as d, load_space as l
-name = l(sys.argv[1]).name; print('' if name == d else name)" "$SPACE") || exit 2  # empty: the default space
+SPACE_SUB=$(python3 -c "import sys; from patsearch.space import DEFAULT_SPACE_NAME as d, SpaceError, load_space as l
+try: name = l(sys.argv[1]).name
+except SpaceError as e: sys.exit(f'SPACE={sys.argv[1]}: {e}')
+print('' if name == d else name)" "$SPACE") || exit 2  # empty: the default space
 if [ -z "$SPACE_SUB" ]; then TABLES=${TABLES:-profiles}; else TABLES=${TABLES:-runs/tables/$SPACE_SUB}; fi
 TABLE_VALIDATE=${TABLE_VALIDATE:-60}  # held-out networks the table phase measures end to end
 TRIALS=${TRIALS:-60}
