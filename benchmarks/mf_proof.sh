@@ -14,7 +14,8 @@
 #                                                    # 2..$TOP on $RANK_SEEDS (the regret check); repeat the call until
 #                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
 #
-#   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: that network measured here is the floor
+#   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: at least as fast as that network on the
+#                                                    # table; then it and the proof's networks are measured here
 #   SPACE=spaces/patnet-wide.yaml ... table          # that space's table on this GPU (patsearch profile, resumed
 #                                                    # while warm) in $TABLES, packed as $OUT/tables.tgz; a
 #                                                    # search of the space (FLOOR_OF, same SPACE) then uses it
@@ -35,11 +36,10 @@ DEADLINE=${DEADLINE:-540}  # seconds after start: the search is interrupted (its
 STUDY=${STUDY:-mf-cpu}
 BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EPYC table (a host we can measure)
 CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
-# FLOOR_OF=fasternet_t2: the constraint is that network as measured here first (patsearch bench --device
-# $FLOOR_DEVICE, deployment form), applied to $FLOOR_TABLE: a throughput floor on a GPU, a latency budget on a CPU.
-# The measurement is kept in $RUNS, so later calls search against the same number (a study's constraint is fixed).
-# By default the GPU found here picks them: an H200 its graphs table, an H100 its table (each bench protocol is its
-# table's).
+# FLOOR_OF=fasternet_t2: the constraint is "at least as fast as that network" on $FLOOR_TABLE (a throughput floor
+# on a GPU, a latency budget on a CPU), both sides predicted by the one table; the proof then measures it and its
+# networks side by side (patsearch bench --device $FLOOR_DEVICE, deployment form). By default the GPU found here
+# picks them: an H200 its graphs table, an H100 its table (each bench protocol is its table's).
 FLOOR_OF=${FLOOR_OF:-}
 FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
 FLOOR_TABLE=${FLOOR_TABLE:-}
@@ -89,27 +89,35 @@ setup() {
     tar xzf .devcarry/cifar10-images.tar.gz -C .devcarry
   fi
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
-  # MPS (default): the trainings side by side run their kernels concurrently instead of time-slicing the GPU; a
-  # user-space daemon, stopped on exit, that leaves the GPU's settings as they are
-  if [ "${MPS:-1}" = 1 ]; then
-    if command -v nvidia-cuda-mps-control >/dev/null; then
-      export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-      mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-      nvidia-cuda-mps-control -d && trap 'echo quit | nvidia-cuda-mps-control' EXIT && stamp "MPS on"
-      # a daemon that cannot serve this GPU would fail every training of the call: check with one CUDA op first
-      if ! python3 -c "import torch; torch.ones(1, device='cuda').sum().item()" >/dev/null 2>&1; then
-        echo quit | nvidia-cuda-mps-control; trap - EXIT; stamp "MPS could not serve a CUDA op: time-slicing"
-      fi
-    else
-      if command -v nvidia-smi >/dev/null; then stamp "no nvidia-cuda-mps-control here: time-slicing"; fi
-    fi
-  fi
   # A warm device still holds the last call's state (newer than any pack, with checkpoints): keep it.
   if [ -n "${RUNS_IN:-}" ] && [ -f "$RUNS_IN" ]; then
     if [ -z "$(ls -A "$RUNS" | grep -vx logs)" ]; then tar xzf "$RUNS_IN" -C "$RUNS"; stamp "resumed from $RUNS_IN"
     else stamp "kept the state already in $RUNS (a warm device); $RUNS_IN not unpacked"; fi
   fi
   stamp "setup done"
+}
+
+mps_on() {  # (default) the trainings side by side run their kernels concurrently instead of time-slicing the GPU;
+  # a user-space daemon, stopped on exit, that leaves the GPU's settings as they are
+  [ "${MPS:-1}" = 1 ] && [ -z "${MPS_ON:-}" ] || return 0
+  if ! command -v nvidia-cuda-mps-control >/dev/null; then
+    if command -v nvidia-smi >/dev/null; then stamp "no nvidia-cuda-mps-control here: time-slicing"; fi
+    return 0
+  fi
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d && trap mps_off EXIT && MPS_ON=1 && stamp "MPS on"
+  # a daemon that cannot serve this GPU would fail every training of the call: check with one CUDA op first
+  if ! python3 -c "import torch; torch.ones(1, device='cuda').sum().item()" >/dev/null 2>&1; then
+    mps_off; stamp "MPS could not serve a CUDA op: time-slicing"
+  fi
+}
+
+mps_off() {  # before a measurement: tables and floors are timed as a user times them, one process on the GPU
+  [ -n "${MPS_ON:-}" ] || return 0
+  echo quit | nvidia-cuda-mps-control; trap - EXIT
+  unset MPS_ON CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  stamp "MPS off"
 }
 
 pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds) and checkpoints
@@ -163,28 +171,36 @@ table() {  # $SPACE's table on $FLOOR_DEVICE at $FLOOR_TABLE; a cut build or val
   pack
 }
 
-measure_floor() {  # sets CONSTRAINT from $FLOOR_OF measured on this machine (once per $RUNS)
+floor_constraint() {  # CONSTRAINT: at least as fast as $FLOOR_OF, both predicted by $FLOOR_TABLE (so its bias
+  # cancels); measure_nets then measures them side by side on this machine
   resolve_device || return 1
-  local floor="$RUNS/floor-$FLOOR_OF-$FLOOR_DEVICE.json"
-  if [ ! -f "$floor" ]; then
-    python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$FLOOR_OF" --forms fused --format json \
-      --out "$floor" > "$LOGS/floor.log" 2>&1 || { stamp "measuring $FLOOR_OF failed: $LOGS/floor.log"; return 1; }
+  local metric
+  metric=$(python3 -c "import sys; from patsearch.profiler import load_profile
+print(load_profile(sys.argv[1], check=False).metric)" "$FLOOR_TABLE") || { stamp "no table at $FLOOR_TABLE"; return 1; }
+  if [ "$metric" = throughput ]; then CONSTRAINT="--min-throughput $FLOOR_TABLE=$FLOOR_OF"
+  else CONSTRAINT="--latency-budget $FLOOR_TABLE=$FLOOR_OF"; fi
+  stamp "constraint: $CONSTRAINT"
+}
+
+measure_nets() {  # $FLOOR_OF and the proof's networks ($NETS) measured side by side on $FLOOR_DEVICE, once per
+  # $RUNS, outside MPS; the study's best.yaml gets its measurement recorded next to its prediction
+  local models=$FLOOR_OF job arch
+  BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"
+  [ -f "$BENCH_JSON" ] && return 0
+  for job in $NETS; do arch=${job#*=}; [[ ,$models, == *,${arch%@*},* ]] || models+=",${arch%@*}"; done
+  mps_off
+  if python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$models" --forms fused --group 8 --format json \
+      --out "$BENCH_JSON" > "$LOGS/bench.log" 2>&1; then stamp "measured the proof's networks: $BENCH_JSON"
+  else stamp "measuring the proof's networks failed: $LOGS/bench.log"; fi
+  if [ -f "$RUNS/$STUDY/best.yaml" ]; then
+    python3 -m patsearch bench --device "$FLOOR_DEVICE" --arch "$RUNS/$STUDY/best.yaml" --forms fused \
+      >> "$LOGS/bench.log" 2>&1 || stamp "measuring best.yaml failed: $LOGS/bench.log"
   fi
-  CONSTRAINT=$(python3 - "$floor" "$FLOOR_OF" "$FLOOR_TABLE" <<'EOF'
-import json, sys
-bench, model, table = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-[value] = [r["value"] for r in bench["rows"] if r["model"] == model and r["form"] == "fused"]
-if bench["metric"] == "latency_ms":
-    print(f"--latency-budget {table}={value:.3f}ms")
-else:
-    print(f"--min-throughput {table}={int(value)}fps")  # rounded down: the measured network itself fits
-EOF
-  ) || return 1
-  stamp "constraint from $FLOOR_OF measured on $FLOOR_DEVICE: $CONSTRAINT"
 }
 
 search() {
-  if [ -n "$FLOOR_OF" ]; then measure_floor || return 1; fi
+  if [ -n "$FLOOR_OF" ]; then floor_constraint || return 1; fi
+  mps_on
   # Its own process group (set -m), so that one SIGINT reaches the worker processes too: each queues its trial
   # again.
   python3 -m patsearch search $CONSTRAINT --space "$SPACE" --allow-stale-profile --data "$DATA" $PROXY \
@@ -209,6 +225,7 @@ reference() {
   # A queue: at most $REF_PARALLEL trainings at once per GPU (side by side they share a saturated GPU, so starting
   # more only cuts them all at the deadline); the ones not started wait for the next call.
   local n_gpus i=0 queue=() pids=() job name arch seeds seed
+  mps_on
   n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
   local k=0 more=1 seed_list=()
   while [ $more = 1 ]; do  # the k-th seed of every network, then the (k+1)-th: what finishes first is paired
@@ -249,6 +266,7 @@ reference() {
   local table=(--runs "$RUNS" --epochs "$REF_EPOCHS") labels=" "
   for job in $NETS; do arch=${job#*=}; table+=(--net "${job%%=*}=${arch%@*}"); labels+="${job%%=*} "; done
   [[ $labels == *" $BASELINE "* ]] && table+=(--baseline "$BASELINE")
+  [ -n "${BENCH_JSON:-}" ] && [ -f "$BENCH_JSON" ] && table+=(--bench "$BENCH_JSON")
   if [ -f "$RUNS/$STUDY/study.db" ]; then
     table+=(--study "$STUDY"); [ "$RUNGS" != none ] && table+=(--rung-epochs "$RUNGS")
   fi
@@ -269,11 +287,16 @@ case "$PHASE" in
       NETS+=$(for k in $(seq 2 "$n"); do
         printf ' rank%s=%s/%s/rank%s.yaml@%s' "$k" "$RUNS" "$STUDY" "$k" "$rank_seeds"; done)
       stamp "references and regret check: $NETS"
+      if [ -n "$FLOOR_OF" ]; then resolve_device && measure_nets; fi
       reference
     else
       stamp "no references yet: $n ranked networks, $(left) s left"
     fi ;;
-  reference) reference ;;
+  reference)
+    if [ -n "$FLOOR_OF" ] && resolve_device && [ -f "$RUNS/bench-$FLOOR_DEVICE.json" ]; then
+      BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"
+    fi
+    reference ;;
   table) table ;;
   *) echo "unknown phase $PHASE (search, reference, proof or table)"; exit 2 ;;
 esac

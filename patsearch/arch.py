@@ -415,6 +415,11 @@ FASTERNET_POINTS: dict[str, ArchConfig] = {
 }
 
 
+# Every hand-designed network by name: what a search compares with (baselines) and what a constraint can be
+# relative to ("as fast as fasternet_t2"), at the ImageNet resolution they were designed for.
+NAMED_NETWORKS: dict[str, ArchConfig] = {**VARIANTS, **FASTERNET_POINTS}
+NAMED_RESOLUTION = 224
+
 def is_arch_ref(ref: Any) -> bool:
     """Whether ``ref`` names a PATNet-family network (config, mapping, variant name or YAML path) rather than
     another timm model. The one definition of "is a PATNet" for the model factory, trainer and CLI."""

@@ -13,16 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from patsearch.arch import FASTERNET_POINTS, VARIANTS, ArchConfig
+from patsearch.arch import FASTERNET_POINTS, NAMED_NETWORKS, VARIANTS, ArchConfig
 from patsearch.errors import UserError
 from patsearch.search.constraints import Constraint
 from patsearch.search.objective import ATTR_ARCH, ATTR_BASELINE, ATTR_OUTSIDE_SPACE, ATTR_RESOLUTION
 
 logger = logging.getLogger("patsearch.search")
 
-
-# Every hand-designed network a search can be compared with, by name.
-NAMED: dict[str, ArchConfig] = {**VARIANTS, **FASTERNET_POINTS}
 
 
 @dataclass(frozen=True)
@@ -46,14 +43,14 @@ def select_baselines(space: Any, constraints: Sequence[Constraint], names: str |
         names = names.strip().lower()
         if names == "none":
             return [], []
-        wanted = list(NAMED) if names == "auto" else [n.strip() for n in names.split(",") if n.strip()]
+        wanted = list(NAMED_NETWORKS) if names == "auto" else [n.strip() for n in names.split(",") if n.strip()]
         explicit = names != "auto"
     else:
         wanted, explicit = list(names), True
-    unknown = [n for n in wanted if n not in NAMED]
+    unknown = [n for n in wanted if n not in NAMED_NETWORKS]
     if unknown:
-        raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(NAMED)}, 'auto' or "
-                        "'none'")
+        raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(NAMED_NETWORKS)}, "
+                        "'auto' or 'none'")
     chosen: list[Baseline] = []
     notes: list[str] = []
     for name in wanted:
@@ -80,7 +77,7 @@ def _strength_order(b: Baseline) -> tuple[int, int]:
 
 
 def _fit(space: Any, constraints: Sequence[Constraint], name: str) -> tuple[Baseline | None, str]:
-    variant = NAMED[name]
+    variant = NAMED_NETWORKS[name]
     fixed = {k: v for k, v in dict(getattr(space, "fixed", {})).items() if k != "drop_path_rate"}
     last_why = "no resolution of the space fits"
     for resolution in sorted(space.resolution, reverse=True):

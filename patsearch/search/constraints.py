@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from patsearch.arch import NUM_STAGES, ArchConfig
+from patsearch.arch import NAMED_NETWORKS, NAMED_RESOLUTION, NUM_STAGES, ArchConfig
 from patsearch.errors import UserError
 from patsearch.search.budget import format_latency, format_throughput, parse_latency, parse_throughput
 
@@ -47,13 +47,18 @@ class ConstraintSpec:
 
     device: str | None  # None: the default device (--device)
     kind: str
-    limit: float  # ms for latency, img/s for throughput
+    limit: float | None  # ms for latency, img/s for throughput; None: that of ``relative_to``
+    relative_to: str | None = None  # a named network: the limit is its prediction on the same table
 
     @classmethod
     def parse(cls, text: str, kind: str) -> ConstraintSpec:
-        """``"35ms"`` or ``"cpu=35ms"`` / ``"profiles/h100.json=4000fps"`` (device before the last ``=``)."""
+        """``"35ms"`` or ``"cpu=35ms"`` / ``"profiles/h100.json=4000fps"`` (device before the last ``=``), or a
+        named network instead of the number (``"h200=fasternet_t2"``: at least as fast as it, as the table predicts
+        both, so the table's bias cancels)."""
         device, _, value = text.rpartition("=")
         device = device.strip() or None
+        if value.strip().lower() in NAMED_NETWORKS:
+            return cls(device, kind, None, value.strip().lower())
         parse = parse_latency if kind == LATENCY else parse_throughput
         return cls(device, kind, parse(value))
 
@@ -66,6 +71,7 @@ class Constraint:
     kind: str
     limit: float
     profile: Any = field(compare=False, repr=False)
+    relative_to: str | None = None  # the named network whose predicted value the limit is
 
     @property
     def key(self) -> str:
@@ -93,10 +99,12 @@ class Constraint:
 
     def describe(self) -> str:
         op = "<=" if self.kind == LATENCY else ">="
-        return f"{self.device} {self.kind} {op} {self.format(self.limit)}"
+        text = f"{self.device} {self.kind} {op} {self.format(self.limit)}"
+        return f"{text} ({self.relative_to})" if self.relative_to else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "kind": self.kind, "limit": self.limit}
+        out = {"device": self.device, "kind": self.kind, "limit": self.limit}
+        return {**out, "relative_to": self.relative_to} if self.relative_to else out
 
 
 def parse_constraints(latency_budgets: Sequence[str] = (), min_throughputs: Sequence[str] = ()) -> list[ConstraintSpec]:
@@ -126,7 +134,14 @@ def load_constraints(specs: Iterable[ConstraintSpec], default_device: str | None
             raise ConstraintError(f"profile {device!r} measures {metric}, not {wanted}; use {other} with it, "
                                   f"or profile the device for {spec.kind}")
         name = getattr(profile, "device", None) or device
-        constraint = Constraint(str(name) if isinstance(name, str) else device, spec.kind, spec.limit, profile)
+        limit = spec.limit
+        if spec.relative_to is not None:
+            try:
+                limit = float(profile.predict(NAMED_NETWORKS[spec.relative_to], NAMED_RESOLUTION))
+            except UserError as exc:  # e.g. a table of another space that lacks the network's layers
+                raise ConstraintError(f"{spec.relative_to} cannot set the {device} limit: {exc}") from None
+        constraint = Constraint(str(name) if isinstance(name, str) else device, spec.kind, limit, profile,
+                                spec.relative_to)
         if any(c.key == constraint.key for c in out):
             raise ConstraintError(f"two {spec.kind} constraints on {constraint.device}; give one limit per device")
         out.append(constraint)

@@ -43,6 +43,7 @@ class ConstraintInfo:
     device: str
     kind: str
     limit: float
+    relative_to: str | None = None
 
     @property
     def key(self) -> str:
@@ -57,12 +58,14 @@ class ConstraintInfo:
 
     def describe(self) -> str:
         op = "<=" if self.kind == "latency" else ">="
-        return f"{self.device} {self.kind} {op} {self.limit:g} {self.unit}"
+        text = f"{self.device} {self.kind} {op} {self.limit:g} {self.unit}"
+        return f"{text} ({self.relative_to})" if self.relative_to else text
 
 
 def constraints_of(study) -> list[ConstraintInfo]:
     config = study.user_attrs.get("patsearch_config") or {}
-    return [ConstraintInfo(c["device"], c["kind"], float(c["limit"])) for c in config.get("constraints", [])]
+    return [ConstraintInfo(c["device"], c["kind"], float(c["limit"]), c.get("relative_to"))
+            for c in config.get("constraints", [])]
 
 
 @dataclass

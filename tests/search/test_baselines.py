@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from patsearch.arch import NAMED_NETWORKS
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
-from patsearch.search.baselines import NAMED, select_baselines
+from patsearch.search.baselines import select_baselines
 from patsearch.search.budget import BudgetError
 from patsearch.search.constraints import (
     ConstraintError,
@@ -48,7 +49,7 @@ def test_fasternet_points_of_the_space_are_baselines_by_name_and_by_auto(space):
 
 def test_a_throughput_floor_keeps_only_the_networks_fast_enough(space):
     profile = _load(str(__import__("search_helpers").ROOT / H200))
-    t2 = profile.predict(NAMED["fasternet_t2"], 224)
+    t2 = profile.predict(NAMED_NETWORKS["fasternet_t2"], 224)
     chosen, notes = select_baselines(space, _h200(f"{t2 * 0.999:.0f}fps"), "auto")
     assert "fasternet_t2" in {b.name for b in chosen}
     slower = [b for b in chosen if b.predicted[next(iter(b.predicted))] < t2 * 0.999]
@@ -58,6 +59,28 @@ def test_a_throughput_floor_keeps_only_the_networks_fast_enough(space):
     with pytest.raises(UserError, match="unknown baseline"):
         select_baselines(space, _h200("1000fps"), "fasternet_xl")
 
+
+
+def test_a_floor_named_by_a_network_is_its_prediction_on_the_same_table_and_that_network_meets_it(space):
+    [spec] = parse_constraints(min_throughputs=["h200=FasterNet_T2"])
+    assert (spec.device, spec.limit, spec.relative_to) == ("h200", None, "fasternet_t2")
+    [constraint] = _h200("fasternet_t2")
+    t2 = _load(str(__import__("search_helpers").ROOT / H200)).predict(NAMED_NETWORKS["fasternet_t2"], 224)
+    assert constraint.limit == pytest.approx(t2, rel=1e-12)
+    assert constraint.describe().endswith("img/s (fasternet_t2)")
+    assert constraint.to_dict()["relative_to"] == "fasternet_t2"
+    # the network that sets the floor is a baseline of its own search, not one rounding error outside it
+    [chosen], _ = select_baselines(space, [constraint], "fasternet_t2")
+    assert chosen.name == "fasternet_t2"
+    with pytest.raises(UserError, match="baseline patnet_t2 cannot be used: predicted"):  # slower on the H200
+        select_baselines(space, [constraint], "patnet_t2")
+    [latency] = load_constraints(parse_constraints(latency_budgets=["epyc=patnet_t1"]), loader=_load)
+    assert latency.limit == pytest.approx(_load("epyc").predict(NAMED_NETWORKS["patnet_t1"], 224), rel=1e-12)
+
+
+def test_a_named_network_outside_the_table_cannot_set_a_limit():
+    with pytest.raises(ConstraintError, match="fasternet_t0 cannot set the .* limit: .*no entry for layer"):
+        _h200("fasternet_t0")  # width 40 is not in the space's tables
 
 def test_the_throughput_floor_parses_and_an_unreachable_floor_says_what_is_possible(space):
     from search_helpers import ROOT
