@@ -4,11 +4,11 @@ history and parameter importances (``optuna.visualization.matplotlib``; each wri
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from patsearch.io import atomic_save_figure
+from patsearch.search.optuna_noise import quiet_importances
 from patsearch.search.results import ConstraintInfo, Row, constraints_of, pareto_front, rows
 from patsearch.search.trial_counts import is_infeasible
 
@@ -76,8 +76,7 @@ def importances_plot(study, notes: list[str] | None = None):
     if len(study.directions) == 1:
         ax = ovm.plot_param_importances(trained, target_name="proxy top-1")
     else:  # PED-ANOVA ranks low targets as good (and says so): negate the maximised top-1, as optuna-dashboard does
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes the importances")
+        with quiet_importances():
             ax = ovm.plot_param_importances(trained, target=lambda t: -t.values[0], target_name="proxy top-1")
     title = f"Parameter importances for proxy top-1, from {n} trained networks"
     if n < FEW_FOR_IMPORTANCES:
