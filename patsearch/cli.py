@@ -362,12 +362,11 @@ def search(
     options: Path | None = flags.options_file("SearchOptions", _STUDY),
     latency_budget: list[str] | None = typer.Option(
         None, "--latency-budget", metavar="BUDGET", rich_help_panel=_BUDGETS,
-        help="35ms, '35 ms', 0.035s, 35000us; DEVICE=35ms for another device's profile; DEVICE=patnet_t1: no "
-             "slower than that named network as the table predicts it. Repeatable."),
+        help="35ms, 0.035s, 35000us; DEVICE=35ms for another device's table; DEVICE=patnet_t1: that network's "
+             "prediction there. Repeatable."),
     min_throughput: list[str] | None = typer.Option(
         None, "--min-throughput", metavar="FLOOR", rich_help_panel=_BUDGETS,
-        help="Throughput floor, e.g. h100=4000fps, or h200=fasternet_t2: at least that named network's predicted "
-             "throughput. Repeatable."),
+        help="Throughput floor: h100=4000fps, or h200=fasternet_t2 (its prediction). Repeatable."),
     tables: dict | None = None,  # flags.TABLES
     proxy: dict | None = None,  # flags.PROXY_SETTINGS
     trials: int = typer.Option(8, rich_help_panel=_STUDY,

@@ -57,3 +57,11 @@ def format_latency(ms: float) -> str:
 
 def format_throughput(fps: float) -> str:
     return f"{fps:,.0f} img/s"
+
+
+def describe_limit(device: str, kind: str, limit: float, relative_to: str | None = None) -> str:
+    """``"epyc latency <= 27.1 ms"``, ``"h100 throughput >= 29,898 img/s (fasternet_t2)"``: one wording for a live
+    constraint and for one stored with a study."""
+    op, value = ("<=", format_latency(limit)) if kind == "latency" else (">=", format_throughput(limit))
+    text = f"{device} {kind} {op} {value}"
+    return f"{text} ({relative_to})" if relative_to else text

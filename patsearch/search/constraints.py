@@ -14,7 +14,13 @@ from typing import Any
 
 from patsearch.arch import NAMED_NETWORKS, NAMED_RESOLUTION, NUM_STAGES, ArchConfig
 from patsearch.errors import UserError
-from patsearch.search.budget import format_latency, format_throughput, parse_latency, parse_throughput
+from patsearch.search.budget import (
+    describe_limit,
+    format_latency,
+    format_throughput,
+    parse_latency,
+    parse_throughput,
+)
 
 LATENCY = "latency"
 THROUGHPUT = "throughput"
@@ -98,9 +104,7 @@ class Constraint:
         return format_latency(value) if self.kind == LATENCY else format_throughput(value)
 
     def describe(self) -> str:
-        op = "<=" if self.kind == LATENCY else ">="
-        text = f"{self.device} {self.kind} {op} {self.format(self.limit)}"
-        return f"{text} ({self.relative_to})" if self.relative_to else text
+        return describe_limit(self.device, self.kind, self.limit, self.relative_to)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"device": self.device, "kind": self.kind, "limit": self.limit}

@@ -20,6 +20,7 @@ from typing import Any
 from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.ranking import binomial_se, pooled_std
+from patsearch.search.budget import describe_limit
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -57,9 +58,7 @@ class ConstraintInfo:
         return f"{self.device} {'latency' if self.kind == 'latency' else 'throughput'} ({self.unit})"
 
     def describe(self) -> str:
-        op = "<=" if self.kind == "latency" else ">="
-        text = f"{self.device} {self.kind} {op} {self.limit:g} {self.unit}"
-        return f"{text} ({self.relative_to})" if self.relative_to else text
+        return describe_limit(self.device, self.kind, self.limit, self.relative_to)
 
 
 def constraints_of(study) -> list[ConstraintInfo]:
