@@ -44,12 +44,13 @@ FLOOR_OF=${FLOOR_OF:-}
 FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
 FLOOR_TABLE=${FLOOR_TABLE:-}
 SPACE=${SPACE:-spaces/patnet.yaml}  # the space searched (and profiled by the table phase)
-# where the GPU tables of $SPACE are: the shipped ones for the default space; for another, the table phase's output
-# (ignored, so it stays on a warm device; once unpacked here, carry it)
+# where the GPU tables of $SPACE are: the shipped ones (profiles/, or profiles/<space>/ for another space); where
+# there is none, the table phase's output in $TABLES (ignored, so it stays on a warm device; unpacked here, carry it)
 SPACE_SUB=$(python3 -c "import sys; from patsearch.space import DEFAULT_SPACE_NAME as d, SpaceError, load_space as l
 try: name = l(sys.argv[1]).name
 except SpaceError as e: sys.exit(f'SPACE={sys.argv[1]}: {e}')
 print('' if name == d else name)" "$SPACE") || exit 2  # empty: the default space
+TABLES_GIVEN=${TABLES:+1}
 if [ -z "$SPACE_SUB" ]; then TABLES=${TABLES:-profiles}; else TABLES=${TABLES:-runs/tables/$SPACE_SUB}; fi
 TABLE_VALIDATE=${TABLE_VALIDATE:-60}  # held-out networks the table phase measures end to end
 TRIALS=${TRIALS:-60}
@@ -149,11 +150,17 @@ print(min(top, len(ranked)) if complete else 0)
 EOF
 }
 
-resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its table of $SPACE in $TABLES
+gpu_table() {  # $1: a table's file name -> its path: $SPACE's shipped table when there is one (unless TABLES is
+  # set), else $TABLES's (the table phase's output)
+  local shipped="profiles/${SPACE_SUB:+$SPACE_SUB/}$1"
+  if [ -z "$TABLES_GIVEN" ] && [ "$PHASE" != table ] && [ -f "$shipped" ]; then echo "$shipped"; else echo "$TABLES/$1"; fi
+}
+
+resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its table of $SPACE
   if [ "$FLOOR_DEVICE" = auto ]; then
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
-      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-$TABLES/h200-b256-bfloat16-cl-graphs-fused.json} ;;
-      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-$TABLES/h100-b256-bfloat16-cl-fused.json} ;;
+      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h200-b256-bfloat16-cl-graphs-fused.json)} ;;
+      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h100-b256-bfloat16-cl-fused.json)} ;;
       *) stamp "FLOOR_DEVICE=auto knows H200 and H100 only: set FLOOR_DEVICE and FLOOR_TABLE"; return 1 ;;
     esac
   fi
