@@ -165,6 +165,7 @@ resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) it
     esac
   fi
   [ -n "$FLOOR_TABLE" ] || { stamp "set FLOOR_TABLE, the table of $FLOOR_DEVICE the constraint applies to"; return 1; }
+  BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"  # measure_nets's measurements on this device
 }
 
 table() {  # $SPACE's table on $FLOOR_DEVICE at $FLOOR_TABLE; a cut build or validation resumes in the next call
@@ -192,7 +193,6 @@ print(load_profile(sys.argv[1], check=False).metric)" "$FLOOR_TABLE") || { stamp
 measure_nets() {  # $FLOOR_OF and the proof's networks ($NETS) measured side by side on $FLOOR_DEVICE, once per
   # $RUNS, outside MPS; the study's best.yaml gets its measurement recorded next to its prediction
   local models=$FLOOR_OF job arch
-  BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"
   [ -f "$BENCH_JSON" ] && return 0
   for job in $NETS; do arch=${job#*=}; [[ ,$models, == *,${arch%@*},* ]] || models+=",${arch%@*}"; done
   mps_off
@@ -300,9 +300,7 @@ case "$PHASE" in
       stamp "no references yet: $n ranked networks, $(left) s left"
     fi ;;
   reference)
-    if [ -n "$FLOOR_OF" ] && resolve_device && [ -f "$RUNS/bench-$FLOOR_DEVICE.json" ]; then
-      BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"
-    fi
+    if [ -n "$FLOOR_OF" ]; then resolve_device; fi  # the table shows the measurements when there are any
     reference ;;
   table) table ;;
   *) echo "unknown phase $PHASE (search, reference, proof or table)"; exit 2 ;;

@@ -420,6 +420,7 @@ FASTERNET_POINTS: dict[str, ArchConfig] = {
 NAMED_NETWORKS: dict[str, ArchConfig] = {**VARIANTS, **FASTERNET_POINTS}
 NAMED_RESOLUTION = 224
 
+
 def is_arch_ref(ref: Any) -> bool:
     """Whether ``ref`` names a PATNet-family network (config, mapping, variant name or YAML path) rather than
     another timm model. The one definition of "is a PATNet" for the model factory, trainer and CLI."""

@@ -21,7 +21,6 @@ from patsearch.search.objective import ATTR_ARCH, ATTR_BASELINE, ATTR_OUTSIDE_SP
 logger = logging.getLogger("patsearch.search")
 
 
-
 @dataclass(frozen=True)
 class Baseline:
     name: str

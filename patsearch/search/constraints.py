@@ -63,8 +63,8 @@ class ConstraintSpec:
         both, so the table's bias cancels)."""
         device, _, value = text.rpartition("=")
         device = device.strip() or None
-        if value.strip().lower() in NAMED_NETWORKS:
-            return cls(device, kind, None, value.strip().lower())
+        if (name := value.strip().lower()) in NAMED_NETWORKS:
+            return cls(device, kind, None, name)
         parse = parse_latency if kind == LATENCY else parse_throughput
         return cls(device, kind, parse(value))
 
