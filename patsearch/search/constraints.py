@@ -15,6 +15,7 @@ from typing import Any
 from patsearch.arch import NAMED_NETWORKS, NAMED_RESOLUTION, NUM_STAGES, ArchConfig
 from patsearch.errors import UserError
 from patsearch.search.budget import (
+    BudgetError,
     describe_limit,
     format_latency,
     format_throughput,
@@ -65,6 +66,10 @@ class ConstraintSpec:
         device = device.strip() or None
         if (name := value.strip().lower()) in NAMED_NETWORKS:
             return cls(device, kind, None, name)
+        if name[:1].isalpha():  # a word, not an amount: most likely a misspelt network
+            example = "35ms" if kind == LATENCY else "4000fps"
+            raise BudgetError(f"{kind} {value.strip()!r}: neither an amount like {example} nor a named network "
+                              f"({', '.join(NAMED_NETWORKS)})")
         parse = parse_latency if kind == LATENCY else parse_throughput
         return cls(device, kind, parse(value))
 

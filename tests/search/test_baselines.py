@@ -64,6 +64,9 @@ def test_a_throughput_floor_keeps_only_the_networks_fast_enough(space):
 def test_a_floor_named_by_a_network_is_its_prediction_on_the_same_table_and_that_network_meets_it(space):
     [spec] = parse_constraints(min_throughputs=["h200=FasterNet_T2"])
     assert (spec.device, spec.limit, spec.relative_to) == ("h200", None, "fasternet_t2")
+    with pytest.raises(BudgetError, match="'fasternet_t9': neither an amount like 4000fps nor a named network "
+                                          r"\(patnet_t0, .*fasternet_t2"):
+        parse_constraints(min_throughputs=["h200=fasternet_t9"])
     [constraint] = _h200("fasternet_t2")
     t2 = _load(str(__import__("search_helpers").ROOT / H200)).predict(NAMED_NETWORKS["fasternet_t2"], 224)
     assert constraint.limit == pytest.approx(t2, rel=1e-12)
