@@ -38,11 +38,14 @@ BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EP
 CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
 # FLOOR_OF=fasternet_t2: the constraint is "at least as fast as that network" on $FLOOR_TABLE (a throughput floor
 # on a GPU, a latency budget on a CPU), both sides predicted by the one table; the proof then measures it and its
-# networks side by side (patsearch bench --device $FLOOR_DEVICE, deployment form). By default the GPU found here
+# networks side by side (patsearch bench --device $MEASURE_DEVICE, deployment form). By default the GPU found here
 # picks them: an H200 its graphs table, an H100 its table (each bench protocol is its table's).
 FLOOR_OF=${FLOOR_OF:-}
 FLOOR_DEVICE=${FLOOR_DEVICE:-auto}
 FLOOR_TABLE=${FLOOR_TABLE:-}
+# where the proof's networks are measured: by default the GPU found here, which may differ from the table's device
+# (a study constrained by the H100 table, resumed and measured on an H200: hardware its table never saw)
+MEASURE_DEVICE=${MEASURE_DEVICE:-auto}
 SPACE=${SPACE:-spaces/patnet.yaml}  # the space searched (and profiled by the table phase)
 # where the GPU tables of $SPACE are: the shipped ones (profiles/, or profiles/<space>/ for another space); where
 # there is none, the table phase's output in $TABLES (ignored, so it stays on a warm device; unpacked here, carry it)
@@ -157,15 +160,22 @@ gpu_table() {  # $1: a table's file name -> its path: $SPACE's shipped table whe
 }
 
 resolve_device() {  # FLOOR_DEVICE=auto: the GPU found here, and (unless set) its table of $SPACE
+  local here
+  case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
+    *H200*) here=h200 ;;
+    *H100*) here=h100 ;;
+    *) here= ;;
+  esac
   if [ "$FLOOR_DEVICE" = auto ]; then
-    case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
-      *H200*) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h200-b256-bfloat16-cl-graphs-fused.json)} ;;
-      *H100*) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h100-b256-bfloat16-cl-fused.json)} ;;
+    case "$here" in
+      h200) FLOOR_DEVICE=h200; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h200-b256-bfloat16-cl-graphs-fused.json)} ;;
+      h100) FLOOR_DEVICE=h100; FLOOR_TABLE=${FLOOR_TABLE:-$(gpu_table h100-b256-bfloat16-cl-fused.json)} ;;
       *) stamp "FLOOR_DEVICE=auto knows H200 and H100 only: set FLOOR_DEVICE and FLOOR_TABLE"; return 1 ;;
     esac
   fi
   [ -n "$FLOOR_TABLE" ] || { stamp "set FLOOR_TABLE, the table of $FLOOR_DEVICE the constraint applies to"; return 1; }
-  BENCH_JSON="$RUNS/bench-$FLOOR_DEVICE.json"  # measure_nets's measurements on this device
+  [ "$MEASURE_DEVICE" = auto ] && MEASURE_DEVICE=${here:-$FLOOR_DEVICE}
+  BENCH_JSON="$RUNS/bench-$MEASURE_DEVICE.json"  # measure_nets's measurements on this device
 }
 
 table() {  # $SPACE's table on $FLOOR_DEVICE at $FLOOR_TABLE; a cut build or validation resumes in the next call
@@ -190,17 +200,17 @@ print(load_profile(sys.argv[1], check=False).metric)" "$FLOOR_TABLE") || { stamp
   stamp "constraint: $CONSTRAINT"
 }
 
-measure_nets() {  # $FLOOR_OF and the proof's networks ($NETS) measured side by side on $FLOOR_DEVICE, once per
+measure_nets() {  # $FLOOR_OF and the proof's networks ($NETS) measured side by side on $MEASURE_DEVICE, once per
   # $RUNS, outside MPS; the study's best.yaml gets its measurement recorded next to its prediction
   local models=$FLOOR_OF job arch
   [ -f "$BENCH_JSON" ] && return 0
   for job in $NETS; do arch=${job#*=}; [[ ,$models, == *,${arch%@*},* ]] || models+=",${arch%@*}"; done
   mps_off
-  if python3 -m patsearch bench --device "$FLOOR_DEVICE" --models "$models" --forms fused --group 8 --format json \
+  if python3 -m patsearch bench --device "$MEASURE_DEVICE" --models "$models" --forms fused --group 8 --format json \
       --out "$BENCH_JSON" > "$LOGS/bench.log" 2>&1; then stamp "measured the proof's networks: $BENCH_JSON"
   else stamp "measuring the proof's networks failed: $LOGS/bench.log"; fi
   if [ -f "$RUNS/$STUDY/best.yaml" ]; then
-    python3 -m patsearch bench --device "$FLOOR_DEVICE" --arch "$RUNS/$STUDY/best.yaml" --forms fused \
+    python3 -m patsearch bench --device "$MEASURE_DEVICE" --arch "$RUNS/$STUDY/best.yaml" --forms fused \
       >> "$LOGS/bench.log" 2>&1 || stamp "measuring best.yaml failed: $LOGS/bench.log"
   fi
 }
