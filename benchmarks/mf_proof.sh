@@ -124,8 +124,9 @@ mps_off() {  # before a measurement: tables and floors are timed as a user times
   stamp "MPS off"
 }
 
-pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds) and checkpoints
-  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' . \
+pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds), checkpoints and
+  # the search's re-trainings under way (they resume only where their checkpoints are)
+  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' --exclude=retrainings . \
     && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
 }
 

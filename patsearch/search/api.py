@@ -26,7 +26,7 @@ from patsearch.search.constraints import (
 )
 from patsearch.search.gpu_workers import run_gpu_processes, where_proxies_train, worker_gpus, worker_seed
 from patsearch.search.in_process import run_in_process, threads_per_job
-from patsearch.search.objective import PARETO, Objective, directions
+from patsearch.search.objective import PARETO, RETRAINING_DIR, Objective, directions
 from patsearch.search.options import SearchOptions, default_profile, default_study_name, resolve_rungs
 from patsearch.search.proxy import make_proxy_runner
 from patsearch.search.redact import install_log_redaction, redact_url, scrub
@@ -197,7 +197,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
     num_classes = getattr(run_proxy, "num_classes", 10)
     objective_factory = lambda: Objective(space=space, constraints=constraints, run_proxy=run_proxy,  # noqa: E731
                                           objective=opts.objective,
-                                          chance=1.0 / max(2, num_classes))
+                                          chance=1.0 / max(2, num_classes),
+                                          retrain_dir=out_dir / RETRAINING_DIR)
     if worker_index:  # a --gpus worker process: claim and train trials; the parent reports and writes results
         deadline = time.time() + opts.timeout if opts.timeout else None
         stats = run_worker(main_study, objective_factory(), spec=spec, n_trials=opts.trials,

@@ -13,10 +13,15 @@ networks score well rather than being dominated by placeholder zeros of networks
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from patsearch.arch import ArchConfig
@@ -49,6 +54,7 @@ ATTR_RUNG_PARENT = "rung_parent"
 ATTR_RUNG_SEED = "rung_seed"
 ATTR_RUNG_EPOCHS = "rung_epochs"
 PRED_PREFIX = "pred:"
+RETRAINING_DIR = "retrainings"  # under a study's results folder: the checkpoints of re-trainings under way
 INFEASIBLE_SCORE = float("-inf")  # the proxy top-1 an infeasible (never trained) trial completes with
 
 
@@ -77,6 +83,9 @@ class Objective:
     chance: float = 0.1  # top-1 of guessing; Pareto runs at or below 1.05x this after epoch 1 are stopped
     # Called once the trial's constraints are recorded (the worker loop releases its claim lock here).
     after_constraints: Callable[[], None] | None = None
+    # Where re-trainings keep their checkpoints, for a runner that takes ``run_dir`` (``run_proxy.resumable``): one
+    # cut by a kill resumes from its last epoch rather than from scratch; its folder goes once it is scored.
+    retrain_dir: str | os.PathLike | None = None
 
     def candidate(self, trial) -> tuple[ArchConfig, int]:
         baseline = trial.user_attrs.get(ATTR_BASELINE)
@@ -166,12 +175,34 @@ class Objective:
     def _retrain(self, trial, arch: ArchConfig, primary: float) -> float | tuple[float, float]:
         """A multi-fidelity re-training: the rung's own full schedule and seed, never pruned (the rung's ranking
         is what decides)."""
+        import optuna
+
         ua = trial.user_attrs
-        top1 = self._train_timed(trial, lambda: self.run_proxy(arch, seed=int(ua[ATTR_RUNG_SEED]),
-                                                               epochs=int(ua[ATTR_RUNG_EPOCHS])))
+        run_dir = self.retraining_run_dir(ua)
+        extra = {} if run_dir is None else {"run_dir": str(run_dir)}
+        try:
+            top1 = self._train_timed(trial, lambda: self.run_proxy(arch, seed=int(ua[ATTR_RUNG_SEED]),
+                                                                   epochs=int(ua[ATTR_RUNG_EPOCHS]), **extra))
+        except optuna.TrialPruned:  # diverged: retraining it would diverge again, so nothing is worth keeping
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if run_dir is not None:
+            shutil.rmtree(run_dir, ignore_errors=True)
         trial.set_user_attr(ATTR_TOP1, top1)
         trial.set_user_attr(ATTR_EPOCHS, int(ua[ATTR_RUNG_EPOCHS]))
         return self._result(top1, primary)
+
+    def retraining_run_dir(self, user_attrs: dict[str, Any]) -> Path | None:
+        """The checkpoint folder of one re-training (its network, rung, seed and length), the same for the trial
+        that queues it again after a kill; None where the runner cannot resume."""
+        if self.retrain_dir is None or not getattr(self.run_proxy, "resumable", False):
+            return None
+        what = {k: user_attrs.get(k) for k in (ATTR_ARCH, ATTR_RESOLUTION, ATTR_RUNG_EPOCHS, ATTR_RUNG_SEED)}
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+        name = (f"t{user_attrs.get(ATTR_RUNG_PARENT)}-r{user_attrs.get(ATTR_RUNG)}-"
+                f"s{user_attrs.get(ATTR_RUNG_SEED)}-{digest}")
+        return Path(self.retrain_dir) / name
 
     @staticmethod
     def _train_timed(trial, train: Callable[[], float]) -> float:

@@ -1,9 +1,10 @@
 """Proxy training of search candidates: the full trainer (:func:`patsearch.train.train`) with a short recipe.
 
 There is no second training loop: :func:`make_proxy_runner` returns ``run_proxy(arch, on_epoch_end)`` which calls
-the trainer in-process (no files written) with the ``proxy`` recipe, a few epochs at a low resolution, on the
-built-in synthetic set or a class-balanced subset of an ImageFolder (``--data``), and forwards each epoch's
-validation top-1 (as a fraction) to ``on_epoch_end(epoch, top1)``, which may raise to stop the run (pruning).
+the trainer in-process (writing nothing but a re-training's checkpoints) with the ``proxy`` recipe, a few epochs
+at a low resolution, on the built-in synthetic set or a class-balanced subset of an ImageFolder (``--data``), and
+forwards each epoch's validation top-1 (as a fraction) to ``on_epoch_end(epoch, top1)``, which may raise to stop
+the run (pruning).
 
 The ``proxy`` recipe takes the trainer's fast path: the data is decoded once into a uint8 tensor file under
 ``subset_dir`` (``runs/.proxy-data``), shared by every candidate and worker process, and lives on the device.
@@ -226,9 +227,11 @@ def parse_gpus(spec: str | None, available: int) -> list[int] | None:
 
 def make_proxy_runner(settings: ProxySettings, *, device: Any = None, num_classes_hint: int | None = None,
                       threads: int | None = None, progress: bool = False) -> Callable[..., float]:
-    """``run_proxy(arch, on_epoch_end=None, seed=None, epochs=None) -> final top-1 in [0, 1]`` for
+    """``run_proxy(arch, on_epoch_end=None, seed=None, epochs=None, run_dir=None) -> final top-1 in [0, 1]`` for
     :class:`~patsearch.search.objective.Objective`; ``seed`` and ``epochs`` override the settings' (confirmation
-    runs, and a multi-fidelity search's re-trainings, each with the full schedule of its length).
+    runs, and a multi-fidelity search's re-trainings, each with the full schedule of its length). ``run_dir``:
+    the training checkpoints there each epoch and resumes from the checkpoint it finds there (a re-training cut by
+    a kill); without it nothing is written.
 
     ``arch`` is an ArchConfig (a candidate) or a timm peer name (``fasternet_t0``, for benchmarks). The runner's
     ``device`` and ``num_classes`` attributes say where and on what it trains. ``progress``: each training logs
@@ -243,7 +246,8 @@ def make_proxy_runner(settings: ProxySettings, *, device: Any = None, num_classe
         data, num_classes = prepare_folder(settings)
 
     def run_proxy(arch: ArchConfig | str, on_epoch_end: Callable[[int, float], None] | None = None,
-                  seed: int | None = None, epochs: int | None = None) -> float:
+                  seed: int | None = None, epochs: int | None = None,
+                  run_dir: str | os.PathLike | None = None) -> float:
         import torch
 
         from patsearch.search.objective import ProxyDiverged
@@ -260,7 +264,8 @@ def make_proxy_runner(settings: ProxySettings, *, device: Any = None, num_classe
         try:
             # a timm peer name (fasternet_t0) trains in the same harness, with the data's class count
             target = arch.replace(num_classes=num_classes) if isinstance(arch, ArchConfig) else arch
-            result = train(target, settings.recipe_for(device.type), data=data, out_dir=None,
+            result = train(target, settings.recipe_for(device.type), data=data, out_dir=run_dir,
+                           resume="auto" if run_dir is not None else None,
                            epochs=settings.epochs if epochs is None else epochs, batch_size=batch,
                            lr=settings.lr_for(device.type),
                            resolution=settings.resolution, device=device, workers=settings.workers,
@@ -278,6 +283,7 @@ def make_proxy_runner(settings: ProxySettings, *, device: Any = None, num_classe
         run_proxy.last_history = list(result.get("history") or [])  # type: ignore[attr-defined]
         return float(final["top1"]) / 100.0
 
+    run_proxy.resumable = True  # type: ignore[attr-defined]  # run_dir: checkpoints there, resumed from there
     run_proxy.num_classes = num_classes  # type: ignore[attr-defined]
     run_proxy.device = device  # type: ignore[attr-defined]
     return run_proxy

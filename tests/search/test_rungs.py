@@ -12,11 +12,13 @@ import yaml
 from optuna.trial import TrialState
 from search_helpers import start_worker, wait_for_marker
 
+from patsearch.arch import ArchConfig
 from patsearch.errors import UserError
 from patsearch.profiler import load_profile
 from patsearch.search.api import SearchOptions, run_search
+from patsearch.search.objective import RETRAINING_DIR
 from patsearch.search.options import resolve_rungs
-from patsearch.search.proxy import ProxySettings
+from patsearch.search.proxy import ProxySettings, make_proxy_runner
 from patsearch.search.rungs import PROMOTED_ATTR, Rungs, busy_seconds, rung_of, rung_report
 from patsearch.search.trial_counts import is_infeasible
 
@@ -146,6 +148,62 @@ def test_a_rerun_after_an_interruption_at_a_rung_trains_only_what_is_missing(tmp
     trials = out.study.get_trials()
     assert sum(rung_of(t) == 2 and t.state == TrialState.COMPLETE for t in trials) == 2
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_a_retraining_killed_mid_way_resumes_from_its_checkpoint_and_its_folder_goes_once_scored(tmp_path,
+                                                                                                 tiny_profile):
+    """A resumable runner gets one folder per re-training (the same after the kill, when the rerun queues it
+    again), a folder per seed, and each folder is removed once its training is scored."""
+    calls: list = []
+    inner = epoch_aware_proxy(calls)
+    folders: list = []
+    kill = {"at": (8, 1)}
+
+    def resumable(arch, on_epoch_end=None, seed=None, epochs=None, run_dir=None):
+        if epochs is not None:
+            folders.append((epochs, seed, run_dir))
+            os.makedirs(run_dir)  # what the trainer's first checkpoint does; a folder given twice fails here
+            if (epochs, seed) == kill["at"]:
+                raise KeyboardInterrupt
+        return inner(arch, on_epoch_end=on_epoch_end, seed=seed, epochs=epochs)
+
+    resumable.num_classes, resumable.resumable = 10, True
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, tiny_profile, resumable, trials=6, rungs="2,4,8", baselines="none", study_name="k")
+    retrainings = tmp_path / "runs" / "k" / RETRAINING_DIR
+    cut = folders[-1][2]
+    assert [p.name for p in retrainings.iterdir()] == [os.path.basename(cut)]  # only the cut one is left
+    os.rmdir(cut)  # the real trainer resumes in it; this stand-in only records which folder it was given
+    kill["at"] = None
+    _search(tmp_path, tiny_profile, resumable, trials=6, rungs="2,4,8", baselines="none", study_name="k")
+    assert folders[-1][:2] == (8, 1) and folders[-1][2] == cut  # the rerun trains it in the same folder
+    by_training = {(e, s): d for e, s, d in folders}
+    assert len(set(by_training.values())) == len(by_training)  # one folder per network, rung and seed
+    assert list(retrainings.iterdir()) == []
+
+
+def test_the_proxy_runner_resumes_a_cut_training_where_it_stopped(tmp_path):
+    """The real trainer: cut after epoch 2 of 3, the same call with the same folder trains epoch 3 only and ends
+    with the top-1 of a training never cut."""
+    settings = ProxySettings(epochs=3, resolution=32, device="cpu", train_samples=64, val_samples=32, batch_size=16)
+    run = make_proxy_runner(settings)
+    arch = ArchConfig(embed_dim=8, depths=(1, 1, 1, 1), num_heads=1, num_classes=10)
+    whole = run(arch, seed=3, epochs=3)
+    seen: list = []
+
+    def cut_after_two(epoch, top1):
+        seen.append(epoch)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(arch, on_epoch_end=cut_after_two, seed=3, epochs=3, run_dir=tmp_path / "r")
+    assert (tmp_path / "r" / "latest.pt").exists()
+    seen.clear()
+    resumed = run(arch, on_epoch_end=lambda epoch, top1: seen.append(epoch), seed=3, epochs=3,
+                  run_dir=tmp_path / "r")
+    assert seen == [3]
+    assert resumed == whole
 
 
 def _load(url: str, name: str):
