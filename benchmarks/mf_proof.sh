@@ -66,6 +66,8 @@ PROXY_DEVICE=${PROXY_DEVICE:-cuda}
 EXTRA=${EXTRA:-}
 REF_EPOCHS=${REF_EPOCHS:-100}
 REF_FLAGS=${REF_FLAGS:---recipe proxy --resolution 64 --batch-size 512 --lr 0.002 --cuda-graph}
+# REF_FLAGS_<name> (the name a network has in $NETS or $REF_BASELINES, other characters as _): that network's own
+# training flags, e.g. a sensitivity check of one baseline under another recipe beside the shared one
 SEEDS=${SEEDS:-0 1 2}
 NETS=${NETS:-}
 TOP=${TOP:-3}
@@ -242,7 +244,7 @@ search() {
 reference() {
   # A queue: at most $REF_PARALLEL trainings at once per GPU (side by side they share a saturated GPU, so starting
   # more only cuts them all at the deadline); the ones not started wait for the next call.
-  local n_gpus i=0 queue=() pids=() job name arch seeds seed
+  local n_gpus i=0 queue=() pids=() job name arch seeds seed flags_var
   mps_on
   n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
   local k=0 more=1 seed_list=()
@@ -266,8 +268,9 @@ reference() {
     while [ ${#queue[@]} -gt 0 ] && [ ${#pids[@]} -lt $(( REF_PARALLEL * n_gpus )) ]; do
       IFS='|' read -r name arch seed <<< "${queue[0]}"
       queue=("${queue[@]:1}")
+      flags_var=REF_FLAGS_${name//[^A-Za-z0-9_]/_}
       CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
-        --epochs "$REF_EPOCHS" $REF_FLAGS --seed "$seed" --device "$PROXY_DEVICE" \
+        --epochs "$REF_EPOCHS" ${!flags_var:-$REF_FLAGS} --seed "$seed" --device "$PROXY_DEVICE" \
         --out "$RUNS/ref/$name-s$seed" --resume auto >> "$LOGS/ref-$name-s$seed.log" 2>&1 &
       pids+=($!)
       i=$((i + 1))
