@@ -76,6 +76,9 @@ REF_BASELINES=${REF_BASELINES:-patnet_t1=patnet_t1}  # what the proof phase trai
 BASELINE=${BASELINE:-patnet_t1}  # the label reference.txt compares the others with
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
 REF_MIN_LEFT=${REF_MIN_LEFT:-120}  # a cut training resumes only while the device stays warm (checkpoints stay there)
+# REF_FINISH=1 (a session's last call): start a training only while the time left holds the longest one finished in
+# this call, so none is cut and lost; the call then ends early, and the device time goes unspent
+REF_FINISH=${REF_FINISH:-0}
 # Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
 # warm, so a training cut by the deadline resumes from its checkpoint in the next call (checkpoints are too large to
 # come back); only $RUNS's results come back, packed.
@@ -261,11 +264,21 @@ reference() {
     k=$((k + 1))
   done
   stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
+  local -A since=()
+  local longest=0 closed=0
   while [ "$(left)" -gt 0 ]; do
     local alive=() p
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+    for p in "${pids[@]}"; do
+      if kill -0 "$p" 2>/dev/null; then alive+=("$p")
+      else longest=$(( $(date +%s) - since[$p] > longest ? $(date +%s) - since[$p] : longest )); fi
+    done
     pids=("${alive[@]}")
-    while [ ${#queue[@]} -gt 0 ] && [ ${#pids[@]} -lt $(( REF_PARALLEL * n_gpus )) ]; do
+    while [ $closed = 0 ] && [ ${#queue[@]} -gt 0 ] && [ ${#pids[@]} -lt $(( REF_PARALLEL * n_gpus )) ]; do
+      if [ "$REF_FINISH" = 1 ] && [ "$longest" -gt 0 ] && [ "$(left)" -lt "$longest" ]; then
+        stamp "REF_FINISH: $(left) s left, the longest training here took $longest s: no more started"
+        closed=1
+        break
+      fi
       IFS='|' read -r name arch seed <<< "${queue[0]}"
       queue=("${queue[@]:1}")
       flags_var=REF_FLAGS_${name//[^A-Za-z0-9_]/_}
@@ -273,6 +286,7 @@ reference() {
         --epochs "$REF_EPOCHS" ${!flags_var:-$REF_FLAGS} --seed "$seed" --device "$PROXY_DEVICE" \
         --out "$RUNS/ref/$name-s$seed" --resume auto >> "$LOGS/ref-$name-s$seed.log" 2>&1 &
       pids+=($!)
+      since[$!]=$(date +%s)
       i=$((i + 1))
       stamp "started $name seed $seed"
     done
