@@ -129,10 +129,10 @@ mps_off() {  # before a measurement: tables and floors are timed as a user times
   stamp "MPS off"
 }
 
-pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds), checkpoints and
-  # the search's re-trainings under way (they resume only where their checkpoints are)
-  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' --exclude=retrainings . \
-    && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
+pack() {  # the studies and results, without the proxy tensor caches (large, rebuilt in seconds), checkpoints (and
+  # a write cut by a kill), and the search's re-trainings under way (they resume only where their checkpoints are)
+  tar czf "$OUT/runs.tgz" -C "$RUNS" --exclude=.proxy-data --exclude='*.pt' --exclude='*.tmp' \
+    --exclude=retrainings . && stamp "packed $(du -h "$OUT/runs.tgz" | cut -f1)"
 }
 
 top() {  # once the search is complete: its ranks 1..$TOP as architecture files $RUNS/$STUDY/rank<k>.yaml; prints

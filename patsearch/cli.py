@@ -198,7 +198,19 @@ def train(
                  cuda_graph=cuda_graph, fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
                  profile_steps=profile_steps, progress=progress)
     opts = TrainOptions.from_flags(flags, file=options, given=_given_flags(ctx)).with_run_folders()
-    result = Trainer(opts).fit()
+    from patsearch.termination import Terminated, sigterm_as_interrupt
+    from patsearch.train.checkpoint import LATEST
+
+    try:  # a scheduler's stop or `timeout` ends the run like Ctrl-C, between writes: no half-written file is left
+        with sigterm_as_interrupt():
+            result = Trainer(opts).fit()
+    except KeyboardInterrupt as exc:
+        stopped = isinstance(exc, Terminated)
+        latest = Path(opts.out_dir) / LATEST if opts.out_dir else None
+        where = (f"{latest} holds the last checkpoint; rerun the same command with --resume auto to continue"
+                 if latest is not None and latest.exists() else "no checkpoint was written yet")
+        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: {where}", err=True)
+        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
         typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed with --resume auto takes the same next steps as an uninterrupted run."""
+"""A run killed with SIGKILL and resumed with --resume auto takes the same next steps as an uninterrupted run; one
+stopped with SIGTERM ends cleanly and says how to resume."""
 import signal
 import subprocess
 import time
@@ -50,6 +51,38 @@ def test_killed_run_resumes_exactly(tmp_path):
     steps = sorted(resumed)
     assert steps == [resumed_from + 1, resumed_from + 2, resumed_from + 3]
     assert [resumed[s] for s in steps] == [uninterrupted[s] for s in steps]  # bit-exact
+
+
+def test_sigterm_stops_a_run_cleanly_and_says_how_to_resume(tmp_path):
+    """What a scheduler or `timeout` sends: exit 143, one line naming the checkpoint and --resume auto, no temp file
+    of a checkpoint write left in the run folder, and the checkpoint loads."""
+    out = tmp_path / "run"
+    arch = write_tiny_arch(tmp_path)
+    cmd = [PYTHON, "-m", "patsearch", "train", "--arch", str(arch), "--recipe", "proxy", "--device", "cpu",
+           "--resolution", "32", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--synthetic-train",
+           str(SYNTHETIC[0]), "--synthetic-val", str(SYNTHETIC[1]), "--workers", "0", "--checkpoint-every", "1",
+           "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sent = False
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if (out / ckpt.LATEST).exists():  # the marker: the run is under way and has saved once
+                proc.send_signal(signal.SIGTERM)
+                sent = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not sent:
+            proc.kill()
+        _, err = proc.communicate(timeout=60)
+    err = err.decode()
+    assert sent, f"the run ended before it could be stopped:\n{err}"
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM: {out / ckpt.LATEST} holds the last checkpoint; "
+                                            "rerun the same command with --resume auto to continue")
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert ckpt.load(out / ckpt.LATEST)["global_step"] >= 1
 
 
 def test_resume_restores_optimizer_scheduler_and_sampler_position(tmp_path):
