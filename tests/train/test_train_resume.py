@@ -13,28 +13,41 @@ from patsearch.train import train
 EPOCHS, BATCH, SYNTHETIC = 50, 16, (64, 16)  # 4 steps per epoch; long enough that the kill lands mid-run
 
 
-def test_killed_run_resumes_exactly(tmp_path):
-    out = tmp_path / "run"
+def _start_run(tmp_path, out, *, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """`patsearch train` of a tiny network in a process of its own, saving a checkpoint every step."""
     arch = write_tiny_arch(tmp_path)
     cmd = [PYTHON, "-m", "patsearch", "train", "--arch", str(arch), "--recipe", "proxy", "--device", "cpu",
            "--resolution", "32", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--synthetic-train",
            str(SYNTHETIC[0]), "--synthetic-val", str(SYNTHETIC[1]), "--workers", "0", "--deterministic",
            "--checkpoint-every", "1", "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed_at = None
+    return subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=stderr)
+
+
+def _signal_once_saved(proc: subprocess.Popen, latest, sig: int, min_step: int) -> tuple[bool, str, str]:
+    """Send ``sig`` once ``latest`` holds step ``min_step`` or later (the marker: a checkpoint on disk); returns
+    whether it was sent (False: the run ended first) and the process's output."""
+    sent = False
     deadline = time.time() + 60
     try:
         while time.time() < deadline and proc.poll() is None:
-            latest = out / ckpt.LATEST
-            if latest.exists() and ckpt.load(latest)["global_step"] >= 6:  # mid-epoch (step 2 of epoch 2) or later
-                proc.send_signal(signal.SIGKILL)
-                killed_at = True
+            if latest.exists() and ckpt.load(latest)["global_step"] >= min_step:
+                proc.send_signal(sig)
+                sent = True
                 break
             time.sleep(0.02)
     finally:
-        if proc.poll() is None and not killed_at:
+        if proc.poll() is None and not sent:
             proc.kill()
-        output = proc.communicate()[0].decode()
+        out, err = proc.communicate(timeout=60)
+    return sent, out.decode(), (err or b"").decode()
+
+
+def test_killed_run_resumes_exactly(tmp_path):
+    out = tmp_path / "run"
+    arch = write_tiny_arch(tmp_path)
+    proc = _start_run(tmp_path, out)
+    # mid-epoch (step 2 of epoch 2) or later
+    killed_at, output, _ = _signal_once_saved(proc, out / ckpt.LATEST, signal.SIGKILL, min_step=6)
     assert killed_at, f"the run ended before it could be killed:\n{output}"
     state = ckpt.load(out / ckpt.LATEST)  # the checkpoint survived the kill intact
     resumed_from = state["global_step"]
@@ -57,26 +70,8 @@ def test_sigterm_stops_a_run_cleanly_and_says_how_to_resume(tmp_path):
     """What a scheduler or `timeout` sends: exit 143, one line naming the checkpoint and --resume auto, no temp file
     of a checkpoint write left in the run folder, and the checkpoint loads."""
     out = tmp_path / "run"
-    arch = write_tiny_arch(tmp_path)
-    cmd = [PYTHON, "-m", "patsearch", "train", "--arch", str(arch), "--recipe", "proxy", "--device", "cpu",
-           "--resolution", "32", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--synthetic-train",
-           str(SYNTHETIC[0]), "--synthetic-val", str(SYNTHETIC[1]), "--workers", "0", "--checkpoint-every", "1",
-           "--no-progress", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sent = False
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if (out / ckpt.LATEST).exists():  # the marker: the run is under way and has saved once
-                proc.send_signal(signal.SIGTERM)
-                sent = True
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None and not sent:
-            proc.kill()
-        _, err = proc.communicate(timeout=60)
-    err = err.decode()
+    proc = _start_run(tmp_path, out, stderr=subprocess.PIPE)
+    sent, _, err = _signal_once_saved(proc, out / ckpt.LATEST, signal.SIGTERM, min_step=1)
     assert sent, f"the run ended before it could be stopped:\n{err}"
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM: {out / ckpt.LATEST} holds the last checkpoint; "
