@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -118,6 +119,16 @@ def export(
     typer.echo(f"wrote {out}")
 
 
+def _exit_interrupted(exc: KeyboardInterrupt, what: str) -> NoReturn:
+    """One line saying how the job was stopped (Ctrl-C or SIGTERM) and ``what`` is left, and the shell's exit code
+    for that stop."""
+    from patsearch.termination import Terminated
+
+    stopped = isinstance(exc, Terminated)
+    typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: {what}", err=True)
+    raise typer.Exit(Terminated.exit_code if stopped else 130) from None
+
+
 def _given_flags(ctx: typer.Context) -> set[str]:
     """The command's parameters set on the command line (or by environment), not left at their defaults."""
     # by name: typer may vendor its own click, whose ParameterSource is another enum than click's
@@ -198,19 +209,17 @@ def train(
                  cuda_graph=cuda_graph, fused_kernels=fused_kernels, sync_bn=sync_bn, deterministic=deterministic,
                  profile_steps=profile_steps, progress=progress)
     opts = TrainOptions.from_flags(flags, file=options, given=_given_flags(ctx)).with_run_folders()
-    from patsearch.termination import Terminated, sigterm_as_interrupt
+    from patsearch.termination import sigterm_as_interrupt
     from patsearch.train.checkpoint import LATEST
 
     try:  # a scheduler's stop or `timeout` ends the run like Ctrl-C, between writes: no half-written file is left
         with sigterm_as_interrupt():
             result = Trainer(opts).fit()
     except KeyboardInterrupt as exc:
-        stopped = isinstance(exc, Terminated)
         latest = Path(opts.out_dir) / LATEST if opts.out_dir else None
         where = (f"{latest} holds the last checkpoint; rerun the same command with --resume auto to continue"
                  if latest is not None and latest.exists() else "no checkpoint was written yet")
-        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: {where}", err=True)
-        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
+        _exit_interrupted(exc, where)
     if result["is_main"]:  # under torchrun only rank 0 prints
         final = result["final"]
         typer.echo(json.dumps({"best_top1": result["best_top1"], "final": final, "out_dir": result["out_dir"]}))
@@ -448,16 +457,13 @@ def search(
                   rung_seeds=rung_seeds, rung_keep=rung_keep)
     opts = SearchOptions.from_flags(values, file=options, given=_given_flags(ctx))
     from patsearch.search.api import OPTUNA_TRIAL_LOGGER
-    from patsearch.termination import Terminated, quiet_interruptions, sigterm_as_interrupt
+    from patsearch.termination import quiet_interruptions, sigterm_as_interrupt
 
     try:  # a scheduler's stop or `timeout` cleans up like Ctrl-C; Optuna's traceback of the trial is left out
         with sigterm_as_interrupt(), quiet_interruptions(OPTUNA_TRIAL_LOGGER):
             run_search(opts, console=console())
     except KeyboardInterrupt as exc:
-        stopped = isinstance(exc, Terminated)
-        typer.echo(f"{'stopped by SIGTERM' if stopped else 'interrupted'}: every running trial is queued again; rerun "
-                   "the same command to resume", err=True)
-        raise typer.Exit(Terminated.exit_code if stopped else 130) from None
+        _exit_interrupted(exc, "every running trial is queued again; rerun the same command to resume")
 
 
 @app.command(name="proxy-check")
