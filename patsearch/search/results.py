@@ -31,9 +31,8 @@ from patsearch.search.objective import (
     ATTR_RUNG,
     ATTR_STOPPED,
     ATTR_TOP1,
-    PRED_PREFIX,
 )
-from patsearch.search.rungs import rung_scores
+from patsearch.search.rungs import faster_first, predictions, rung_scores
 from patsearch.search.trial_counts import is_infeasible
 
 
@@ -124,7 +123,7 @@ def rows(study) -> list[Row]:
         ua = t.user_attrs
         if ATTR_ARCH not in ua or ATTR_RUNG in ua:  # re-trainings join their network's row
             continue
-        predicted = {k[len(PRED_PREFIX):]: float(v) for k, v in ua.items() if k.startswith(PRED_PREFIX)}
+        predicted = predictions(ua)
         top1 = ua.get(ATTR_TOP1)
         if top1 is None and t.state.name == "PRUNED" and t.intermediate_values:
             top1 = t.intermediate_values[max(t.intermediate_values)]
@@ -176,9 +175,10 @@ def fill_costs(study, count: Callable[[ArchConfig, int], tuple[int, int]], top: 
 def finished(rs: Sequence[Row]) -> list[Row]:
     """Feasible, completed, trained trials, best first: those trained at the highest rung of a multi-fidelity
     search ahead of the rest, then confirmed ones (several seeds) by their mean ahead of single scores (a winner is
-    only chosen among networks scored at the longest training and on every seed)."""
+    only chosen among networks scored at the longest training and on every seed); ties: the faster by its
+    predictions, then the earlier trial."""
     done = [r for r in rs if r.state == "COMPLETE" and r.feasible and r.top1 is not None]
-    return sorted(done, key=lambda r: (-r.top_rung, not r.confirmed, -r.score, r.number))
+    return sorted(done, key=lambda r: (-r.top_rung, not r.confirmed, -r.score, faster_first(r.predicted), r.number))
 
 
 def at_rung(r: Row, rung: int) -> Row:

@@ -33,6 +33,7 @@ from patsearch.search.objective import (
     ATTR_RUNG_SEED,
     ATTR_SECONDS,
     ATTR_TOP1,
+    PRED_PREFIX,
 )
 from patsearch.search.trial_counts import is_infeasible
 
@@ -163,17 +164,31 @@ class RungScore:
     baseline: str | None
     scores: tuple[float, ...]
     seconds: float
+    speed: tuple[float, ...] = ()  # the network's predictions as a sort key: see faster_first
+
 
     @property
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores)
 
 
+def faster_first(predicted: dict[str, float]) -> tuple[float, ...]:
+    """A sort key over a network's predicted constraint metrics (``device:latency_ms`` or ``device:throughput``)
+    that puts the faster of two networks first: of two that score the same, the user wants the faster one."""
+    return tuple(v if k.endswith(":latency_ms") else -v for k, v in sorted(predicted.items()))
+
+
+def predictions(user_attrs: dict[str, Any]) -> dict[str, float]:
+    """A trial's predicted constraint metrics, by ``device:metric``."""
+    return {k[len(PRED_PREFIX):]: float(v) for k, v in user_attrs.items() if k.startswith(PRED_PREFIX)}
+
+
 def rung_ranking(trials: Sequence[Any], rung: int) -> list[RungScore]:
-    """The networks scored at ``rung``, best mean first (ties: the earlier trial first). Rung 0 counts completed,
-    feasible, trained trials that are not copies of another trial's score."""
+    """The networks scored at ``rung``, best mean first (ties: the faster by its predictions, then the earlier
+    trial). Rung 0 counts completed, feasible, trained trials that are not copies of another trial's score."""
     from optuna.trial import TrialState
 
+    speed = {t.number: faster_first(predictions(t.user_attrs)) for t in trials}
     by_parent: dict[int, dict[str, Any]] = {}
     for t in trials:
         if t.state != TrialState.COMPLETE or rung_of(t) != rung or ATTR_TOP1 not in t.user_attrs:
@@ -185,9 +200,10 @@ def rung_ranking(trials: Sequence[Any], rung: int) -> list[RungScore]:
         entry = by_parent.setdefault(parent, {"baseline": ua.get(ATTR_BASELINE), "scores": {}, "seconds": 0.0})
         entry["scores"][int(ua.get(ATTR_RUNG_SEED, 0))] = float(ua[ATTR_TOP1])
         entry["seconds"] += float(ua.get(ATTR_SECONDS) or 0.0)
-    out = [RungScore(p, e["baseline"], tuple(v for _, v in sorted(e["scores"].items())), e["seconds"])
+    out = [RungScore(p, e["baseline"], tuple(v for _, v in sorted(e["scores"].items())), e["seconds"],
+                     speed.get(p, ()))
            for p, e in by_parent.items()]
-    return sorted(out, key=lambda r: (-r.mean, r.parent))
+    return sorted(out, key=lambda r: (-r.mean, r.speed, r.parent))
 
 
 def rung_scores(trials: Sequence[Any]) -> dict[int, dict[int, RungScore]]:

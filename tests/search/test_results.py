@@ -125,3 +125,13 @@ def test_budget_use_and_the_noise_of_a_score():
     assert Noise(n_val=400, seed_std=1.5).of(0.5) == 1.5  # a measured seed std wins over the binomial
     confirmed = _row(2, 0.5, 1.0, seeds=(0.52, 0.54, 0.56))
     assert Noise(n_val=400, seed_std=None, confirm_std=2.0).of_row(confirmed) == pytest.approx(1.0)
+
+
+def test_of_two_networks_that_score_the_same_the_faster_one_ranks_first():
+    # latency: the lower first; trial number breaks only an exact tie in speed too
+    rs = [_row(0, 0.80, 3.0), _row(1, 0.80, 2.0), _row(2, 0.80, 2.0), _row(3, 0.81, 9.0)]
+    assert [r.number for r in finished(rs)] == [3, 1, 2, 0]
+    # throughput: the higher first
+    fast = Row(5, "COMPLETE", None, 0.80, {"h200:throughput": 4e4}, True, None, None, {}, 64)
+    slow = Row(4, "COMPLETE", None, 0.80, {"h200:throughput": 3e4}, True, None, None, {}, 64)
+    assert [r.number for r in finished([slow, fast])] == [5, 4]

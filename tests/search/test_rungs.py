@@ -271,3 +271,22 @@ def test_a_rungs_wall_time_counts_only_while_a_training_ran():
     spans = [(at(50), at(120)), (at(0), at(100)), (at(day), at(day + 30)), (at(day + 5), at(day + 10))]
     assert busy_seconds(spans) == pytest.approx(150.0)
     assert busy_seconds([]) == 0.0
+
+
+def test_a_tie_at_a_rung_goes_to_the_faster_network_then_the_earlier_trial():
+    from optuna.distributions import IntDistribution
+    from optuna.trial import create_trial
+
+    from patsearch.search.objective import ATTR_RUNG, ATTR_RUNG_PARENT, ATTR_TOP1, PRED_PREFIX
+    from patsearch.search.rungs import rung_ranking
+
+    def trial(number, top1, ms, **attrs):
+        t = create_trial(params={"x": 1}, distributions={"x": IntDistribution(0, 2)}, value=top1,
+                         user_attrs={ATTR_TOP1: top1, PRED_PREFIX + "cpu:latency_ms": ms, **attrs})
+        t.number = number
+        return t
+
+    rung0 = [trial(0, 0.7, 3.0), trial(1, 0.7, 2.0), trial(2, 0.7, 2.0), trial(3, 0.6, 1.0)]
+    assert [r.parent for r in rung_ranking(rung0, 0)] == [1, 2, 0, 3]
+    rung1 = [trial(4 + i, 0.8, 9.0, **{ATTR_RUNG: 1, ATTR_RUNG_PARENT: p}) for i, p in enumerate((0, 2, 1))]
+    assert [r.parent for r in rung_ranking(rung0 + rung1, 1)] == [1, 2, 0]  # the parent's prediction counts
