@@ -74,7 +74,9 @@ def test_best_yaml_round_trips_into_the_model_builder(tmp_path, tiny_profile):
     from patsearch.models import create_model
 
     out = _run(tmp_path, tiny_profile, "5ms", trials=3, seed=1)
-    best = max((t for t in out.study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    # the best score; of two that tie, the faster by its prediction, then the earlier trial
+    best = max((t for t in out.study.trials if t.state == TrialState.COMPLETE),
+               key=lambda t: (t.value, -t.user_attrs["pred:cpu:latency_ms"], -t.number))
     loaded = ArchConfig.load(out.best_yaml)
     assert loaded.replace(name="") == ArchConfig.from_dict(best.user_attrs["arch"]).replace(name="")
     arch = resolve_arch(str(out.best_yaml))  # what `patsearch train --arch runs/<study>/best.yaml` does
