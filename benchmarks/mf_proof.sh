@@ -12,7 +12,8 @@
 #                                                    # $REF_MIN_LEFT s remain) the whole proof as one queue: the
 #                                                    # winner and $REF_BASELINES on $SEEDS, the top rung's ranks
 #                                                    # 2..$TOP on $RANK_SEEDS (the regret check); repeat the call until
-#                                                    # reference.txt shows $REF_EPOCHS epochs everywhere
+#                                                    # reference.txt shows $REF_EPOCHS epochs everywhere;
+#                                                    # $REF_LATER's checks train after all of those
 #
 #   FLOOR_OF=fasternet_t2 ... proof                  # the GPU target: at least as fast as that network on the
 #                                                    # table; then it and the proof's networks are measured here
@@ -73,6 +74,9 @@ NETS=${NETS:-}
 TOP=${TOP:-3}
 RANK_SEEDS=${RANK_SEEDS:-0}  # the seeds of ranks 2..$TOP (one is enough for the regret check; "0 1 2" when it is close)
 REF_BASELINES=${REF_BASELINES:-patnet_t1=patnet_t1}  # what the proof phase trains beside the winner, on $SEEDS
+# REF_LATER: sensitivity checks in the same form (name=arch@seeds, each with its REF_FLAGS_<name>), queued after every
+# training of the proof itself, so a call cut short spends its time on the proof first
+REF_LATER=${REF_LATER:-}
 BASELINE=${BASELINE:-patnet_t1}  # the label reference.txt compares the others with
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
 REF_MIN_LEFT=${REF_MIN_LEFT:-120}  # a cut training resumes only while the device stays warm (checkpoints stay there)
@@ -244,16 +248,11 @@ search() {
   pack
 }
 
-reference() {
-  # A queue: at most $REF_PARALLEL trainings at once per GPU (side by side they share a saturated GPU, so starting
-  # more only cuts them all at the deadline); the ones not started wait for the next call.
-  local n_gpus i=0 queue=() pids=() job name arch seeds seed flags_var
-  mps_on
-  n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
-  local k=0 more=1 seed_list=()
+enqueue() {  # $1: networks (name=arch[@seeds]) -> the caller's queue, without those trained to $REF_EPOCHS already
+  local job name arch seeds seed k=0 more=1 seed_list=()
   while [ $more = 1 ]; do  # the k-th seed of every network, then the (k+1)-th: what finishes first is paired
     more=0
-    for job in $NETS; do
+    for job in $1; do
       name=${job%%=*} arch=${job#*=} seeds=$SEEDS
       if [[ $arch == *@* ]]; then seeds=${arch##*@}; seeds=${seeds//,/ }; arch=${arch%@*}; fi
       read -r -a seed_list <<< "$seeds"
@@ -263,6 +262,16 @@ reference() {
     done
     k=$((k + 1))
   done
+}
+
+reference() {
+  # A queue: at most $REF_PARALLEL trainings at once per GPU (side by side they share a saturated GPU, so starting
+  # more only cuts them all at the deadline); the ones not started wait for the next call.
+  local n_gpus i=0 queue=() pids=() job name arch seed flags_var
+  mps_on
+  n_gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
+  enqueue "$NETS"
+  enqueue "$REF_LATER"
   stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
   local -A since=()
   local longest=0 closed=0
@@ -299,7 +308,7 @@ reference() {
   # the proof's table as far as it goes (benchmarks/proof_table.py: the one reader of the references): rung scores
   # when the study is here, each seed's top-1 with its epochs, and the difference to $BASELINE
   local table=(--runs "$RUNS" --epochs "$REF_EPOCHS") labels=" "
-  for job in $NETS; do arch=${job#*=}; table+=(--net "${job%%=*}=${arch%@*}"); labels+="${job%%=*} "; done
+  for job in $NETS $REF_LATER; do arch=${job#*=}; table+=(--net "${job%%=*}=${arch%@*}"); labels+="${job%%=*} "; done
   [[ $labels == *" $BASELINE "* ]] && table+=(--baseline "$BASELINE")
   [ -n "${BENCH_JSON:-}" ] && [ -f "$BENCH_JSON" ] && table+=(--bench "$BENCH_JSON")
   if [ -f "$RUNS/$STUDY/study.db" ]; then
@@ -321,7 +330,7 @@ case "$PHASE" in
       rank_seeds=$(echo $RANK_SEEDS | tr ' ' ,)
       NETS+=$(for k in $(seq 2 "$n"); do
         printf ' rank%s=%s/%s/rank%s.yaml@%s' "$k" "$RUNS" "$STUDY" "$k" "$rank_seeds"; done)
-      stamp "references and regret check: $NETS"
+      stamp "references and regret check: $NETS${REF_LATER:+; then $REF_LATER}"
       if [ -n "$FLOOR_OF" ]; then resolve_device && measure_nets; fi
       reference
     else
