@@ -348,8 +348,9 @@ def budget_use(row: Row, c: ConstraintInfo) -> float | None:
     return value / c.limit if c.kind == "latency" else c.limit / value
 
 
-def lead(study, fidelity=None, rs: list[Row] | None = None) -> dict[str, Any] | None:
-    """The best searched network against the best baseline: the gap and whether it is inside the noise.
+def lead(study, fidelity=None, rs: list[Row] | None = None, *, baseline: str | None = None) -> dict[str, Any] | None:
+    """The best searched network against the best baseline (or the baseline named ``baseline``): the gap and whether
+    it is inside the noise.
 
     Two independent scores each with standard error s1, s2 differ by noise of sqrt(s1^2 + s2^2); a lead smaller
     than twice that (about 95%) is called inside the noise.
@@ -361,7 +362,7 @@ def lead(study, fidelity=None, rs: list[Row] | None = None) -> dict[str, Any] | 
     rung = common_rung(rs)
     view = [at_rung(r, rung) for r in rs]
     search = best_row([r for r in view if not r.baseline])
-    base = best_row([r for r in view if r.baseline])
+    base = best_row([r for r in view if r.baseline and baseline in (None, r.baseline)])
     if search is None or base is None:
         return None
     noise = noise_of(study, fidelity, rs)

@@ -130,7 +130,9 @@ def _state(r: Row) -> str:
 
 
 def comparison(study, fidelity=None) -> str:
-    """One line: the best searched network against the best baseline at the same constraints, with the noise."""
+    """The best searched network against the best baseline at the same constraints, with the noise; a second line
+    against the network a constraint was set by (``--min-throughput <table>=fasternet_t2``) when that is another
+    baseline: the user asked to beat that one."""
     rs = rows(study)
     search = best_row([r for r in rs if not r.baseline])
     base = best_row([r for r in rs if r.baseline])
@@ -140,11 +142,22 @@ def comparison(study, fidelity=None) -> str:
         why = "no baseline in this study" if not any(r.baseline for r in rs) else "no baseline finished"
         seeds = f" (mean of {len(search.scores)} seeds)" if search.confirmed else ""
         return f"best: trial {search.number}, proxy top-1 {100 * search.score:.2f}%{seeds} ({why})"
-    info = lead(study, fidelity, rs)
     epochs = ((study.user_attrs.get("patsearch_config") or {}).get("rungs") or {}).get("epochs") or []
+    info = lead(study, fidelity, rs)
+    lines = [_lead_line(info, epochs)]
+    roles = {c.relative_to: "the budget's network" if c.kind == "latency" else "the floor's network"
+             for c in constraints_of(study) if c.relative_to}
+    for name, role in roles.items():
+        if name != info["baseline"] and (other := lead(study, fidelity, rs, baseline=name)) is not None:
+            lines.append(_lead_line(other, epochs, role))
+    return "\n".join(lines)
+
+
+def _lead_line(info: dict[str, Any], epochs: list[int], role: str = "") -> str:
     at = f" at rung {info['rung']} ({epochs[info['rung']]} epochs)" if info["rung"] < len(epochs) else ""
     line = (f"best searched{at} (trial {info['trial']}) {100 * info['top1']:.2f}%{_seeds(info, '')} vs "
-            f"{info['baseline']} {100 * info['baseline_top1']:.2f}%{_seeds(info, 'baseline_')} proxy top-1: "
+            f"{info['baseline']}{f' ({role})' if role else ''} {100 * info['baseline_top1']:.2f}%"
+            f"{_seeds(info, 'baseline_')} proxy top-1: "
             f"{info['delta_points']:+.2f} points")
     if info["se_points"] is None:
         return line + " (noise unknown: the validation set size is not recorded)"
@@ -260,7 +273,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             tau = "-" if r["tau_vs_previous"] is None else f"{r['tau_vs_previous']:+.2f} ({r['tau_networks']})"
             lines.append(f"| {r['rung']} | {r['epochs']} | {r['networks']} | {r['seeds']} | "
                          f"{r['training_seconds']:.0f} ({r['wall_seconds']:.0f}) | {tau} | {best} |")
-    lines += ["", summary["comparison"], ""]
+    lines += ["", "\n\n".join(summary["comparison"].splitlines()), ""]  # one paragraph per comparison
     lines += [f"- {note}" for note in summary["notes"]]
     return "\n".join(lines) + "\n"
 

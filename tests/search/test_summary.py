@@ -255,3 +255,29 @@ def test_a_rung_search_compares_the_two_at_the_highest_rung_both_reached():
     later = lead(_rung_study(baseline_at_rung1=True))
     assert (later["rung"], later["top1"], later["delta_points"]) == (1, 0.80, pytest.approx(3.0))
     assert "at rung 1 (4 epochs)" in comparison(_rung_study(baseline_at_rung1=True))
+
+
+def test_a_floor_set_by_a_network_gets_its_own_comparison_line_when_another_baseline_leads():
+    from patsearch.search.objective import ATTR_BASELINE
+
+    study = _two_rung_study()
+    study.set_user_attr("patsearch_config", {
+        **study.user_attrs["patsearch_config"],
+        "constraints": [{"device": "h200", "kind": "throughput", "limit": 3.0e4, "relative_to": "fasternet_t2"}]})
+    _add(study, 0.50, **{ATTR_BASELINE: "fasternet_t2"})
+    _add(study, 0.55, **{ATTR_BASELINE: "patnet_t1"})
+    _add(study, 0.60)
+    best, floor = comparison(study).splitlines()
+    assert best.startswith("best searched at rung 0 (2 epochs) (trial 2) 60.00% vs patnet_t1 55.00% proxy top-1: "
+                           "+5.00 points")
+    assert floor.startswith("best searched at rung 0 (2 epochs) (trial 2) 60.00% vs fasternet_t2 (the floor's "
+                            "network) 50.00% proxy top-1: +10.00 points")
+    assert lead(study, baseline="fasternet_t2")["delta_points"] == pytest.approx(10.0)
+    # when the floor's network is itself the best baseline, one line says it all
+    _add(study, 0.58, **{ATTR_BASELINE: "fasternet_t2"})
+    assert len(comparison(study).splitlines()) == 1
+    # a latency budget set by a network that is not the best baseline: the budget's network
+    study.set_user_attr("patsearch_config", {**study.user_attrs["patsearch_config"],
+                                             "constraints": [{"device": "epyc", "kind": "latency", "limit": 30.0,
+                                                              "relative_to": "patnet_t1"}]})
+    assert len(comparison(study).splitlines()) == 2 and "(the budget's network)" in comparison(study)
