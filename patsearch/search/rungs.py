@@ -166,7 +166,6 @@ class RungScore:
     seconds: float
     speed: tuple[float, ...] = ()  # the network's predictions as a sort key: see faster_first
 
-
     @property
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores)
