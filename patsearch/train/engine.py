@@ -52,6 +52,20 @@ def build_optimizer(model: nn.Module, recipe: Recipe, lr: float, device: torch.d
                                eps=recipe.eps, fused=device.type == "cuda", **extra)
 
 
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, peak_lr: float, steps_per_epoch: int) -> Any:
+    """timm's cosine schedule, stepped per optimiser step: linear warm-up from ``warmup_lr`` to ``peak_lr``, then
+    cosine to ``min_lr`` at the run's last step, from the peak (``warmup_prefix``) or from where one cosine over
+    the whole run stands when warm-up ends."""
+    from timm.scheduler import CosineLRScheduler
+
+    total = recipe.epochs * steps_per_epoch
+    warmup = int(round(recipe.warmup_epochs * steps_per_epoch))
+    return CosineLRScheduler(
+        optimizer, t_initial=max(1, total - warmup) if recipe.warmup_prefix else total,
+        lr_min=min(recipe.min_lr, peak_lr), warmup_t=warmup, warmup_lr_init=min(recipe.warmup_lr, peak_lr),
+        warmup_prefix=recipe.warmup_prefix, t_in_epochs=False)
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     """bf16 on GPUs that have it, fp16 (with a GradScaler) on older GPUs, full precision on CPUs."""
     if not enabled or device.type != "cuda":

@@ -94,6 +94,7 @@ from patsearch.train.engine import (
     build_criterion,
     build_model,
     build_optimizer,
+    build_scheduler,
     describe_arch,
 )
 from patsearch.train.evaluate import evaluate
@@ -273,13 +274,7 @@ class Trainer:
         self.optimizer = build_optimizer(model, rec, self.peak_lr, ctx.device, capturable=o.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
 
-        from timm.scheduler import CosineLRScheduler
-
-        total_steps = rec.epochs * self.steps_per_epoch
-        self.scheduler = CosineLRScheduler(
-            self.optimizer, t_initial=total_steps, lr_min=min(rec.min_lr, self.peak_lr),
-            warmup_t=int(round(rec.warmup_epochs * self.steps_per_epoch)),
-            warmup_lr_init=min(rec.warmup_lr, self.peak_lr), t_in_epochs=False)
+        self.scheduler = build_scheduler(self.optimizer, rec, self.peak_lr, self.steps_per_epoch)
         self.criterion, self.mixup = build_criterion(rec, num_classes)
 
         self.out_path = Path(o.out_dir) if o.out_dir is not None else None

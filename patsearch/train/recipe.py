@@ -51,6 +51,10 @@ class Recipe:
     warmup_epochs: float = 20
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
+    # true: the cosine starts at the peak when warm-up ends and spans the epochs left (the authors' schedule,
+    # LinearWarmupCosineAnnealingLR); false: timm's default, one cosine over the whole run whose first part
+    # warm-up replaces, so the lr steps down where warm-up ends
+    warmup_prefix: bool = True
     # optimiser
     optimizer: str = "adamw"
     betas: tuple[float, float] = (0.9, 0.999)
@@ -195,6 +199,7 @@ def _validate(r: Recipe) -> None:
     need(r.interpolation in INTERPOLATIONS,
          f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {r.interpolation!r}")
     need(isinstance(r.amp, bool), f"amp must be true or false, got {r.amp!r}")
+    need(isinstance(r.warmup_prefix, bool), f"warmup_prefix must be true or false, got {r.warmup_prefix!r}")
     need(r.lr_scaling in LR_SCALINGS, f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {r.lr_scaling!r}")
     need(r.crop in CROPS, f"crop must be one of {', '.join(CROPS)}, got {r.crop!r}")
     if r.crop == "pad":  # the device path implements pad-crop, flip and Mixup/CutMix, nothing else

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from patsearch.train.loop import _step_resolution, resolve_recipe
@@ -30,7 +32,7 @@ def test_recipe_files_equal_table7(name):
     assert (r.epochs, r.warmup_epochs, r.optimizer, r.betas, r.label_smoothing, r.cutmix_alpha) == (
         300, 20, "adamw", (0.9, 0.999), 0.1, 1.0)
     assert (r.warmup_lr, r.min_lr, r.mixup_switch_prob, r.hflip, r.color_jitter) == (1e-6, 1e-5, 0.5, 0.5, 0.0)
-    assert r.interpolation == "bicubic" and r.amp is True
+    assert r.interpolation == "bicubic" and r.amp is True and r.warmup_prefix is True
     assert r.multi_scale == "random" and r.multi_scale_sizes == (128, 160, 192, 224, 256, 288)
     assert r.multi_scale_schedule == ((0, 192), (280, 224))
     assert (r.test_resolution, r.test_crop_pct) == (224, 0.9)
@@ -87,6 +89,7 @@ def test_yaml_round_trip(tmp_path):
     ("multi_scale: sometimes\n", "multi_scale must be one of"),
     ("resolution: 100\n", "multiples of 32"),
     ("rand_augment: m9\n", "timm RandAugment string"),
+    ("warmup_prefix: sometimes\n", "warmup_prefix must be true or false"),
     ("!!python/object/apply:os.system ['true']\n", "not valid YAML"),
 ])
 def test_bad_recipes_get_clear_errors(tmp_path, text, message):
@@ -128,3 +131,37 @@ def test_proxy_recipes_scale_lr_by_the_square_root_and_use_the_tensor_path():
 def test_crop_and_lr_scaling_are_validated(changes, message):
     with pytest.raises(RecipeError, match=message):
         Recipe(**changes)
+
+
+def _lrs(recipe: Recipe, steps_per_epoch: int = 10) -> list[float]:
+    """The lr at every step of a run under ``recipe``, as the trainer's scheduler sets it."""
+    import torch
+
+    from patsearch.train.engine import build_scheduler
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = build_scheduler(opt, recipe, recipe.lr, steps_per_epoch)
+    out = []
+    for step in range(recipe.epochs * steps_per_epoch):
+        sched.step_update(step)
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def test_the_paper_schedule_decays_from_the_peak_once_warm_up_ends():
+    rec = load_recipe("patnet_t2").with_epochs(30).replace(lr=4e-3)  # warm-up: 2 of 30 epochs, 20 steps
+    lrs = _lrs(rec)
+    warm, cosine = lrs[:20], lrs[20:]
+    assert warm[0] == pytest.approx(1e-6) and all(a < b for a, b in zip(warm, warm[1:]))
+    assert cosine[0] == pytest.approx(4e-3) and all(a >= b for a, b in zip(cosine, cosine[1:]))
+    assert cosine[-1] == pytest.approx(1e-5, rel=0.05)  # cosine reaches min_lr at the run's end
+    assert max(lrs) == pytest.approx(4e-3)
+
+
+def test_the_proxy_schedule_keeps_one_cosine_over_the_run():
+    # the proxy's shape is that of every proxy score and reference in the docs: the lr steps down at warm-up's end
+    rec = load_recipe("proxy").with_epochs(100)  # warm-up: 20 of 100 epochs
+    lrs = _lrs(rec)
+    assert rec.warmup_prefix is False
+    assert lrs[200] == pytest.approx(2e-3 * (1 + math.cos(math.pi * 0.2)) / 2, rel=1e-3)  # not the peak
+    assert lrs[199] > lrs[200] * 1.09
