@@ -80,8 +80,9 @@ REF_LATER=${REF_LATER:-}
 BASELINE=${BASELINE:-patnet_t1}  # the label reference.txt compares the others with
 REF_PARALLEL=${REF_PARALLEL:-4}  # trainings side by side per GPU
 REF_MIN_LEFT=${REF_MIN_LEFT:-120}  # a cut training resumes only while the device stays warm (checkpoints stay there)
-# REF_FINISH=1 (a session's last call): start a training only while the time left holds the longest one finished in
-# this call, so none is cut and lost; the call then ends early, and the device time goes unspent
+# REF_FINISH=1 (a session's last call): start a training only while the time left holds its epochs still to train at
+# the slowest pace a training finished in this call kept (a resumed one counts the epochs it trained here), so none
+# is cut and lost; the call then ends early, and the device time goes unspent
 REF_FINISH=${REF_FINISH:-0}
 # Inside the repository (git-ignored), not under $OUT: the device keeps ignored files between calls while it stays
 # warm, so a training cut by the deadline resumes from its checkpoint in the next call (checkpoints are too large to
@@ -273,31 +274,42 @@ reference() {
   enqueue "$NETS"
   enqueue "$REF_LATER"
   stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
-  local -A since=()
-  local longest=0 closed=0
+  local -A since=() out_of=() from_epoch=()
+  local per_epoch_ms=0 closed=0 k pick done_epochs
   while [ "$(left)" -gt 0 ]; do
     local alive=() p
     for p in "${pids[@]}"; do
-      if kill -0 "$p" 2>/dev/null; then alive+=("$p")
-      else longest=$(( $(date +%s) - since[$p] > longest ? $(date +%s) - since[$p] : longest )); fi
+      if kill -0 "$p" 2>/dev/null; then alive+=("$p"); continue; fi
+      # its pace, epochs trained in this call over seconds taken (side by side, the slowest pace seen counts)
+      k=$(( $(epochs_done "${out_of[$p]}/metrics.json") - from_epoch[$p] ))
+      if [ "$k" -gt 0 ]; then
+        k=$(( ($(date +%s) - since[$p]) * 1000 / k ))
+        [ "$k" -gt "$per_epoch_ms" ] && per_epoch_ms=$k
+      fi
     done
     pids=("${alive[@]}")
     while [ $closed = 0 ] && [ ${#queue[@]} -gt 0 ] && [ ${#pids[@]} -lt $(( REF_PARALLEL * n_gpus )) ]; do
-      if [ "$REF_FINISH" = 1 ] && [ "$longest" -gt 0 ] && [ "$(left)" -lt "$longest" ]; then
-        stamp "REF_FINISH: $(left) s left, the longest training here took $longest s: no more started"
+      pick=-1
+      for k in "${!queue[@]}"; do  # REF_FINISH: the first queued training whose epochs left fit the time left
+        IFS='|' read -r name arch seed <<< "${queue[$k]}"
+        done_epochs=$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")
+        if [ "$REF_FINISH" != 1 ] || [ "$per_epoch_ms" -eq 0 ] \
+            || [ $(( $(left) * 1000 )) -ge $(( (REF_EPOCHS - done_epochs) * per_epoch_ms )) ]; then pick=$k; break; fi
+      done
+      if [ "$pick" -lt 0 ]; then
+        stamp "REF_FINISH: $(left) s left, at $(( per_epoch_ms / 1000 )) s an epoch none of the ${#queue[@]} queued fits"
         closed=1
         break
       fi
-      IFS='|' read -r name arch seed <<< "${queue[0]}"
-      queue=("${queue[@]:1}")
+      queue=("${queue[@]:0:$pick}" "${queue[@]:$((pick + 1))}")
       flags_var=REF_FLAGS_${name//[^A-Za-z0-9_]/_}
       CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) python3 -m patsearch train --arch "$arch" --data "$DATA" \
         --epochs "$REF_EPOCHS" ${!flags_var:-$REF_FLAGS} --seed "$seed" --device "$PROXY_DEVICE" \
         --out "$RUNS/ref/$name-s$seed" --resume auto >> "$LOGS/ref-$name-s$seed.log" 2>&1 &
       pids+=($!)
-      since[$!]=$(date +%s)
+      since[$!]=$(date +%s) out_of[$!]=$RUNS/ref/$name-s$seed from_epoch[$!]=$done_epochs
       i=$((i + 1))
-      stamp "started $name seed $seed"
+      stamp "started $name seed $seed$([ "$done_epochs" -gt 0 ] && echo " (from epoch $done_epochs)")"
     done
     [ ${#pids[@]} -eq 0 ] && break
     sleep 2
