@@ -292,7 +292,8 @@ reference() {
       pick=-1
       for k in "${!queue[@]}"; do  # REF_FINISH: the first queued training whose epochs left fit the time left
         IFS='|' read -r name arch seed <<< "${queue[$k]}"
-        done_epochs=$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")
+        done_epochs=0  # a folder without its checkpoint (unpacked from a pack) trains from the start
+        [ -f "$RUNS/ref/$name-s$seed/latest.pt" ] && done_epochs=$(epochs_done "$RUNS/ref/$name-s$seed/metrics.json")
         if [ "$REF_FINISH" != 1 ] || [ "$per_epoch_ms" -eq 0 ] \
             || [ $(( $(left) * 1000 )) -ge $(( (REF_EPOCHS - done_epochs) * per_epoch_ms )) ]; then pick=$k; break; fi
       done
