@@ -275,16 +275,16 @@ reference() {
   enqueue "$REF_LATER"
   stamp "reference: ${#queue[@]} trainings of $REF_EPOCHS epochs, $REF_PARALLEL at a time per GPU"
   local -A since=() out_of=() from_epoch=()
-  local per_epoch_ms=0 closed=0 k pick done_epochs
+  local per_epoch_ms=0 closed=0 k pick done_epochs trained ms
   while [ "$(left)" -gt 0 ]; do
     local alive=() p
     for p in "${pids[@]}"; do
       if kill -0 "$p" 2>/dev/null; then alive+=("$p"); continue; fi
       # its pace, epochs trained in this call over seconds taken (side by side, the slowest pace seen counts)
-      k=$(( $(epochs_done "${out_of[$p]}/metrics.json") - from_epoch[$p] ))
-      if [ "$k" -gt 0 ]; then
-        k=$(( ($(date +%s) - since[$p]) * 1000 / k ))
-        [ "$k" -gt "$per_epoch_ms" ] && per_epoch_ms=$k
+      trained=$(( $(epochs_done "${out_of[$p]}/metrics.json") - from_epoch[$p] ))
+      if [ "$trained" -gt 0 ]; then
+        ms=$(( ($(date +%s) - since[$p]) * 1000 / trained ))
+        [ "$ms" -gt "$per_epoch_ms" ] && per_epoch_ms=$ms
       fi
     done
     pids=("${alive[@]}")

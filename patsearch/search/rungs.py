@@ -187,7 +187,6 @@ def rung_ranking(trials: Sequence[Any], rung: int) -> list[RungScore]:
     trial). Rung 0 counts completed, feasible, trained trials that are not copies of another trial's score."""
     from optuna.trial import TrialState
 
-    speed = {t.number: faster_first(predictions(t.user_attrs)) for t in trials}
     by_parent: dict[int, dict[str, Any]] = {}
     for t in trials:
         if t.state != TrialState.COMPLETE or rung_of(t) != rung or ATTR_TOP1 not in t.user_attrs:
@@ -199,8 +198,9 @@ def rung_ranking(trials: Sequence[Any], rung: int) -> list[RungScore]:
         entry = by_parent.setdefault(parent, {"baseline": ua.get(ATTR_BASELINE), "scores": {}, "seconds": 0.0})
         entry["scores"][int(ua.get(ATTR_RUNG_SEED, 0))] = float(ua[ATTR_TOP1])
         entry["seconds"] += float(ua.get(ATTR_SECONDS) or 0.0)
+    by_number = {t.number: t for t in trials}  # a re-training is ranked by its rung-0 trial's predictions
     out = [RungScore(p, e["baseline"], tuple(v for _, v in sorted(e["scores"].items())), e["seconds"],
-                     speed.get(p, ()))
+                     faster_first(predictions(by_number[p].user_attrs)) if p in by_number else ())
            for p, e in by_parent.items()]
     return sorted(out, key=lambda r: (-r.mean, r.speed, r.parent))
 
