@@ -28,6 +28,12 @@ THROUGHPUT = "throughput"
 _PROFILE_METRIC = {LATENCY: "latency_ms", THROUGHPUT: "throughput"}
 
 
+def lower_is_better(key: str) -> bool:
+    """Whether the metric a constraint key names (``device:metric``, see :attr:`Constraint.key`) improves as it
+    falls: latency does, throughput does not."""
+    return key.rpartition(":")[2] == _PROFILE_METRIC[LATENCY]
+
+
 # The trial system attribute every reader of constraints understands: Optuna 5's samplers (as trial.constraints
 # {"0": ..., "1": ...}) and optuna-dashboard 0.21, which ignores the per-name attributes of trial.set_constraint
 # and would show an over-budget trial as an ordinary complete one.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patsearch.errors import UserError
+from patsearch.search.constraints import lower_is_better
 from patsearch.search.objective import (
     ATTR_ARCH,
     ATTR_BASELINE,
@@ -174,7 +175,7 @@ class RungScore:
 def faster_first(predicted: dict[str, float]) -> tuple[float, ...]:
     """A sort key over a network's predicted constraint metrics (``device:latency_ms`` or ``device:throughput``)
     that puts the faster of two networks first: of two that score the same, the user wants the faster one."""
-    return tuple(v if k.endswith(":latency_ms") else -v for k, v in sorted(predicted.items()))
+    return tuple(v if lower_is_better(k) else -v for k, v in sorted(predicted.items()))
 
 
 def predictions(user_attrs: dict[str, Any]) -> dict[str, float]:
