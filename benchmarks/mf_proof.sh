@@ -47,13 +47,14 @@ FLOOR_TABLE=${FLOOR_TABLE:-}
 # where the proof's networks are measured: by default the GPU found here, which may differ from the table's device
 # (a study constrained by the H100 table, resumed and measured on an H200: hardware its table never saw)
 MEASURE_DEVICE=${MEASURE_DEVICE:-auto}
-SPACE=${SPACE:-spaces/patnet.yaml}  # the space searched (and profiled by the table phase)
-# where the GPU tables of $SPACE are: the shipped ones (profiles/, or profiles/<space>/ for another space); where
+SPACE=${SPACE:-spaces/patnet-wide.yaml}  # the space searched (and profiled by the table phase): the default
+# where the GPU tables of $SPACE are: the shipped ones (profiles/<space>/, or profiles/ for the first space); where
 # there is none, the table phase's output in $TABLES (ignored, so it stays on a warm device; unpacked here, carry it)
-SPACE_SUB=$(python3 -c "import sys; from patsearch.space import DEFAULT_SPACE_NAME as d, SpaceError, load_space as l
-try: name = l(sys.argv[1]).name
+SPACE_SUB=$(python3 -c "import sys; from patsearch.space import SpaceError, load_space as l
+from patsearch.profiler.table import space_folder
+try: space = l(sys.argv[1])
 except SpaceError as e: sys.exit(f'SPACE={sys.argv[1]}: {e}')
-print('' if name == d else name)" "$SPACE") || exit 2  # empty: the default space
+print(space_folder(space) or '')" "$SPACE") || exit 2  # empty: tables at the top of a profile folder
 TABLES_GIVEN=${TABLES:+1}
 if [ -z "$SPACE_SUB" ]; then TABLES=${TABLES:-profiles}; else TABLES=${TABLES:-runs/tables/$SPACE_SUB}; fi
 TABLE_VALIDATE=${TABLE_VALIDATE:-60}  # held-out networks the table phase measures end to end

@@ -49,7 +49,7 @@ def test_profile_refit_reproduces_a_shipped_fidelity_report_without_measuring(tm
 
     from patsearch.resources import bundled_dir
 
-    shipped = bundled_dir("profiles") / "h100-b256-bfloat16-cl-fused.json"
+    shipped = bundled_dir("profiles") / "patnet-wide" / "h100-b256-bfloat16-cl-fused.json"  # the default space's
     copy = tmp_path / shipped.name
     shutil.copy(shipped, copy)
     before = json.loads(shipped.read_text())["fidelity"]
@@ -75,7 +75,7 @@ def test_profile_refit_partial_scores_a_validation_cut_short(tmp_path):
     from patsearch.resources import bundled_dir
     from patsearch.space import load_space
 
-    shipped = bundled_dir("profiles") / "h100-b256-bfloat16-cl-fused.json"
+    shipped = bundled_dir("profiles") / "patnet-wide" / "h100-b256-bfloat16-cl-fused.json"  # the default space's
     fidelity = json.loads(shipped.read_text())["fidelity"]
     sizes = ["--validate", str(fidelity["n_evaluation"]), "--calibrate", str(fidelity["n_calibration"]),
              "--seed", str(fidelity["seed"])]

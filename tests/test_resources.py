@@ -23,8 +23,8 @@ def test_user_folder_from_the_environment(tmp_path, monkeypatch):
 def test_profiles_are_written_to_the_user_folder_not_the_source_tree(tmp_path, monkeypatch):
     monkeypatch.setenv("PATSEARCH_HOME", str(tmp_path / "ph"))
     dev = get_device("cpu")
-    path = profile_path("cpu", dev.protocol)
-    assert path == tmp_path / "ph" / "profiles" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
+    path = profile_path("cpu", dev.protocol)  # the default space's sub-folder
+    assert path == tmp_path / "ph" / "profiles" / "patnet-wide" / "cpu-b1-float32-nchw-t1-cputime-fused.json"
     assert bundled_dir("profiles") not in path.parents
 
 

@@ -25,7 +25,7 @@ from patsearch.io import atomic_open
 from patsearch.profiler.devices import Device, Protocol, device_for_host, environment, get_device, hardware_name
 from patsearch.profiler.errors import ProfileError
 from patsearch.resources import bundled_dir, shipped_profiles_ignored, user_profiles_dir
-from patsearch.space import DEFAULT_SPACE_NAME, SPACES_DIR
+from patsearch.space import DEFAULT_SPACE_NAME, SPACES_DIR, TOP_FOLDER_SPACE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +38,18 @@ class StaleProfileWarning(UserWarning):
     """A profile was made with other software (or for hardware this host cannot check)."""
 
 
-# The default space's tables sit at the top of a profile folder; another space's in a sub-folder of its name, so a
-# device has one table per space (a table extended with another space's layers would mix two days' measurements).
+# Each space's tables sit in a sub-folder of its name (the first space's at the top), so a device has one table per
+# space (a table extended with another space's layers would mix two days' measurements).
 def space_folder(space: Any | None) -> str | None:
-    """The sub-folder of a profile folder that holds ``space``'s tables; ``None``: the folder itself."""
-    name = getattr(space, "name", None)
-    return None if name in (None, DEFAULT_SPACE_NAME) else name
+    """The sub-folder of a profile folder that holds ``space``'s tables (``None``: the default space's); ``None``:
+    the folder itself."""
+    name = getattr(space, "name", None) or DEFAULT_SPACE_NAME
+    return None if name == TOP_FOLDER_SPACE_NAME else name
 
 
 def space_flag(space: Any | None) -> str:
     """`` --space NAME`` for commands suggested about a space other than the default, else nothing."""
-    if space_folder(space) is None:
+    if (getattr(space, "name", None) or DEFAULT_SPACE_NAME) == DEFAULT_SPACE_NAME:
         return ""
     return f" --space {space.name if (SPACES_DIR / f'{space.name}.yaml').exists() else space.source}"
 

@@ -3,7 +3,7 @@
 Public API (the search consumes this)::
 
     from patsearch.space import load_space
-    space = load_space()              # default spaces/patnet.yaml; or a path, or a name in spaces/ ("tiny")
+    space = load_space()              # default spaces/patnet-wide.yaml; or a path, or a name in spaces/ ("tiny")
     space.size()                      # number of distinct networks x resolutions
     cand = space.sample(seed)         # Candidate(arch: ArchConfig, resolution: int), seeded
     cand = space.suggest(trial)       # the same, from an Optuna trial (categorical / suggest_int)
@@ -20,6 +20,7 @@ from patsearch.space.space import (
                                    DEFAULT_SPACE,
                                    DEFAULT_SPACE_NAME,
                                    SPACES_DIR,
+                                   TOP_FOLDER_SPACE_NAME,
                                    Candidate,
                                    Categorical,
                                    Dimension,
@@ -30,4 +31,5 @@ from patsearch.space.space import (
 )
 
 __all__ = ["load_space", "SearchSpace", "Candidate", "Categorical", "IntRange", "Dimension", "SpaceError",
-           "DEFAULT_SPACE", "DEFAULT_SPACE_NAME", "SPACES_DIR"]
+           "DEFAULT_SPACE", "DEFAULT_SPACE_NAME", "SPACES_DIR",
+           "TOP_FOLDER_SPACE_NAME"]

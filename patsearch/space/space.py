@@ -37,8 +37,11 @@ from patsearch.errors import UserError
 from patsearch.resources import bundled_dir
 
 SPACES_DIR = bundled_dir("spaces")  # the checkout's spaces/, or the installed copy
-DEFAULT_SPACE = SPACES_DIR / "patnet.yaml"
-DEFAULT_SPACE_NAME = "patnet"  # the ``name:`` in that file; its lookup tables sit at the top of a profile folder
+DEFAULT_SPACE = SPACES_DIR / "patnet-wide.yaml"
+DEFAULT_SPACE_NAME = "patnet-wide"  # the ``name:`` in that file
+# The first space's tables sit at the top of a profile folder (where they were shipped before there were others);
+# every other space's, the default's included, in a sub-folder of its name.
+TOP_FOLDER_SPACE_NAME = "patnet"
 
 RESOLUTION = "resolution"  # the one dimension that is not an ArchConfig field
 DEFAULT_RESOLUTION = 224

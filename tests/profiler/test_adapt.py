@@ -163,23 +163,28 @@ def test_ignoring_shipped_tables_forces_adaptation(tmp_path, tiny_space, shipped
 
 
 def test_each_space_resolves_a_device_name_to_its_own_table(tiny_space, shipped, monkeypatch, _user_home):
-    """The default space's table sits at the folder's top, another space's in its sub-folder: a name finds the
-    table covering the searched space, and a search of another space adapts into that space's sub-folder."""
+    """The first space's table sits at the folder's top, every other space's (the default's too) in a sub-folder of
+    its name: a name finds the table covering the searched space, and a search of another space adapts into that
+    space's sub-folder."""
     from patsearch.space import load_space
 
-    default = load_space()
-    top = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)  # lacks the default's
+    default, first = load_space(), load_space("patnet")
+    top = make_base(shipped / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space)  # lacks both's layers
     (shipped / "tiny").mkdir()
     own = make_base(shipped / "tiny" / "epyc-b1-float32-nchw-t1-cputime-fused.json", tiny_space, seed=1,
                     hardware="The Tiny Table's CPU")
     assert find_profile("epyc", space=tiny_space) == own.path
-    assert find_profile("epyc") == top.path  # no space: the folder's top, as before
-    with pytest.raises(ProfileError) as info:
-        find_profile("epyc", space=default)
-    message = str(info.value)
-    assert f"{top.path} lacks layers of space 'patnet'" in message and "\n" not in message
-    assert "`patsearch profile --device epyc --adapt`" in message  # the default space needs no --space
-    assert table.profile_path("cpu", get_device("cpu").protocol, space=default).parent == _user_home / "profiles"
+    assert find_profile("epyc") == top.path  # no space: the default's sub-folder (absent here), then the top
+    for space, flag in ((default, ""), (first, " --space patnet")):
+        with pytest.raises(ProfileError) as info:
+            find_profile("epyc", space=space)
+        message = str(info.value)
+        assert f"{top.path} lacks layers of space {space.name!r}" in message and "\n" not in message
+        assert f"`patsearch profile --device epyc{flag} --adapt`" in message  # the default space needs no --space
+    protocol = get_device("cpu").protocol
+    assert table.profile_path("cpu", protocol, space=default).parent == _user_home / "profiles" / "patnet-wide"
+    assert table.profile_path("cpu", protocol).parent == _user_home / "profiles" / "patnet-wide"
+    assert table.profile_path("cpu", protocol, space=first).parent == _user_home / "profiles"
     # a search of the tiny space on a host no table fits adapts the tiny table, never the top one
     monkeypatch.setattr(adapt_mod, "default_measure", FakeMeasure(own))
     adapted = load_or_adapt("cpu", space=tiny_space, note=lambda _: None)
@@ -316,13 +321,16 @@ def test_nearest_base_prefers_the_same_protocol_then_the_same_device():
 
     from patsearch.space import load_space
 
-    space = load_space()
+    space = load_space("patnet")  # the space with shipped H200 tables
     h200, h100 = get_device("h200"), get_device("h100")
     eager = dataclasses.replace(h200.protocol, cuda_graphs=False)
     assert nearest_base(h200, eager, space).path.name == "h200-b256-bfloat16-cl-fused.json"   # same protocol too
     # without a table of its own, an H200 adapts the H100's table of the same protocol
     base = nearest_base(h200, eager, space, exclude=PROFILES_DIR / "h200-b256-bfloat16-cl-fused.json")
     assert base.device == "h100" and base.protocol == eager == h100.protocol
+    # the default space ships no H200 table: an H200 search adapts its H100 table, whatever the protocol
+    base = nearest_base(h200, h200.protocol, load_space())
+    assert base.device == "h100" and base.path.parent.name == "patnet-wide"
 
 
 def _other_release(profile: Profile) -> Profile:
