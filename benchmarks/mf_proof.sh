@@ -35,7 +35,7 @@ OUT=${OUT:-/tmp/mf_proof}
 DATA=${DATA:-.devcarry/cifar10}
 DEADLINE=${DEADLINE:-540}  # seconds after start: the search is interrupted (its trials queued again) and packed
 STUDY=${STUDY:-mf-cpu}
-BUDGET=${BUDGET:-epyc=27.1ms}  # PATNet-T1's predicted latency on the shipped EPYC table (a host we can measure)
+BUDGET=${BUDGET:-epyc=patnet_t1}  # PATNet-T1's predicted latency on the space's EPYC table (a host we can measure)
 CONSTRAINT=${CONSTRAINT:---latency-budget $BUDGET}
 # FLOOR_OF=fasternet_t2: the constraint is "at least as fast as that network" on $FLOOR_TABLE (a throughput floor
 # on a GPU, a latency budget on a CPU), both sides predicted by the one table; the proof then measures it and its
