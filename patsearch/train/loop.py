@@ -76,6 +76,7 @@ from patsearch.data.transforms import (
 from patsearch.errors import UserError
 from patsearch.io import ensure_writable, missing_folders
 from patsearch.train import checkpoint as ckpt
+from patsearch.train.collapse import find_collapse
 from patsearch.train.distributed import (
     ShardedBatchSampler,
     all_gather_objects,
@@ -509,14 +510,19 @@ class Trainer:
                              if k in ("train_loss", "top1", "top5", "val_loss", "img_s", "lr")}, self.global_step)
         self.writer.metrics(self._metrics_payload())
         self.progress.log(epoch_line(metrics, rec.epochs))
+        collapse = find_collapse(self.history, len(self.classes))
+        if collapse is not None and collapse.epoch == epoch + 1:  # said once, when it happens
+            self.progress.log(collapse.note(self.peak_lr))
         if self.on_epoch_end is not None:
             self.on_epoch_end(epoch + 1, metrics)
         return stop
 
     def _metrics_payload(self) -> dict[str, Any]:
         """metrics.json: the run, its recipe, the best top-1 and each epoch; ``partial`` when stopped mid-epoch."""
+        collapse = find_collapse(self.history, len(self.classes))
         return {"run": self.run_info, "recipe": self.rec.to_dict(), "best_top1": self.best_top1,
-                "history": self.history, **({"partial": self.partial} if self.partial else {})}
+                "history": self.history, **({"partial": self.partial} if self.partial else {}),
+                **({"collapse": collapse.to_dict()} if collapse is not None else {})}
 
     def evaluate(self) -> dict[str, float]:
         """Top-1, top-5 and loss of the current weights on this rank's share of the validation set."""
