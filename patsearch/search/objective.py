@@ -47,6 +47,7 @@ ATTR_SECONDS = "proxy_seconds"
 ATTR_STOPPED = "stopped_early"
 ATTR_DUPLICATE = "duplicate_of"
 ATTR_DIVERGED = "diverged"
+ATTR_COLLAPSE = "collapse"  # the proxy training's top-1 fell most of the way back to chance (see train.collapse)
 # Re-trainings of a multi-fidelity search (patsearch.search.rungs): the rung, the rung-0 trial whose network is
 # trained again, its seed and its training length.
 ATTR_RUNG = "rung"
@@ -204,19 +205,27 @@ class Objective:
                 f"s{user_attrs.get(ATTR_RUNG_SEED)}-{digest}")
         return Path(self.retrain_dir) / name
 
-    @staticmethod
-    def _train_timed(trial, train: Callable[[], float]) -> float:
-        """One proxy training, its seconds recorded on the trial; a training that diverged prunes the trial."""
+    def _train_timed(self, trial, train: Callable[[], float]) -> float:
+        """One proxy training, its seconds recorded on the trial; a training that diverged prunes the trial, and
+        one that collapsed is marked (its score says more about the proxy's lr than about the network)."""
         import optuna
 
         start = time.perf_counter()
         try:
-            return float(train())
+            top1 = float(train())
         except ProxyDiverged as exc:
             trial.set_user_attr(ATTR_DIVERGED, str(exc))
             raise optuna.TrialPruned(f"proxy training diverged: {exc}") from None
         finally:
             trial.set_user_attr(ATTR_SECONDS, round(time.perf_counter() - start, 2))
+        from patsearch.train.collapse import find_collapse  # here: the train package imports torch
+
+        history = getattr(self.run_proxy, "last_history", None)  # runners that keep no history mark nothing
+        num_classes = getattr(self.run_proxy, "num_classes", None)
+        collapse = find_collapse(history, int(num_classes)) if history and num_classes else None
+        if collapse is not None:
+            trial.set_user_attr(ATTR_COLLAPSE, collapse.to_dict())
+        return top1
 
     def _result(self, top1: float, primary: float) -> float | tuple[float, float]:
         return (top1, primary) if self.objective == PARETO else top1

@@ -15,6 +15,7 @@ from typing import Any
 
 from patsearch.io import atomic_write_text
 from patsearch.ranking import describe_figure, describe_interval, describe_seed_std, kendall_tau
+from patsearch.search.objective import ATTR_BASELINE, ATTR_COLLAPSE, ATTR_RUNG, ATTR_RUNG_PARENT
 from patsearch.search.results import (
     Row,
     best_row,
@@ -210,7 +211,30 @@ def summary_notes(study, fidelity=None, *, top: int = 5) -> list[str]:
                          f"{tau:+.2f} ({'larger' if sign * tau > 0 else 'smaller'} networks scored higher)")
         if line:
             notes.append(line)
-    return notes
+    return notes + collapse_notes(study)
+
+
+def collapse_notes(study, most: int = 3) -> list[str]:
+    """Proxy trainings whose top-1 fell most of the way back to chance: such a score ranks the proxy's lr, not the
+    network, so a comparison with it says little."""
+    from optuna.trial import TrialState
+
+    hits = [t for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.COMPLETE and ATTR_COLLAPSE in t.user_attrs]
+    if not hits:
+        return []
+
+    def described(t) -> str:
+        ua, c = t.user_attrs, t.user_attrs[ATTR_COLLAPSE]
+        name = ua.get(ATTR_BASELINE) or f"trial {ua.get(ATTR_RUNG_PARENT, t.number)}"
+        where = f" at rung {ua[ATTR_RUNG]}" if ua.get(ATTR_RUNG) else ""
+        return (f"{name}{where}, top-1 {c['best']:.1f}% at epoch {c['best_epoch']} to {c['top1']:.1f}% at epoch "
+                f"{c['epoch']}")
+
+    listed = "; ".join(described(t) for t in hits[:most]) + (f"; and {len(hits) - most} more" if len(hits) > most
+                                                              else "")
+    return [f"warning: {len(hits)} proxy training(s) collapsed ({listed}): a score that fell back toward chance "
+            f"ranks the proxy's lr, not the network; rerun with a lower --proxy-lr to compare them"]
 
 
 def summary_dict(study, fidelity=None, *, top: int = 5) -> dict[str, Any]:

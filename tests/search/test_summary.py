@@ -281,3 +281,36 @@ def test_a_floor_set_by_a_network_gets_its_own_comparison_line_when_another_base
                                              "constraints": [{"device": "epyc", "kind": "latency", "limit": 30.0,
                                                               "relative_to": "patnet_t1"}]})
     assert len(comparison(study).splitlines()) == 2 and "(the budget's network)" in comparison(study)
+
+
+def test_a_collapsed_proxy_training_is_marked_and_named_under_the_table(tmp_path, tiny_profile):
+    from patsearch.search.objective import ATTR_BASELINE, ATTR_COLLAPSE, ATTR_RUNG, ATTR_RUNG_PARENT, ATTR_RUNG_SEED
+    from patsearch.search.summary import collapse_notes
+
+    def collapsing_proxy(arch, on_epoch_end=None):
+        # wide networks fall back to chance in their second epoch (the lr too high for them), narrow ones learn
+        falls = arch.embed_dim >= 24
+        collapsing_proxy.last_history = [{"epoch": 1, "top1": 70.0}, {"epoch": 2, "top1": 11.0 if falls else 75.0}]
+        return 0.11 if falls else 0.75
+
+    collapsing_proxy.num_classes = 10
+    out = tiny_search(tmp_path, tiny_profile, "50ms", proxy=collapsing_proxy, trials=6)
+    study = out.study
+    trained = [t for t in study.trials if t.state == TrialState.COMPLETE and t.user_attrs.get("proxy_top1")]
+    marked = [t for t in trained if ATTR_COLLAPSE in t.user_attrs]
+    assert marked and all(t.user_attrs["proxy_top1"] == 0.11 for t in marked)
+    assert all(t.user_attrs[ATTR_COLLAPSE] == {"epoch": 2, "top1": 11.0, "best": 70.0, "best_epoch": 1}
+               for t in marked)
+    assert len(marked) < len(trained)  # the narrow ones learnt and are not marked
+    assert any(n.startswith(f"warning: {len(marked)} proxy training(s) collapsed (trial ")
+               for n in summary_notes(study))
+
+    study = _two_rung_study()
+    _add(study, 0.60)
+    assert collapse_notes(study) == []
+    _add(study, 0.13, **{ATTR_BASELINE: "patnet_t2", ATTR_RUNG: 1, ATTR_RUNG_PARENT: 0, ATTR_RUNG_SEED: 0,
+                         ATTR_COLLAPSE: {"epoch": 17, "top1": 12.8, "best": 76.0, "best_epoch": 14}})
+    [note] = collapse_notes(study)
+    assert note.startswith("warning: 1 proxy training(s) collapsed (patnet_t2 at rung 1, top-1 76.0% at epoch 14 to "
+                           "12.8% at epoch 17): a score that fell back toward chance ranks the proxy's lr")
+    assert note in summary_notes(study)
