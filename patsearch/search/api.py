@@ -153,6 +153,8 @@ def run_search(opts: SearchOptions, *, console=None, run_proxy: Callable[..., fl
         "proxy_epochs": opts.proxy.epochs,
         "proxy_resolution": opts.proxy.resolution,
         "recipe": opts.proxy.recipe,
+        "proxy_lr": opts.proxy.lr,  # None: the recipe's; the ranking moves with the lr, so it is the study's
+        "proxy_batch_size": opts.proxy.batch_size,
         "objective": opts.objective,
         "trials": opts.trials,
         "sampler": opts.sampler,

@@ -128,6 +128,8 @@ def default_study_name(space_name: str, constraints, objective: str, proxy: Prox
         parts.append(data.split(":")[1] if data.startswith("folder:") else "synthetic")
         parts.append(f"{proxy.epochs}ep{proxy.resolution}px")
         identity = f"{data}|{proxy.recipe_for()}|{None if rungs is None else rungs.to_dict()}"
+        # an lr or batch of one's own: another study (the names of studies without them stay as they were)
+        identity += "".join(f"|{k}={v}" for k, v in (("lr", proxy.lr), ("batch", proxy.batch_size)) if v is not None)
         parts.append(hashlib.sha256(identity.encode()).hexdigest()[:6])
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts))
 

@@ -148,7 +148,8 @@ def create_or_load_study(spec: StorageSpec, study_name: str, *, directions: Sequ
 
 
 # Options that define a search; resuming with different values would silently mix two searches.
-_IDENTITY_KEYS = ("constraints", "space", "data", "proxy_epochs", "proxy_resolution", "objective", "recipe")
+_IDENTITY_KEYS = ("constraints", "space", "data", "proxy_epochs", "proxy_resolution", "objective", "recipe",
+                  "proxy_lr", "proxy_batch_size")
 
 
 def _check_same_config(study, config: dict[str, Any], spec: StorageSpec) -> None:

@@ -181,6 +181,13 @@ def test_rerun_resumes_and_refuses_changed_options(tmp_path, tiny_profile, capsy
 
     with pytest.raises(UserError, match="was created with constraints"):
         _run(tmp_path, tiny_profile, "4ms", trials=4, study_name="s")
+    from patsearch.search.proxy import ProxySettings
+
+    other_lr = SearchOptions(latency_budgets=[f"{tiny_profile}=5ms"], runs_dir=str(tmp_path / "runs"), trials=4,
+                             space="tiny", count_costs=False, plots=False, baselines="none", study_name="s",
+                             heartbeat_interval=HEARTBEAT_S, proxy=ProxySettings(lr=1e-3))
+    with pytest.raises(UserError, match="was created with proxy_lr=None, not 0.001"):  # scores of two lrs unmixed
+        run_search(other_lr, run_proxy=fake_proxy(), load_profile=_load)
     capsys.readouterr()
     show_study("s", runs_dir=str(tmp_path / "runs"))
     shown = capsys.readouterr().out

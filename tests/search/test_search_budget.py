@@ -77,6 +77,10 @@ def test_default_study_names_tell_data_and_proxy_settings_apart(tmp_path):
              for p in (synthetic, folder, ProxySettings(epochs=5, resolution=64, device="cpu"))
              for r in (None, Rungs((4, 12)))}
     assert len(names) == 6  # each data/proxy/rung setting its own study
+    other_lr = {default_study_name("patnet", budget, "single", ProxySettings(epochs=4, resolution=32, device="cpu",
+                                                                             **kw))
+                for kw in ({}, {"lr": 1e-3}, {"lr": 2e-3}, {"batch_size": 64})}
+    assert len(other_lr) == 4  # the lr moves the ranking: each lr or batch its own study
     name = default_study_name("patnet", budget, "single", synthetic)
     assert name.startswith("patnet-cpu-lat35ms-synthetic-4ep32px-")
     assert default_study_name("patnet", budget, "single", folder).startswith("patnet-cpu-lat35ms-cifar10-4ep32px-")
