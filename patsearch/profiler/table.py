@@ -41,8 +41,8 @@ class StaleProfileWarning(UserWarning):
 # Each space's tables sit in a sub-folder of its name (the first space's at the top), so a device has one table per
 # space (a table extended with another space's layers would mix two days' measurements).
 def space_folder(space: Any | None) -> str | None:
-    """The sub-folder of a profile folder that holds ``space``'s tables (``None``: the default space's); ``None``:
-    the folder itself."""
+    """The sub-folder of a profile folder that holds the tables of ``space`` (``None`` standing for the default
+    space); ``None`` where they sit in the folder itself."""
     name = getattr(space, "name", None) or DEFAULT_SPACE_NAME
     return None if name == TOP_FOLDER_SPACE_NAME else name
 
