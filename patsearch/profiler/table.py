@@ -38,18 +38,23 @@ class StaleProfileWarning(UserWarning):
     """A profile was made with other software (or for hardware this host cannot check)."""
 
 
+def _space_name(space: Any | None) -> str:
+    """``space``'s name, ``None`` standing for the default space."""
+    return getattr(space, "name", None) or DEFAULT_SPACE_NAME
+
+
 # Each space's tables sit in a sub-folder of its name (the first space's at the top), so a device has one table per
 # space (a table extended with another space's layers would mix two days' measurements).
 def space_folder(space: Any | None) -> str | None:
-    """The sub-folder of a profile folder that holds the tables of ``space`` (``None`` standing for the default
-    space); ``None`` where they sit in the folder itself."""
-    name = getattr(space, "name", None) or DEFAULT_SPACE_NAME
+    """The sub-folder of a profile folder that holds the tables of ``space`` (``None``: the default space);
+    ``None`` where they sit in the folder itself."""
+    name = _space_name(space)
     return None if name == TOP_FOLDER_SPACE_NAME else name
 
 
 def space_flag(space: Any | None) -> str:
     """`` --space NAME`` for commands suggested about a space other than the default, else nothing."""
-    if (getattr(space, "name", None) or DEFAULT_SPACE_NAME) == DEFAULT_SPACE_NAME:
+    if _space_name(space) == DEFAULT_SPACE_NAME:
         return ""
     return f" --space {space.name if (SPACES_DIR / f'{space.name}.yaml').exists() else space.source}"
 
